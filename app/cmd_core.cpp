@@ -1,0 +1,227 @@
+// `petl list`, `petl run`, `petl eval`.
+#include <H5Cpp.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "app/cli_util.h"
+#include "app/commands.h"
+#include "datasets/vtab.h"
+#include "harness/evaluate.h"
+#include "harness/job.h"
+#include "harness/method.h"
+#include "harness/recipe.h"
+#include "harness/task_data.h"
+#include "harness/tensor_file.h"
+#include "models/checkpoint.h"
+
+namespace petl::cli {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+int cmd_list(const Args& args) {
+  po::options_description d("petl list options");
+  std::string root;
+  d.add_options()("data-root", po::value(&root), "also list the tasks found under this directory");
+  po::variables_map vm;
+  if (!parse_args(args, d, vm, "usage: petl list [--data-root DIR]")) return 0;
+  std::printf("methods (grad through backbone = heavy memory):\n");
+  for (auto& n : MethodRegistry::instance().names()) {
+    auto& m = MethodRegistry::instance().get(n);
+    std::printf("  %-14s grad-through-backbone=%-3s recipe=%-9s %s\n", n.c_str(), m.grad_through_backbone ? "yes" : "no",
+                m.default_recipe.c_str(), m.description.c_str());
+  }
+  std::printf("architectures:\n");
+  for (auto& a : known_archs()) {
+    auto c = vit_config_by_name(a);
+    std::printf("  %-30s img %d patch %d dim %d depth %d heads %d\n", a.c_str(), c.img_size, c.patch_size,
+                c.embed_dim, c.depth, c.num_heads);
+  }
+  std::printf("evaluation protocols:\n  best_of_10  max test accuracy over the evaluations every eval_every epochs\n"
+              "  final       test accuracy after the last epoch\n");
+  if (!root.empty()) {
+    std::printf("tasks under %s:\n", root.c_str());
+    for (auto& t : data::list_tasks(root))
+      std::printf("  %-22s classes %-4d format %-4s %s\n", t.name.c_str(), t.num_classes, t.format.c_str(),
+                  t.dir.c_str());
+  }
+  return 0;
+}
+
+namespace {
+void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::string>& sets) {
+  d.add_options()
+    ("method", po::value(&s.method)->required(), "method name (see `petl list`)")
+    ("task", po::value(&s.task)->required(), "task folder name under --data-root (aliases like cifar100 accepted)")
+    ("data-root", po::value(&s.data_root)->required(), "root holding <task>/ folders in the VTAB-1k txt or json format")
+    ("backbone", po::value(&s.backbone_file), "pretrained backbone: Google ViT .npz or timm .safetensors (default: the embedded petl_vit_mini_p4_32)")
+    ("arch", po::value(&s.arch), "architecture (timm name, e.g. vit_base_patch16_224_in21k); without --backbone only for --dry-run")
+    ("recipe", po::value(&s.recipe), "training recipe from config/recipes.yaml (default: the method's)")
+    ("epochs", po::value(&s.epochs), "override the recipe's epochs")
+    ("batch-size", po::value(&s.batch_size), "override the recipe's batch size")
+    ("seed", po::value(&s.seed), "override the recipe's seed")
+    ("protocol", po::value(&s.protocol)->default_value("best_of_10"), "headline accuracy: best_of_10 | final (both are recorded)")
+    ("threads", po::value(&s.threads)->default_value(0), "intra-op threads (0 = cores this process may use)")
+    ("set", po::value(&sets)->composing(), "key=value override of a recipe key (lr, weight_decay, warmup_epochs, eval_every, drop_path_rate, ...) or a method setting (synqt: token_nums, attn_scale, ffn_scale, feat_scale, backbone_drop_path, kem_drop_path); repeatable")
+    ("skip-bad", po::bool_switch(&s.skip_bad), "skip missing/undecodable images (counted in the record) instead of failing")
+    ("no-progress", "no progress bars");
+}
+}  // namespace
+
+int cmd_run(const Args& args) {
+  JobSpec spec;
+  std::vector<std::string> sets;
+  po::options_description d("petl run options");
+  add_job_options(d, spec, sets);
+  d.add_options()("out", po::value(&spec.out_dir)->default_value("runs"),
+                  "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/")
+      ("dry-run", po::bool_switch(&spec.dry_run), "build the model, print trainable parameters and effective settings, do not train")
+      ("no-checkpoint", "do not save the trained tensors");
+  po::variables_map vm;
+  if (!parse_args(args, d, vm,
+                  "usage: petl run --method M --task T --data-root DIR [--backbone FILE | --arch NAME] [--epochs N]\n"
+                  "                [--batch-size B] [--seed S] [--protocol best_of_10|final] [--threads N] [--out DIR]\n"
+                  "                [--set key=value ...] [--dry-run]\n"
+                  "Trains one method on one task (train split → test split of the recipe) and appends one result record."))
+    return 0;
+  spec.set = sets;
+  spec.progress = !vm.count("no-progress");
+  spec.save_checkpoint = !vm.count("no-checkpoint");
+  spec.argv = args;
+  json rec;
+  try {
+    rec = run_job(spec);
+  } catch (const std::exception& e) {
+    if (!spec.out_dir.empty() && !spec.dry_run)
+      append_record((fs::path(spec.out_dir) / "results.jsonl").string(), failed_record(spec, e.what()));
+    throw;
+  }
+  if (spec.dry_run) {
+    std::printf("method %s on %s: %lld trainable parameters (backbone %lld)\n", spec.method.c_str(),
+                rec["task"].get<std::string>().c_str(), (long long)rec["trainable_params"].get<int64_t>(),
+                (long long)rec["backbone_params"].get<int64_t>());
+    std::printf("%s\n", rec["settings"].dump(2).c_str());
+    return 0;
+  }
+  std::printf("%s %s seed %d: accuracy %.2f%% (%s), trainable %lld, peak train %.1f MiB, %.1f img/s\n",
+              spec.method.c_str(), rec["task"].get<std::string>().c_str(), rec["seed"].get<int>(),
+              rec["accuracy"].get<double>(), spec.protocol.c_str(), (long long)rec["trainable_params"].get<int64_t>(),
+              rec["memory"]["peak_train_mib"].get<double>(), rec["timing"]["train_images_per_s"].get<double>());
+  std::printf("record appended to %s/results.jsonl\n", spec.out_dir.c_str());
+  return 0;
+}
+
+namespace {
+void write_logits_h5(const std::string& path, const torch::Tensor& logits, const torch::Tensor& labels,
+                     const std::vector<std::string>& paths, const std::string& method, const std::string& task) {
+  auto l = logits.contiguous();
+  H5::H5File f(path + ".tmp", H5F_ACC_TRUNC);
+  hsize_t dims[2] = {hsize_t(l.size(0)), hsize_t(l.size(1))};
+  H5::DataSpace sp(2, dims);
+  auto ds = f.createDataSet("logits", H5::PredType::IEEE_F32LE, sp);
+  ds.write(l.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+  hsize_t n[1] = {hsize_t(labels.size(0))};
+  H5::DataSpace sp1(1, n);
+  auto lab = labels.contiguous();
+  f.createDataSet("labels", H5::PredType::STD_I64LE, sp1).write(lab.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+  H5::StrType st(H5::PredType::C_S1, H5T_VARIABLE);
+  std::vector<const char*> cp;
+  for (auto& p : paths) cp.push_back(p.c_str());
+  if (!cp.empty()) f.createDataSet("paths", st, sp1).write(cp.data(), st);
+  H5::DataSpace scalar(H5S_SCALAR);
+  f.createAttribute("method", st, scalar).write(st, std::string(method));
+  f.createAttribute("task", st, scalar).write(st, std::string(task));
+  f.close();
+  fs::rename(path + ".tmp", path);
+}
+}  // namespace
+
+int cmd_eval(const Args& args) {
+  std::string method_name, task_name, root, backbone, ckpt, split, logits_path, arch;
+  int threads = 0, batch = 512;
+  std::vector<std::string> sets;
+  po::options_description d("petl eval options");
+  d.add_options()("method", po::value(&method_name)->required(), "method name")
+      ("task", po::value(&task_name)->required(), "task under --data-root")
+      ("data-root", po::value(&root)->required(), "data root (VTAB-1k txt or json layout)")
+      ("backbone", po::value(&backbone), "backbone file the checkpoint was trained on (default: the embedded one)")
+      ("arch", po::value(&arch), "architecture, when the backbone file does not say")
+      ("checkpoint", po::value(&ckpt)->required(), "safetensors of the trained tensors (petl's or exported from the reference code, same names)")
+      ("split", po::value(&split)->default_value("test"), "split to evaluate")
+      ("logits", po::value(&logits_path), "write logits in file-list order: .h5 (datasets logits (N,C) f32, labels (N,) i64, paths (N,) str) or .npy (logits only)")
+      ("batch-size", po::value(&batch)->default_value(512), "evaluation batch size")
+      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
+      ("set", po::value(&sets)->composing(), "method setting key=value (e.g. token_nums=4), when the checkpoint's metadata does not carry it")
+      ("no-progress", "no progress bars");
+  po::variables_map vm;
+  if (!parse_args(args, d, vm, "usage: petl eval --method M --task T --data-root DIR --backbone FILE --checkpoint FILE [--split test] [--logits FILE]"))
+    return 0;
+  at::set_num_threads(threads > 0 ? threads : available_cores());
+  std::map<std::string, std::string> meta;
+  auto tensors = load_named_tensors(ckpt, &meta);
+  Settings settings = Settings::parse(sets);
+  if (meta.count("method_settings")) {
+    for (auto& [k, v] : json::parse(meta["method_settings"]).items())
+      if (k[0] != '_' && !settings.has(k)) settings.set(k, v.get<std::string>());
+  }
+  auto task = data::find_task(root, task_name);
+  int num_classes = task.num_classes;
+  if (tensors.count("head.weight")) {
+    int c = int(tensors["head.weight"].size(0));
+    PETL_CHECK(num_classes <= 0 || c == num_classes, ckpt, ": head.weight has ", c, " classes but task ", task.name,
+               " has ", num_classes, " (class-count mismatch)");
+    num_classes = c;
+  }
+  PETL_CHECK(num_classes > 0, "cannot tell the number of classes of task ", task.name);
+  if (backbone.empty() && arch.empty()) backbone = embedded_backbone_path();
+  VitConfig cfg = arch.empty() ? infer_vit_config(backbone) : vit_config_by_name(arch);
+  VisionTransformer vit(cfg);
+  auto lb = load_backbone(vit, backbone);
+  vit->set_trainable(false);
+  MethodContext ctx;
+  ctx.backbone = vit;
+  ctx.num_classes = num_classes;
+  ctx.task = task.name;
+  ctx.settings = settings;
+  auto method = build_method(method_name, ctx);
+  // Strict load of the trainable tensors by name.
+  {
+    torch::NoGradGuard ng;
+    std::set<std::string> seen;
+    for (auto& [name, p] : method->trainable_parameters()) {
+      auto it = tensors.find(name);
+      PETL_CHECK(it != tensors.end(), ckpt, ": missing tensor '", name, "' of shape ", p.sizes());
+      PETL_CHECK(it->second.sizes() == p.sizes(), ckpt, ": tensor '", name, "' has shape ", it->second.sizes(),
+                 ", method ", method_name, " expects ", p.sizes());
+      p.copy_(it->second);
+      seen.insert(name);
+    }
+    for (auto& [k, v] : tensors)
+      PETL_CHECK(seen.count(k), ckpt, ": unexpected tensor '", k, "' ", v.sizes(), " (not trainable in ", method_name, ")");
+  }
+  data::LoadOptions lo;
+  lo.image_size = cfg.img_size;
+  lo.threads = at::get_num_threads();
+  lo.progress = !vm.count("no-progress");
+  auto recipe = load_recipe(MethodRegistry::instance().get(method_name).default_recipe);
+  lo.norm = data::parse_normalisation(recipe.normalisation);
+  auto st = load_split_tensors(task, split, lo);
+  torch::Tensor logits;
+  auto r = evaluate(*method, st.images, st.labels, batch, logits_path.empty() ? nullptr : &logits, lo.progress,
+                    "eval " + method_name + "/" + task.name);
+  std::printf("%s %s/%s: accuracy %.2f%% on %lld images (backbone sha256 %s)\n", method_name.c_str(), task.name.c_str(),
+              split.c_str(), r.accuracy, (long long)r.n, lb.sha256.substr(0, 12).c_str());
+  if (!logits_path.empty()) {
+    if (logits_path.size() > 4 && logits_path.substr(logits_path.size() - 4) == ".npy") {
+      io::write_npy(logits_path, from_torch(logits.to(torch::kFloat32)));
+    } else {
+      write_logits_h5(logits_path, logits.to(torch::kFloat32), st.labels, st.meta.rel_paths, method_name, task.name);
+    }
+    std::printf("logits (%lld × %lld) written to %s\n", (long long)logits.size(0), (long long)logits.size(1),
+                logits_path.c_str());
+  }
+  return 0;
+}
+
+}  // namespace petl::cli

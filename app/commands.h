@@ -1,0 +1,17 @@
+// The `petl` command line: one function per subcommand (argv after the subcommand name).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace petl::cli {
+
+using Args = std::vector<std::string>;
+int cmd_list(const Args& args);
+int cmd_run(const Args& args);
+int cmd_eval(const Args& args);
+int cmd_suite(const Args& args);
+int cmd_pretrain(const Args& args);
+int cmd_bench(const Args& args);
+int cmd_demo(const Args& args);
+
+}  // namespace petl::cli

@@ -1,0 +1,54 @@
+// petl — entry point: installs the memory meter, dispatches to a subcommand, turns user errors
+// into one clear line and exit status 2.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <map>
+
+#include "app/commands.h"
+#include "harness/error.h"
+#include "harness/memory_meter.h"
+
+namespace {
+const char* kUsage = R"(petl — parameter-efficient transfer learning benchmark for Vision Transformers
+
+usage: petl <command> [options]        (petl <command> --help for every flag)
+
+commands:
+  list       registered methods, architectures, protocols; tasks under --data-root
+  run        train one method on one task → one result record (JSON lines) + checkpoint
+  eval       evaluate a saved checkpoint on a split, optionally writing the logits
+  suite      build the embedded real-data suite "mini" (VTAB-1k txt format)
+  pretrain   build the embedded backbone (small ViT) on upstream data disjoint from the suite
+  bench      peak training memory (MiB by category) and images/s of methods, in one process
+  demo       the main job: every method on every task of the embedded suite, as a table
+)";
+}
+
+int main(int argc, char** argv) {
+  petl::MemoryMeter::install();
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, stdout);
+    return argc < 2 ? 1 : 0;
+  }
+  std::string cmd = argv[1];
+  petl::cli::Args args(argv + 2, argv + argc);
+  const std::map<std::string, int (*)(const petl::cli::Args&)> table = {
+      {"list", petl::cli::cmd_list},   {"run", petl::cli::cmd_run},         {"eval", petl::cli::cmd_eval},
+      {"suite", petl::cli::cmd_suite}, {"pretrain", petl::cli::cmd_pretrain}, {"bench", petl::cli::cmd_bench},
+      {"demo", petl::cli::cmd_demo}};
+  auto it = table.find(cmd);
+  if (it == table.end()) {
+    std::fprintf(stderr, "petl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    return 2;
+  }
+  try {
+    return it->second(args);
+  } catch (const petl::Error& e) {
+    std::fprintf(stderr, "petl %s: error: %s\n", cmd.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "petl %s: internal error: %s\n", cmd.c_str(), e.what());
+    return 3;
+  }
+}

@@ -1,0 +1,424 @@
+// VTAB-1k on-disk readers (vtab1k.md): task names, folder aliases and class counts; the
+// NOAH/PETL-ViT "txt" lists and SynQT's "json" lists with file:line errors; and parallel
+// decode → PIL bicubic resize → normalise loading into one float array in list order.
+#include "datasets/vtab.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "harness/error.h"
+#include "harness/hashing.h"
+#include "harness/progress.h"
+
+namespace fs = std::filesystem;
+
+namespace petl::data {
+namespace {
+
+struct TaskEntry {
+  const char* name;
+  int num_classes;
+};
+// vtab1k.md, table order: natural (7), specialized (4), structured (8).
+constexpr TaskEntry kTasks[] = {
+    {"cifar", 100},          {"caltech101", 102},   {"dtd", 47},
+    {"oxford_flowers102", 102}, {"oxford_iiit_pet", 37}, {"svhn", 10},
+    {"sun397", 397},         {"patch_camelyon", 2}, {"eurosat", 10},
+    {"resisc45", 45},        {"diabetic_retinopathy", 5}, {"clevr_count", 8},
+    {"clevr_dist", 6},       {"dmlab", 6},          {"kitti", 4},
+    {"dsprites_loc", 16},    {"dsprites_ori", 16},  {"smallnorb_azi", 18},
+    {"smallnorb_ele", 9},
+};
+
+// Folder names seen in the wild (lower case, '_' for '-') → canonical task name.
+const std::vector<std::pair<std::string, std::string>>& alias_table() {
+  static const std::vector<std::pair<std::string, std::string>> table = {
+      {"cifar100", "cifar"},
+      {"cifar_100", "cifar"},
+      {"oxford_pet", "oxford_iiit_pet"},
+      {"oxford_pets", "oxford_iiit_pet"},
+      {"pets", "oxford_iiit_pet"},
+      {"oxford_iiit_pets", "oxford_iiit_pet"},
+      {"flowers102", "oxford_flowers102"},
+      {"flowers", "oxford_flowers102"},
+      {"oxford_flowers", "oxford_flowers102"},
+      {"caltech", "caltech101"},
+      {"caltech_101", "caltech101"},
+      {"svhn_cropped", "svhn"},
+      {"sun_397", "sun397"},
+      {"pcam", "patch_camelyon"},
+      {"camelyon", "patch_camelyon"},
+      {"resisc", "resisc45"},
+      {"diabetic_retinopathy_detection", "diabetic_retinopathy"},
+      {"retinopathy", "diabetic_retinopathy"},
+      {"clevr_distance", "clevr_dist"},
+      {"dsprites_location", "dsprites_loc"},
+      {"dsprites_orientation", "dsprites_ori"},
+      {"smallnorb_azimuth", "smallnorb_azi"},
+      {"smallnorb_elevation", "smallnorb_ele"},
+  };
+  return table;
+}
+
+std::string normalise_key(const std::string& name) {
+  std::string k = name;
+  for (char& c : k) c = (c == '-') ? '_' : char(std::tolower(static_cast<unsigned char>(c)));
+  return k;
+}
+
+std::string hyphenated(std::string s) {
+  std::replace(s.begin(), s.end(), '_', '-');
+  return s;
+}
+
+const char* const kSplits[] = {"train800", "val200", "train800val200", "test"};
+
+// "txt" / "json" from the list files present in dir, or "" when it holds none. txt wins when
+// both exist; any of the four txt lists counts (a train800 + val200 folder is usable for tuning).
+std::string detect_format(const fs::path& dir) {
+  std::error_code ec;
+  for (const char* split : kSplits)
+    if (fs::is_regular_file(dir / (std::string(split) + ".txt"), ec)) return "txt";
+  if (fs::is_regular_file(dir / "train800val200.json", ec) || fs::is_regular_file(dir / "test.json", ec))
+    return "json";
+  return "";
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) PETL_FAIL("cannot open ", path, ": ", std::strerror(errno));
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Builds the TaskInfo of an existing folder; reads <dir>/petl_task.json when present.
+TaskInfo make_task_info(const fs::path& dir, const std::string& name, const std::string& format) {
+  TaskInfo info;
+  info.name = name;
+  info.dir = dir.string();
+  info.format = format;
+  info.num_classes = known_num_classes(name);
+  const fs::path meta = dir / "petl_task.json";
+  std::error_code ec;
+  if (!fs::exists(meta, ec)) return info;
+
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(meta.string()));
+  } catch (const nlohmann::json::exception& e) {
+    PETL_FAIL(meta.string(), ": invalid JSON: ", e.what());
+  }
+  PETL_CHECK(j.is_object(), meta.string(), ": expected an object {\"num_classes\": C, \"description\": ...}, got ",
+             j.type_name());
+  if (j.contains("num_classes")) {
+    const auto& c = j["num_classes"];
+    PETL_CHECK(c.is_number_integer() && c.get<int64_t>() > 0 &&
+                   c.get<int64_t>() <= std::numeric_limits<int>::max(),
+               meta.string(), ": num_classes must be a positive integer, got ", c.dump());
+    const int declared = c.get<int>();
+    PETL_CHECK(info.num_classes < 0 || info.num_classes == declared, "class-count mismatch: ",
+               meta.string(), " says num_classes = ", declared, " but VTAB-1k task '", name,
+               "' has ", info.num_classes, " classes");
+    info.num_classes = declared;
+  }
+  if (j.contains("description")) {
+    PETL_CHECK(j["description"].is_string(), meta.string(), ": description must be a string, got ",
+               j["description"].dump());
+    info.description = j["description"].get<std::string>();
+  }
+  return info;
+}
+
+std::string list_path(const TaskInfo& task, const std::string& split) {
+  return (fs::path(task.dir) / (split + "." + task.format)).string();
+}
+
+// Location of a sample for messages: "list.txt:12" or "list.json[11]".
+std::string where(const Sample& s) {
+  const bool json = s.list_file.size() >= 5 && s.list_file.compare(s.list_file.size() - 5, 5, ".json") == 0;
+  return json ? str_cat(s.list_file, "[", s.line - 1, "]") : str_cat(s.list_file, ":", s.line);
+}
+
+// Strict decimal integer (optional sign, digits only, fits int64).
+bool parse_int64(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+  if (i == s.size()) return false;
+  for (size_t k = i; k < s.size(); ++k)
+    if (!std::isdigit(static_cast<unsigned char>(s[k]))) return false;
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno == ERANGE || end != s.c_str() + s.size()) return false;
+  *out = v;
+  return true;
+}
+
+void check_label(int64_t label, int num_classes, const std::string& loc, const std::string& content) {
+  PETL_CHECK(label >= 0, loc, ": negative label ", label, " in '", content, "'");
+  PETL_CHECK(num_classes <= 0 || label < num_classes, loc, ": label ", label, " out of range [0, ",
+             num_classes, ") in '", content, "'");
+}
+
+std::vector<Sample> parse_txt(const TaskInfo& task, const std::string& file, const std::string& text) {
+  std::vector<Sample> out;
+  size_t pos = 0;
+  int line_no = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) eol = text.size();
+    std::string line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+      line.pop_back();
+    if (line.empty()) continue;
+
+    const std::string loc = str_cat(file, ":", line_no);
+    const size_t space = line.rfind(' ');
+    std::string rel = space == std::string::npos ? "" : line.substr(0, space);
+    while (!rel.empty() && rel.back() == ' ') rel.pop_back();
+    PETL_CHECK(!rel.empty(), loc, ": malformed line '", line,
+               "': expected '<image path> <integer label>'");
+    const std::string token = line.substr(space + 1);
+    Sample s;
+    PETL_CHECK(parse_int64(token, &s.label), loc, ": label '", token, "' is not an integer in '",
+               line, "'");
+    check_label(s.label, task.num_classes, loc, line);
+    s.rel_path = rel;
+    s.abs_path = (fs::path(task.dir) / rel).string();
+    s.list_file = file;
+    s.line = line_no;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<Sample> parse_json(const TaskInfo& task, const std::string& file, const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    PETL_FAIL(file, ": invalid JSON: ", e.what());
+  }
+  PETL_CHECK(j.is_array(), file, ": expected a JSON list of {\"<relpath>\": label} objects, got ",
+             j.type_name());
+  std::vector<Sample> out;
+  out.reserve(j.size());
+  for (size_t i = 0; i < j.size(); ++i) {
+    const auto& el = j[i];
+    const std::string loc = str_cat(file, "[", i, "]");
+    PETL_CHECK(el.is_object() && el.size() == 1, loc,
+               ": expected a one-key object {\"<relpath>\": label}, got ", el.dump());
+    const std::string rel = el.begin().key();
+    const auto& v = el.begin().value();
+    const std::string content = el.dump();
+    PETL_CHECK(!rel.empty(), loc, ": empty image path in ", content);
+    Sample s;
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      s.label = u > uint64_t(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max()
+                                                                  : int64_t(u);
+    } else if (v.is_number_integer()) {
+      s.label = v.get<int64_t>();
+    } else {
+      PETL_FAIL(loc, ": label ", v.dump(), " is not an integer in ", content);
+    }
+    check_label(s.label, task.num_classes, loc, content);
+    s.rel_path = rel;
+    s.abs_path = (fs::path(task.dir) / "images" / rel).string();
+    s.list_file = file;
+    s.line = int(i) + 1;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ names and class counts
+
+int known_num_classes(const std::string& canonical_task) {
+  for (const auto& t : kTasks)
+    if (canonical_task == t.name) return t.num_classes;
+  return -1;
+}
+
+std::string canonical_task_name(const std::string& name) {
+  const std::string key = normalise_key(name);
+  if (known_num_classes(key) > 0) return key;
+  for (const auto& [alias, canonical] : alias_table())
+    if (key == alias) return canonical;
+  return name;
+}
+
+const std::vector<std::string>& vtab_task_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& t : kTasks) v.emplace_back(t.name);
+    return v;
+  }();
+  return names;
+}
+
+// ------------------------------------------------------------------ finding tasks
+
+TaskInfo find_task(const std::string& root, const std::string& task) {
+  std::error_code ec;
+  PETL_CHECK(fs::is_directory(root, ec), "VTAB root ", root, " is not a directory");
+  const std::string canonical = canonical_task_name(task);
+
+  // Folder names to try: as given, canonical, then every alias of the canonical name, each
+  // also with '-' in place of '_'.
+  std::vector<std::string> candidates = {task, canonical, hyphenated(canonical)};
+  for (const auto& [alias, target] : alias_table())
+    if (target == canonical) {
+      candidates.push_back(alias);
+      candidates.push_back(hyphenated(alias));
+    }
+  std::vector<std::string> tried;
+  for (const auto& c : candidates)
+    if (std::find(tried.begin(), tried.end(), c) == tried.end()) tried.push_back(c);
+
+  std::string empty_dir;  // an existing folder without list files, for the error message
+  for (const auto& folder : tried) {
+    const fs::path dir = fs::path(root) / folder;
+    if (!fs::is_directory(dir, ec)) continue;
+    const std::string format = detect_format(dir);
+    if (!format.empty()) return make_task_info(dir, canonical, format);
+    if (empty_dir.empty()) empty_dir = dir.string();
+  }
+  PETL_CHECK(empty_dir.empty(), "task folder ", empty_dir,
+             " holds no list file: expected {train800,val200,train800val200,test}.txt (txt format) "
+             "or {train800val200,test}.json (json format)");
+
+  std::vector<std::string> existing;
+  for (const auto& entry : fs::directory_iterator(root, ec))
+    if (entry.is_directory(ec)) existing.push_back(entry.path().filename().string());
+  std::sort(existing.begin(), existing.end());
+  std::string tried_s, existing_s;
+  for (const auto& t : tried) tried_s += (tried_s.empty() ? "" : ", ") + t;
+  for (const auto& e : existing) existing_s += (existing_s.empty() ? "" : ", ") + e;
+  PETL_FAIL("VTAB task '", task, "' not found under ", root, " (tried folders: ", tried_s,
+            "); folders present: ", existing.empty() ? "none" : existing_s);
+}
+
+std::vector<TaskInfo> list_tasks(const std::string& root) {
+  std::error_code ec;
+  PETL_CHECK(fs::is_directory(root, ec), "VTAB root ", root, " is not a directory");
+  std::vector<fs::path> dirs;
+  for (const auto& entry : fs::directory_iterator(root, ec))
+    if (entry.is_directory(ec)) dirs.push_back(entry.path());
+  std::vector<TaskInfo> out;
+  for (const auto& dir : dirs) {
+    const std::string format = detect_format(dir);
+    if (format.empty()) continue;
+    out.push_back(make_task_info(dir, canonical_task_name(dir.filename().string()), format));
+  }
+  std::sort(out.begin(), out.end(), [](const TaskInfo& a, const TaskInfo& b) {
+    return a.name != b.name ? a.name < b.name : a.dir < b.dir;
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------ lists
+
+std::vector<Sample> read_split(const TaskInfo& task, const std::string& split) {
+  PETL_CHECK(std::find(std::begin(kSplits), std::end(kSplits), split) != std::end(kSplits),
+             "unknown split '", split, "': expected train800, val200, train800val200 or test");
+  PETL_CHECK(task.format == "txt" || task.format == "json", "task '", task.name,
+             "': unknown list format '", task.format, "' (expected txt or json)");
+  const std::string file = list_path(task, split);
+  std::error_code ec;
+  PETL_CHECK(fs::is_regular_file(file, ec), "missing list file ", file, " for task '", task.name,
+             "' (", task.format, " format",
+             task.format == "json" ? ", which has only train800val200 and test)" : ")");
+  const std::string text = read_text_file(file);
+  return task.format == "txt" ? parse_txt(task, file, text) : parse_json(task, file, text);
+}
+
+// ------------------------------------------------------------------ loading
+
+LoadedSplit load_split(const TaskInfo& task, const std::string& split, const LoadOptions& opts) {
+  PETL_CHECK(opts.image_size > 0, "load_split: image_size must be positive, got ", opts.image_size);
+  std::vector<Sample> samples = read_split(task, split);
+  if (opts.limit >= 0 && size_t(opts.limit) < samples.size()) samples.resize(size_t(opts.limit));
+
+  LoadedSplit out;
+  out.image_size = opts.image_size;
+  out.list_sha256 = sha256_file(list_path(task, split));
+  const int64_t n = int64_t(samples.size());
+  const int s = opts.image_size;
+  const size_t per_image = size_t(3) * s * s;
+  out.pixels.resize(size_t(n) * per_image);
+
+  int threads = opts.threads > 0 ? opts.threads : int(std::thread::hardware_concurrency());
+  threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, n)));
+
+  // Workers claim indices in increasing order, so the claimed ones always form a prefix of the
+  // list: after an abort, the lowest failed index is the first bad sample in list order.
+  const size_t count = samples.size();
+  std::vector<std::string> errors(count);
+  std::vector<char> ok(count, 0);
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> abort{false};
+  ProgressBar bar("load " + task.name + "/" + split, n, opts.progress);
+  auto worker = [&] {
+    while (!abort.load()) {
+      const int64_t i = next.fetch_add(1);
+      if (i >= n) return;
+      try {
+        Image8 img = decode_image_file(samples[size_t(i)].abs_path);
+        if (img.width != s || img.height != s) img = resize_bicubic_pil(img, s, s);
+        to_normalised_chw(img, opts.norm, out.pixels.data() + size_t(i) * per_image);
+        ok[size_t(i)] = 1;
+      } catch (const std::exception& e) {
+        errors[size_t(i)] = e.what();
+        if (!opts.skip_bad) abort = true;
+      }
+      bar.add(1);
+    }
+  };
+  if (threads == 1) {
+    worker();
+  } else {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+    for (auto& t : pool) t.join();
+  }
+  bar.finish();
+
+  // Keep the good samples in list order (in place: a kept sample only ever moves forward).
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const Sample& smp = samples[size_t(i)];
+    if (!ok[size_t(i)]) {
+      if (errors[size_t(i)].empty()) continue;  // never claimed (only after an abort)
+      if (!opts.skip_bad)
+        PETL_FAIL("cannot load sample ", where(smp), " ", smp.rel_path, ": ", errors[size_t(i)]);
+      out.skipped.push_back(str_cat(where(smp), " ", smp.rel_path, ": ", errors[size_t(i)]));
+      continue;
+    }
+    if (kept != i)
+      std::copy_n(out.pixels.data() + size_t(i) * per_image, per_image,
+                  out.pixels.data() + size_t(kept) * per_image);
+    out.labels.push_back(smp.label);
+    out.rel_paths.push_back(smp.rel_path);
+    ++kept;
+  }
+  out.n = kept;
+  out.pixels.resize(size_t(kept) * per_image);
+  return out;
+}
+
+}  // namespace petl::data

@@ -1,0 +1,71 @@
+// VTAB-1k on-disk readers: the NOAH/PETL-ViT "txt" lists and SynQT's "json" lists, folder
+// aliases, class counts, and parallel loading into normalised float arrays.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "datasets/image.h"
+
+namespace petl::data {
+
+// Known class count of a VTAB-1k task (canonical name), or -1 for unknown tasks.
+int known_num_classes(const std::string& canonical_task);
+// Maps folder aliases (cifar100, cifar_100 → cifar; oxford_pet, pets → oxford_iiit_pet;
+// flowers102 → oxford_flowers102, ...) to the canonical name; other names are returned as is.
+std::string canonical_task_name(const std::string& name);
+// The 19 VTAB-1k task names in table order (natural, specialized, structured).
+const std::vector<std::string>& vtab_task_names();
+
+struct TaskInfo {
+  std::string name;         // canonical name
+  std::string dir;          // <root>/<folder actually found>
+  std::string format;       // "txt" or "json"
+  int num_classes = -1;     // from the VTAB table, or <dir>/petl_task.json {"num_classes": C}
+  std::string description;  // from petl_task.json when present
+};
+
+// Finds <root>/<task> (trying aliases). Throws petl::Error naming the root and the folders that
+// exist when the task is absent, and "class-count mismatch" when petl_task.json disagrees with
+// the VTAB table. Tasks with neither a known count nor petl_task.json get num_classes = -1.
+TaskInfo find_task(const std::string& root, const std::string& task);
+// Every folder under root holding a list file of either format, sorted by name.
+std::vector<TaskInfo> list_tasks(const std::string& root);
+
+struct Sample {
+  std::string rel_path;   // as written in the list
+  std::string abs_path;   // resolved image path
+  int64_t label = -1;
+  std::string list_file;  // the list it came from
+  int line = 0;           // 1-based line (txt) or element index + 1 (json)
+};
+
+// Reads split ∈ {train800, val200, train800val200, test} (json format: train800val200, test).
+// Errors name list file + line: missing list, malformed line, label not an integer, label out of
+// range [0, num_classes) when num_classes > 0.
+std::vector<Sample> read_split(const TaskInfo& task, const std::string& split);
+
+struct LoadOptions {
+  int image_size = 224;                       // output S×S (PIL bicubic resize)
+  Normalisation norm = Normalisation::imagenet;
+  int threads = 0;                            // decode threads; 0 = hardware concurrency
+  bool skip_bad = false;                      // skip missing/undecodable images instead of failing
+  bool progress = true;                       // progress bar on stderr
+  int64_t limit = -1;                         // load only the first `limit` samples (tests)
+};
+
+struct LoadedSplit {
+  int64_t n = 0;
+  int image_size = 0;
+  std::vector<float> pixels;    // n × 3 × S × S, CHW per image, list order (minus skipped)
+  std::vector<int64_t> labels;  // n
+  std::vector<std::string> rel_paths;
+  std::vector<std::string> skipped;  // "list:line path: reason" for each skipped sample
+  std::string list_sha256;           // SHA-256 of the list file's bytes
+};
+
+// Decodes, resizes and normalises every sample of a split on `threads` threads. Without
+// skip_bad the first bad sample throws petl::Error naming list file, line and image path.
+LoadedSplit load_split(const TaskInfo& task, const std::string& split, const LoadOptions& opts);
+
+}  // namespace petl::data

@@ -1,0 +1,342 @@
+// The run loop of one job (see job.h). Knows no method by name: it builds the method through the
+// registry, trains the tensors the method marks trainable, evaluates, measures memory and writes
+// the record.
+#include "harness/job.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "harness/error.h"
+#include "harness/evaluate.h"
+#include "harness/hashing.h"
+#include "harness/memory_meter.h"
+#include "harness/method.h"
+#include "harness/progress.h"
+#include "harness/recipe.h"
+#include "harness/task_data.h"
+#include "harness/train_util.h"
+#include "models/checkpoint.h"
+
+namespace petl {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string embedded_backbone_path() {
+  if (const char* e = std::getenv("PETL_EMBEDDED_BACKBONE"); e && *e) return e;
+  fs::path cfg = config_dir();
+  return (cfg.parent_path() / "assets" / "petl_vit_mini_p4_32.safetensors").string();
+}
+
+void append_record(const std::string& path, const json& record) {
+  if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
+  std::string line = record.dump() + "\n";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  PETL_CHECK(fd >= 0, "cannot open ", path, " for appending");
+  ssize_t w = ::write(fd, line.data(), line.size());
+  ::fsync(fd);
+  ::close(fd);
+  PETL_CHECK(w == ssize_t(line.size()), "short write to ", path);
+}
+
+namespace {
+
+std::string now_utc() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string hostname() {
+  char b[256] = {0};
+  gethostname(b, sizeof b - 1);
+  return b;
+}
+
+json provenance(const JobSpec& spec, int threads) {
+  return {{"git_commit", PETL_GIT_COMMIT},
+          {"host", hostname()},
+          {"threads", threads},
+          {"libtorch_version", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                                   std::to_string(TORCH_VERSION_PATCH)},
+          {"device", "cpu"},
+          {"time_utc", now_utc()},
+          {"argv", spec.argv}};
+}
+
+struct Backbone {
+  VisionTransformer model{nullptr};
+  json info;
+};
+
+Backbone make_backbone(const JobSpec& spec, double drop_path_rate) {
+  std::string file = spec.backbone_file;
+  if (file.empty() && spec.arch.empty()) file = embedded_backbone_path();
+  VitConfig cfg;
+  if (!spec.arch.empty()) {
+    cfg = vit_config_by_name(spec.arch);
+  } else {
+    PETL_CHECK(fs::exists(file), "backbone file not found: ", file,
+               spec.backbone_file.empty() ? " (the embedded backbone; build it with `petl pretrain`)" : "");
+    cfg = infer_vit_config(file);
+  }
+  cfg.drop_path_rate = drop_path_rate;
+  Backbone b;
+  b.model = VisionTransformer(cfg);
+  b.info = {{"arch", cfg.arch}, {"config", json::parse(vit_config_to_json(cfg))}};
+  if (file.empty()) {
+    PETL_CHECK(spec.dry_run, "no --backbone given for --arch ", spec.arch,
+               ": pass the pretrained checkpoint (.npz or .safetensors); random weights only with --dry-run");
+    b.model->init_weights(0);
+    b.info["path"] = nullptr;
+    b.info["sha256"] = "random-init";
+  } else {
+    auto lb = load_backbone(b.model, file);
+    b.info["path"] = lb.path;
+    b.info["format"] = lb.format;
+    b.info["sha256"] = lb.sha256;
+  }
+  b.model->set_trainable(false);
+  return b;
+}
+
+}  // namespace
+
+json failed_record(const JobSpec& spec, const std::string& message) {
+  return {{"schema", "petl.result"}, {"schema_version", 1},      {"status", "failed"},
+          {"error", message},        {"method", spec.method},    {"task", spec.task},
+          {"seed", spec.seed},       {"protocol", spec.protocol}, {"provenance", provenance(spec, spec.threads)}};
+}
+
+json run_job(const JobSpec& spec) {
+  auto t_start = std::chrono::steady_clock::now();
+  PETL_CHECK(spec.protocol == "best_of_10" || spec.protocol == "final", "--protocol '", spec.protocol,
+             "': expected best_of_10 or final");
+  const auto& info = MethodRegistry::instance().get(spec.method);
+  Settings settings = Settings::parse(spec.set);
+  Recipe recipe = load_recipe(spec.recipe.empty() ? info.default_recipe : spec.recipe);
+  if (spec.epochs > 0) recipe.epochs = spec.epochs;
+  if (spec.batch_size > 0) recipe.batch_size = spec.batch_size;
+  if (spec.seed >= 0) recipe.seed = spec.seed;
+  apply_overrides(recipe, settings);
+  if (recipe.warmup_epochs > recipe.epochs) recipe.warmup_epochs = recipe.epochs;
+
+  const int threads = spec.threads > 0 ? spec.threads : available_cores();
+  at::set_num_threads(threads);
+
+  auto task = data::find_task(spec.data_root, spec.task);
+  Backbone bb = make_backbone(spec, recipe.drop_path_rate);
+  const auto& cfg = bb.model->cfg_;
+
+  data::LoadOptions lopts;
+  lopts.image_size = cfg.img_size;
+  lopts.norm = data::parse_normalisation(recipe.normalisation);
+  lopts.threads = threads;
+  lopts.skip_bad = spec.skip_bad;
+  lopts.progress = spec.progress;
+
+  SplitTensors train, test;
+  int num_classes = task.num_classes;
+  if (!spec.dry_run || num_classes <= 0) {
+    lopts.limit = spec.limit_train;
+    train = load_split_tensors(task, recipe.train_split, lopts);
+    if (num_classes <= 0) num_classes = int(train.labels.max().item<int64_t>()) + 1;
+  }
+
+  MethodContext ctx;
+  ctx.backbone = bb.model;
+  ctx.num_classes = num_classes;
+  ctx.task = task.name;
+  ctx.settings = settings;
+  ctx.backbone_drop_path = recipe.drop_path_rate;
+  torch::manual_seed(recipe.seed);
+  auto method = build_method(spec.method, ctx);
+  auto unused = method->ctx_.settings.unused();
+  if (!unused.empty()) {
+    std::string u;
+    for (auto& k : unused) u += " " + k;
+    PETL_FAIL("unknown --set key(s) for method ", spec.method, " / recipe ", recipe.name, ":", u);
+  }
+  auto trainable = method->trainable_parameters();
+  int64_t n_trainable = 0;
+  for (auto& [n, p] : trainable) n_trainable += p.numel();
+  auto needs = method->needs();
+
+  json record = {{"schema", "petl.result"},
+                 {"schema_version", 1},
+                 {"status", spec.dry_run ? "dry_run" : "ok"},
+                 {"method", spec.method},
+                 {"task", task.name},
+                 {"seed", recipe.seed},
+                 {"protocol", spec.protocol},
+                 {"trainable_params", n_trainable},
+                 {"backbone_params", bb.model->num_parameters()},
+                 {"settings",
+                  {{"recipe", recipe.to_map()},
+                   {"recipe_source", recipe.source},
+                   {"method", method->effective_settings()},
+                   {"requested", settings.items()},
+                   {"needs",
+                    {{"grad_through_backbone", needs.grad_through_backbone},
+                     {"final_cls", needs.final_cls},
+                     {"block_kv", needs.block_kv},
+                     {"backbone_stochastic", needs.backbone_stochastic},
+                     {"cacheable", needs.cacheable()},
+                     {"memory_class", needs.memory_class}}}}},
+                 {"backbone", bb.info},
+                 {"provenance", provenance(spec, threads)}};
+  // The job key: a hash of every effective setting that defines the result.
+  json key_src = {{"method", spec.method},          {"task", task.name},
+                  {"settings", record["settings"]}, {"backbone_sha256", bb.info["sha256"]},
+                  {"data_root", fs::absolute(spec.data_root).string()}};
+  record["job_key"] = sha256_string(key_src.dump()).substr(0, 16);
+  if (spec.dry_run) {
+    record["data"] = {{"root", spec.data_root}, {"task", task.name}, {"num_classes", num_classes}};
+    return record;
+  }
+
+  lopts.limit = spec.limit_test;
+  test = load_split_tensors(task, recipe.test_split, lopts);
+  PETL_CHECK(test.labels.numel() == 0 || test.labels.max().item<int64_t>() < num_classes, "task ", task.name,
+             ": test split has label ", test.labels.max().item<int64_t>(), " but the train split implies ",
+             num_classes, " classes (class-count mismatch)");
+
+  // ---------------------------------------------------------------- training
+  auto opt_ptr = make_optimizer(trainable, recipe);
+  auto& opt = *opt_ptr;
+  const int64_t n = train.labels.size(0);
+  const int64_t bs = recipe.batch_size;
+  const int64_t iters = recipe.drop_last ? n / bs : (n + bs - 1) / bs;
+  PETL_CHECK(iters > 0, "train split has ", n, " images, fewer than one batch of ", bs, " with drop_last");
+
+  json evals = json::array(), losses = json::array();
+  double train_seconds = 0, eval_seconds = 0;
+  int64_t images_seen = 0;
+  TrainingPeak peak;
+  bool started = false;
+  for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
+    method->train(true);
+    auto t0 = std::chrono::steady_clock::now();
+    auto perm = torch::randperm(n, torch::kInt64);
+    ProgressBar bar(spec.method + "/" + task.name + " epoch " + std::to_string(epoch + 1) + "/" +
+                        std::to_string(recipe.epochs),
+                    iters, spec.progress);
+    double loss_sum = 0;
+    for (int64_t it = 0; it < iters; ++it) {
+      double lr = learning_rate(recipe, epoch, int(it), int(iters));
+      set_learning_rate(opt, lr);
+      if (!started) {
+        peak.begin();  // right before the first training step
+        started = true;
+      }
+      auto idx = perm.narrow(0, it * bs, std::min(bs, n - it * bs));
+      auto x = train.images.index_select(0, idx);
+      auto y = train.labels.index_select(0, idx);
+      opt.zero_grad();
+      auto logits = method->forward(x);
+      auto loss = torch::nn::functional::cross_entropy(logits, y);
+      loss.backward();
+      opt.step();
+      double l = loss.item<double>();
+      PETL_CHECK(std::isfinite(l), "training diverged: loss ", l, " at epoch ", epoch + 1, " iteration ", it);
+      loss_sum += l;
+      images_seen += x.size(0);
+      bar.add(1);
+      if (it % 4 == 0) {
+        char b[64];
+        std::snprintf(b, sizeof b, "loss %.4f lr %.2e", l, lr);
+        bar.set_postfix(b);
+      }
+    }
+    bar.finish();
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    losses.push_back(loss_sum / iters);
+    const bool eval_now = (epoch + 1) % recipe.eval_every == 0 || epoch + 1 == recipe.epochs;
+    if (eval_now) {
+      peak.pause();
+      auto t1 = std::chrono::steady_clock::now();
+      auto ev = evaluate(*method, test.images, test.labels, recipe.eval_batch_size, nullptr, spec.progress,
+                         "eval " + spec.method + "/" + task.name);
+      eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      evals.push_back({{"epoch", epoch + 1}, {"test_acc", ev.accuracy}, {"train_loss", loss_sum / iters}});
+      std::fprintf(stderr, "[petl] %s/%s epoch %d: loss %.4f, test acc %.2f%%\n", spec.method.c_str(),
+                   task.name.c_str(), epoch + 1, loss_sum / iters, ev.accuracy);
+      peak.resume();
+    }
+  }
+  peak.end();
+
+  // ---------------------------------------------------------------- record
+  auto mem = memory_breakdown(*method, trainable, opt, peak);
+  double best = -1, final_acc = evals.back()["test_acc"];
+  json eval_epochs = json::array();
+  for (auto& e : evals) {
+    if (int(e["epoch"]) % recipe.eval_every == 0) {
+      best = std::max(best, double(e["test_acc"]));
+      eval_epochs.push_back(e["epoch"]);
+    }
+  }
+  if (best < 0) best = final_acc;
+  record["accuracy"] = spec.protocol == "final" ? final_acc : best;
+  record["accuracy_by_protocol"] = {{"best_of_10", best}, {"final", final_acc}, {"best_of_10_epochs", eval_epochs}};
+  record["evals"] = evals;
+  record["epoch_train_loss"] = losses;
+  record["memory"] = mem.to_json(bs, cfg.img_size);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  record["timing"] = {{"wall_s", wall},
+                      {"train_s", train_seconds},
+                      {"eval_s", eval_seconds},
+                      {"train_images_per_s", train_seconds > 0 ? double(images_seen) / train_seconds : 0.0}};
+  record["data"] = {{"root", fs::absolute(spec.data_root).string()},
+                    {"task", task.name},
+                    {"task_dir", task.dir},
+                    {"format", task.format},
+                    {"num_classes", num_classes},
+                    {"normalisation", recipe.normalisation},
+                    {"image_size", cfg.img_size},
+                    {"train_split", recipe.train_split},
+                    {"n_train", n},
+                    {"train_list_sha256", train.meta.list_sha256},
+                    {"test_split", recipe.test_split},
+                    {"n_test", test.labels.size(0)},
+                    {"test_list_sha256", test.meta.list_sha256},
+                    {"skipped", json(train.meta.skipped).get<std::vector<std::string>>()}};
+  for (auto& s : test.meta.skipped) record["data"]["skipped"].push_back(s);
+  record["data"]["n_skipped"] = record["data"]["skipped"].size();
+
+  if (!spec.out_dir.empty()) {
+    if (spec.save_checkpoint) {
+      std::string ck = (fs::path(spec.out_dir) / "checkpoints" /
+                        (spec.method + "_" + task.name + "_s" + std::to_string(recipe.seed) + "_" +
+                         record["job_key"].get<std::string>() + ".safetensors"))
+                           .string();
+      std::map<std::string, std::string> meta = {{"method", spec.method},
+                                                 {"task", task.name},
+                                                 {"num_classes", std::to_string(num_classes)},
+                                                 {"job_key", record["job_key"]},
+                                                 {"backbone_sha256", bb.info["sha256"]},
+                                                 {"method_settings", json(method->effective_settings()).dump()},
+                                                 {"format", "pt"}};
+      save_named_tensors(ck, trainable, meta);
+      record["checkpoint"] = fs::absolute(ck).string();
+    }
+    append_record((fs::path(spec.out_dir) / "results.jsonl").string(), record);
+  }
+  return record;
+}
+
+}  // namespace petl

@@ -1,0 +1,85 @@
+#include "harness/memory_meter.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+
+#include <algorithm>
+
+namespace petl {
+namespace {
+
+std::atomic<int64_t> g_live{0}, g_peak{0}, g_allocs{0};
+std::atomic<bool> g_installed{false};
+
+struct Ctx {
+  c10::DataPtr inner;
+  size_t size;
+};
+
+void counting_delete(void* p) {
+  auto* ctx = static_cast<Ctx*>(p);
+  g_live.fetch_sub(int64_t(ctx->size), std::memory_order_relaxed);
+  delete ctx;  // frees the wrapped allocation through its own deleter
+}
+
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
+  c10::DataPtr allocate(size_t n) const override {
+    c10::DataPtr d = inner_->allocate(n);
+    void* data = d.get();
+    auto device = d.device();
+    auto* ctx = new Ctx{std::move(d), n};
+    int64_t live = g_live.fetch_add(int64_t(n), std::memory_order_relaxed) + int64_t(n);
+    g_allocs.fetch_add(1, std::memory_order_relaxed);
+    int64_t peak = g_peak.load(std::memory_order_relaxed);
+    while (live > peak && !g_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+    }
+    return {data, ctx, &counting_delete, device};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+
+ private:
+  c10::Allocator* inner_;
+};
+
+}  // namespace
+
+void MemoryMeter::install() {
+  bool expected = false;
+  if (!g_installed.compare_exchange_strong(expected, true)) return;
+  static CountingAllocator counting(c10::GetCPUAllocator());
+  c10::SetCPUAllocator(&counting, /*priority=*/1);
+}
+
+bool MemoryMeter::installed() { return g_installed.load(); }
+int64_t MemoryMeter::live_bytes() { return g_live.load(); }
+int64_t MemoryMeter::peak_bytes() { return g_peak.load(); }
+void MemoryMeter::reset_peak() { g_peak.store(g_live.load()); }
+int64_t MemoryMeter::allocations() { return g_allocs.load(); }
+
+void TrainingPeak::begin() {
+  MemoryMeter::reset_peak();
+  baseline_ = MemoryMeter::live_bytes();
+  train_peak_ = baseline_;
+  eval_peak_ = 0;
+  in_eval_ = false;
+}
+void TrainingPeak::pause() {
+  if (in_eval_) return;
+  train_peak_ = std::max(train_peak_, MemoryMeter::peak_bytes());
+  MemoryMeter::reset_peak();
+  in_eval_ = true;
+}
+void TrainingPeak::resume() {
+  if (!in_eval_) return;
+  eval_peak_ = std::max(eval_peak_, MemoryMeter::peak_bytes());
+  MemoryMeter::reset_peak();
+  in_eval_ = false;
+}
+void TrainingPeak::end() {
+  if (in_eval_) resume();
+  train_peak_ = std::max(train_peak_, MemoryMeter::peak_bytes());
+}
+
+}  // namespace petl

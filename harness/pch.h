@@ -1,0 +1,11 @@
+// Precompiled header shared by every torch translation unit (see CMakeLists.txt).
+#pragma once
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>

@@ -1,0 +1,33 @@
+// Typed access to `--set key=value` settings with errors that name the key, and a record of
+// which keys were consumed so unknown keys are reported instead of silently ignored.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace petl {
+
+class Settings {
+ public:
+  Settings() = default;
+  explicit Settings(std::map<std::string, std::string> kv) : kv_(std::move(kv)) {}
+  // Parses "key=value" items (from the command line); throws petl::Error naming a bad item.
+  static Settings parse(const std::vector<std::string>& items);
+
+  bool has(const std::string& key) const { return kv_.count(key) > 0; }
+  double get_double(const std::string& key, double def) const;
+  int get_int(const std::string& key, int def) const;
+  bool get_bool(const std::string& key, bool def) const;
+  std::string get_string(const std::string& key, const std::string& def) const;
+  void set(const std::string& key, const std::string& value) { kv_[key] = value; }
+  const std::map<std::string, std::string>& items() const { return kv_; }
+  // Keys never read by any getter.
+  std::vector<std::string> unused() const;
+
+ private:
+  std::map<std::string, std::string> kv_;
+  mutable std::set<std::string> used_;
+};
+
+}  // namespace petl

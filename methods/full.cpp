@@ -1,0 +1,30 @@
+// full — full fine-tuning: every backbone tensor trains, plus a new head on the final-norm cls
+// token (timm names throughout). Backbone stochastic depth follows the recipe.
+#include "harness/method.h"
+
+namespace petl {
+namespace {
+
+class FullFinetune : public Method {
+ public:
+  explicit FullFinetune(const MethodContext& ctx) : Method(ctx) {
+    head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
+    backbone_->set_trainable(true);
+  }
+  std::string name() const override { return "full"; }
+  BackboneNeeds needs() const override {
+    BackboneNeeds n;
+    n.grad_through_backbone = true;
+    n.backbone_stochastic = ctx_.backbone_drop_path > 0;
+    n.memory_class = "heavy";
+    return n;
+  }
+  torch::Tensor forward(const torch::Tensor& images) override { return head(backbone_->forward_cls(images)); }
+  torch::nn::Linear head{nullptr};
+};
+
+PETL_REGISTER_METHOD((MethodInfo{"full", "full fine-tuning of every backbone tensor + head", "synqt", true,
+                                 [](const MethodContext& c) { return std::make_shared<FullFinetune>(c); }}));
+
+}  // namespace
+}  // namespace petl

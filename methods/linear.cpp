@@ -1,0 +1,39 @@
+// linear — linear probe: frozen backbone (eval mode, deterministic), head on the final-norm cls
+// token. Head init as timm's reset_classifier (torch.nn.Linear default). baselines.md "linear".
+#include "harness/method.h"
+
+namespace petl {
+namespace {
+
+class LinearProbe : public Method {
+ public:
+  explicit LinearProbe(const MethodContext& ctx) : Method(ctx) {
+    head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
+  }
+  std::string name() const override { return "linear"; }
+  BackboneNeeds needs() const override {
+    BackboneNeeds n;
+    n.final_cls = true;
+    n.memory_class = "light";
+    return n;
+  }
+  torch::Tensor forward(const torch::Tensor& images) override {
+    torch::Tensor feats;
+    {
+      torch::NoGradGuard ng;
+      feats = backbone_->forward_cls(images);
+    }
+    return head(feats);
+  }
+  void train(bool on) override {
+    torch::nn::Module::train(on);
+    backbone_->train(false);  // features of a linear probe are fixed
+  }
+  torch::nn::Linear head{nullptr};
+};
+
+PETL_REGISTER_METHOD((MethodInfo{"linear", "linear probe on the frozen final-norm cls token", "synqt", false,
+                                 [](const MethodContext& c) { return std::make_shared<LinearProbe>(c); }}));
+
+}  // namespace
+}  // namespace petl
