@@ -305,8 +305,8 @@ bool sprite_contains(int shape, int64_t u, int64_t v, int64_t r) {
     }
     case kArrow: {  // shaft from the back to the middle, triangular head to the tip at +0.95 r
       const int64_t tip = frac(r, 243);
-      if (u >= -tip && u <= frac(r, 26) && av <= frac(r, 44)) return true;
-      return u >= 0 && u <= tip && av * tip <= frac(r, 128) * (tip - u);
+      if (u >= -tip && u <= frac(r, 26) && av <= frac(r, 56)) return true;
+      return u >= 0 && u <= tip && av * tip <= frac(r, 140) * (tip - u);
     }
     case kEll: {  // long bar along u on the -v side, foot towards +v at the back
       const int64_t back = frac(r, 154), front = frac(r, 192), in = frac(r, 56);
@@ -316,7 +316,7 @@ bool sprite_contains(int shape, int64_t u, int64_t v, int64_t r) {
     case kTee: {  // cross bar at the front, stem towards the back
       const int64_t bar_lo = frac(r, 95), bar_hi = frac(r, 192);
       if (u >= bar_lo && u <= bar_hi && av <= frac(r, 166)) return true;
-      return u >= -bar_hi && u <= bar_lo && av <= frac(r, 49);
+      return u >= -bar_hi && u <= bar_lo && av <= frac(r, 58);
     }
   }
   return false;

@@ -4,6 +4,8 @@
 #include <c10/core/CPUAllocator.h>
 
 #include <algorithm>
+#include <mutex>
+#include <unordered_map>
 
 namespace petl {
 namespace {
@@ -11,15 +13,31 @@ namespace {
 std::atomic<int64_t> g_live{0}, g_peak{0}, g_allocs{0};
 std::atomic<bool> g_installed{false};
 
-struct Ctx {
+// Live allocations: data pointer → the wrapped allocation and its size. The DataPtr we hand out
+// has context == data (some c10 code paths, e.g. raw_allocate, require that), so the size is
+// looked up here on delete.
+struct Entry {
   c10::DataPtr inner;
   size_t size;
 };
+std::mutex g_mu;
+std::unordered_map<void*, Entry>& table() {
+  static auto* t = new std::unordered_map<void*, Entry>();  // never destroyed: frees may run at exit
+  return *t;
+}
 
 void counting_delete(void* p) {
-  auto* ctx = static_cast<Ctx*>(p);
-  g_live.fetch_sub(int64_t(ctx->size), std::memory_order_relaxed);
-  delete ctx;  // frees the wrapped allocation through its own deleter
+  if (!p) return;
+  c10::DataPtr inner;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = table().find(p);
+    if (it == table().end()) return;  // not ours (cannot happen: only our DataPtrs use this deleter)
+    g_live.fetch_sub(int64_t(it->second.size), std::memory_order_relaxed);
+    inner = std::move(it->second.inner);
+    table().erase(it);
+  }
+  // `inner` frees the memory through the wrapped allocator's deleter when it goes out of scope.
 }
 
 class CountingAllocator final : public c10::Allocator {
@@ -29,15 +47,19 @@ class CountingAllocator final : public c10::Allocator {
     c10::DataPtr d = inner_->allocate(n);
     void* data = d.get();
     auto device = d.device();
-    auto* ctx = new Ctx{std::move(d), n};
+    if (!data) return d;  // zero-size allocations
+    {
+      std::lock_guard<std::mutex> lock(g_mu);
+      table()[data] = Entry{std::move(d), n};
+    }
     int64_t live = g_live.fetch_add(int64_t(n), std::memory_order_relaxed) + int64_t(n);
     g_allocs.fetch_add(1, std::memory_order_relaxed);
     int64_t peak = g_peak.load(std::memory_order_relaxed);
     while (live > peak && !g_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
     }
-    return {data, ctx, &counting_delete, device};
+    return {data, data, &counting_delete, device};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  c10::DeleterFnPtr raw_deleter() const override { return &counting_delete; }
 
  private:
   c10::Allocator* inner_;

@@ -46,8 +46,7 @@ void ProgressBar::draw(bool force) {
   if (tty_) {
     if (!force && now - last_draw_ < std::chrono::milliseconds(100)) return;
   } else {
-    if (!force && decile == last_decile_) return;
-    if (force && decile == last_decile_ && frac < 1.0) return;
+    if (decile == last_decile_) return;  // one line per 10% in logs
   }
   last_draw_ = now;
   last_decile_ = decile;

@@ -155,6 +155,21 @@ VisionTransformerImpl::VisionTransformerImpl(const VitConfig& cfg) : cfg_(cfg) {
 void VisionTransformerImpl::init_weights(uint64_t seed) {
   torch::NoGradGuard ng;
   torch::manual_seed(seed);
+  // patch embedding: PyTorch's default conv init, drawn from the seeded generator
+  torch::nn::init::kaiming_uniform_(patch_embed->proj->weight, std::sqrt(5.0));
+  {
+    const double fan_in = patch_embed->proj->weight[0].numel();
+    patch_embed->proj->bias.uniform_(-1.0 / std::sqrt(fan_in), 1.0 / std::sqrt(fan_in));
+  }
+  for (auto* ln : {norm.get()}) {
+    ln->weight.fill_(1.0);
+    ln->bias.zero_();
+  }
+  for (auto& b : block_list_)
+    for (auto* ln : {b->norm1.get(), b->norm2.get()}) {
+      ln->weight.fill_(1.0);
+      ln->bias.zero_();
+    }
   trunc_normal_(pos_embed, 0.02);
   trunc_normal_(cls_token, 0.02);
   for (auto& b : block_list_) {

@@ -1,0 +1,93 @@
+// SynQT: trainable-parameter counts at ViT-B/16 shapes (synqt.md formula), the trainable set,
+// no gradient into the backbone, and the cacheability declaration.
+#include <gtest/gtest.h>
+
+#include "harness/error.h"
+#include "test_util.h"
+
+using namespace petl;
+
+namespace {
+int64_t count_at_vit_b(const std::string& task, int classes) {
+  auto cfg = vit_config_by_name("vit_base_patch16_224_in21k");
+  VisionTransformer vit(cfg);
+  vit->set_trainable(false);
+  auto m = test::make_method("synqt", vit, classes, task);
+  return m->num_trainable();
+}
+}  // namespace
+
+TEST(SynQT, ParameterCountAtViTB16) {
+  // 2,613,650 + 9,216·T + 769·C
+  EXPECT_EQ(count_at_vit_b("cifar", 100), 2727414);                 // T=4 from synqt_task_configs.csv
+  EXPECT_EQ(count_at_vit_b("dtd", 47), 2613650 + 9216 * 1 + 769 * 47);   // T=1
+  EXPECT_EQ(count_at_vit_b("eurosat", 10), 2613650 + 9216 * 16 + 769 * 10);  // T=16
+}
+
+TEST(SynQT, TaskConfigAndOverrides) {
+  VisionTransformer vit(test::tiny_config());
+  auto m = test::make_method("synqt", vit, 5, "smallnorb_azi");
+  auto s = m->effective_settings();
+  EXPECT_EQ(s["token_nums"], "16");
+  EXPECT_EQ(std::stod(s["ffn_scale"]), 1.0);
+  Settings o;
+  o.set("token_nums", "2");
+  auto m2 = test::make_method("synqt", VisionTransformer(test::tiny_config()), 5, "smallnorb_azi", o);
+  EXPECT_EQ(m2->effective_settings()["token_nums"], "2");
+  auto named = m2->named_parameters();
+  EXPECT_EQ(named["synqt.q"].sizes(), torch::IntArrayRef({3, 2, 48}));
+  EXPECT_EQ(named["synqt.out_combine.weight"].numel(), 3 * 3 + 1);
+  EXPECT_TRUE(named.contains("synqt.qsm_block.2.attn.q_proj.mlp.fc1.weight"));
+  EXPECT_TRUE(named.contains("synqt.prompt_ffn.0.mlp.fc2.bias"));
+  EXPECT_TRUE(named.contains("synqt.pre_norm.1.weight"));
+  EXPECT_TRUE(named.contains("head.weight"));
+  // head_norm starts as the backbone's final norm
+  EXPECT_TRUE(torch::equal(named["synqt.head_norm.weight"], m2->backbone_->norm->weight));
+}
+
+TEST(SynQT, NoGradientReachesTheBackbone) {
+  VisionTransformer vit(test::tiny_config());
+  vit->init_weights(3);
+  vit->set_trainable(false);
+  auto m = test::make_method("synqt", vit, 6);
+  m->train(true);
+  auto x = torch::randn({4, 3, 32, 32});
+  auto loss = torch::nn::functional::cross_entropy(m->forward(x), torch::tensor({0, 1, 2, 3}));
+  loss.backward();
+  for (auto& p : vit->named_parameters()) {
+    EXPECT_FALSE(p.value().requires_grad()) << p.key();
+    EXPECT_FALSE(p.value().grad().defined()) << p.key();
+  }
+  int with_grad = 0;
+  for (auto& [name, p] : m->trainable_parameters()) {
+    bool unused_in_reference = name.rfind("synqt.pre_norm.", 0) == 0 || name == "synqt.out_combine.weight";
+    EXPECT_EQ(p.grad().defined(), !unused_in_reference) << name;
+    with_grad += p.grad().defined();
+  }
+  EXPECT_GT(with_grad, 100);
+}
+
+TEST(SynQT, CacheableOnlyWithDeterministicBackbone) {
+  auto m = test::make_method("synqt", VisionTransformer(test::tiny_config()), 3);
+  EXPECT_FALSE(m->needs().cacheable());  // reference: backbone stochastic depth on
+  EXPECT_TRUE(m->needs().block_kv);
+  EXPECT_FALSE(m->needs().grad_through_backbone);
+  Settings off;
+  off.set("backbone_drop_path", "off");
+  auto m2 = test::make_method("synqt", VisionTransformer(test::tiny_config()), 3, "t", off);
+  EXPECT_TRUE(m2->needs().cacheable());
+  // With the backbone deterministic, two training-mode backbone passes give the same K/V.
+  m2->train(true);
+  EXPECT_EQ(m2->backbone_->block_list_[2]->drop_path_prob(), 0.0);
+}
+
+TEST(SynQT, BadSettingsAreNamed) {
+  Settings s;
+  s.set("token_nums", "many");
+  try {
+    test::make_method("synqt", VisionTransformer(test::tiny_config()), 3, "t", s);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token_nums"), std::string::npos);
+  }
+}
