@@ -185,7 +185,7 @@ int cmd_demo(const Args& args) {
   }
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\nembedded suite %s, backbone %s, recipe %s, protocol best_of_10 (final in brackets)\n", data.c_str(),
-              backbone.empty() ? "petl_vit_mini_p4_32 (embedded)" : backbone.c_str(), recipe.c_str());
+              backbone.empty() ? "petl_vit_mini_p8_32 (embedded)" : backbone.c_str(), recipe.c_str());
   std::printf("| method | task | classes | chance %% | accuracy %% | trainable params | peak train MiB | activations+other MiB | train img/s |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& r : recs) {

@@ -55,7 +55,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
     ("method", po::value(&s.method)->required(), "method name (see `petl list`)")
     ("task", po::value(&s.task)->required(), "task folder name under --data-root (aliases like cifar100 accepted)")
     ("data-root", po::value(&s.data_root)->required(), "root holding <task>/ folders in the VTAB-1k txt or json format")
-    ("backbone", po::value(&s.backbone_file), "pretrained backbone: Google ViT .npz or timm .safetensors (default: the embedded petl_vit_mini_p4_32)")
+    ("backbone", po::value(&s.backbone_file), "pretrained backbone: Google ViT .npz or timm .safetensors (default: the embedded petl_vit_mini_p8_32)")
     ("arch", po::value(&s.arch), "architecture (timm name, e.g. vit_base_patch16_224_in21k); without --backbone only for --dry-run")
     ("recipe", po::value(&s.recipe), "training recipe from config/recipes.yaml (default: the method's)")
     ("epochs", po::value(&s.epochs), "override the recipe's epochs")
@@ -63,6 +63,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
     ("seed", po::value(&s.seed), "override the recipe's seed")
     ("protocol", po::value(&s.protocol)->default_value("best_of_10"), "headline accuracy: best_of_10 | final (both are recorded)")
     ("threads", po::value(&s.threads)->default_value(0), "intra-op threads (0 = cores this process may use)")
+    ("device", po::value(&s.device)->default_value("cpu"), "cpu, cuda or cuda:N (cuda needs a CUDA LibTorch build; memory is then the caching allocator's peak allocated/reserved)")
     ("set", po::value(&sets)->composing(), "key=value override of a recipe key (lr, weight_decay, warmup_epochs, eval_every, drop_path_rate, ...) or a method setting (synqt: token_nums, attn_scale, ffn_scale, feat_scale, backbone_drop_path, kem_drop_path); repeatable")
     ("skip-bad", po::bool_switch(&s.skip_bad), "skip missing/undecodable images (counted in the record) instead of failing")
     ("no-progress", "no progress bars");

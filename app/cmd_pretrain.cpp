@@ -1,4 +1,4 @@
-// `petl pretrain` — builds the embedded backbone: a small ViT (petl_vit_mini_p4_32 by default)
+// `petl pretrain` — builds the embedded backbone: a small ViT (petl_vit_mini_p8_32 by default)
 // trained from scratch with one classification head per upstream attribute on upstream data that
 // is disjoint from every downstream split of the embedded suite (datasets/suite_mini.h:
 // Fashion-MNIST training images the suite never uses, procedural scenes from seeds it never
@@ -61,7 +61,7 @@ GenData make_data(const std::string& gen, int64_t n, int size, int threads, bool
 }  // namespace
 
 int cmd_pretrain(const Args& args) {
-  std::string out, arch = "petl_vit_mini_p4_32";
+  std::string out, arch = "petl_vit_mini_p8_32";
   int64_t per_gen = 12000, holdout = 1000;
   int epochs = 10, batch = 128, threads = 0, seed = 0, warmup = 1;
   double lr = 1e-3, wd = 0.05;

@@ -5,7 +5,7 @@
 namespace petl {
 
 EvalResult evaluate(Method& method, const torch::Tensor& images, const torch::Tensor& labels, int64_t batch_size,
-                    torch::Tensor* logits_out, bool progress, const std::string& label) {
+                    torch::Tensor* logits_out, bool progress, const std::string& label, torch::Device device) {
   torch::NoGradGuard ng;
   method.train(false);
   const int64_t n = images.size(0);
@@ -16,7 +16,7 @@ EvalResult evaluate(Method& method, const torch::Tensor& images, const torch::Te
   ProgressBar bar(label, (n + batch_size - 1) / batch_size, progress);
   for (int64_t s = 0; s < n; s += batch_size) {
     int64_t len = std::min(batch_size, n - s);
-    auto logits = method.forward(images.narrow(0, s, len));
+    auto logits = method.forward(images.narrow(0, s, len).to(device)).to(torch::kCPU);
     correct += logits.argmax(1).eq(labels.narrow(0, s, len)).sum().item<int64_t>();
     if (logits_out) all.push_back(logits);
     bar.add(1);

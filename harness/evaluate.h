@@ -14,7 +14,9 @@ struct EvalResult {
   torch::Tensor logits;  // (N, C) when requested
 };
 
+// images/labels stay where they are (host memory); each batch is moved to `device`.
 EvalResult evaluate(Method& method, const torch::Tensor& images, const torch::Tensor& labels, int64_t batch_size,
-                    torch::Tensor* logits_out, bool progress, const std::string& label);
+                    torch::Tensor* logits_out, bool progress, const std::string& label,
+                    torch::Device device = torch::kCPU);
 
 }  // namespace petl

@@ -38,7 +38,7 @@ int available_cores() {
 std::string embedded_backbone_path() {
   if (const char* e = std::getenv("PETL_EMBEDDED_BACKBONE"); e && *e) return e;
   fs::path cfg = config_dir();
-  return (cfg.parent_path() / "assets" / "petl_vit_mini_p4_32.safetensors").string();
+  return (cfg.parent_path() / "assets" / "petl_vit_mini_p8_32.safetensors").string();
 }
 
 void append_record(const std::string& path, const json& record) {
@@ -73,7 +73,6 @@ json provenance(const JobSpec& spec, int threads) {
           {"threads", threads},
           {"libtorch_version", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                                    std::to_string(TORCH_VERSION_PATCH)},
-          {"device", "cpu"},
           {"time_utc", now_utc()},
           {"argv", spec.argv}};
 }
@@ -137,6 +136,16 @@ json run_job(const JobSpec& spec) {
 
   const int threads = spec.threads > 0 ? spec.threads : available_cores();
   at::set_num_threads(threads);
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(spec.device);
+  } catch (const c10::Error&) {
+    PETL_FAIL("--device '", spec.device, "': expected cpu, cuda or cuda:N");
+  }
+  if (device.is_cuda())
+    PETL_CHECK(torch::cuda::is_available() && CudaMemory::available(), "--device ", spec.device,
+               ": no GPU found (this LibTorch has no CUDA, or no device is visible)");
+  const int cuda_index = device.is_cuda() ? std::max<int>(0, device.index()) : -1;
 
   auto task = data::find_task(spec.data_root, spec.task);
   Backbone bb = make_backbone(spec, recipe.drop_path_rate);
@@ -171,6 +180,8 @@ json run_job(const JobSpec& spec) {
     for (auto& k : unused) u += " " + k;
     PETL_FAIL("unknown --set key(s) for method ", spec.method, " / recipe ", recipe.name, ":", u);
   }
+  bb.model->to(device);
+  method->to(device);
   auto trainable = method->trainable_parameters();
   int64_t n_trainable = 0;
   for (auto& [n, p] : trainable) n_trainable += p.numel();
@@ -199,6 +210,7 @@ json run_job(const JobSpec& spec) {
                      {"memory_class", needs.memory_class}}}}},
                  {"backbone", bb.info},
                  {"provenance", provenance(spec, threads)}};
+  record["provenance"]["device"] = spec.device;
   // The job key: a hash of every effective setting that defines the result.
   json key_src = {{"method", spec.method},          {"task", task.name},
                   {"settings", record["settings"]}, {"backbone_sha256", bb.info["sha256"]},
@@ -226,7 +238,7 @@ json run_job(const JobSpec& spec) {
   json evals = json::array(), losses = json::array();
   double train_seconds = 0, eval_seconds = 0;
   int64_t images_seen = 0;
-  TrainingPeak peak;
+  TrainingPeak peak(cuda_index);
   bool started = false;
   for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
     method->train(true);
@@ -244,8 +256,8 @@ json run_job(const JobSpec& spec) {
         started = true;
       }
       auto idx = perm.narrow(0, it * bs, std::min(bs, n - it * bs));
-      auto x = train.images.index_select(0, idx);
-      auto y = train.labels.index_select(0, idx);
+      auto x = train.images.index_select(0, idx).to(device);
+      auto y = train.labels.index_select(0, idx).to(device);
       opt.zero_grad();
       auto logits = method->forward(x);
       auto loss = torch::nn::functional::cross_entropy(logits, y);
@@ -270,7 +282,7 @@ json run_job(const JobSpec& spec) {
       peak.pause();
       auto t1 = std::chrono::steady_clock::now();
       auto ev = evaluate(*method, test.images, test.labels, recipe.eval_batch_size, nullptr, spec.progress,
-                         "eval " + spec.method + "/" + task.name);
+                         "eval " + spec.method + "/" + task.name, device);
       eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
       evals.push_back({{"epoch", epoch + 1}, {"test_acc", ev.accuracy}, {"train_loss", loss_sum / iters}});
       std::fprintf(stderr, "[petl] %s/%s epoch %d: loss %.4f, test acc %.2f%%\n", spec.method.c_str(),

@@ -18,6 +18,7 @@ struct JobSpec {
   std::string out_dir;        // records (results.jsonl), checkpoints/, logs
   int epochs = -1, batch_size = -1, seed = -1;  // -1: the recipe's value
   int threads = 0;            // 0: cores available to the process
+  std::string device = "cpu"; // cpu | cuda | cuda:N (CUDA LibTorch builds only)
   std::vector<std::string> set;  // key=value overrides (recipe keys and method keys)
   bool dry_run = false;
   bool skip_bad = false;      // skip undecodable / missing images (counted in the record)
@@ -37,7 +38,7 @@ nlohmann::json failed_record(const JobSpec& spec, const std::string& message);
 // Appends one JSON line and fsyncs the file.
 void append_record(const std::string& path, const nlohmann::json& record);
 
-// The embedded backbone shipped with petl (assets/petl_vit_mini_p4_32.safetensors).
+// The embedded backbone shipped with petl (assets/petl_vit_mini_p8_32.safetensors).
 std::string embedded_backbone_path();
 
 // Number of cores this process may use (sched_getaffinity).

@@ -2,6 +2,11 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#ifdef PETL_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "harness/error.h"
 
 #include <algorithm>
 #include <mutex>
@@ -80,28 +85,60 @@ int64_t MemoryMeter::peak_bytes() { return g_peak.load(); }
 void MemoryMeter::reset_peak() { g_peak.store(g_live.load()); }
 int64_t MemoryMeter::allocations() { return g_allocs.load(); }
 
+#ifdef PETL_WITH_CUDA
+bool CudaMemory::available() { return true; }
+void CudaMemory::reset_peak(int d) { c10::cuda::CUDACachingAllocator::resetPeakStats(d); }
+namespace {
+const c10::cuda::CUDACachingAllocator::Stat& stat(const c10::cuda::CUDACachingAllocator::StatArray& a) {
+  return a[size_t(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)];
+}
+}  // namespace
+int64_t CudaMemory::allocated(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes).current; }
+int64_t CudaMemory::peak_allocated(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes).peak; }
+int64_t CudaMemory::peak_reserved(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).reserved_bytes).peak; }
+#else
+bool CudaMemory::available() { return false; }
+void CudaMemory::reset_peak(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+int64_t CudaMemory::allocated(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+int64_t CudaMemory::peak_allocated(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+int64_t CudaMemory::peak_reserved(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+#endif
+
+int64_t TrainingPeak::now_peak() const {
+  return cuda_device_ >= 0 ? CudaMemory::peak_allocated(cuda_device_) : MemoryMeter::peak_bytes();
+}
+void TrainingPeak::reset() const {
+  if (cuda_device_ >= 0)
+    CudaMemory::reset_peak(cuda_device_);
+  else
+    MemoryMeter::reset_peak();
+}
+
 void TrainingPeak::begin() {
-  MemoryMeter::reset_peak();
-  baseline_ = MemoryMeter::live_bytes();
+  reset();
+  baseline_ = cuda_device_ >= 0 ? CudaMemory::allocated(cuda_device_) : MemoryMeter::live_bytes();
   train_peak_ = baseline_;
   eval_peak_ = 0;
+  train_reserved_ = 0;
   in_eval_ = false;
 }
 void TrainingPeak::pause() {
   if (in_eval_) return;
-  train_peak_ = std::max(train_peak_, MemoryMeter::peak_bytes());
-  MemoryMeter::reset_peak();
+  train_peak_ = std::max(train_peak_, now_peak());
+  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
+  reset();
   in_eval_ = true;
 }
 void TrainingPeak::resume() {
   if (!in_eval_) return;
-  eval_peak_ = std::max(eval_peak_, MemoryMeter::peak_bytes());
-  MemoryMeter::reset_peak();
+  eval_peak_ = std::max(eval_peak_, now_peak());
+  reset();
   in_eval_ = false;
 }
 void TrainingPeak::end() {
   if (in_eval_) resume();
-  train_peak_ = std::max(train_peak_, MemoryMeter::peak_bytes());
+  train_peak_ = std::max(train_peak_, now_peak());
+  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
 }
 
 }  // namespace petl

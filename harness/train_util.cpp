@@ -21,8 +21,11 @@ void set_learning_rate(torch::optim::Optimizer& opt, double lr) {
 
 nlohmann::json MemoryBreakdown::to_json(int64_t batch_size, int image_size) const {
   const double mib = 1024.0 * 1024.0;
-  return {{"device", "cpu"},
-          {"meter", "counting CPU allocator (exact tensor bytes; BLAS/oneDNN scratch not included)"},
+  const bool cuda = device != "cpu";
+  return {{"device", device},
+          {"meter", cuda ? "CUDA caching allocator peak allocated (max_memory_allocated) and peak reserved"
+                         : "counting CPU allocator (exact tensor bytes; BLAS/oneDNN scratch not included)"},
+          {"peak_train_reserved_mib", cuda ? nlohmann::json(peak_reserved / mib) : nlohmann::json(nullptr)},
           {"unit", "MiB"},
           {"precision", "fp32"},
           {"batch_size", batch_size},
@@ -59,6 +62,10 @@ MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, 
   m.other_model = model - m.frozen_backbone - m.trainable_params;
   m.peak_train = peak.train_peak() - peak.baseline() + model;
   m.peak_eval = peak.eval_peak() > 0 ? peak.eval_peak() - peak.baseline() + model : 0;
+  if (peak.cuda_device() >= 0) {
+    m.device = "cuda:" + std::to_string(peak.cuda_device());
+    m.peak_reserved = peak.train_peak_reserved();
+  }
   return m;
 }
 

@@ -27,6 +27,8 @@ struct MemoryBreakdown {
   int64_t activations_other() const {
     return peak_train - frozen_backbone - trainable_params - gradients - optimizer_state - other_model;
   }
+  int64_t peak_reserved = 0;  // CUDA caching allocator only
+  std::string device = "cpu";
   nlohmann::json to_json(int64_t batch_size, int image_size) const;
 };
 

@@ -34,7 +34,7 @@ struct VitConfig {
   int mlp_hidden() const { return int(embed_dim * mlp_ratio); }
 };
 
-// Known architectures (timm names plus the embedded petl_vit_mini_p4_32).
+// Known architectures (timm names plus the embedded petl_vit_mini_p8_32 and its p4 sibling).
 VitConfig vit_config_by_name(const std::string& arch);  // throws petl::Error listing known names
 std::vector<std::string> known_archs();
 

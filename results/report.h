@@ -1,0 +1,215 @@
+// `petl report`: paper-style VTAB tables from result records (schema petl.result v1), published
+// numbers side by side with a Δ view, and accuracy-vs-memory / -params / -evaluation plots drawn
+// by gnuplot. Torch-free (part of petl_io).
+//
+// Pipeline: load_records (files or directories of *.jsonl, validated: schema version, required
+// fields, protocol) → build_table (duplicates, mixed backbones / protocols / preprocessing, row
+// identities, mean ± sample std over seeds, group means) → render_markdown / render_csv /
+// render_tex, write_plots. write_report runs all of it and writes the files.
+//
+// What is an error and what is a warning (user mistakes throw petl::Error naming file:line):
+//   errors   — unreadable path, a directory without *.jsonl, invalid JSON, a line that is not an
+//              object or has no "schema", schema "petl.result" with an unknown schema_version, an
+//              ok record missing a required field, --protocol P absent from a record's
+//              accuracy_by_protocol, no ok record at all, mixed backbones (sha256), mixed
+//              headline protocols (without --protocol), mixed preprocessing (normalisation or
+//              image size) — the last three become warnings with allow_mixed, and the mixed
+//              property then splits rows like a swept setting; a bad reference CSV.
+//   warnings — duplicate (method, task, seed, settings) records (the later one is used: result
+//              files are append-only, a re-run supersedes), the same task evaluated on different
+//              test lists, failed / dry-run records (listed, not tabulated), lines of another
+//              schema (e.g. a sweep journal's own entries; counted and skipped), a reference CSV
+//              that shares no task with the table, records whose plots could not be drawn.
+// Warnings go to stderr (ReportOptions::warn_to_stderr) and into the report's notes section.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace petl::report {
+
+using json = nlohmann::json;
+
+// The 19 VTAB-1k tasks in the paper order and their groups.
+const std::vector<std::string>& vtab_tasks();
+// "Natural", "Specialized", "Structured" for a VTAB task, "" otherwise.
+std::string vtab_group(const std::string& task);
+
+// The project's copy of the V-PETL Bench table (results/vpetl_bench_vtab1k.csv), found next to
+// the executable (../results, ../share/petl/results) or in the source tree; "" when not found.
+std::string default_reference_csv();
+// The label of the default reference rows.
+extern const char* const kDefaultReferenceLabel;
+
+// Mean and sample standard deviation (n − 1); std is NaN when n < 2, mean NaN when n == 0.
+struct Stats {
+  int n = 0;
+  double mean = std::numeric_limits<double>::quiet_NaN();
+  double std = std::numeric_limits<double>::quiet_NaN();
+};
+Stats mean_std(const std::vector<double>& xs);
+
+// Where a record came from ("path:line" in messages).
+struct Source {
+  std::string file;
+  int line = 0;
+  std::string where() const { return file + ":" + std::to_string(line); }
+};
+
+// One validated "ok" record, reduced to what the report needs (the full JSON stays in `record`).
+struct Run {
+  Source src;
+  std::string method, task;
+  int seed = 0;
+  std::string protocol;  // the protocol `accuracy` is under (--protocol or the record's own)
+  double accuracy = 0;   // percent
+  double trainable_params = 0;
+  double peak_train_mib = 0;
+  std::vector<std::pair<double, double>> evals;  // (epoch, test accuracy %)
+  std::string backbone;                          // "arch (sha256 0123456789ab)"
+  std::string backbone_sha256;
+  std::string preprocessing;                     // "imagenet, 224 px"
+  std::map<std::string, std::string> identity;   // method settings (non-"_") + recipe minus seed (+ mixed props)
+  json record;
+};
+
+// A record that was read but not tabulated (failed or dry run).
+struct Skipped {
+  Source src;
+  std::string status, method, task, message;
+  int seed = -1;
+};
+
+struct Records {
+  std::vector<Run> runs;          // status ok, in input order
+  std::vector<Skipped> skipped;   // status failed / dry_run
+  std::map<std::string, int> other_schemas;  // lines of another schema, counted
+  std::vector<std::string> files; // files read, in order
+  std::vector<std::string> warnings;
+};
+
+// Reads result files / directories (every *.jsonl below a directory, sorted; a file named twice
+// is read once) and validates every line. protocol: "" → each record's headline accuracy, else
+// accuracy_by_protocol[protocol]. Throws petl::Error listing the offending records.
+Records load_records(const std::vector<std::string>& inputs, const std::string& protocol = "");
+
+// A published (or otherwise external) row: accuracy per task, plain mean and params as given.
+struct ReferenceRow {
+  std::string method, setting;
+  std::map<std::string, double> acc;
+  double mean = std::numeric_limits<double>::quiet_NaN();
+  double params_m = std::numeric_limits<double>::quiet_NaN();
+  std::string label() const { return setting.empty() ? method : method + " (" + setting + ")"; }
+};
+struct Reference {
+  std::string file, label;
+  std::vector<std::string> tasks;  // task columns in file order
+  std::vector<ReferenceRow> rows;
+};
+// Reads a CSV shaped like results/vpetl_bench_vtab1k.csv: a `method` column, one column per
+// task, optional `mean`, `params_m`; other known columns (setting, kind, group means,
+// peak_train_mib, ...) are ignored, and with a `kind` column only rows of kind "ours" are read,
+// so a report.csv can serve as the reference of another report. Empty, "-", "–", "nan" = missing.
+Reference load_reference(const std::string& file, const std::string& label = "");
+
+struct ReportOptions {
+  std::string format = "md";     // what `printed` holds: md | csv | tex (report.tex is written for tex)
+  std::string protocol;          // "" → the records' own headline protocol
+  std::string reference = "default";  // CSV path; "default" → default_reference_csv(); "" or "none" → none
+  std::string reference_label;   // "" → kDefaultReferenceLabel for the default file, else the file name
+  std::string out_dir;           // where report.md, report.csv, report_cells.csv, plots/ go; "" → nothing written
+  std::string title = "petl report";
+  bool plots = true;             // write gnuplot scripts + data and render PNG + SVG
+  bool allow_mixed = false;      // mixed backbones / protocols / preprocessing: warn instead of fail
+  bool warn_to_stderr = true;
+};
+
+// One table cell: a (row, task) over seeds.
+struct Cell {
+  Stats acc;
+  std::vector<int> seeds;
+  double params = 0, peak_train_mib = 0;  // mean over the cell's runs
+  std::vector<size_t> runs;               // indices into Table::records.runs
+};
+
+struct Row {
+  std::string method, setting;  // setting: "lr=0.005, token_nums=2" — only what varies within the method
+  std::map<std::string, std::string> identity;
+  std::map<std::string, Cell> cells;  // by task
+  std::vector<double> group_means;    // per table group (NaN where the group has no mean)
+  std::vector<bool> group_complete;
+  double mean = std::numeric_limits<double>::quiet_NaN();
+  bool complete = false;
+  double params_m = 0, peak_train_mib = 0;  // mean over the row's cells
+  std::string label() const { return setting.empty() ? method : method + " (" + setting + ")"; }
+};
+
+struct TaskGroup {
+  std::string name;                // Natural / Specialized / Structured / Tasks / Other
+  std::vector<std::string> tasks;
+  bool has_mean = false;           // VTAB groups get a group mean column
+};
+
+// A reference row laid out in the table's columns.
+struct RefLine {
+  ReferenceRow ref;
+  std::vector<double> group_means;
+  double mean = std::numeric_limits<double>::quiet_NaN();
+  bool mean_published = false;
+};
+
+// A Δ row: ours − published, per task where both exist.
+struct DeltaLine {
+  std::string ours, published;
+  std::map<std::string, double> delta;
+  std::vector<double> group_means;  // mean of the per-task Δ over the group's common tasks
+  std::vector<bool> group_complete;
+  double mean = std::numeric_limits<double>::quiet_NaN();
+  bool complete = false;
+};
+
+struct Table {
+  bool vtab = false;                 // the 19-column paper layout
+  std::vector<TaskGroup> groups;
+  std::vector<std::string> tasks;    // every column, in order
+  std::vector<Row> rows;
+  std::string caption;               // protocol, backbone (hash), preprocessing, recipe, epochs, batch size
+  std::string protocol;
+  std::map<std::string, std::vector<std::string>> varying;  // per method: identity keys that vary within a task
+  Reference reference;               // empty rows → no reference section
+  std::vector<RefLine> ref_lines;
+  std::vector<DeltaLine> deltas;
+  std::vector<std::string> notes;    // warnings and facts for the notes section
+  Records records;
+};
+
+// Validates the mix, groups runs into rows and computes every number. reference may be empty.
+Table build_table(Records records, const ReportOptions& opts, const Reference& reference = {});
+
+std::string render_markdown_table(const Table& t);  // caption + the main table (+ reference rows)
+std::string render_markdown(const Table& t, const std::vector<std::string>& plot_files = {});  // the whole report.md
+std::string render_csv(const Table& t);        // wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,complete
+std::string render_cells_csv(const Table& t);  // long: one line per (row, task)
+std::string render_tex(const Table& t);        // booktabs table*
+
+// Writes plots/*.gp + *.dat under out_dir and runs gnuplot on them (PNG + SVG). Returns the
+// image files written, relative to out_dir; appends a note to t.notes when gnuplot is missing
+// or fails.
+std::vector<std::string> write_plots(Table& t, const std::string& out_dir);
+
+struct ReportResult {
+  std::string table_markdown;      // caption + the main table, ready to print
+  std::string printed;             // the table in opts.format
+  std::vector<std::string> files;  // files written
+  std::vector<std::string> warnings;
+  int n_ok = 0, n_failed = 0, n_dry_run = 0;
+};
+
+// The whole report: load + validate, tabulate, write report.md, report.csv, report_cells.csv
+// (+ report.tex for format tex) and the plots into opts.out_dir. Throws petl::Error on errors.
+ReportResult write_report(const std::vector<std::string>& inputs, const ReportOptions& opts);
+
+}  // namespace petl::report

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures and builds petl (Release) in ./build. Usage: scripts/build.sh [ninja targets...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+if [ ! -f build/build.ninja ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build build -j "$jobs" ${1:+--target "$@"}

@@ -1,0 +1,40 @@
+"""The main job on the embedded default: every registered method on every task of the embedded
+suite must beat chance by a wide margin. Runs `petl demo` exactly as README command 1 does
+(suite built from scratch into the scratch directory) and checks every record."""
+import json
+import os
+import time
+
+from common import Checks, parse_args, run
+
+a = parse_args()
+c = Checks()
+t0 = time.time()
+out = os.path.join(a.scratch, "demo")
+p = run(a.petl, "demo", "--out", out, "--data", os.path.join(a.scratch, "mini"), expect=None)
+print(p.stdout)
+print(f"petl demo took {time.time() - t0:.0f} s")
+c.check(p.returncode == 0, "petl demo exits 0 (no failed job)")
+recs = [json.loads(l) for l in open(os.path.join(out, "results.jsonl"))]
+methods = sorted({r["method"] for r in recs})
+tasks = sorted({r["task"] for r in recs})
+c.check(len(tasks) >= 5, f"at least 5 embedded tasks ({', '.join(tasks)})")
+c.check({"linear", "synqt", "full"} <= set(methods), "linear, synqt and full all ran")
+c.check(len(recs) == len(methods) * len(tasks), "one record per (method, task)")
+for r in recs:
+    if r["status"] != "ok":
+        c.check(False, f"{r['method']}/{r['task']} failed: {r.get('error')}")
+        continue
+    chance = 100.0 / r["data"]["num_classes"]
+    acc = r["accuracy"]
+    # "wide margin": at least twice chance and at least 20 points above it
+    c.check(acc >= max(2 * chance, chance + 20),
+            f"{r['method']}/{r['task']}: {acc:.1f}% vs chance {chance:.1f}% (need >= {max(2 * chance, chance + 20):.1f}%)")
+    c.check(r["memory"]["peak_train_mib"] > 0 and r["trainable_params"] > 0, f"{r['method']}/{r['task']}: memory and params")
+by = {(r["method"], r["task"]): r for r in recs if r["status"] == "ok"}
+for t in tasks:
+    if ("synqt", t) in by and ("full", t) in by:
+        s, f = by[("synqt", t)], by[("full", t)]
+        c.check(s["memory"]["activations_other_mib"] < f["memory"]["activations_other_mib"],
+                f"{t}: synqt training activations below full fine-tuning's")
+c.done()
