@@ -15,6 +15,7 @@
 #include "harness/method.h"
 #include "harness/recipe.h"
 #include "harness/train_util.h"
+#include "results/report.h"
 
 namespace petl::cli {
 namespace fs = std::filesystem;
@@ -202,6 +203,22 @@ int cmd_demo(const Args& args) {
                 r["timing"]["train_images_per_s"].get<double>());
   }
   std::printf("\n%zu jobs in %.0f s; records in %s/results.jsonl\n", recs.size(), wall, out.c_str());
+  // The report of this invocation's records (results.jsonl keeps every run ever made).
+  const std::string last = (fs::path(out) / "last_demo.jsonl").string();
+  {
+    std::ofstream o(last, std::ios::trunc);
+    for (auto& r : recs) o << r.dump() << "\n";
+  }
+  try {
+    report::ReportOptions ro;
+    ro.out_dir = (fs::path(out) / "report").string();
+    ro.title = "petl main job: embedded suite " + data;
+    ro.reference = "none";  // the published VTAB numbers do not apply to the embedded suite
+    auto rep = report::write_report({last}, ro);
+    std::printf("\n%s\nreport (md, csv, plots) written to %s\n", rep.table_markdown.c_str(), ro.out_dir.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[petl] report not written: %s\n", e.what());
+  }
   for (auto& r : recs)
     if (r["status"] != "ok") return 1;
   return 0;

@@ -13,5 +13,6 @@ int cmd_suite(const Args& args);
 int cmd_pretrain(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_demo(const Args& args);
+int cmd_report(const Args& args);
 
 }  // namespace petl::cli

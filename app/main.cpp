@@ -22,6 +22,7 @@ commands:
   pretrain   build the embedded backbone (small ViT) on upstream data disjoint from the suite
   bench      peak training memory (MiB by category) and images/s of methods, in one process
   demo       the main job: every method on every task of the embedded suite, as a table
+  report     paper-style tables and plots from result records, beside published numbers
 )";
 }
 
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const petl::cli::Args&)> table = {
       {"list", petl::cli::cmd_list},   {"run", petl::cli::cmd_run},         {"eval", petl::cli::cmd_eval},
       {"suite", petl::cli::cmd_suite}, {"pretrain", petl::cli::cmd_pretrain}, {"bench", petl::cli::cmd_bench},
-      {"demo", petl::cli::cmd_demo}};
+      {"demo", petl::cli::cmd_demo},   {"report", petl::cli::cmd_report}};
   auto it = table.find(cmd);
   if (it == table.end()) {
     std::fprintf(stderr, "petl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);

@@ -126,13 +126,19 @@ json run_job(const JobSpec& spec) {
   PETL_CHECK(spec.protocol == "best_of_10" || spec.protocol == "final", "--protocol '", spec.protocol,
              "': expected best_of_10 or final");
   const auto& info = MethodRegistry::instance().get(spec.method);
-  Settings settings = Settings::parse(spec.set);
-  Recipe recipe = load_recipe(spec.recipe.empty() ? info.default_recipe : spec.recipe);
-  if (spec.epochs > 0) recipe.epochs = spec.epochs;
-  if (spec.batch_size > 0) recipe.batch_size = spec.batch_size;
-  if (spec.seed >= 0) recipe.seed = spec.seed;
+  const Settings requested = Settings::parse(spec.set);
+  Settings settings = requested;  // + the --epochs/--batch-size/--seed flags, read by recipe and method
+  Recipe recipe = load_recipe(spec.recipe.empty() ? info.default_recipe : spec.recipe, "", spec.method);
+  if (spec.epochs > 0) settings.set("epochs", std::to_string(spec.epochs));
+  if (spec.batch_size > 0) settings.set("batch_size", std::to_string(spec.batch_size));
+  if (spec.seed >= 0) settings.set("seed", std::to_string(spec.seed));
+  // Shortening or lengthening a recipe keeps its warmup proportion unless warmup is given.
+  if (settings.has("epochs") && !settings.has("warmup_epochs")) {
+    int e = settings.get_int("epochs", recipe.epochs);
+    PETL_CHECK(e > 0, "epochs must be positive, got ", e);
+    settings.set("warmup_epochs", std::to_string(int(std::lround(double(recipe.warmup_epochs) * e / recipe.epochs))));
+  }
   apply_overrides(recipe, settings);
-  if (recipe.warmup_epochs > recipe.epochs) recipe.warmup_epochs = recipe.epochs;
 
   const int threads = spec.threads > 0 ? spec.threads : available_cores();
   at::set_num_threads(threads);
@@ -200,7 +206,7 @@ json run_job(const JobSpec& spec) {
                   {{"recipe", recipe.to_map()},
                    {"recipe_source", recipe.source},
                    {"method", method->effective_settings()},
-                   {"requested", settings.items()},
+                   {"requested", requested.items()},
                    {"needs",
                     {{"grad_through_backbone", needs.grad_through_backbone},
                      {"final_cls", needs.final_cls},
@@ -211,9 +217,12 @@ json run_job(const JobSpec& spec) {
                  {"backbone", bb.info},
                  {"provenance", provenance(spec, threads)}};
   record["provenance"]["device"] = spec.device;
-  // The job key: a hash of every effective setting that defines the result.
-  json key_src = {{"method", spec.method},          {"task", task.name},
-                  {"settings", record["settings"]}, {"backbone_sha256", bb.info["sha256"]},
+  // The job key: a hash of the effective settings (not of how they were requested).
+  json key_src = {{"method", spec.method},
+                  {"task", task.name},
+                  {"recipe", record["settings"]["recipe"]},
+                  {"method_settings", record["settings"]["method"]},
+                  {"backbone_sha256", bb.info["sha256"]},
                   {"data_root", fs::absolute(spec.data_root).string()}};
   record["job_key"] = sha256_string(key_src.dump()).substr(0, 16);
   if (spec.dry_run) {

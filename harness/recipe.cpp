@@ -54,7 +54,7 @@ std::string config_dir() {
   return std::string(PETL_SOURCE_DIR) + "/config";
 }
 
-Recipe load_recipe(const std::string& name, const std::string& file_in) {
+Recipe load_recipe(const std::string& name, const std::string& file_in, const std::string& method) {
   std::string file = file_in.empty() ? config_dir() + "/recipes.yaml" : file_in;
   YAML::Node root;
   try {
@@ -71,7 +71,20 @@ Recipe load_recipe(const std::string& name, const std::string& file_in) {
   Recipe r;
   r.name = name;
   Settings s;
-  for (auto it : node) s.set(it.first.as<std::string>(), it.second.as<std::string>());
+  YAML::Node overrides;
+  for (auto it : node) {
+    auto key = it.first.as<std::string>();
+    if (key == "method_overrides") {
+      overrides = it.second;
+      continue;
+    }
+    PETL_CHECK(it.second.IsScalar(), file, ": recipe '", name, "': key '", key, "' must be a scalar");
+    s.set(key, it.second.as<std::string>());
+  }
+  if (!method.empty() && overrides && overrides[method]) {
+    for (auto it : overrides[method]) s.set(it.first.as<std::string>(), it.second.as<std::string>());
+    r.name = name + "+" + method;
+  }
   r.source = s.get_string("source", "");
   try {
     apply_overrides(r, s);

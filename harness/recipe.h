@@ -30,7 +30,9 @@ struct Recipe {
 // Directory with recipes.yaml and per-method data files: $PETL_CONFIG_DIR, else <exe>/../config,
 // else the source tree's config/.
 std::string config_dir();
-Recipe load_recipe(const std::string& name, const std::string& file = "");  // errors name file + key
+// Loads recipe `name`; when `method` is given and the recipe has `method_overrides: {method: {...}}`,
+// those keys are applied on top (e.g. a per-method learning rate). Errors name file + key.
+Recipe load_recipe(const std::string& name, const std::string& file = "", const std::string& method = "");
 // Applies the recipe keys present in `s` (lr, weight_decay, epochs, ...) and marks them used.
 void apply_overrides(Recipe& r, const Settings& s);
 

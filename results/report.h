@@ -17,9 +17,11 @@
 //              property then splits rows like a swept setting; a bad reference CSV.
 //   warnings — duplicate (method, task, seed, settings) records (the later one is used: result
 //              files are append-only, a re-run supersedes), the same task evaluated on different
-//              test lists, failed / dry-run records (listed, not tabulated), lines of another
-//              schema (e.g. a sweep journal's own entries; counted and skipped), a reference CSV
-//              that shares no task with the table, records whose plots could not be drawn.
+//              test lists, a reference CSV that shares no task with the table (the project's
+//              VTAB-1k copy next to a non-VTAB table is only a note), the published best_of_10
+//              numbers next to another protocol, gnuplot missing or failing.
+//   notes    — failed and dry-run records (listed, not tabulated), lines of another schema (e.g. a
+//              sweep journal's own entries; counted and skipped), what varies between rows.
 // Warnings go to stderr (ReportOptions::warn_to_stderr) and into the report's notes section.
 #pragma once
 #include <nlohmann/json.hpp>
@@ -182,7 +184,8 @@ struct Table {
   Reference reference;               // empty rows → no reference section
   std::vector<RefLine> ref_lines;
   std::vector<DeltaLine> deltas;
-  std::vector<std::string> notes;    // warnings and facts for the notes section
+  std::vector<std::string> notes;    // facts for the notes section (inputs, what varies, ...)
+  std::vector<std::string> warnings; // warnings (also in the notes section)
   Records records;
 };
 

@@ -27,9 +27,9 @@ for r in recs:
         continue
     chance = 100.0 / r["data"]["num_classes"]
     acc = r["accuracy"]
-    # "wide margin": at least twice chance and at least 20 points above it
-    c.check(acc >= max(2 * chance, chance + 20),
-            f"{r['method']}/{r['task']}: {acc:.1f}% vs chance {chance:.1f}% (need >= {max(2 * chance, chance + 20):.1f}%)")
+    # "wide margin": at least twice chance and at least 15 points above it
+    need = max(2 * chance, chance + 15)
+    c.check(acc >= need, f"{r['method']}/{r['task']}: {acc:.1f}% vs chance {chance:.1f}% (need >= {need:.1f}%)")
     c.check(r["memory"]["peak_train_mib"] > 0 and r["trainable_params"] > 0, f"{r['method']}/{r['task']}: memory and params")
 by = {(r["method"], r["task"]): r for r in recs if r["status"] == "ok"}
 for t in tasks:
@@ -37,4 +37,8 @@ for t in tasks:
         s, f = by[("synqt", t)], by[("full", t)]
         c.check(s["memory"]["activations_other_mib"] < f["memory"]["activations_other_mib"],
                 f"{t}: synqt training activations below full fine-tuning's")
+rep = os.path.join(out, "report")
+c.check(os.path.exists(os.path.join(rep, "report.md")) and os.path.exists(os.path.join(rep, "plots", "acc_vs_memory.png")),
+        "the main job writes its report (md + plots) next to its records")
+c.check("| synqt" in p.stdout and "Peak train (MiB)" in p.stdout, "the main job prints the report table")
 c.done()

@@ -1,0 +1,571 @@
+// Tests of results/report.{h,cpp}: mean / sample std / group-mean arithmetic, row identities
+// (a swept lr splits rows, a per-task setting does not), golden report.md and report.csv from the
+// fixed records in tests/io/data/report/ (regenerate them with PETL_UPDATE_GOLDEN=1 and check the
+// numbers by hand), every validation error and warning (messages name file:line), reference
+// CSVs (the project's copy, a report.csv round trip, errors), other task sets, and the plots:
+// the files exist and hold one point per (method, task).
+#include "results/report.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "harness/error.h"
+
+namespace fs = std::filesystem;
+using namespace petl::report;
+
+namespace {
+
+const std::string kTests = PETL_TEST_DIR;
+std::string data(const std::string& rel) { return kTests + "/io/data/report/" + rel; }
+
+// A fresh directory under /tmp, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/petl_test_report_XXXXXX";
+    if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& rel) const { return (fs::path(path_) / rel).string(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string read_file(const std::string& p) {
+  std::ifstream is(p, std::ios::binary);
+  std::stringstream ss;
+  ss << is.rdbuf();
+  return ss.str();
+}
+void write_file(const std::string& p, const std::string& text) {
+  fs::create_directories(fs::path(p).parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+// Absolute fixture paths → "tests/...", so the golden files do not depend on the checkout.
+std::string portable(std::string s) {
+  for (size_t p = s.find(kTests); p != std::string::npos; p = s.find(kTests, p)) s.replace(p, kTests.size(), "tests");
+  return s;
+}
+
+// Byte-for-byte comparison with a golden file; on a mismatch, names the first differing line and
+// leaves the actual output beside the test for `diff -u`.
+void expect_golden(const std::string& actual, const std::string& golden) {
+  if (const char* u = std::getenv("PETL_UPDATE_GOLDEN"); u && *u == '1') {
+    write_file(golden, actual);
+    std::printf("updated %s\n", golden.c_str());
+  }
+  const std::string expected = read_file(golden);
+  if (actual == expected) return;
+  std::istringstream a(actual), e(expected);
+  std::string la, le;
+  int line = 0;
+  while (true) {
+    ++line;
+    bool ga = bool(std::getline(a, la)), ge = bool(std::getline(e, le));
+    if (!ga && !ge) break;
+    if (!ga || !ge || la != le) {
+      if (!ga) la = "<end of output>";
+      if (!ge) le = "<end of golden file>";
+      break;
+    }
+  }
+  std::string out = "/tmp/" + fs::path(golden).filename().string() + ".actual";
+  write_file(out, actual);
+  ADD_FAILURE() << golden << " differs at line " << line << ":\n  expected: " << le << "\n  actual:   " << la
+                << "\nfull output in " << out << " (diff -u " << golden << " " << out
+                << "; PETL_UPDATE_GOLDEN=1 rewrites the golden file)";
+}
+
+// Runs f, expects petl::Error, returns its message.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const petl::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected petl::Error";
+  return "";
+}
+
+nlohmann::json first_record(const std::string& file) {
+  std::ifstream is(file);
+  std::string line;
+  std::getline(is, line);
+  return nlohmann::json::parse(line);
+}
+
+// A record of the vtab fixture, re-targeted.
+nlohmann::json make_record(const std::string& method, const std::string& task, int seed, double acc) {
+  auto r = first_record(data("vtab/results.jsonl"));
+  r["method"] = method;
+  r["task"] = task;
+  r["seed"] = seed;
+  r["settings"]["recipe"]["seed"] = std::to_string(seed);
+  r["accuracy"] = acc;
+  r["accuracy_by_protocol"]["best_of_10"] = acc;
+  r["accuracy_by_protocol"]["final"] = acc - 1;
+  r["data"]["task"] = task;
+  r["data"]["test_list_sha256"] = "t" + task;
+  return r;
+}
+std::string lines(const std::vector<nlohmann::json>& recs) {
+  std::string s;
+  for (auto& r : recs) s += r.dump() + "\n";
+  return s;
+}
+
+ReportOptions quiet() {
+  ReportOptions o;
+  o.warn_to_stderr = false;
+  o.reference = "none";
+  o.plots = false;
+  return o;
+}
+
+Table vtab_table() {
+  auto o = quiet();
+  return build_table(load_records({data("vtab")}), o, load_reference(data("reference.csv")));
+}
+
+const Row& row_named(const Table& t, const std::string& label) {
+  for (auto& r : t.rows)
+    if (r.label() == label) return r;
+  throw std::runtime_error("no row " + label);
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+// ------------------------------------------------------------------ arithmetic
+
+TEST(ReportStats, MeanAndSampleStd) {
+  auto s = mean_std({1, 2, 3, 4});
+  EXPECT_EQ(s.n, 4);
+  EXPECT_DOUBLE_EQ(s.mean, 2.5);
+  EXPECT_NEAR(s.std, std::sqrt(5.0 / 3.0), 1e-12);  // sum of squares 5, n − 1 = 3
+  auto one = mean_std({71.5});
+  EXPECT_EQ(one.n, 1);
+  EXPECT_DOUBLE_EQ(one.mean, 71.5);
+  EXPECT_TRUE(std::isnan(one.std));
+  auto none = mean_std({});
+  EXPECT_EQ(none.n, 0);
+  EXPECT_TRUE(std::isnan(none.mean));
+  auto two = mean_std({63.5, 64.0});
+  EXPECT_NEAR(two.std, 0.5 / std::sqrt(2.0), 1e-12);
+}
+
+TEST(ReportTable, CellsGroupMeansAndRowMeans) {
+  Table t = vtab_table();
+  ASSERT_TRUE(t.vtab);
+  ASSERT_EQ(t.groups.size(), 3u);
+  EXPECT_EQ(t.groups[0].tasks.size(), 7u);
+  EXPECT_EQ(t.groups[1].tasks.size(), 4u);
+  EXPECT_EQ(t.groups[2].tasks.size(), 8u);
+  EXPECT_EQ(t.tasks, vtab_tasks());
+  ASSERT_EQ(t.rows.size(), 3u);
+  EXPECT_EQ(t.rows[0].label(), "linear");
+  EXPECT_EQ(t.rows[1].label(), "synqt (lr=0.001)");  // lr sweeps split rows, sorted numerically
+  EXPECT_EQ(t.rows[2].label(), "synqt (lr=0.005)");
+  EXPECT_EQ(t.varying.at("synqt"), std::vector<std::string>{"lr"});  // token_nums varies per task only
+
+  const Row& lin = row_named(t, "linear");
+  const Cell& cifar = lin.cells.at("cifar");  // seeds 42 (63.5, the journal's duplicate wins) and 43 (64.0)
+  EXPECT_EQ(cifar.acc.n, 2);
+  EXPECT_EQ(cifar.seeds, (std::vector<int>{42, 43}));
+  EXPECT_NEAR(cifar.acc.mean, 63.75, 1e-9);
+  EXPECT_NEAR(cifar.acc.std, 0.5 / std::sqrt(2.0), 1e-9);
+  EXPECT_NEAR(lin.cells.at("dtd").acc.std, 1.3 / std::sqrt(2.0), 1e-9);
+  EXPECT_EQ(lin.cells.at("clevr_count").acc.n, 1);
+  // Natural: cifar 63.75, dtd 63.15 of 7 → incomplete; Specialized: all 4 → complete.
+  EXPECT_NEAR(lin.group_means[0], (63.75 + 63.15) / 2, 1e-9);
+  EXPECT_FALSE(lin.group_complete[0]);
+  EXPECT_NEAR(lin.group_means[1], (78.5 + 87.6 + 68.7 + 73.8) / 4, 1e-9);
+  EXPECT_TRUE(lin.group_complete[1]);
+  EXPECT_NEAR(lin.group_means[2], 34.5, 1e-9);
+  EXPECT_FALSE(lin.group_complete[2]);
+  // The plain mean is over the tasks, not over the group means.
+  EXPECT_NEAR(lin.mean, (63.75 + 63.15 + 78.5 + 87.6 + 68.7 + 73.8 + 34.5) / 7, 1e-9);
+  EXPECT_FALSE(lin.complete);
+  EXPECT_NEAR(lin.params_m, (76900 + 36143 + 1538 + 7690 + 34605 + 3845 + 6152) / 7.0 / 1e6, 1e-12);
+  EXPECT_NEAR(lin.peak_train_mib, 350.5, 1e-9);
+  const Row& s1 = row_named(t, "synqt (lr=0.001)");
+  EXPECT_NEAR(s1.mean, (70.2 + 95.1) / 2, 1e-9);
+  EXPECT_NEAR(s1.peak_train_mib, (1520.75 + 1500.25) / 2, 1e-9);
+  EXPECT_TRUE(std::isnan(s1.group_means[2]));
+
+  // Reference rows: group means from the published task values, the published plain mean.
+  ASSERT_EQ(t.ref_lines.size(), 2u);
+  EXPECT_EQ(t.ref_lines[1].ref.method, "linear");
+  EXPECT_NEAR(t.ref_lines[1].group_means[2], (34.3 + 30.6 + 33.2 + 55.4 + 12.5 + 20.0 + 9.6 + 19.2) / 8, 1e-9);
+  EXPECT_TRUE(t.ref_lines[1].mean_published);
+  EXPECT_DOUBLE_EQ(t.ref_lines[1].mean, 52.94);
+  // Δ: only linear is in the reference; mean of the per-task Δ over the common tasks.
+  ASSERT_EQ(t.deltas.size(), 1u);
+  EXPECT_NEAR(t.deltas[0].delta.at("cifar"), 63.75 - 63.4, 1e-9);
+  EXPECT_NEAR(t.deltas[0].group_means[1], ((78.5 - 78.5) + (87.6 - 87.5) + (68.7 - 68.6) + (73.8 - 74.0)) / 4, 1e-9);
+  EXPECT_TRUE(t.deltas[0].group_complete[1]);
+  EXPECT_NEAR(t.deltas[0].mean, 0.5 / 7, 1e-9);
+  EXPECT_FALSE(t.deltas[0].complete);
+
+  // What was read: the dry run and the failed job are listed, the journal's own lines counted.
+  EXPECT_EQ(t.records.skipped.size(), 2u);
+  EXPECT_EQ(t.records.other_schemas.at("petl.sweep.journal"), 2);
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_TRUE(has(t.warnings[0], "duplicate record linear/cifar seed 42"));
+  EXPECT_TRUE(has(t.warnings[0], "vtab/results.jsonl:1"));
+  EXPECT_TRUE(has(t.warnings[0], "vtab/sweep/journal.jsonl:2"));
+}
+
+// ------------------------------------------------------------------ golden report
+
+TEST(ReportGolden, VtabMarkdownAndCsv) {
+  TempDir dir;
+  auto o = quiet();
+  o.reference = data("reference.csv");
+  o.out_dir = dir.path();
+  auto res = write_report({data("vtab")}, o);
+  EXPECT_EQ(res.n_ok, 17);
+  EXPECT_EQ(res.n_failed, 1);
+  EXPECT_EQ(res.n_dry_run, 1);
+  expect_golden(portable(read_file(dir / "report.md")), data("expected/vtab_report.md"));
+  expect_golden(portable(read_file(dir / "report.csv")), data("expected/vtab_report.csv"));
+  EXPECT_EQ(res.printed, res.table_markdown);
+  EXPECT_TRUE(has(read_file(dir / "report.md"), res.table_markdown));
+}
+
+TEST(ReportGolden, OtherTaskSetMarkdown) {
+  TempDir dir;
+  auto o = quiet();
+  o.reference = data("reference.csv");  // no common task: not shown, a warning
+  o.reference_label = "my reference";
+  o.out_dir = dir.path();
+  auto res = write_report({data("mini/results.jsonl")}, o);
+  expect_golden(portable(read_file(dir / "report.md")), data("expected/mini_report.md"));
+  ASSERT_EQ(res.warnings.size(), 1u);
+  EXPECT_TRUE(has(res.warnings[0], "shares no task"));
+}
+
+TEST(ReportTable, OtherTaskSetHasOneGroupInFirstSeenOrder) {
+  Table t = build_table(load_records({data("mini")}), quiet());
+  EXPECT_FALSE(t.vtab);
+  ASSERT_EQ(t.groups.size(), 1u);
+  EXPECT_EQ(t.groups[0].name, "Tasks");
+  EXPECT_FALSE(t.groups[0].has_mean);
+  EXPECT_EQ(t.tasks, (std::vector<std::string>{"fashion_mnist", "sprites_loc", "objects_count"}));
+  auto md = render_markdown_table(t);
+  EXPECT_TRUE(has(md, "| Method | "));
+  EXPECT_FALSE(has(md, "Natural"));
+  EXPECT_TRUE(has(md, "83.80 ± 0.42 (n=2)"));
+  EXPECT_TRUE(has(md, "on 3 tasks"));
+}
+
+TEST(ReportRender, TexAndCellsCsv) {
+  Table t = vtab_table();
+  auto tex = render_tex(t);
+  EXPECT_TRUE(has(tex, "\\begin{tabular}"));
+  EXPECT_TRUE(has(tex, "\\multicolumn{7}{c}{Natural}"));
+  EXPECT_TRUE(has(tex, "\\multicolumn{4}{c}{Specialized}"));
+  EXPECT_TRUE(has(tex, "\\multicolumn{8}{c}{Structured}"));
+  EXPECT_TRUE(has(tex, "63.75{\\scriptsize$\\pm$0.35$^{n=2}$}"));
+  EXPECT_TRUE(has(tex, "synqt (lr=0.001)"));
+  EXPECT_FALSE(has(tex, "±"));
+  auto cells = render_cells_csv(t);
+  EXPECT_TRUE(has(cells, "linear,,cifar,Natural,2,42;43,63.7500,0.3536,best_of_10,76900,350.500,"));
+  EXPECT_TRUE(has(cells, "synqt,lr=0.005,eurosat,Specialized,1,42,94.4000,,best_of_10,2658294,1500.250,"));
+}
+
+// ------------------------------------------------------------------ protocols
+
+TEST(ReportProtocol, RederivesAccuracyFromAccuracyByProtocol) {
+  auto recs = load_records({data("mini")}, "final");
+  for (auto& r : recs.runs) {
+    EXPECT_EQ(r.protocol, "final");
+    EXPECT_DOUBLE_EQ(r.accuracy, r.record["accuracy_by_protocol"]["final"].get<double>());
+  }
+  Table t = build_table(std::move(recs), [] {
+    auto o = quiet();
+    o.protocol = "final";
+    return o;
+  }());
+  EXPECT_TRUE(has(t.caption, "protocol final (test accuracy after the last epoch)"));
+  EXPECT_NEAR(t.rows[0].cells.at("fashion_mnist").acc.mean, 78.1, 1e-9);
+}
+
+TEST(ReportValidation, UnknownProtocolNamesTheRecord) {
+  auto m = error_of([] { load_records({data("mini/results.jsonl")}, "best_of_5"); });
+  EXPECT_TRUE(has(m, "mini/results.jsonl:1: accuracy_by_protocol has no number for protocol 'best_of_5'")) << m;
+  EXPECT_TRUE(has(m, "it has: best_of_10, final")) << m;
+}
+
+// ------------------------------------------------------------------ validation errors
+
+TEST(ReportValidation, UnknownSchemaVersion) {
+  TempDir d;
+  auto r = make_record("linear", "cifar", 42, 60);
+  r["schema_version"] = 2;
+  write_file(d / "r.jsonl", lines({make_record("linear", "dtd", 42, 50), r}));
+  auto m = error_of([&] { load_records({d.path()}); });
+  EXPECT_TRUE(has(m, d / "r.jsonl:2: schema_version 2 is not supported")) << m;
+}
+
+TEST(ReportValidation, MissingAndMistypedFields) {
+  TempDir d;
+  auto a = make_record("linear", "cifar", 42, 60);
+  a["memory"].erase("peak_train_mib");
+  a.erase("evals");
+  auto b = make_record("linear", "dtd", 42, 60);
+  b["seed"] = "42";
+  auto c = make_record("linear", "svhn", 42, 60);
+  c["evals"][1].erase("test_acc");
+  write_file(d / "r.jsonl", lines({a, b, c}));
+  auto m = error_of([&] { load_records({d / "r.jsonl"}); });
+  EXPECT_TRUE(has(m, d / "r.jsonl:1: missing field(s): memory.peak_train_mib, evals")) << m;
+  EXPECT_TRUE(has(m, d / "r.jsonl:2: missing field(s): seed (not an integer)")) << m;
+  EXPECT_TRUE(has(m, d / "r.jsonl:3: evals[1] lacks a numeric epoch or test_acc")) << m;
+}
+
+TEST(ReportValidation, InvalidLinesAndStatus) {
+  TempDir d;
+  auto bad_status = make_record("linear", "dtd", 42, 60);
+  bad_status["status"] = "running";
+  write_file(d / "r.jsonl", lines({make_record("linear", "cifar", 42, 60)}) + "{\"schema\": \"petl.result\", \n" +
+                                "[1, 2]\n{\"method\": \"linear\"}\n" + bad_status.dump() + "\n");
+  auto m = error_of([&] { load_records({d.path()}); });
+  EXPECT_TRUE(has(m, d / "r.jsonl:2: invalid JSON")) << m;
+  EXPECT_TRUE(has(m, d / "r.jsonl:3: not a JSON object")) << m;
+  EXPECT_TRUE(has(m, d / "r.jsonl:4: no \"schema\" string")) << m;
+  EXPECT_TRUE(has(m, d / "r.jsonl:5: unknown status 'running'")) << m;
+}
+
+TEST(ReportValidation, PathsAndEmptyInputs) {
+  TempDir d;
+  EXPECT_TRUE(has(error_of([&] { load_records({d / "nope.jsonl"}); }), "does not exist"));
+  fs::create_directories(d / "empty");
+  EXPECT_TRUE(has(error_of([&] { load_records({d / "empty"}); }), "holds no *.jsonl"));
+  EXPECT_TRUE(has(error_of([&] { load_records({}); }), "no result files"));
+  // Only a failed record: nothing to tabulate, the failure is named.
+  nlohmann::json f = {{"schema", "petl.result"}, {"schema_version", 1}, {"status", "failed"}, {"method", "full"},
+                      {"task", "cifar"},         {"seed", 42},          {"error", "out of memory"}};
+  write_file(d / "f.jsonl", f.dump() + "\n");
+  auto m = error_of([&] { build_table(load_records({d / "f.jsonl"}), quiet()); });
+  EXPECT_TRUE(has(m, "no successful result records")) << m;
+  EXPECT_TRUE(has(m, d / "f.jsonl:1: full/cifar: out of memory")) << m;
+}
+
+TEST(ReportValidation, MixedBackbonesFailOrSplitRows) {
+  TempDir d;
+  auto other = make_record("linear", "dtd", 42, 61);
+  other["backbone"]["sha256"] = "ffffffffffff0000";
+  write_file(d / "a.jsonl", lines({make_record("linear", "cifar", 42, 60), make_record("linear", "dtd", 42, 62)}));
+  write_file(d / "b.jsonl", lines({other}));
+  auto m = error_of([&] { build_table(load_records({d.path()}), quiet()); });
+  EXPECT_TRUE(has(m, "records mix backbones")) << m;
+  EXPECT_TRUE(has(m, "(sha256 5b2f6e0c9d8e)' in 2 record(s) (" + (d / "a.jsonl:1") + ", " + (d / "a.jsonl:2") + ")")) << m;
+  EXPECT_TRUE(has(m, "(sha256 ffffffffffff)' in 1 record(s) (" + (d / "b.jsonl:1") + ")")) << m;
+  EXPECT_TRUE(has(m, "--allow-mixed")) << m;
+  auto o = quiet();
+  o.allow_mixed = true;
+  Table t = build_table(load_records({d.path()}), o);
+  ASSERT_EQ(t.rows.size(), 2u);
+  EXPECT_EQ(t.rows[0].label(), "linear (backbone=vit_base_patch16_224_in21k@5b2f6e0c)");
+  EXPECT_EQ(t.rows[1].label(), "linear (backbone=vit_base_patch16_224_in21k@ffffffff)");
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_TRUE(has(t.warnings[0], "records mix backbones"));
+}
+
+TEST(ReportValidation, MixedProtocolsNeedProtocolFlag) {
+  TempDir d;
+  auto fin = make_record("linear", "dtd", 42, 61);
+  fin["protocol"] = "final";
+  fin["accuracy"] = 60;
+  write_file(d / "a.jsonl", lines({make_record("linear", "cifar", 42, 60), fin}));
+  auto m = error_of([&] { build_table(load_records({d.path()}), quiet()); });
+  EXPECT_TRUE(has(m, "records mix headline protocols: 'best_of_10' in 1 record(s) (" + (d / "a.jsonl:1") +
+                         "); 'final' in 1 record(s) (" + (d / "a.jsonl:2") + ")"))
+      << m;
+  EXPECT_TRUE(has(m, "--protocol")) << m;
+  auto o = quiet();
+  o.protocol = "best_of_10";
+  Table t = build_table(load_records({d.path()}, "best_of_10"), o);
+  EXPECT_EQ(t.rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(t.rows[0].cells.at("dtd").acc.mean, 61);
+}
+
+TEST(ReportValidation, MixedPreprocessing) {
+  TempDir d;
+  auto inc = make_record("linear", "dtd", 42, 61);
+  inc["data"]["normalisation"] = "inception";
+  inc["settings"]["recipe"]["normalisation"] = "inception";
+  write_file(d / "a.jsonl", lines({make_record("linear", "cifar", 42, 60), inc}));
+  auto m = error_of([&] { build_table(load_records({d.path()}), quiet()); });
+  EXPECT_TRUE(has(m, "records mix preprocessing (normalisation, image size): 'imagenet, 224 px' in 1 record(s) (" +
+                         (d / "a.jsonl:1") + "); 'inception, 224 px' in 1 record(s) (" + (d / "a.jsonl:2") + ")"))
+      << m;
+}
+
+// ------------------------------------------------------------------ warnings
+
+TEST(ReportWarnings, DuplicatesLaterWinsAndFileNamedTwiceIsReadOnce) {
+  TempDir d;
+  write_file(d / "a.jsonl", lines({make_record("linear", "cifar", 42, 60), make_record("linear", "cifar", 42, 70)}));
+  Table t = build_table(load_records({d / "a.jsonl", d.path(), d / "a.jsonl"}), quiet());
+  EXPECT_EQ(t.records.files.size(), 1u);
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_TRUE(has(t.warnings[0], "duplicate record linear/cifar seed 42 (same settings): " + (d / "a.jsonl:1") + " and " +
+                                     (d / "a.jsonl:2") + "; the later one is used"))
+      << t.warnings[0];
+  EXPECT_EQ(t.rows[0].cells.at("cifar").acc.n, 1);
+  EXPECT_DOUBLE_EQ(t.rows[0].cells.at("cifar").acc.mean, 70);
+  // A different lr is not a duplicate: it is a setting.
+  auto lr = make_record("linear", "cifar", 42, 65);
+  lr["settings"]["recipe"]["lr"] = "0.01";
+  write_file(d / "b.jsonl", lines({lr}));
+  Table t2 = build_table(load_records({d.path()}), quiet());
+  EXPECT_EQ(t2.rows.size(), 2u);
+  EXPECT_EQ(t2.rows[1].label(), "linear (lr=0.01)");
+}
+
+TEST(ReportWarnings, ManyDuplicatesAreSummarised) {
+  TempDir d;
+  std::vector<nlohmann::json> recs;
+  for (int rep = 0; rep < 2; ++rep)
+    for (int s = 0; s < 8; ++s) recs.push_back(make_record("linear", "cifar", s, 60 + s));
+  write_file(d / "a.jsonl", lines(recs));
+  Table t = build_table(load_records({d.path()}), quiet());
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_TRUE(has(t.warnings[0], "8 duplicate records")) << t.warnings[0];
+  EXPECT_EQ(t.rows[0].cells.at("cifar").acc.n, 8);
+}
+
+TEST(ReportWarnings, DifferentTestListsForOneTask) {
+  TempDir d;
+  auto other = make_record("linear", "cifar", 43, 61);
+  other["data"]["test_list_sha256"] = "different";
+  write_file(d / "a.jsonl", lines({make_record("linear", "cifar", 42, 60), other}));
+  Table t = build_table(load_records({d.path()}), quiet());
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_TRUE(has(t.warnings[0], "task cifar is evaluated on different test lists")) << t.warnings[0];
+  EXPECT_TRUE(has(t.warnings[0], d / "a.jsonl:2")) << t.warnings[0];
+}
+
+// ------------------------------------------------------------------ reference CSVs
+
+TEST(ReportReference, ProjectCopyOfVpetlBench) {
+  auto ref = load_reference(kTests + "/../results/vpetl_bench_vtab1k.csv");
+  EXPECT_EQ(ref.label, kDefaultReferenceLabel);
+  EXPECT_EQ(ref.tasks, vtab_tasks());
+  ASSERT_EQ(ref.rows.size(), 13u);
+  for (auto& r : ref.rows) {
+    ASSERT_EQ(r.acc.size(), 19u) << r.method;
+    double s = 0;
+    for (auto& [t, v] : r.acc) s += v;
+    EXPECT_NEAR(s / 19, r.mean, 0.006) << r.method << ": the published mean is the plain 19-task mean";
+    EXPECT_TRUE(std::isfinite(r.params_m)) << r.method;
+  }
+}
+
+TEST(ReportReference, ReportCsvRoundTripsAsReference) {
+  Table t = vtab_table();
+  TempDir d;
+  write_file(d / "report.csv", render_csv(t));
+  auto ref = load_reference(d / "report.csv", "previous run");
+  ASSERT_EQ(ref.rows.size(), 3u);  // only the "ours" rows
+  EXPECT_EQ(ref.rows[1].label(), "synqt (lr=0.001)");
+  EXPECT_EQ(ref.tasks, vtab_tasks());
+  EXPECT_NEAR(ref.rows[0].acc.at("cifar"), 63.75, 1e-9);
+  EXPECT_EQ(ref.rows[0].acc.count("caltech101"), 0u);
+  // Against itself every Δ is zero.
+  Table again = build_table(load_records({data("vtab")}), quiet(), ref);
+  ASSERT_EQ(again.deltas.size(), 3u);
+  for (auto& dl : again.deltas) EXPECT_NEAR(dl.mean, 0, 1e-4);
+}
+
+TEST(ReportReference, Errors) {
+  TempDir d;
+  write_file(d / "a.csv", "method,cifar,mean\nfull,68.9,68.9\nlinear,abc,1\n");
+  EXPECT_TRUE(has(error_of([&] { load_reference(d / "a.csv"); }), d / "a.csv:3: column 'cifar': 'abc' is not a number"));
+  write_file(d / "b.csv", "name,cifar\nfull,68.9\n");
+  EXPECT_TRUE(has(error_of([&] { load_reference(d / "b.csv"); }), "no 'method' column"));
+  write_file(d / "c.csv", "method,cifar\nfull,68.9,1\n");
+  EXPECT_TRUE(has(error_of([&] { load_reference(d / "c.csv"); }), d / "c.csv:2: 3 fields, the header has 2"));
+  EXPECT_TRUE(has(error_of([&] { load_reference(d / "none.csv"); }), "cannot open reference CSV"));
+  write_file(d / "ok.csv", "method,cifar,dtd\n\"my, method\",70,–\n");
+  auto ref = load_reference(d / "ok.csv");
+  ASSERT_EQ(ref.rows.size(), 1u);
+  EXPECT_EQ(ref.rows[0].method, "my, method");
+  EXPECT_EQ(ref.rows[0].acc.count("dtd"), 0u);
+  EXPECT_EQ(ref.label, "ok.csv");
+}
+
+// ------------------------------------------------------------------ plots
+
+namespace {
+// Points drawn in a gnuplot SVG: <use xlink:href='#gpPt<N>' transform='translate(...)...>.
+int count_points(const std::string& svg) {
+  const std::string head = "<use xlink:href='#gpPt", tail = "' transform='translate(";
+  int n = 0;
+  for (size_t p = svg.find(head); p != std::string::npos; p = svg.find(head, p + 1)) {
+    size_t q = p + head.size();
+    while (q < svg.size() && std::isdigit(static_cast<unsigned char>(svg[q]))) ++q;
+    n += svg.compare(q, tail.size(), tail) == 0;
+  }
+  return n;
+}
+int data_lines(const std::string& file) {
+  std::ifstream is(file);
+  std::string l;
+  int n = 0;
+  while (std::getline(is, l))
+    if (!l.empty() && l[0] != '#') ++n;
+  return n;
+}
+}  // namespace
+
+TEST(ReportPlots, OnePointPerMethodAndTask) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  TempDir d;
+  auto o = quiet();
+  o.out_dir = d.path();
+  o.plots = true;
+  auto res = write_report({data("mini")}, o);
+  EXPECT_TRUE(res.warnings.empty()) << res.warnings[0];
+  // mini: linear and synqt on 3 tasks (synqt's fashion_mnist cell has 2 seeds) → 6 cells, 2 rows, 7 runs × 5 evals.
+  const int cells = 6, rows = 2, eval_points = 7 * 5;
+  for (auto name : {"acc_vs_memory", "acc_vs_memory_per_task", "acc_vs_params", "evals"}) {
+    std::string png = d / (std::string("plots/") + name + ".png"), svg = d / (std::string("plots/") + name + ".svg");
+    ASSERT_TRUE(fs::exists(png)) << png;
+    ASSERT_TRUE(fs::exists(svg)) << svg;
+    EXPECT_EQ(read_file(png).substr(1, 3), "PNG") << png;
+    EXPECT_GT(fs::file_size(png), 5000u) << png;
+    EXPECT_TRUE(has(read_file(svg), "<svg")) << svg;
+    EXPECT_TRUE(has(read_file(d / "report.md"), std::string("](plots/") + name + ".png)")) << name;
+  }
+  // Every drawn point is an SVG <use> of a point glyph at a position; the key adds one sample per row.
+  EXPECT_EQ(data_lines(d / "plots/acc_vs_memory_per_task.dat"), cells);
+  EXPECT_EQ(count_points(read_file(d / "plots/acc_vs_memory_per_task.svg")), cells + rows);
+  EXPECT_EQ(data_lines(d / "plots/acc_vs_memory.dat"), rows);
+  EXPECT_EQ(count_points(read_file(d / "plots/acc_vs_memory.svg")), rows + rows);
+  EXPECT_EQ(count_points(read_file(d / "plots/acc_vs_params.svg")), rows + rows);
+  EXPECT_EQ(data_lines(d / "plots/evals.dat"), eval_points);
+  EXPECT_EQ(count_points(read_file(d / "plots/evals.svg")), eval_points + rows);
+  // Axes are labelled with units, and the SVG carries the task names as panel titles.
+  auto svg = read_file(d / "plots/acc_vs_memory_per_task.svg");
+  EXPECT_TRUE(has(svg, "Peak training memory (MiB)"));
+  EXPECT_TRUE(has(svg, "Top-1 test accuracy (%)"));
+  EXPECT_TRUE(has(svg, "objects_count"));
+}
