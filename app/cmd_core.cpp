@@ -163,8 +163,15 @@ int cmd_eval(const Args& args) {
   auto tensors = load_named_tensors(ckpt, &meta);
   Settings settings = Settings::parse(sets);
   if (meta.count("method_settings")) {
-    for (auto& [k, v] : json::parse(meta["method_settings"]).items())
-      if (k[0] != '_' && !settings.has(k)) settings.set(k, v.get<std::string>());
+    json ms;
+    try {
+      ms = json::parse(meta["method_settings"]);
+    } catch (const json::exception& e) {
+      PETL_FAIL(ckpt, ": metadata 'method_settings' is not JSON: ", e.what());
+    }
+    for (auto& [k, v] : ms.items())
+      if (!k.empty() && k[0] != '_' && !settings.has(k))
+        settings.set(k, v.is_string() ? v.get<std::string>() : v.dump());
   }
   auto task = data::find_task(root, task_name);
   int num_classes = task.num_classes;

@@ -127,7 +127,7 @@ json run_job(const JobSpec& spec) {
              "': expected best_of_10 or final");
   const auto& info = MethodRegistry::instance().get(spec.method);
   const Settings requested = Settings::parse(spec.set);
-  Settings settings = requested;  // + the --epochs/--batch-size/--seed flags, read by recipe and method
+  Settings settings(requested.items());  // + the --epochs/--batch-size/--seed flags
   Recipe recipe = load_recipe(spec.recipe.empty() ? info.default_recipe : spec.recipe, "", spec.method);
   if (spec.epochs > 0) settings.set("epochs", std::to_string(spec.epochs));
   if (spec.batch_size > 0) settings.set("batch_size", std::to_string(spec.batch_size));

@@ -19,7 +19,7 @@ Settings Settings::parse(const std::vector<std::string>& items) {
 double Settings::get_double(const std::string& key, double def) const {
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
-  used_.insert(key);
+  used_->insert(key);
   char* end = nullptr;
   double v = std::strtod(it->second.c_str(), &end);
   PETL_CHECK(end && *end == 0 && !it->second.empty(), "setting '", key, "': expected a number, got '", it->second, "'");
@@ -29,7 +29,7 @@ double Settings::get_double(const std::string& key, double def) const {
 int Settings::get_int(const std::string& key, int def) const {
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
-  used_.insert(key);
+  used_->insert(key);
   char* end = nullptr;
   long v = std::strtol(it->second.c_str(), &end, 10);
   PETL_CHECK(end && *end == 0 && !it->second.empty(), "setting '", key, "': expected an integer, got '", it->second,
@@ -40,7 +40,7 @@ int Settings::get_int(const std::string& key, int def) const {
 bool Settings::get_bool(const std::string& key, bool def) const {
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
-  used_.insert(key);
+  used_->insert(key);
   const auto& s = it->second;
   if (s == "1" || s == "true" || s == "on" || s == "yes") return true;
   if (s == "0" || s == "false" || s == "off" || s == "no") return false;
@@ -50,14 +50,14 @@ bool Settings::get_bool(const std::string& key, bool def) const {
 std::string Settings::get_string(const std::string& key, const std::string& def) const {
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
-  used_.insert(key);
+  used_->insert(key);
   return it->second;
 }
 
 std::vector<std::string> Settings::unused() const {
   std::vector<std::string> out;
   for (auto& [k, v] : kv_)
-    if (!used_.count(k)) out.push_back(k);
+    if (!used_->count(k)) out.push_back(k);
   return out;
 }
 

@@ -2,6 +2,7 @@
 // which keys were consumed so unknown keys are reported instead of silently ignored.
 #pragma once
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,7 +28,8 @@ class Settings {
 
  private:
   std::map<std::string, std::string> kv_;
-  mutable std::set<std::string> used_;
+  // Shared by copies, so a key read through any copy (e.g. the one a method keeps) counts as used.
+  std::shared_ptr<std::set<std::string>> used_ = std::make_shared<std::set<std::string>>();
 };
 
 }  // namespace petl
