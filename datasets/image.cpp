@@ -1,9 +1,13 @@
-// Image decoding (PNG/JPEG through Debian's compiled stb), Pillow-exact bicubic resizing and
+// Image decoding (PNG through Debian's compiled stb, JPEG through libjpeg-turbo as Pillow does), Pillow-exact bicubic resizing and
 // the vtab1k.md normalisation profiles. The resize follows Pillow's src/libImaging/Resample.c
 // (precompute_coeffs, normalize_coeffs_8bpc, ImagingResampleHorizontal/Vertical_8bpc and the
 // pass selection of ImagingResampleInner) so results are bit-identical to
 // Image.resize((w, h), Image.BICUBIC) on 8-bit L/RGB images.
 #include "datasets/image.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <jpeglib.h>
 
 #include <stb_image.h>
 #include <stb_image_write.h>
@@ -143,8 +147,85 @@ Image8 blank(int w, int h, int ch) {
 
 // ------------------------------------------------------------------ decoding
 
+namespace {
+// JPEG through libjpeg(-turbo) with its defaults (ISLOW DCT, fancy upsampling), as Pillow decodes
+// JPEGs, so JPEG pixels are bit-identical to PIL's (stb's decoder differs by up to 3/255).
+struct JpegError {
+  jpeg_error_mgr mgr;
+  jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, err->message);
+  longjmp(err->jump, 1);
+}
+void jpeg_silence(j_common_ptr, int) {}
+
+// The two libjpeg stages run in frames that hold no C++ objects, so an error's longjmp skips
+// no destructor.
+struct JpegState {
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+};
+int jpeg_header(JpegState* st, const uint8_t* data, size_t size) {
+  if (setjmp(st->err.jump)) return 0;
+  jpeg_mem_src(&st->cinfo, data, static_cast<unsigned long>(size));
+  jpeg_read_header(&st->cinfo, TRUE);
+  if (st->cinfo.jpeg_color_space == JCS_CMYK || st->cinfo.jpeg_color_space == JCS_YCCK) return -1;
+  st->cinfo.out_color_space = st->cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&st->cinfo);
+  return 1;
+}
+int jpeg_pixels(JpegState* st, uint8_t* buf, size_t row_bytes) {
+  if (setjmp(st->err.jump)) return 0;
+  while (st->cinfo.output_scanline < st->cinfo.output_height) {
+    JSAMPROW rows[1] = {buf + size_t(st->cinfo.output_scanline) * row_bytes};
+    jpeg_read_scanlines(&st->cinfo, rows, 1);
+  }
+  jpeg_finish_decompress(&st->cinfo);
+  return 1;
+}
+
+Image8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name) {
+  JpegState st;
+  st.cinfo.err = jpeg_std_error(&st.err.mgr);
+  st.err.mgr.error_exit = jpeg_error_exit;
+  st.err.mgr.emit_message = jpeg_silence;
+  st.err.message[0] = 0;
+  jpeg_create_decompress(&st.cinfo);
+  const int h = jpeg_header(&st, data, size);
+  if (h != 1) {
+    jpeg_destroy_decompress(&st.cinfo);
+    if (h < 0) PETL_FAIL("cannot decode image ", name, ": CMYK JPEGs are not supported (convert to RGB)");
+    PETL_FAIL("cannot decode image ", name, ": ", st.err.message);
+  }
+  const int w = int(st.cinfo.output_width), ht = int(st.cinfo.output_height), c = st.cinfo.output_components;
+  std::vector<uint8_t> buf(size_t(w) * ht * c);
+  if (!jpeg_pixels(&st, buf.data(), size_t(w) * c)) {
+    jpeg_destroy_decompress(&st.cinfo);
+    PETL_FAIL("cannot decode image ", name, ": ", st.err.message);
+  }
+  jpeg_destroy_decompress(&st.cinfo);
+  if (c == 3) {
+    Image8 img;
+    img.width = w;
+    img.height = ht;
+    img.channels = 3;
+    img.pixels = std::move(buf);
+    return img;
+  }
+  Image8 img = blank(w, ht, 3);  // grey → RGB as PIL's convert("RGB")
+  for (size_t i = 0; i < size_t(w) * ht; ++i)
+    img.pixels[3 * i] = img.pixels[3 * i + 1] = img.pixels[3 * i + 2] = buf[i];
+  return img;
+}
+}  // namespace
+
 Image8 decode_image_memory(const uint8_t* data, size_t size, const std::string& name_for_errors) {
   PETL_CHECK(size > 0, "cannot decode image ", name_for_errors, ": empty file");
+  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
+    return decode_jpeg(data, size, name_for_errors);
   PETL_CHECK(size <= size_t(INT_MAX), "cannot decode image ", name_for_errors, ": file too large (",
              size, " bytes)");
   const int len = static_cast<int>(size);

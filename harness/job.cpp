@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "harness/error.h"
+#include "petl_git_commit.h"  // generated at build time
 #include "harness/evaluate.h"
 #include "harness/hashing.h"
 #include "harness/memory_meter.h"

@@ -10,7 +10,8 @@ PKGS=(
   libboost-program-options-dev              # CLI
   libgtest-dev libgmock-dev                 # tests
   nlohmann-json3-dev libyaml-cpp-dev        # JSON records / YAML configs
-  libstb-dev libzip-dev zlib1g-dev libssl-dev  # PNG+JPEG decoding, .npz (zip), gzip, SHA-256
+  libstb-dev libjpeg62-turbo-dev            # PNG (stb) and JPEG (libjpeg-turbo, as Pillow) decoding
+  libzip-dev zlib1g-dev libssl-dev          # .npz (zip), gzip, SHA-256
   dataset-fashion-mnist                     # real data for the embedded suite
   gnuplot-nox                               # report plots (SVG + PNG)
   python3-torch python3-pil python3-h5py python3-numpy   # reference computations in tests
