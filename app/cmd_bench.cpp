@@ -140,6 +140,7 @@ int cmd_demo(const Args& args) {
       ("epochs", po::value(&epochs), "override the recipe's epochs")
       ("backbone", po::value(&backbone), "backbone file (default: the embedded one)")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
+      ("fresh", "train every job again even when --out already holds its finished record")
       ("no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
@@ -173,6 +174,7 @@ int cmd_demo(const Args& args) {
       s.out_dir = out;
       s.backbone_file = backbone;
       s.progress = !vm.count("no-progress");
+      s.reuse_done = !vm.count("fresh");  // a re-run after a kill picks up where it stopped
       s.argv = args;
       try {
         recs.push_back(run_job(s));

@@ -78,7 +78,8 @@ int cmd_run(const Args& args) {
   d.add_options()("out", po::value(&spec.out_dir)->default_value("runs"),
                   "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/")
       ("dry-run", po::bool_switch(&spec.dry_run), "build the model, print trainable parameters and effective settings, do not train")
-      ("no-checkpoint", "do not save the trained tensors");
+      ("no-checkpoint", "do not save the trained tensors")
+      ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
                   "usage: petl run --method M --task T --data-root DIR [--backbone FILE | --arch NAME] [--epochs N]\n"
@@ -89,6 +90,7 @@ int cmd_run(const Args& args) {
   spec.set = sets;
   spec.progress = !vm.count("no-progress");
   spec.save_checkpoint = !vm.count("no-checkpoint");
+  spec.reuse_done = vm.count("resume") > 0;
   spec.argv = args;
   json rec;
   try {
@@ -109,7 +111,11 @@ int cmd_run(const Args& args) {
               spec.method.c_str(), rec["task"].get<std::string>().c_str(), rec["seed"].get<int>(),
               rec["accuracy"].get<double>(), spec.protocol.c_str(), (long long)rec["trainable_params"].get<int64_t>(),
               rec["memory"]["peak_train_mib"].get<double>(), rec["timing"]["train_images_per_s"].get<double>());
-  std::printf("record appended to %s/results.jsonl\n", spec.out_dir.c_str());
+  if (rec.value("reused", false))
+    std::printf("reused the finished record %s in %s/results.jsonl (nothing trained)\n",
+                rec["job_key"].get<std::string>().c_str(), spec.out_dir.c_str());
+  else
+    std::printf("record appended to %s/results.jsonl\n", spec.out_dir.c_str());
   return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "harness/error.h"
@@ -112,6 +113,23 @@ Backbone make_backbone(const JobSpec& spec, double drop_path_rate) {
   }
   b.model->set_trainable(false);
   return b;
+}
+
+// The last ok record with this job key whose checkpoint (if any) still exists, or null.
+json find_finished(const fs::path& journal, const std::string& key) {
+  json found;
+  std::ifstream in(journal);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(key) == std::string::npos) continue;
+    json r = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (r.is_discarded() || !r.is_object()) continue;  // a torn last line after a kill
+    if (r.value("job_key", "") != key || r.value("status", "") != "ok") continue;
+    if (r.contains("checkpoint") && r["checkpoint"].is_string() && !fs::exists(r["checkpoint"].get<std::string>()))
+      continue;
+    found = r;
+  }
+  return found;
 }
 
 }  // namespace
@@ -219,16 +237,34 @@ json run_job(const JobSpec& spec) {
                  {"provenance", provenance(spec, threads)}};
   record["provenance"]["device"] = spec.device;
   // The job key: a hash of the effective settings (not of how they were requested).
+  auto list_hash = [&](const std::string& split) {
+    auto p = fs::path(task.dir) / (split + "." + task.format);
+    return fs::exists(p) ? sha256_file(p.string()) : std::string();
+  };
   json key_src = {{"method", spec.method},
                   {"task", task.name},
                   {"recipe", record["settings"]["recipe"]},
                   {"method_settings", record["settings"]["method"]},
                   {"backbone_sha256", bb.info["sha256"]},
-                  {"data_root", fs::absolute(spec.data_root).string()}};
+                  {"data_root", fs::absolute(spec.data_root).string()},
+                  {"train_list_sha256", list_hash(recipe.train_split)},
+                  {"test_list_sha256", list_hash(recipe.test_split)},
+                  {"skip_bad", spec.skip_bad},
+                  {"limits", {spec.limit_train, spec.limit_test}},
+                  {"device", spec.device}};
   record["job_key"] = sha256_string(key_src.dump()).substr(0, 16);
   if (spec.dry_run) {
     record["data"] = {{"root", spec.data_root}, {"task", task.name}, {"num_classes", num_classes}};
     return record;
+  }
+  if (spec.reuse_done && !spec.out_dir.empty()) {
+    json done = find_finished(fs::path(spec.out_dir) / "results.jsonl", record["job_key"]);
+    if (!done.is_null()) {
+      std::fprintf(stderr, "[petl] %s/%s: reusing the finished job %s from %s/results.jsonl\n", spec.method.c_str(),
+                   task.name.c_str(), record["job_key"].get<std::string>().c_str(), spec.out_dir.c_str());
+      done["reused"] = true;
+      return done;
+    }
   }
 
   lopts.limit = spec.limit_test;

@@ -24,6 +24,7 @@ struct JobSpec {
   bool skip_bad = false;      // skip undecodable / missing images (counted in the record)
   bool progress = true;
   bool save_checkpoint = true;
+  bool reuse_done = false;    // an ok record with the same job key in out_dir: return it, train nothing
   int64_t limit_train = -1, limit_test = -1;  // for tests and benchmarks
   std::vector<std::string> argv;  // for provenance
 };

@@ -103,6 +103,19 @@ p = run(a.petl, "eval", "--method", "synqt", "--task", "golden_task", "--data-ro
         "--checkpoint", r["checkpoint"])
 c.check(f"accuracy {r['accuracy_by_protocol']['final']:.2f}%" in p.stdout, "eval of the saved checkpoint reproduces the final accuracy")
 
+# ------------------------------------------------------------------ --resume: nothing recomputed
+run_args = ["run", "--method", "synqt", "--task", "golden_task", "--data-root", root, "--backbone", backbone,
+            "--epochs", "2", "--batch-size", "8", "--set", "eval_every=1", "--set", "token_nums=2", "--out", out,
+            "--threads", "1", "--resume"]
+n_before = len(open(os.path.join(out, "results.jsonl")).readlines())
+p = run(a.petl, *run_args)
+n_after = len(open(os.path.join(out, "results.jsonl")).readlines())
+c.check("reused the finished record " + r["job_key"] in p.stdout and n_after == n_before,
+        "--resume returns the finished record of the same job and appends nothing")
+p = run(a.petl, *run_args[:-1], "--seed", "7", "--resume")
+n_seed = len(open(os.path.join(out, "results.jsonl")).readlines())
+c.check("record appended" in p.stdout and n_seed == n_after + 1, "--resume with another seed trains a new job")
+
 # ------------------------------------------------------------------ dry run at ViT-B/16 shapes
 os.makedirs(os.path.join(root, "cifar"))
 open(os.path.join(root, "cifar", "test.txt"), "w").write("images/test/000000.jpg 3\n")
