@@ -372,7 +372,7 @@ json run_job(const JobSpec& spec) {
                     {"test_split", recipe.test_split},
                     {"n_test", test.labels.size(0)},
                     {"test_list_sha256", test.meta.list_sha256},
-                    {"skipped", json(train.meta.skipped).get<std::vector<std::string>>()}};
+                    {"skipped", train.meta.skipped}};
   for (auto& s : test.meta.skipped) record["data"]["skipped"].push_back(s);
   record["data"]["n_skipped"] = record["data"]["skipped"].size();
 
