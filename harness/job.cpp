@@ -148,14 +148,27 @@ json run_job(const JobSpec& spec) {
   const Settings requested = Settings::parse(spec.set);
   Settings settings(requested.items());  // + the --epochs/--batch-size/--seed flags
   Recipe recipe = load_recipe(spec.recipe.empty() ? info.default_recipe : spec.recipe, "", spec.method);
+  auto task = data::find_task(spec.data_root, spec.task);
+  // Per-task recipe values of the method's reference configs, below the user's --set overrides.
+  std::map<std::string, std::string> task_recipe;
+  if (info.task_recipe) {
+    for (auto& [k, v] : info.task_recipe(task.name))
+      if (!requested.has(k)) task_recipe[k] = v;
+    Settings ts(task_recipe);
+    apply_overrides(recipe, ts);
+    for (auto& k : ts.unused()) PETL_FAIL("per-task config of ", spec.method, " for ", task.name, ": '", k, "' is not a recipe key");
+  }
   if (spec.epochs > 0) settings.set("epochs", std::to_string(spec.epochs));
   if (spec.batch_size > 0) settings.set("batch_size", std::to_string(spec.batch_size));
   if (spec.seed >= 0) settings.set("seed", std::to_string(spec.seed));
-  // Shortening or lengthening a recipe keeps its warmup proportion unless warmup is given.
-  if (settings.has("epochs") && !settings.has("warmup_epochs")) {
+  // Shortening or lengthening a recipe keeps its warmup (and cooldown) proportion unless given.
+  if (settings.has("epochs")) {
     int e = settings.get_int("epochs", recipe.epochs);
     PETL_CHECK(e > 0, "epochs must be positive, got ", e);
-    settings.set("warmup_epochs", std::to_string(int(std::lround(double(recipe.warmup_epochs) * e / recipe.epochs))));
+    auto scaled = [&](int v) { return std::to_string(int(std::lround(double(v) * e / recipe.epochs))); };
+    if (!settings.has("warmup_epochs")) settings.set("warmup_epochs", scaled(recipe.warmup_epochs));
+    if (!settings.has("cooldown_epochs") && recipe.cooldown_epochs > 0)
+      settings.set("cooldown_epochs", scaled(recipe.cooldown_epochs));
   }
   apply_overrides(recipe, settings);
 
@@ -172,7 +185,6 @@ json run_job(const JobSpec& spec) {
                ": no GPU found (this LibTorch has no CUDA, or no device is visible)");
   const int cuda_index = device.is_cuda() ? std::max<int>(0, device.index()) : -1;
 
-  auto task = data::find_task(spec.data_root, spec.task);
   Backbone bb = make_backbone(spec, recipe.drop_path_rate);
   const auto& cfg = bb.model->cfg_;
 
@@ -224,6 +236,7 @@ json run_job(const JobSpec& spec) {
                  {"settings",
                   {{"recipe", recipe.to_map()},
                    {"recipe_source", recipe.source},
+                   {"recipe_task_overrides", task_recipe},
                    {"method", method->effective_settings()},
                    {"requested", requested.items()},
                    {"needs",
@@ -286,12 +299,12 @@ json run_job(const JobSpec& spec) {
   int64_t images_seen = 0;
   TrainingPeak peak(cuda_index);
   bool started = false;
-  for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
+  for (int epoch = 0; epoch < recipe.total_epochs(); ++epoch) {
     method->train(true);
     auto t0 = std::chrono::steady_clock::now();
     auto perm = torch::randperm(n, torch::kInt64);
     ProgressBar bar(spec.method + "/" + task.name + " epoch " + std::to_string(epoch + 1) + "/" +
-                        std::to_string(recipe.epochs),
+                        std::to_string(recipe.total_epochs()),
                     iters, spec.progress);
     double loss_sum = 0;
     for (int64_t it = 0; it < iters; ++it) {
@@ -323,7 +336,7 @@ json run_job(const JobSpec& spec) {
     bar.finish();
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     losses.push_back(loss_sum / iters);
-    const bool eval_now = (epoch + 1) % recipe.eval_every == 0 || epoch + 1 == recipe.epochs;
+    const bool eval_now = (epoch + 1) % recipe.eval_every == 0 || epoch + 1 == recipe.total_epochs();
     if (eval_now) {
       peak.pause();
       auto t1 = std::chrono::steady_clock::now();

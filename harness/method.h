@@ -65,6 +65,10 @@ struct MethodInfo {
   std::string default_recipe;  // a name in config/recipes.yaml
   bool grad_through_backbone = false;
   MethodFactory factory;
+  // Per-task recipe values from the reference's own configs (e.g. SSF's lr / weight_decay /
+  // drop_path_rate per VTAB task): recipe key → value, applied on top of the recipe and below
+  // any --set override. Empty function or empty map: none.
+  std::function<std::map<std::string, std::string>(const std::string& task)> task_recipe;
 };
 
 class MethodRegistry {

@@ -28,6 +28,7 @@ std::map<std::string, std::string> Recipe::to_map() const {
           {"schedule", schedule},
           {"warmup_epochs", std::to_string(warmup_epochs)},
           {"epochs", std::to_string(epochs)},
+          {"cooldown_epochs", std::to_string(cooldown_epochs)},
           {"batch_size", std::to_string(batch_size)},
           {"drop_last", drop_last ? "true" : "false"},
           {"drop_path_rate", d(drop_path_rate)},
@@ -105,10 +106,13 @@ void apply_overrides(Recipe& r, const Settings& s) {
   r.warmup_lr_init = s.get_double("warmup_lr_init", r.warmup_lr_init);
   r.no_decay_1d = s.get_bool("no_decay_1d", r.no_decay_1d);
   r.schedule = s.get_string("schedule", r.schedule);
-  PETL_CHECK(r.schedule == "iter_warmup_cosine" || r.schedule == "timm_epoch_cosine",
-             "schedule '", r.schedule, "': expected iter_warmup_cosine or timm_epoch_cosine");
+  PETL_CHECK(r.schedule == "iter_warmup_cosine" || r.schedule == "timm_epoch_cosine" ||
+                 r.schedule == "timm_train_cosine",
+             "schedule '", r.schedule, "': expected iter_warmup_cosine, timm_epoch_cosine or timm_train_cosine");
   r.warmup_epochs = s.get_int("warmup_epochs", r.warmup_epochs);
   r.epochs = s.get_int("epochs", r.epochs);
+  r.cooldown_epochs = s.get_int("cooldown_epochs", r.cooldown_epochs);
+  PETL_CHECK(r.cooldown_epochs >= 0, "cooldown_epochs must be >= 0, got ", r.cooldown_epochs);
   r.batch_size = s.get_int("batch_size", r.batch_size);
   r.drop_last = s.get_bool("drop_last", r.drop_last);
   r.drop_path_rate = s.get_double("drop_path_rate", r.drop_path_rate);
@@ -142,6 +146,9 @@ double learning_rate(const Recipe& r, int epoch, int iter, int iters_per_epoch) 
     double span = r.epochs - r.warmup_epochs;
     return r.min_lr + (r.lr - r.min_lr) * 0.5 * (1.0 + std::cos(M_PI * (t - r.warmup_epochs) / span));
   }
+  // timm_train_cosine: timm train.py calls scheduler.step(epoch + 1) after each epoch, so epoch e
+  // trains with f(e); the cooldown epochs after the cycle run at min_lr.
+  if (r.schedule == "timm_train_cosine") return timm_cosine_lr(r, epoch);
   // timm_epoch_cosine: scheduler.step(ep) runs after epoch ep, the initial lr is f(0).
   return timm_cosine_lr(r, std::max(epoch - 1, 0));
 }

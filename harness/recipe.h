@@ -15,6 +15,10 @@ struct Recipe {
   bool no_decay_1d = false;       // no weight decay on 1-D tensors (biases, norms, scales)
   std::string schedule = "iter_warmup_cosine";
   int warmup_epochs = 10, epochs = 50, batch_size = 64;
+  // timm train.py's cooldown: epochs trained at min_lr after the cosine cycle of `epochs`
+  // (timm's default --cooldown-epochs 10). The loop runs epochs + cooldown_epochs epochs.
+  int cooldown_epochs = 0;
+  int total_epochs() const { return epochs + cooldown_epochs; }
   bool drop_last = false;
   double drop_path_rate = 0.1;    // backbone stochastic depth (linear ramp)
   int eval_every = 10;            // test accuracy after every eval_every-th epoch (and the last)

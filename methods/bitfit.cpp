@@ -1,0 +1,39 @@
+// bitfit — BitFit (Ben Zaken et al., ACL 2022) on the ViT: every bias vector of the frozen
+// backbone trains (patch embedding, qkv, proj, fc1, fc2, norm1/norm2/final-norm biases), plus a
+// new head on the final-norm cls token. Follows the only reference implementation of BitFit for
+// ViT in these codebases, KMnP/vpt's transfer type "tinytl-bias": every encoder tensor whose name
+// contains "bias" (here: timm names ending ".bias"; checkpoints carry those names), the encoder
+// kept in eval mode (no stochastic depth), head as VPT's (kaiming_normal fan_out, bias −log 99).
+// ViT-B/16: 102,912 trainable tensors' elements without the head (baselines.md "~0.10M").
+#include "methods/common.h"
+
+namespace petl {
+namespace {
+
+class BitFit : public methods::HookedMethod {
+ public:
+  explicit BitFit(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::vpt) {
+    for (auto& item : backbone_->named_parameters(true)) {
+      const auto& k = item.key();
+      const bool is_bias = k.size() >= 5 && k.compare(k.size() - 5, 5, ".bias") == 0;
+      item.value().set_requires_grad(is_bias);
+    }
+  }
+  std::string name() const override { return "bitfit"; }
+  BackboneNeeds needs() const override {
+    BackboneNeeds n;
+    n.grad_through_backbone = true;
+    n.memory_class = "heavy";
+    return n;
+  }
+  void train(bool on) override {
+    torch::nn::Module::train(on);
+    backbone_->train(false);  // froze_enc: the encoder stays in eval mode
+  }
+};
+
+PETL_REGISTER_METHOD((MethodInfo{"bitfit", "BitFit: every backbone bias vector + head", "noah", true,
+                                 [](const MethodContext& c) { return std::make_shared<BitFit>(c); }}));
+
+}  // namespace
+}  // namespace petl

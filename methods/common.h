@@ -1,0 +1,62 @@
+// Small helpers shared by the method files (not a method): nested parameter names in the
+// reference code's layout, QuickGELU, per-task CSV rows, and a base class for methods that plug
+// BlockHooks into the frozen backbone and put a head on the final-norm cls token.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "harness/method.h"
+
+namespace petl::methods {
+
+// An empty module used as a namespace node, so that tensors can be registered under dotted names
+// such as "blocks.3.attn.q_FacT.weight" (torch forbids dots in a single registered name).
+struct NodeImpl : torch::nn::Module {};
+TORCH_MODULE(Node);
+
+// The module at `path` ("blocks.3.attn"), creating empty nodes on the way.
+torch::nn::Module& module_at(torch::nn::Module& root, const std::string& path);
+
+// Registers `m` as `name` under `path` and returns it (e.g. register_under(*this, "blocks.0", "adapter", Linear(..))).
+template <typename M>
+M register_under(torch::nn::Module& root, const std::string& path, const std::string& name, M m) {
+  return path.empty() ? root.register_module(name, m) : module_at(root, path).register_module(name, m);
+}
+torch::Tensor register_param_under(torch::nn::Module& root, const std::string& path, const std::string& name,
+                                   torch::Tensor t);
+
+// QuickGELU(x) = x·σ(1.702x) (CLIP; used by NOAH's adapter and Convpass).
+inline torch::Tensor quick_gelu(const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); }
+
+// A per-task row of a method's data file config/<file> (header: task,...). Returns column → value
+// for `task` (empty when the task has no row), and sets `source` to "file:line". Lines starting
+// with '#' are comments. Errors name the file and line.
+std::map<std::string, std::string> task_row(const std::string& file, const std::string& task, std::string* source);
+
+// PyTorch's default nn.Linear / nn.Conv init: kaiming_uniform(a=√5) weight, U(±1/√fan_in) bias.
+void torch_default_init(torch::nn::Linear& lin);
+// xavier_uniform weight (gain 1).
+void xavier_uniform(torch::Tensor w);
+
+// Head initialisations of the reference codes:
+//   torch_default  nn.Linear default (timm 0.4.12 reset_classifier; PETL-ViT, AdaptFormer)
+//   trunc_normal   timm _init_weights: trunc_normal(std .02) weight, zero bias (NOAH, SSF, DTL)
+//   vpt            VPT's MLP head: kaiming_normal(fan_out) weight, bias −log(99) (VPT, VQT)
+enum class HeadInit { torch_default, trunc_normal, vpt };
+void init_head(torch::nn::Linear& head, HeadInit how);
+// timm's trunc_normal_(std, a=-2, b=2) (absolute bounds).
+void trunc_normal(torch::Tensor t, double std);
+
+// Methods that change the backbone through BlockHooks and classify the final-norm cls token
+// with a new head.
+class HookedMethod : public Method, public BlockHooks {
+ public:
+  HookedMethod(const MethodContext& ctx, HeadInit head_init);
+  torch::Tensor forward(const torch::Tensor& images) override;
+  torch::nn::Linear head{nullptr};
+};
+
+}  // namespace petl::methods

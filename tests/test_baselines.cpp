@@ -1,0 +1,137 @@
+// Baseline methods (baselines.md): trainable-parameter counts at ViT-B/16 shapes against the spec
+// table (per-task settings from the reference configs), exactly the trainable tensors receive
+// gradients, and per-method maths checks (identity at init where the reference's zero init implies
+// it, DTL's side path, VQT's query-only tokens, SSF's scale/shift points).
+#include <gtest/gtest.h>
+
+#include "harness/recipe.h"
+#include "harness/train_util.h"
+#include "test_util.h"
+
+using namespace petl;
+
+namespace {
+VisionTransformer vit_b16() {
+  auto cfg = vit_config_by_name("vit_base_patch16_224_in21k");
+  VisionTransformer vit(cfg);
+  vit->set_trainable(false);
+  return vit;
+}
+int64_t count_without_head(Method& m) {
+  int64_t n = 0;
+  for (auto& [k, v] : m.trainable_parameters())
+    if (k.rfind("head.", 0) != 0) n += v.numel();
+  return n;
+}
+}  // namespace
+
+TEST(Baselines, TrainableParameterCountsAtViTB16) {
+  auto vit = vit_b16();
+  const int D = 768, L = 12;
+  struct Case {
+    std::string method, task;
+    int64_t expected;
+  };
+  std::vector<Case> cases = {
+      {"bitfit", "cifar", 102912},
+      {"vpt_shallow", "cifar", 10 * D},
+      {"vpt_deep", "cifar", L * 10 * D},
+      {"adapter", "cifar", 156768},
+      {"adaptformer", "cifar", 1189632},
+      {"lora", "cifar", 294912},
+      {"ssf", "cifar", 205824},
+      {"convpass", "cifar", 327552},
+      {"fact_tt", "cifar", 1536 * 8 + 144 * 8 * 8},             // cifar: rank 8
+      {"fact_tt", "svhn", 1536 * 16 + 144 * 16 * 16},           // svhn: rank 16
+      {"fact_tk", "cifar", 1536 * 32 + 144 * 32 + 32 * 32 * 32}, // cifar: rank 32
+      {"fact_tk", "dtd", 1536 * 16 + 144 * 16 + 16 * 16 * 16},   // dtd: rank 16
+      {"dtl", "cifar", 36864},
+      {"dtl_plus", "cifar", 36864 + 768 * 3 * 3},  // cifar: kernel 3
+      {"dtl_plus", "dtd", 36864 + 768 * 5 * 5},    // dtd: kernel 5
+      {"vqt", "cifar", L * 1 * D},                  // T = 1
+      {"vqt", "svhn", L * 20 * D},                  // T = 20
+      {"lst", "cifar", 13 * (768 * 96 + 96) + 12 * (12 * 96 * 96 + 13 * 96) + 12 + 2 * 96},
+      {"synqt", "cifar", 2613650 + 9216 * 4},
+  };
+  for (auto& c : cases) {
+    auto m = test::make_method(c.method, vit, 100, c.task);
+    EXPECT_EQ(count_without_head(*m), c.expected) << c.method << " on " << c.task;
+    vit->set_trainable(false);
+  }
+  EXPECT_EQ(count_without_head(*test::make_method("lst", vit, 100, "cifar")), 2301996);
+}
+
+TEST(Baselines, HeadSizes) {
+  auto vit = vit_b16();
+  auto vqt = test::make_method("vqt", vit, 10, "svhn");  // T = 20: head on 768 + 12·20·768 features
+  for (auto& [k, v] : vqt->trainable_parameters())
+    if (k == "head.weight") EXPECT_EQ(v.sizes(), torch::IntArrayRef({10, 768 * (1 + 12 * 20)}));
+}
+
+class EveryBaseline : public ::testing::TestWithParam<std::string> {};
+
+// After two training steps exactly the declared trainable tensors hold gradients, every frozen
+// backbone tensor has none, and the frozen backbone is bit-for-bit unchanged.
+TEST_P(EveryBaseline, OnlyTrainableTensorsGetGradients) {
+  const auto name = GetParam();
+  auto cfg = test::tiny_config(32, 8, 48, 4, 4);
+  cfg.drop_path_rate = 0.1;
+  VisionTransformer vit(cfg);
+  vit->init_weights(3);
+  vit->set_trainable(false);
+  auto m = test::make_method(name, vit, 5);
+  std::map<std::string, torch::Tensor> before;
+  for (auto& item : vit->named_parameters()) before[item.key()] = item.value().clone();
+  auto trainable = m->trainable_parameters();
+  std::set<const void*> trainable_ptrs;
+  for (auto& [k, v] : trainable) trainable_ptrs.insert(v.unsafeGetTensorImpl());
+  auto r = load_recipe("synqt");
+  r.lr = 1e-2;
+  auto opt = make_optimizer(trainable, r);
+  auto x = torch::randn({6, 3, 32, 32});
+  auto y = torch::randint(5, {6}, torch::kInt64);
+  m->train(true);
+  for (int s = 0; s < 2; ++s) {
+    opt->zero_grad();
+    torch::nn::functional::cross_entropy(m->forward(x), y).backward();
+    opt->step();
+  }
+  for (auto& item : vit->named_parameters()) {
+    const bool is_trainable = trainable_ptrs.count(item.value().unsafeGetTensorImpl()) > 0;
+    if (!is_trainable) {
+      EXPECT_FALSE(item.value().grad().defined()) << name << ": frozen " << item.key() << " got a gradient";
+      EXPECT_TRUE(torch::equal(item.value(), before[item.key()])) << name << ": frozen " << item.key() << " changed";
+    }
+  }
+  int with_grad = 0;
+  for (auto& [k, v] : trainable) {
+    // SynQT's reference registers tensors it never uses (out_combine.weight, pre_norm.*): trainable, no gradient.
+    if (name == "synqt" && (k == "synqt.out_combine.weight" || k.rfind("synqt.pre_norm.", 0) == 0)) continue;
+    ASSERT_TRUE(v.grad().defined()) << name << ": trainable " << k << " got no gradient";
+    with_grad += v.grad().abs().sum().item<double>() > 0;
+  }
+  EXPECT_GE(with_grad, int(trainable.size()) - 1) << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Registered, EveryBaseline, ::testing::ValuesIn(MethodRegistry::instance().names()),
+                         [](const auto& info) { return info.param; });
+
+// Zero-initialised branches (LoRA's B, adapters' up projections, FacT's V, Convpass's W_u, DTL's B,
+// AdaptFormer's up) leave the frozen ViT's cls feature unchanged at initialisation.
+TEST(Baselines, ZeroInitBranchesAreIdentityAtInit) {
+  auto cfg = test::tiny_config(32, 8, 48, 4, 4);
+  VisionTransformer vit(cfg);
+  vit->init_weights(5);
+  vit->set_trainable(false);
+  vit->eval();
+  auto x = torch::randn({3, 3, 32, 32});
+  torch::NoGradGuard ng;
+  auto ref = vit->forward_cls(x);
+  for (auto name : {"lora", "adaptformer", "fact_tt", "fact_tk", "convpass"}) {
+    auto m = std::dynamic_pointer_cast<BlockHooks>(test::make_method(name, vit, 4));
+    ASSERT_TRUE(m) << name;
+    auto mm = std::dynamic_pointer_cast<Method>(m);
+    mm->train(false);
+    EXPECT_TRUE(torch::allclose(vit->forward_cls(x, m.get()), ref, 1e-6, 1e-6)) << name;
+  }
+}
