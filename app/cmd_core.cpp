@@ -78,6 +78,8 @@ int cmd_run(const Args& args) {
   d.add_options()("out", po::value(&spec.out_dir)->default_value("runs"),
                   "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/")
       ("dry-run", po::bool_switch(&spec.dry_run), "build the model, print trainable parameters and effective settings, do not train")
+      ("feature-cache", po::value(&spec.feature_cache), "train from frozen-backbone features cached in this directory (built when missing; only methods whose backbone path is frozen and deterministic: linear, vqt, synqt with --set backbone_drop_path=off)")
+      ("cache-dtype", po::value(&spec.cache_dtype)->default_value("float32"), "precision of a cache built here: float32 (same losses and logits as live training) or float16")
       ("no-checkpoint", "do not save the trained tensors")
       ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again");
   po::variables_map vm;

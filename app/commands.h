@@ -14,5 +14,7 @@ int cmd_pretrain(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_demo(const Args& args);
 int cmd_report(const Args& args);
+int cmd_cache(const Args& args);
+int cmd_sweep(const Args& args);
 
 }  // namespace petl::cli

@@ -1,6 +1,11 @@
 // petl — entry point: installs the memory meter, dispatches to a subcommand, turns user errors
 // into one clear line and exit status 2.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -23,10 +28,18 @@ commands:
   bench      peak training memory (MiB by category) and images/s of methods, in one process
   demo       the main job: every method on every task of the embedded suite, as a table
   report     paper-style tables and plots from result records, beside published numbers
+  cache      frozen-backbone feature caches (HDF5): build, ls, verify, rm
+  sweep      a whole sweep (methods x tasks x seeds x grid) from a YAML file, farmed over MPI ranks
 )";
 }
 
 int main(int argc, char** argv) {
+  // A job a sweep rank started dies with that rank (e.g. mpirun killed with SIGKILL): no orphan
+  // keeps training for a sweep that is gone.
+  if (const char* parent = std::getenv("PETL_SWEEP_PARENT_PID"); parent && *parent) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (std::to_string(getppid()) != parent) return 143;  // the rank died before we got here
+  }
   petl::MemoryMeter::install();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, stdout);
@@ -37,7 +50,8 @@ int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const petl::cli::Args&)> table = {
       {"list", petl::cli::cmd_list},   {"run", petl::cli::cmd_run},         {"eval", petl::cli::cmd_eval},
       {"suite", petl::cli::cmd_suite}, {"pretrain", petl::cli::cmd_pretrain}, {"bench", petl::cli::cmd_bench},
-      {"demo", petl::cli::cmd_demo},   {"report", petl::cli::cmd_report}};
+      {"demo", petl::cli::cmd_demo},   {"report", petl::cli::cmd_report}, {"cache", petl::cli::cmd_cache},
+      {"sweep", petl::cli::cmd_sweep}};
   auto it = table.find(cmd);
   if (it == table.end()) {
     std::fprintf(stderr, "petl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);

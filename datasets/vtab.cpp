@@ -349,9 +349,13 @@ std::vector<Sample> read_split(const TaskInfo& task, const std::string& split) {
 
 // ------------------------------------------------------------------ loading
 
+int64_t count_samples(const TaskInfo& task, const std::string& split) { return int64_t(read_split(task, split).size()); }
+
 LoadedSplit load_split(const TaskInfo& task, const std::string& split, const LoadOptions& opts) {
   PETL_CHECK(opts.image_size > 0, "load_split: image_size must be positive, got ", opts.image_size);
   std::vector<Sample> samples = read_split(task, split);
+  PETL_CHECK(opts.offset >= 0, "load_split: offset must be >= 0, got ", opts.offset);
+  samples.erase(samples.begin(), samples.begin() + std::min<size_t>(size_t(opts.offset), samples.size()));
   if (opts.limit >= 0 && size_t(opts.limit) < samples.size()) samples.resize(size_t(opts.limit));
 
   LoadedSplit out;

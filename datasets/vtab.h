@@ -52,6 +52,7 @@ struct LoadOptions {
   bool skip_bad = false;                      // skip missing/undecodable images instead of failing
   bool progress = true;                       // progress bar on stderr
   int64_t limit = -1;                         // load only the first `limit` samples (tests)
+  int64_t offset = 0;                         // skip the first `offset` samples (chunked loading)
 };
 
 struct LoadedSplit {
@@ -67,5 +68,7 @@ struct LoadedSplit {
 // Decodes, resizes and normalises every sample of a split on `threads` threads. Without
 // skip_bad the first bad sample throws petl::Error naming list file, line and image path.
 LoadedSplit load_split(const TaskInfo& task, const std::string& split, const LoadOptions& opts);
+// Number of samples listed for a split (no decoding).
+int64_t count_samples(const TaskInfo& task, const std::string& split);
 
 }  // namespace petl::data

@@ -1,5 +1,6 @@
 #include "harness/evaluate.h"
 
+#include "harness/feature_cache.h"
 #include "harness/progress.h"
 
 namespace petl {
@@ -23,6 +24,26 @@ EvalResult evaluate(Method& method, const torch::Tensor& images, const torch::Te
   }
   bar.finish();
   r.accuracy = n ? 100.0 * double(correct) / double(n) : 0.0;
+  if (logits_out) *logits_out = all.empty() ? torch::empty({0}) : torch::cat(all, 0);
+  return r;
+}
+
+EvalResult evaluate_cached(Method& method, const std::string& cache_path,
+                           const std::map<std::string, std::string>& expected_identity, const CacheTaps& taps,
+                           int64_t batch_size, torch::Device device, torch::Tensor* logits_out) {
+  torch::NoGradGuard ng;
+  method.train(false);
+  EvalResult r;
+  int64_t correct = 0;
+  std::vector<torch::Tensor> all;
+  for_each_cached_batch(cache_path, expected_identity, taps, batch_size, device,
+                        [&](const CachedFeatures& f, const torch::Tensor& labels) {
+                          auto logits = method.forward_cached(f).to(torch::kCPU);
+                          correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+                          r.n += labels.size(0);
+                          if (logits_out) all.push_back(logits);
+                        });
+  r.accuracy = r.n ? 100.0 * double(correct) / double(r.n) : 0.0;
   if (logits_out) *logits_out = all.empty() ? torch::empty({0}) : torch::cat(all, 0);
   return r;
 }

@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <map>
 #include <string>
 
 #include "harness/method.h"
@@ -18,5 +19,11 @@ struct EvalResult {
 EvalResult evaluate(Method& method, const torch::Tensor& images, const torch::Tensor& labels, int64_t batch_size,
                     torch::Tensor* logits_out, bool progress, const std::string& label,
                     torch::Device device = torch::kCPU);
+
+// The same from a feature cache streamed in row order (bounded memory; see feature_cache.h).
+struct CacheTaps;
+EvalResult evaluate_cached(Method& method, const std::string& cache_path,
+                           const std::map<std::string, std::string>& expected_identity, const CacheTaps& taps,
+                           int64_t batch_size, torch::Device device = torch::kCPU, torch::Tensor* logits_out = nullptr);
 
 }  // namespace petl

@@ -17,6 +17,8 @@
 #include "harness/error.h"
 #include "petl_git_commit.h"  // generated at build time
 #include "harness/evaluate.h"
+#include "harness/feature_cache.h"
+#include "harness/job_backbone.h"
 #include "harness/hashing.h"
 #include "harness/memory_meter.h"
 #include "harness/method.h"
@@ -79,42 +81,6 @@ json provenance(const JobSpec& spec, int threads) {
           {"argv", spec.argv}};
 }
 
-struct Backbone {
-  VisionTransformer model{nullptr};
-  json info;
-};
-
-Backbone make_backbone(const JobSpec& spec, double drop_path_rate) {
-  std::string file = spec.backbone_file;
-  if (file.empty() && spec.arch.empty()) file = embedded_backbone_path();
-  VitConfig cfg;
-  if (!spec.arch.empty()) {
-    cfg = vit_config_by_name(spec.arch);
-  } else {
-    PETL_CHECK(fs::exists(file), "backbone file not found: ", file,
-               spec.backbone_file.empty() ? " (the embedded backbone; build it with `petl pretrain`)" : "");
-    cfg = infer_vit_config(file);
-  }
-  cfg.drop_path_rate = drop_path_rate;
-  Backbone b;
-  b.model = VisionTransformer(cfg);
-  b.info = {{"arch", cfg.arch}, {"config", json::parse(vit_config_to_json(cfg))}};
-  if (file.empty()) {
-    PETL_CHECK(spec.dry_run, "no --backbone given for --arch ", spec.arch,
-               ": pass the pretrained checkpoint (.npz or .safetensors); random weights only with --dry-run");
-    b.model->init_weights(0);
-    b.info["path"] = nullptr;
-    b.info["sha256"] = "random-init";
-  } else {
-    auto lb = load_backbone(b.model, file);
-    b.info["path"] = lb.path;
-    b.info["format"] = lb.format;
-    b.info["sha256"] = lb.sha256;
-  }
-  b.model->set_trainable(false);
-  return b;
-}
-
 // The last ok record with this job key whose checkpoint (if any) still exists, or null.
 json find_finished(const fs::path& journal, const std::string& key) {
   json found;
@@ -133,6 +99,38 @@ json find_finished(const fs::path& journal, const std::string& key) {
 }
 
 }  // namespace
+
+JobBackbone make_job_backbone(const std::string& backbone_file, const std::string& arch, double drop_path_rate,
+                              bool allow_random) {
+  std::string file = backbone_file;
+  if (file.empty() && arch.empty()) file = embedded_backbone_path();
+  VitConfig cfg;
+  if (!arch.empty()) {
+    cfg = vit_config_by_name(arch);
+  } else {
+    PETL_CHECK(fs::exists(file), "backbone file not found: ", file,
+               backbone_file.empty() ? " (the embedded backbone; build it with `petl pretrain`)" : "");
+    cfg = infer_vit_config(file);
+  }
+  cfg.drop_path_rate = drop_path_rate;
+  JobBackbone b;
+  b.model = VisionTransformer(cfg);
+  b.info = {{"arch", cfg.arch}, {"config", json::parse(vit_config_to_json(cfg))}};
+  if (file.empty()) {
+    PETL_CHECK(allow_random, "no --backbone given for --arch ", arch,
+               ": pass the pretrained checkpoint (.npz or .safetensors); random weights only with --dry-run");
+    b.model->init_weights(0);
+    b.info["path"] = nullptr;
+    b.info["sha256"] = "random-init";
+  } else {
+    auto lb = load_backbone(b.model, file);
+    b.info["path"] = lb.path;
+    b.info["format"] = lb.format;
+    b.info["sha256"] = lb.sha256;
+  }
+  b.model->set_trainable(false);
+  return b;
+}
 
 json failed_record(const JobSpec& spec, const std::string& message) {
   return {{"schema", "petl.result"}, {"schema_version", 1},      {"status", "failed"},
@@ -185,7 +183,7 @@ json run_job(const JobSpec& spec) {
                ": no GPU found (this LibTorch has no CUDA, or no device is visible)");
   const int cuda_index = device.is_cuda() ? std::max<int>(0, device.index()) : -1;
 
-  Backbone bb = make_backbone(spec, recipe.drop_path_rate);
+  JobBackbone bb = make_job_backbone(spec.backbone_file, spec.arch, recipe.drop_path_rate, spec.dry_run);
   const auto& cfg = bb.model->cfg_;
 
   data::LoadOptions lopts;
@@ -197,7 +195,12 @@ json run_job(const JobSpec& spec) {
 
   SplitTensors train, test;
   int num_classes = task.num_classes;
-  if (!spec.dry_run || num_classes <= 0) {
+  const bool cached = !spec.feature_cache.empty();
+  PETL_CHECK(!cached || (spec.limit_train < 0 && spec.limit_test < 0 && !spec.skip_bad),
+             "--feature-cache caches whole splits: it cannot be combined with sample limits or --skip-bad");
+  if (cached && num_classes <= 0) {
+    for (auto& smp : data::read_split(task, recipe.train_split)) num_classes = std::max<int>(num_classes, smp.label + 1);
+  } else if (!spec.dry_run || num_classes <= 0) {
     lopts.limit = spec.limit_train;
     train = load_split_tensors(task, recipe.train_split, lopts);
     if (num_classes <= 0) num_classes = int(train.labels.max().item<int64_t>()) + 1;
@@ -223,6 +226,15 @@ json run_job(const JobSpec& spec) {
   int64_t n_trainable = 0;
   for (auto& [n, p] : trainable) n_trainable += p.numel();
   auto needs = method->needs();
+  CacheTaps taps;
+  if (cached) {
+    taps = cache_taps_for(needs);
+    PETL_CHECK(taps.any(), "--feature-cache: method ", spec.method, " cannot train from cached features (",
+               needs.grad_through_backbone ? "gradients flow through the backbone"
+               : needs.backbone_stochastic ? "its backbone path is stochastic (e.g. synqt: --set backbone_drop_path=off)"
+                                           : "it needs tensors no cache holds",
+               ")");
+  }
 
   json record = {{"schema", "petl.result"},
                  {"schema_version", 1},
@@ -265,6 +277,8 @@ json run_job(const JobSpec& spec) {
                   {"skip_bad", spec.skip_bad},
                   {"limits", {spec.limit_train, spec.limit_test}},
                   {"device", spec.device}};
+  // Cached float32 features give the live run's exact losses and logits; float16 ones do not.
+  if (cached && spec.cache_dtype != "float32") key_src["feature_cache_dtype"] = spec.cache_dtype;
   record["job_key"] = sha256_string(key_src.dump()).substr(0, 16);
   if (spec.dry_run) {
     record["data"] = {{"root", spec.data_root}, {"task", task.name}, {"num_classes", num_classes}};
@@ -280,8 +294,37 @@ json run_job(const JobSpec& spec) {
     }
   }
 
-  lopts.limit = spec.limit_test;
-  test = load_split_tensors(task, recipe.test_split, lopts);
+  std::unique_ptr<CachedSplit> train_cache;
+  std::string test_cache_path;
+  io::AttributeMap test_identity;
+  if (cached) {
+    CacheBuildOptions co;
+    co.root = spec.feature_cache;
+    co.dtype = spec.cache_dtype;
+    co.taps = taps;
+    co.load = lopts;
+    co.backbone_file = bb.info.value("path", json()).is_string() ? bb.info["path"].get<std::string>() : "";
+    const std::string sha = bb.info["sha256"];
+    auto train_path = ensure_feature_cache(co, bb.model, sha, task, recipe.train_split);
+    test_cache_path = ensure_feature_cache(co, bb.model, sha, task, recipe.test_split);
+    auto norm = data::to_string(lopts.norm);
+    train_cache = std::make_unique<CachedSplit>(
+        train_path, cache_identity(sha, cfg, task, recipe.train_split, norm, taps, co.dtype), taps);
+    test_identity = cache_identity(sha, cfg, task, recipe.test_split, norm, taps, co.dtype);
+    train.labels = train_cache->labels();
+    train.meta.list_sha256 = train_cache->attributes().at("list_sha256");
+    {
+      io::FeatureStoreReader tr(test_cache_path, test_identity);
+      test.labels = torch::empty({tr.n_rows()}, torch::kInt64);
+      tr.read_labels(0, tr.n_rows(), test.labels.data_ptr<int64_t>());
+      test.meta.list_sha256 = tr.attributes().at("list_sha256");
+    }
+    record["feature_cache"] = {{"train", train_path}, {"test", test_cache_path}, {"taps", taps.str()},
+                               {"dtype", co.dtype}, {"root", fs::absolute(spec.feature_cache).string()}};
+  } else {
+    lopts.limit = spec.limit_test;
+    test = load_split_tensors(task, recipe.test_split, lopts);
+  }
   PETL_CHECK(test.labels.numel() == 0 || test.labels.max().item<int64_t>() < num_classes, "task ", task.name,
              ": test split has label ", test.labels.max().item<int64_t>(), " but the train split implies ",
              num_classes, " classes (class-count mismatch)");
@@ -315,17 +358,21 @@ json run_job(const JobSpec& spec) {
         started = true;
       }
       auto idx = perm.narrow(0, it * bs, std::min(bs, n - it * bs));
-      auto x = train.images.index_select(0, idx).to(device);
       auto y = train.labels.index_select(0, idx).to(device);
       opt.zero_grad();
-      auto logits = method->forward(x);
+      torch::Tensor logits;
+      if (cached) {
+        logits = method->forward_cached(train_cache->batch(idx, device));
+      } else {
+        logits = method->forward(train.images.index_select(0, idx).to(device));
+      }
       auto loss = torch::nn::functional::cross_entropy(logits, y);
       loss.backward();
       opt.step();
       double l = loss.item<double>();
       PETL_CHECK(std::isfinite(l), "training diverged: loss ", l, " at epoch ", epoch + 1, " iteration ", it);
       loss_sum += l;
-      images_seen += x.size(0);
+      images_seen += y.size(0);
       bar.add(1);
       if (it % 4 == 0) {
         char b[64];
@@ -340,8 +387,9 @@ json run_job(const JobSpec& spec) {
     if (eval_now) {
       peak.pause();
       auto t1 = std::chrono::steady_clock::now();
-      auto ev = evaluate(*method, test.images, test.labels, recipe.eval_batch_size, nullptr, spec.progress,
-                         "eval " + spec.method + "/" + task.name, device);
+      auto ev = cached ? evaluate_cached(*method, test_cache_path, test_identity, taps, recipe.eval_batch_size, device)
+                       : evaluate(*method, test.images, test.labels, recipe.eval_batch_size, nullptr, spec.progress,
+                                  "eval " + spec.method + "/" + task.name, device);
       eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
       evals.push_back({{"epoch", epoch + 1}, {"test_acc", ev.accuracy}, {"train_loss", loss_sum / iters}});
       std::fprintf(stderr, "[petl] %s/%s epoch %d: loss %.4f, test acc %.2f%%\n", spec.method.c_str(),

@@ -26,6 +26,10 @@ struct JobSpec {
   bool save_checkpoint = true;
   bool reuse_done = false;    // an ok record with the same job key in out_dir: return it, train nothing
   int64_t limit_train = -1, limit_test = -1;  // for tests and benchmarks
+  // Train from frozen-backbone features cached in this directory (built when missing) instead of
+  // live backbone passes; only for methods whose needs() are cacheable. Empty: live.
+  std::string feature_cache;
+  std::string cache_dtype = "float32";  // float32 (exact: same losses and logits as live) | float16
   std::vector<std::string> argv;  // for provenance
 };
 

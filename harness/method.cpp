@@ -19,6 +19,10 @@ int64_t Method::num_trainable() {
   return n;
 }
 
+torch::Tensor Method::forward_cached(const CachedFeatures&) {
+  PETL_FAIL("method ", name(), " cannot train from cached features (it needs the live backbone)");
+}
+
 void Method::train(bool on) {
   torch::nn::Module::train(on);
   backbone_->train(on);

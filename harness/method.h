@@ -27,6 +27,13 @@ struct BackboneNeeds {
   bool cacheable() const { return !grad_through_backbone && !backbone_stochastic; }
 };
 
+// Frozen-backbone features served by the feature cache (harness/feature_cache.h) instead of a
+// live backbone pass: the final-norm cls token (B, D) and/or every block's K and V (B, H, N, D/H).
+struct CachedFeatures {
+  torch::Tensor cls;
+  std::vector<torch::Tensor> k, v;
+};
+
 struct MethodContext {
   VisionTransformer backbone{nullptr};
   int num_classes = 0;
@@ -42,6 +49,9 @@ class Method : public torch::nn::Module {
   virtual std::string name() const = 0;
   virtual BackboneNeeds needs() const = 0;
   virtual torch::Tensor forward(const torch::Tensor& images) = 0;  // logits (B, C)
+  // The same logits from cached features (what needs() declared). Only cacheable methods override
+  // it; for them it must equal forward() on the images the features came from.
+  virtual torch::Tensor forward_cached(const CachedFeatures& features);
 
   // Trainable tensors under the reference code's names: the method's own registered tensors plus
   // any backbone tensor it made trainable (timm names). Checkpoints hold exactly these.

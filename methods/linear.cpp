@@ -25,6 +25,7 @@ class LinearProbe : public Method {
     }
     return head(feats);
   }
+  torch::Tensor forward_cached(const CachedFeatures& f) override { return head(f.cls); }
   void train(bool on) override {
     torch::nn::Module::train(on);
     backbone_->train(false);  // features of a linear probe are fixed

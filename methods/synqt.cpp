@@ -298,6 +298,7 @@ class SynQT : public Method {
     return head(synqt->head_norm(feat));
   }
 
+  Tensor forward_cached(const CachedFeatures& f) override { return forward_from_kv(f.k, f.v); }
   Tensor forward(const Tensor& images) override {
     std::vector<Tensor> k, v;
     backbone_kv(images, k, v);

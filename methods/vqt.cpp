@@ -78,6 +78,7 @@ class Vqt : public Method {
     }
     return head(torch::cat(feats, 1));
   }
+  Tensor forward_cached(const CachedFeatures& f) override { return forward_from_kv(f.k, f.v, f.cls); }
   Tensor forward(const Tensor& images) override {
     KvClsTap tap;
     Tensor cls;

@@ -92,3 +92,35 @@ TEST(MemoryMeter, SynQTActivationsFarBelowFullFinetuning) {
   EXPECT_EQ(full.frozen_backbone, 0);
   EXPECT_GT(synqt.frozen_backbone, 0);
 }
+
+// The spec's memory classes, measured: at equal batch every light method (no back-propagation
+// through the N-token path) trains with fewer activation bytes than every heavy one, and the
+// partial ones (DTL: gradients reach the late blocks only) lie between.
+TEST(MemoryMeter, MemoryClassesOrderAsSpecified) {
+  auto cfg_vit = test::tiny_config(32, 4, 96, 8, 3);
+  std::map<std::string, std::vector<std::pair<std::string, double>>> by_class;
+  for (auto& name : MethodRegistry::instance().names()) {
+    VisionTransformer probe(cfg_vit);
+    auto cls = test::make_method(name, probe, 10)->needs().memory_class;
+    auto mb = train_steps(name, 32);
+    by_class[cls].push_back({name, MemoryMeter::mib(mb.activations_other())});
+  }
+  auto max_of = [&](const std::string& c) {
+    double m = 0;
+    for (auto& [n, v] : by_class[c]) m = std::max(m, v);
+    return m;
+  };
+  auto min_of = [&](const std::string& c) {
+    double m = 1e300;
+    for (auto& [n, v] : by_class[c]) m = std::min(m, v);
+    return m;
+  };
+  for (auto& [c, v] : by_class)
+    for (auto& [n, mib] : v) std::printf("%-8s %-12s activations+other %.2f MiB\n", c.c_str(), n.c_str(), mib);
+  ASSERT_FALSE(by_class["light"].empty());
+  ASSERT_FALSE(by_class["heavy"].empty());
+  ASSERT_FALSE(by_class["partial"].empty());
+  EXPECT_LT(max_of("light"), min_of("heavy"));
+  EXPECT_LT(max_of("partial"), min_of("heavy"));
+  EXPECT_LT(max_of("light"), 0.5 * min_of("heavy")) << "light methods should be far below heavy ones";
+}

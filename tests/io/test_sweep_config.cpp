@@ -1,0 +1,487 @@
+// Tests for the sweep planner (harness/sweep_config) and the sweep journal (harness/sweep_journal):
+// config errors that name file, line and key; expansion and child argv; key stability (the same
+// config gives the same keys, changing one grid value changes only the affected keys); feature-
+// cache jobs and dependencies; override precedence; shards; torn-journal handling.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "harness/error.h"
+#include "harness/sweep_config.h"
+#include "harness/sweep_journal.h"
+
+namespace petl {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class SweepConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("petl_test_sweep_config_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "data" / "t1");
+    fs::create_directories(dir_ / "data" / "t2");
+    // t1 has a 10-line train list (cost model), t2 none (fallback 1000).
+    std::ofstream tl(dir_ / "data" / "t1" / "train800val200.txt");
+    for (int i = 0; i < 10; ++i) tl << "images/" << i << ".png " << i % 2 << "\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string base_yaml(const std::string& extra = "") const {
+    return "name: unit\nout: " + (dir_ / "out").string() + "\ndata_root: " + (dir_ / "data").string() +
+           "\nmethods: [heavy, lin]\ntasks: [t1, t2]\nseeds: [1, 2]\n" + extra;
+  }
+  static PlanOptions opts() {
+    PlanOptions o;
+    o.cache_need = [](const std::string& m, const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+      if (m.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
+      return std::nullopt;
+    };
+    return o;
+  }
+  SweepPlan plan(const std::string& yaml, PlanOptions o = opts()) const {
+    return plan_sweep(parse_sweep_config(yaml, "unit.yaml"), o);
+  }
+  static std::set<std::string> keys(const SweepPlan& p, bool caches = false) {
+    std::set<std::string> k;
+    for (auto& j : p.jobs)
+      if (j.is_cache == caches) k.insert(j.key);
+    return k;
+  }
+  static std::string error_of(const std::string& yaml) {
+    try {
+      parse_sweep_config(yaml, "bad.yaml");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(SweepConfigTest, ParsesEveryKey) {
+  auto cfg = parse_sweep_config(base_yaml(R"(backbone: ""
+arch: vit_tiny
+protocol: final
+recipe: mini
+epochs: 3
+batch_size: 16
+grid: {lr: [0.1, 0.2], wd: [0]}
+method_overrides:
+  lin: {set: {lr: 0.5}, grid: {token_nums: [1, 2]}}
+task_overrides:
+  t2: {set: {warmup_epochs: 1}}
+method_task_overrides:
+  heavy/t1: {set: {lr: 0.9}}
+feature_cache: false
+cache_dtype: float32
+threads_per_rank: 2
+job_timeout_s: 3600
+retry_failed: yes
+)"),
+                                "x.yaml");
+  EXPECT_EQ(cfg.name, "unit");
+  EXPECT_EQ(cfg.protocol, "final");
+  EXPECT_EQ(cfg.recipe, "mini");
+  EXPECT_EQ(cfg.arch, "vit_tiny");
+  EXPECT_EQ(cfg.epochs, 3);
+  EXPECT_EQ(cfg.batch_size, 16);
+  EXPECT_EQ(cfg.seeds, (std::vector<int>{1, 2}));
+  EXPECT_EQ(cfg.grid.at("lr"), (std::vector<std::string>{"0.1", "0.2"}));
+  EXPECT_EQ(cfg.method_overrides.at("lin").set.at("lr"), "0.5");
+  EXPECT_EQ(cfg.method_overrides.at("lin").grid.at("token_nums").size(), 2u);
+  EXPECT_EQ(cfg.task_overrides.at("t2").set.at("warmup_epochs"), "1");
+  EXPECT_EQ(cfg.method_task_overrides.at("heavy/t1").set.at("lr"), "0.9");
+  EXPECT_FALSE(cfg.feature_cache);
+  EXPECT_EQ(cfg.cache_dtype, "float32");
+  EXPECT_EQ(cfg.threads_per_rank, 2);
+  EXPECT_DOUBLE_EQ(cfg.job_timeout_s, 3600);
+  EXPECT_TRUE(cfg.retry_failed);
+}
+
+TEST_F(SweepConfigTest, ErrorsNameFileLineAndKey) {
+  auto e = error_of("name: x\ndata_root: d\nmetods: [a]\n");
+  EXPECT_NE(e.find("bad.yaml:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'metods'"), std::string::npos) << e;
+
+  e = error_of(base_yaml("epochs: ten\n"));
+  EXPECT_NE(e.find("key 'epochs'"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected an integer, got 'ten'"), std::string::npos) << e;
+  EXPECT_NE(e.find("bad.yaml:7"), std::string::npos) << e;
+
+  e = error_of(base_yaml("protocol: best_of_5\n"));
+  EXPECT_NE(e.find("'best_of_5' is not a protocol"), std::string::npos) << e;
+  e = error_of(base_yaml("cache_dtype: int8\n"));
+  EXPECT_NE(e.find("cache_dtype"), std::string::npos) << e;
+  e = error_of(base_yaml("grid: {lr: 0.1}\n"));
+  EXPECT_NE(e.find("grid.lr"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected a list"), std::string::npos) << e;
+  e = error_of(base_yaml("method_overrides: {lora: {set: {r: 4}}}\n"));
+  EXPECT_NE(e.find("'lora' is not in methods"), std::string::npos) << e;
+  e = error_of(base_yaml("method_overrides: {lin: {sett: {r: 4}}}\n"));
+  EXPECT_NE(e.find("unknown key 'method_overrides.lin.sett'"), std::string::npos) << e;
+  e = error_of(base_yaml("task_overrides: {t1: {grid: {r: [4]}}}\n"));
+  EXPECT_NE(e.find("unknown key 'task_overrides.t1.grid'"), std::string::npos) << e;
+  e = error_of(base_yaml("method_task_overrides: {lin-t1: {set: {r: 4}}}\n"));
+  EXPECT_NE(e.find("'lin-t1' is not \"method/task\""), std::string::npos) << e;
+  e = error_of(base_yaml("feature_cache: maybe\n"));
+  EXPECT_NE(e.find("expected true or false"), std::string::npos) << e;
+  e = error_of("name: x\ndata_root: d\nmethods: [a, a]\ntasks: [t]\nseeds: [1]\n");
+  EXPECT_NE(e.find("'a' is listed twice"), std::string::npos) << e;
+  e = error_of("name: x\nmethods: [a]\ntasks: [t]\nseeds: [1]\n");
+  EXPECT_NE(e.find("missing key 'data_root'"), std::string::npos) << e;
+  e = error_of("name: x\ndata_root: d\nmethods: [a]\ntasks: [t]\n");
+  EXPECT_NE(e.find("missing key 'seeds'"), std::string::npos) << e;
+  e = error_of("name: [x\n");
+  EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
+  e = error_of(base_yaml("grid: {\"lr=1\": [1]}\n"));
+  EXPECT_NE(e.find("not a valid setting name"), std::string::npos) << e;
+
+  // A file that does not exist; a data_root that does not exist (at planning).
+  try {
+    load_sweep_config((dir_ / "nope.yaml").string());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("nope.yaml"), std::string::npos);
+  }
+  try {
+    plan_sweep(parse_sweep_config("data_root: /nonexistent/petl\nmethods: [a]\ntasks: [t]\nseeds: [1]\nout: o\n",
+                                  "x.yaml"),
+               opts());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("key 'data_root'"), std::string::npos) << err.what();
+  }
+}
+
+TEST_F(SweepConfigTest, ExpandsMethodsTasksSeedsAndGridWithChildArgv) {
+  auto p = plan(base_yaml("recipe: mini\nepochs: 3\nbatch_size: 16\ngrid: {lr: [0.1, 0.2], wd: [0, 1]}\n"));
+  // 2 methods × 2 tasks × 2 seeds × 4 grid points; one cache per task for lin.
+  EXPECT_EQ(keys(p).size(), 32u);
+  EXPECT_EQ(keys(p, true).size(), 2u);
+  ASSERT_TRUE(p.jobs[0].is_cache && p.jobs[1].is_cache);  // cache builds first
+  const SweepJob& first = p.jobs[2];
+  EXPECT_EQ(first.method, "heavy");
+  EXPECT_EQ(first.task, "t1");
+  EXPECT_EQ(first.seed, 1);
+  EXPECT_EQ(first.sets, (std::map<std::string, std::string>{{"lr", "0.1"}, {"wd", "0"}}));
+  const std::string out = fs::absolute(dir_ / "out").lexically_normal().string();
+  const std::string data = fs::absolute(dir_ / "data").lexically_normal().string();
+  std::vector<std::string> want = {"run",      "--method",     "heavy", "--task",   "t1",     "--data-root", data,
+                                   "--recipe", "mini",         "--epochs", "3",      "--batch-size", "16", "--seed",
+                                   "1",        "--protocol",   "best_of_10", "--set", "lr=0.1", "--set", "wd=0",
+                                   "--out",    out + "/jobs/" + first.key, "--resume", "--no-progress", "--threads",
+                                   "{threads}"};
+  EXPECT_EQ(first.args, want);
+  EXPECT_EQ(first.result_file, out + "/jobs/" + first.key + "/results.jsonl");
+  EXPECT_EQ(first.log_file, out + "/logs/" + first.key + ".log");
+  EXPECT_EQ(p.journal, out + "/results.jsonl");
+  EXPECT_EQ(first.key.size(), 16u);
+
+  // A lin job trains on its task's cache; the cache job's argv.
+  const SweepJob* lin = nullptr;
+  for (auto& j : p.jobs)
+    if (j.method == "lin" && j.task == "t2") lin = &j;
+  ASSERT_NE(lin, nullptr);
+  const SweepJob* cache = nullptr;
+  for (auto& j : p.jobs)
+    if (j.key == lin->depends_on) cache = &j;
+  ASSERT_NE(cache, nullptr);
+  EXPECT_TRUE(cache->is_cache);
+  EXPECT_EQ(cache->task, "t2");
+  std::vector<std::string> cwant = {"cache", "build", "--data-root", data, "--task", "t2", "--taps", "cls", "--splits",
+                                    "test,train800val200", "--dtype", "float16", "--out", out + "/cache/" + cache->key,
+                                    "--no-progress", "--threads", "{threads}"};
+  EXPECT_EQ(cache->args, cwant);
+  auto it = std::find(lin->args.begin(), lin->args.end(), "--feature-cache");
+  ASSERT_NE(it, lin->args.end());
+  EXPECT_EQ(*(it + 1), out + "/cache/" + cache->key);
+  // Every lin job of t2 uses the same cache; heavy jobs none.
+  for (auto& j : p.jobs) {
+    if (j.method == "lin") { EXPECT_FALSE(j.depends_on.empty()); }
+    if (j.method == "lin" && j.task == "t2") { EXPECT_EQ(j.depends_on, cache->key); }
+    if (j.method == "heavy") { EXPECT_TRUE(j.depends_on.empty()); }
+  }
+}
+
+TEST_F(SweepConfigTest, KeysAreStableAndOnlyChangedGridValuesChangeKeys) {
+  const std::string a = base_yaml("grid: {lr: [0.1, 0.2]}\n");
+  auto p1 = plan(a), p2 = plan(a);
+  ASSERT_EQ(p1.jobs.size(), p2.jobs.size());
+  for (size_t i = 0; i < p1.jobs.size(); ++i) {
+    EXPECT_EQ(p1.jobs[i].key, p2.jobs[i].key);
+    EXPECT_EQ(p1.jobs[i].args, p2.jobs[i].args);
+  }
+  // Change one grid value: lr 0.2 → 0.3. The lr=0.1 jobs keep their keys, the lr=0.2 ones go.
+  auto p3 = plan(base_yaml("grid: {lr: [0.1, 0.3]}\n"));
+  std::set<std::string> k01, k02, k03;
+  for (auto& j : p1.jobs)
+    if (!j.is_cache) (j.sets.at("lr") == "0.1" ? k01 : k02).insert(j.key);
+  for (auto& j : p3.jobs)
+    if (!j.is_cache && j.sets.at("lr") == "0.3") k03.insert(j.key);
+  auto k3 = keys(p3);
+  for (auto& k : k01) EXPECT_TRUE(k3.count(k)) << k;
+  for (auto& k : k02) EXPECT_FALSE(k3.count(k)) << k;
+  for (auto& k : k03) EXPECT_FALSE(keys(p1).count(k)) << k;
+  EXPECT_EQ(keys(p1, true), keys(p3, true));  // caches do not depend on lr
+  // Adding a value adds jobs and keeps every old key.
+  auto p4 = plan(base_yaml("grid: {lr: [0.1, 0.2, 0.4]}\n"));
+  EXPECT_EQ(keys(p4).size(), keys(p1).size() * 3 / 2);
+  for (auto& k : keys(p1)) EXPECT_TRUE(keys(p4).count(k)) << k;
+  // The output directory is not part of a key.
+  PlanOptions o = opts();
+  o.out = (dir_ / "elsewhere").string();
+  EXPECT_EQ(keys(plan(a, o)), keys(p1));
+  // Seeds, protocol and recipe are.
+  EXPECT_NE(keys(plan(base_yaml("grid: {lr: [0.1, 0.2]}\nprotocol: final\n"))), keys(p1));
+  EXPECT_NE(keys(plan(base_yaml("grid: {lr: [0.1, 0.2]}\nrecipe: mini\n"))), keys(p1));
+}
+
+TEST_F(SweepConfigTest, BackboneContentIsPartOfTheKey) {
+  const fs::path bb = dir_ / "bb.safetensors";
+  std::ofstream(bb) << "weights v1";
+  const std::string y = base_yaml("backbone: " + bb.string() + "\n");
+  auto p1 = plan(y);
+  auto it = std::find(p1.jobs[0].args.begin(), p1.jobs[0].args.end(), "--backbone");
+  ASSERT_NE(it, p1.jobs[0].args.end());
+  std::ofstream(bb) << "weights v2";
+  auto p2 = plan(y);
+  for (auto& k : keys(p1)) EXPECT_FALSE(keys(p2).count(k));
+  for (auto& k : keys(p1, true)) EXPECT_FALSE(keys(p2, true).count(k));
+  // The embedded backbone (no `backbone` key) is hashed through PlanOptions::embedded_backbone.
+  PlanOptions o = opts();
+  o.embedded_backbone = bb.string();
+  auto e1 = plan(base_yaml(), o);
+  std::ofstream(bb) << "weights v3";
+  auto e2 = plan(base_yaml(), o);
+  EXPECT_NE(keys(e1), keys(e2));
+  for (auto& j : e1.jobs) EXPECT_EQ(std::count(j.args.begin(), j.args.end(), "--backbone"), 0);
+  // A backbone file that does not exist is an error naming the key.
+  try {
+    plan(base_yaml("backbone: " + (dir_ / "missing.npz").string() + "\n"));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("key 'backbone'"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SweepConfigTest, FeatureCacheSettingsChangeOnlyCachedJobs) {
+  auto on = plan(base_yaml());
+  auto f32 = plan(base_yaml("cache_dtype: float32\n"));
+  auto off = plan(base_yaml("feature_cache: false\n"));
+  EXPECT_EQ(keys(off, true).size(), 0u);
+  std::set<std::string> heavy_on, lin_on, heavy_f32, lin_f32, lin_off;
+  for (auto& j : on.jobs)
+    if (!j.is_cache) (j.method == "heavy" ? heavy_on : lin_on).insert(j.key);
+  for (auto& j : f32.jobs)
+    if (!j.is_cache) (j.method == "heavy" ? heavy_f32 : lin_f32).insert(j.key);
+  for (auto& j : off.jobs) {
+    if (j.method == "lin") {
+      lin_off.insert(j.key);
+      EXPECT_TRUE(j.depends_on.empty());
+      EXPECT_EQ(std::count(j.args.begin(), j.args.end(), "--feature-cache"), 0);
+    }
+  }
+  EXPECT_EQ(heavy_on, heavy_f32);
+  for (auto& k : lin_on) {
+    EXPECT_FALSE(lin_f32.count(k));
+    EXPECT_FALSE(lin_off.count(k));
+  }
+  EXPECT_NE(keys(on, true), keys(f32, true));
+  // Cost model: heavy (3×) > cacheable without cache (1×) > on cached features (0.2×); t1 has 10
+  // train lines, t2 falls back to 1000.
+  auto cost = [](const SweepPlan& p, const std::string& m, const std::string& t) {
+    for (auto& j : p.jobs)
+      if (j.method == m && j.task == t) return j.cost;
+    return -1.0;
+  };
+  EXPECT_DOUBLE_EQ(cost(on, "heavy", "t1"), 10 * 100 * 3.0);
+  EXPECT_DOUBLE_EQ(cost(on, "heavy", "t2"), 1000 * 100 * 3.0);
+  EXPECT_DOUBLE_EQ(cost(off, "lin", "t2"), 1000 * 100 * 1.0);
+  EXPECT_DOUBLE_EQ(cost(on, "lin", "t2"), 1000 * 100 * 0.2);
+  for (auto& j : on.jobs)
+    if (j.is_cache && j.task == "t2") { EXPECT_DOUBLE_EQ(j.cost, 2000); }  // two splits × 1000 (fallback)
+}
+
+TEST_F(SweepConfigTest, OverridePrecedenceAndDeduplication) {
+  auto p = plan(base_yaml(R"(grid: {lr: [0.1, 0.2]}
+method_overrides:
+  lin: {set: {lr: 0.5}, grid: {r: [1, 2]}}
+task_overrides:
+  t2: {set: {wd: 7}}
+method_task_overrides:
+  heavy/t1: {set: {lr: 0.9}}
+)"));
+  int heavy_t1 = 0, heavy_t2 = 0, lin_all = 0;
+  for (auto& j : p.jobs) {
+    if (j.is_cache) continue;
+    if (j.method == "heavy" && j.task == "t1") {
+      ++heavy_t1;
+      EXPECT_EQ(j.sets.at("lr"), "0.9");  // the method/task set wins over the grid: 2 points → 1 job per seed
+    }
+    if (j.method == "heavy" && j.task == "t2") {
+      ++heavy_t2;
+      EXPECT_EQ(j.sets.at("wd"), "7");
+    }
+    if (j.method == "lin") {
+      ++lin_all;
+      EXPECT_EQ(j.sets.at("lr"), "0.5");  // pinned: the global lr grid is not crossed
+      EXPECT_TRUE(j.sets.count("r"));
+    }
+  }
+  EXPECT_EQ(heavy_t1, 2);   // 2 seeds, lr grid collapsed by the pin
+  EXPECT_EQ(heavy_t2, 4);   // 2 seeds × 2 lr
+  EXPECT_EQ(lin_all, 8);    // 2 tasks × 2 seeds × r ∈ {1, 2}
+}
+
+TEST_F(SweepConfigTest, ShardsPartitionTrainingJobsAndKeepCachesWithTheirUsers) {
+  std::string y = base_yaml("grid: {lr: [1, 2, 3, 4, 5]}\n");
+  y.replace(y.find("methods: [heavy, lin]"), 21, "methods: [heavy, lin, lin2]");
+  auto p = plan(y);
+  const int n = 3;
+  std::multiset<std::string> seen;
+  std::set<std::string> caches_seen;
+  for (int i = 0; i < n; ++i) {
+    auto s = shard_jobs(p.jobs, Shard{i, n});
+    std::set<std::string> cache_here;
+    for (auto& j : s)
+      if (j.is_cache) cache_here.insert(j.key);
+    for (auto& j : s) {
+      if (j.is_cache) {
+        EXPECT_TRUE(caches_seen.insert(j.key).second) << "cache " << j.key << " in two shards";
+        continue;
+      }
+      seen.insert(j.key);
+      if (!j.depends_on.empty()) { EXPECT_TRUE(cache_here.count(j.depends_on)) << "cache missing in shard " << i; }
+    }
+    // Cache jobs first, in the plan's order.
+    bool training = false;
+    for (auto& j : s) {
+      if (!j.is_cache) training = true;
+      if (training) { EXPECT_FALSE(j.is_cache); }
+    }
+  }
+  auto all = keys(p);
+  EXPECT_EQ(seen.size(), all.size());
+  for (auto& k : all) EXPECT_EQ(seen.count(k), 1u) << k;
+  EXPECT_EQ(shard_jobs(p.jobs, Shard{0, 1}).size(), p.jobs.size());
+
+  EXPECT_EQ(parse_shard("2/5").index, 2);
+  EXPECT_EQ(parse_shard("2/5").count, 5);
+  for (std::string bad : {"5/5", "-1/3", "1", "a/b", "1/0", "1/2x", "/2"}) {
+    try {
+      parse_shard(bad);
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--shard"), std::string::npos);
+    }
+  }
+}
+
+TEST_F(SweepConfigTest, DryRunTableShowsCachesFirstTotalsAndJournalStatus) {
+  auto p = plan(base_yaml());
+  std::map<std::string, std::string> done;
+  std::string ok_key, failed_key;
+  for (auto& j : p.jobs)
+    if (!j.is_cache) {
+      if (ok_key.empty()) ok_key = j.key;
+      else if (failed_key.empty()) failed_key = j.key;
+    }
+  done[ok_key] = "ok";
+  done[failed_key] = "failed";
+  std::ostringstream os;
+  print_plan(os, p, p.jobs, done);
+  const std::string s = os.str();
+  EXPECT_NE(s.find("[cache cls]"), std::string::npos) << s;
+  EXPECT_LT(s.find("[cache cls]"), s.find(" heavy "));
+  EXPECT_NE(s.find("8 training job(s), 2 cache build(s); journal: 1 ok, 1 failed, 8 not run"), std::string::npos) << s;
+  EXPECT_NE(s.find(ok_key), std::string::npos);
+  EXPECT_NE(s.find("depends_on"), std::string::npos);
+}
+
+// ------------------------------------------------------------------ journal
+
+TEST_F(SweepConfigTest, JournalReadsStatusesAndCutsATornLastLine) {
+  const std::string path = (dir_ / "out" / "results.jsonl").string();
+  EXPECT_TRUE(read_journal(path).status.empty());  // missing file = empty journal
+  append_journal_line(path, {{"sweep_key", "a"}, {"status", "failed"}, {"error", "x"}});
+  append_journal_line(path, {{"sweep_key", "a"}, {"status", "ok"}});
+  append_journal_line(path, {{"sweep_key", "b"}, {"status", "failed"}, {"error", "first"}});
+  append_journal_line(path, {{"sweep_key", "b"}, {"status", "failed"}, {"error", "second"}});
+  append_journal_line(path, {{"schema", "petl.result"}, {"status", "ok"}});  // not a sweep line
+  const auto good = fs::file_size(path);
+  { std::ofstream(path, std::ios::app) << "{\"sweep_key\": \"c\", \"status\": \"o"; }
+  Journal j = read_journal(path);
+  EXPECT_TRUE(j.torn);
+  EXPECT_EQ(j.good_bytes, int64_t(good));
+  EXPECT_EQ(j.lines, 5);
+  EXPECT_EQ(j.status.at("a"), "ok");
+  EXPECT_EQ(j.status.at("b"), "failed");
+  EXPECT_EQ(j.record.at("b")["error"], "second");
+  EXPECT_FALSE(j.status.count("c"));
+  EXPECT_EQ(j.count.at("a"), 2);
+  ASSERT_EQ(j.warnings.size(), 1u);
+  EXPECT_NE(j.warnings[0].find("torn last line"), std::string::npos);
+  EXPECT_TRUE(repair_journal(path, j));
+  EXPECT_EQ(fs::file_size(path), good);
+  Journal j2 = read_journal(path);
+  EXPECT_FALSE(j2.torn);
+  EXPECT_FALSE(repair_journal(path, j2));
+  append_journal_line(path, {{"sweep_key", "c"}, {"status", "ok"}});
+  EXPECT_EQ(read_journal(path).status.at("c"), "ok");
+  // A corrupt complete line in the middle is skipped with a warning, not fatal.
+  { std::ofstream(path, std::ios::app) << "garbage\n"; }
+  append_journal_line(path, {{"sweep_key", "d"}, {"status", "ok"}});
+  Journal j3 = read_journal(path);
+  EXPECT_EQ(j3.status.at("d"), "ok");
+  EXPECT_EQ(j3.warnings.size(), 1u);
+  EXPECT_FALSE(j3.torn);
+}
+
+TEST_F(SweepConfigTest, ShardJournalsAndMergedStatus) {
+  const std::string out = (dir_ / "out").string();
+  EXPECT_EQ(journal_path(out), out + "/results.jsonl");
+  EXPECT_EQ(journal_path(out, 1, 4), out + "/results.shard-1-of-4.jsonl");
+  append_journal_line(journal_path(out, 0, 2), {{"sweep_key", "a"}, {"status", "failed"}});
+  append_journal_line(journal_path(out, 1, 2), {{"sweep_key", "a"}, {"status", "ok"}});
+  append_journal_line(journal_path(out), {{"sweep_key", "b"}, {"status", "failed"}});
+  auto sib = sibling_journals(out, journal_path(out, 0, 2));
+  ASSERT_EQ(sib.size(), 2u);
+  EXPECT_EQ(fs::path(sib[0]).filename(), "results.jsonl");
+  EXPECT_EQ(fs::path(sib[1]).filename(), "results.shard-1-of-2.jsonl");
+  sib.push_back(journal_path(out, 0, 2));
+  auto st = merged_status(sib);
+  EXPECT_EQ(st.at("a"), "ok");
+  EXPECT_EQ(st.at("b"), "failed");
+}
+
+TEST_F(SweepConfigTest, FailedAndCacheRecordsHaveTheSchemaFields) {
+  json id = {{"method", "m"}, {"task", "t"}, {"seed", 3}, {"protocol", "final"}};
+  json prov = {{"host", "h"}, {"argv", {"petl", "run"}}};
+  json f = sweep_failed_record(id, "boom", prov);
+  for (auto* k : {"schema", "schema_version", "status", "error", "method", "task", "seed", "protocol", "provenance"})
+    EXPECT_TRUE(f.contains(k)) << k;
+  EXPECT_EQ(f["schema"], "petl.result");
+  EXPECT_EQ(f["schema_version"], 1);
+  EXPECT_EQ(f["status"], "failed");
+  EXPECT_EQ(f["seed"], 3);
+  EXPECT_EQ(f["protocol"], "final");
+  json c = sweep_cache_record({{"task", "t"}, {"taps", "cls"}, {"splits", {"test"}}, {"dtype", "float16"}}, false, "x",
+                              prov);
+  EXPECT_EQ(c["schema"], "petl.sweep_cache");  // `petl report` skips other schemas
+  EXPECT_EQ(c["kind"], "cache");
+  EXPECT_EQ(c["status"], "failed");
+  EXPECT_FALSE(c.contains("method"));
+}
+
+}  // namespace
+}  // namespace petl

@@ -1,0 +1,39 @@
+// A torch-free `petl` that knows only `sweep`, for the multi-rank tests of the sweep command
+// (tests/mpi/sweep_signal_test.py) on machines or CI jobs without LibTorch. It stands in for the
+// method registry: methods whose name starts with "lin" need a "cls" feature cache of the splits
+// train800val200 and test, every other method none; the embedded backbone is "none".
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "harness/error.h"
+#include "harness/sweep_config.h"
+
+namespace petl {
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::map<std::string, std::string>&) {
+  if (method.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
+  return std::nullopt;
+}
+std::string embedded_backbone_path() { return ""; }
+namespace cli {
+int cmd_sweep(const std::vector<std::string>& args);
+}
+}  // namespace petl
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "sweep") != 0) {
+    std::fprintf(stderr, "usage: %s sweep CONFIG [options]   (a test stand-in for `petl sweep`)\n", argv[0]);
+    return 2;
+  }
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    return petl::cli::cmd_sweep(args);
+  } catch (const petl::Error& e) {
+    std::fprintf(stderr, "petl sweep: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "petl sweep: internal error: %s\n", e.what());
+    return 3;
+  }
+}
