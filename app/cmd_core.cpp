@@ -1,5 +1,6 @@
 // `petl list`, `petl run`, `petl eval`.
 #include <H5Cpp.h>
+#include <mpi.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -79,6 +80,7 @@ int cmd_run(const Args& args) {
                   "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/")
       ("dry-run", po::bool_switch(&spec.dry_run), "build the model, print trainable parameters and effective settings, do not train")
       ("feature-cache", po::value(&spec.feature_cache), "train from frozen-backbone features cached in this directory (built when missing; only methods whose backbone path is frozen and deterministic: linear, vqt, synqt with --set backbone_drop_path=off)")
+      ("dp", po::value(&spec.dp)->default_value(1), "data parallelism over N MPI ranks: run `mpirun -np N petl run --dp N ...`; each rank trains on its slice of every global batch, gradients are summed (MPI_Allreduce on CPU, NCCL on GPU); rank 0 writes the record")
       ("cache-dtype", po::value(&spec.cache_dtype)->default_value("float32"), "precision of a cache built here: float32 (same losses and logits as live training) or float16")
       ("no-checkpoint", "do not save the trained tensors")
       ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again");
@@ -94,14 +96,32 @@ int cmd_run(const Args& args) {
   spec.save_checkpoint = !vm.count("no-checkpoint");
   spec.reuse_done = vm.count("resume") > 0;
   spec.argv = args;
+  // --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
+  struct MpiSession {
+    bool mine = false;
+    int rank = 0;
+    explicit MpiSession(bool on) {
+      int init = 0;
+      MPI_Initialized(&init);
+      if (on && !init) {
+        MPI_Init(nullptr, nullptr);
+        mine = true;
+      }
+      if (on) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    }
+    ~MpiSession() {
+      if (mine) MPI_Finalize();
+    }
+  } mpi(spec.dp > 1);
   json rec;
   try {
     rec = run_job(spec);
   } catch (const std::exception& e) {
-    if (!spec.out_dir.empty() && !spec.dry_run)
+    if (!spec.out_dir.empty() && !spec.dry_run && mpi.rank == 0)
       append_record((fs::path(spec.out_dir) / "results.jsonl").string(), failed_record(spec, e.what()));
     throw;
   }
+  if (mpi.rank != 0) return 0;
   if (spec.dry_run) {
     std::printf("method %s on %s: %lld trainable parameters (backbone %lld)\n", spec.method.c_str(),
                 rec["task"].get<std::string>().c_str(), (long long)rec["trainable_params"].get<int64_t>(),

@@ -16,6 +16,7 @@
 
 #include "harness/error.h"
 #include "petl_git_commit.h"  // generated at build time
+#include "harness/data_parallel.h"
 #include "harness/evaluate.h"
 #include "harness/feature_cache.h"
 #include "harness/job_backbone.h"
@@ -279,6 +280,7 @@ json run_job(const JobSpec& spec) {
                   {"device", spec.device}};
   // Cached float32 features give the live run's exact losses and logits; float16 ones do not.
   if (cached && spec.cache_dtype != "float32") key_src["feature_cache_dtype"] = spec.cache_dtype;
+  if (spec.dp > 1) key_src["data_parallel_ranks"] = spec.dp;  // same maths, another summation order
   record["job_key"] = sha256_string(key_src.dump()).substr(0, 16);
   if (spec.dry_run) {
     record["data"] = {{"root", spec.data_root}, {"task", task.name}, {"num_classes", num_classes}};
@@ -330,6 +332,12 @@ json run_job(const JobSpec& spec) {
              num_classes, " classes (class-count mismatch)");
 
   // ---------------------------------------------------------------- training
+  DataParallel dp(spec.dp, device);
+  std::vector<torch::Tensor> trainable_tensors;
+  for (auto& [k, t] : trainable) trainable_tensors.push_back(t);
+  if (dp.active())
+    record["data_parallel"] = {{"ranks", dp.size()}, {"backend", dp.backend()},
+                               {"note", "each rank trains on its slice of every global batch; gradients summed"}};
   auto opt_ptr = make_optimizer(trainable, recipe);
   auto& opt = *opt_ptr;
   const int64_t n = train.labels.size(0);
@@ -346,6 +354,7 @@ json run_job(const JobSpec& spec) {
     method->train(true);
     auto t0 = std::chrono::steady_clock::now();
     auto perm = torch::randperm(n, torch::kInt64);
+    dp.broadcast(perm);  // rank 0's order everywhere (the ranks' random streams differ after dropout)
     ProgressBar bar(spec.method + "/" + task.name + " epoch " + std::to_string(epoch + 1) + "/" +
                         std::to_string(recipe.total_epochs()),
                     iters, spec.progress);
@@ -358,21 +367,32 @@ json run_job(const JobSpec& spec) {
         started = true;
       }
       auto idx = perm.narrow(0, it * bs, std::min(bs, n - it * bs));
+      const int64_t global = idx.size(0);
+      if (dp.active()) {
+        auto [b0, b1] = dp.slice(global);
+        idx = idx.narrow(0, b0, b1 - b0);
+      }
       auto y = train.labels.index_select(0, idx).to(device);
       opt.zero_grad();
-      torch::Tensor logits;
-      if (cached) {
-        logits = method->forward_cached(train_cache->batch(idx, device));
-      } else {
-        logits = method->forward(train.images.index_select(0, idx).to(device));
+      double l = 0;
+      if (idx.size(0) > 0) {
+        torch::Tensor logits;
+        if (cached) {
+          logits = method->forward_cached(train_cache->batch(idx, device));
+        } else {
+          logits = method->forward(train.images.index_select(0, idx).to(device));
+        }
+        // This rank's share of the global-batch mean loss (the whole of it without --dp).
+        auto loss = torch::nn::functional::cross_entropy(logits, y) * (double(idx.size(0)) / double(global));
+        loss.backward();
+        l = loss.item<double>();
       }
-      auto loss = torch::nn::functional::cross_entropy(logits, y);
-      loss.backward();
+      dp.allreduce_gradients(trainable_tensors);
+      l = dp.allreduce_sum(l);
       opt.step();
-      double l = loss.item<double>();
       PETL_CHECK(std::isfinite(l), "training diverged: loss ", l, " at epoch ", epoch + 1, " iteration ", it);
       loss_sum += l;
-      images_seen += y.size(0);
+      images_seen += global;
       bar.add(1);
       if (it % 4 == 0) {
         char b[64];
@@ -437,7 +457,7 @@ json run_job(const JobSpec& spec) {
   for (auto& s : test.meta.skipped) record["data"]["skipped"].push_back(s);
   record["data"]["n_skipped"] = record["data"]["skipped"].size();
 
-  if (!spec.out_dir.empty()) {
+  if (!spec.out_dir.empty() && dp.rank() == 0) {  // one record per job, written by rank 0
     if (spec.save_checkpoint) {
       std::string ck = (fs::path(spec.out_dir) / "checkpoints" /
                         (spec.method + "_" + task.name + "_s" + std::to_string(recipe.seed) + "_" +

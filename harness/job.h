@@ -29,7 +29,9 @@ struct JobSpec {
   // Train from frozen-backbone features cached in this directory (built when missing) instead of
   // live backbone passes; only for methods whose needs() are cacheable. Empty: live.
   std::string feature_cache;
-  std::string cache_dtype = "float32";  // float32 (exact: same losses and logits as live) | float16
+  std::string cache_dtype = "float32";
+  // Data parallelism over this many MPI ranks (the job runs under mpirun -np dp; rank 0 writes).
+  int dp = 1;  // float32 (exact: same losses and logits as live) | float16
   std::vector<std::string> argv;  // for provenance
 };
 

@@ -1,0 +1,196 @@
+// Feature cache (harness/feature_cache.h): the cached features are bit for bit what the live
+// backbone computes for the same images in the same batch; training from them follows live
+// training (deterministic backbone, same seed) to float round-off — the only difference is that
+// the backbone's batched GEMM / conv kernels sum in another order when the batch composition
+// differs (cache chunks vs random training batches), ~1e-8 relative here; a damaged or truncated
+// cache is detected and rebuilt; the taps follow the methods' declarations.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "datasets/suite_mini.h"
+#include "harness/error.h"
+#include "harness/feature_cache.h"
+#include "harness/job.h"
+#include "harness/job_backbone.h"
+#include "harness/task_data.h"
+#include "models/checkpoint.h"
+#include "test_util.h"
+
+using namespace petl;
+namespace fs = std::filesystem;
+
+namespace {
+const std::string& suite() {
+  static std::string dir = [] {
+    auto d = test::scratch_dir("cache_suite");
+    data::SuiteOptions o;
+    o.progress = false;
+    data::build_mini_suite(d, o);
+    return d;
+  }();
+  return dir;
+}
+
+nlohmann::json run(const std::string& method, const std::string& out, const std::string& cache,
+                   std::vector<std::string> sets = {}) {
+  JobSpec s;
+  s.method = method;
+  s.task = "sprites_loc";
+  s.data_root = suite();
+  s.recipe = "mini";
+  s.epochs = 2;
+  s.out_dir = out;
+  s.progress = false;
+  s.feature_cache = cache;
+  s.set = sets;
+  s.set.push_back("eval_every=1");
+  return run_job(s);
+}
+
+void expect_same_training(const nlohmann::json& live, const nlohmann::json& cached) {
+  ASSERT_EQ(live["status"], "ok");
+  ASSERT_EQ(cached["status"], "ok");
+  auto ll = live["epoch_train_loss"], lc = cached["epoch_train_loss"];
+  ASSERT_EQ(ll.size(), lc.size());
+  double worst = 0;
+  for (size_t i = 0; i < ll.size(); ++i)
+    worst = std::max(worst, std::abs(ll[i].get<double>() - lc[i].get<double>()) / std::abs(ll[i].get<double>()));
+  std::printf("cached vs live: max relative loss difference %.2e\n", worst);
+  EXPECT_LT(worst, 1e-6);
+  ASSERT_EQ(live["evals"].size(), cached["evals"].size());
+  for (size_t i = 0; i < live["evals"].size(); ++i)
+    EXPECT_NEAR(live["evals"][i]["test_acc"].get<double>(), cached["evals"][i]["test_acc"].get<double>(), 0.2);
+  EXPECT_EQ(live["job_key"], cached["job_key"]);
+  EXPECT_TRUE(cached.contains("feature_cache"));
+  auto a = load_named_tensors(live["checkpoint"]);
+  auto b = load_named_tensors(cached["checkpoint"]);
+  ASSERT_EQ(a.size(), b.size());
+  // Adam turns round-off in near-zero gradients into full-size steps, so tensors agree to ~1e-4.
+  for (auto& [k, v] : a) EXPECT_TRUE(torch::allclose(v, b.at(k), 0, 1e-3)) << k;
+}
+}  // namespace
+
+TEST(FeatureCache, TapsFollowTheDeclaration) {
+  BackboneNeeds n;
+  n.final_cls = true;
+  EXPECT_EQ(cache_taps_for(n).str(), "cls");
+  n.block_kv = true;
+  EXPECT_EQ(cache_taps_for(n).str(), "cls+kv");
+  n.backbone_stochastic = true;
+  EXPECT_FALSE(cache_taps_for(n).any());
+  n.backbone_stochastic = false;
+  n.grad_through_backbone = true;
+  EXPECT_FALSE(cache_taps_for(n).any());
+  EXPECT_THROW(CacheTaps::parse("tokens"), petl::Error);
+}
+
+TEST(FeatureCache, LinearFromCachedClsIsExact) {
+  auto dir = test::scratch_dir("cache_linear");
+  auto live = run("linear", dir + "/live", "");
+  auto cached = run("linear", dir + "/cached", dir + "/cache");
+  expect_same_training(live, cached);
+  EXPECT_EQ(cached["feature_cache"]["taps"], "cls");
+}
+
+TEST(FeatureCache, SynqtFromCachedKvIsExact) {
+  auto dir = test::scratch_dir("cache_synqt");
+  auto live = run("synqt", dir + "/live", "", {"backbone_drop_path=off"});
+  auto cached = run("synqt", dir + "/cached", dir + "/cache", {"backbone_drop_path=off"});
+  expect_same_training(live, cached);
+  EXPECT_EQ(cached["feature_cache"]["taps"], "kv");
+  // With the reference's stochastic backbone path there is nothing to cache: a clear error.
+  EXPECT_THROW(run("synqt", dir + "/bad", dir + "/cache"), petl::Error);
+  EXPECT_THROW(run("full", dir + "/bad", dir + "/cache"), petl::Error);
+}
+
+// Logits from cached features equal the live forward's bit for bit (same batch composition).
+TEST(FeatureCache, CachedLogitsEqualLiveLogits) {
+  auto dir = test::scratch_dir("cache_logits");
+  auto bb = make_job_backbone("", "", 0.1, false);
+  auto task = data::find_task(suite(), "sprites_ori");
+  for (auto [method, sets] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"linear", {}}, {"synqt", {"backbone_drop_path=off"}}, {"vqt", {}}}) {
+    MethodContext ctx;
+    ctx.backbone = bb.model;
+    ctx.num_classes = 8;
+    ctx.task = task.name;
+    ctx.settings = Settings::parse(sets);
+    ctx.backbone_drop_path = 0.1;
+    auto m = build_method(method, ctx);
+    CacheBuildOptions o;
+    o.root = dir;
+    o.taps = cache_taps_for(m->needs());
+    ASSERT_TRUE(o.taps.any()) << method;
+    o.chunk_images = 128;
+    o.load.image_size = bb.model->cfg_.img_size;
+    o.load.progress = false;
+    auto path = ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "train800val200");
+    auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "train800val200", "imagenet", o.taps,
+                                   "float32");
+    data::LoadOptions lo = o.load;
+    lo.offset = 128;  // the second chunk
+    lo.limit = 128;
+    auto imgs = load_split_tensors(task, "train800val200", lo);
+    m->train(false);
+    torch::NoGradGuard ng;
+    auto live = m->forward(imgs.images);
+    auto cached = m->forward_cached(CachedSplit(path, identity, o.taps).batch(torch::arange(128, 256), torch::kCPU));
+    EXPECT_TRUE(torch::equal(live, cached)) << method << ": max abs diff " << (live - cached).abs().max().item<double>();
+  }
+}
+
+TEST(FeatureCache, DamagedOrTruncatedCacheIsRebuiltNeverUsed) {
+  auto dir = test::scratch_dir("cache_damage");
+  auto bb = make_job_backbone("", "", 0.0, false);
+  auto task = data::find_task(suite(), "objects_dist");
+  CacheBuildOptions o;
+  o.root = dir;
+  o.taps = CacheTaps::parse("cls");
+  o.load.image_size = bb.model->cfg_.img_size;
+  o.load.progress = false;
+  bool built = false;
+  auto path = ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "test", &built);
+  EXPECT_TRUE(built);
+  ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "test", &built);
+  EXPECT_FALSE(built) << "a valid cache is reused";
+  auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "test", "imagenet", o.taps, "float32");
+  auto good = CachedSplit(path, identity, o.taps).batch(torch::arange(5), torch::kCPU).cls.clone();
+  {  // bit for bit the live backbone's features for the same batch (the first cache chunk)
+    data::LoadOptions lo = o.load;
+    lo.limit = o.chunk_images;
+    auto imgs = load_split_tensors(task, "test", lo);
+    torch::NoGradGuard ng;
+    bb.model->eval();
+    auto live = bb.model->forward_cls(imgs.images);
+    auto cached = CachedSplit(path, identity, o.taps).batch(torch::arange(o.chunk_images), torch::kCPU).cls;
+    EXPECT_TRUE(torch::equal(live, cached));
+  }
+
+  // Flip bytes in the middle of the file (inside the feature data): checksums catch it.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const auto size = int64_t(f.tellg());
+    for (int64_t off = size / 3; off < size / 3 + 64; ++off) {
+      f.seekg(off);
+      char c;
+      f.read(&c, 1);
+      c ^= 0x5A;
+      f.seekp(off);
+      f.write(&c, 1);
+    }
+  }
+  EXPECT_FALSE(io::verify(path).ok);
+  ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "test", &built);
+  EXPECT_TRUE(built) << "a corrupt cache is rebuilt";
+  EXPECT_TRUE(io::verify(path).ok);
+
+  // Truncate it: detected, rebuilt.
+  fs::resize_file(path, fs::file_size(path) / 2);
+  ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "test", &built);
+  EXPECT_TRUE(built) << "a truncated cache is rebuilt";
+  auto again = CachedSplit(path, identity, o.taps).batch(torch::arange(5), torch::kCPU).cls;
+  EXPECT_TRUE(torch::equal(good, again));
+}
