@@ -74,6 +74,19 @@ std::string resolve_root(const std::string& dir) {
   return fs::is_directory(sub, ec) ? sub.string() : dir;
 }
 
+// A cache root and its direct subdirectories: a sweep keeps one directory per cache job
+// (<out>/cache/<job key>/<identity key>.h5).
+std::vector<std::string> expand_roots(const std::string& root) {
+  std::vector<std::string> out{root};
+  std::error_code ec;
+  std::vector<std::string> subs;
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.is_directory(ec)) subs.push_back(e.path().string());
+  std::sort(subs.begin(), subs.end());
+  out.insert(out.end(), subs.begin(), subs.end());
+  return out;
+}
+
 bool writer_running(int64_t pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
 double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
@@ -149,7 +162,8 @@ int cache_ls(const Args& args) {
   if (!parse_with_positional(args, d, "dir", vm, kLsUsage)) return 0;
   if (dirs.empty()) dirs.push_back(".");
   std::vector<std::string> roots;
-  for (const std::string& dir : dirs) roots.push_back(resolve_root(dir));  // all checked first
+  for (const std::string& dir : dirs)  // all checked first
+    for (auto& r : expand_roots(resolve_root(dir))) roots.push_back(r);
 
   for (const std::string& root : roots) {
     auto entries = io::list_caches(root);
@@ -205,9 +219,10 @@ int cache_verify(const Args& args) {
   for (const std::string& t : targets) {
     if (fs::is_directory(t, ec)) {
       std::string root = resolve_root(t);
-      auto entries = io::list_caches(root);
-      if (entries.empty()) std::printf("no caches (*.h5) in %s\n", root.c_str());
-      for (const auto& e : entries) files.push_back(e.path);
+      size_t before = files.size();
+      for (auto& r : expand_roots(root))
+        for (const auto& e : io::list_caches(r)) files.push_back(e.path);
+      if (files.size() == before) std::printf("no caches (*.h5) in %s\n", root.c_str());
     } else {
       files.push_back(t);  // a missing file is reported by verify() as BAD
     }

@@ -43,7 +43,12 @@ std::optional<CacheNeed> method_cache_need(const std::string& method, const std:
   ctx.task = "_sweep_plan";
   ctx.settings = s;
   ctx.backbone_drop_path = recipe.drop_path_rate;
-  auto m = build_method(method, ctx);
+  std::shared_ptr<Method> m;
+  try {
+    m = build_method(method, ctx);
+  } catch (const Error&) {
+    return std::nullopt;  // invalid settings: the job itself fails and is recorded as failed
+  }
   auto taps = cache_taps_for(m->needs());
   if (!taps.any()) return std::nullopt;
   CacheNeed need;
