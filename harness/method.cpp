@@ -25,7 +25,7 @@ torch::Tensor Method::forward_cached(const CachedFeatures&) {
 
 void Method::train(bool on) {
   torch::nn::Module::train(on);
-  backbone_->train(on);
+  backbone_->train(on && !backbone_always_eval_);
 }
 
 MethodRegistry& MethodRegistry::instance() {

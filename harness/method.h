@@ -65,6 +65,11 @@ class Method : public torch::nn::Module {
 
   MethodContext ctx_;
   VisionTransformer backbone_;
+
+ protected:
+  // The backbone stays in eval mode even when the method trains (linear probe, VPT's and VQT's
+  // frozen encoder, side networks): no stochastic depth on the frozen path.
+  bool backbone_always_eval_ = false;
 };
 
 using MethodFactory = std::function<std::shared_ptr<Method>(const MethodContext&)>;

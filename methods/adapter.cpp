@@ -31,13 +31,6 @@ class Adapter : public methods::HookedMethod {
     }
   }
   std::string name() const override { return "adapter"; }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "heavy";
-    return n;
-  }
   std::map<std::string, std::string> effective_settings() const override {
     return {{"adapter_dim", std::to_string(r_)}, {"adapter_dropout", std::to_string(drop_)}};
   }

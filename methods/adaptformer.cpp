@@ -37,13 +37,6 @@ class AdaptFormer : public methods::HookedMethod {
     }
   }
   std::string name() const override { return "adaptformer"; }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "heavy";
-    return n;
-  }
   std::map<std::string, std::string> effective_settings() const override {
     return {{"ffn_num", std::to_string(r_)},
             {"ffn_adapter_scalar", std::to_string(s_)},

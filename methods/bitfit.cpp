@@ -18,18 +18,10 @@ class BitFit : public methods::HookedMethod {
       const bool is_bias = k.size() >= 5 && k.compare(k.size() - 5, 5, ".bias") == 0;
       item.value().set_requires_grad(is_bias);
     }
+    backbone_always_eval_ = true;  // froze_enc: the encoder stays in eval mode
   }
   std::string name() const override { return "bitfit"; }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.memory_class = "heavy";
-    return n;
-  }
-  void train(bool on) override {
-    torch::nn::Module::train(on);
-    backbone_->train(false);  // froze_enc: the encoder stays in eval mode
-  }
+
 };
 
 PETL_REGISTER_METHOD((MethodInfo{"bitfit", "BitFit: every backbone bias vector + head", "noah", true,

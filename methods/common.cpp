@@ -106,6 +106,14 @@ HookedMethod::HookedMethod(const MethodContext& ctx, HeadInit head_init) : Metho
   init_head(head, head_init);
 }
 
+BackboneNeeds HookedMethod::needs() const {
+  BackboneNeeds n;
+  n.grad_through_backbone = true;
+  n.backbone_stochastic = ctx_.backbone_drop_path > 0 && !backbone_always_eval_;
+  n.memory_class = "heavy";
+  return n;
+}
+
 torch::Tensor HookedMethod::forward(const torch::Tensor& images) {
   return head(backbone_->forward_cls(images, this));
 }

@@ -56,6 +56,9 @@ class HookedMethod : public Method, public BlockHooks {
  public:
   HookedMethod(const MethodContext& ctx, HeadInit head_init);
   torch::Tensor forward(const torch::Tensor& images) override;
+  // Hooked methods change the backbone's token path: gradients flow back through every block
+  // ("heavy"); its stochastic depth follows the recipe unless the encoder is kept in eval mode.
+  BackboneNeeds needs() const override;
   torch::nn::Linear head{nullptr};
 };
 

@@ -66,13 +66,6 @@ class Convpass : public methods::HookedMethod {
     }
   }
   std::string name() const override { return "convpass"; }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "heavy";
-    return n;
-  }
   std::map<std::string, std::string> effective_settings() const override {
     return {{"scale", std::to_string(s_)},
             {"xavier_init", xavier_ ? "true" : "false"},

@@ -53,13 +53,6 @@ class FacTBase : public methods::HookedMethod {
     torch::NoGradGuard ng;
     V->weight.zero_();
   }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "heavy";
-    return n;
-  }
   std::map<std::string, std::string> effective_settings() const override {
     return {{"fact_dim", std::to_string(r_)},
             {"fact_scale", std::to_string(s_)},

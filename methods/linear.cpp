@@ -9,6 +9,7 @@ class LinearProbe : public Method {
  public:
   explicit LinearProbe(const MethodContext& ctx) : Method(ctx) {
     head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
+    backbone_always_eval_ = true;  // features of a linear probe are fixed
   }
   std::string name() const override { return "linear"; }
   BackboneNeeds needs() const override {
@@ -26,10 +27,6 @@ class LinearProbe : public Method {
     return head(feats);
   }
   torch::Tensor forward_cached(const CachedFeatures& f) override { return head(f.cls); }
-  void train(bool on) override {
-    torch::nn::Module::train(on);
-    backbone_->train(false);  // features of a linear probe are fixed
-  }
   torch::nn::Linear head{nullptr};
 };
 

@@ -36,13 +36,6 @@ class LoRA : public methods::HookedMethod {
     }
   }
   std::string name() const override { return "lora"; }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "heavy";
-    return n;
-  }
   std::map<std::string, std::string> effective_settings() const override {
     return {{"lora_dim", std::to_string(r_)},
             {"lora_dropout", std::to_string(drop_)},

@@ -40,6 +40,7 @@ class Lst : public Method {
     PETL_CHECK(red_ >= 1 && cfg.embed_dim % red_ == 0, "setting 'lst_reduction' must divide the width ",
                cfg.embed_dim, ", got ", red_);
     PETL_CHECK(temp_ > 0, "setting 'gate_temperature' must be > 0, got ", temp_);
+    backbone_always_eval_ = true;
     d_ = cfg.embed_dim / red_;
     VitConfig sc = cfg;
     sc.embed_dim = d_;
@@ -75,10 +76,6 @@ class Lst : public Method {
   std::map<std::string, std::string> effective_settings() const override {
     return {{"lst_reduction", std::to_string(red_)}, {"side_width", std::to_string(d_)},
             {"gate_temperature", std::to_string(temp_)}};
-  }
-  void train(bool on) override {
-    torch::nn::Module::train(on);
-    backbone_->train(false);
   }
   Tensor forward(const Tensor& images) override {
     HiddenTap tap;

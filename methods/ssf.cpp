@@ -40,13 +40,6 @@ class Ssf : public methods::HookedMethod {
     final_ = make("", "ssf_scale_1", "ssf_shift_1", D);
   }
   std::string name() const override { return "ssf"; }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "heavy";
-    return n;
-  }
   torch::Tensor scale_shift(int layer, HookPoint point, torch::Tensor t) override {
     switch (point) {
       case HookPoint::patch_embed: return patch_.apply(t);

@@ -26,6 +26,7 @@ class Vpt : public methods::HookedMethod {
     np_ = ctx.settings.get_int("num_tokens", 10);
     drop_ = ctx.settings.get_double("prompt_dropout", 0.0);
     PETL_CHECK(np_ >= 1, "setting 'num_tokens' must be >= 1, got ", np_);
+    backbone_always_eval_ = true;  // VPT keeps the encoder in eval mode
     PETL_CHECK(drop_ >= 0 && drop_ < 1, "setting 'prompt_dropout' must be in [0, 1), got ", drop_);
     const double v = std::sqrt(6.0 / double(3 * cfg.patch_size * cfg.patch_size + cfg.embed_dim));
     prompt = register_parameter("prompt_embeddings", torch::empty({1, np_, cfg.embed_dim}).uniform_(-v, v));
@@ -34,16 +35,7 @@ class Vpt : public methods::HookedMethod {
                                        torch::empty({cfg.depth - 1, np_, cfg.embed_dim}).uniform_(-v, v));
   }
   std::string name() const override { return deep_ ? "vpt_deep" : "vpt_shallow"; }
-  BackboneNeeds needs() const override {
-    BackboneNeeds n;
-    n.grad_through_backbone = true;
-    n.memory_class = "heavy";
-    return n;
-  }
-  void train(bool on) override {
-    torch::nn::Module::train(on);
-    backbone_->train(false);  // VPT keeps the encoder in eval mode
-  }
+
   std::map<std::string, std::string> effective_settings() const override {
     return {{"num_tokens", std::to_string(np_)}, {"prompt_dropout", std::to_string(drop_)}};
   }

@@ -43,6 +43,7 @@ class Vqt : public Method {
     T_ = ctx.settings.get_int("token_nums", T_);
     drop_ = ctx.settings.get_double("query_dropout", 0.1);
     PETL_CHECK(T_ >= 1, "setting 'token_nums' must be >= 1, got ", T_);
+    backbone_always_eval_ = true;
     const double v = std::sqrt(6.0 / double(3 * cfg.patch_size * cfg.patch_size + cfg.embed_dim));
     q = register_parameter("query_prompt_embeddings", torch::empty({cfg.depth, T_, cfg.embed_dim}).uniform_(-v, v));
     head = register_module("head", torch::nn::Linear(cfg.embed_dim * (1 + cfg.depth * T_), ctx.num_classes));
@@ -59,10 +60,6 @@ class Vqt : public Method {
   std::map<std::string, std::string> effective_settings() const override {
     return {{"token_nums", std::to_string(T_)}, {"query_dropout", std::to_string(drop_)},
             {"_task_config_source", source_}};
-  }
-  void train(bool on) override {
-    torch::nn::Module::train(on);
-    backbone_->train(false);
   }
   // Logits from the frozen backbone's per-block K/V and final-norm cls token (live or cached).
   Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, const Tensor& cls) {
