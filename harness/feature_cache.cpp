@@ -8,6 +8,7 @@
 #include "datasets/image.h"
 #include "harness/error.h"
 #include "harness/hashing.h"
+#include "harness/job.h"
 #include "harness/progress.h"
 #include "harness/task_data.h"
 #include "petl_git_commit.h"
@@ -60,12 +61,6 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
 
 namespace {
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 struct KvCollect : BlockHooks {
   std::vector<torch::Tensor> k, v;

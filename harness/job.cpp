@@ -59,12 +59,6 @@ void append_record(const std::string& path, const json& record) {
 
 namespace {
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 std::string hostname() {
   char b[256] = {0};
@@ -131,6 +125,13 @@ JobBackbone make_job_backbone(const std::string& backbone_file, const std::strin
   }
   b.model->set_trainable(false);
   return b;
+}
+
+std::string now_utc() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
 }
 
 json failed_record(const JobSpec& spec, const std::string& message) {

@@ -48,6 +48,9 @@ void append_record(const std::string& path, const nlohmann::json& record);
 // The embedded backbone shipped with petl (assets/petl_vit_mini_p8_32.safetensors).
 std::string embedded_backbone_path();
 
+// The current UTC time, ISO 8601 (records and cache provenance).
+std::string now_utc();
+
 // Number of cores this process may use (sched_getaffinity).
 int available_cores();
 
