@@ -1,9 +1,13 @@
 // `petl cache build ...`: computes frozen-backbone features for a task/split and stores them as a
-// feature cache (harness/feature_store.h). Declared here so the torch-free `petl cache` dispatcher
+// feature cache (io/feature_store.h). Declared here so the torch-free `petl cache` dispatcher
 // (app/cmd_cache.cpp) can forward to it; defined with the torch code (backbone forward passes).
 #pragma once
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "harness/sweep/sweep_config.h"
 
 namespace petl::cli {
 
@@ -12,3 +16,12 @@ namespace petl::cli {
 int cmd_cache_build(const std::vector<std::string>& args);
 
 }  // namespace petl::cli
+
+namespace petl {
+// The sweep planner's view of the method registry (harness/sweep/sweep_config.h CacheNeedFn):
+// which taps / splits / normalisation `method` needs under `recipe` with `sets`, or nullopt when
+// it cannot train from cached features. Defined with the torch code (app/cmd_cache_build.cpp); the
+// torch-free test stand-in of `petl sweep` defines its own.
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& recipe,
+                                           const std::map<std::string, std::string>& sets);
+}  // namespace petl

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 namespace petl::cli {
 namespace po = boost::program_options;

@@ -7,14 +7,15 @@
 #include <sstream>
 
 #include "app/cli_util.h"
+#include "core/system.h"
 #include "app/commands.h"
 #include "datasets/suite_mini.h"
 #include "datasets/vtab.h"
-#include "harness/job.h"
-#include "harness/memory_meter.h"
-#include "harness/method.h"
-#include "harness/recipe.h"
-#include "harness/train_util.h"
+#include "harness/train/job.h"
+#include "harness/train/memory_meter.h"
+#include "methods/method.h"
+#include "harness/train/recipe.h"
+#include "harness/train/train_util.h"
 #include "results/report.h"
 
 namespace petl::cli {

@@ -1,5 +1,5 @@
 // `petl cache ls | verify | rm | build`: inspect, check and delete feature caches
-// (harness/feature_store.h). Torch-free; `build` is forwarded to cmd_cache_build (app/cache_build.h),
+// (io/feature_store.h). Torch-free; `build` is forwarded to cmd_cache_build (app/cache_build.h),
 // which computes the features with the backbone.
 #include <signal.h>
 #include <unistd.h>
@@ -15,8 +15,8 @@
 #include "app/cache_build.h"
 #include "app/cli_util.h"
 #include "app/commands.h"
-#include "harness/feature_store.h"
-#include "harness/progress.h"
+#include "io/feature_store.h"
+#include "core/progress.h"
 
 namespace petl::cli {
 
@@ -28,7 +28,7 @@ const char* kCacheUsage =
     "usage: petl cache <ls|verify|rm|build> [options]      (petl cache <sub> --help for every flag)\n"
     "Feature caches hold frozen-backbone features (e.g. the final cls token, every block's K/V) per\n"
     "(backbone hash, task, split, preprocessing, taps, dtype), as HDF5 files <root>/<key>.h5 where key\n"
-    "is the first 16 hex digits of the SHA-256 of the sorted identity (layout: harness/feature_store.h;\n"
+    "is the first 16 hex digits of the SHA-256 of the sorted identity (layout: io/feature_store.h;\n"
     "readable with h5py). A file being written is <key>.h5.tmp.<pid> until it is complete.\n"
     "  ls [DIR...]                 table of the caches in each DIR (a cache root, or a sweep out dir\n"
     "                              holding cache/); default: the current directory\n"

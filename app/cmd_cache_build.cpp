@@ -8,29 +8,26 @@
 
 #include "app/cache_build.h"
 #include "app/cli_util.h"
+#include "core/system.h"
 #include "datasets/image.h"
 #include "datasets/vtab.h"
-#include "harness/error.h"
-#include "harness/feature_cache.h"
-#include "harness/job.h"
-#include "harness/job_backbone.h"
-#include "harness/method.h"
-#include "harness/recipe.h"
-#include "harness/sweep_config.h"
+#include "core/error.h"
+#include "harness/train/feature_cache.h"
+#include "harness/train/job.h"
+#include "models/backbone.h"
+#include "methods/method.h"
+#include "harness/train/recipe.h"
+#include "harness/sweep/sweep_config.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace petl {
 
-std::optional<CacheNeed> method_cache_need(const std::string& method, const std::map<std::string, std::string>& sets_in) {
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& recipe_in,
+                                           const std::map<std::string, std::string>& sets) {
   const auto& info = MethodRegistry::instance().get(method);
-  auto sets = sets_in;
-  std::string recipe_name = info.default_recipe;
-  if (auto it = sets.find("__recipe"); it != sets.end()) {
-    recipe_name = it->second;
-    sets.erase(it);
-  }
+  std::string recipe_name = recipe_in.empty() ? info.default_recipe : recipe_in;
   Recipe recipe = load_recipe(recipe_name, "", method);
   Settings s(sets);
   apply_overrides(recipe, s);
@@ -82,7 +79,7 @@ int cmd_cache_build(const std::vector<std::string>& args) {
   if (!parse_args(args, d, vm,
                   "usage: petl cache build --data-root DIR --task T --taps cls|kv|cls+kv --out DIR [options]\n"
                   "Passes every image of the task's splits through the frozen backbone (eval mode) once and stores\n"
-                  "the tapped tensors in HDF5 (layout: harness/feature_store.h). An existing valid cache is kept."))
+                  "the tapped tensors in HDF5 (layout: io/feature_store.h). An existing valid cache is kept."))
     return 0;
   const int th = threads > 0 ? threads : available_cores();
   at::set_num_threads(th);

@@ -7,14 +7,16 @@
 #include <iostream>
 
 #include "app/cli_util.h"
+#include "core/paths.h"
+#include "core/system.h"
 #include "app/commands.h"
 #include "datasets/vtab.h"
-#include "harness/evaluate.h"
-#include "harness/job.h"
-#include "harness/method.h"
-#include "harness/recipe.h"
-#include "harness/task_data.h"
-#include "harness/tensor_file.h"
+#include "harness/train/evaluate.h"
+#include "harness/train/job.h"
+#include "methods/method.h"
+#include "harness/train/recipe.h"
+#include "harness/train/task_data.h"
+#include "io/tensor_file.h"
 #include "models/checkpoint.h"
 
 namespace petl::cli {

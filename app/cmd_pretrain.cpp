@@ -13,11 +13,12 @@
 #include <thread>
 
 #include "app/cli_util.h"
+#include "core/system.h"
 #include "app/commands.h"
 #include "datasets/image.h"
 #include "datasets/suite_mini.h"
-#include "harness/job.h"
-#include "harness/progress.h"
+#include "harness/train/job.h"
+#include "core/progress.h"
 #include "models/checkpoint.h"
 
 namespace petl::cli {

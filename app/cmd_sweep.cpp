@@ -1,7 +1,7 @@
-// `petl sweep CONFIG`: plans a sweep from a YAML config (harness/sweep_config.h) and runs it on
+// `petl sweep CONFIG`: plans a sweep from a YAML config (harness/sweep/sweep_config.h) and runs it on
 // the ranks of MPI_COMM_WORLD, every job as a child `petl run` / `petl cache build` process
-// (harness/farm.h). Works without mpirun (one rank). Torch-free: the method registry is reached
-// only through petl::method_cache_need, implemented in a torch translation unit.
+// (harness/sweep/farm.h). Works without mpirun (one rank). Torch-free: the method registry is reached
+// only through petl::method_cache_need (app/cache_build.h), implemented in a torch translation unit.
 #include <mpi.h>
 #include <unistd.h>
 
@@ -9,19 +9,15 @@
 #include <filesystem>
 #include <iostream>
 
+#include "app/cache_build.h"
 #include "app/cli_util.h"
 #include "app/commands.h"
-#include "harness/farm.h"
-#include "harness/job.h"  // embedded_backbone_path() (declaration only; no torch)
-#include "harness/sweep_config.h"
-#include "harness/sweep_journal.h"
+#include "core/build_info.h"
+#include "core/paths.h"
+#include "harness/sweep/farm.h"
+#include "harness/sweep/sweep_config.h"
+#include "harness/sweep/sweep_journal.h"
 
-#if __has_include("petl_git_commit.h")
-#include "petl_git_commit.h"
-#endif
-#if __has_include(<torch/version.h>)
-#include <torch/version.h>
-#endif
 
 namespace petl::cli {
 namespace fs = std::filesystem;
@@ -56,17 +52,7 @@ std::string resolve_program(const std::string& p) {
   return abs;
 }
 
-json provenance_base() {
-  json p = json::object();
-#ifdef PETL_GIT_COMMIT
-  p["git_commit"] = PETL_GIT_COMMIT;
-#endif
-#if defined(TORCH_VERSION_MAJOR)
-  p["libtorch_version"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                          std::to_string(TORCH_VERSION_PATCH);
-#endif
-  return p;
-}
+json provenance_base() { return {{"git_commit", git_commit()}, {"libtorch_version", libtorch_version()}}; }
 
 }  // namespace
 
@@ -116,8 +102,8 @@ int cmd_sweep(const Args& args) {
     PlanOptions po;
     po.out = out;
     po.embedded_backbone = embedded_backbone_path();
-    po.cache_need = [](const std::string& m, const std::map<std::string, std::string>& s) {
-      return method_cache_need(m, s);
+    po.cache_need = [](const std::string& m, const std::string& r, const std::map<std::string, std::string>& s) {
+      return method_cache_need(m, r, s);
     };
     SweepPlan plan = plan_sweep(cfg, po);
     if (shard.count > 1) plan.jobs = shard_jobs(plan.jobs, shard);

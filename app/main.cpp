@@ -11,8 +11,9 @@
 #include <map>
 
 #include "app/commands.h"
-#include "harness/error.h"
-#include "harness/memory_meter.h"
+#include "core/env.h"
+#include "core/error.h"
+#include "harness/train/memory_meter.h"
 
 namespace {
 const char* kUsage = R"(petl — parameter-efficient transfer learning benchmark for Vision Transformers
@@ -36,7 +37,7 @@ commands:
 int main(int argc, char** argv) {
   // A job a sweep rank started dies with that rank (e.g. mpirun killed with SIGKILL): no orphan
   // keeps training for a sweep that is gone.
-  if (const char* parent = std::getenv("PETL_SWEEP_PARENT_PID"); parent && *parent) {
+  if (const std::string parent = petl::env::get(petl::env::kSweepParentPid); !parent.empty()) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (std::to_string(getppid()) != parent) return 143;  // the rank died before we got here
   }

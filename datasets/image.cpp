@@ -1,5 +1,5 @@
 // Image decoding (PNG through Debian's compiled stb, JPEG through libjpeg-turbo as Pillow does), Pillow-exact bicubic resizing and
-// the vtab1k.md normalisation profiles. The resize follows Pillow's src/libImaging/Resample.c
+// the docs/spec/vtab1k.md normalisation profiles. The resize follows Pillow's src/libImaging/Resample.c
 // (precompute_coeffs, normalize_coeffs_8bpc, ImagingResampleHorizontal/Vertical_8bpc and the
 // pass selection of ImagingResampleInner) so results are bit-identical to
 // Image.resize((w, h), Image.BICUBIC) on 8-bit L/RGB images.
@@ -21,7 +21,7 @@
 #include <iterator>
 #include <memory>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 namespace petl::data {
 namespace {

@@ -1,5 +1,5 @@
 // Image decoding (PNG/JPEG through Debian's stb), PIL-exact bicubic resizing and the
-// normalisation profiles of vtab1k.md. Torch-free: callers copy the floats into tensors.
+// normalisation profiles of docs/spec/vtab1k.md. Torch-free: callers copy the floats into tensors.
 #pragma once
 #include <cstdint>
 #include <string>

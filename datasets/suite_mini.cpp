@@ -1,6 +1,6 @@
 // The embedded suite "mini" (see suite_mini.h): real Fashion-MNIST read from Debian's gzip idx
 // files plus four procedurally rendered structured tasks in the spirit of VTAB's dsprites_loc,
-// dsprites_ori, clevr_count and clevr_dist, written in the VTAB-1k "txt" format (vtab1k.md).
+// dsprites_ori, clevr_count and clevr_dist, written in the VTAB-1k "txt" format (docs/spec/vtab1k.md).
 //
 // Determinism, on any machine and compiler:
 //  - every random draw comes from our own xoshiro256**, seeded through splitmix64 from a
@@ -33,8 +33,8 @@
 #include <sstream>
 #include <thread>
 
-#include "harness/error.h"
-#include "harness/progress.h"
+#include "core/error.h"
+#include "core/progress.h"
 
 namespace petl::data {
 namespace fs = std::filesystem;

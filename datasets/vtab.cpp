@@ -1,4 +1,4 @@
-// VTAB-1k on-disk readers (vtab1k.md): task names, folder aliases and class counts; the
+// VTAB-1k on-disk readers (docs/spec/vtab1k.md): task names, folder aliases and class counts; the
 // NOAH/PETL-ViT "txt" lists and SynQT's "json" lists with file:line errors; and parallel
 // decode → PIL bicubic resize → normalise loading into one float array in list order.
 #include "datasets/vtab.h"
@@ -17,9 +17,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "harness/error.h"
-#include "harness/hashing.h"
-#include "harness/progress.h"
+#include "core/error.h"
+#include "core/hashing.h"
+#include "core/progress.h"
 
 namespace fs = std::filesystem;
 
@@ -30,7 +30,7 @@ struct TaskEntry {
   const char* name;
   int num_classes;
 };
-// vtab1k.md, table order: natural (7), specialized (4), structured (8).
+// docs/spec/vtab1k.md, table order: natural (7), specialized (4), structured (8).
 constexpr TaskEntry kTasks[] = {
     {"cifar", 100},          {"caltech101", 102},   {"dtd", 47},
     {"oxford_flowers102", 102}, {"oxford_iiit_pet", 37}, {"svhn", 10},

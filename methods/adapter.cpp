@@ -4,7 +4,7 @@
 // W1: D→r, W2: r→D (r = 8), xavier_uniform weights, biases N(0, 1e-6), dropout 0.1.
 // ViT-B/16: 12·(2·768·8 + 8 + 768) = 156,768 trainable without the head.
 // Head: NOAH's reset_classifier (trunc_normal .02, zero bias). Names: blocks.{i}.adapter.fc1 / fc2. Settings: adapter_dim (8), adapter_dropout (0.1).
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

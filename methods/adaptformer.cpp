@@ -9,7 +9,7 @@
 // adapter_dropout (0.1).
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

@@ -4,7 +4,7 @@
 // ViT in these codebases, KMnP/vpt's transfer type "tinytl-bias": every encoder tensor whose name
 // contains "bias" (here: timm names ending ".bias"; checkpoints carry those names), the encoder
 // kept in eval mode (no stochastic depth), head as VPT's (kaiming_normal fan_out, bias −log 99).
-// ViT-B/16: 102,912 trainable tensors' elements without the head (baselines.md "~0.10M").
+// ViT-B/16: 102,912 trainable tensors' elements without the head (docs/spec/baselines.md "~0.10M").
 #include "methods/common.h"
 
 namespace petl {

@@ -5,8 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "harness/error.h"
-#include "harness/recipe.h"
+#include "core/error.h"
 
 namespace petl::methods {
 
@@ -27,42 +26,6 @@ torch::nn::Module& module_at(torch::nn::Module& root, const std::string& path) {
 torch::Tensor register_param_under(torch::nn::Module& root, const std::string& path, const std::string& name,
                                    torch::Tensor t) {
   return path.empty() ? root.register_parameter(name, t) : module_at(root, path).register_parameter(name, t);
-}
-
-std::map<std::string, std::string> task_row(const std::string& name, const std::string& task, std::string* source) {
-  std::string file = config_dir() + "/" + name;
-  std::ifstream in(file);
-  PETL_CHECK(in.good(), "cannot open the per-task data file ", file);
-  std::string line;
-  std::vector<std::string> header;
-  int lineno = 0;
-  auto split = [](const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    std::string f;
-    while (std::getline(ss, f, ',')) out.push_back(f);
-    if (!s.empty() && s.back() == ',') out.push_back("");
-    return out;
-  };
-  std::map<std::string, std::string> row;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line[0] == '#') continue;
-    auto f = split(line);
-    if (header.empty()) {
-      header = f;
-      PETL_CHECK(!header.empty() && header[0] == "task", file, ":", lineno, ": expected a header starting with 'task'");
-      continue;
-    }
-    PETL_CHECK(f.size() == header.size(), file, ":", lineno, ": expected ", header.size(),
-               " columns as in the header, found ", f.size());
-    if (f[0] != task) continue;
-    for (size_t i = 1; i < f.size(); ++i) row[header[i]] = f[i];
-    if (source) *source = file + ":" + std::to_string(lineno);
-  }
-  PETL_CHECK(!header.empty(), file, ": no header line");
-  return row;
 }
 
 void torch_default_init(torch::nn::Linear& lin) {

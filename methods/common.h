@@ -1,5 +1,5 @@
 // Small helpers shared by the method files (not a method): nested parameter names in the
-// reference code's layout, QuickGELU, per-task CSV rows, and a base class for methods that plug
+// reference code's layout, QuickGELU, and a base class for methods that plug
 // BlockHooks into the frozen backbone and put a head on the final-norm cls token.
 #pragma once
 #include <torch/torch.h>
@@ -8,7 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "harness/method.h"
+#include "methods/method.h"
+#include "methods/task_config.h"
 
 namespace petl::methods {
 
@@ -30,11 +31,6 @@ torch::Tensor register_param_under(torch::nn::Module& root, const std::string& p
 
 // QuickGELU(x) = x·σ(1.702x) (CLIP; used by NOAH's adapter and Convpass).
 inline torch::Tensor quick_gelu(const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); }
-
-// A per-task row of a method's data file config/<file> (header: task,...). Returns column → value
-// for `task` (empty when the task has no row), and sets `source` to "file:line". Lines starting
-// with '#' are comments. Errors name the file and line.
-std::map<std::string, std::string> task_row(const std::string& file, const std::string& task, std::string* source);
 
 // PyTorch's default nn.Linear / nn.Conv init: kaiming_uniform(a=√5) weight, U(±1/√fan_in) bias.
 void torch_default_init(torch::nn::Linear& lin);

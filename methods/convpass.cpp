@@ -15,7 +15,7 @@
 // --set scale= / xavier_init=. Head: timm 0.4.12 reset_classifier (nn.Linear default init).
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

@@ -15,7 +15,7 @@
 // per-task lr / drop_path_rate and the DTL+ kernel: config/baselines/dtl_task_configs.csv.
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

@@ -19,7 +19,7 @@
 // scale 10) unless --set fact_dim / fact_scale.
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

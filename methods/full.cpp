@@ -1,6 +1,6 @@
 // full — full fine-tuning: every backbone tensor trains, plus a new head on the final-norm cls
 // token (timm names throughout). Backbone stochastic depth follows the recipe.
-#include "harness/method.h"
+#include "methods/method.h"
 
 namespace petl {
 namespace {

@@ -1,6 +1,6 @@
 // linear — linear probe: frozen backbone (eval mode, deterministic), head on the final-norm cls
-// token. Head init as timm's reset_classifier (torch.nn.Linear default). baselines.md "linear".
-#include "harness/method.h"
+// token. Head init as timm's reset_classifier (torch.nn.Linear default). docs/spec/baselines.md "linear".
+#include "methods/method.h"
 
 namespace petl {
 namespace {

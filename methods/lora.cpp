@@ -8,7 +8,7 @@
 // lora_scale (1.0; loralib's α/r when set).
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

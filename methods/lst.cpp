@@ -1,5 +1,5 @@
 // lst — Ladder Side-Tuning (Sung et al., NeurIPS 2022) for ViT. The LST repository covers T5/BART
-// and VL-BART only; there is no official ViT code, so this is petl's design (baselines.md):
+// and VL-BART only; there is no official ViT code, so this is petl's design (docs/spec/baselines.md):
 //   a side ViT of width d = D/r (r = 8: 96 at ViT-B) and the backbone's depth, fed by the frozen
 //   backbone through per-layer down-projections and learned gates:
 //     h_0 = W_0 x_0                          (x_0: the backbone's embedded tokens, W_i: D→d with bias)
@@ -15,7 +15,7 @@
 // (timm block names), side_norm, head. Settings: lst_reduction (8), gate_temperature (0.1).
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

@@ -9,7 +9,7 @@
 // blocks.{i}.mlp.ssf_scale_2/_shift_2 (fc2); ssf_scale_1/ssf_shift_1 (final norm).
 // Head: timm's init (trunc_normal .02, zero bias). Recipe "ssf" with per-task lr / weight decay / drop path from config/baselines/ssf_task_configs.csv
 // (SSF's train_scripts/vit/vtab).
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

@@ -2,7 +2,7 @@
 // for Vision Transformer: A Disentangled Approach", ECCV 2024).
 // Follows the authors' code (taolinzhang/SynQT synqt.py, train.py) module for module, with its
 // parameter names (synqt.q, synqt.prompt_ffn.{i}.mlp.fc1, synqt.qsm_block.{i}..., head) so
-// checkpoints interoperate; see ../shared/spec/synqt.md. Generalised from ViT-B (768, 12 layers)
+// checkpoints interoperate; see docs/spec/synqt.md. Generalised from ViT-B (768, 12 layers)
 // to any width/depth/heads; the bottleneck sizes stay 48 and 8 as in the reference.
 // Deviations, all documented:
 //  * The frozen backbone path runs first under no-grad for all blocks, collecting each block's K/V
@@ -19,9 +19,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "harness/error.h"
-#include "harness/method.h"
-#include "harness/recipe.h"
+#include "core/error.h"
+#include "methods/method.h"
+#include "methods/task_config.h"
 
 namespace petl {
 namespace {
@@ -128,30 +128,24 @@ struct SynQTConfig {
 
 SynQTConfig task_config(const std::string& task) {
   SynQTConfig c;
-  std::string file = config_dir() + "/synqt_task_configs.csv";
-  std::ifstream in(file);
-  PETL_CHECK(in.good(), "cannot open ", file);
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (lineno == 1 || line.empty()) continue;
-    std::stringstream ss(line);
-    std::string name, cls, t, a, f, fe;
-    if (!std::getline(ss, name, ',') || !std::getline(ss, cls, ',') || !std::getline(ss, t, ',') ||
-        !std::getline(ss, a, ',') || !std::getline(ss, f, ',') || !std::getline(ss, fe, ','))
-      PETL_FAIL(file, ":", lineno, ": expected task,num_classes,token_nums,attn_scale,ffn_scale,feat_scale");
-    if (name != task) continue;
-    try {
-      c.token_nums = std::stoi(t);
-      c.attn_scale = std::stod(a);
-      c.ffn_scale = std::stod(f);
-      c.feat_scale = std::stod(fe);
-    } catch (const std::exception&) {
-      PETL_FAIL(file, ":", lineno, ": non-numeric value in '", line, "'");
-    }
-    c.source = file + ":" + std::to_string(lineno);
-  }
+  std::string source;
+  auto row = methods::task_row("synqt_task_configs.csv", task, &source);
+  if (row.empty()) return c;
+  auto num = [&](const std::string& col, double& v) {
+    auto it = row.find(col);
+    PETL_CHECK(it != row.end(), source, ": synqt_task_configs.csv has no column '", col, "'");
+    char* end = nullptr;
+    v = std::strtod(it->second.c_str(), &end);
+    PETL_CHECK(!it->second.empty() && end && *end == 0, source, ": column '", col, "': expected a number, got '",
+               it->second, "'");
+  };
+  double t = 0;
+  num("token_nums", t);
+  c.token_nums = int(t);
+  num("attn_scale", c.attn_scale);
+  num("ffn_scale", c.ffn_scale);
+  num("feat_scale", c.feat_scale);
+  c.source = source;
   return c;
 }
 

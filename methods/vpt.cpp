@@ -13,7 +13,7 @@
 // appended after the patches, replaced in every block, xavier init, dropout 0.1) is not built.
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

@@ -15,7 +15,7 @@
 // reference's batch 128, cosine with 10 warmup epochs over 100.
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "methods/common.h"
 
 namespace petl {

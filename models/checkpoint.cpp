@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "harness/error.h"
-#include "harness/hashing.h"
+#include "core/error.h"
+#include "core/hashing.h"
 
 namespace petl {
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// Backbone checkpoints: Google ViT .npz (timm's _load_weights mapping, vtab1k.md) and timm
+// Backbone checkpoints: Google ViT .npz (timm's _load_weights mapping, docs/spec/vtab1k.md) and timm
 // state dicts in safetensors; strict loading (a missing, unexpected or mis-shaped tensor is an
 // error naming the key and both shapes); torch <-> RawTensor conversion; safetensors saving of
 // named tensors (checkpoints keep the reference code's parameter names).
@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "harness/tensor_file.h"
+#include "io/tensor_file.h"
 #include "models/vit.h"
 
 namespace petl {

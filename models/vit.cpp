@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 namespace petl {
 namespace {

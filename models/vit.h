@@ -3,7 +3,7 @@
 // norm): LayerNorm eps 1e-6, exact GELU, qkv laid out [q|k|v], attention scale (D/H)^-1/2,
 // stochastic depth ramped linearly over the blocks.
 //
-// Extension points for PETL methods (conventions.md §4) — a method never rewrites a block:
+// Extension points for PETL methods (docs/spec/conventions.md §4) — a method never rewrites a block:
 //   BlockHooks      called inside every block: qkv/proj/fc1/fc2 deltas (LoRA, FacT), scale/shift
 //                   points (SSF), parallel bypasses (AdaptFormer, Convpass), a sequential adapter
 //                   after the MLP branch, token rewrites before/after a block (VPT-deep, DTL),

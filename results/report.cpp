@@ -14,7 +14,9 @@
 #include <set>
 #include <sstream>
 
-#include "harness/error.h"
+#include "core/error.h"
+#include "core/paths.h"
+#include "core/text.h"
 
 namespace petl::report {
 namespace fs = std::filesystem;
@@ -62,14 +64,9 @@ size_t utf8_len(const std::string& s) {
   return n;
 }
 
-std::string join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
-
-std::string first_line(const std::string& s, size_t max_len = 200) {
-  std::string l = s.substr(0, s.find('\n'));
+// The first line of a message, cut to max_len characters.
+std::string first_line_cut(const std::string& s, size_t max_len = 200) {
+  std::string l = first_line(s);
   if (utf8_len(l) > max_len) l = l.substr(0, max_len) + "…";
   return l;
 }
@@ -81,42 +78,6 @@ bool parse_number(const std::string& s, double& v) {
   return end && *end == 0;
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-// One CSV line → fields ("" quoting); throws on an unterminated quote.
-std::vector<std::string> csv_split(const std::string& line, const std::string& where) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cur += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else if (c != '\r') {
-      cur += c;
-    }
-  }
-  PETL_CHECK(!quoted, where, ": unterminated quoted field");
-  out.push_back(cur);
-  return out;
-}
 
 std::string tex_escape(const std::string& s) {
   std::string o;
@@ -264,27 +225,7 @@ std::string vtab_group(const std::string& task) {
   return i < 7 ? "Natural" : i < 11 ? "Specialized" : "Structured";
 }
 
-std::string default_reference_csv() {
-  std::vector<fs::path> candidates;
-  if (const char* e = std::getenv("PETL_RESULTS_DIR"); e && *e) candidates.push_back(fs::path(e));
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n > 0) {
-    buf[n] = 0;
-    fs::path p = fs::path(buf).parent_path();
-    for (auto c : {p / "results", p.parent_path() / "results", p.parent_path() / "share" / "petl" / "results"})
-      candidates.push_back(c);
-  }
-#ifdef PETL_SOURCE_DIR
-  candidates.push_back(fs::path(PETL_SOURCE_DIR) / "results");
-#endif
-  candidates.push_back("results");
-  for (auto& c : candidates) {
-    std::error_code ec;
-    if (fs::is_regular_file(c / kReferenceFileName, ec)) return (c / kReferenceFileName).string();
-  }
-  return "";
-}
+std::string default_reference_csv() { return find_results_file(kReferenceFileName); }
 
 Stats mean_std(const std::vector<double>& xs) {
   Stats s;
@@ -1088,7 +1029,7 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
     md += "\n### Failed jobs (not tabulated)\n\n";
     for (auto* s : failed) {
       md += "- " + s->method + "/" + s->task + (s->seed >= 0 ? " seed " + std::to_string(s->seed) : std::string()) +
-            " (" + s->src.where() + "): " + first_line(s->message);
+            " (" + s->src.where() + "): " + first_line_cut(s->message);
       for (auto& r : t.records.runs)  // a later successful re-run of the same job
         if (r.method == s->method && r.task == s->task && (s->seed < 0 || r.seed == s->seed)) {
           md += " — an ok record of this method/task" + std::string(s->seed >= 0 ? "/seed" : "") + " is tabulated (" +

@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(
   cmake g++ make pkg-config ninja-build ccache
-  libtorch-dev libopenblas0-openmp          # LibTorch (CPU) + the OpenMP OpenBLAS (platform.md BLAS trap)
+  libtorch-dev libopenblas0-openmp          # LibTorch (CPU) + the OpenMP OpenBLAS (docs/spec/platform.md BLAS trap)
   libopenmpi-dev openmpi-bin                # MPI job farming
   libhdf5-dev                               # feature cache / logits files
   libboost-program-options-dev              # CLI

@@ -1,4 +1,4 @@
-// Baseline methods (baselines.md): trainable-parameter counts at ViT-B/16 shapes against the spec
+// Baseline methods (docs/spec/baselines.md): trainable-parameter counts at ViT-B/16 shapes against the spec
 // table (per-task settings from the reference configs), exactly the trainable tensors receive
 // gradients, and per-method maths checks (identity at init where the reference's zero init implies
 // it, DTL's side path, VQT's query-only tokens, SSF's scale/shift points).
@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "harness/recipe.h"
-#include "harness/train_util.h"
+#include "harness/train/recipe.h"
+#include "harness/train/train_util.h"
 #include "models/checkpoint.h"
 #include "test_util.h"
 

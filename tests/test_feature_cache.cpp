@@ -1,4 +1,4 @@
-// Feature cache (harness/feature_cache.h): the cached features are bit for bit what the live
+// Feature cache (harness/train/feature_cache.h): the cached features are bit for bit what the live
 // backbone computes for the same images in the same batch; training from them follows live
 // training (deterministic backbone, same seed) to float round-off — the only difference is that
 // the backbone's batched GEMM / conv kernels sum in another order when the batch composition
@@ -10,11 +10,11 @@
 #include <fstream>
 
 #include "datasets/suite_mini.h"
-#include "harness/error.h"
-#include "harness/feature_cache.h"
-#include "harness/job.h"
-#include "harness/job_backbone.h"
-#include "harness/task_data.h"
+#include "core/error.h"
+#include "harness/train/feature_cache.h"
+#include "harness/train/job.h"
+#include "models/backbone.h"
+#include "harness/train/task_data.h"
 #include "models/checkpoint.h"
 #include "test_util.h"
 

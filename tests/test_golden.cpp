@@ -3,8 +3,8 @@
 // checkpoint loading in both formats, and every strict-loader error.
 #include <gtest/gtest.h>
 
-#include "harness/error.h"
-#include "harness/tensor_file.h"
+#include "core/error.h"
+#include "io/tensor_file.h"
 #include "models/checkpoint.h"
 #include "test_util.h"
 

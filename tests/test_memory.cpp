@@ -2,9 +2,9 @@
 // training activations are far below full fine-tuning's on the same small backbone.
 #include <gtest/gtest.h>
 
-#include "harness/memory_meter.h"
-#include "harness/recipe.h"
-#include "harness/train_util.h"
+#include "harness/train/memory_meter.h"
+#include "harness/train/recipe.h"
+#include "harness/train/train_util.h"
 #include "test_util.h"
 
 using namespace petl;

@@ -2,8 +2,8 @@
 // Expected values were computed independently (python, from the formulas in recipes.yaml).
 #include <gtest/gtest.h>
 
-#include "harness/error.h"
-#include "harness/recipe.h"
+#include "core/error.h"
+#include "harness/train/recipe.h"
 
 using namespace petl;
 

@@ -3,9 +3,9 @@
 // a fresh instance with identical logits.
 #include <gtest/gtest.h>
 
-#include "harness/error.h"
-#include "harness/recipe.h"
-#include "harness/train_util.h"
+#include "core/error.h"
+#include "harness/train/recipe.h"
+#include "harness/train/train_util.h"
 #include "models/checkpoint.h"
 #include "test_util.h"
 

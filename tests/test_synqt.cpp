@@ -1,8 +1,8 @@
-// SynQT: trainable-parameter counts at ViT-B/16 shapes (synqt.md formula), the trainable set,
+// SynQT: trainable-parameter counts at ViT-B/16 shapes (docs/spec/synqt.md formula), the trainable set,
 // no gradient into the backbone, and the cacheability declaration.
 #include <gtest/gtest.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "test_util.h"
 
 using namespace petl;

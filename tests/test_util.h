@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string>
 
-#include "harness/method.h"
+#include "methods/method.h"
 #include "models/vit.h"
 
 namespace petl::test {

@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include "harness/error.h"
-#include "harness/feature_store.h"
-#include "harness/hashing.h"
+#include "core/error.h"
+#include "io/feature_store.h"
+#include "core/hashing.h"
 
 namespace petl::io {
 namespace {

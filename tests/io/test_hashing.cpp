@@ -9,8 +9,8 @@
 #include <random>
 #include <string>
 
-#include "harness/error.h"
-#include "harness/hashing.h"
+#include "core/error.h"
+#include "core/hashing.h"
 
 namespace petl {
 namespace {

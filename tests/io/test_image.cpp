@@ -18,7 +18,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 namespace fs = std::filesystem;
 using petl::data::Image8;

@@ -17,7 +17,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 namespace fs = std::filesystem;
 using namespace petl::report;

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "datasets/suite_mini.h"
-#include "harness/error.h"
+#include "core/error.h"
 
 namespace fs = std::filesystem;
 using namespace petl::data;

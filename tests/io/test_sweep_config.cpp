@@ -11,9 +11,9 @@
 #include <set>
 #include <sstream>
 
-#include "harness/error.h"
-#include "harness/sweep_config.h"
-#include "harness/sweep_journal.h"
+#include "core/error.h"
+#include "harness/sweep/sweep_config.h"
+#include "harness/sweep/sweep_journal.h"
 
 namespace petl {
 namespace {
@@ -41,7 +41,7 @@ class SweepConfigTest : public ::testing::Test {
   }
   static PlanOptions opts() {
     PlanOptions o;
-    o.cache_need = [](const std::string& m, const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+    o.cache_need = [](const std::string& m, const std::string&, const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
       if (m.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
       return std::nullopt;
     };

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "harness/error.h"
-#include "harness/tensor_file.h"
+#include "core/error.h"
+#include "io/tensor_file.h"
 
 namespace petl::io {
 namespace {

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <numeric>
 
-#include "harness/error.h"
-#include "harness/hashing.h"
+#include "core/error.h"
+#include "core/hashing.h"
 
 namespace fs = std::filesystem;
 using namespace petl::data;

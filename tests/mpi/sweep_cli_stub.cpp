@@ -1,21 +1,21 @@
 // A torch-free `petl` that knows only `sweep`, for the multi-rank tests of the sweep command
 // (tests/mpi/sweep_signal_test.py) on machines or CI jobs without LibTorch. It stands in for the
 // method registry: methods whose name starts with "lin" need a "cls" feature cache of the splits
-// train800val200 and test, every other method none; the embedded backbone is "none".
+// train800val200 and test, every other method none; the embedded backbone is the real file.
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "harness/error.h"
-#include "harness/sweep_config.h"
+#include "core/error.h"
+#include "app/cache_build.h"
 
 namespace petl {
-std::optional<CacheNeed> method_cache_need(const std::string& method, const std::map<std::string, std::string>&) {
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string&,
+                                           const std::map<std::string, std::string>&) {
   if (method.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
   return std::nullopt;
 }
-std::string embedded_backbone_path() { return ""; }
 namespace cli {
 int cmd_sweep(const std::vector<std::string>& args);
 }

@@ -16,9 +16,9 @@
 #include <map>
 #include <set>
 
-#include "harness/farm.h"
-#include "harness/sweep_config.h"
-#include "harness/sweep_journal.h"
+#include "harness/sweep/farm.h"
+#include "harness/sweep/sweep_config.h"
+#include "harness/sweep/sweep_journal.h"
 
 #ifndef PETL_TEST_DIR
 #error "PETL_TEST_DIR must name the tests/ directory (fake_petl.sh lives in tests/mpi/)"
@@ -94,7 +94,7 @@ class Sweep {
   SweepPlan plan(const std::string& body) const {
     std::string yaml = "name: farmtest\nout: " + dir_ + "/out\ndata_root: " + dir_ + "/data\n" + body;
     PlanOptions o;
-    o.cache_need = [](const std::string& m, const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+    o.cache_need = [](const std::string& m, const std::string&, const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
       if (m.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
       return std::nullopt;
     };

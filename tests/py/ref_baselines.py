@@ -1,5 +1,5 @@
 """Independent Python (Debian python3-torch) implementations of the baseline PETL methods, written
-from the reference codes' formulas (../shared/spec/baselines.md and the repositories named in each
+from the reference codes' formulas (docs/spec/baselines.md and the repositories named in each
 methods/*.cpp header), in eval mode (no dropout, no drop path). Used by tests/test_baselines.cpp:
 the C++ test writes <dir>/<method>.safetensors with the backbone (backbone.*), the method's
 trainable tensors (method.* under the reference names; bitfit's live in backbone.*), the input

@@ -1,4 +1,4 @@
-"""Feature caches (harness/feature_store.h) seen from h5py, in both directions.
+"""Feature caches (io/feature_store.h) seen from h5py, in both directions.
 
 Two modes:
   --file PATH            check a cache petl wrote (called by tests/io/test_feature_store.cpp):

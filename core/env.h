@@ -1,0 +1,32 @@
+// Every environment variable petl reads, in one documented list (also in README.md), and the one
+// accessor for them. No other file calls getenv().
+//
+//   PETL_CONFIG_DIR        directory with recipes.yaml and the per-task data files (default:
+//                          <exe>/../config, else the source tree's config/)
+//   PETL_RESULTS_DIR       directory with the curated reference CSV (vpetl_bench_vtab1k.csv) used by
+//                          `petl report` (default: <exe>/../results, else the source tree's results/)
+//   PETL_EMBEDDED_BACKBONE the embedded backbone file (default: <config>/../assets/petl_vit_mini_p8_32.safetensors)
+//   PETL_NO_PROGRESS       "1": no progress bars (sweep children get it)
+//   PETL_SWEEP_PARENT_PID  set by the sweep farm for its children: a child dies with its rank
+//                          (prctl(PR_SET_PDEATHSIG)) when this is its parent's pid
+//   PETL_SWEEP_JOB_KEY     set by the sweep farm: the child's job key (logs)
+//   PETL_SWEEP_RANK        set by the sweep farm: the rank that runs the child (logs)
+#pragma once
+#include <string>
+
+namespace petl::env {
+
+constexpr const char* kConfigDir = "PETL_CONFIG_DIR";
+constexpr const char* kResultsDir = "PETL_RESULTS_DIR";
+constexpr const char* kEmbeddedBackbone = "PETL_EMBEDDED_BACKBONE";
+constexpr const char* kNoProgress = "PETL_NO_PROGRESS";
+constexpr const char* kSweepParentPid = "PETL_SWEEP_PARENT_PID";
+constexpr const char* kSweepJobKey = "PETL_SWEEP_JOB_KEY";
+constexpr const char* kSweepRank = "PETL_SWEEP_RANK";
+
+// The variable's value, or "" when unset.
+std::string get(const char* name);
+// Set and not one of "", "0", "false", "off", "no".
+bool flag(const char* name);
+
+}  // namespace petl::env

@@ -1,0 +1,115 @@
+#include "core/text.h"
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace petl {
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string s;
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? sep : "") + items[i];
+  return s;
+}
+
+std::vector<std::string> split(const std::string& s, char sep, bool skip_empty) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == sep) {
+      if (!skip_empty || !cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!skip_empty || !cur.empty()) out.push_back(cur);
+  if (s.empty() && !skip_empty) out.assign(1, "");
+  return out;
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string format_double(double v) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip representation
+  return std::string(buf, r.ptr);
+}
+
+std::vector<std::string> csv_split(const std::string& line, const std::string& where) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cur += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      out.push_back(cur);
+      cur.clear();
+    } else if (c != '\r') {
+      cur += c;
+    }
+  }
+  PETL_CHECK(!quoted, where, ": unterminated quoted field");
+  out.push_back(cur);
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+int CsvTable::column(const std::string& name) const {
+  for (size_t i = 0; i < header.size(); ++i)
+    if (header[i] == name) return int(i);
+  return -1;
+}
+
+CsvTable parse_csv(const std::string& text, const std::string& label) {
+  CsvTable t;
+  t.file = label;
+  std::istringstream is(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(is, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
+    const std::string where = label + ":" + std::to_string(lineno);
+    auto f = csv_split(line, where);
+    if (t.header.empty()) {
+      t.header = f;
+      continue;
+    }
+    PETL_CHECK(f.size() == t.header.size(), where, ": expected ", t.header.size(), " fields as in the header, found ",
+               f.size());
+    t.rows.push_back(std::move(f));
+    t.line_numbers.push_back(lineno);
+  }
+  PETL_CHECK(!t.header.empty(), label, ": no header line");
+  return t;
+}
+
+CsvTable read_csv(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  PETL_CHECK(in.good(), "cannot open the CSV file ", file);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_csv(ss.str(), file);
+}
+
+}  // namespace petl

@@ -1,0 +1,41 @@
+// Text helpers shared by every layer: joining and splitting, the first line of a message, exact
+// number formatting for keys and records, and the one CSV reader (quoted fields, '#' comments,
+// errors naming file:line).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+namespace petl {
+
+std::string join(const std::vector<std::string>& items, const std::string& sep);
+// Splits on `sep`; empty items are kept ("a,,b" → a, "", b) unless skip_empty.
+std::vector<std::string> split(const std::string& s, char sep, bool skip_empty = false);
+// A comma-separated list as given on a command line ("linear,synqt"): empty items dropped.
+inline std::vector<std::string> split_list(const std::string& s) { return split(s, ',', true); }
+std::string first_line(const std::string& s);
+
+// The shortest decimal text that reads back as exactly `v` (std::to_chars): 1e-07, 0.1, 100, 2.5e+20.
+// Distinct doubles always give distinct strings, so settings formatted with it are safe in job keys.
+std::string format_double(double v);
+
+// One CSV line → fields ("" quoting as RFC 4180, '\r' dropped); `where` (file:line) names an
+// unterminated quote in the error.
+std::vector<std::string> csv_split(const std::string& line, const std::string& where);
+// A field quoted when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s);
+
+// A whole CSV file: a header, then rows with the same number of fields. Blank lines and lines
+// starting with '#' are skipped. Errors (missing file, ragged row) name file:line.
+struct CsvTable {
+  std::string file;
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  std::vector<int> line_numbers;  // of each row in the file (1-based)
+  int column(const std::string& name) const;  // index, or -1
+  std::string where(size_t row) const { return file + ":" + std::to_string(line_numbers.at(row)); }
+};
+CsvTable read_csv(const std::string& file);
+CsvTable parse_csv(const std::string& text, const std::string& label);
+
+}  // namespace petl

@@ -1,0 +1,530 @@
+// Sweep config parsing (yaml-cpp) and expansion into keyed jobs; see sweep_config.h for the
+// config keys, the key definition and the cost model.
+#include "harness/sweep/sweep_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/text.h"
+#include "core/hashing.h"
+
+namespace petl {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// ------------------------------------------------------------------ YAML helpers
+
+struct Ctx {
+  std::string label;  // the file name
+  std::string at(const YAML::Node& n) const {
+    YAML::Mark m = n.Mark();
+    return m.line >= 0 ? label + ":" + std::to_string(m.line + 1) : label;
+  }
+};
+
+const char* type_name(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null: return "nothing (null)";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a map";
+    default: return "an undefined node";
+  }
+}
+
+std::string scalar(const Ctx& c, const YAML::Node& n, const std::string& key, bool allow_null = false) {
+  if (allow_null && n.IsNull()) return "";
+  PETL_CHECK(n.IsScalar(), c.at(n), ": key '", key, "': expected a scalar value, got ", type_name(n));
+  return n.Scalar();
+}
+
+int as_int(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  std::string s = scalar(c, n, key);
+  try {
+    size_t pos = 0;
+    long long v = std::stoll(s, &pos);
+    if (pos == s.size() && v >= INT32_MIN && v <= INT32_MAX) return int(v);
+  } catch (const std::exception&) {
+  }
+  PETL_FAIL(c.at(n), ": key '", key, "': expected an integer, got '", s, "'");
+}
+
+double as_double(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  std::string s = scalar(c, n, key);
+  try {
+    size_t pos = 0;
+    double v = std::stod(s, &pos);
+    if (pos == s.size()) return v;
+  } catch (const std::exception&) {
+  }
+  PETL_FAIL(c.at(n), ": key '", key, "': expected a number, got '", s, "'");
+}
+
+bool as_bool(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  std::string s = scalar(c, n, key);
+  std::string l = s;
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+  if (l == "true" || l == "yes" || l == "on") return true;
+  if (l == "false" || l == "no" || l == "off") return false;
+  PETL_FAIL(c.at(n), ": key '", key, "': expected true or false, got '", s, "'");
+}
+
+std::vector<std::string> string_list(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  PETL_CHECK(n.IsSequence(), c.at(n), ": key '", key, "': expected a list, got ", type_name(n));
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& e : n) {
+    std::string v = scalar(c, e, key);
+    PETL_CHECK(!v.empty(), c.at(e), ": key '", key, "': empty entry");
+    PETL_CHECK(seen.insert(v).second, c.at(e), ": key '", key, "': '", v, "' is listed twice");
+    out.push_back(v);
+  }
+  PETL_CHECK(!out.empty(), c.at(n), ": key '", key, "': the list is empty");
+  return out;
+}
+
+void check_set_key(const Ctx& c, const YAML::Node& n, const std::string& where, const std::string& k) {
+  PETL_CHECK(!k.empty() && k.find('=') == std::string::npos && k.find_first_of(" \t\n") == std::string::npos,
+             c.at(n), ": ", where, ": '", k, "' is not a valid setting name");
+}
+
+std::map<std::string, std::string> set_map(const Ctx& c, const YAML::Node& n, const std::string& where) {
+  PETL_CHECK(n.IsMap(), c.at(n), ": ", where, ": expected a map key → value, got ", type_name(n));
+  std::map<std::string, std::string> out;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string k = scalar(c, it->first, where);
+    check_set_key(c, it->first, where, k);
+    PETL_CHECK(!out.count(k), c.at(it->first), ": ", where, ": key '", k, "' given twice");
+    out[k] = scalar(c, it->second, where + "." + k);
+  }
+  return out;
+}
+
+std::map<std::string, std::vector<std::string>> grid_map(const Ctx& c, const YAML::Node& n, const std::string& where) {
+  PETL_CHECK(n.IsMap(), c.at(n), ": ", where, ": expected a map key → list of values, got ", type_name(n));
+  std::map<std::string, std::vector<std::string>> out;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string k = scalar(c, it->first, where);
+    check_set_key(c, it->first, where, k);
+    PETL_CHECK(!out.count(k), c.at(it->first), ": ", where, ": key '", k, "' given twice");
+    out[k] = string_list(c, it->second, where + "." + k);
+  }
+  return out;
+}
+
+SweepOverride override_entry(const Ctx& c, const YAML::Node& n, const std::string& where, bool allow_grid) {
+  PETL_CHECK(n.IsMap(), c.at(n), ": ", where, ": expected a map with ", allow_grid ? "'set' and/or 'grid'" : "'set'",
+             ", got ", type_name(n));
+  SweepOverride o;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string k = scalar(c, it->first, where);
+    if (k == "set")
+      o.set = set_map(c, it->second, where + ".set");
+    else if (k == "grid" && allow_grid)
+      o.grid = grid_map(c, it->second, where + ".grid");
+    else
+      PETL_FAIL(c.at(it->first), ": unknown key '", where, ".", k, "' (expected ",
+                allow_grid ? "set or grid" : "set", ")");
+  }
+  return o;
+}
+
+std::map<std::string, SweepOverride> override_map(const Ctx& c, const YAML::Node& n, const std::string& key,
+                                                  bool allow_grid) {
+  PETL_CHECK(n.IsMap(), c.at(n), ": key '", key, "': expected a map, got ", type_name(n));
+  std::map<std::string, SweepOverride> out;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string name = scalar(c, it->first, key);
+    PETL_CHECK(!out.count(name), c.at(it->first), ": ", key, ": '", name, "' given twice");
+    out[name] = override_entry(c, it->second, key + "." + name, allow_grid);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ planning helpers
+
+std::string abs_path(const std::string& p) {
+  return p.empty() ? std::string() : fs::absolute(fs::path(p)).lexically_normal().string();
+}
+
+int64_t count_list_lines(const std::string& file, int64_t fallback) {
+  std::ifstream is(file);
+  if (!is) return fallback;
+  int64_t n = 0;
+  std::string line;
+  while (std::getline(is, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos) ++n;
+  return n > 0 ? n : fallback;
+}
+
+std::string key_of(const json& canonical) { return sha256_string(canonical.dump()).substr(0, 16); }
+
+
+// Cartesian product of a grid (keys sorted, values in listed order, last key fastest).
+std::vector<std::map<std::string, std::string>> grid_points(const std::map<std::string, std::vector<std::string>>& g) {
+  std::vector<std::map<std::string, std::string>> pts(1);
+  for (const auto& [k, vals] : g) {
+    std::vector<std::map<std::string, std::string>> next;
+    for (const auto& p : pts)
+      for (const auto& v : vals) {
+        auto q = p;
+        q[k] = v;
+        next.push_back(std::move(q));
+      }
+    pts = std::move(next);
+  }
+  return pts;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ config
+
+SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& label) {
+  Ctx c{label};
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    PETL_FAIL(label, ":", e.mark.line + 1, ": invalid YAML: ", e.msg);
+  }
+  PETL_CHECK(root.IsMap(), label, ": a sweep config must be a map of keys (name, out, data_root, methods, ...), got ",
+             type_name(root));
+  SweepConfig cfg;
+  cfg.file = label;
+  std::set<std::string> seen;
+  try {
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      const std::string k = scalar(c, it->first, "(top level)");
+      const YAML::Node v = it->second;
+      PETL_CHECK(seen.insert(k).second, c.at(it->first), ": key '", k, "' given twice");
+      if (k == "name") cfg.name = scalar(c, v, k);
+      else if (k == "out") cfg.out = scalar(c, v, k, true);
+      else if (k == "data_root") cfg.data_root = scalar(c, v, k);
+      else if (k == "backbone") cfg.backbone = scalar(c, v, k, true);
+      else if (k == "arch") cfg.arch = scalar(c, v, k, true);
+      else if (k == "protocol") {
+        cfg.protocol = scalar(c, v, k);
+        PETL_CHECK(cfg.protocol == "best_of_10" || cfg.protocol == "final", c.at(v), ": key 'protocol': '",
+                   cfg.protocol, "' is not a protocol (expected best_of_10 or final)");
+      } else if (k == "recipe") cfg.recipe = scalar(c, v, k, true);
+      else if (k == "methods") cfg.methods = string_list(c, v, k);
+      else if (k == "tasks") cfg.tasks = string_list(c, v, k);
+      else if (k == "seeds") {
+        PETL_CHECK(v.IsSequence() && v.size() > 0, c.at(v), ": key 'seeds': expected a non-empty list of integers");
+        std::set<int> s;
+        for (const auto& e : v) {
+          int seed = as_int(c, e, "seeds");
+          PETL_CHECK(seed >= 0, c.at(e), ": key 'seeds': seed ", seed, " is negative");
+          PETL_CHECK(s.insert(seed).second, c.at(e), ": key 'seeds': seed ", seed, " is listed twice");
+          cfg.seeds.push_back(seed);
+        }
+      } else if (k == "epochs" || k == "batch_size") {
+        int n = as_int(c, v, k);
+        PETL_CHECK(n > 0, c.at(v), ": key '", k, "': expected a positive integer, got ", n);
+        (k == "epochs" ? cfg.epochs : cfg.batch_size) = n;
+      } else if (k == "grid") cfg.grid = grid_map(c, v, "grid");
+      else if (k == "method_overrides") cfg.method_overrides = override_map(c, v, k, true);
+      else if (k == "task_overrides") cfg.task_overrides = override_map(c, v, k, false);
+      else if (k == "method_task_overrides") cfg.method_task_overrides = override_map(c, v, k, false);
+      else if (k == "feature_cache") cfg.feature_cache = as_bool(c, v, k);
+      else if (k == "cache_dtype") {
+        cfg.cache_dtype = scalar(c, v, k);
+        PETL_CHECK(cfg.cache_dtype == "float16" || cfg.cache_dtype == "float32", c.at(v), ": key 'cache_dtype': '",
+                   cfg.cache_dtype, "' (expected float16 or float32)");
+      } else if (k == "threads_per_rank") {
+        cfg.threads_per_rank = as_int(c, v, k);
+        PETL_CHECK(cfg.threads_per_rank >= 0, c.at(v), ": key 'threads_per_rank': expected ≥ 0 (0 = auto)");
+      } else if (k == "job_timeout_s") {
+        cfg.job_timeout_s = as_double(c, v, k);
+        PETL_CHECK(cfg.job_timeout_s >= 0, c.at(v), ": key 'job_timeout_s': expected ≥ 0 (0 = no limit)");
+      } else if (k == "retry_failed") cfg.retry_failed = as_bool(c, v, k);
+      else
+        PETL_FAIL(c.at(it->first), ": unknown key '", k,
+                  "' (expected one of: name, out, data_root, backbone, arch, protocol, recipe, methods, tasks, seeds, "
+                  "epochs, batch_size, grid, method_overrides, task_overrides, method_task_overrides, feature_cache, "
+                  "cache_dtype, threads_per_rank, job_timeout_s, retry_failed)");
+    }
+  } catch (const YAML::Exception& e) {
+    PETL_FAIL(label, ":", e.mark.line + 1, ": ", e.msg);
+  }
+  if (cfg.name.empty()) cfg.name = fs::path(label).stem().string();
+  PETL_CHECK(!cfg.data_root.empty(), label, ": missing key 'data_root'");
+  PETL_CHECK(!cfg.methods.empty(), label, ": missing key 'methods' (a list of method names)");
+  PETL_CHECK(!cfg.tasks.empty(), label, ": missing key 'tasks' (a list of task names)");
+  PETL_CHECK(!cfg.seeds.empty(), label, ": missing key 'seeds' (a list of integers)");
+  const std::set<std::string> methods(cfg.methods.begin(), cfg.methods.end());
+  const std::set<std::string> tasks(cfg.tasks.begin(), cfg.tasks.end());
+  for (auto& [m, o] : cfg.method_overrides)
+    PETL_CHECK(methods.count(m), label, ": method_overrides: '", m, "' is not in methods (", join(cfg.methods, ", "),
+               ")");
+  for (auto& [t, o] : cfg.task_overrides)
+    PETL_CHECK(tasks.count(t), label, ": task_overrides: '", t, "' is not in tasks (", join(cfg.tasks, ", "), ")");
+  for (auto& [mt, o] : cfg.method_task_overrides) {
+    auto slash = mt.find('/');
+    PETL_CHECK(slash != std::string::npos && methods.count(mt.substr(0, slash)) && tasks.count(mt.substr(slash + 1)),
+               label, ": method_task_overrides: '", mt, "' is not \"method/task\" with a listed method and task");
+  }
+  return cfg;
+}
+
+SweepConfig load_sweep_config(const std::string& file) {
+  std::ifstream is(file);
+  PETL_CHECK(is, "cannot read sweep config '", file, "'");
+  std::stringstream ss;
+  ss << is.rdbuf();
+  return parse_sweep_config(ss.str(), file);
+}
+
+// ------------------------------------------------------------------ plan
+
+SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
+  SweepPlan plan;
+  plan.config = cfg;
+  const std::string out_in = opts.out.empty() ? cfg.out : opts.out;
+  PETL_CHECK(!out_in.empty(), cfg.file, ": no output directory: set key 'out' or pass --out");
+  plan.out = abs_path(out_in);
+  plan.journal = (fs::path(plan.out) / "results.jsonl").string();
+
+  const std::string data_root = abs_path(cfg.data_root);
+  PETL_CHECK(fs::is_directory(data_root), cfg.file, ": key 'data_root': directory '", cfg.data_root,
+             "' does not exist");
+  const std::string backbone = abs_path(cfg.backbone);
+  std::string backbone_sha;
+  if (!backbone.empty()) {
+    PETL_CHECK(fs::is_regular_file(backbone), cfg.file, ": key 'backbone': file '", cfg.backbone, "' does not exist");
+    backbone_sha = sha256_file(backbone);
+  } else if (!opts.embedded_backbone.empty() && fs::is_regular_file(opts.embedded_backbone)) {
+    backbone_sha = sha256_file(opts.embedded_backbone);
+  }
+  auto task_dir = [&](const std::string& t) { return fs::path(data_root) / t; };
+  const std::string P = "{threads}";
+
+  std::vector<SweepJob> caches, trains;
+  std::map<std::string, size_t> cache_index;
+  std::set<std::string> train_keys;
+
+  for (const auto& m : cfg.methods) {
+    auto grid = cfg.grid;
+    const SweepOverride* mo = cfg.method_overrides.count(m) ? &cfg.method_overrides.at(m) : nullptr;
+    if (mo) {
+      for (auto& [k, v] : mo->grid) grid[k] = v;
+      for (auto& [k, v] : mo->set) grid.erase(k);
+    }
+    const auto points = grid_points(grid);
+    for (const auto& t : cfg.tasks) {
+      for (int seed : cfg.seeds) {
+        for (const auto& pt : points) {
+          std::map<std::string, std::string> sets = pt;
+          if (mo)
+            for (auto& [k, v] : mo->set) sets[k] = v;
+          if (auto it = cfg.task_overrides.find(t); it != cfg.task_overrides.end())
+            for (auto& [k, v] : it->second.set) sets[k] = v;
+          if (auto it = cfg.method_task_overrides.find(m + "/" + t); it != cfg.method_task_overrides.end())
+            for (auto& [k, v] : it->second.set) sets[k] = v;
+
+          std::optional<CacheNeed> need;
+          // The recipe decides splits, normalisation and stochastic depth.
+          if (opts.cache_need) need = opts.cache_need(m, cfg.recipe, sets);
+          std::string cache_key;
+          if (need && cfg.feature_cache) {
+            CacheNeed cn = *need;
+            PETL_CHECK(!cn.taps.empty() && !cn.splits.empty(), "method ", m,
+                       ": its feature-cache need has no taps or no splits (internal: the method's declaration)");
+            std::sort(cn.splits.begin(), cn.splits.end());
+            cn.splits.erase(std::unique(cn.splits.begin(), cn.splits.end()), cn.splits.end());
+            json ccanon = {{"v", 1},           {"kind", "cache"},         {"backbone", backbone},
+                           {"backbone_sha256", backbone_sha},             {"arch", cfg.arch},
+                           {"data_root", data_root},                      {"task", t},
+                           {"splits", cn.splits},                         {"taps", cn.taps},
+                           {"dtype", cfg.cache_dtype},                    {"normalisation", cn.normalisation}};
+            cache_key = key_of(ccanon);
+            if (!cache_index.count(cache_key)) {
+              SweepJob cj;
+              cj.key = cache_key;
+              cj.is_cache = true;
+              cj.task = t;
+              cj.cache = cn;
+              cj.cache_dtype = cfg.cache_dtype;
+              cj.canonical = ccanon.dump();
+              cj.out_dir = (fs::path(plan.out) / "cache" / cache_key).string();
+              cj.log_file = (fs::path(plan.out) / "logs" / (cache_key + ".log")).string();
+              cj.args = {"cache", "build", "--data-root", data_root, "--task", t};
+              if (!backbone.empty()) cj.args.insert(cj.args.end(), {"--backbone", backbone});
+              if (!cfg.arch.empty()) cj.args.insert(cj.args.end(), {"--arch", cfg.arch});
+              cj.args.insert(cj.args.end(), {"--taps", cn.taps, "--splits", join(cn.splits, ","), "--dtype",
+                                             cfg.cache_dtype});
+              if (!cn.normalisation.empty()) cj.args.insert(cj.args.end(), {"--normalisation", cn.normalisation});
+              cj.args.insert(cj.args.end(), {"--out", cj.out_dir, "--no-progress", "--threads", P});
+              double images = 0;
+              for (auto& s : cn.splits) images += double(count_list_lines((task_dir(t) / (s + ".txt")).string(), 1000));
+              cj.cost = images;
+              cache_index[cache_key] = caches.size();
+              caches.push_back(std::move(cj));
+            }
+          }
+
+          json canon = {{"v", 1},
+                        {"kind", "train"},
+                        {"method", m},
+                        {"task", t},
+                        {"seed", seed},
+                        {"sets", sets},
+                        {"recipe", cfg.recipe},
+                        {"epochs", cfg.epochs},
+                        {"batch_size", cfg.batch_size},
+                        {"protocol", cfg.protocol},
+                        {"data_root", data_root},
+                        {"backbone", backbone},
+                        {"backbone_sha256", backbone_sha},
+                        {"arch", cfg.arch},
+                        {"feature_cache", cache_key}};
+          SweepJob j;
+          j.key = key_of(canon);
+          if (!train_keys.insert(j.key).second) continue;  // identical after overrides: planned once
+          j.method = m;
+          j.task = t;
+          j.seed = seed;
+          j.sets = sets;
+          j.depends_on = cache_key;
+          j.canonical = canon.dump();
+          j.out_dir = (fs::path(plan.out) / "jobs" / j.key).string();
+          j.result_file = (fs::path(j.out_dir) / "results.jsonl").string();
+          j.log_file = (fs::path(plan.out) / "logs" / (j.key + ".log")).string();
+          j.args = {"run", "--method", m, "--task", t, "--data-root", data_root};
+          if (!backbone.empty()) j.args.insert(j.args.end(), {"--backbone", backbone});
+          if (!cfg.arch.empty()) j.args.insert(j.args.end(), {"--arch", cfg.arch});
+          if (!cfg.recipe.empty()) j.args.insert(j.args.end(), {"--recipe", cfg.recipe});
+          if (cfg.epochs > 0) j.args.insert(j.args.end(), {"--epochs", std::to_string(cfg.epochs)});
+          if (cfg.batch_size > 0) j.args.insert(j.args.end(), {"--batch-size", std::to_string(cfg.batch_size)});
+          j.args.insert(j.args.end(), {"--seed", std::to_string(seed), "--protocol", cfg.protocol});
+          for (auto& [k, v] : sets) j.args.insert(j.args.end(), {"--set", k + "=" + v});
+          j.args.insert(j.args.end(), {"--out", j.out_dir, "--resume", "--no-progress", "--threads", P});
+          if (!cache_key.empty())
+            j.args.insert(j.args.end(), {"--feature-cache", caches[cache_index[cache_key]].out_dir, "--cache-dtype",
+                                         cfg.cache_dtype});
+          // Cost.
+          double epochs = cfg.epochs > 0 ? cfg.epochs : 100;
+          if (cfg.epochs <= 0 && sets.count("epochs")) {
+            try {
+              epochs = std::max(1.0, std::stod(sets.at("epochs")));
+            } catch (const std::exception&) {
+            }
+          }
+          const double factor = !need ? 3.0 : cache_key.empty() ? 1.0 : 0.2;
+          j.cost = double(count_list_lines((task_dir(t) / "train800val200.txt").string(), 1000)) * epochs * factor;
+          trains.push_back(std::move(j));
+        }
+      }
+    }
+  }
+  plan.jobs = std::move(caches);
+  for (auto& j : trains) plan.jobs.push_back(std::move(j));
+  return plan;
+}
+
+// ------------------------------------------------------------------ shards
+
+Shard parse_shard(const std::string& text) {
+  Shard s;
+  auto slash = text.find('/');
+  bool ok = slash != std::string::npos && slash > 0 && slash + 1 < text.size();
+  if (ok) {
+    try {
+      size_t p1 = 0, p2 = 0;
+      s.index = std::stoi(text.substr(0, slash), &p1);
+      s.count = std::stoi(text.substr(slash + 1), &p2);
+      ok = p1 == slash && p2 == text.size() - slash - 1 && s.count >= 1 && s.index >= 0 && s.index < s.count;
+    } catch (const std::exception&) {
+      ok = false;
+    }
+  }
+  PETL_CHECK(ok, "--shard '", text, "': expected I/N with 0 <= I < N (e.g. 0/4, or $SLURM_ARRAY_TASK_ID/$N)");
+  return s;
+}
+
+std::vector<SweepJob> shard_jobs(const std::vector<SweepJob>& jobs, const Shard& shard) {
+  if (shard.count <= 1) return jobs;
+  std::set<std::string> keep, caches_needed;
+  for (const auto& j : jobs) {
+    if (j.is_cache) continue;
+    const std::string& sk = j.depends_on.empty() ? j.key : j.depends_on;
+    uint64_t h = std::stoull(sk.substr(0, 16), nullptr, 16);
+    if (h % uint64_t(shard.count) == uint64_t(shard.index)) {
+      keep.insert(j.key);
+      if (!j.depends_on.empty()) caches_needed.insert(j.depends_on);
+    }
+  }
+  std::vector<SweepJob> out;
+  for (const auto& j : jobs)
+    if (keep.count(j.key) || (j.is_cache && caches_needed.count(j.key))) out.push_back(j);
+  return out;
+}
+
+// ------------------------------------------------------------------ --dry-run table
+
+void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<SweepJob>& jobs,
+                const std::map<std::string, std::string>& done) {
+  const auto& c = plan.config;
+  os << "sweep '" << c.name << "' from " << c.file << "\n"
+     << "  out " << plan.out << "  (journal " << plan.journal << ")\n"
+     << "  data_root " << c.data_root << ", backbone " << (c.backbone.empty() ? "(embedded)" : c.backbone)
+     << (c.arch.empty() ? "" : ", arch " + c.arch) << ", protocol " << c.protocol
+     << (c.recipe.empty() ? "" : ", recipe " + c.recipe) << "\n"
+     << "  feature_cache " << (c.feature_cache ? "on (" + c.cache_dtype + ")" : std::string("off"))
+     << ", job_timeout_s " << c.job_timeout_s << ", retry_failed " << (c.retry_failed ? "yes" : "no") << "\n\n";
+  auto row = [&](const std::string& key, const std::string& what, const std::string& task, const std::string& seed,
+                 const std::string& sets, const std::string& dep, const std::string& cost, const std::string& st) {
+    os << std::left << std::setw(17) << key << std::setw(16) << what << std::setw(20) << task << std::setw(6) << seed
+       << std::setw(34) << sets << std::setw(17) << dep << std::right << std::setw(10) << cost << "  " << st << "\n";
+  };
+  auto fmt_cost = [](double v) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(0) << v;
+    return s.str();
+  };
+  row("key", "method", "task", "seed", "sets", "depends_on", "cost", "journal");
+  int n_cache = 0, n_train = 0, n_ok = 0, n_failed = 0;
+  double cost_all = 0, cost_todo = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& j : jobs) {
+      if (j.is_cache != (pass == 0)) continue;
+      auto it = done.find(j.key);
+      std::string st = it == done.end() ? "" : it->second;
+      (j.is_cache ? n_cache : n_train)++;
+      if (st == "ok") ++n_ok;
+      if (st == "failed") ++n_failed;
+      cost_all += j.cost;
+      if (st != "ok") cost_todo += j.cost;
+      if (j.is_cache) {
+        row(j.key, "[cache " + j.cache.taps + "]", j.task, "-", join(j.cache.splits, ",") + " " + j.cache_dtype, "-",
+            fmt_cost(j.cost), st);
+      } else {
+        std::vector<std::string> s;
+        for (auto& [k, v] : j.sets) s.push_back(k + "=" + v);
+        row(j.key, j.method, j.task, std::to_string(j.seed), s.empty() ? "-" : join(s, " "),
+            j.depends_on.empty() ? "-" : j.depends_on, fmt_cost(j.cost), st);
+      }
+    }
+  }
+  os << "\n"
+     << n_train << " training job(s), " << n_cache << " cache build(s); journal: " << n_ok << " ok, " << n_failed
+     << " failed, " << (n_train + n_cache - n_ok - n_failed) << " not run; estimated cost " << fmt_cost(cost_todo)
+     << " of " << fmt_cost(cost_all) << " still to run"
+     << (c.retry_failed ? " (failed jobs will be retried)" : " (failed jobs are skipped; retry_failed re-runs them)")
+     << "\n";
+}
+
+}  // namespace petl

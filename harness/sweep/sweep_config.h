@@ -1,0 +1,155 @@
+// `petl sweep` planning: a YAML sweep config → a deterministic list of jobs (training runs and
+// the feature-cache builds they depend on), each with a content-derived key, the argv of the
+// `petl` child that runs it, and a relative cost estimate. Pure functions: no MPI, no torch.
+//
+// Config keys (anything else is an error naming the file, line and key):
+//   name              sweep name (default: the config file's stem); written into every record
+//   out               output directory (the --out flag overrides it)
+//   data_root         root holding <task>/ folders (required)
+//   backbone          backbone file; empty or absent = the embedded backbone
+//   arch              architecture name (optional, passed as --arch)
+//   protocol          best_of_10 | final (default best_of_10)
+//   recipe            recipe name (optional; default: each method's own)
+//   methods, tasks    non-empty lists of names; seeds: non-empty list of integers
+//   epochs, batch_size  optional positive integers
+//   grid              map key → list of values; the cartesian product is applied to every method
+//                     as `--set key=value`
+//   method_overrides  map method → {set: {k: v}, grid: {k: [..]}}: a method's grid keys replace
+//                     the global grid's keys of the same name; its `set` keys are pinned (they
+//                     also remove the global grid dimension of that key for this method)
+//   task_overrides    map task → {set: {k: v}}
+//   method_task_overrides  map "method/task" → {set: {k: v}}
+//                     precedence, later wins: grid < method set < task set < method/task set;
+//                     jobs that become identical after that are planned once
+//   feature_cache     bool (default true): methods that declare a cacheable need train on cached
+//                     frozen-backbone features built once per (backbone, data, task, splits, taps,
+//                     dtype, normalisation)
+//   cache_dtype       float16 | float32 (default float16)
+//   threads_per_rank  0 = auto (cores of the node shared among the ranks of the node)
+//   job_timeout_s     0 = no limit; a job running longer is stopped and recorded failed
+//   retry_failed      bool (default false): re-run jobs whose journal record is failed
+// Values in set/grid are taken as the YAML scalar text (1e-3 and 0.001 are different values).
+// Relative paths (out, data_root, backbone) are relative to the current directory, as for
+// `petl run`; children get absolute paths, and keys use the absolute data_root and backbone.
+//
+// Job keys: the first 16 hex characters of SHA-256 over a canonical JSON (sorted keys) of
+// everything that determines the result — training: method, task, seed, sorted sets, recipe,
+// epochs, batch_size, protocol, absolute data_root, absolute backbone path + the file's SHA-256
+// (the embedded backbone's file when `backbone` is empty), arch, and the key of the feature cache
+// it trains on (which carries the dtype); cache: backbone (+SHA-256), arch, data_root, task,
+// sorted splits, taps, dtype, normalisation. The out directory, threads and devices are not part
+// of any key, so a key identifies the same computation wherever it runs.
+//
+// Cost model (relative units, used only to dispatch longest-first; shown by --dry-run):
+//   training job  = n_train × epochs × factor, where
+//                   n_train  = lines of <data_root>/<task>/train800val200.txt (1000 when absent),
+//                   epochs   = config epochs, else a pinned `epochs` set/grid value, else 100,
+//                   factor   = 3 for methods that back-propagate through the backbone (no cache
+//                              need declared), 1 for cacheable methods run without a cache,
+//                              0.2 for methods training on cached features;
+//   cache job     = Σ over its splits of the split's list lines (1000 when absent) × 1
+//                   (one forward pass per image ≈ a third of a training step).
+#pragma once
+#include <functional>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace petl {
+
+// What a method needs from a frozen-backbone feature cache.
+struct CacheNeed {
+  std::string taps;                  // e.g. "cls" or "kv" (passed to `cache build --taps`)
+  std::vector<std::string> splits;   // e.g. {"train800val200", "test"}
+  std::string normalisation;         // "" = the cache builder's default; else part of the key
+};
+
+// Returns the cache need of `method` under `recipe` ("" = the method's default recipe) with the
+// job's `--set` values, or nullopt when the method cannot train on cached features (it changes the
+// backbone's forward or needs its gradients). The app supplies it from the method registry, so this
+// torch-free layer never sees a method.
+using CacheNeedFn = std::function<std::optional<CacheNeed>(
+    const std::string& method, const std::string& recipe, const std::map<std::string, std::string>& sets)>;
+
+struct SweepOverride {
+  std::map<std::string, std::string> set;
+  std::map<std::string, std::vector<std::string>> grid;  // method_overrides only
+};
+
+struct SweepConfig {
+  std::string file;  // where it was read from (messages)
+  std::string name, out, data_root, backbone, arch, protocol = "best_of_10", recipe;
+  std::vector<std::string> methods, tasks;
+  std::vector<int> seeds;
+  int epochs = -1, batch_size = -1;
+  std::map<std::string, std::vector<std::string>> grid;
+  std::map<std::string, SweepOverride> method_overrides, task_overrides, method_task_overrides;
+  bool feature_cache = true;
+  std::string cache_dtype = "float16";
+  int threads_per_rank = 0;
+  double job_timeout_s = 0;
+  bool retry_failed = false;
+};
+
+// Reads and validates a sweep config; throws petl::Error naming file, line and key.
+SweepConfig load_sweep_config(const std::string& file);
+// The same from YAML text; `label` stands for the file name in messages.
+SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& label);
+
+// One planned job.
+struct SweepJob {
+  std::string key;            // 16 hex chars
+  bool is_cache = false;
+  std::string method;         // empty for cache jobs
+  std::string task;
+  int seed = -1;              // -1 for cache jobs
+  std::map<std::string, std::string> sets;  // the job's --set values (sorted by key)
+  std::vector<std::string> args;  // argv of the petl child without the binary; the token
+                                  // "{threads}" is replaced by the rank's thread count at run time
+  double cost = 0;
+  std::string depends_on;     // key of the cache job it trains on, or ""
+  std::string out_dir;        // <out>/jobs/<key> or <out>/cache/<key>
+  std::string result_file;    // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
+  std::string log_file;       // <out>/logs/<key>.log
+  CacheNeed cache;            // cache jobs: what is built
+  std::string cache_dtype;    // cache jobs
+  std::string canonical;      // the canonical JSON hashed into the key
+};
+
+struct PlanOptions {
+  std::string out;                // non-empty: overrides the config's out
+  std::string embedded_backbone;  // the embedded backbone file, hashed into keys when backbone is empty
+  CacheNeedFn cache_need;         // null: no job uses a feature cache
+};
+
+struct SweepPlan {
+  SweepConfig config;
+  std::string out;                // effective output directory
+  std::string journal;            // <out>/results.jsonl
+  std::vector<SweepJob> jobs;     // cache jobs first (in order of first use), then training jobs in
+                                  // expansion order: method, task, seed, grid point
+};
+
+// Expands the config into jobs. Deterministic: the same config, files and options give the same
+// keys, args and order.
+SweepPlan plan_sweep(const SweepConfig& config, const PlanOptions& opts);
+
+// `--shard I/N`: keeps the training jobs whose shard key (as a 64-bit number from its first 16
+// hex characters) mod N == I, plus the cache jobs those depend on. The shard key is the job's own
+// key, or the key of the feature cache it trains on: all users of one cache land in the same
+// shard, so no two shards ever build the same cache.
+struct Shard {
+  int index = 0, count = 1;
+};
+Shard parse_shard(const std::string& text);  // "I/N" with 0 ≤ I < N; throws petl::Error otherwise
+std::vector<SweepJob> shard_jobs(const std::vector<SweepJob>& jobs, const Shard& shard);
+
+// The --dry-run table: cache builds first, then training jobs; key, kind/method, task, seed,
+// sets, depends_on, cost, journal status ("ok", "failed" or "" from `done`); then totals.
+void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<SweepJob>& jobs,
+                const std::map<std::string, std::string>& done);
+
+}  // namespace petl

@@ -1,0 +1,118 @@
+// Sweep journal reading, torn-tail repair and fsync'd appends (see sweep_journal.h).
+#include "harness/sweep/sweep_journal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/journal.h"
+#include "core/system.h"
+
+namespace petl {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+
+Journal read_journal(const std::string& path) {
+  Journal j;
+  io::JsonLines jl = io::read_json_lines(path, "sweep journal");
+  j.lines = jl.lines;
+  j.good_bytes = jl.good_bytes;
+  j.torn = jl.torn;
+  j.warnings = std::move(jl.warnings);
+  for (auto& rec : jl.objects) {
+    auto k = rec.find("sweep_key");
+    if (k == rec.end() || !k->is_string()) continue;
+    const std::string key = *k;
+    const std::string st = rec.value("status", std::string());
+    j.count[key]++;
+    if (st == "ok") {
+      j.status[key] = "ok";
+      j.record[key] = rec;
+    } else if (j.status[key] != "ok") {
+      j.status[key] = "failed";
+      j.record[key] = rec;
+    }
+  }
+  return j;
+}
+
+bool repair_journal(const std::string& path, const Journal& j) {
+  if (!j.torn) return false;
+  io::cut_torn_tail(path, j.good_bytes, "sweep journal");
+  return true;
+}
+
+void append_journal_line(const std::string& path, const json& record) {
+  io::append_json_line(path, record, "sweep journal");
+}
+
+std::string journal_path(const std::string& out_dir, int shard_index, int shard_count) {
+  if (shard_count <= 1) return (fs::path(out_dir) / "results.jsonl").string();
+  return (fs::path(out_dir) / ("results.shard-" + std::to_string(shard_index) + "-of-" + std::to_string(shard_count) +
+                               ".jsonl"))
+      .string();
+}
+
+std::vector<std::string> sibling_journals(const std::string& out_dir, const std::string& own) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!fs::is_directory(out_dir, ec)) return out;
+  const auto own_abs = fs::absolute(own).lexically_normal();
+  for (auto it = fs::directory_iterator(out_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("results", 0) != 0 || it->path().extension() != ".jsonl" || !it->is_regular_file(ec)) continue;
+    if (fs::absolute(it->path()).lexically_normal() == own_abs) continue;
+    out.push_back(it->path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::map<std::string, std::string> merged_status(const std::vector<std::string>& journals,
+                                                 std::vector<std::string>* warnings) {
+  std::map<std::string, std::string> st;
+  for (const auto& p : journals) {
+    Journal j = read_journal(p);
+    if (warnings) warnings->insert(warnings->end(), j.warnings.begin(), j.warnings.end());
+    for (auto& [k, s] : j.status)
+      if (s == "ok" || !st.count(k)) st[k] = s;
+  }
+  return st;
+}
+
+json sweep_failed_record(const json& identity, const std::string& message, const json& provenance) {
+  return {{"schema", "petl.result"},
+          {"schema_version", 1},
+          {"status", "failed"},
+          {"error", message},
+          {"method", identity.value("method", std::string())},
+          {"task", identity.value("task", std::string())},
+          {"seed", identity.value("seed", -1)},
+          {"protocol", identity.value("protocol", std::string("best_of_10"))},
+          {"provenance", provenance}};
+}
+
+json sweep_cache_record(const json& identity, bool ok, const std::string& message, const json& provenance) {
+  json r = {{"schema", "petl.sweep_cache"},
+            {"schema_version", 1},
+            {"kind", "cache"},
+            {"status", ok ? "ok" : "failed"},
+            {"task", identity.value("task", std::string())},
+            {"taps", identity.value("taps", std::string())},
+            {"splits", identity.value("splits", json::array())},
+            {"dtype", identity.value("dtype", std::string())},
+            {"provenance", provenance}};
+  if (!ok) r["error"] = message;
+  return r;
+}
+
+}  // namespace petl

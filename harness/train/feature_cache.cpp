@@ -1,0 +1,223 @@
+// Frozen-backbone feature caches for training; see feature_cache.h.
+#include "harness/train/feature_cache.h"
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+
+#include "datasets/image.h"
+#include "core/error.h"
+#include "core/hashing.h"
+#include "core/build_info.h"
+#include "core/system.h"
+#include "core/progress.h"
+#include "harness/train/task_data.h"
+
+namespace fs = std::filesystem;
+
+namespace petl {
+
+std::string CacheTaps::str() const {
+  if (cls && kv) return "cls+kv";
+  if (cls) return "cls";
+  if (kv) return "kv";
+  return "none";
+}
+
+CacheTaps CacheTaps::parse(const std::string& s) {
+  CacheTaps t;
+  if (s == "cls") t.cls = true;
+  else if (s == "kv") t.kv = true;
+  else if (s == "cls+kv" || s == "kv+cls") t.cls = t.kv = true;
+  else PETL_FAIL("taps '", s, "': expected cls, kv or cls+kv");
+  return t;
+}
+
+CacheTaps cache_taps_for(const BackboneNeeds& needs) {
+  CacheTaps t;
+  if (!needs.cacheable()) return t;
+  t.cls = needs.final_cls;
+  t.kv = needs.block_kv;
+  return t;
+}
+
+io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitConfig& cfg, const data::TaskInfo& task,
+                                const std::string& split, const std::string& normalisation, const CacheTaps& taps,
+                                const std::string& dtype) {
+  const auto list = fs::path(task.dir) / (split + "." + task.format);
+  PETL_CHECK(fs::exists(list), "task ", task.name, ": no list file ", list.string(), " for split ", split);
+  return {{"backbone_sha256", backbone_sha256},
+          {"arch_img_patch_dim_depth_heads",
+           str_cat(cfg.img_size, "/", cfg.patch_size, "/", cfg.embed_dim, "/", cfg.depth, "/", cfg.num_heads)},
+          {"task", task.name},
+          {"data_dir", fs::absolute(task.dir).string()},
+          {"split", split},
+          {"list_sha256", sha256_file(list.string())},
+          {"normalisation", normalisation},
+          {"image_size", std::to_string(cfg.img_size)},
+          {"taps", taps.str()},
+          {"dtype", dtype}};
+}
+
+namespace {
+
+
+struct KvCollect : BlockHooks {
+  std::vector<torch::Tensor> k, v;
+  bool wants_kv() const override { return true; }
+  void on_kv(int layer, const torch::Tensor& kk, const torch::Tensor& vv) override {
+    k[layer] = kk;
+    v[layer] = vv;
+  }
+};
+
+void build(const CacheBuildOptions& o, VisionTransformer backbone, const data::TaskInfo& task, const std::string& split,
+           const std::string& path, const io::AttributeMap& identity) {
+  const auto& cfg = backbone->cfg_;
+  const int64_t n = data::count_samples(task, split);
+  const int L = cfg.depth, H = cfg.num_heads, T = cfg.num_tokens(), dh = cfg.embed_dim / cfg.num_heads;
+  std::vector<io::FeatureSpec> specs;
+  if (o.taps.cls) specs.push_back({"cls", {cfg.embed_dim}, o.dtype});
+  if (o.taps.kv) specs.push_back({"kv", {L, 2, H, T, dh}, o.dtype});
+  auto attrs = identity;
+  attrs["petl_commit"] = git_commit();
+  attrs["created_utc"] = now_utc();
+  attrs["backbone_file"] = o.backbone_file;
+  attrs["layout"] = "cls: (N, D) final-norm cls token; kv: (N, L, 2, H, T, D/H) every block's K (0) and V (1)";
+  io::FeatureStoreWriter w(path, n, specs, attrs);
+  const bool was_training = backbone->is_training();
+  backbone->eval();
+  torch::NoGradGuard ng;
+  ProgressBar bar("cache " + task.name + "/" + split + " (" + o.taps.str() + ")", n, o.load.progress);
+  data::LoadOptions lo = o.load;
+  lo.progress = false;
+  lo.skip_bad = false;  // rows must be the list's samples
+  for (int64_t row0 = 0; row0 < n; row0 += o.chunk_images) {
+    lo.offset = row0;
+    lo.limit = std::min(o.chunk_images, n - row0);
+    auto part = load_split_tensors(task, split, lo);
+    const int64_t b = part.labels.size(0);
+    KvCollect tap;
+    tap.k.resize(L);
+    tap.v.resize(L);
+    auto x = backbone->forward_blocks(backbone->embed(part.images), o.taps.kv ? &tap : nullptr);
+    if (o.taps.cls) {
+      auto cls = backbone->final_norm(x.select(1, 0)).contiguous();
+      w.write_rows("cls", row0, b, cls.data_ptr<float>());
+    }
+    if (o.taps.kv) {
+      std::vector<torch::Tensor> per_layer;
+      for (int l = 0; l < L; ++l) per_layer.push_back(torch::stack({tap.k[l], tap.v[l]}, 1));  // (B, 2, H, T, dh)
+      auto kv = torch::stack(per_layer, 1).contiguous();                                       // (B, L, 2, H, T, dh)
+      w.write_rows("kv", row0, b, kv.data_ptr<float>());
+    }
+    w.write_labels(row0, b, part.labels.data_ptr<int64_t>());
+    w.write_paths(row0, part.meta.rel_paths);
+    bar.add(b);
+  }
+  bar.finish();
+  w.finish();
+  backbone->train(was_training);
+}
+
+}  // namespace
+
+std::string ensure_feature_cache(const CacheBuildOptions& o, VisionTransformer backbone,
+                                 const std::string& backbone_sha256, const data::TaskInfo& task,
+                                 const std::string& split, bool* built) {
+  PETL_CHECK(o.taps.any(), "feature cache: no taps requested");
+  PETL_CHECK(o.dtype == "float32" || o.dtype == "float16", "cache dtype '", o.dtype, "': expected float32 or float16");
+  auto identity = cache_identity(backbone_sha256, backbone->cfg_, task, split, data::to_string(o.load.norm), o.taps,
+                                 o.dtype);
+  const std::string path = io::cache_path(o.root, io::cache_key(identity));
+  if (built) *built = false;
+  if (fs::exists(path)) {
+    std::string problem;
+    try {
+      io::FeatureStoreReader r(path, identity);
+      auto v = io::verify(path);
+      if (!v.ok) problem = v.message;
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+    if (problem.empty()) return path;
+    std::fprintf(stderr, "[petl] feature cache %s is unusable (%s): rebuilding it\n", path.c_str(), problem.c_str());
+    fs::remove(path);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  build(o, backbone, task, split, path, identity);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "[petl] built feature cache %s (%s/%s, %s, %s) in %.1f s\n", path.c_str(), task.name.c_str(),
+               split.c_str(), o.taps.str().c_str(), o.dtype.c_str(), s);
+  if (built) *built = true;
+  return path;
+}
+
+namespace {
+torch::Tensor read_all(io::FeatureStoreReader& r, const std::string& name, bool half) {
+  const auto& spec = r.spec(name);
+  std::vector<int64_t> shape{r.n_rows()};
+  shape.insert(shape.end(), spec.row_shape.begin(), spec.row_shape.end());
+  auto out = torch::empty(shape, half ? torch::kHalf : torch::kFloat32);
+  const int64_t step = std::max<int64_t>(1, r.chunk_rows(name));
+  auto buf = torch::empty({step, spec.row_elements()}, torch::kFloat32);
+  for (int64_t row0 = 0; row0 < r.n_rows(); row0 += step) {
+    const int64_t c = std::min(step, r.n_rows() - row0);
+    r.read_rows(name, row0, c, buf.data_ptr<float>());
+    out.narrow(0, row0, c).copy_(buf.narrow(0, 0, c).view(out.narrow(0, row0, c).sizes()));
+  }
+  return out;
+}
+
+CachedFeatures features_from(const torch::Tensor& cls, const torch::Tensor& kv, torch::Device device) {
+  CachedFeatures f;
+  if (cls.defined()) f.cls = cls.to(device, torch::kFloat32);
+  if (kv.defined()) {
+    auto t = kv.to(device, torch::kFloat32);  // (B, L, 2, H, T, dh)
+    for (int64_t l = 0; l < t.size(1); ++l) {
+      f.k.push_back(t.select(1, l).select(1, 0).contiguous());
+      f.v.push_back(t.select(1, l).select(1, 1).contiguous());
+    }
+  }
+  return f;
+}
+}  // namespace
+
+CachedSplit::CachedSplit(const std::string& path, const io::AttributeMap& expected, const CacheTaps& taps) {
+  io::FeatureStoreReader r(path, expected);
+  attrs_ = r.attributes();
+  const bool half = attrs_.count("dtype") && attrs_.at("dtype") == "float16";
+  if (taps.cls) cls_ = read_all(r, "cls", half);
+  if (taps.kv) kv_ = read_all(r, "kv", half);
+  labels_ = torch::empty({r.n_rows()}, torch::kInt64);
+  r.read_labels(0, r.n_rows(), labels_.data_ptr<int64_t>());
+}
+
+CachedFeatures CachedSplit::batch(const torch::Tensor& index, torch::Device device) const {
+  return features_from(cls_.defined() ? cls_.index_select(0, index) : torch::Tensor(),
+                       kv_.defined() ? kv_.index_select(0, index) : torch::Tensor(), device);
+}
+
+void for_each_cached_batch(const std::string& path, const io::AttributeMap& expected, const CacheTaps& taps,
+                           int64_t batch, torch::Device device,
+                           const std::function<void(const CachedFeatures&, const torch::Tensor&)>& fn) {
+  io::FeatureStoreReader r(path, expected);
+  auto read = [&](const std::string& name, int64_t row0, int64_t c) {
+    const auto& spec = r.spec(name);
+    std::vector<int64_t> shape{c};
+    shape.insert(shape.end(), spec.row_shape.begin(), spec.row_shape.end());
+    auto t = torch::empty(shape, torch::kFloat32);
+    r.read_rows(name, row0, c, t.data_ptr<float>());
+    return t;
+  };
+  for (int64_t row0 = 0; row0 < r.n_rows(); row0 += batch) {
+    const int64_t c = std::min(batch, r.n_rows() - row0);
+    auto labels = torch::empty({c}, torch::kInt64);
+    r.read_labels(row0, c, labels.data_ptr<int64_t>());
+    fn(features_from(taps.cls ? read("cls", row0, c) : torch::Tensor(), taps.kv ? read("kv", row0, c) : torch::Tensor(),
+                     device),
+       labels);
+  }
+}
+
+}  // namespace petl

@@ -1,0 +1,144 @@
+#include "harness/train/memory_meter.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#ifdef PETL_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "core/error.h"
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
+namespace petl {
+namespace {
+
+std::atomic<int64_t> g_live{0}, g_peak{0}, g_allocs{0};
+std::atomic<bool> g_installed{false};
+
+// Live allocations: data pointer → the wrapped allocation and its size. The DataPtr we hand out
+// has context == data (some c10 code paths, e.g. raw_allocate, require that), so the size is
+// looked up here on delete.
+struct Entry {
+  c10::DataPtr inner;
+  size_t size;
+};
+std::mutex g_mu;
+std::unordered_map<void*, Entry>& table() {
+  static auto* t = new std::unordered_map<void*, Entry>();  // never destroyed: frees may run at exit
+  return *t;
+}
+
+void counting_delete(void* p) {
+  if (!p) return;
+  c10::DataPtr inner;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = table().find(p);
+    if (it == table().end()) return;  // not ours (cannot happen: only our DataPtrs use this deleter)
+    g_live.fetch_sub(int64_t(it->second.size), std::memory_order_relaxed);
+    inner = std::move(it->second.inner);
+    table().erase(it);
+  }
+  // `inner` frees the memory through the wrapped allocator's deleter when it goes out of scope.
+}
+
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
+  c10::DataPtr allocate(size_t n) const override {
+    c10::DataPtr d = inner_->allocate(n);
+    void* data = d.get();
+    auto device = d.device();
+    if (!data) return d;  // zero-size allocations
+    {
+      std::lock_guard<std::mutex> lock(g_mu);
+      table()[data] = Entry{std::move(d), n};
+    }
+    int64_t live = g_live.fetch_add(int64_t(n), std::memory_order_relaxed) + int64_t(n);
+    g_allocs.fetch_add(1, std::memory_order_relaxed);
+    int64_t peak = g_peak.load(std::memory_order_relaxed);
+    while (live > peak && !g_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+    }
+    return {data, data, &counting_delete, device};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &counting_delete; }
+
+ private:
+  c10::Allocator* inner_;
+};
+
+}  // namespace
+
+void MemoryMeter::install() {
+  bool expected = false;
+  if (!g_installed.compare_exchange_strong(expected, true)) return;
+  static CountingAllocator counting(c10::GetCPUAllocator());
+  c10::SetCPUAllocator(&counting, /*priority=*/1);
+}
+
+bool MemoryMeter::installed() { return g_installed.load(); }
+int64_t MemoryMeter::live_bytes() { return g_live.load(); }
+int64_t MemoryMeter::peak_bytes() { return g_peak.load(); }
+void MemoryMeter::reset_peak() { g_peak.store(g_live.load()); }
+int64_t MemoryMeter::allocations() { return g_allocs.load(); }
+
+#ifdef PETL_WITH_CUDA
+bool CudaMemory::available() { return true; }
+void CudaMemory::reset_peak(int d) { c10::cuda::CUDACachingAllocator::resetPeakStats(d); }
+namespace {
+const c10::cuda::CUDACachingAllocator::Stat& stat(const c10::cuda::CUDACachingAllocator::StatArray& a) {
+  return a[size_t(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)];
+}
+}  // namespace
+int64_t CudaMemory::allocated(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes).current; }
+int64_t CudaMemory::peak_allocated(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes).peak; }
+int64_t CudaMemory::peak_reserved(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).reserved_bytes).peak; }
+#else
+bool CudaMemory::available() { return false; }
+void CudaMemory::reset_peak(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+int64_t CudaMemory::allocated(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+int64_t CudaMemory::peak_allocated(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+int64_t CudaMemory::peak_reserved(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+#endif
+
+int64_t TrainingPeak::now_peak() const {
+  return cuda_device_ >= 0 ? CudaMemory::peak_allocated(cuda_device_) : MemoryMeter::peak_bytes();
+}
+void TrainingPeak::reset() const {
+  if (cuda_device_ >= 0)
+    CudaMemory::reset_peak(cuda_device_);
+  else
+    MemoryMeter::reset_peak();
+}
+
+void TrainingPeak::begin() {
+  reset();
+  baseline_ = cuda_device_ >= 0 ? CudaMemory::allocated(cuda_device_) : MemoryMeter::live_bytes();
+  train_peak_ = baseline_;
+  eval_peak_ = 0;
+  train_reserved_ = 0;
+  in_eval_ = false;
+}
+void TrainingPeak::pause() {
+  if (in_eval_) return;
+  train_peak_ = std::max(train_peak_, now_peak());
+  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
+  reset();
+  in_eval_ = true;
+}
+void TrainingPeak::resume() {
+  if (!in_eval_) return;
+  eval_peak_ = std::max(eval_peak_, now_peak());
+  reset();
+  in_eval_ = false;
+}
+void TrainingPeak::end() {
+  if (in_eval_) resume();
+  train_peak_ = std::max(train_peak_, now_peak());
+  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
+}
+
+}  // namespace petl

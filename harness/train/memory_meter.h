@@ -1,0 +1,62 @@
+// Exact peak-memory measurement.
+// CPU: a counting allocator wraps c10's CPU allocator (installed once, process-wide, with
+// priority 1); every tensor allocation records its size and its deleter subtracts it, so the
+// live and peak byte counts are exact for tensor memory (docs/spec/platform.md). BLAS/oneDNN scratch is
+// not counted (it does not go through c10).
+// CUDA (CUDA LibTorch builds only): the caching allocator's peak allocated / reserved.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace petl {
+
+class MemoryMeter {
+ public:
+  // Installs the counting allocator (idempotent). Call before tensors whose memory you measure
+  // are allocated; `petl` installs it first thing in main().
+  static void install();
+  static bool installed();
+  static int64_t live_bytes();   // bytes of tensor memory currently allocated on the CPU
+  static int64_t peak_bytes();   // maximum of live_bytes since the last reset_peak()
+  static void reset_peak();      // peak := live
+  static int64_t allocations();  // number of allocations since install
+
+  static double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+};
+
+// CUDA caching-allocator statistics, compiled in only with a CUDA LibTorch (PETL_WITH_CUDA);
+// elsewhere available() is false and the other calls throw petl::Error.
+struct CudaMemory {
+  static bool available();
+  static void reset_peak(int device);
+  static int64_t allocated(int device);       // bytes currently allocated by tensors
+  static int64_t peak_allocated(int device);  // torch.cuda.max_memory_allocated
+  static int64_t peak_reserved(int device);   // torch.cuda.max_memory_reserved
+};
+
+// Tracks a training peak that excludes evaluation phases: call begin() right before the first
+// training step, pause() before an evaluation, resume() after it, and end() when done.
+// cuda_device < 0: the CPU counting allocator; otherwise that GPU's caching allocator.
+class TrainingPeak {
+ public:
+  explicit TrainingPeak(int cuda_device = -1) : cuda_device_(cuda_device) {}
+  void begin();
+  void pause();
+  void resume();
+  void end();
+  int64_t train_peak() const { return train_peak_; }  // max live bytes during training phases
+  int64_t eval_peak() const { return eval_peak_; }    // max live bytes during evaluations
+  int64_t baseline() const { return baseline_; }      // live bytes at begin()
+  int64_t train_peak_reserved() const { return train_reserved_; }  // CUDA only, else 0
+  int cuda_device() const { return cuda_device_; }
+
+ private:
+  int64_t now_peak() const;
+  void reset() const;
+  int cuda_device_ = -1;
+  int64_t train_peak_ = 0, eval_peak_ = 0, baseline_ = 0, train_reserved_ = 0;
+  bool in_eval_ = false;
+};
+
+}  // namespace petl

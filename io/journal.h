@@ -1,0 +1,32 @@
+// JSON-lines journals (results.jsonl and the sweep journal): one JSON object per line, appended
+// with one write() on an O_APPEND descriptor and fsync'd, so concurrent appenders never interleave
+// and a kill leaves at most a torn last line — which readers report and skip, and which
+// cut_torn_tail() removes before the next append. Torch-free; knows no record schema.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace petl::io {
+
+struct JsonLines {
+  std::vector<nlohmann::json> objects;  // every line that parsed as a JSON object, in file order
+  std::vector<int64_t> line_numbers;    // of each object (1-based)
+  int64_t lines = 0;                    // complete lines read
+  int64_t good_bytes = 0;               // length of the prefix made of complete lines
+  bool torn = false;                    // the file ends in a partial line (a writer killed mid-write)
+  std::vector<std::string> warnings;    // torn tail, unparsable lines (file:line)
+};
+
+// Reads a journal; a missing file is empty. `what` names the file kind in errors ("sweep journal").
+JsonLines read_json_lines(const std::string& path, const std::string& what = "journal");
+
+// Truncates the file to good_bytes (cutting a torn tail) and fsyncs; petl::Error naming the file.
+void cut_torn_tail(const std::string& path, int64_t good_bytes, const std::string& what = "journal");
+
+// Appends record.dump() + '\n' with a single write() on an O_APPEND descriptor, then fsync; creates
+// the parent directory. Throws petl::Error naming the file on failure.
+void append_json_line(const std::string& path, const nlohmann::json& record, const std::string& what = "journal");
+
+}  // namespace petl::io

@@ -1,0 +1,46 @@
+// The backbone of a job; see backbone.h.
+#include "models/backbone.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/paths.h"
+#include "models/checkpoint.h"
+
+namespace petl {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+JobBackbone make_job_backbone(const std::string& backbone_file, const std::string& arch, double drop_path_rate,
+                              bool allow_random) {
+  std::string file = backbone_file;
+  if (file.empty() && arch.empty()) file = embedded_backbone_path();
+  VitConfig cfg;
+  if (!arch.empty()) {
+    cfg = vit_config_by_name(arch);
+  } else {
+    PETL_CHECK(fs::exists(file), "backbone file not found: ", file,
+               backbone_file.empty() ? " (the embedded backbone; build it with `petl pretrain`)" : "");
+    cfg = infer_vit_config(file);
+  }
+  cfg.drop_path_rate = drop_path_rate;
+  JobBackbone b;
+  b.model = VisionTransformer(cfg);
+  b.info = {{"arch", cfg.arch}, {"config", json::parse(vit_config_to_json(cfg))}};
+  if (file.empty()) {
+    PETL_CHECK(allow_random, "no --backbone given for --arch ", arch,
+               ": pass the pretrained checkpoint (.npz or .safetensors); random weights only with --dry-run");
+    b.model->init_weights(0);
+    b.info["path"] = nullptr;
+    b.info["sha256"] = "random-init";
+  } else {
+    auto lb = load_backbone(b.model, file);
+    b.info["path"] = lb.path;
+    b.info["format"] = lb.format;
+    b.info["sha256"] = lb.sha256;
+  }
+  b.model->set_trainable(false);
+  return b;
+}
+
+}  // namespace petl

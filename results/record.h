@@ -1,0 +1,87 @@
+// The result record, schema "petl.result" v1 — the one module that writes and reads it. Every job
+// (`petl run`, `eval`, `bench`, `demo`, every sweep child and the sweep farm for jobs that died)
+// produces one Record; to_json() is the only writer, record_from_json() the only reader, and the
+// schema version is checked here and nowhere else. Torch-free.
+//
+// JSON layout (one object per line of results.jsonl; keys as below, nested objects kept verbatim):
+//   schema "petl.result", schema_version 1, status "ok" | "failed" | "dry_run", error (failed),
+//   method, task, seed, protocol, accuracy, accuracy_by_protocol {best_of_10, final,
+//   best_of_10_epochs}, evals [{epoch, test_acc, train_loss}], epoch_train_loss [...],
+//   trainable_params, backbone_params, memory {...}, timing {wall_s, train_s, eval_s,
+//   train_images_per_s}, settings {recipe, recipe_source, recipe_task_overrides, method, requested,
+//   needs}, backbone {arch, config, path, format, sha256}, data {...}, provenance {git_commit,
+//   host, threads, libtorch_version, time_utc, argv, device, ...}, job_key, checkpoint,
+//   feature_cache {...}, data_parallel {...}; sweep journals add sweep_key, sweep, log; a reused
+//   record (resume) carries reused: true.
+// Fields a writer did not set are omitted (a failed record has no accuracy); unknown fields of a
+// record read back are kept in `extra` and written again, so a round trip loses nothing.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace petl {
+
+constexpr const char* kRecordSchema = "petl.result";
+constexpr int kRecordSchemaVersion = 1;
+
+struct EvalPoint {
+  int epoch = 0;
+  double test_acc = 0;    // percent
+  double train_loss = 0;  // mean training loss of that epoch
+};
+
+struct Timing {
+  double wall_s = 0, train_s = 0, eval_s = 0, train_images_per_s = 0;
+};
+
+struct Provenance {
+  std::string git_commit, host, libtorch_version, time_utc, device;
+  int threads = 0;
+  std::vector<std::string> argv;
+  nlohmann::json extra = nlohmann::json::object();  // anything else a writer adds (rank, ...)
+};
+
+struct Record {
+  std::string status = "ok";  // ok | failed | dry_run
+  std::string error;          // failed only
+  std::string method, task;
+  int seed = -1;
+  std::string protocol = "best_of_10";
+  // Results (ok records).
+  std::optional<double> accuracy;  // under `protocol`
+  std::optional<double> best_of_10, final_accuracy;
+  std::vector<int> best_of_10_epochs;
+  std::vector<EvalPoint> evals;
+  std::vector<double> epoch_train_loss;
+  std::optional<int64_t> trainable_params, backbone_params;
+  std::optional<Timing> timing;
+  // Sections kept as JSON objects (their fields are documented in README.md; null = absent).
+  nlohmann::json memory, settings, backbone, data, feature_cache, data_parallel;
+  std::optional<Provenance> provenance;
+  std::string job_key, checkpoint;
+  // Sweep journal fields.
+  std::string sweep_key, sweep, log;
+  bool reused = false;
+  nlohmann::json extra = nlohmann::json::object();  // unknown fields read back, written again
+
+  bool ok() const { return status == "ok"; }
+};
+
+// The JSON object of a record (the schema above).
+nlohmann::json to_json(const Record& r);
+// Reads a record. Throws petl::Error naming `where` (file:line) and the field when the schema is
+// not petl.result, the version is not 1, a field has the wrong type, or an ok record lacks a
+// required field (method, task, seed, protocol, accuracy, accuracy_by_protocol, evals,
+// trainable_params, memory.peak_train_mib, settings, backbone.sha256).
+Record record_from_json(const nlohmann::json& j, const std::string& where);
+// True when j is an object of schema petl.result (any version).
+bool is_result_record(const nlohmann::json& j);
+
+// A failed job's record: status failed, the message, the identity and the provenance.
+Record failed_record(const std::string& method, const std::string& task, int seed, const std::string& protocol,
+                     const std::string& message, const Provenance& provenance);
+
+}  // namespace petl
