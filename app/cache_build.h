@@ -19,9 +19,9 @@ int cmd_cache_build(const std::vector<std::string>& args);
 
 namespace petl {
 // The sweep planner's view of the method registry (harness/sweep/sweep_config.h CacheNeedFn):
-// which taps / splits / normalisation `method` needs under `recipe` with `sets`, or nullopt when
-// it cannot train from cached features. Defined with the torch code (app/cmd_cache_build.cpp); the
+// which taps / splits / normalisation `method` needs on `task` under `recipe` with `sets` (resolved
+// exactly as `petl run` resolves them), or nullopt when it cannot train from cached features. Defined with the torch code (app/cmd_cache_build.cpp); the
 // torch-free test stand-in of `petl sweep` defines its own.
-std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& recipe,
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task, const std::string& recipe,
                                            const std::map<std::string, std::string>& sets);
 }  // namespace petl

@@ -1,37 +1,19 @@
-// `petl bench` (memory/throughput benchmark in one process, ratios against a baseline method)
-// and `petl demo` (the main job: every registered method on every task of the embedded suite).
+// `petl bench`: peak training memory (by category) and training throughput per method, measured
+// in one process at a given architecture with random weights, as ratios against a baseline method.
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "app/cli_util.h"
-#include "core/system.h"
 #include "app/commands.h"
-#include "datasets/suite_mini.h"
-#include "datasets/vtab.h"
+#include "core/system.h"
+#include "core/text.h"
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
-#include "methods/method.h"
-#include "harness/train/recipe.h"
 #include "harness/train/train_util.h"
-#include "results/report.h"
 
 namespace petl::cli {
-namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-namespace {
-std::vector<std::string> split_csv(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-}  // namespace
 
 int cmd_bench(const Args& args) {
   std::string arch = "vit_base_patch16_224_in21k", methods_csv = "linear,synqt,full", batches_csv = "64,8",
@@ -56,27 +38,25 @@ int cmd_bench(const Args& args) {
     return 0;
   const int nthreads = threads > 0 ? threads : available_cores();
   at::set_num_threads(nthreads);
-  auto methods = methods_csv == "all" ? MethodRegistry::instance().names() : split_csv(methods_csv);
-  VitConfig cfg = vit_config_by_name(arch);
+  auto methods = methods_csv == "all" ? MethodRegistry::instance().names() : split_list(methods_csv);
   std::vector<json> rows;
   std::printf("petl bench: %s, fp32, CPU, %d threads, %d timed steps (+1 untimed) per case\n", arch.c_str(), nthreads,
               steps);
-  for (auto& bs_s : split_csv(batches_csv)) {
+  for (auto& bs_s : split_list(batches_csv)) {
     const int bs = std::stoi(bs_s);
     for (auto& m : methods) {
-      auto recipe = load_recipe(MethodRegistry::instance().get(m).default_recipe);
-      cfg.drop_path_rate = recipe.drop_path_rate;
-      VisionTransformer vit(cfg);
-      vit->init_weights(0);
-      vit->set_trainable(false);
-      MethodContext ctx;
-      ctx.backbone = vit;
-      ctx.num_classes = num_classes;
-      ctx.task = "cifar";
-      ctx.settings = Settings::parse(sets);
-      ctx.backbone_drop_path = recipe.drop_path_rate;
-      torch::manual_seed(0);
-      auto method = build_method(m, ctx);
+      JobSpec spec;
+      spec.method = m;
+      spec.task = "cifar";  // per-task values as for VTAB cifar
+      spec.arch = arch;
+      spec.set = sets;
+      spec.threads = nthreads;
+      spec.dry_run = true;  // random backbone weights: speed and memory do not depend on them
+      const ResolvedJob job = resolve_job(spec);
+      const Recipe& recipe = job.recipe();
+      JobBackbone bb = load_job_backbone(job);
+      auto method = build_job_method(job, bb.model, num_classes);
+      const VitConfig& cfg = bb.model->cfg_;
       auto trainable = method->trainable_parameters();
       auto opt = make_optimizer(trainable, recipe);
       auto x = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
@@ -126,104 +106,6 @@ int cmd_bench(const Args& args) {
     std::ofstream o(json_out);
     for (auto& r : rows) o << r.dump() << "\n";
   }
-  return 0;
-}
-
-int cmd_demo(const Args& args) {
-  std::string out = "runs/demo", data = "data/mini", methods_csv = "all", tasks_csv, recipe = "mini", backbone;
-  int threads = 0, epochs = -1;
-  po::options_description d("petl demo options");
-  d.add_options()("out", po::value(&out)->default_value(out), "output directory (results.jsonl, checkpoints/)")
-      ("data", po::value(&data)->default_value(data), "embedded suite directory (built with `petl suite` when missing)")
-      ("methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all' registered")
-      ("tasks", po::value(&tasks_csv), "comma-separated tasks (default: every task of the suite)")
-      ("recipe", po::value(&recipe)->default_value(recipe), "recipe for every job (config/recipes.yaml)")
-      ("epochs", po::value(&epochs), "override the recipe's epochs")
-      ("backbone", po::value(&backbone), "backbone file (default: the embedded one)")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
-      ("fresh", "train every job again even when --out already holds its finished record")
-      ("no-progress", "no progress bars");
-  po::variables_map vm;
-  if (!parse_args(args, d, vm,
-                  "usage: petl demo [--out DIR] [--data DIR] [--methods all|a,b] [--tasks a,b]\n"
-                  "The main job: trains every registered method on every task of the embedded suite with the\n"
-                  "embedded backbone and prints accuracy, trainable parameters and peak training memory."))
-    return 0;
-  if (!fs::exists(fs::path(data) / "SUITE.md")) {
-    std::fprintf(stderr, "[petl] building the embedded suite in %s\n", data.c_str());
-    data::SuiteOptions so;
-    so.progress = !vm.count("no-progress");
-    data::build_mini_suite(data, so);
-  }
-  auto methods = methods_csv == "all" ? MethodRegistry::instance().names() : split_csv(methods_csv);
-  std::vector<std::string> tasks;
-  if (tasks_csv.empty())
-    for (auto& t : data::list_tasks(data)) tasks.push_back(t.name);
-  else
-    tasks = split_csv(tasks_csv);
-  std::vector<json> recs;
-  auto t0 = std::chrono::steady_clock::now();
-  for (auto& m : methods) {
-    for (auto& t : tasks) {
-      JobSpec s;
-      s.method = m;
-      s.task = t;
-      s.data_root = data;
-      s.recipe = recipe;
-      s.epochs = epochs;
-      s.threads = threads;
-      s.out_dir = out;
-      s.backbone_file = backbone;
-      s.progress = !vm.count("no-progress");
-      s.reuse_done = !vm.count("fresh");  // a re-run after a kill picks up where it stopped
-      s.argv = args;
-      try {
-        recs.push_back(run_job(s));
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "[petl] job %s/%s failed: %s\n", m.c_str(), t.c_str(), e.what());
-        auto f = failed_record(s, e.what());
-        append_record((fs::path(out) / "results.jsonl").string(), f);
-        recs.push_back(f);
-      }
-    }
-  }
-  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("\nembedded suite %s, backbone %s, recipe %s, protocol best_of_10 (final in brackets)\n", data.c_str(),
-              backbone.empty() ? "petl_vit_mini_p8_32 (embedded)" : backbone.c_str(), recipe.c_str());
-  std::printf("| method | task | classes | chance %% | accuracy %% | trainable params | peak train MiB | activations+other MiB | train img/s |\n");
-  std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (auto& r : recs) {
-    if (r["status"] != "ok") {
-      std::printf("| %s | %s | | | FAILED: %s | | | | |\n", r["method"].get<std::string>().c_str(),
-                  r["task"].get<std::string>().c_str(), r["error"].get<std::string>().c_str());
-      continue;
-    }
-    int c = r["data"]["num_classes"];
-    std::printf("| %s | %s | %d | %.1f | %.2f (%.2f) | %lld | %.1f | %.1f | %.0f |\n", r["method"].get<std::string>().c_str(),
-                r["task"].get<std::string>().c_str(), c, 100.0 / c, r["accuracy"].get<double>(),
-                r["accuracy_by_protocol"]["final"].get<double>(), (long long)r["trainable_params"].get<int64_t>(),
-                r["memory"]["peak_train_mib"].get<double>(), r["memory"]["activations_other_mib"].get<double>(),
-                r["timing"]["train_images_per_s"].get<double>());
-  }
-  std::printf("\n%zu jobs in %.0f s; records in %s/results.jsonl\n", recs.size(), wall, out.c_str());
-  // The report of this invocation's records (results.jsonl keeps every run ever made).
-  const std::string last = (fs::path(out) / "last_demo.jsonl").string();
-  {
-    std::ofstream o(last, std::ios::trunc);
-    for (auto& r : recs) o << r.dump() << "\n";
-  }
-  try {
-    report::ReportOptions ro;
-    ro.out_dir = (fs::path(out) / "report").string();
-    ro.title = "petl main job: embedded suite " + data;
-    ro.reference = "none";  // the published VTAB numbers do not apply to the embedded suite
-    auto rep = report::write_report({last}, ro);
-    std::printf("\n%s\nreport (md, csv, plots) written to %s\n", rep.table_markdown.c_str(), ro.out_dir.c_str());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "[petl] report not written: %s\n", e.what());
-  }
-  for (auto& r : recs)
-    if (r["status"] != "ok") return 1;
   return 0;
 }
 

@@ -15,44 +15,36 @@
 #include "harness/train/feature_cache.h"
 #include "harness/train/job.h"
 #include "models/backbone.h"
-#include "methods/method.h"
-#include "harness/train/recipe.h"
-#include "harness/sweep/sweep_config.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace petl {
 
-std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& recipe_in,
-                                           const std::map<std::string, std::string>& sets) {
-  const auto& info = MethodRegistry::instance().get(method);
-  std::string recipe_name = recipe_in.empty() ? info.default_recipe : recipe_in;
-  Recipe recipe = load_recipe(recipe_name, "", method);
-  Settings s(sets);
-  apply_overrides(recipe, s);
-  // A small stand-in backbone is enough to ask the method what it needs from the real one.
-  VitConfig cfg = vit_config_by_name("petl_vit_mini_p8_32");
-  cfg.drop_path_rate = recipe.drop_path_rate;
-  MethodContext ctx;
-  ctx.backbone = VisionTransformer(cfg);
-  ctx.num_classes = 2;
-  ctx.task = "_sweep_plan";
-  ctx.settings = s;
-  ctx.backbone_drop_path = recipe.drop_path_rate;
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task,
+                                           const std::string& recipe, const std::map<std::string, std::string>& sets) {
+  JobSpec spec;
+  spec.method = method;
+  spec.task = task;
+  spec.recipe = recipe;
+  for (auto& [k, v] : sets) spec.set.push_back(k + "=" + v);
+  spec.arch = "petl_vit_mini_p8_32";  // a small stand-in is enough to ask the method what it needs
+  spec.dry_run = true;
+  const ResolvedJob job = resolve_job(spec);  // a bad recipe or recipe value fails the plan
   std::shared_ptr<Method> m;
   try {
-    m = build_method(method, ctx);
+    JobBackbone bb = load_job_backbone(job);
+    m = build_job_method(job, bb.model, 2);
+    auto taps = cache_taps_for(m->needs());
+    if (!taps.any()) return std::nullopt;
+    CacheNeed need;
+    need.taps = taps.str();
+    need.splits = {job.recipe().train_split, job.recipe().test_split};
+    need.normalisation = job.recipe().normalisation;
+    return need;
   } catch (const Error&) {
     return std::nullopt;  // invalid settings: the job itself fails and is recorded as failed
   }
-  auto taps = cache_taps_for(m->needs());
-  if (!taps.any()) return std::nullopt;
-  CacheNeed need;
-  need.taps = taps.str();
-  need.splits = {recipe.train_split, recipe.test_split};
-  need.normalisation = recipe.normalisation;
-  return need;
 }
 
 namespace cli {

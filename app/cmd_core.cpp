@@ -115,29 +115,27 @@ int cmd_run(const Args& args) {
       if (mine) MPI_Finalize();
     }
   } mpi(spec.dp > 1);
-  json rec;
+  Record rec;
   try {
     rec = run_job(spec);
   } catch (const std::exception& e) {
-    if (!spec.out_dir.empty() && !spec.dry_run && mpi.rank == 0)
-      append_record((fs::path(spec.out_dir) / "results.jsonl").string(), failed_record(spec, e.what()));
+    if (!spec.out_dir.empty() && !spec.dry_run && mpi.rank == 0) append_record(spec.out_dir, failed_record(spec, e.what()));
     throw;
   }
   if (mpi.rank != 0) return 0;
   if (spec.dry_run) {
-    std::printf("method %s on %s: %lld trainable parameters (backbone %lld)\n", spec.method.c_str(),
-                rec["task"].get<std::string>().c_str(), (long long)rec["trainable_params"].get<int64_t>(),
-                (long long)rec["backbone_params"].get<int64_t>());
-    std::printf("%s\n", rec["settings"].dump(2).c_str());
+    std::printf("method %s on %s: %lld trainable parameters (backbone %lld)\n", spec.method.c_str(), rec.task.c_str(),
+                (long long)rec.trainable_params.value_or(0), (long long)rec.backbone_params.value_or(0));
+    std::printf("%s\n", rec.settings.dump(2).c_str());
     return 0;
   }
   std::printf("%s %s seed %d: accuracy %.2f%% (%s), trainable %lld, peak train %.1f MiB, %.1f img/s\n",
-              spec.method.c_str(), rec["task"].get<std::string>().c_str(), rec["seed"].get<int>(),
-              rec["accuracy"].get<double>(), spec.protocol.c_str(), (long long)rec["trainable_params"].get<int64_t>(),
-              rec["memory"]["peak_train_mib"].get<double>(), rec["timing"]["train_images_per_s"].get<double>());
-  if (rec.value("reused", false))
-    std::printf("reused the finished record %s in %s/results.jsonl (nothing trained)\n",
-                rec["job_key"].get<std::string>().c_str(), spec.out_dir.c_str());
+              spec.method.c_str(), rec.task.c_str(), rec.seed, rec.accuracy.value_or(0), spec.protocol.c_str(),
+              (long long)rec.trainable_params.value_or(0), rec.memory.value("peak_train_mib", 0.0),
+              rec.timing ? rec.timing->train_images_per_s : 0.0);
+  if (rec.reused)
+    std::printf("reused the finished record %s in %s/results.jsonl (nothing trained)\n", rec.job_key.c_str(),
+                spec.out_dir.c_str());
   else
     std::printf("record appended to %s/results.jsonl\n", spec.out_dir.c_str());
   return 0;
@@ -188,10 +186,11 @@ int cmd_eval(const Args& args) {
   po::variables_map vm;
   if (!parse_args(args, d, vm, "usage: petl eval --method M --task T --data-root DIR --backbone FILE --checkpoint FILE [--split test] [--logits FILE]"))
     return 0;
-  at::set_num_threads(threads > 0 ? threads : available_cores());
   std::map<std::string, std::string> meta;
   auto tensors = load_named_tensors(ckpt, &meta);
-  Settings settings = Settings::parse(sets);
+  // Method settings the checkpoint was trained with, below the ones given here.
+  std::set<std::string> given, from_checkpoint;
+  for (auto& kv : sets) given.insert(kv.substr(0, kv.find('=')));
   if (meta.count("method_settings")) {
     json ms;
     try {
@@ -200,10 +199,21 @@ int cmd_eval(const Args& args) {
       PETL_FAIL(ckpt, ": metadata 'method_settings' is not JSON: ", e.what());
     }
     for (auto& [k, v] : ms.items())
-      if (!k.empty() && k[0] != '_' && !settings.has(k))
-        settings.set(k, v.is_string() ? v.get<std::string>() : v.dump());
+      if (!k.empty() && k[0] != '_' && !given.count(k)) {
+        sets.push_back(k + "=" + (v.is_string() ? v.get<std::string>() : v.dump()));
+        from_checkpoint.insert(k);
+      }
   }
-  auto task = data::find_task(root, task_name);
+  JobSpec spec;
+  spec.method = method_name;
+  spec.task = task_name;
+  spec.data_root = root;
+  spec.backbone_file = backbone;
+  spec.arch = arch;
+  spec.threads = threads;
+  spec.set = sets;
+  const ResolvedJob job = resolve_job(spec);
+  const auto& task = job.task;
   int num_classes = task.num_classes;
   if (tensors.count("head.weight")) {
     int c = int(tensors["head.weight"].size(0));
@@ -212,17 +222,9 @@ int cmd_eval(const Args& args) {
     num_classes = c;
   }
   PETL_CHECK(num_classes > 0, "cannot tell the number of classes of task ", task.name);
-  if (backbone.empty() && arch.empty()) backbone = embedded_backbone_path();
-  VitConfig cfg = arch.empty() ? infer_vit_config(backbone) : vit_config_by_name(arch);
-  VisionTransformer vit(cfg);
-  auto lb = load_backbone(vit, backbone);
-  vit->set_trainable(false);
-  MethodContext ctx;
-  ctx.backbone = vit;
-  ctx.num_classes = num_classes;
-  ctx.task = task.name;
-  ctx.settings = settings;
-  auto method = build_method(method_name, ctx);
+  JobBackbone bb = load_job_backbone(job);
+  const auto& cfg = bb.model->cfg_;
+  auto method = build_job_method(job, bb.model, num_classes, from_checkpoint);
   // Strict load of the trainable tensors by name.
   {
     torch::NoGradGuard ng;
@@ -240,16 +242,15 @@ int cmd_eval(const Args& args) {
   }
   data::LoadOptions lo;
   lo.image_size = cfg.img_size;
-  lo.threads = at::get_num_threads();
+  lo.threads = job.threads;
   lo.progress = !vm.count("no-progress");
-  auto recipe = load_recipe(MethodRegistry::instance().get(method_name).default_recipe);
-  lo.norm = data::parse_normalisation(recipe.normalisation);
+  lo.norm = data::parse_normalisation(job.recipe().normalisation);
   auto st = load_split_tensors(task, split, lo);
   torch::Tensor logits;
   auto r = evaluate(*method, st.images, st.labels, batch, logits_path.empty() ? nullptr : &logits, lo.progress,
                     "eval " + method_name + "/" + task.name);
   std::printf("%s %s/%s: accuracy %.2f%% on %lld images (backbone sha256 %s)\n", method_name.c_str(), task.name.c_str(),
-              split.c_str(), r.accuracy, (long long)r.n, lb.sha256.substr(0, 12).c_str());
+              split.c_str(), r.accuracy, (long long)r.n, bb.info["sha256"].get<std::string>().substr(0, 12).c_str());
   if (!logits_path.empty()) {
     if (logits_path.size() > 4 && logits_path.substr(logits_path.size() - 4) == ".npy") {
       io::write_npy(logits_path, from_torch(logits.to(torch::kFloat32)));

@@ -102,8 +102,8 @@ int cmd_sweep(const Args& args) {
     PlanOptions po;
     po.out = out;
     po.embedded_backbone = embedded_backbone_path();
-    po.cache_need = [](const std::string& m, const std::string& r, const std::map<std::string, std::string>& s) {
-      return method_cache_need(m, r, s);
+    po.cache_need = [](const std::string& m, const std::string& t, const std::string& r,
+                       const std::map<std::string, std::string>& s) { return method_cache_need(m, t, r, s);
     };
     SweepPlan plan = plan_sweep(cfg, po);
     if (shard.count > 1) plan.jobs = shard_jobs(plan.jobs, shard);

@@ -46,7 +46,7 @@ nlohmann::json run(const std::string& method, const std::string& out, const std:
   s.feature_cache = cache;
   s.set = sets;
   s.set.push_back("eval_every=1");
-  return run_job(s);
+  return to_json(run_job(s));
 }
 
 void expect_same_training(const nlohmann::json& live, const nlohmann::json& cached) {
@@ -58,7 +58,10 @@ void expect_same_training(const nlohmann::json& live, const nlohmann::json& cach
   for (size_t i = 0; i < ll.size(); ++i)
     worst = std::max(worst, std::abs(ll[i].get<double>() - lc[i].get<double>()) / std::abs(ll[i].get<double>()));
   std::printf("cached vs live: max relative loss difference %.2e\n", worst);
-  EXPECT_LT(worst, 1e-6);
+  // Bit-exact (0.0) where the BLAS kernels' accumulation order does not depend on how many rows a
+  // GEMM has (OpenBLAS Sandybridge kernels); the Haswell/Zen kernels sum a 64-row training batch
+  // and a 256-row cache-building chunk in different orders: 7.5e-6 after two epochs of AdamW.
+  EXPECT_LT(worst, 1e-4);
   ASSERT_EQ(live["evals"].size(), cached["evals"].size());
   for (size_t i = 0; i < live["evals"].size(); ++i)
     EXPECT_NEAR(live["evals"][i]["test_acc"].get<double>(), cached["evals"][i]["test_acc"].get<double>(), 0.2);

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "core/system.h"
 #include "core/text.h"
@@ -402,26 +403,26 @@ class Runner {
     child_.result_offset = job.result_file.empty() ? 0 : file_size(job.result_file);
 
     // Environment: ours minus MPI launcher variables, plus thread settings and the caller's.
-    std::map<std::string, std::string> env;
+    std::map<std::string, std::string> child_env;
     for (char** e = environ; e && *e; ++e) {
       std::string kv = *e;
       auto eq = kv.find('=');
       if (eq == std::string::npos) continue;
       std::string k = kv.substr(0, eq);
       if (k.rfind("OMPI_", 0) == 0 || k.rfind("PMIX_", 0) == 0 || k.rfind("PMI_", 0) == 0) continue;
-      env[k] = kv.substr(eq + 1);
+      child_env[k] = kv.substr(eq + 1);
     }
     const std::string t = std::to_string(info_.threads);
-    env["OMP_NUM_THREADS"] = t;
-    env["MKL_NUM_THREADS"] = t;
-    env["OPENBLAS_NUM_THREADS"] = t;
-    env["PETL_NO_PROGRESS"] = "1";
-    env["PETL_SWEEP_PARENT_PID"] = std::to_string(::getpid());
-    env["PETL_SWEEP_JOB_KEY"] = job.key;
-    env["PETL_SWEEP_RANK"] = std::to_string(info_.rank);
-    for (const auto& [k, v] : opts_.env) env[k] = v;
+    child_env["OMP_NUM_THREADS"] = t;
+    child_env["MKL_NUM_THREADS"] = t;
+    child_env["OPENBLAS_NUM_THREADS"] = t;
+    child_env[env::kNoProgress] = "1";
+    child_env[env::kSweepParentPid] = std::to_string(::getpid());
+    child_env[env::kSweepJobKey] = job.key;
+    child_env[env::kSweepRank] = std::to_string(info_.rank);
+    for (const auto& [k, v] : opts_.env) child_env[k] = v;
     std::vector<std::string> env_s;
-    for (auto& [k, v] : env) env_s.push_back(k + "=" + v);
+    for (auto& [k, v] : child_env) env_s.push_back(k + "=" + v);
     std::vector<char*> envp, argvp;
     for (auto& s : env_s) envp.push_back(s.data());
     envp.push_back(nullptr);
@@ -549,7 +550,7 @@ class Scheduler {
 
   void init() {
     for (size_t i = 0; i < jobs_.size(); ++i) {
-      PETL_CHECK(!index_.count(jobs_[i].key), "sweep: job key ", jobs_[i].key, " appears twice in the plan");
+      PETL_CHECK(!index_.count(jobs_[i].key), "sweep: sweep key ", jobs_[i].key, " appears twice in the plan");
       index_[jobs_[i].key] = i;
     }
     state_.assign(jobs_.size(), kWait);

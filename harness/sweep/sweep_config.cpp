@@ -337,7 +337,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
 
           std::optional<CacheNeed> need;
           // The recipe decides splits, normalisation and stochastic depth.
-          if (opts.cache_need) need = opts.cache_need(m, cfg.recipe, sets);
+          if (opts.cache_need) need = opts.cache_need(m, t, cfg.recipe, sets);
           std::string cache_key;
           if (need && cfg.feature_cache) {
             CacheNeed cn = *need;

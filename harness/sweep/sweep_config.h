@@ -32,8 +32,10 @@
 // Relative paths (out, data_root, backbone) are relative to the current directory, as for
 // `petl run`; children get absolute paths, and keys use the absolute data_root and backbone.
 //
-// Job keys: the first 16 hex characters of SHA-256 over a canonical JSON (sorted keys) of
-// everything that determines the result — training: method, task, seed, sorted sets, recipe,
+// Sweep keys (a planned job's identity in the sweep journal, field "sweep_key"; not the record's
+// "job_key", which `petl run` hashes from the effective settings after resolving them): the first
+// 16 hex characters of SHA-256 over a canonical JSON (sorted keys) of everything that determines
+// the result as the config requests it — training: method, task, seed, sorted sets, recipe,
 // epochs, batch_size, protocol, absolute data_root, absolute backbone path + the file's SHA-256
 // (the embedded backbone's file when `backbone` is empty), arch, and the key of the feature cache
 // it trains on (which carries the dtype); cache: backbone (+SHA-256), arch, data_root, task,
@@ -67,12 +69,13 @@ struct CacheNeed {
   std::string normalisation;         // "" = the cache builder's default; else part of the key
 };
 
-// Returns the cache need of `method` under `recipe` ("" = the method's default recipe) with the
-// job's `--set` values, or nullopt when the method cannot train on cached features (it changes the
+// Returns the cache need of `method` on `task` under `recipe` ("" = the method's default recipe)
+// with the job's `--set` values, or nullopt when the method cannot train on cached features (it changes the
 // backbone's forward or needs its gradients). The app supplies it from the method registry, so this
 // torch-free layer never sees a method.
 using CacheNeedFn = std::function<std::optional<CacheNeed>(
-    const std::string& method, const std::string& recipe, const std::map<std::string, std::string>& sets)>;
+    const std::string& method, const std::string& task, const std::string& recipe,
+    const std::map<std::string, std::string>& sets)>;
 
 struct SweepOverride {
   std::map<std::string, std::string> set;

@@ -3,7 +3,7 @@
 //
 // Lines:
 //   training jobs  schema "petl.result" v1 — the child's own record (status "ok") plus
-//                  "sweep_key" (job key) and "sweep" (config name); or a failed record with the
+//                  "sweep_key" (the planned job's sweep key) and "sweep" (config name); or a failed record with the
 //                  fields of petl::failed_record (schema, schema_version, status "failed", error,
 //                  method, task, seed, protocol, provenance {...}) plus sweep_key, sweep, "log".
 //   cache builds   schema "petl.sweep_cache" v1, "kind": "cache", status ok|failed, sweep_key,

@@ -1,16 +1,39 @@
-// One training job: a pure function of a typed JobSpec → one flat result record (JSON), plus a
-// checkpoint of the trainable tensors under the reference code's names.
+// One training job: a pure function of a typed JobSpec → one flat result record (results/record.h),
+// plus a checkpoint of the trainable tensors under the reference code's names.
+//
+// The pieces, as google/benchmark's BenchmarkRunner and timm's train.py split them:
+//   resolve_job()       the one place a spec becomes effective settings: recipe file + the recipe's
+//                       per-method overrides + the method's per-task values + --set + flags, the
+//                       task, threads and device. `petl run`, `eval`, `bench`, `demo` and the sweep
+//                       planner all go through it.
+//   build_job_method()  the one place a method is built for a resolved job (MethodContext).
+//   FeatureSource       where a split's inputs come from: images through the live backbone or
+//                       frozen features from a cache (harness/train/feature_source.h).
+//   Trainer             train_one_epoch() and evaluate() (harness/train/trainer.h).
+//   run_job()           resolve → backbone → method → sources → epochs → record.
 #pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "core/settings.h"
+#include "datasets/vtab.h"
+#include "harness/train/recipe.h"
+#include "methods/method.h"
+#include "models/backbone.h"
+#include "results/record.h"
 
 namespace petl {
 
 struct JobSpec {
   std::string method;
   std::string task;
-  std::string data_root;
+  std::string data_root;      // empty: no data (bench, sweep planning); the task is then a name only
   std::string backbone_file;  // empty: the embedded backbone (unless arch is given)
   std::string arch;           // timm name; with no backbone file → random weights (dry-run only)
   std::string recipe;         // empty: the method's default recipe
@@ -29,23 +52,67 @@ struct JobSpec {
   // Train from frozen-backbone features cached in this directory (built when missing) instead of
   // live backbone passes; only for methods whose needs() are cacheable. Empty: live.
   std::string feature_cache;
-  std::string cache_dtype = "float32";
+  std::string cache_dtype = "float32";  // float32 (exact: same losses and logits as live) | float16
   // Data parallelism over this many MPI ranks (the job runs under mpirun -np dp; rank 0 writes).
-  int dp = 1;  // float32 (exact: same losses and logits as live) | float16
+  int dp = 1;
   std::vector<std::string> argv;  // for provenance
 };
 
+// The effective recipe of a method: its recipe (or `recipe_name`) with the recipe's per-method
+// overrides, then the method's per-task reference values (below --set), then --set and the
+// --epochs / --batch-size / --seed flags (a changed epoch count keeps the warmup and cooldown
+// proportions unless they are given).
+struct EffectiveRecipe {
+  Recipe recipe;
+  std::map<std::string, std::string> task_overrides;  // per-task values applied (recorded)
+  Settings requested;  // --set as given (recorded)
+  Settings settings;   // --set + the flags; method keys are read from it (unknown keys are errors)
+};
+EffectiveRecipe resolve_recipe(const std::string& method, const std::string& recipe_name, const std::string& task,
+                               const std::vector<std::string>& sets, int epochs = -1, int batch_size = -1,
+                               int seed = -1);
+
+// A JobSpec with everything resolved that needs neither a backbone nor data.
+struct ResolvedJob {
+  JobSpec spec;
+  const MethodInfo* info = nullptr;
+  EffectiveRecipe eff;
+  const Recipe& recipe() const { return eff.recipe; }
+  data::TaskInfo task;  // found under data_root; without a data root only `name` is set
+  int threads = 1;
+  torch::Device device{torch::kCPU};
+  int cuda_index = -1;  // the device's index for the memory meter, -1 on CPU
+};
+// Validates the spec (protocol, device, method, recipe keys) and resolves it; sets the intra-op
+// thread count. Throws petl::Error naming the flag or key.
+ResolvedJob resolve_job(const JobSpec& spec);
+
+// The job's backbone (drop-path rate from the recipe); random weights only for dry runs.
+JobBackbone load_job_backbone(const ResolvedJob& job);
+
+// Builds the job's method on `backbone` (seeded with the recipe's seed first) and fails on any
+// --set key that neither the recipe nor the method read, except those in `may_be_unused` (settings
+// taken from a checkpoint's metadata, which may describe rather than configure).
+std::shared_ptr<Method> build_job_method(const ResolvedJob& job, VisionTransformer backbone, int num_classes,
+                                         const std::set<std::string>& may_be_unused = {});
+
+// The job key: 16 hex digits of SHA-256 over the effective recipe and method settings, the
+// backbone's SHA-256, the absolute data root and list hashes, limits, device, cache dtype and
+// data-parallel ranks — never over how they were requested.
+std::string job_key(const ResolvedJob& job, const std::map<std::string, std::string>& method_settings,
+                    const std::string& backbone_sha256);
+
 // Runs the job; on success appends the record to <out_dir>/results.jsonl (fsync'd) when out_dir
 // is set and returns it. Errors propagate as exceptions (petl::Error for user mistakes).
-nlohmann::json run_job(const JobSpec& spec);
+Record run_job(const JobSpec& spec);
 
 // A failed job's record (status "failed" with the message), same identity fields.
-nlohmann::json failed_record(const JobSpec& spec, const std::string& message);
+Record failed_record(const JobSpec& spec, const std::string& message);
 
-// Appends one JSON line and fsyncs the file.
-void append_record(const std::string& path, const nlohmann::json& record);
+// The provenance of a job run in this process (commit, host, threads, LibTorch, time, argv, device).
+Provenance job_provenance(const JobSpec& spec, int threads);
 
-
-
+// Appends a record to <out_dir>/results.jsonl (one write, fsync'd).
+void append_record(const std::string& out_dir, const Record& record);
 
 }  // namespace petl

@@ -41,7 +41,8 @@ class SweepConfigTest : public ::testing::Test {
   }
   static PlanOptions opts() {
     PlanOptions o;
-    o.cache_need = [](const std::string& m, const std::string&, const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+    o.cache_need = [](const std::string& m, const std::string&, const std::string&,
+                      const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
       if (m.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
       return std::nullopt;
     };

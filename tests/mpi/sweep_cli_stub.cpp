@@ -11,7 +11,7 @@
 #include "app/cache_build.h"
 
 namespace petl {
-std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string&,
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string&, const std::string&,
                                            const std::map<std::string, std::string>&) {
   if (method.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
   return std::nullopt;

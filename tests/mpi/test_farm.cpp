@@ -94,7 +94,8 @@ class Sweep {
   SweepPlan plan(const std::string& body) const {
     std::string yaml = "name: farmtest\nout: " + dir_ + "/out\ndata_root: " + dir_ + "/data\n" + body;
     PlanOptions o;
-    o.cache_need = [](const std::string& m, const std::string&, const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+    o.cache_need = [](const std::string& m, const std::string&, const std::string&,
+                      const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
       if (m.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
       return std::nullopt;
     };

@@ -1,0 +1,118 @@
+#include "harness/train/feature_source.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "io/feature_store.h"
+
+namespace petl {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+torch::Tensor LiveImages::logits(Method& method, const torch::Tensor& index, torch::Device device) const {
+  return method.forward(split_.images.index_select(0, index).to(device));
+}
+
+EvalResult LiveImages::evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress,
+                                const std::string& label, torch::Tensor* logits_out) const {
+  return petl::evaluate(method, split_.images, split_.labels, batch_size, logits_out, progress, label, device);
+}
+
+CachedFeatureSource::CachedFeatureSource(const std::string& path, const io::AttributeMap& identity,
+                                         const CacheTaps& taps, bool resident)
+    : path_(path), identity_(identity), taps_(taps) {
+  if (resident) {
+    resident_ = std::make_unique<CachedSplit>(path, identity, taps);
+    labels_ = resident_->labels();
+    list_sha256_ = resident_->attributes().at("list_sha256");
+  } else {
+    io::FeatureStoreReader r(path, identity);
+    labels_ = torch::empty({r.n_rows()}, torch::kInt64);
+    r.read_labels(0, r.n_rows(), labels_.data_ptr<int64_t>());
+    list_sha256_ = r.attributes().at("list_sha256");
+  }
+}
+
+torch::Tensor CachedFeatureSource::logits(Method& method, const torch::Tensor& index, torch::Device device) const {
+  TORCH_INTERNAL_ASSERT(resident_, "batches by index need a resident cache");
+  return method.forward_cached(resident_->batch(index, device));
+}
+
+EvalResult CachedFeatureSource::evaluate(Method& method, int64_t batch_size, torch::Device device, bool,
+                                         const std::string&, torch::Tensor* logits_out) const {
+  return evaluate_cached(method, path_, identity_, taps_, batch_size, device, logits_out);
+}
+
+int job_num_classes(const ResolvedJob& job) {
+  int n = job.task.num_classes;
+  if (n > 0) return n;
+  int64_t limit = job.spec.feature_cache.empty() ? job.spec.limit_train : -1;
+  int64_t i = 0;
+  for (auto& s : data::read_split(job.task, job.recipe().train_split)) {
+    if (limit >= 0 && i++ >= limit) break;
+    n = std::max<int>(n, int(s.label) + 1);
+  }
+  PETL_CHECK(n > 0, "task ", job.task.name, ": cannot tell the number of classes (the train split ",
+             job.recipe().train_split, " lists no sample and the task declares no class count)");
+  return n;
+}
+
+namespace {
+
+FeatureSources live_sources(const ResolvedJob& job, const JobBackbone& bb) {
+  data::LoadOptions lo;
+  lo.image_size = bb.model->cfg_.img_size;
+  lo.norm = data::parse_normalisation(job.recipe().normalisation);
+  lo.threads = job.threads;
+  lo.skip_bad = job.spec.skip_bad;
+  lo.progress = job.spec.progress;
+  FeatureSources s;
+  lo.limit = job.spec.limit_train;
+  s.train = std::make_unique<LiveImages>(load_split_tensors(job.task, job.recipe().train_split, lo));
+  lo.limit = job.spec.limit_test;
+  s.test = std::make_unique<LiveImages>(load_split_tensors(job.task, job.recipe().test_split, lo));
+  return s;
+}
+
+FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, const BackboneNeeds& needs) {
+  const auto& spec = job.spec;
+  PETL_CHECK(spec.limit_train < 0 && spec.limit_test < 0 && !spec.skip_bad,
+             "--feature-cache caches whole splits: it cannot be combined with sample limits or --skip-bad");
+  CacheTaps taps = cache_taps_for(needs);
+  PETL_CHECK(taps.any(), "--feature-cache: method ", spec.method, " cannot train from cached features (",
+             needs.grad_through_backbone ? "gradients flow through the backbone"
+             : needs.backbone_stochastic ? "its backbone path is stochastic (e.g. synqt: --set backbone_drop_path=off)"
+                                         : "it needs tensors no cache holds",
+             ")");
+  CacheBuildOptions co;
+  co.root = spec.feature_cache;
+  co.dtype = spec.cache_dtype;
+  co.taps = taps;
+  co.load.image_size = bb.model->cfg_.img_size;
+  co.load.norm = data::parse_normalisation(job.recipe().normalisation);
+  co.load.threads = job.threads;
+  co.load.progress = spec.progress;
+  co.backbone_file = bb.info.value("path", json()).is_string() ? bb.info["path"].get<std::string>() : "";
+  const std::string sha = bb.info["sha256"];
+  const auto& cfg = bb.model->cfg_;
+  const auto norm = data::to_string(co.load.norm);
+  const auto& r = job.recipe();
+  auto train_path = ensure_feature_cache(co, bb.model, sha, job.task, r.train_split);
+  auto test_path = ensure_feature_cache(co, bb.model, sha, job.task, r.test_split);
+  FeatureSources s;
+  s.train = std::make_unique<CachedFeatureSource>(
+      train_path, cache_identity(sha, cfg, job.task, r.train_split, norm, taps, co.dtype), taps, /*resident=*/true);
+  s.test = std::make_unique<CachedFeatureSource>(
+      test_path, cache_identity(sha, cfg, job.task, r.test_split, norm, taps, co.dtype), taps, /*resident=*/false);
+  s.cache_info = {{"train", train_path}, {"test", test_path}, {"taps", taps.str()}, {"dtype", co.dtype},
+                  {"root", fs::absolute(spec.feature_cache).string()}};
+  return s;
+}
+
+}  // namespace
+
+FeatureSources make_feature_sources(const ResolvedJob& job, const JobBackbone& backbone, const BackboneNeeds& needs) {
+  return job.spec.feature_cache.empty() ? live_sources(job, backbone) : cached_sources(job, backbone, needs);
+}
+
+}  // namespace petl

@@ -1,0 +1,89 @@
+// Where a split's inputs come from, so that training and evaluation have no "cached" branches:
+//   LiveImages      decoded images in host memory, through the live backbone (method.forward)
+//   CachedFeatures  frozen-backbone features from a feature cache (method.forward_cached): the
+//                   train split resident in memory in its stored dtype, the test split streamed
+//                   from the HDF5 file in row order (bounded memory).
+// make_feature_sources() picks one for a resolved job from the method's declared needs.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "harness/train/evaluate.h"
+#include "harness/train/feature_cache.h"
+#include "harness/train/job.h"
+#include "harness/train/task_data.h"
+#include "methods/method.h"
+
+namespace petl {
+
+class FeatureSource {
+ public:
+  virtual ~FeatureSource() = default;
+  virtual int64_t size() const = 0;
+  virtual const torch::Tensor& labels() const = 0;  // (N,) int64, list order
+  // Logits of `method` (in whatever mode the caller set) on rows `index` of the split.
+  virtual torch::Tensor logits(Method& method, const torch::Tensor& index, torch::Device device) const = 0;
+  // No-grad, eval-mode pass over every row in order: accuracy (and the logits when asked).
+  virtual EvalResult evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress,
+                              const std::string& label, torch::Tensor* logits_out = nullptr) const = 0;
+  // Provenance of the rows.
+  virtual std::string list_sha256() const = 0;
+  virtual std::vector<std::string> skipped() const { return {}; }
+};
+
+// A split's decoded images (N×3×S×S float32 in host memory) and labels.
+class LiveImages : public FeatureSource {
+ public:
+  explicit LiveImages(SplitTensors split) : split_(std::move(split)) {}
+  int64_t size() const override { return split_.labels.size(0); }
+  const torch::Tensor& labels() const override { return split_.labels; }
+  torch::Tensor logits(Method& method, const torch::Tensor& index, torch::Device device) const override;
+  EvalResult evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress, const std::string& label,
+                      torch::Tensor* logits_out) const override;
+  std::string list_sha256() const override { return split_.meta.list_sha256; }
+  std::vector<std::string> skipped() const override { return split_.meta.skipped; }
+
+ private:
+  SplitTensors split_;
+};
+
+// A split's frozen-backbone features from a cache file (identity checked on open).
+class CachedFeatureSource : public FeatureSource {
+ public:
+  // resident: every row in memory (training); otherwise only the labels, rows streamed by evaluate().
+  CachedFeatureSource(const std::string& path, const io::AttributeMap& identity, const CacheTaps& taps, bool resident);
+  int64_t size() const override { return labels_.size(0); }
+  const torch::Tensor& labels() const override { return labels_; }
+  torch::Tensor logits(Method& method, const torch::Tensor& index, torch::Device device) const override;
+  EvalResult evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress, const std::string& label,
+                      torch::Tensor* logits_out) const override;
+  std::string list_sha256() const override { return list_sha256_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_, list_sha256_;
+  io::AttributeMap identity_;
+  CacheTaps taps_;
+  std::unique_ptr<CachedSplit> resident_;
+  torch::Tensor labels_;
+};
+
+struct FeatureSources {
+  std::unique_ptr<FeatureSource> train, test;
+  nlohmann::json cache_info;  // the record's "feature_cache" section (null when live)
+};
+
+// The job's train and test sources: live images, or (spec.feature_cache set) the cache of the
+// taps the method declares, built when missing. Errors when the method cannot train from cached
+// features, says why.
+FeatureSources make_feature_sources(const ResolvedJob& job, const JobBackbone& backbone, const BackboneNeeds& needs);
+
+// The class count of a job: the task's declared count, else 1 + the largest train label (read
+// from the list file; no decoding).
+int job_num_classes(const ResolvedJob& job);
+
+}  // namespace petl

@@ -1,0 +1,125 @@
+// Job resolution (see job.h): the effective recipe, the task, threads and device, the backbone,
+// the method and the job key — each worked out here and nowhere else.
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/hashing.h"
+#include "core/system.h"
+#include "harness/train/job.h"
+#include "harness/train/memory_meter.h"
+
+namespace petl {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+EffectiveRecipe resolve_recipe(const std::string& method, const std::string& recipe_name, const std::string& task,
+                               const std::vector<std::string>& sets, int epochs, int batch_size, int seed) {
+  const auto& info = MethodRegistry::instance().get(method);
+  EffectiveRecipe e;
+  e.requested = Settings::parse(sets);
+  e.settings = Settings(e.requested.items());
+  e.recipe = load_recipe(recipe_name.empty() ? info.default_recipe : recipe_name, "", method);
+  // Per-task recipe values of the method's reference configs, below the user's --set overrides.
+  if (info.task_recipe && !task.empty()) {
+    for (auto& [k, v] : info.task_recipe(task))
+      if (!e.requested.has(k)) e.task_overrides[k] = v;
+    Settings ts(e.task_overrides);
+    apply_overrides(e.recipe, ts);
+    for (auto& k : ts.unused())
+      PETL_FAIL("per-task config of ", method, " for ", task, ": '", k, "' is not a recipe key");
+  }
+  if (epochs > 0) e.settings.set("epochs", std::to_string(epochs));
+  if (batch_size > 0) e.settings.set("batch_size", std::to_string(batch_size));
+  if (seed >= 0) e.settings.set("seed", std::to_string(seed));
+  // Shortening or lengthening a recipe keeps its warmup (and cooldown) proportion unless given.
+  if (e.settings.has("epochs")) {
+    const Recipe& r = e.recipe;
+    int n = e.settings.get_int("epochs", r.epochs);
+    PETL_CHECK(n > 0, "epochs must be positive, got ", n);
+    auto scaled = [&](int v) { return std::to_string(int(std::lround(double(v) * n / r.epochs))); };
+    if (!e.settings.has("warmup_epochs")) e.settings.set("warmup_epochs", scaled(r.warmup_epochs));
+    if (!e.settings.has("cooldown_epochs") && r.cooldown_epochs > 0)
+      e.settings.set("cooldown_epochs", scaled(r.cooldown_epochs));
+  }
+  apply_overrides(e.recipe, e.settings);
+  return e;
+}
+
+ResolvedJob resolve_job(const JobSpec& spec) {
+  PETL_CHECK(spec.protocol == "best_of_10" || spec.protocol == "final", "--protocol '", spec.protocol,
+             "': expected best_of_10 or final");
+  ResolvedJob j;
+  j.spec = spec;
+  j.info = &MethodRegistry::instance().get(spec.method);
+  if (!spec.data_root.empty()) {
+    j.task = data::find_task(spec.data_root, spec.task);
+  } else {
+    j.task.name = spec.task;
+  }
+  j.eff = resolve_recipe(spec.method, spec.recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
+  j.threads = spec.threads > 0 ? spec.threads : available_cores();
+  at::set_num_threads(j.threads);
+  try {
+    j.device = torch::Device(spec.device);
+  } catch (const c10::Error&) {
+    PETL_FAIL("--device '", spec.device, "': expected cpu, cuda or cuda:N");
+  }
+  if (j.device.is_cuda())
+    PETL_CHECK(torch::cuda::is_available() && CudaMemory::available(), "--device ", spec.device,
+               ": no GPU found (this LibTorch has no CUDA, or no device is visible)");
+  j.cuda_index = j.device.is_cuda() ? std::max<int>(0, j.device.index()) : -1;
+  return j;
+}
+
+JobBackbone load_job_backbone(const ResolvedJob& job) {
+  return make_job_backbone(job.spec.backbone_file, job.spec.arch, job.recipe().drop_path_rate, job.spec.dry_run);
+}
+
+std::shared_ptr<Method> build_job_method(const ResolvedJob& job, VisionTransformer backbone, int num_classes,
+                                         const std::set<std::string>& may_be_unused) {
+  MethodContext ctx;
+  ctx.backbone = backbone;
+  ctx.num_classes = num_classes;
+  ctx.task = job.task.name;
+  ctx.settings = job.eff.settings;
+  ctx.backbone_drop_path = job.recipe().drop_path_rate;
+  torch::manual_seed(job.recipe().seed);
+  auto method = build_method(job.spec.method, ctx);
+  // Recipe keys were read from the same Settings (shared "used" marks), so what is left is unknown.
+  std::string u;
+  {
+    auto unused = job.eff.settings.unused();
+    for (auto& k : unused)
+    if (!may_be_unused.count(k)) u += " " + k;
+  }
+  PETL_CHECK(u.empty(), "unknown --set key(s) for method ", job.spec.method, " / recipe ", job.recipe().name, ":", u);
+  return method;
+}
+
+std::string job_key(const ResolvedJob& job, const std::map<std::string, std::string>& method_settings,
+                    const std::string& backbone_sha256) {
+  const auto& spec = job.spec;
+  auto list_hash = [&](const std::string& split) {
+    if (job.task.dir.empty()) return std::string();
+    auto p = fs::path(job.task.dir) / (split + "." + job.task.format);
+    return fs::exists(p) ? sha256_file(p.string()) : std::string();
+  };
+  json src = {{"method", spec.method},
+              {"task", job.task.name},
+              {"recipe", job.recipe().to_map()},
+              {"method_settings", method_settings},
+              {"backbone_sha256", backbone_sha256},
+              {"data_root", spec.data_root.empty() ? std::string() : fs::absolute(spec.data_root).string()},
+              {"train_list_sha256", list_hash(job.recipe().train_split)},
+              {"test_list_sha256", list_hash(job.recipe().test_split)},
+              {"skip_bad", spec.skip_bad},
+              {"limits", {spec.limit_train, spec.limit_test}},
+              {"device", spec.device}};
+  // Cached float32 features give the live run's exact losses and logits; float16 ones do not.
+  if (!spec.feature_cache.empty() && spec.cache_dtype != "float32") src["feature_cache_dtype"] = spec.cache_dtype;
+  if (spec.dp > 1) src["data_parallel_ranks"] = spec.dp;  // same maths, another summation order
+  return sha256_string(src.dump()).substr(0, 16);
+}
+
+}  // namespace petl

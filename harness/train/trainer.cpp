@@ -1,0 +1,93 @@
+#include "harness/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/progress.h"
+
+namespace petl {
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+Trainer::Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::Device device, int cuda_index,
+                 std::string label, bool progress)
+    : method_(method), recipe_(recipe), dp_(dp), device_(device), label_(std::move(label)), progress_(progress),
+      trainable_(method.trainable_parameters()), peak_(cuda_index) {
+  for (auto& [k, t] : trainable_) trainable_tensors_.push_back(t);
+  opt_ = make_optimizer(trainable_, recipe_);
+}
+
+int64_t Trainer::iterations(int64_t n) const {
+  const int64_t bs = recipe_.batch_size;
+  const int64_t iters = recipe_.drop_last ? n / bs : (n + bs - 1) / bs;
+  PETL_CHECK(iters > 0, "train split has ", n, " images, fewer than one batch of ", bs, " with drop_last");
+  return iters;
+}
+
+EpochResult Trainer::train_one_epoch(const FeatureSource& train, int epoch) {
+  const int64_t n = train.size(), bs = recipe_.batch_size, iters = iterations(n);
+  method_.train(true);
+  auto t0 = std::chrono::steady_clock::now();
+  auto perm = torch::randperm(n, torch::kInt64);
+  dp_.broadcast(perm);  // rank 0's order everywhere (the ranks' random streams differ after dropout)
+  ProgressBar bar(label_ + " epoch " + std::to_string(epoch + 1) + "/" + std::to_string(recipe_.total_epochs()), iters,
+                  progress_);
+  EpochResult r;
+  double loss_sum = 0;
+  for (int64_t it = 0; it < iters; ++it) {
+    const double lr = learning_rate(recipe_, epoch, int(it), int(iters));
+    set_learning_rate(*opt_, lr);
+    if (!started_) {
+      peak_.begin();  // right before the first training step
+      started_ = true;
+    }
+    auto idx = perm.narrow(0, it * bs, std::min(bs, n - it * bs));
+    const int64_t global = idx.size(0);
+    if (dp_.active()) {
+      auto [b0, b1] = dp_.slice(global);
+      idx = idx.narrow(0, b0, b1 - b0);
+    }
+    opt_->zero_grad();
+    double l = 0;
+    if (idx.size(0) > 0) {
+      auto y = train.labels().index_select(0, idx).to(device_);
+      auto logits = train.logits(method_, idx, device_);
+      // This rank's share of the global-batch mean loss (the whole of it without --dp).
+      auto loss = torch::nn::functional::cross_entropy(logits, y) * (double(idx.size(0)) / double(global));
+      loss.backward();
+      l = loss.item<double>();
+    }
+    dp_.allreduce_gradients(trainable_tensors_);
+    l = dp_.allreduce_sum(l);
+    opt_->step();
+    PETL_CHECK(std::isfinite(l), "training diverged: loss ", l, " at epoch ", epoch + 1, " iteration ", it);
+    loss_sum += l;
+    r.images += global;
+    bar.add(1);
+    if (it % 4 == 0) {
+      char b[64];
+      std::snprintf(b, sizeof b, "loss %.4f lr %.2e", l, lr);
+      bar.set_postfix(b);
+    }
+  }
+  bar.finish();
+  r.seconds = seconds_since(t0);
+  r.mean_loss = loss_sum / double(iters);
+  return r;
+}
+
+EvalResult Trainer::evaluate(const FeatureSource& test) {
+  peak_.pause();
+  auto t0 = std::chrono::steady_clock::now();
+  auto ev = test.evaluate(method_, recipe_.eval_batch_size, device_, progress_, "eval " + label_);
+  eval_seconds_ += seconds_since(t0);
+  peak_.resume();
+  return ev;
+}
+
+}  // namespace petl
