@@ -155,7 +155,7 @@ json run_job(const JobSpec& spec) {
   ctx.backbone_drop_path = recipe.drop_path_rate;
   torch::manual_seed(recipe.seed);
   auto method = build_method(spec.method, ctx);
-  auto unused = method->ctx_.settings.unused();
+  auto unused = method->unused_settings();
   if (!unused.empty()) {
     std::string u;
     for (auto& k : unused) u += " " + k;
