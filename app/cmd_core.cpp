@@ -36,7 +36,7 @@ int cmd_list(const Args& args) {
                 probe_needs(n).grad_through_backbone ? "yes" : "no", m.default_recipe.c_str(), m.description.c_str());
     for (auto& o : m.options) {
       const std::string range = o.type == "int" || o.type == "double" ? o.range.str() : o.type;
-      std::printf("      %-22s = %-6s %-12s %s\n", o.key.c_str(), o.default_text.c_str(), range.c_str(),
+      std::printf("      %-22s = %-7s %-12s %s\n", o.key.c_str(), o.default_text.c_str(), range.c_str(),
                   o.meaning.c_str());
     }
   }

@@ -38,7 +38,7 @@ const methods::OptionTable<DtlOptions> kDtlOptions =
         .add("dtl_beta", &DtlOptions::dtl_beta, 100.0, methods::Range::any(), "gate sharpness: R ⊙ σ(beta R)")
         .add("dtl_first_side_block", &DtlOptions::dtl_first_side_block, 6, methods::Range::at_least(0),
              "first block after which the side output is added (must be < depth)")
-        .default_text("depth / 2");
+        .default_text("depth/2");
 const methods::OptionTable<DtlOptions> kDtlPlusOptions =
     methods::OptionTable<DtlOptions>(kDtlOptions)
         .add("kernel", &DtlOptions::kernel, 3, methods::Range::at_least(1),

@@ -32,13 +32,14 @@ class LoRA : public methods::HookedMethod {
   explicit LoRA(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
     const auto& cfg = backbone_->cfg_;
     o_ = kOptions.parse(ctx.settings);
+    const int r = o_.lora_dim;
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
       const std::string path = "blocks." + std::to_string(i) + ".attn";
       auto a = methods::register_under(*this, path, "LoRA_a",
-                                       torch::nn::Linear(torch::nn::LinearOptions(cfg.embed_dim, o_.lora_dim).bias(false)));
+                                       torch::nn::Linear(torch::nn::LinearOptions(cfg.embed_dim, r).bias(false)));
       auto b = methods::register_under(*this, path, "LoRA_b",
-                                       torch::nn::Linear(torch::nn::LinearOptions(o_.lora_dim, 3 * cfg.embed_dim).bias(false)));
+                                       torch::nn::Linear(torch::nn::LinearOptions(r, 3 * cfg.embed_dim).bias(false)));
       torch::nn::init::kaiming_uniform_(a->weight, std::sqrt(5.0));
       b->weight.zero_();
       a_.push_back(a);

@@ -45,7 +45,8 @@ class OptionTable {
     return push(std::move(key), member, def, Range::any(), text, std::move(meaning), "bool");
   }
   OptionTable& add(std::string key, std::string O::*member, std::string def, std::string meaning) {
-    return push(std::move(key), member, std::move(def), Range::any(), BoolText::true_false, std::move(meaning), "string");
+    return push(std::move(key), member, std::move(def), Range::any(), BoolText::true_false, std::move(meaning),
+                "string");
   }
   // The default as `petl list` shows it, for the option added last, when the table's value is only
   // a stand-in (e.g. "depth / 2": the method computes it from the backbone).
