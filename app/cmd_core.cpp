@@ -29,11 +29,16 @@ int cmd_list(const Args& args) {
   d.add_options()("data-root", po::value(&root), "also list the tasks found under this directory");
   po::variables_map vm;
   if (!parse_args(args, d, vm, "usage: petl list [--data-root DIR]")) return 0;
-  std::printf("methods (grad through backbone = heavy memory):\n");
+  std::printf("methods (grad through backbone = heavy memory; --set options: key = default  range  meaning):\n");
   for (auto& n : MethodRegistry::instance().names()) {
     auto& m = MethodRegistry::instance().get(n);
-    std::printf("  %-14s grad-through-backbone=%-3s recipe=%-9s %s\n", n.c_str(), m.grad_through_backbone ? "yes" : "no",
-                m.default_recipe.c_str(), m.description.c_str());
+    std::printf("  %-14s grad-through-backbone=%-3s recipe=%-9s %s\n", n.c_str(),
+                probe_needs(n).grad_through_backbone ? "yes" : "no", m.default_recipe.c_str(), m.description.c_str());
+    for (auto& o : m.options) {
+      const std::string range = o.type == "int" || o.type == "double" ? o.range.str() : o.type;
+      std::printf("      %-22s = %-7s %-12s %s\n", o.key.c_str(), o.default_text.c_str(), range.c_str(),
+                  o.meaning.c_str());
+    }
   }
   std::printf("architectures:\n");
   for (auto& a : known_archs()) {

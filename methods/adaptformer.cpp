@@ -5,29 +5,39 @@
 // with x the (unnormalised) residual stream after attention; no drop path on the adapter.
 // Down D→64 with bias (kaiming_uniform(a=√5), bias 0), Up 64→D (weight and bias 0), s = 0.1,
 // dropout 0.1. ViT-B/16: 12·(2·768·64 + 64 + 768) = 1,189,632 trainable without the head.
-// Names: blocks.{i}.adaptmlp.down_proj / up_proj. Settings: ffn_num (64), ffn_adapter_scalar (0.1),
-// adapter_dropout (0.1).
+// Names: blocks.{i}.adaptmlp.down_proj / up_proj. Settings: see kOptions below.
 #include <cmath>
 
 #include "core/error.h"
 #include "methods/common.h"
+#include "methods/options.h"
 
 namespace petl {
 namespace {
+
+struct AdaptFormerOptions {
+  int ffn_num{};
+  double ffn_adapter_scalar{}, adapter_dropout{};
+};
+
+const methods::OptionTable<AdaptFormerOptions> kOptions =
+    methods::OptionTable<AdaptFormerOptions>()
+        .add("ffn_num", &AdaptFormerOptions::ffn_num, 64, methods::Range::at_least(1), "bottleneck width of Down/Up")
+        .add("ffn_adapter_scalar", &AdaptFormerOptions::ffn_adapter_scalar, 0.1, methods::Range::any(),
+             "scale s of the adapter output")
+        .add("adapter_dropout", &AdaptFormerOptions::adapter_dropout, 0.1, methods::Range::probability(),
+             "dropout after the ReLU");
 
 class AdaptFormer : public methods::HookedMethod {
  public:
   explicit AdaptFormer(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::torch_default) {
     const auto& cfg = backbone_->cfg_;
-    r_ = ctx.settings.get_int("ffn_num", 64);
-    s_ = ctx.settings.get_double("ffn_adapter_scalar", 0.1);
-    drop_ = ctx.settings.get_double("adapter_dropout", 0.1);
-    PETL_CHECK(r_ >= 1, "setting 'ffn_num' must be >= 1, got ", r_);
+    o_ = kOptions.parse(ctx.settings);
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
       const std::string path = "blocks." + std::to_string(i) + ".adaptmlp";
-      auto down = methods::register_under(*this, path, "down_proj", torch::nn::Linear(cfg.embed_dim, r_));
-      auto up = methods::register_under(*this, path, "up_proj", torch::nn::Linear(r_, cfg.embed_dim));
+      auto down = methods::register_under(*this, path, "down_proj", torch::nn::Linear(cfg.embed_dim, o_.ffn_num));
+      auto up = methods::register_under(*this, path, "up_proj", torch::nn::Linear(o_.ffn_num, cfg.embed_dim));
       torch::nn::init::kaiming_uniform_(down->weight, std::sqrt(5.0));
       down->bias.zero_();
       up->weight.zero_();
@@ -36,24 +46,20 @@ class AdaptFormer : public methods::HookedMethod {
       up_.push_back(up);
     }
   }
-  std::string name() const override { return "adaptformer"; }
-  std::map<std::string, std::string> effective_settings() const override {
-    return {{"ffn_num", std::to_string(r_)},
-            {"ffn_adapter_scalar", std::to_string(s_)},
-            {"adapter_dropout", std::to_string(drop_)}};
-  }
+  std::map<std::string, std::string> effective_settings() const override { return kOptions.effective(o_); }
   torch::Tensor mlp_bypass(int layer, const torch::Tensor& x, const torch::Tensor&) override {
-    auto h = torch::dropout(torch::relu(down_[layer](x)), drop_, is_training());
-    return up_[layer](h) * s_;
+    auto h = torch::dropout(torch::relu(down_[layer](x)), o_.adapter_dropout, is_training());
+    return up_[layer](h) * o_.ffn_adapter_scalar;
   }
-  int r_ = 64;
-  double s_ = 0.1, drop_ = 0.1;
+  AdaptFormerOptions o_;
   std::vector<torch::nn::Linear> down_, up_;
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"adaptformer", "AdaptFormer: parallel scaled bottleneck beside each MLP",
-                                 "petl_vit", true,
-                                 [](const MethodContext& c) { return std::make_shared<AdaptFormer>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("adaptformer")
+                         .describe("AdaptFormer: parallel scaled bottleneck beside each MLP")
+                         .recipe("petl_vit")
+                         .options(kOptions.describe())
+                         .make<AdaptFormer>());
 
 }  // namespace
 }  // namespace petl

@@ -5,6 +5,7 @@
 // contains "bias" (here: timm names ending ".bias"; checkpoints carry those names), the encoder
 // kept in eval mode (no stochastic depth), head as VPT's (kaiming_normal fan_out, bias −log 99).
 // ViT-B/16: 102,912 trainable tensors' elements without the head (docs/spec/baselines.md "~0.10M").
+// Settings: none.
 #include "methods/common.h"
 
 namespace petl {
@@ -20,12 +21,12 @@ class BitFit : public methods::HookedMethod {
     }
     backbone_always_eval_ = true;  // froze_enc: the encoder stays in eval mode
   }
-  std::string name() const override { return "bitfit"; }
-
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"bitfit", "BitFit: every backbone bias vector + head", "noah", true,
-                                 [](const MethodContext& c) { return std::make_shared<BitFit>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("bitfit")
+                         .describe("BitFit: every backbone bias vector + head")
+                         .recipe("noah")
+                         .make<BitFit>());
 
 }  // namespace
 }  // namespace petl

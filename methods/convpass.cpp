@@ -13,13 +13,30 @@
 // oxford_iiit_pet and smallnorb_azi have no convpass config in the reference (only convpass_attn
 // ones), so they and tasks outside VTAB use the median setting s = 1, xavier_init False unless
 // --set scale= / xavier_init=. Head: timm 0.4.12 reset_classifier (nn.Linear default init).
+// Settings: see kOptions below (per-task values apply below --set values).
 #include <cmath>
 
 #include "core/error.h"
 #include "methods/common.h"
+#include "methods/options.h"
 
 namespace petl {
 namespace {
+
+struct ConvpassOptions {
+  double scale{};
+  bool xavier_init{};
+  int convpass_dim{};
+};
+
+const methods::OptionTable<ConvpassOptions> kOptions =
+    methods::OptionTable<ConvpassOptions>()
+        .add("scale", &ConvpassOptions::scale, 1.0, methods::Range::any(),
+             "scale s of both bypasses (per task: convpass_task_configs.csv)")
+        .add("xavier_init", &ConvpassOptions::xavier_init, false, methods::BoolText::true_false,
+             "xavier_uniform conv weights instead of the identity centre tap (per task)")
+        .add("convpass_dim", &ConvpassOptions::convpass_dim, 8, methods::Range::at_least(1),
+             "bottleneck width (conv channels)");
 
 struct ConvBypass {
   torch::nn::Linear down{nullptr}, up{nullptr};
@@ -32,31 +49,30 @@ class Convpass : public methods::HookedMethod {
     const auto& cfg = backbone_->cfg_;
     auto row = methods::task_row("baselines/convpass_task_configs.csv", ctx.task, &source_);
     if (source_.empty()) source_ = "default (task not in convpass_task_configs.csv)";
-    s_ = row.count("scale") ? std::stod(row["scale"]) : 1.0;
-    xavier_ = row.count("xavier_init") ? row["xavier_init"] == "True" : false;
+    ConvpassOptions base = kOptions.defaults();
+    if (row.count("scale")) base.scale = std::stod(row["scale"]);
+    if (row.count("xavier_init")) base.xavier_init = row["xavier_init"] == "True";
     const auto& st = ctx.settings;
     if (st.has("scale") || st.has("xavier_init") || st.has("convpass_dim")) source_ += " + --set overrides";
-    s_ = st.get_double("scale", s_);
-    xavier_ = st.get_bool("xavier_init", xavier_);
-    dim_ = st.get_int("convpass_dim", 8);
-    PETL_CHECK(dim_ >= 1, "setting 'convpass_dim' must be >= 1, got ", dim_);
+    o_ = kOptions.parse(st, base);
     grid_ = cfg.img_size / cfg.patch_size;
+    const int dim = o_.convpass_dim;
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
       for (const char* which : {"adapter_attn", "adapter_mlp"}) {
         const std::string path = "blocks." + std::to_string(i) + "." + which;
         ConvBypass c;
         c.conv = methods::register_under(*this, path, "adapter_conv",
-                                         torch::nn::Conv2d(torch::nn::Conv2dOptions(dim_, dim_, 3).padding(1)));
-        if (xavier_) {
+                                         torch::nn::Conv2d(torch::nn::Conv2dOptions(dim, dim, 3).padding(1)));
+        if (o_.xavier_init) {
           methods::xavier_uniform(c.conv->weight);
         } else {
           c.conv->weight.zero_();
-          c.conv->weight.select(3, 1).select(2, 1).add_(torch::eye(dim_));
+          c.conv->weight.select(3, 1).select(2, 1).add_(torch::eye(dim));
         }
         c.conv->bias.zero_();
-        c.down = methods::register_under(*this, path, "adapter_down", torch::nn::Linear(cfg.embed_dim, dim_));
-        c.up = methods::register_under(*this, path, "adapter_up", torch::nn::Linear(dim_, cfg.embed_dim));
+        c.down = methods::register_under(*this, path, "adapter_down", torch::nn::Linear(cfg.embed_dim, dim));
+        c.up = methods::register_under(*this, path, "adapter_up", torch::nn::Linear(dim, cfg.embed_dim));
         methods::xavier_uniform(c.down->weight);
         c.down->bias.zero_();
         c.up->weight.zero_();
@@ -65,41 +81,40 @@ class Convpass : public methods::HookedMethod {
       }
     }
   }
-  std::string name() const override { return "convpass"; }
   std::map<std::string, std::string> effective_settings() const override {
-    return {{"scale", std::to_string(s_)},
-            {"xavier_init", xavier_ ? "true" : "false"},
-            {"convpass_dim", std::to_string(dim_)},
-            {"_task_config_source", source_}};
+    auto m = kOptions.effective(o_);
+    m["_task_config_source"] = source_;
+    return m;
   }
   torch::Tensor bypass(ConvBypass& c, const torch::Tensor& z) {
-    const int64_t B = z.size(0), N = z.size(1);
+    const int64_t B = z.size(0), N = z.size(1), dim = o_.convpass_dim;
     PETL_CHECK(N >= 1 + int64_t(grid_) * grid_, "convpass expects cls + ", grid_, "x", grid_, " patch tokens, got ", N);
     auto d = methods::quick_gelu(c.down(z));
-    auto patches = d.narrow(1, 1, grid_ * grid_).reshape({B, grid_, grid_, dim_}).permute({0, 3, 1, 2});
-    patches = c.conv(patches).permute({0, 2, 3, 1}).reshape({B, grid_ * grid_, dim_});
-    auto cls = d.narrow(1, 0, 1).reshape({B, 1, 1, dim_}).permute({0, 3, 1, 2});
-    cls = c.conv(cls).permute({0, 2, 3, 1}).reshape({B, 1, dim_});
+    auto patches = d.narrow(1, 1, grid_ * grid_).reshape({B, grid_, grid_, dim}).permute({0, 3, 1, 2});
+    patches = c.conv(patches).permute({0, 2, 3, 1}).reshape({B, grid_ * grid_, dim});
+    auto cls = d.narrow(1, 0, 1).reshape({B, 1, 1, dim}).permute({0, 3, 1, 2});
+    cls = c.conv(cls).permute({0, 2, 3, 1}).reshape({B, 1, dim});
     auto h = torch::dropout(methods::quick_gelu(torch::cat({cls, patches}, 1)), 0.1, is_training());
     return c.up(h);
   }
   torch::Tensor attn_bypass(int layer, const torch::Tensor&, const torch::Tensor& ln1_x) override {
-    return backbone_->block_list_[layer]->apply_drop_path(bypass(attn_[layer], ln1_x)) * s_;
+    return backbone_->block_list_[layer]->apply_drop_path(bypass(attn_[layer], ln1_x)) * o_.scale;
   }
   torch::Tensor mlp_bypass(int layer, const torch::Tensor&, const torch::Tensor& ln2_x) override {
-    return backbone_->block_list_[layer]->apply_drop_path(bypass(mlp_[layer], ln2_x)) * s_;
+    return backbone_->block_list_[layer]->apply_drop_path(bypass(mlp_[layer], ln2_x)) * o_.scale;
   }
 
-  double s_ = 1.0;
-  bool xavier_ = false;
-  int dim_ = 8, grid_ = 14;
+  ConvpassOptions o_;
+  int grid_ = 14;
   std::string source_;
   std::vector<ConvBypass> attn_, mlp_;
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"convpass", "Convpass: parallel convolutional bypasses beside attention and MLP",
-                                 "petl_vit", true,
-                                 [](const MethodContext& c) { return std::make_shared<Convpass>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("convpass")
+                         .describe("Convpass: parallel convolutional bypasses beside attention and MLP")
+                         .recipe("petl_vit")
+                         .options(kOptions.describe())
+                         .make<Convpass>());
 
 }  // namespace
 }  // namespace petl

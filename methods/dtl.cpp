@@ -13,35 +13,57 @@
 // Recipe "dtl": AdamW wd 0.05 (not on biases), batch 32, timm cosine stepped by train.py for 100
 // epochs + 10 at min_lr, evaluated once at the end (use --protocol final for the paper's number);
 // per-task lr / drop_path_rate and the DTL+ kernel: config/baselines/dtl_task_configs.csv.
+// Settings: see kDtlOptions / kDtlPlusOptions below.
 #include <cmath>
 
 #include "core/error.h"
 #include "methods/common.h"
+#include "methods/options.h"
 
 namespace petl {
 namespace {
 
 using torch::Tensor;
 
+struct DtlOptions {
+  int dtl_rank{};
+  double dtl_beta{};
+  int dtl_first_side_block{};
+  int kernel{};  // DTL+ only
+};
+
+const methods::OptionTable<DtlOptions> kDtlOptions =
+    methods::OptionTable<DtlOptions>()
+        .add("dtl_rank", &DtlOptions::dtl_rank, 2, methods::Range::at_least(1), "rank of the side projections B_b A_b")
+        .add("dtl_beta", &DtlOptions::dtl_beta, 100.0, methods::Range::any(), "gate sharpness: R ⊙ σ(beta R)")
+        .add("dtl_first_side_block", &DtlOptions::dtl_first_side_block, 6, methods::Range::at_least(0),
+             "first block after which the side output is added (must be < depth)")
+        .default_text("depth/2");
+const methods::OptionTable<DtlOptions> kDtlPlusOptions =
+    methods::OptionTable<DtlOptions>(kDtlOptions)
+        .add("kernel", &DtlOptions::kernel, 3, methods::Range::at_least(1),
+             "depthwise conv kernel k (per task: config/baselines/dtl_task_configs.csv)");
+
 class Dtl : public Method, public BlockHooks {
  public:
   Dtl(const MethodContext& ctx, bool plus) : Method(ctx), plus_(plus) {
     const auto& cfg = backbone_->cfg_;
     const int D = cfg.embed_dim;
-    rank_ = ctx.settings.get_int("dtl_rank", 2);
-    beta_ = ctx.settings.get_double("dtl_beta", 100.0);
-    start_ = ctx.settings.get_int("dtl_first_side_block", cfg.depth / 2);
-    PETL_CHECK(rank_ >= 1, "setting 'dtl_rank' must be >= 1, got ", rank_);
-    PETL_CHECK(start_ >= 0 && start_ < cfg.depth, "setting 'dtl_first_side_block' must lie in [0, ", cfg.depth,
-               "), got ", start_);
+    DtlOptions base = options().defaults();
+    base.dtl_first_side_block = cfg.depth / 2;
     if (plus_) {
       auto row = methods::task_row("baselines/dtl_task_configs.csv", ctx.task, &source_);
-      kernel_ = row.count("dtl_plus_kernel") ? std::stoi(row["dtl_plus_kernel"]) : 3;
+      if (row.count("dtl_plus_kernel")) base.kernel = std::stoi(row["dtl_plus_kernel"]);
       if (source_.empty()) source_ = "default (task not in dtl_task_configs.csv)";
       if (ctx.settings.has("kernel")) source_ += " + --set kernel";
-      kernel_ = ctx.settings.get_int("kernel", kernel_);
-      PETL_CHECK(kernel_ >= 1, "setting 'kernel' must be >= 1, got ", kernel_);
     }
+    o_ = options().parse(ctx.settings, base);
+    rank_ = o_.dtl_rank;
+    beta_ = o_.dtl_beta;
+    start_ = o_.dtl_first_side_block;
+    kernel_ = o_.kernel;
+    PETL_CHECK(start_ < cfg.depth, "setting 'dtl_first_side_block': expected an integer in [0, ", cfg.depth,
+               ") (the depth), got ", start_);
     torch::NoGradGuard ng;
     for (int b = 0; b < cfg.depth; ++b) {
       const std::string path = "lora_dict." + std::to_string(b);
@@ -58,7 +80,7 @@ class Dtl : public Method, public BlockHooks {
     head = register_module("head", torch::nn::Linear(D, ctx.num_classes));
     methods::init_head(head, methods::HeadInit::trunc_normal);
   }
-  std::string name() const override { return plus_ ? "dtl_plus" : "dtl"; }
+  const methods::OptionTable<DtlOptions>& options() const { return plus_ ? kDtlPlusOptions : kDtlOptions; }
   BackboneNeeds needs() const override {
     BackboneNeeds n;
     n.grad_through_backbone = true;
@@ -67,13 +89,8 @@ class Dtl : public Method, public BlockHooks {
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {
-    std::map<std::string, std::string> m = {{"dtl_rank", std::to_string(rank_)},
-                                            {"dtl_beta", std::to_string(beta_)},
-                                            {"dtl_first_side_block", std::to_string(start_)}};
-    if (plus_) {
-      m["kernel"] = std::to_string(kernel_);
-      m["_task_config_source"] = source_;
-    }
+    auto m = options().effective(o_);
+    if (plus_) m["_task_config_source"] = source_;
     return m;
   }
   Tensor before_block(int layer, Tensor x) override {
@@ -104,6 +121,8 @@ class Dtl : public Method, public BlockHooks {
     return head(backbone_->norm(pooled));
   }
   bool plus_;
+  DtlOptions o_;
+  // Short names for o_'s fields used by the maths below.
   int rank_ = 2, start_ = 6, kernel_ = 3;
   double beta_ = 100.0;
   std::string source_;
@@ -121,12 +140,18 @@ std::map<std::string, std::string> dtl_recipe(const std::string& task, const std
   return out;
 }
 
-PETL_REGISTER_METHOD((MethodInfo{"dtl", "DTL: low-rank disentangled side path added after the late blocks", "dtl",
-                                 true, [](const MethodContext& c) { return std::make_shared<Dtl>(c, false); },
-                                 [](const std::string& t) { return dtl_recipe(t, "dtl_"); }}));
-PETL_REGISTER_METHOD((MethodInfo{"dtl_plus", "DTL+: DTL with a shared depthwise conv on the side output", "dtl",
-                                 true, [](const MethodContext& c) { return std::make_shared<Dtl>(c, true); },
-                                 [](const std::string& t) { return dtl_recipe(t, "dtl_plus_"); }}));
+PETL_REGISTER_METHOD(MethodSpec("dtl")
+                         .describe("DTL: low-rank disentangled side path added after the late blocks")
+                         .recipe("dtl")
+                         .options(kDtlOptions.describe())
+                         .task_recipe([](const std::string& t) { return dtl_recipe(t, "dtl_"); })
+                         .make<Dtl>(false));
+PETL_REGISTER_METHOD(MethodSpec("dtl_plus")
+                         .describe("DTL+: DTL with a shared depthwise conv on the side output")
+                         .recipe("dtl")
+                         .options(kDtlPlusOptions.describe())
+                         .task_recipe([](const std::string& t) { return dtl_recipe(t, "dtl_plus_"); })
+                         .make<Dtl>(true));
 
 }  // namespace
 }  // namespace petl

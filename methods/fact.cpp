@@ -16,14 +16,33 @@
 // Head: timm 0.4.12 reset_classifier (nn.Linear default init). Recipe petl_vit (no weight-decay filter).
 // Per-task rank (dim) and scale (s): config/baselines/fact_{tt,tk}_task_configs.csv (PETL-ViT's
 // FacT/configs); tasks not listed use the median reference setting (TT: rank 8, scale 1; TK: rank 32,
-// scale 10) unless --set fact_dim / fact_scale.
+// scale 10) unless --set fact_dim / fact_scale. Settings: see kFacT*Options below.
 #include <cmath>
 
 #include "core/error.h"
 #include "methods/common.h"
+#include "methods/options.h"
 
 namespace petl {
 namespace {
+
+struct FacTOptions {
+  int fact_dim{};
+  double fact_scale{}, fact_dropout{};
+};
+
+// TT and TK differ only in the median defaults of rank and scale.
+methods::OptionTable<FacTOptions> fact_options(int rank0, double scale0) {
+  return methods::OptionTable<FacTOptions>()
+      .add("fact_dim", &FacTOptions::fact_dim, rank0, methods::Range::at_least(1),
+           "rank r of U: D→r, V: r→D (per task: config/baselines/fact_*_task_configs.csv)")
+      .add("fact_scale", &FacTOptions::fact_scale, scale0, methods::Range::any(),
+           "scale s of every update (per task)")
+      .add("fact_dropout", &FacTOptions::fact_dropout, 0.1, methods::Range::probability(),
+           "dropout on the r-dimensional core output");
+}
+const methods::OptionTable<FacTOptions> kFacTTTOptions = fact_options(8, 1.0);
+const methods::OptionTable<FacTOptions> kFacTTKOptions = fact_options(32, 10.0);
 
 using torch::Tensor;
 using torch::nn::Linear;
@@ -33,19 +52,20 @@ Linear no_bias(int in, int out) { return Linear(LinearOptions(in, out).bias(fals
 
 class FacTBase : public methods::HookedMethod {
  public:
-  FacTBase(const MethodContext& ctx, const std::string& table, int rank0, double scale0)
-      : HookedMethod(ctx, methods::HeadInit::torch_default) {
+  FacTBase(const MethodContext& ctx, const std::string& table, const methods::OptionTable<FacTOptions>& options)
+      : HookedMethod(ctx, methods::HeadInit::torch_default), options_(options) {
     const auto& cfg = backbone_->cfg_;
     auto row = methods::task_row(table, ctx.task, &source_);
     if (source_.empty()) source_ = "default (task not in " + table + ")";
-    r_ = row.count("rank") ? std::stoi(row["rank"]) : rank0;
-    s_ = row.count("scale") ? std::stod(row["scale"]) : scale0;
+    FacTOptions base = options.defaults();
+    if (row.count("rank")) base.fact_dim = std::stoi(row["rank"]);
+    if (row.count("scale")) base.fact_scale = std::stod(row["scale"]);
     const auto& st = ctx.settings;
     if (st.has("fact_dim") || st.has("fact_scale")) source_ += " + --set overrides";
-    r_ = st.get_int("fact_dim", r_);
-    s_ = st.get_double("fact_scale", s_);
-    drop_ = st.get_double("fact_dropout", 0.1);
-    PETL_CHECK(r_ >= 1, "setting 'fact_dim' must be >= 1, got ", r_);
+    o_ = options.parse(st, base);
+    r_ = o_.fact_dim;
+    s_ = o_.fact_scale;
+    drop_ = o_.fact_dropout;
     D_ = cfg.embed_dim;
     PETL_CHECK(cfg.mlp_hidden() == 4 * D_, "FacT needs an MLP ratio of 4 (hidden ", cfg.mlp_hidden(), ", width ", D_, ")");
     U = register_module("FacTu", no_bias(D_, r_));
@@ -54,22 +74,23 @@ class FacTBase : public methods::HookedMethod {
     V->weight.zero_();
   }
   std::map<std::string, std::string> effective_settings() const override {
-    return {{"fact_dim", std::to_string(r_)},
-            {"fact_scale", std::to_string(s_)},
-            {"fact_dropout", std::to_string(drop_)},
-            {"_task_config_source", source_}};
+    auto m = options_.effective(o_);
+    m["_task_config_source"] = source_;
+    return m;
   }
   Tensor dp(const Tensor& t) { return torch::dropout(t, drop_, is_training()); }
 
-  int r_ = 8, D_ = 768;
-  double s_ = 1.0, drop_ = 0.1;
+  const methods::OptionTable<FacTOptions>& options_;
+  FacTOptions o_;
+  int r_ = 8, D_ = 768;         // o_.fact_dim and the width, short for the factor shapes below
+  double s_ = 1.0, drop_ = 0.1;  // o_.fact_scale, o_.fact_dropout
   std::string source_;
   Linear U{nullptr}, V{nullptr};
 };
 
 class FacTTT : public FacTBase {
  public:
-  explicit FacTTT(const MethodContext& ctx) : FacTBase(ctx, "baselines/fact_tt_task_configs.csv", 8, 1.0) {
+  explicit FacTTT(const MethodContext& ctx) : FacTBase(ctx, "baselines/fact_tt_task_configs.csv", kFacTTTOptions) {
     for (int i = 0; i < backbone_->cfg_.depth; ++i) {
       const std::string b = "blocks." + std::to_string(i);
       Per p;
@@ -82,7 +103,6 @@ class FacTTT : public FacTBase {
       per_.push_back(p);
     }
   }
-  std::string name() const override { return "fact_tt"; }
   Tensor qkv_delta(int l, const Tensor& u) override {
     auto uu = U(u);
     auto& p = per_[l];
@@ -107,14 +127,13 @@ class FacTTT : public FacTBase {
 
 class FacTTK : public FacTBase {
  public:
-  explicit FacTTK(const MethodContext& ctx) : FacTBase(ctx, "baselines/fact_tk_task_configs.csv", 32, 10.0) {
+  explicit FacTTK(const MethodContext& ctx) : FacTBase(ctx, "baselines/fact_tk_task_configs.csv", kFacTTKOptions) {
     const int L = backbone_->cfg_.depth;
     P = register_parameter("FacTp", torch::empty({r_, 12 * L}));
     C = register_parameter("FacTc", torch::empty({r_, r_, r_}));
     methods::xavier_uniform(P);
     methods::xavier_uniform(C);
   }
-  std::string name() const override { return "fact_tk"; }
   // (r, r, n) cores of columns [idx, idx + n).
   Tensor cores(int idx, int n) { return torch::matmul(C, P.narrow(1, idx, n)); }
   Tensor qkv_delta(int l, const Tensor& u) override {
@@ -141,11 +160,16 @@ class FacTTK : public FacTBase {
   Tensor P, C;
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"fact_tk", "FacT-TK: Tucker factorised weight updates", "petl_vit", true,
-                                 [](const MethodContext& c) { return std::make_shared<FacTTK>(c); }}));
-
-PETL_REGISTER_METHOD((MethodInfo{"fact_tt", "FacT-TT: tensor-train factorised weight updates", "petl_vit", true,
-                                 [](const MethodContext& c) { return std::make_shared<FacTTT>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("fact_tk")
+                         .describe("FacT-TK: Tucker factorised weight updates")
+                         .recipe("petl_vit")
+                         .options(kFacTTKOptions.describe())
+                         .make<FacTTK>());
+PETL_REGISTER_METHOD(MethodSpec("fact_tt")
+                         .describe("FacT-TT: tensor-train factorised weight updates")
+                         .recipe("petl_vit")
+                         .options(kFacTTTOptions.describe())
+                         .make<FacTTT>());
 
 }  // namespace
 }  // namespace petl

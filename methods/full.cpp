@@ -1,5 +1,5 @@
 // full — full fine-tuning: every backbone tensor trains, plus a new head on the final-norm cls
-// token (timm names throughout). Backbone stochastic depth follows the recipe.
+// token (timm names throughout). Backbone stochastic depth follows the recipe. Settings: none.
 #include "methods/method.h"
 
 namespace petl {
@@ -11,7 +11,6 @@ class FullFinetune : public Method {
     head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
     backbone_->set_trainable(true);
   }
-  std::string name() const override { return "full"; }
   BackboneNeeds needs() const override {
     BackboneNeeds n;
     n.grad_through_backbone = true;
@@ -23,8 +22,10 @@ class FullFinetune : public Method {
   torch::nn::Linear head{nullptr};
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"full", "full fine-tuning of every backbone tensor + head", "synqt", true,
-                                 [](const MethodContext& c) { return std::make_shared<FullFinetune>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("full")
+                         .describe("full fine-tuning of every backbone tensor + head")
+                         .recipe("synqt")
+                         .make<FullFinetune>());
 
 }  // namespace
 }  // namespace petl

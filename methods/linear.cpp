@@ -1,5 +1,6 @@
 // linear — linear probe: frozen backbone (eval mode, deterministic), head on the final-norm cls
 // token. Head init as timm's reset_classifier (torch.nn.Linear default). docs/spec/baselines.md "linear".
+// Settings: none.
 #include "methods/method.h"
 
 namespace petl {
@@ -11,7 +12,6 @@ class LinearProbe : public Method {
     head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
     backbone_always_eval_ = true;  // features of a linear probe are fixed
   }
-  std::string name() const override { return "linear"; }
   BackboneNeeds needs() const override {
     BackboneNeeds n;
     n.final_cls = true;
@@ -30,8 +30,10 @@ class LinearProbe : public Method {
   torch::nn::Linear head{nullptr};
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"linear", "linear probe on the frozen final-norm cls token", "synqt", false,
-                                 [](const MethodContext& c) { return std::make_shared<LinearProbe>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("linear")
+                         .describe("linear probe on the frozen final-norm cls token")
+                         .recipe("synqt")
+                         .make<LinearProbe>());
 
 }  // namespace
 }  // namespace petl

@@ -4,54 +4,62 @@
 // added to the qkv output with no scaling, dropout 0.1, r = 8.
 // ViT-B/16: 12·(768·8 + 8·2304) = 294,912 trainable without the head.
 // Head: NOAH's reset_classifier (trunc_normal .02, zero bias). Names (NOAH's):
-// blocks.{i}.attn.LoRA_a / LoRA_b (weight). Settings: lora_dim (8), lora_dropout (0.1),
-// lora_scale (1.0; loralib's α/r when set).
+// blocks.{i}.attn.LoRA_a / LoRA_b (weight). Settings: see kOptions below.
 #include <cmath>
 
 #include "core/error.h"
 #include "methods/common.h"
+#include "methods/options.h"
 
 namespace petl {
 namespace {
+
+struct LoraOptions {
+  int lora_dim{};
+  double lora_dropout{}, lora_scale{};
+};
+
+const methods::OptionTable<LoraOptions> kOptions =
+    methods::OptionTable<LoraOptions>()
+        .add("lora_dim", &LoraOptions::lora_dim, 8, methods::Range::at_least(1), "rank r of A: D→r, B: r→3D")
+        .add("lora_dropout", &LoraOptions::lora_dropout, 0.1, methods::Range::probability(),
+             "dropout on LN1 x before A")
+        .add("lora_scale", &LoraOptions::lora_scale, 1.0, methods::Range::any(),
+             "scale of the qkv delta (NOAH: 1; loralib's α/r when set)");
 
 class LoRA : public methods::HookedMethod {
  public:
   explicit LoRA(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
     const auto& cfg = backbone_->cfg_;
-    r_ = ctx.settings.get_int("lora_dim", 8);
-    drop_ = ctx.settings.get_double("lora_dropout", 0.1);
-    scale_ = ctx.settings.get_double("lora_scale", 1.0);
-    PETL_CHECK(r_ >= 1, "setting 'lora_dim' must be >= 1, got ", r_);
+    o_ = kOptions.parse(ctx.settings);
+    const int r = o_.lora_dim;
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
       const std::string path = "blocks." + std::to_string(i) + ".attn";
       auto a = methods::register_under(*this, path, "LoRA_a",
-                                       torch::nn::Linear(torch::nn::LinearOptions(cfg.embed_dim, r_).bias(false)));
+                                       torch::nn::Linear(torch::nn::LinearOptions(cfg.embed_dim, r).bias(false)));
       auto b = methods::register_under(*this, path, "LoRA_b",
-                                       torch::nn::Linear(torch::nn::LinearOptions(r_, 3 * cfg.embed_dim).bias(false)));
+                                       torch::nn::Linear(torch::nn::LinearOptions(r, 3 * cfg.embed_dim).bias(false)));
       torch::nn::init::kaiming_uniform_(a->weight, std::sqrt(5.0));
       b->weight.zero_();
       a_.push_back(a);
       b_.push_back(b);
     }
   }
-  std::string name() const override { return "lora"; }
-  std::map<std::string, std::string> effective_settings() const override {
-    return {{"lora_dim", std::to_string(r_)},
-            {"lora_dropout", std::to_string(drop_)},
-            {"lora_scale", std::to_string(scale_)}};
-  }
+  std::map<std::string, std::string> effective_settings() const override { return kOptions.effective(o_); }
   torch::Tensor qkv_delta(int layer, const torch::Tensor& u) override {
-    auto d = b_[layer](a_[layer](torch::dropout(u, drop_, is_training())));
-    return scale_ == 1.0 ? d : d * scale_;
+    auto d = b_[layer](a_[layer](torch::dropout(u, o_.lora_dropout, is_training())));
+    return o_.lora_scale == 1.0 ? d : d * o_.lora_scale;
   }
-  int r_ = 8;
-  double drop_ = 0.1, scale_ = 1.0;
+  LoraOptions o_;
   std::vector<torch::nn::Linear> a_, b_;
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"lora", "LoRA: low-rank delta on the qkv projection (NOAH baseline)", "noah", true,
-                                 [](const MethodContext& c) { return std::make_shared<LoRA>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("lora")
+                         .describe("LoRA: low-rank delta on the qkv projection (NOAH baseline)")
+                         .recipe("noah")
+                         .options(kOptions.describe())
+                         .make<LoRA>());
 
 }  // namespace
 }  // namespace petl

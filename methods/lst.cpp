@@ -12,16 +12,29 @@
 // L+1 hidden states it hands to the side network are kept for the down-projections' backward.
 // ViT-B/16 (d 96, 12 heads of 8): 13·(768·96 + 96) + 12·(12·96² + 13·96) + 12 + 2·96 = 2,301,996
 // trainable without the head. Names: side_downsamples.{i}, side_gates (α), side_blocks.{i}.*
-// (timm block names), side_norm, head. Settings: lst_reduction (8), gate_temperature (0.1).
+// (timm block names), side_norm, head. Settings: see kOptions below.
 #include <cmath>
 
 #include "core/error.h"
 #include "methods/common.h"
+#include "methods/options.h"
 
 namespace petl {
 namespace {
 
 using torch::Tensor;
+
+struct LstOptions {
+  int lst_reduction{};
+  double gate_temperature{};
+};
+
+const methods::OptionTable<LstOptions> kOptions =
+    methods::OptionTable<LstOptions>()
+        .add("lst_reduction", &LstOptions::lst_reduction, 8, methods::Range::at_least(1),
+             "side width d = D / r (r must divide the backbone width D)")
+        .add("gate_temperature", &LstOptions::gate_temperature, 0.1, methods::Range::above(0),
+             "temperature of the ladder gates g = σ(α / temperature)");
 
 struct HiddenTap : BlockHooks {
   std::vector<Tensor> outs;
@@ -35,13 +48,11 @@ class Lst : public Method {
  public:
   explicit Lst(const MethodContext& ctx) : Method(ctx) {
     const auto& cfg = backbone_->cfg_;
-    red_ = ctx.settings.get_int("lst_reduction", 8);
-    temp_ = ctx.settings.get_double("gate_temperature", 0.1);
-    PETL_CHECK(red_ >= 1 && cfg.embed_dim % red_ == 0, "setting 'lst_reduction' must divide the width ",
-               cfg.embed_dim, ", got ", red_);
-    PETL_CHECK(temp_ > 0, "setting 'gate_temperature' must be > 0, got ", temp_);
+    o_ = kOptions.parse(ctx.settings);
+    PETL_CHECK(cfg.embed_dim % o_.lst_reduction == 0, "setting 'lst_reduction': expected a divisor of the width ",
+               cfg.embed_dim, ", got ", o_.lst_reduction);
     backbone_always_eval_ = true;
-    d_ = cfg.embed_dim / red_;
+    d_ = cfg.embed_dim / o_.lst_reduction;
     VitConfig sc = cfg;
     sc.embed_dim = d_;
     sc.num_heads = d_ % cfg.num_heads == 0 ? cfg.num_heads : 1;
@@ -67,15 +78,16 @@ class Lst : public Method {
     head = register_module("head", torch::nn::Linear(d_, ctx.num_classes));
     methods::init_head(head, methods::HeadInit::trunc_normal);
   }
-  std::string name() const override { return "lst"; }
   BackboneNeeds needs() const override {
     BackboneNeeds n;
-    n.memory_class = "light";  // needs every block's output tokens (not served by the feature cache)
+    n.block_tokens = true;  // every block's output tokens (not served by the feature cache)
+    n.memory_class = "light";
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {
-    return {{"lst_reduction", std::to_string(red_)}, {"side_width", std::to_string(d_)},
-            {"gate_temperature", std::to_string(temp_)}};
+    auto m = kOptions.effective(o_);
+    m["side_width"] = std::to_string(d_);
+    return m;
   }
   Tensor forward(const Tensor& images) override {
     HiddenTap tap;
@@ -86,14 +98,14 @@ class Lst : public Method {
       backbone_->forward_blocks(x0, &tap);
     }
     auto h = down_[0](x0);
-    auto g = torch::sigmoid(gates / temp_);
+    auto g = torch::sigmoid(gates / o_.gate_temperature);
     for (size_t i = 0; i < blocks_.size(); ++i)
       h = g[i] * blocks_[i]->forward(h) + (1 - g[i]) * down_[i + 1](tap.outs[i]);
     return head(side_norm(h.select(1, 0)));
   }
 
-  int red_ = 8, d_ = 96;
-  double temp_ = 0.1;
+  LstOptions o_;
+  int d_ = 96;  // side width D / lst_reduction
   std::vector<torch::nn::Linear> down_;
   std::vector<Block> blocks_;
   Tensor gates;
@@ -101,8 +113,11 @@ class Lst : public Method {
   torch::nn::Linear head{nullptr};
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"lst", "LST for ViT (petl design): gated ladder side network of width D/8", "noah",
-                                 false, [](const MethodContext& c) { return std::make_shared<Lst>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("lst")
+                         .describe("LST for ViT (petl design): gated ladder side network of width D/8")
+                         .recipe("noah")
+                         .options(kOptions.describe())
+                         .make<Lst>());
 
 }  // namespace
 }  // namespace petl

@@ -1,8 +1,18 @@
+// The Method base, the registry, build_method and probe_needs; see method.h.
 #include "methods/method.h"
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace petl {
+
+std::string OptionRange::str() const {
+  if (has_min() && has_max())
+    return str_cat("in ", min_open ? "(" : "[", format_double(min), ", ", format_double(max), max_open ? ")" : "]");
+  if (has_min()) return str_cat(min_open ? "> " : ">= ", format_double(min));
+  if (has_max()) return str_cat(max_open ? "< " : "<= ", format_double(max));
+  return "(any value)";
+}
 
 std::vector<std::pair<std::string, torch::Tensor>> Method::trainable_parameters() {
   std::vector<std::pair<std::string, torch::Tensor>> out;
@@ -35,6 +45,7 @@ MethodRegistry& MethodRegistry::instance() {
 
 bool MethodRegistry::add(MethodInfo info) {
   TORCH_INTERNAL_ASSERT(!methods_.count(info.name), "method registered twice: ", info.name);
+  TORCH_INTERNAL_ASSERT(info.factory, "method registered without a factory: ", info.name);
   methods_[info.name] = std::move(info);
   return true;
 }
@@ -57,7 +68,21 @@ std::vector<std::string> MethodRegistry::names() const {
 
 std::shared_ptr<Method> build_method(const std::string& name, const MethodContext& ctx) {
   // The caller checks for unused settings: recipe keys are read from the same Settings.
-  return MethodRegistry::instance().get(name).factory(ctx);
+  auto m = MethodRegistry::instance().get(name).factory(ctx);
+  m->name_ = name;
+  return m;
+}
+
+BackboneNeeds probe_needs(const std::string& method, const Settings& s, double backbone_drop_path) {
+  VitConfig cfg = vit_config_by_name("petl_vit_mini_p8_32");
+  cfg.drop_path_rate = backbone_drop_path;
+  MethodContext ctx;
+  ctx.backbone = VisionTransformer(cfg);
+  ctx.num_classes = 2;
+  ctx.task = "_probe_needs";
+  ctx.settings = Settings(s.items());  // a fresh record of used keys
+  ctx.backbone_drop_path = backbone_drop_path;
+  return build_method(method, ctx)->needs();
 }
 
 }  // namespace petl

@@ -1,11 +1,13 @@
 // The method interface and name registry. The harness knows no method by name: it builds one
 // through the registry, asks it what it needs from the frozen backbone (BackboneNeeds: the
 // declaration from which feature caching is decided), trains its trainable tensors and saves
-// them under the reference code's names.
+// them under the reference code's names. A method's `--set` options are declared once, in an
+// OptionTable (methods/options.h); the registry entry carries their description.
 #pragma once
 #include <torch/torch.h>
 
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,9 +23,11 @@ struct BackboneNeeds {
   bool grad_through_backbone = false;  // back-propagation through the N-token path ("heavy")
   bool final_cls = false;              // final-norm cls token (linear probe)
   bool block_kv = false;               // every block's K and V (SynQT, VQT)
+  bool block_tokens = false;           // every block's output tokens (LST's side network)
   bool backbone_stochastic = false;    // backbone path random in training (stochastic depth on)
   std::string memory_class = "light";  // light | partial | heavy (docs/spec/baselines.md)
-  // Cacheable: nothing flows back through the backbone and its path is deterministic.
+  // Cacheable: nothing flows back through the backbone and its path is deterministic. Whether a
+  // cache holds what the method reads is the feature cache's decision (cache_taps_for).
   bool cacheable() const { return !grad_through_backbone && !backbone_stochastic; }
 };
 
@@ -46,7 +50,8 @@ class Method : public torch::nn::Module {
  public:
   explicit Method(MethodContext ctx) : ctx_(std::move(ctx)), backbone_(ctx_.backbone) {}
   ~Method() override = default;
-  virtual std::string name() const = 0;
+  // The registered name (set by build_method).
+  const std::string& name() const { return name_; }
   virtual BackboneNeeds needs() const = 0;
   virtual torch::Tensor forward(const torch::Tensor& images) = 0;  // logits (B, C)
   // The same logits from cached features (what needs() declared). Only cacheable methods override
@@ -57,33 +62,99 @@ class Method : public torch::nn::Module {
   // any backbone tensor it made trainable (timm names). Checkpoints hold exactly these.
   virtual std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters();
   int64_t num_trainable() ;
-  // Method-specific effective settings for the result record.
+  // Method-specific effective settings for the result record (and the job key): its options
+  // (methods/options.h) plus where per-task values came from ("_task_config_source").
   virtual std::map<std::string, std::string> effective_settings() const { return {}; }
   // Train/eval mode for the method's modules and the backbone (which is not a registered child,
   // so that parameter names stay those of the reference).
   void train(bool on = true) override;
 
-  MethodContext ctx_;
-  VisionTransformer backbone_;
+  // The settings the method was built with, and those of its keys nobody read (unknown keys).
+  const Settings& settings() const { return ctx_.settings; }
+  std::vector<std::string> unused_settings() const { return ctx_.settings.unused(); }
+  // The frozen backbone the method runs on (not a registered child).
+  VisionTransformer backbone() const { return backbone_; }
 
  protected:
+  MethodContext ctx_;
+  VisionTransformer backbone_;
   // The backbone stays in eval mode even when the method trains (linear probe, VPT's and VQT's
   // frozen encoder, side networks): no stochastic depth on the frozen path.
   bool backbone_always_eval_ = false;
+
+ private:
+  friend std::shared_ptr<Method> build_method(const std::string& name, const MethodContext& ctx);
+
+// What `method` needs from the backbone with settings `s` (defaults when empty), asked of an
+// instance built on the small stand-in petl_vit_mini_p8_32 (random weights) for a task outside
+// every per-task config. `s` is copied: probing marks none of its keys used. Throws petl::Error for
+// an unknown method or invalid settings.
+BackboneNeeds probe_needs(const std::string& method, const Settings& s = {}, double backbone_drop_path = 0.0);
+  std::string name_;
 };
 
 using MethodFactory = std::function<std::shared_ptr<Method>(const MethodContext&)>;
 
+// The valid values of a numeric option: [min, max], either end open or unbounded.
+struct OptionRange {
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_open = false, max_open = false;
+
+  static OptionRange any() { return {}; }
+  static OptionRange at_least(double v) { return {v, std::numeric_limits<double>::infinity(), false, false}; }
+  static OptionRange above(double v) { return {v, std::numeric_limits<double>::infinity(), true, false}; }
+  static OptionRange probability() { return {0.0, 1.0, false, true}; }  // [0, 1): dropout rates
+  bool has_min() const { return min > -std::numeric_limits<double>::infinity(); }
+  bool has_max() const { return max < std::numeric_limits<double>::infinity(); }
+  bool contains(double v) const { return (min_open ? v > min : v >= min) && (max_open ? v < max : v <= max); }
+  std::string str() const;  // ">= 1", "> 0", "in [0, 1)", "(any value)"
+};
+
+// One `--set` option of a method, as `petl list` shows it (methods/options.h builds these).
+struct OptionInfo {
+  std::string key;
+  std::string type;          // int | double | bool | string
+  std::string default_text;  // as written in effective settings
+  OptionRange range;         // for int and double options
+  std::string meaning;
+};
+
+// Per-task recipe values from the reference's own configs (e.g. SSF's lr / weight_decay /
+// drop_path_rate per VTAB task): recipe key → value, applied on top of the recipe and below any
+// --set override. Empty function or empty map: none.
+using TaskRecipe = std::function<std::map<std::string, std::string>(const std::string& task)>;
+
 struct MethodInfo {
   std::string name;
   std::string description;
-  std::string default_recipe;  // a name in config/recipes.yaml
-  bool grad_through_backbone = false;
+  std::string default_recipe;       // a name in config/recipes.yaml
+  std::vector<OptionInfo> options;  // the --set keys the method reads
   MethodFactory factory;
-  // Per-task recipe values from the reference's own configs (e.g. SSF's lr / weight_decay /
-  // drop_path_rate per VTAB task): recipe key → value, applied on top of the recipe and below
-  // any --set override. Empty function or empty map: none.
-  std::function<std::map<std::string, std::string>(const std::string& task)> task_recipe;
+  TaskRecipe task_recipe;
+};
+
+// Labelled registration:
+//   PETL_REGISTER_METHOD(MethodSpec("lora").describe("...").recipe("noah").options(kOptions.describe())
+//                            .make<LoRA>());
+class MethodSpec {
+ public:
+  explicit MethodSpec(std::string name) { info_.name = std::move(name); }
+  MethodSpec& describe(std::string d) { info_.description = std::move(d); return *this; }
+  MethodSpec& recipe(std::string r) { info_.default_recipe = std::move(r); return *this; }
+  MethodSpec& options(std::vector<OptionInfo> o) { info_.options = std::move(o); return *this; }
+  MethodSpec& task_recipe(TaskRecipe t) { info_.task_recipe = std::move(t); return *this; }
+  MethodSpec& factory(MethodFactory f) { info_.factory = std::move(f); return *this; }
+  // Factory constructing M(ctx, args...).
+  template <typename M, typename... Args>
+  MethodSpec& make(Args... args) {
+    info_.factory = [args...](const MethodContext& c) { return std::make_shared<M>(c, args...); };
+    return *this;
+  }
+  operator MethodInfo() const { return info_; }
+
+ private:
+  MethodInfo info_;
 };
 
 class MethodRegistry {
@@ -99,6 +170,12 @@ class MethodRegistry {
 };
 
 std::shared_ptr<Method> build_method(const std::string& name, const MethodContext& ctx);
+
+// What `method` needs from the backbone with settings `s` (defaults when empty), asked of an
+// instance built on the small stand-in petl_vit_mini_p8_32 (random weights) for a task outside
+// every per-task config. `s` is copied: probing marks none of its keys used. Throws petl::Error for
+// an unknown method or invalid settings.
+BackboneNeeds probe_needs(const std::string& method, const Settings& s = {}, double backbone_drop_path = 0.0);
 
 }  // namespace petl
 

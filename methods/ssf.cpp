@@ -8,7 +8,7 @@
 // blocks.{i}.attn.ssf_scale_2/_shift_2 (proj), blocks.{i}.mlp.ssf_scale_1/_shift_1 (fc1),
 // blocks.{i}.mlp.ssf_scale_2/_shift_2 (fc2); ssf_scale_1/ssf_shift_1 (final norm).
 // Head: timm's init (trunc_normal .02, zero bias). Recipe "ssf" with per-task lr / weight decay / drop path from config/baselines/ssf_task_configs.csv
-// (SSF's train_scripts/vit/vtab).
+// (SSF's train_scripts/vit/vtab). Settings: none.
 #include "core/error.h"
 #include "methods/common.h"
 
@@ -39,7 +39,6 @@ class Ssf : public methods::HookedMethod {
     }
     final_ = make("", "ssf_scale_1", "ssf_shift_1", D);
   }
-  std::string name() const override { return "ssf"; }
   torch::Tensor scale_shift(int layer, HookPoint point, torch::Tensor t) override {
     switch (point) {
       case HookPoint::patch_embed: return patch_.apply(t);
@@ -74,9 +73,11 @@ std::map<std::string, std::string> ssf_task_recipe(const std::string& task) {
   return row;
 }
 
-PETL_REGISTER_METHOD((MethodInfo{"ssf", "SSF: learnable scale and shift of the features at 7 points per block",
-                                 "ssf", true, [](const MethodContext& c) { return std::make_shared<Ssf>(c); },
-                                 ssf_task_recipe}));
+PETL_REGISTER_METHOD(MethodSpec("ssf")
+                         .describe("SSF: learnable scale and shift of the features at 7 points per block")
+                         .recipe("ssf")
+                         .task_recipe(ssf_task_recipe)
+                         .make<Ssf>());
 
 }  // namespace
 }  // namespace petl

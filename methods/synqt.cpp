@@ -15,12 +15,14 @@
 //  * Per-task token_nums / attn_scale / ffn_scale / feat_scale come from
 //    config/synqt_task_configs.csv; tasks not in it (e.g. the embedded suite) use T=4 and
 //    0.1/0.1/0.1 unless overridden with --set.
+// Settings: see kOptions below (per-task values apply below --set values).
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.h"
 #include "methods/method.h"
+#include "methods/options.h"
 #include "methods/task_config.h"
 
 namespace petl {
@@ -120,14 +122,31 @@ struct OutCombineImpl : torch::nn::Module {
 };
 TORCH_MODULE(OutCombine);
 
-struct SynQTConfig {
-  int token_nums = 4;
-  double attn_scale = 0.1, ffn_scale = 0.1, feat_scale = 0.1;
-  std::string source = "default (task not in synqt_task_configs.csv)";
+struct SynQTOptions {
+  int token_nums{};
+  double attn_scale{}, ffn_scale{}, feat_scale{};
+  bool backbone_drop_path{}, kem_drop_path{};
 };
 
-SynQTConfig task_config(const std::string& task) {
-  SynQTConfig c;
+const methods::OptionTable<SynQTOptions> kOptions =
+    methods::OptionTable<SynQTOptions>()
+        .add("token_nums", &SynQTOptions::token_nums, 4, methods::Range::at_least(1),
+             "query tokens T per layer (per task: config/synqt_task_configs.csv)")
+        .add("attn_scale", &SynQTOptions::attn_scale, 0.1, methods::Range::any(),
+             "initial attention-branch scale of the QSM blocks (per task)")
+        .add("ffn_scale", &SynQTOptions::ffn_scale, 0.1, methods::Range::any(),
+             "initial MLP-branch scale of the QSM blocks (per task)")
+        .add("feat_scale", &SynQTOptions::feat_scale, 0.1, methods::Range::any(),
+             "initial scale of the previous layer's query output fed forward (per task)")
+        .add("backbone_drop_path", &SynQTOptions::backbone_drop_path, true, methods::BoolText::on_off,
+             "stochastic depth on the frozen backbone path (off: deterministic, cacheable features)")
+        .add("kem_drop_path", &SynQTOptions::kem_drop_path, true, methods::BoolText::on_off,
+             "stochastic depth on the query branches");
+
+// The per-task row of config/synqt_task_configs.csv over the defaults; *source says where from.
+SynQTOptions task_config(const std::string& task, std::string* source_out) {
+  SynQTOptions c = kOptions.defaults();
+  *source_out = "default (task not in synqt_task_configs.csv)";
   std::string source;
   auto row = methods::task_row("synqt_task_configs.csv", task, &source);
   if (row.empty()) return c;
@@ -145,12 +164,12 @@ SynQTConfig task_config(const std::string& task) {
   num("attn_scale", c.attn_scale);
   num("ffn_scale", c.ffn_scale);
   num("feat_scale", c.feat_scale);
-  c.source = source;
+  *source_out = source;
   return c;
 }
 
 struct SynQTModuleImpl : torch::nn::Module {
-  SynQTModuleImpl(int d, int depth, const SynQTConfig& c) : depth_(depth) {
+  SynQTModuleImpl(int d, int depth, const SynQTOptions& c) : depth_(depth) {
     q = register_parameter("q", torch::empty({depth, c.token_nums, d}).uniform_(-1, 1));
     pre_norm = register_module("pre_norm", torch::nn::ModuleList());
     qsm_block = register_module("qsm_block", torch::nn::ModuleList());
@@ -206,18 +225,12 @@ class SynQT : public Method {
  public:
   explicit SynQT(const MethodContext& ctx) : Method(ctx) {
     const auto& cfg = backbone_->cfg_;
-    conf_ = task_config(ctx.task);
+    const SynQTOptions base = task_config(ctx.task, &source_);
     const auto& s = ctx.settings;
     if (s.has("token_nums") || s.has("attn_scale") || s.has("ffn_scale") || s.has("feat_scale"))
-      conf_.source += " + --set overrides";
-    conf_.token_nums = s.get_int("token_nums", conf_.token_nums);
-    conf_.attn_scale = s.get_double("attn_scale", conf_.attn_scale);
-    conf_.ffn_scale = s.get_double("ffn_scale", conf_.ffn_scale);
-    conf_.feat_scale = s.get_double("feat_scale", conf_.feat_scale);
-    PETL_CHECK(conf_.token_nums >= 1, "setting 'token_nums' must be >= 1, got ", conf_.token_nums);
-    backbone_drop_path_ = s.get_bool("backbone_drop_path", true);
-    kem_drop_path_ = s.get_bool("kem_drop_path", true);
-    synqt = register_module("synqt", SynQTModule(cfg.embed_dim, cfg.depth, conf_));
+      source_ += " + --set overrides";
+    o_ = kOptions.parse(s, base);
+    synqt = register_module("synqt", SynQTModule(cfg.embed_dim, cfg.depth, o_));
     head = register_module("head", torch::nn::Linear(cfg.embed_dim, ctx.num_classes));
     {  // head_norm starts as the backbone's final norm (set_synqt in the reference)
       torch::NoGradGuard ng;
@@ -226,24 +239,19 @@ class SynQT : public Method {
     }
     for (int i = 0; i < cfg.depth; ++i)
       kem_rate_.push_back(cfg.depth > 1 ? ctx.backbone_drop_path * i / (cfg.depth - 1) : 0.0);
-    backbone_->set_drop_path_enabled(backbone_drop_path_);
+    backbone_->set_drop_path_enabled(o_.backbone_drop_path);
   }
-  std::string name() const override { return "synqt"; }
   BackboneNeeds needs() const override {
     BackboneNeeds n;
     n.block_kv = true;
-    n.backbone_stochastic = backbone_drop_path_ && ctx_.backbone_drop_path > 0;
+    n.backbone_stochastic = o_.backbone_drop_path && ctx_.backbone_drop_path > 0;
     n.memory_class = "light";
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {
-    return {{"token_nums", std::to_string(conf_.token_nums)},
-            {"attn_scale", std::to_string(conf_.attn_scale)},
-            {"ffn_scale", std::to_string(conf_.ffn_scale)},
-            {"feat_scale", std::to_string(conf_.feat_scale)},
-            {"_task_config_source", conf_.source},
-            {"backbone_drop_path", backbone_drop_path_ ? "on" : "off"},
-            {"kem_drop_path", kem_drop_path_ ? "on" : "off"}};
+    auto m = kOptions.effective(o_);
+    m["_task_config_source"] = source_;
+    return m;
   }
 
   // Backbone pass (no grad): K_i, V_i of every block.
@@ -269,7 +277,7 @@ class SynQT : public Method {
       p = i == 0 ? synqt->ffn_[i](p) : synqt->ffn_[i](p + z.back() * synqt->feat_scale);
       p = synqt->qsm_[i](p);
       p = torch::dropout(p, 0.1, training);
-      const double rate = kem_drop_path_ ? kem_rate_[i] : 0.0;
+      const double rate = o_.kem_drop_path ? kem_rate_[i] : 0.0;
       auto h = drop_path(blk->attend_with(blk->norm1(p), k[i], v[i]), rate, training);
       p = p + h;
       auto hh = drop_path(blk->mlp_branch(p), rate, training);
@@ -299,16 +307,18 @@ class SynQT : public Method {
     return forward_from_kv(k, v);
   }
 
-  SynQTConfig conf_;
-  bool backbone_drop_path_ = true, kem_drop_path_ = true;
+  SynQTOptions o_;
+  std::string source_;
   std::vector<double> kem_rate_;
   SynQTModule synqt{nullptr};
   torch::nn::Linear head{nullptr};
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"synqt", "Synthesized Query Tuning (ECCV 2024), query-only use of the frozen ViT",
-                                 "synqt", false,
-                                 [](const MethodContext& c) { return std::make_shared<SynQT>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("synqt")
+                         .describe("Synthesized Query Tuning (ECCV 2024), query-only use of the frozen ViT")
+                         .recipe("synqt")
+                         .options(kOptions.describe())
+                         .make<SynQT>());
 
 }  // namespace
 }  // namespace petl

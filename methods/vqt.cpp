@@ -10,6 +10,7 @@
 // block's K/V, which the feature cache can serve (forward_from_kv).
 // ViT-B/16: L·T·D = 9,216·T trainable without the head. Names: query_prompt_embeddings (L, T, D), head.
 // Per-task T: config/baselines/vqt_task_configs.csv (run_demo_exp.sh; T=1 elsewhere).
+// Settings: see kOptions below.
 // Deviation: the reference picks lr and weight decay per task by a validation sweep with Adam
 // (lr ∈ {1, .5, .25, .1, .05}·batch/256); recipe "vqt" uses AdamW at lr 0.05·128/256 with the
 // reference's batch 128, cosine with 10 warmup epochs over 100.
@@ -17,11 +18,24 @@
 
 #include "core/error.h"
 #include "methods/common.h"
+#include "methods/options.h"
 
 namespace petl {
 namespace {
 
 using torch::Tensor;
+
+struct VqtOptions {
+  int token_nums{};
+  double query_dropout{};
+};
+
+const methods::OptionTable<VqtOptions> kOptions =
+    methods::OptionTable<VqtOptions>()
+        .add("token_nums", &VqtOptions::token_nums, 1, methods::Range::at_least(1),
+             "query tokens T per layer (per task: config/baselines/vqt_task_configs.csv)")
+        .add("query_dropout", &VqtOptions::query_dropout, 0.1, methods::Range::probability(),
+             "dropout on the query tokens");
 
 struct KvClsTap : BlockHooks {
   std::vector<Tensor> k, v;
@@ -37,19 +51,18 @@ class Vqt : public Method {
   explicit Vqt(const MethodContext& ctx) : Method(ctx) {
     const auto& cfg = backbone_->cfg_;
     auto row = methods::task_row("baselines/vqt_task_configs.csv", ctx.task, &source_);
-    T_ = row.count("token_nums") ? std::stoi(row["token_nums"]) : 1;
+    VqtOptions base = kOptions.defaults();
+    if (row.count("token_nums")) base.token_nums = std::stoi(row["token_nums"]);
     if (source_.empty()) source_ = "default (task not in vqt_task_configs.csv)";
     if (ctx.settings.has("token_nums")) source_ += " + --set token_nums";
-    T_ = ctx.settings.get_int("token_nums", T_);
-    drop_ = ctx.settings.get_double("query_dropout", 0.1);
-    PETL_CHECK(T_ >= 1, "setting 'token_nums' must be >= 1, got ", T_);
+    o_ = kOptions.parse(ctx.settings, base);
+    const int T = o_.token_nums;
     backbone_always_eval_ = true;
     const double v = std::sqrt(6.0 / double(3 * cfg.patch_size * cfg.patch_size + cfg.embed_dim));
-    q = register_parameter("query_prompt_embeddings", torch::empty({cfg.depth, T_, cfg.embed_dim}).uniform_(-v, v));
-    head = register_module("head", torch::nn::Linear(cfg.embed_dim * (1 + cfg.depth * T_), ctx.num_classes));
+    q = register_parameter("query_prompt_embeddings", torch::empty({cfg.depth, T, cfg.embed_dim}).uniform_(-v, v));
+    head = register_module("head", torch::nn::Linear(cfg.embed_dim * (1 + cfg.depth * T), ctx.num_classes));
     methods::init_head(head, methods::HeadInit::vpt);
   }
-  std::string name() const override { return "vqt"; }
   BackboneNeeds needs() const override {
     BackboneNeeds n;
     n.final_cls = true;
@@ -58,8 +71,9 @@ class Vqt : public Method {
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {
-    return {{"token_nums", std::to_string(T_)}, {"query_dropout", std::to_string(drop_)},
-            {"_task_config_source", source_}};
+    auto m = kOptions.effective(o_);
+    m["_task_config_source"] = source_;
+    return m;
   }
   // Logits from the frozen backbone's per-block K/V and final-norm cls token (live or cached).
   Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, const Tensor& cls) {
@@ -67,7 +81,7 @@ class Vqt : public Method {
     std::vector<Tensor> feats{torch::nn::functional::normalize(cls, torch::nn::functional::NormalizeFuncOptions().dim(-1))};
     for (int l = 0; l < backbone_->cfg_.depth; ++l) {
       auto& blk = backbone_->block_list_[l];
-      auto p = torch::dropout(q[l].unsqueeze(0).expand({B, -1, -1}), drop_, is_training());
+      auto p = torch::dropout(q[l].unsqueeze(0).expand({B, -1, -1}), o_.query_dropout, is_training());
       p = p + blk->attend_with(blk->norm1(p), k[l], v[l]);
       p = p + blk->mlp_branch(p);
       feats.push_back(torch::nn::functional::normalize(p.reshape({B, -1}),
@@ -89,15 +103,17 @@ class Vqt : public Method {
     return forward_from_kv(tap.k, tap.v, cls);
   }
 
-  int T_ = 1;
-  double drop_ = 0.1;
+  VqtOptions o_;
   std::string source_;
   Tensor q;
   torch::nn::Linear head{nullptr};
 };
 
-PETL_REGISTER_METHOD((MethodInfo{"vqt", "VQT: per-layer query tokens reading the frozen ViT query-only", "vqt", false,
-                                 [](const MethodContext& c) { return std::make_shared<Vqt>(c); }}));
+PETL_REGISTER_METHOD(MethodSpec("vqt")
+                         .describe("VQT: per-layer query tokens reading the frozen ViT query-only")
+                         .recipe("vqt")
+                         .options(kOptions.describe())
+                         .make<Vqt>());
 
 }  // namespace
 }  // namespace petl

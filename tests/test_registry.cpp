@@ -1,9 +1,15 @@
-// Registry-parametrised checks: every registered method builds on a tiny ViT, gives (B, C)
-// logits, trains a few steps with a lower loss, and its checkpoint (reference names) reloads into
-// a fresh instance with identical logits.
+// Registry-parametrised checks (as timm's test_models.py): every registered method gets them by
+// being registered. Each builds on a tiny ViT under its registered name; gives (B, C) logits,
+// trains a few steps with a lower loss, and its checkpoint (reference names) reloads into a fresh
+// instance with identical logits; its effective settings, fed back as --set values, rebuild the
+// same settings; every option rejects an out-of-range value naming the key; double options keep
+// their exact value in the effective settings (1e-7 is not 0: job keys); a method the feature cache
+// can serve gives from the backbone's cached features the logits of its live forward.
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "core/text.h"
+#include "harness/train/feature_cache.h"
 #include "harness/train/recipe.h"
 #include "harness/train/train_util.h"
 #include "models/checkpoint.h"
@@ -11,12 +17,165 @@
 
 using namespace petl;
 
+namespace {
+
+// A method on a fresh tiny backbone (seeded), for the task "test_task" (in no per-task config).
+std::shared_ptr<Method> build_tiny(const std::string& name, const Settings& s = {}, double drop_path = 0.1) {
+  VisionTransformer vit(test::tiny_config());
+  vit->init_weights(1);
+  vit->set_trainable(false);
+  torch::manual_seed(0);
+  return test::make_method(name, vit, 4, "test_task", s, drop_path);
+}
+
+Settings one(const std::string& key, const std::string& value) {
+  Settings s;
+  s.set(key, value);
+  return s;
+}
+
+const std::vector<OptionInfo>& options_of(const std::string& name) {
+  return MethodRegistry::instance().get(name).options;
+}
+
+// Effective settings without the provenance entries ("_task_config_source").
+std::map<std::string, std::string> without_sources(std::map<std::string, std::string> m) {
+  for (auto it = m.begin(); it != m.end();) it = !it->first.empty() && it->first[0] == '_' ? m.erase(it) : ++it;
+  return m;
+}
+
+// Values an option must refuse: below / above its range for numbers, words that are no number or
+// no bool otherwise.
+std::vector<std::string> invalid_values(const OptionInfo& o) {
+  std::vector<std::string> out;
+  if (o.type == "bool") return {"maybe"};
+  if (o.type != "int" && o.type != "double") return {};
+  const double step = o.type == "int" ? 1.0 : 0.5;
+  auto text = [&](double v) { return o.type == "int" ? std::to_string(int64_t(v)) : format_double(v); };
+  if (o.range.has_min()) out.push_back(text(o.range.min_open ? o.range.min : o.range.min - step));
+  if (o.range.has_max()) out.push_back(text(o.range.max_open ? o.range.max : o.range.max + step));
+  out.push_back("not_a_number");
+  return out;
+}
+
+// The frozen backbone's features for `images` as the feature cache stores them
+// (harness/train/feature_cache.cpp): final-norm cls token and every block's K and V, eval mode.
+struct KvTap : BlockHooks {
+  std::vector<torch::Tensor> k, v;
+  bool wants_kv() const override { return true; }
+  void on_kv(int layer, const torch::Tensor& kk, const torch::Tensor& vv) override {
+    k[layer] = kk;
+    v[layer] = vv;
+  }
+};
+
+CachedFeatures backbone_features(VisionTransformer backbone, const torch::Tensor& images, const CacheTaps& taps) {
+  torch::NoGradGuard ng;
+  backbone->eval();
+  KvTap tap;
+  tap.k.resize(backbone->cfg_.depth);
+  tap.v.resize(backbone->cfg_.depth);
+  auto x = backbone->forward_blocks(backbone->embed(images), taps.kv ? &tap : nullptr);
+  CachedFeatures f;
+  if (taps.cls) f.cls = backbone->final_norm(x.select(1, 0));
+  if (taps.kv) {
+    f.k = tap.k;
+    f.v = tap.v;
+  }
+  return f;
+}
+
+}  // namespace
+
 TEST(Registry, ExpectedMethodsRegistered) {
-  for (auto n : {"linear", "full", "synqt"}) EXPECT_TRUE(MethodRegistry::instance().has(n)) << n;
+  const std::vector<std::string> expected = {"linear",      "full",     "synqt", "bitfit",  "vpt_shallow", "vpt_deep",
+                                             "adapter",     "adaptformer", "lora", "ssf",   "convpass",    "fact_tt",
+                                             "fact_tk",     "dtl",      "dtl_plus", "vqt",  "lst"};
+  for (auto& n : expected) EXPECT_TRUE(MethodRegistry::instance().has(n)) << n;
+  EXPECT_GE(MethodRegistry::instance().names().size(), expected.size());
   EXPECT_THROW(MethodRegistry::instance().get("no_such_method"), petl::Error);
 }
 
+TEST(Registry, FeatureCacheServesTheQueryMethods) {
+  // The registry-driven CachedEqualsLive test below must not pass by skipping everything.
+  for (auto n : {"linear", "vqt", "synqt"}) EXPECT_TRUE(cache_taps_for(build_tiny(n, {}, 0.0)->needs()).any()) << n;
+  auto lst = probe_needs("lst");
+  EXPECT_TRUE(lst.block_tokens);
+  EXPECT_FALSE(cache_taps_for(lst).any());
+  EXPECT_FALSE(cache_taps_for(probe_needs("synqt", Settings(), 0.1)).any());  // stochastic backbone path
+  EXPECT_TRUE(cache_taps_for(probe_needs("synqt", one("backbone_drop_path", "off"), 0.1)).any());
+}
+
 class EveryMethod : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryMethod, IsBuiltUnderItsRegisteredName) {
+  const auto name = GetParam();
+  auto m = build_tiny(name);
+  EXPECT_EQ(m->name(), name);
+  const auto needs = m->needs(), probed = probe_needs(name, {}, 0.1);
+  EXPECT_EQ(probed.grad_through_backbone, needs.grad_through_backbone) << name;
+  EXPECT_EQ(probed.backbone_stochastic, needs.backbone_stochastic) << name;
+  EXPECT_EQ(probed.memory_class, needs.memory_class) << name;
+}
+
+TEST_P(EveryMethod, EffectiveSettingsRoundTrip) {
+  const auto name = GetParam();
+  const auto first = build_tiny(name)->effective_settings();
+  Settings again;
+  for (auto& o : options_of(name)) {
+    ASSERT_TRUE(first.count(o.key)) << name << ": option " << o.key << " missing from the effective settings";
+    again.set(o.key, first.at(o.key));
+  }
+  auto m = build_tiny(name, again);
+  EXPECT_TRUE(m->unused_settings().empty()) << name;
+  EXPECT_EQ(without_sources(m->effective_settings()), without_sources(first)) << name;
+}
+
+TEST_P(EveryMethod, OptionsRejectInvalidValuesNamingTheKey) {
+  const auto name = GetParam();
+  for (auto& o : options_of(name)) {
+    for (auto& bad : invalid_values(o)) {
+      try {
+        build_tiny(name, one(o.key, bad));
+        ADD_FAILURE() << name << ": " << o.key << "=" << bad << " was accepted";
+      } catch (const petl::Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("'" + o.key + "'"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(bad), std::string::npos) << msg;
+        if (bad != "not_a_number" && o.type != "bool") EXPECT_NE(msg.find(o.range.str()), std::string::npos) << msg;
+      }
+    }
+  }
+}
+
+TEST_P(EveryMethod, DoubleSettingsKeepTheirExactValue) {
+  const auto name = GetParam();
+  for (auto& o : options_of(name)) {
+    if (o.type != "double") continue;
+    const double a = o.range.contains(0.0) ? 0.0 : 2e-7, b = 1e-7;
+    ASSERT_TRUE(o.range.contains(a) && o.range.contains(b)) << o.key;
+    auto ea = build_tiny(name, one(o.key, format_double(a)))->effective_settings();
+    auto eb = build_tiny(name, one(o.key, "1e-7"))->effective_settings();
+    EXPECT_NE(ea.at(o.key), eb.at(o.key)) << name << ": " << o.key;
+    EXPECT_EQ(eb.at(o.key), "1e-07") << name << ": " << o.key;
+    EXPECT_NE(ea, eb) << name;
+  }
+}
+
+TEST_P(EveryMethod, CachedEqualsLive) {
+  const auto name = GetParam();
+  auto m = build_tiny(name, {}, 0.0);  // a deterministic backbone path
+  const auto taps = cache_taps_for(m->needs());
+  if (!taps.any()) GTEST_SKIP() << name << " cannot train from cached features";
+  m->train(false);
+  torch::manual_seed(5);
+  auto x = torch::randn({6, 3, 32, 32});
+  torch::NoGradGuard ng;
+  auto live = m->forward(x);
+  auto cached = m->forward_cached(backbone_features(m->backbone(), x, taps));
+  EXPECT_EQ(cached.sizes(), live.sizes());
+  EXPECT_LT(test::max_rel_diff(cached, live), 1e-5) << name;
+}
 
 TEST_P(EveryMethod, TrainsSavesAndReloads) {
   const auto name = GetParam();

@@ -42,7 +42,7 @@ TEST(SynQT, TaskConfigAndOverrides) {
   EXPECT_TRUE(named.contains("synqt.pre_norm.1.weight"));
   EXPECT_TRUE(named.contains("head.weight"));
   // head_norm starts as the backbone's final norm
-  EXPECT_TRUE(torch::equal(named["synqt.head_norm.weight"], m2->backbone_->norm->weight));
+  EXPECT_TRUE(torch::equal(named["synqt.head_norm.weight"], m2->backbone()->norm->weight));
 }
 
 TEST(SynQT, NoGradientReachesTheBackbone) {
@@ -78,7 +78,7 @@ TEST(SynQT, CacheableOnlyWithDeterministicBackbone) {
   EXPECT_TRUE(m2->needs().cacheable());
   // With the backbone deterministic, two training-mode backbone passes give the same K/V.
   m2->train(true);
-  EXPECT_EQ(m2->backbone_->block_list_[2]->drop_path_prob(), 0.0);
+  EXPECT_EQ(m2->backbone()->block_list_[2]->drop_path_prob(), 0.0);
 }
 
 TEST(SynQT, BadSettingsAreNamed) {

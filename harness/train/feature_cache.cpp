@@ -36,6 +36,7 @@ CacheTaps CacheTaps::parse(const std::string& s) {
 CacheTaps cache_taps_for(const BackboneNeeds& needs) {
   CacheTaps t;
   if (!needs.cacheable()) return t;
+  if (needs.block_tokens) return t;  // no cache holds every block's output tokens
   t.cls = needs.final_cls;
   t.kv = needs.block_kv;
   return t;

@@ -45,7 +45,7 @@ MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, 
                                  const TrainingPeak& peak) {
   MemoryBreakdown m;
   int64_t model = 0;
-  for (auto& p : method.backbone_->parameters()) {
+  for (auto& p : method.backbone()->parameters()) {
     model += p.nbytes();
     if (!p.requires_grad()) m.frozen_backbone += p.nbytes();
   }
