@@ -3,16 +3,17 @@
 // by gnuplot. Torch-free (petl_results).
 //
 // Pipeline: load_records (files or directories of *.jsonl; every petl.result line is read and
-// validated by record_from_json, results/record.h; then the protocol) → build_table (duplicates, mixed backbones / protocols / preprocessing, row
-// identities, mean ± sample std over seeds, group means) → render_markdown / render_csv /
-// render_tex, write_plots. write_report runs all of it and writes the files.
+// validated by record_from_json, results/record.h; then the protocol) → build_table (duplicates,
+// mixed backbones / protocols / preprocessing, row identities, mean ± sample std over seeds,
+// group means) → render_markdown / render_csv / render_tex, write_plots. write_report runs all of it and writes the files.
 // Sources: report_load.cpp (records, reference CSV), report_table.cpp (build_table),
 // report_render.cpp (markdown / csv / tex), report_plots.cpp (gnuplot), report.cpp (the rest).
 //
 // What is an error and what is a warning (user mistakes throw petl::Error naming file:line):
 //   errors   — unreadable path, a directory without *.jsonl, invalid JSON, a line that is not an
 //              object or has no "schema", schema "petl.result" with an unknown schema_version, an
-//              ok record missing a required field, --protocol P absent from a record's
+//              ok record missing a required field, a field of the wrong type (all found by
+//              record_from_json, results/record.h), --protocol P absent from a record's
 //              accuracy_by_protocol, no ok record at all, mixed backbones (sha256), mixed
 //              headline protocols (without --protocol), mixed preprocessing (normalisation or
 //              image size) — the last three become warnings with allow_mixed, and the mixed
