@@ -13,8 +13,12 @@
 //   host, threads, libtorch_version, time_utc, argv, device, ...}, job_key, checkpoint,
 //   feature_cache {...}, data_parallel {...}; sweep journals add sweep_key, sweep, log; a reused
 //   record (resume) carries reused: true.
-// Fields a writer did not set are omitted (a failed record has no accuracy); unknown fields of a
-// record read back are kept in `extra` and written again, so a round trip loses nothing.
+// Fields a writer did not set are omitted (a failed record has no accuracy; empty strings, unset
+// optionals and null sections are not written; an ok record always has evals and
+// accuracy_by_protocol, a provenance always threads and argv). Unknown fields of a record read
+// back are kept in `extra` (top level), Provenance::extra and Record::other_protocols (members of
+// accuracy_by_protocol) and written again, so to_json(record_from_json(j)) == j for every record
+// petl writes.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -38,7 +42,7 @@ struct Timing {
 };
 
 struct Provenance {
-  std::string git_commit, host, libtorch_version, time_utc, device;
+  std::string git_commit, host, libtorch_version, time_utc, device;  // "" = absent
   int threads = 0;
   std::vector<std::string> argv;
   nlohmann::json extra = nlohmann::json::object();  // anything else a writer adds (rank, ...)
@@ -52,8 +56,9 @@ struct Record {
   std::string protocol = "best_of_10";
   // Results (ok records).
   std::optional<double> accuracy;  // under `protocol`
-  std::optional<double> best_of_10, final_accuracy;
+  std::optional<double> best_of_10, final_accuracy;  // accuracy_by_protocol.best_of_10 / .final
   std::vector<int> best_of_10_epochs;
+  nlohmann::json other_protocols = nlohmann::json::object();  // other members of accuracy_by_protocol
   std::vector<EvalPoint> evals;
   std::vector<double> epoch_train_loss;
   std::optional<int64_t> trainable_params, backbone_params;
@@ -63,22 +68,34 @@ struct Record {
   std::optional<Provenance> provenance;
   std::string job_key, checkpoint;
   // Sweep journal fields.
-  std::string sweep_key, sweep, log;
+  std::string sweep_key, sweep, log;  // "" = absent (a null log stays in extra)
   bool reused = false;
   nlohmann::json extra = nlohmann::json::object();  // unknown fields read back, written again
 
   bool ok() const { return status == "ok"; }
+  // accuracy_by_protocol[protocol] when it is a number (best_of_10, final or another member).
+  std::optional<double> accuracy_under(const std::string& protocol) const;
+  // The members of accuracy_by_protocol that are numbers, in key order.
+  std::vector<std::string> protocols() const;
 };
 
 // The JSON object of a record (the schema above).
 nlohmann::json to_json(const Record& r);
-// Reads a record. Throws petl::Error naming `where` (file:line) and the field when the schema is
-// not petl.result, the version is not 1, a field has the wrong type, or an ok record lacks a
-// required field (method, task, seed, protocol, accuracy, accuracy_by_protocol, evals,
-// trainable_params, memory.peak_train_mib, settings, backbone.sha256).
+// Reads a record. Throws petl::Error "<where>: ..." naming the field(s) and what was expected when
+// j is not an object, the schema is not petl.result, the version is not 1, the status is not ok /
+// failed / dry_run, a field has the wrong type, an evals entry lacks a numeric epoch or test_acc,
+// or an ok record lacks a required field (method, task, seed, accuracy_by_protocol,
+// trainable_params, memory.peak_train_mib, backbone.sha256, settings.recipe, settings.method,
+// evals, protocol, accuracy). Every problem of the record is listed in the one message.
 Record record_from_json(const nlohmann::json& j, const std::string& where);
 // True when j is an object of schema petl.result (any version).
 bool is_result_record(const nlohmann::json& j);
+// The "schema" string of an object, "" when j is not an object or has none.
+std::string schema_of(const nlohmann::json& j);
+
+// The provenance object (the "provenance" field of a record) and its reader; `where` as above.
+nlohmann::json to_json(const Provenance& p);
+Provenance provenance_from_json(const nlohmann::json& j, const std::string& where);
 
 // A failed job's record: status failed, the message, the identity and the provenance.
 Record failed_record(const std::string& method, const std::string& task, int seed, const std::string& protocol,

@@ -1,16 +1,19 @@
 // `petl report`: paper-style VTAB tables from result records (schema petl.result v1), published
 // numbers side by side with a Δ view, and accuracy-vs-memory / -params / -evaluation plots drawn
-// by gnuplot. Torch-free (part of petl_io).
+// by gnuplot. Torch-free (petl_results).
 //
-// Pipeline: load_records (files or directories of *.jsonl, validated: schema version, required
-// fields, protocol) → build_table (duplicates, mixed backbones / protocols / preprocessing, row
-// identities, mean ± sample std over seeds, group means) → render_markdown / render_csv /
-// render_tex, write_plots. write_report runs all of it and writes the files.
+// Pipeline: load_records (files or directories of *.jsonl; every petl.result line is read and
+// validated by record_from_json, results/record.h; then the protocol) → build_table (duplicates,
+// mixed backbones / protocols / preprocessing, row identities, mean ± sample std over seeds,
+// group means) → render_markdown / render_csv / render_tex, write_plots. write_report runs all of it and writes the files.
+// Sources: report_load.cpp (records, reference CSV), report_table.cpp (build_table),
+// report_render.cpp (markdown / csv / tex), report_plots.cpp (gnuplot), report.cpp (the rest).
 //
 // What is an error and what is a warning (user mistakes throw petl::Error naming file:line):
 //   errors   — unreadable path, a directory without *.jsonl, invalid JSON, a line that is not an
 //              object or has no "schema", schema "petl.result" with an unknown schema_version, an
-//              ok record missing a required field, --protocol P absent from a record's
+//              ok record missing a required field, a field of the wrong type (all found by
+//              record_from_json, results/record.h), --protocol P absent from a record's
 //              accuracy_by_protocol, no ok record at all, mixed backbones (sha256), mixed
 //              headline protocols (without --protocol), mixed preprocessing (normalisation or
 //              image size) — the last three become warnings with allow_mixed, and the mixed
@@ -25,6 +28,8 @@
 // Warnings go to stderr (ReportOptions::warn_to_stderr) and into the report's notes section.
 #pragma once
 #include <nlohmann/json.hpp>
+
+#include "results/record.h"
 
 #include <limits>
 #include <map>
@@ -61,7 +66,7 @@ struct Source {
   std::string where() const { return file + ":" + std::to_string(line); }
 };
 
-// One validated "ok" record, reduced to what the report needs (the full JSON stays in `record`).
+// One validated "ok" record, reduced to what the report needs (the whole record stays in `record`).
 struct Run {
   Source src;
   std::string method, task;
@@ -75,7 +80,7 @@ struct Run {
   std::string backbone_sha256;
   std::string preprocessing;                     // "imagenet, 224 px"
   std::map<std::string, std::string> identity;   // method settings (non-"_") + recipe minus seed (+ mixed props)
-  json record;
+  Record record;
 };
 
 // A record that was read but not tabulated (failed or dry run).

@@ -699,13 +699,16 @@ class Scheduler {
     }
   }
 
-  json provenance(const json& o) const {
-    json p = opts_.provenance.is_object() ? opts_.provenance : json::object();
-    p["host"] = o.value("host", info_.host);
-    p["threads"] = o.value("threads", info_.threads);
-    p["time_utc"] = o.value("time_utc", now_utc());
-    p["argv"] = o.value("argv", json::array());
-    p["rank"] = o.value("rank", 0);
+  // The provenance of a job's record: the sweep's own (git_commit, libtorch_version) and the
+  // outcome's host, threads, time, argv and rank.
+  Provenance provenance(const json& o) const {
+    Provenance p = provenance_from_json(opts_.provenance.is_object() ? opts_.provenance : json::object(),
+                                        "sweep provenance");
+    p.host = o.value("host", info_.host);
+    p.threads = o.value("threads", info_.threads);
+    p.time_utc = o.value("time_utc", now_utc());
+    p.argv = o.value("argv", std::vector<std::string>());
+    p.extra["rank"] = o.value("rank", 0);
     return p;
   }
 
@@ -744,13 +747,13 @@ class Scheduler {
     const int rank = o.value("rank", 0);
     json rec;
     if (job.is_cache) {
-      rec = sweep_cache_record(job.identity, ok, error, provenance(o));
+      rec = sweep_cache_record(job.identity, ok, error, to_json(provenance(o)));
       rec["log"] = job.log_file;
       rec["wall_s"] = wall;
     } else if (ok) {
       rec = o.contains("record") ? o["record"] : json::object();
     } else {
-      rec = sweep_failed_record(job.identity, error, provenance(o));
+      rec = to_json(failed_job_record(job.identity, error, provenance(o)));
       rec["log"] = job.log_file;
     }
     rec["sweep_rank"] = rank;
@@ -774,8 +777,8 @@ class Scheduler {
   void fail_without_running(size_t i, const std::string& msg) {
     const FarmJob& job = jobs_[i];
     json o = {{"host", info_.host}, {"threads", 0}, {"rank", -1}, {"time_utc", now_utc()}, {"argv", json::array()}};
-    json rec = job.is_cache ? sweep_cache_record(job.identity, false, msg, provenance(o))
-                            : sweep_failed_record(job.identity, msg, provenance(o));
+    json rec = job.is_cache ? sweep_cache_record(job.identity, false, msg, to_json(provenance(o)))
+                            : to_json(failed_job_record(job.identity, msg, provenance(o)));
     rec["log"] = nullptr;
     write(job.key, rec);
     state_[i] = kFailed;

@@ -89,16 +89,10 @@ std::map<std::string, std::string> merged_status(const std::vector<std::string>&
   return st;
 }
 
-json sweep_failed_record(const json& identity, const std::string& message, const json& provenance) {
-  return {{"schema", "petl.result"},
-          {"schema_version", 1},
-          {"status", "failed"},
-          {"error", message},
-          {"method", identity.value("method", std::string())},
-          {"task", identity.value("task", std::string())},
-          {"seed", identity.value("seed", -1)},
-          {"protocol", identity.value("protocol", std::string("best_of_10"))},
-          {"provenance", provenance}};
+Record failed_job_record(const json& identity, const std::string& message, const Provenance& provenance) {
+  return failed_record(identity.value("method", std::string()), identity.value("task", std::string()),
+                       identity.value("seed", -1), identity.value("protocol", std::string("best_of_10")), message,
+                       provenance);
 }
 
 json sweep_cache_record(const json& identity, bool ok, const std::string& message, const json& provenance) {

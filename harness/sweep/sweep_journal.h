@@ -3,9 +3,10 @@
 //
 // Lines:
 //   training jobs  schema "petl.result" v1 — the child's own record (status "ok") plus
-//                  "sweep_key" (the planned job's sweep key) and "sweep" (config name); or a failed record with the
-//                  fields of petl::failed_record (schema, schema_version, status "failed", error,
-//                  method, task, seed, protocol, provenance {...}) plus sweep_key, sweep, "log".
+//                  "sweep_key" (the planned job's sweep key) and "sweep" (config name); or a failed record,
+//                  to_json(failed_job_record(...)) (results/record.h: schema, schema_version,
+//                  status "failed", error, method, task, seed, protocol, provenance {...}) plus
+//                  sweep_key, sweep, "log" (null for a job that never ran).
 //   cache builds   schema "petl.sweep_cache" v1, "kind": "cache", status ok|failed, sweep_key,
 //                  sweep, task, taps, splits, dtype, error (failed), log, provenance. `petl report`
 //                  counts lines of another schema and skips them, so they can share the file.
@@ -18,6 +19,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "results/record.h"
 
 namespace petl {
 
@@ -52,11 +55,9 @@ std::vector<std::string> sibling_journals(const std::string& out_dir, const std:
 std::map<std::string, std::string> merged_status(const std::vector<std::string>& journals,
                                                  std::vector<std::string>* warnings = nullptr);
 
-// A failed training record with petl::failed_record's fields. identity: method, task, seed,
-// protocol; provenance: host, threads, time_utc, argv, and whatever else the caller has
-// (git_commit, libtorch_version).
-nlohmann::json sweep_failed_record(const nlohmann::json& identity, const std::string& message,
-                                   const nlohmann::json& provenance);
+// A failed training job's record: petl::failed_record with the job's identity (method, task, seed
+// (-1 when absent), protocol (best_of_10 when absent)); the farm writes to_json() of it.
+Record failed_job_record(const nlohmann::json& identity, const std::string& message, const Provenance& provenance);
 
 // A cache-build record (schema petl.sweep_cache v1). identity: task, taps, splits, dtype.
 nlohmann::json sweep_cache_record(const nlohmann::json& identity, bool ok, const std::string& message,

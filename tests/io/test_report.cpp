@@ -295,7 +295,7 @@ TEST(ReportProtocol, RederivesAccuracyFromAccuracyByProtocol) {
   auto recs = load_records({data("mini")}, "final");
   for (auto& r : recs.runs) {
     EXPECT_EQ(r.protocol, "final");
-    EXPECT_DOUBLE_EQ(r.accuracy, r.record["accuracy_by_protocol"]["final"].get<double>());
+    EXPECT_DOUBLE_EQ(r.accuracy, r.record.final_accuracy.value());
   }
   Table t = build_table(std::move(recs), [] {
     auto o = quiet();
@@ -335,7 +335,7 @@ TEST(ReportValidation, MissingAndMistypedFields) {
   write_file(d / "r.jsonl", lines({a, b, c}));
   auto m = error_of([&] { load_records({d / "r.jsonl"}); });
   EXPECT_TRUE(has(m, d / "r.jsonl:1: missing field(s): memory.peak_train_mib, evals")) << m;
-  EXPECT_TRUE(has(m, d / "r.jsonl:2: missing field(s): seed (not an integer)")) << m;
+  EXPECT_TRUE(has(m, d / "r.jsonl:2: mistyped field(s): seed (expected an integer, got string \"42\")")) << m;
   EXPECT_TRUE(has(m, d / "r.jsonl:3: evals[1] lacks a numeric epoch or test_acc")) << m;
 }
 

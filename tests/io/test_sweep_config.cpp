@@ -467,8 +467,10 @@ TEST_F(SweepConfigTest, ShardJournalsAndMergedStatus) {
 
 TEST_F(SweepConfigTest, FailedAndCacheRecordsHaveTheSchemaFields) {
   json id = {{"method", "m"}, {"task", "t"}, {"seed", 3}, {"protocol", "final"}};
-  json prov = {{"host", "h"}, {"argv", {"petl", "run"}}};
-  json f = sweep_failed_record(id, "boom", prov);
+  Provenance prov;
+  prov.host = "h";
+  prov.argv = {"petl", "run"};
+  json f = to_json(failed_job_record(id, "boom", prov));
   for (auto* k : {"schema", "schema_version", "status", "error", "method", "task", "seed", "protocol", "provenance"})
     EXPECT_TRUE(f.contains(k)) << k;
   EXPECT_EQ(f["schema"], "petl.result");
@@ -476,8 +478,11 @@ TEST_F(SweepConfigTest, FailedAndCacheRecordsHaveTheSchemaFields) {
   EXPECT_EQ(f["status"], "failed");
   EXPECT_EQ(f["seed"], 3);
   EXPECT_EQ(f["protocol"], "final");
+  EXPECT_EQ(f["error"], "boom");
+  EXPECT_EQ(f["provenance"]["host"], "h");
+  EXPECT_EQ(record_from_json(f, "failed_job_record").method, "m");  // reads back
   json c = sweep_cache_record({{"task", "t"}, {"taps", "cls"}, {"splits", {"test"}}, {"dtype", "float16"}}, false, "x",
-                              prov);
+                              to_json(prov));
   EXPECT_EQ(c["schema"], "petl.sweep_cache");  // `petl report` skips other schemas
   EXPECT_EQ(c["kind"], "cache");
   EXPECT_EQ(c["status"], "failed");

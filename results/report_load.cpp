@@ -1,0 +1,249 @@
+// `petl report`, loading: result files and directories → validated Runs (every petl.result line
+// goes through record_from_json, results/record.h, the one reader of the schema), and the
+// reference CSV. Problems are collected and thrown together, each naming file:line.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+#include "core/text.h"
+#include "results/report.h"
+#include "results/report_internal.h"
+
+namespace petl::report {
+namespace fs = std::filesystem;
+using namespace internal;
+
+namespace {
+
+// Collects user errors and throws them together (the first 20), so one run shows every problem.
+struct Problems {
+  std::vector<std::string> items;
+  void add(const std::string& s) { items.push_back(s); }
+  void throw_if_any(const std::string& head) const {
+    if (items.empty()) return;
+    std::string msg = head;
+    for (size_t i = 0; i < items.size() && i < 20; ++i) msg += "\n  " + items[i];
+    if (items.size() > 20) msg += "\n  ... and " + std::to_string(items.size() - 20) + " more";
+    throw Error(msg);
+  }
+};
+
+// The files of the inputs: a file as named, a directory's *.jsonl (recursively, sorted); a file
+// named twice is read once.
+std::vector<std::string> result_files(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (auto& in : inputs) {
+    std::error_code ec;
+    fs::path p(in);
+    PETL_CHECK(fs::exists(p, ec), "result path '", in, "' does not exist");
+    std::vector<std::string> files;
+    if (fs::is_directory(p, ec)) {
+      for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+           it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (ec) break;
+        if (it->is_regular_file(ec) && it->path().extension() == ".jsonl") files.push_back(it->path().string());
+      }
+      std::sort(files.begin(), files.end());
+      PETL_CHECK(!files.empty(), "directory '", in, "' holds no *.jsonl result files");
+    } else {
+      files.push_back(p.string());
+    }
+    for (auto& f : files) {
+      auto canon = fs::weakly_canonical(f, ec);
+      if (!seen.insert(ec ? f : canon.string()).second) continue;  // the same file named twice
+      out.push_back(f);
+    }
+  }
+  return out;
+}
+
+// A line as JSON; on a parse error, adds "<where>: invalid JSON: ..." and returns discarded.
+json parse_line(const std::string& line, const std::string& where, Problems& problems) {
+  try {
+    return json::parse(line);
+  } catch (const json::parse_error& e) {
+    std::string m = e.what();
+    if (auto b = m.find("] "); m.rfind("[json.exception", 0) == 0 && b != std::string::npos) m = m.substr(b + 2);
+    problems.add(where + ": invalid JSON: " + m);
+    return json(json::value_t::discarded);
+  }
+}
+
+Skipped skipped_of(const Record& rec, const Source& src) {
+  Skipped s;
+  s.src = src;
+  s.status = rec.status;
+  s.method = rec.method.empty() ? "?" : rec.method;
+  s.task = rec.task.empty() ? "?" : rec.task;
+  s.seed = rec.seed;
+  s.message = rec.error;
+  return s;
+}
+
+// The accuracy of an ok record under `protocol` ("" → its own headline protocol); false (and a
+// problem) when the record has no number for that protocol.
+bool take_accuracy(const Record& rec, const std::string& protocol, Run& r, const std::string& where,
+                   Problems& problems) {
+  if (protocol.empty()) {
+    r.protocol = rec.protocol;
+    r.accuracy = *rec.accuracy;
+    return true;
+  }
+  auto acc = rec.accuracy_under(protocol);
+  if (!acc) {
+    problems.add(where + ": accuracy_by_protocol has no number for protocol '" + protocol + "' (it has: " +
+                 join(rec.protocols(), ", ") + ")");
+    return false;
+  }
+  r.protocol = protocol;
+  r.accuracy = *acc;
+  return true;
+}
+
+// Fills r (src, protocol and accuracy already set) from a validated ok record: numbers, backbone,
+// preprocessing and the row identity. headline: the accuracy is the record's own protocol.
+void fill_run(Record rec, bool headline, Run& r) {
+  r.method = rec.method;
+  r.task = rec.task;
+  r.seed = rec.seed;
+  r.trainable_params = double(*rec.trainable_params);
+  r.peak_train_mib = rec.memory["peak_train_mib"].get<double>();
+  for (auto& e : rec.evals) r.evals.emplace_back(double(e.epoch), e.test_acc);
+  const std::string arch = member_text(rec.backbone, "arch", "?");
+  r.backbone_sha256 = rec.backbone["sha256"].get<std::string>();
+  r.backbone = arch + " (sha256 " + r.backbone_sha256.substr(0, 12) + ")";
+  const json& recipe = rec.settings["recipe"];
+  std::string norm = member_text(rec.data, "normalisation", member_text(recipe, "normalisation", "?"));
+  std::string img = member_text(rec.data, "image_size", member_text(rec.memory, "image_size", ""));
+  r.preprocessing = norm + (img.empty() ? "" : ", " + img + " px");
+  for (auto& [k, v] : rec.settings["method"].items())
+    if (!k.empty() && k[0] != '_') r.identity[k] = value_text(v);
+  for (auto& [k, v] : recipe.items()) {
+    if (k == "seed") continue;
+    r.identity[r.identity.count(k) ? "recipe." + k : k] = value_text(v);
+  }
+  // Properties that must agree across a table; with allow_mixed they split rows instead.
+  r.identity["backbone"] = arch + "@" + r.backbone_sha256.substr(0, 8);
+  if (!img.empty()) r.identity["image_size"] = img;
+  if (headline) r.identity["protocol"] = r.protocol;
+  r.record = std::move(rec);
+}
+
+// Reads one file's lines into out; problems name file:line.
+void read_file(const std::string& f, const std::string& protocol, Records& out, Problems& problems) {
+  std::ifstream is(f);
+  PETL_CHECK(is, "cannot open result file '", f, "'");
+  std::string line;
+  int lineno = 0;
+  while (std::getline(is, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Source src{f, lineno};
+    const std::string where = src.where();
+    json j = parse_line(line, where, problems);
+    if (j.is_discarded()) continue;
+    if (const std::string schema = schema_of(j); !schema.empty() && !is_result_record(j)) {
+      out.other_schemas[schema]++;  // e.g. a sweep journal's own lines
+      continue;
+    }
+    Record rec;
+    try {
+      rec = record_from_json(j, where);
+    } catch (const Error& e) {
+      problems.add(e.what());
+      continue;
+    }
+    if (!rec.ok()) {
+      out.skipped.push_back(skipped_of(rec, src));
+      continue;
+    }
+    Run r;
+    r.src = src;
+    if (!take_accuracy(rec, protocol, r, where, problems)) continue;
+    fill_run(std::move(rec), protocol.empty(), r);
+    out.runs.push_back(std::move(r));
+  }
+}
+
+}  // namespace
+
+Records load_records(const std::vector<std::string>& inputs, const std::string& protocol) {
+  PETL_CHECK(!inputs.empty(), "no result files or directories given");
+  Records out;
+  out.files = result_files(inputs);
+  Problems problems;
+  for (auto& f : out.files) read_file(f, protocol, out, problems);
+  problems.throw_if_any("invalid result records:");
+  return out;
+}
+
+// ------------------------------------------------------------------ reference CSV
+
+Reference load_reference(const std::string& file, const std::string& label) {
+  std::ifstream is(file);
+  PETL_CHECK(is, "cannot open reference CSV '", file, "'");
+  Reference ref;
+  ref.file = file;
+  ref.label = !label.empty() ? label
+              : fs::path(file).filename() == kReferenceFileName ? std::string(kDefaultReferenceLabel)
+                                                                 : fs::path(file).filename().string();
+  std::string line;
+  int lineno = 0;
+  std::vector<std::string> header;
+  int c_method = -1, c_setting = -1, c_kind = -1, c_mean = -1, c_params = -1;
+  std::vector<std::pair<int, std::string>> task_cols;
+  static const std::set<std::string> reserved = {"kind",    "method",   "setting",        "source", "mean",
+                                                 "params_m", "peak_train_mib", "n_tasks", "complete"};
+  while (std::getline(is, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = file + ":" + std::to_string(lineno);
+    auto f = csv_split(line, where);
+    if (header.empty()) {
+      header = f;
+      for (int i = 0; i < int(f.size()); ++i) {
+        const std::string& h = f[i];
+        if (h == "method") c_method = i;
+        else if (h == "setting") c_setting = i;
+        else if (h == "kind") c_kind = i;
+        else if (h == "mean") c_mean = i;
+        else if (h == "params_m") c_params = i;
+        else if (reserved.count(h) || (h.size() > 5 && (h.rfind("_mean") == h.size() - 5 || h.rfind("_std") == h.size() - 4)))
+          continue;
+        else if (!h.empty()) task_cols.emplace_back(i, h);
+      }
+      PETL_CHECK(c_method >= 0, where, ": reference CSV has no 'method' column (header: ", line, ")");
+      PETL_CHECK(!task_cols.empty(), where, ": reference CSV has no task columns");
+      for (auto& [i, t] : task_cols) ref.tasks.push_back(t);
+      continue;
+    }
+    PETL_CHECK(f.size() == header.size(), where, ": ", f.size(), " fields, the header has ", header.size());
+    if (c_kind >= 0 && f[c_kind] != "ours") continue;
+    ReferenceRow row;
+    row.method = f[c_method];
+    PETL_CHECK(!row.method.empty(), where, ": empty method");
+    if (c_setting >= 0) row.setting = f[c_setting];
+    auto number = [&](int col, double& out) {
+      std::string s = f[col];
+      s.erase(0, s.find_first_not_of(" \t"));
+      s.erase(s.find_last_not_of(" \t") + 1);
+      if (s.empty() || s == "-" || s == kMissing || s == "nan" || s == "NaN") return false;
+      PETL_CHECK(parse_number(s, out), where, ": column '", header[col], "': '", s, "' is not a number");
+      return true;
+    };
+    for (auto& [i, t] : task_cols) {
+      double v;
+      if (number(i, v)) row.acc[t] = v;
+    }
+    if (c_mean >= 0) number(c_mean, row.mean);
+    if (c_params >= 0) number(c_params, row.params_m);
+    ref.rows.push_back(std::move(row));
+  }
+  PETL_CHECK(!header.empty(), "reference CSV '", file, "' is empty");
+  return ref;
+}
+
+}  // namespace petl::report

@@ -1,0 +1,425 @@
+// `petl report`, rendering: the table as padded markdown (with the Δ view, plots, notes, warnings
+// and failed jobs for report.md), wide and long CSV, and a booktabs LaTeX table.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/text.h"
+#include "results/report.h"
+#include "results/report_internal.h"
+
+namespace petl::report {
+namespace fs = std::filesystem;
+using namespace internal;
+
+namespace {
+
+std::string signed_fixed(double v, int prec) {
+  std::string s = fixed(v, prec);
+  return s[0] == '-' ? s : "+" + s;
+}
+// "68.90" → "68.9", "70.00" → "70.0", "65.57" stays: published numbers as they were written.
+std::string short_fixed(double v) {
+  std::string s = fixed(v, 2);
+  if (s.size() > 1 && s.back() == '0') s.pop_back();
+  return s;
+}
+// Trainable parameters in millions: 2 decimals from 0.1M up, else 3 significant digits.
+std::string params_text(double m) {
+  if (!std::isfinite(m)) return kMissing;
+  if (m >= 0.1 || m == 0) return fixed(m, 2);
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3g", m);
+  return b;
+}
+std::string num_or_blank(double v, int prec) { return std::isfinite(v) ? fixed(v, prec) : ""; }
+
+// The first line of a message, cut to max_len characters.
+std::string first_line_cut(const std::string& s, size_t max_len = 200) {
+  std::string l = first_line(s);
+  if (utf8_len(l) > max_len) l = l.substr(0, max_len) + "…";
+  return l;
+}
+
+std::string tex_escape(const std::string& s) {
+  std::string o;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    switch (c) {
+      case '_': case '%': case '&': case '#': case '$': case '{': case '}': o += '\\'; o += c; break;
+      case '~': o += "\\textasciitilde{}"; break;
+      case '^': o += "\\textasciicircum{}"; break;
+      case '\\': o += "\\textbackslash{}"; break;
+      case '<': o += "$<$"; break;
+      case '>': o += "$>$"; break;
+      default: o += c;
+    }
+  }
+  // UTF-8 symbols used in captions and cells.
+  auto rep = [&](const std::string& from, const std::string& to) {
+    for (size_t p = o.find(from); p != std::string::npos; p = o.find(from, p + to.size())) o.replace(p, from.size(), to);
+  };
+  rep("±", "$\\pm$");
+  rep("–", "--");
+  rep("−", "$-$");
+  rep("Δ", "$\\Delta$");
+  rep("·", "$\\cdot$");
+  rep("…", "\\dots{}");
+  return o;
+}
+
+// A padded markdown table; right-aligned columns get ---:.
+std::string md_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& body,
+                     const std::vector<bool>& right) {
+  std::vector<size_t> w(header.size(), 3);
+  auto widen = [&](const std::vector<std::string>& r) {
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], utf8_len(r[i]));
+  };
+  widen(header);
+  for (auto& r : body) widen(r);
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string s = "|";
+    for (size_t i = 0; i < w.size(); ++i) {
+      std::string c = i < r.size() ? r[i] : "";
+      std::string pad(w[i] - utf8_len(c), ' ');
+      s += " " + (right[i] ? pad + c : c + pad) + " |";
+    }
+    return s + "\n";
+  };
+  std::string out = line(header);
+  out += "|";
+  for (size_t i = 0; i < w.size(); ++i)
+    out += right[i] ? " " + std::string(w[i] - 1, '-') + ": |" : " :" + std::string(w[i] - 1, '-') + " |";
+  out += "\n";
+  for (auto& r : body) out += line(r);
+  return out;
+}
+
+std::string cell_text(const Cell& c) {
+  if (c.acc.n == 0) return kMissing;
+  if (c.acc.n == 1) return fixed(c.acc.mean, 2);
+  return fixed(c.acc.mean, 2) + " ± " + fixed(c.acc.std, 2) + " (n=" + std::to_string(c.acc.n) + ")";
+}
+std::string mean_text(double v, bool complete) {
+  if (!std::isfinite(v)) return kMissing;
+  return fixed(v, 2) + (complete ? "" : "*");
+}
+
+struct Layout {
+  std::vector<std::string> header;
+  std::vector<bool> right;
+  std::vector<int> mean_groups;  // indices of groups with a mean column
+};
+Layout layout(const Table& t) {
+  Layout l;
+  l.header.push_back("Method");
+  for (auto& task : t.tasks) l.header.push_back(task);
+  for (int g = 0; g < int(t.groups.size()); ++g)
+    if (t.groups[g].has_mean) {
+      l.header.push_back(t.groups[g].name);
+      l.mean_groups.push_back(g);
+    }
+  l.header.push_back("Mean");
+  l.header.push_back("Params (M)");
+  l.header.push_back("Peak train (MiB)");
+  l.right.assign(l.header.size(), true);
+  l.right[0] = false;
+  return l;
+}
+
+std::vector<std::string> group_row(const Table& t, const Layout& l) {
+  std::vector<std::string> r(l.header.size());
+  size_t col = 1;
+  for (auto& g : t.groups) {
+    if (!g.tasks.empty()) r[col] = "*" + g.name + "*";
+    col += g.tasks.size();
+  }
+  return r;
+}
+
+std::vector<std::vector<std::string>> main_body(const Table& t, const Layout& l) {
+  std::vector<std::vector<std::string>> body;
+  if (t.groups.size() > 1) body.push_back(group_row(t, l));
+  for (auto& row : t.rows) {
+    std::vector<std::string> r{row.label()};
+    for (auto& task : t.tasks) {
+      auto it = row.cells.find(task);
+      r.push_back(it == row.cells.end() ? std::string(kMissing) : cell_text(it->second));
+    }
+    for (int g : l.mean_groups) r.push_back(mean_text(row.group_means[g], row.group_complete[g]));
+    r.push_back(mean_text(row.mean, row.complete));
+    r.push_back(params_text(row.params_m));
+    r.push_back(fixed(row.peak_train_mib, 1));
+    body.push_back(r);
+  }
+  if (!t.ref_lines.empty()) {
+    std::vector<std::string> div(l.header.size());
+    div[0] = "*published*";
+    body.push_back(div);
+    for (auto& rl : t.ref_lines) {
+      std::vector<std::string> r{rl.ref.label()};
+      for (auto& task : t.tasks) {
+        auto it = rl.ref.acc.find(task);
+        r.push_back(it == rl.ref.acc.end() ? std::string(kMissing) : short_fixed(it->second));
+      }
+      for (int g : l.mean_groups) r.push_back(std::isfinite(rl.group_means[g]) ? fixed(rl.group_means[g], 2) : kMissing);
+      r.push_back(!std::isfinite(rl.mean) ? std::string(kMissing) : rl.mean_published ? short_fixed(rl.mean) : fixed(rl.mean, 2));
+      r.push_back(params_text(rl.ref.params_m));
+      r.push_back(kMissing);
+      body.push_back(r);
+    }
+  }
+  return body;
+}
+
+}  // namespace
+
+std::string render_markdown_table(const Table& t) {
+  auto l = layout(t);
+  return "**Table 1.** " + t.caption + "\n\n" + md_table(l.header, main_body(t, l), l.right);
+}
+
+std::string render_markdown(const Table& t, const std::vector<std::string>& plot_files) {
+  std::string md = "# petl report\n\n" + render_markdown_table(t);
+  if (!t.deltas.empty()) {
+    auto l = layout(t);
+    std::vector<std::string> header(l.header.begin(), l.header.end() - 2);  // no params / memory
+    header[0] = "Ours − published";
+    std::vector<bool> right(header.size(), true);
+    right[0] = false;
+    std::vector<std::vector<std::string>> body;
+    if (t.groups.size() > 1) {
+      auto g = group_row(t, l);
+      g.resize(header.size());
+      body.push_back(g);
+    }
+    for (auto& d : t.deltas) {
+      std::vector<std::string> r{d.ours == d.published ? d.ours : d.ours + " vs " + d.published};
+      for (auto& task : t.tasks) {
+        auto it = d.delta.find(task);
+        r.push_back(it == d.delta.end() ? std::string(kMissing) : signed_fixed(it->second, 2));
+      }
+      for (int g : l.mean_groups)
+        r.push_back(std::isfinite(d.group_means[g]) ? signed_fixed(d.group_means[g], 2) + (d.group_complete[g] ? "" : "*")
+                                                    : kMissing);
+      r.push_back(std::isfinite(d.mean) ? signed_fixed(d.mean, 2) + (d.complete ? "" : "*") : kMissing);
+      body.push_back(r);
+    }
+    md += "\n## Δ vs published\n\n**Table 2.** Ours − " + t.reference.label +
+          ", in accuracy points, per task where both exist; group means and Mean of the Δ over the tasks both have "
+          "(* not every task of the group / table).\n\n" +
+          md_table(header, body, right);
+  } else if (!t.ref_lines.empty()) {
+    md += "\nNo method of this table appears in the reference (" + t.reference.label + "), so there is no Δ view.\n";
+  }
+  if (!plot_files.empty()) {
+    md += "\n## Plots\n\n";
+    for (auto& p : plot_files)
+      if (p.size() > 4 && p.substr(p.size() - 4) == ".png") {
+        std::string name = fs::path(p).stem().string();
+        std::string title = name == "acc_vs_memory"            ? "Accuracy vs peak training memory (mean over tasks)"
+                            : name == "acc_vs_memory_per_task" ? "Accuracy vs peak training memory, per task"
+                            : name == "acc_vs_params"          ? "Accuracy vs trainable parameters"
+                            : name == "evals"                  ? "Test accuracy over evaluations, per run"
+                                                               : name;
+        md += "![" + title + "](" + p + ")\n\n";
+      }
+    md += "SVG versions, gnuplot scripts and data beside them in plots/ (re-render: `cd plots && gnuplot NAME.gp`).\n";
+  }
+  md += "\n## Notes\n\n";
+  for (auto& n : t.notes) md += "- " + n + "\n";
+  if (!t.warnings.empty()) {
+    md += "\n### Warnings\n\n";
+    for (auto& w : t.warnings) md += "- " + w + "\n";
+  }
+  std::vector<const Skipped*> failed;
+  for (auto& s : t.records.skipped)
+    if (s.status == "failed") failed.push_back(&s);
+  if (!failed.empty()) {
+    md += "\n### Failed jobs (not tabulated)\n\n";
+    for (auto* s : failed) {
+      md += "- " + s->method + "/" + s->task + (s->seed >= 0 ? " seed " + std::to_string(s->seed) : std::string()) +
+            " (" + s->src.where() + "): " + first_line_cut(s->message);
+      for (auto& r : t.records.runs)  // a later successful re-run of the same job
+        if (r.method == s->method && r.task == s->task && (s->seed < 0 || r.seed == s->seed)) {
+          md += " — an ok record of this method/task" + std::string(s->seed >= 0 ? "/seed" : "") + " is tabulated (" +
+                r.src.where() + ")";
+          break;
+        }
+      md += "\n";
+    }
+  }
+  return md;
+}
+
+std::string render_csv(const Table& t) {
+  auto l = layout(t);
+  std::vector<std::string> h{"kind", "method", "setting"};
+  for (auto& task : t.tasks) h.push_back(task);
+  for (int g : l.mean_groups) {
+    std::string n = t.groups[g].name;
+    std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+    h.push_back(n + "_mean");
+  }
+  for (auto s : {"mean", "params_m", "peak_train_mib", "n_tasks", "complete", "source"}) h.push_back(s);
+  std::string out;
+  auto emit = [&](const std::vector<std::string>& r) {
+    std::vector<std::string> q;
+    for (auto& f : r) q.push_back(csv_field(f));
+    out += join(q, ",") + "\n";
+  };
+  emit(h);
+  for (auto& row : t.rows) {
+    std::vector<std::string> r{"ours", row.method, row.setting};
+    for (auto& task : t.tasks) {
+      auto it = row.cells.find(task);
+      r.push_back(it == row.cells.end() ? "" : fixed(it->second.acc.mean, 4));
+    }
+    for (int g : l.mean_groups) r.push_back(num_or_blank(row.group_means[g], 4));
+    r.push_back(num_or_blank(row.mean, 4));
+    r.push_back(num_or_blank(row.params_m, 6));
+    r.push_back(num_or_blank(row.peak_train_mib, 3));
+    r.push_back(std::to_string(row.cells.size()));
+    r.push_back(row.complete ? "1" : "0");
+    r.push_back("petl");
+    emit(r);
+  }
+  for (auto& rl : t.ref_lines) {
+    std::vector<std::string> r{"reference", rl.ref.method, rl.ref.setting};
+    int n = 0;
+    for (auto& task : t.tasks) {
+      auto it = rl.ref.acc.find(task);
+      r.push_back(it == rl.ref.acc.end() ? "" : fixed(it->second, 4));
+      n += it != rl.ref.acc.end();
+    }
+    for (int g : l.mean_groups) r.push_back(num_or_blank(rl.group_means[g], 4));
+    r.push_back(num_or_blank(rl.mean, 4));
+    r.push_back(num_or_blank(rl.ref.params_m, 6));
+    r.push_back("");
+    r.push_back(std::to_string(n));
+    r.push_back(n == int(t.tasks.size()) ? "1" : "0");
+    r.push_back(t.reference.label);
+    emit(r);
+  }
+  for (auto& d : t.deltas) {
+    const Row* row = nullptr;
+    for (auto& rr : t.rows)
+      if (rr.label() == d.ours) row = &rr;
+    std::vector<std::string> r{"delta", row ? row->method : d.ours, row ? row->setting : ""};
+    for (auto& task : t.tasks) {
+      auto it = d.delta.find(task);
+      r.push_back(it == d.delta.end() ? "" : fixed(it->second, 4));
+    }
+    for (int g : l.mean_groups) r.push_back(num_or_blank(d.group_means[g], 4));
+    r.push_back(num_or_blank(d.mean, 4));
+    r.push_back("");
+    r.push_back("");
+    r.push_back(std::to_string(d.delta.size()));
+    r.push_back(d.complete ? "1" : "0");
+    r.push_back("ours − " + t.reference.label + " (" + d.published + ")");
+    emit(r);
+  }
+  return out;
+}
+
+std::string render_cells_csv(const Table& t) {
+  std::string out =
+      "method,setting,task,group,n,seeds,accuracy_mean,accuracy_std,protocol,trainable_params,peak_train_mib,records\n";
+  for (auto& row : t.rows)
+    for (auto& g : t.groups)
+      for (auto& task : g.tasks) {
+        auto it = row.cells.find(task);
+        if (it == row.cells.end()) continue;
+        const Cell& c = it->second;
+        std::vector<std::string> seeds, srcs;
+        for (int s : c.seeds) seeds.push_back(std::to_string(s));
+        for (size_t i : c.runs) srcs.push_back(t.records.runs[i].src.where());
+        std::vector<std::string> r{row.method,
+                                   row.setting,
+                                   task,
+                                   g.name,
+                                   std::to_string(c.acc.n),
+                                   join(seeds, ";"),
+                                   fixed(c.acc.mean, 4),
+                                   num_or_blank(c.acc.std, 4),
+                                   t.records.runs[c.runs[0]].protocol,
+                                   fixed(c.params, 0),
+                                   fixed(c.peak_train_mib, 3),
+                                   join(srcs, ";")};
+        std::vector<std::string> q;
+        for (auto& f : r) q.push_back(csv_field(f));
+        out += join(q, ",") + "\n";
+      }
+  return out;
+}
+
+std::string render_tex(const Table& t) {
+  auto l = layout(t);
+  const size_t ncol = l.header.size();
+  auto rot = [](const std::string& s) { return "\\rotatebox{90}{" + tex_escape(s) + "}"; };
+  auto tex_cell = [](const Cell& c) {
+    if (c.acc.n == 0) return std::string("--");
+    if (c.acc.n == 1) return fixed(c.acc.mean, 2);
+    return fixed(c.acc.mean, 2) + "{\\scriptsize$\\pm$" + fixed(c.acc.std, 2) + "$^{n=" + std::to_string(c.acc.n) + "}$}";
+  };
+  auto tex_mean = [](double v, bool complete) {
+    if (!std::isfinite(v)) return std::string("--");
+    return fixed(v, 2) + (complete ? "" : "$^*$");
+  };
+  std::string spec = "l";
+  for (auto& g : t.groups) spec += std::string(g.tasks.size(), 'r');
+  spec += std::string(l.mean_groups.size() + 1, 'r') + "rr";
+  std::string o;
+  o += "% petl report: needs \\usepackage{booktabs,graphicx}\n";
+  o += "\\begin{table*}[t]\n\\centering\n\\caption{" + tex_escape(t.caption) + "}\n";
+  o += "\\resizebox{\\textwidth}{!}{%\n\\begin{tabular}{" + spec + "}\n\\toprule\n";
+  if (t.groups.size() > 1 || !l.mean_groups.empty()) {
+    std::string g1 = " ";
+    std::string rules;
+    size_t col = 2;
+    for (auto& g : t.groups) {
+      g1 += " & \\multicolumn{" + std::to_string(g.tasks.size()) + "}{c}{" + tex_escape(g.name) + "}";
+      rules += "\\cmidrule(lr){" + std::to_string(col) + "-" + std::to_string(col + g.tasks.size() - 1) + "}";
+      col += g.tasks.size();
+    }
+    g1 += " & \\multicolumn{" + std::to_string(l.mean_groups.size() + 1) + "}{c}{Means} & & \\\\\n";
+    rules += "\\cmidrule(lr){" + std::to_string(col) + "-" + std::to_string(col + l.mean_groups.size()) + "}\n";
+    o += g1 + rules;
+  }
+  std::vector<std::string> hdr{"Method"};
+  for (size_t i = 1; i < ncol; ++i) hdr.push_back(rot(l.header[i]));
+  o += join(hdr, " & ") + " \\\\\n\\midrule\n";
+  for (auto& row : t.rows) {
+    std::vector<std::string> r{tex_escape(row.label())};
+    for (auto& task : t.tasks) {
+      auto it = row.cells.find(task);
+      r.push_back(it == row.cells.end() ? std::string("--") : tex_cell(it->second));
+    }
+    for (int g : l.mean_groups) r.push_back(tex_mean(row.group_means[g], row.group_complete[g]));
+    r.push_back(tex_mean(row.mean, row.complete));
+    r.push_back(tex_escape(params_text(row.params_m)));
+    r.push_back(fixed(row.peak_train_mib, 1));
+    o += join(r, " & ") + " \\\\\n";
+  }
+  if (!t.ref_lines.empty()) {
+    o += "\\midrule\n\\multicolumn{" + std::to_string(ncol) + "}{l}{\\emph{published: " + tex_escape(t.reference.label) +
+         "}} \\\\\n";
+    for (auto& rl : t.ref_lines) {
+      std::vector<std::string> r{tex_escape(rl.ref.label())};
+      for (auto& task : t.tasks) {
+        auto it = rl.ref.acc.find(task);
+        r.push_back(it == rl.ref.acc.end() ? std::string("--") : short_fixed(it->second));
+      }
+      for (int g : l.mean_groups) r.push_back(tex_mean(rl.group_means[g], true));
+      r.push_back(!std::isfinite(rl.mean) ? std::string("--") : rl.mean_published ? short_fixed(rl.mean) : fixed(rl.mean, 2));
+      r.push_back(tex_escape(params_text(rl.ref.params_m)));
+      r.push_back("--");
+      o += join(r, " & ") + " \\\\\n";
+    }
+  }
+  o += "\\bottomrule\n\\end{tabular}}\n\\end{table*}\n";
+  return o;
+}
+
+}  // namespace petl::report

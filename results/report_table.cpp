@@ -1,0 +1,458 @@
+// `petl report`, the table: build_table in named steps — nothing to tabulate, duplicates, mixed
+// backbones / protocols / preprocessing, test lists, columns, row identities, cell statistics and
+// group means, the caption, reference rows and the Δ view, notes.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "core/error.h"
+#include "core/text.h"
+#include "results/report.h"
+#include "results/report_internal.h"
+
+namespace petl::report {
+namespace fs = std::filesystem;
+using namespace internal;
+
+namespace {
+
+using RunText = std::function<std::string(const Run&)>;
+
+const std::vector<std::string>& group_names() {
+  static const std::vector<std::string> g = {"Natural", "Specialized", "Structured"};
+  return g;
+}
+
+std::string sources_text(const std::vector<Source>& s, size_t max_shown = 3) {
+  std::vector<std::string> w;
+  for (size_t i = 0; i < s.size() && i < max_shown; ++i) w.push_back(s[i].where());
+  std::string out = join(w, ", ");
+  if (s.size() > max_shown) out += ", … " + std::to_string(s.size() - max_shown) + " more";
+  return out;
+}
+
+// Numeric-aware comparison of setting values ("0.0005" < "0.001", "2" < "10").
+bool value_less(const std::string& a, const std::string& b) {
+  double x, y;
+  if (parse_number(a, x) && parse_number(b, y) && x != y) return x < y;
+  return a < b;
+}
+
+// No ok record: an error naming the failures, dry runs and other schemas that were read.
+void fail_without_runs(const Records& records) {
+  std::string msg = "no successful result records in " + join(records.files, ", ");
+  int failed = 0, dry = 0;
+  const Skipped* first_failed = nullptr;
+  for (auto& s : records.skipped) {
+    if (s.status == "failed") {
+      if (!first_failed) first_failed = &s;
+      ++failed;
+    } else {
+      ++dry;
+    }
+  }
+  if (failed)
+    msg += "; " + std::to_string(failed) + " failed (first: " + first_failed->src.where() + ": " +
+           first_failed->method + "/" + first_failed->task + ": " + first_failed->message + ")";
+  if (dry) msg += "; " + std::to_string(dry) + " dry run(s)";
+  for (auto& [schema, n] : records.other_schemas) msg += "; " + std::to_string(n) + " line(s) of schema " + schema;
+  throw Error(msg);
+}
+
+// Duplicates: the later record supersedes the earlier (append-only result files; a re-run).
+void drop_duplicates(std::vector<Run>& runs, std::vector<std::string>& warnings) {
+  std::map<std::string, size_t> by_key;
+  std::vector<bool> keep(runs.size(), true);
+  std::vector<std::string> dups;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const Run& r = runs[i];
+    std::string key = r.method + '\x1f' + r.task + '\x1f' + std::to_string(r.seed) + '\x1f' + json(r.identity).dump();
+    auto [it, inserted] = by_key.emplace(key, i);
+    if (inserted) continue;
+    dups.push_back(r.method + "/" + r.task + " seed " + std::to_string(r.seed) + " (same settings): " +
+                   runs[it->second].src.where() + " and " + r.src.where() + "; the later one is used");
+    keep[it->second] = false;
+    it->second = i;
+  }
+  if (dups.size() <= 5) {
+    for (auto& d : dups) warnings.push_back("duplicate record " + d);
+  } else {
+    warnings.push_back(std::to_string(dups.size()) +
+                       " duplicate records (same method, task, seed and settings; the later one is used each time), e.g. " +
+                       dups[0] + "; " + dups[1] + "; " + dups[2]);
+  }
+  std::vector<Run> kept;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (keep[i]) kept.push_back(std::move(runs[i]));
+  runs = std::move(kept);
+}
+
+// One property that must agree across the table: an error, or with allow_mixed a warning (the
+// property is part of every run's identity, so it then splits rows).
+void check_mixed(const std::vector<Run>& runs, const ReportOptions& opts, const std::string& what,
+                 const RunText& value_of, const std::string& hint, std::vector<std::string>& warnings) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<Source>> groups;
+  for (auto& r : runs) {
+    auto v = value_of(r);
+    if (groups[v].empty()) order.push_back(v);
+    groups[v].push_back(r.src);
+  }
+  if (order.size() <= 1) return;
+  std::vector<std::string> parts;
+  for (auto& v : order)
+    parts.push_back("'" + v + "' in " + std::to_string(groups[v].size()) + " record(s) (" + sources_text(groups[v]) + ")");
+  std::string msg = "records mix " + what + ": " + join(parts, "; ");
+  if (!opts.allow_mixed) PETL_FAIL(msg, ". ", hint, ", or pass --allow-mixed to tabulate them as separate rows");
+  warnings.push_back(msg + "; tabulated as separate rows (--allow-mixed)");
+}
+
+void check_mixed_properties(const std::vector<Run>& runs, const ReportOptions& opts, std::vector<std::string>& warnings) {
+  check_mixed(runs, opts, "backbones", [](const Run& r) { return r.backbone; }, "Report one backbone's records at a time",
+              warnings);
+  if (opts.protocol.empty())
+    check_mixed(runs, opts, "headline protocols", [](const Run& r) { return r.protocol; },
+                "Pass --protocol best_of_10 (or final) to re-derive every accuracy under one protocol", warnings);
+  check_mixed(runs, opts, "preprocessing (normalisation, image size)", [](const Run& r) { return r.preprocessing; },
+              "Report one preprocessing at a time", warnings);
+}
+
+// The same task on different test lists: numbers not comparable.
+void warn_test_lists(const std::vector<Run>& runs, std::vector<std::string>& warnings) {
+  std::map<std::string, std::map<std::string, Source>> lists;
+  for (auto& r : runs) {
+    const json& data = r.record.data;
+    if (!data.is_object()) continue;
+    if (auto it = data.find("test_list_sha256"); it != data.end() && it->is_string())
+      lists[r.task].emplace(it->get<std::string>(), r.src);
+  }
+  for (auto& [task, m] : lists) {
+    if (m.size() < 2) continue;
+    std::vector<std::string> parts;
+    for (auto& [sha, src] : m) parts.push_back(sha.substr(0, 12) + " (" + src.where() + ")");
+    warnings.push_back("task " + task + " is evaluated on different test lists: " + join(parts, ", ") +
+                       "; its cells mix datasets");
+  }
+}
+
+// Columns: the VTAB layout (3 groups + Other) when any task is a VTAB task, else one group in
+// first-seen order. Returns the methods in first-seen order.
+std::vector<std::string> layout_columns(const std::vector<Run>& runs, Table& t) {
+  std::vector<std::string> seen_tasks, methods;
+  std::set<std::string> st, sm;
+  for (auto& r : runs) {
+    if (st.insert(r.task).second) seen_tasks.push_back(r.task);
+    if (sm.insert(r.method).second) methods.push_back(r.method);
+  }
+  t.vtab = std::any_of(seen_tasks.begin(), seen_tasks.end(), [](auto& s) { return !vtab_group(s).empty(); });
+  if (t.vtab) {
+    for (auto& g : group_names()) {
+      TaskGroup tg{g, {}, true};
+      for (auto& task : vtab_tasks())
+        if (vtab_group(task) == g) tg.tasks.push_back(task);
+      t.groups.push_back(tg);
+    }
+    TaskGroup other{"Other", {}, false};
+    for (auto& task : seen_tasks)
+      if (vtab_group(task).empty()) other.tasks.push_back(task);
+    if (!other.tasks.empty()) t.groups.push_back(other);
+  } else {
+    t.groups.push_back({"Tasks", seen_tasks, false});
+  }
+  for (auto& g : t.groups) t.tasks.insert(t.tasks.end(), g.tasks.begin(), g.tasks.end());
+  return methods;
+}
+
+// The identity keys of a method whose values differ within one task (they define its rows).
+std::vector<std::string> varying_keys(const std::vector<Run>& runs, const std::string& m) {
+  std::map<std::string, std::map<std::string, std::set<std::string>>> vals;  // key → task → values
+  std::set<std::string> keys;
+  for (auto& r : runs)
+    if (r.method == m)
+      for (auto& [k, v] : r.identity) keys.insert(k);
+  for (auto& r : runs) {
+    if (r.method != m) continue;
+    for (auto& k : keys) {
+      auto it = r.identity.find(k);
+      vals[k][r.task].insert(it == r.identity.end() ? std::string("(unset)") : it->second);
+    }
+  }
+  std::vector<std::string> dims;
+  for (auto& k : keys)
+    for (auto& [task, v] : vals[k])
+      if (v.size() > 1) {
+        dims.push_back(k);
+        break;
+      }
+  return dims;
+}
+
+// Row identities: per method, one row per combination of its varying keys; each run joins its
+// row's cell of its task. Order: methods as first seen, a method's settings by value.
+void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& methods, Table& t) {
+  std::map<std::string, size_t> row_index;
+  for (auto& m : methods) {
+    const std::vector<std::string> dims = varying_keys(runs, m);
+    t.varying[m] = dims;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const Run& r = runs[i];
+      if (r.method != m) continue;
+      std::map<std::string, std::string> id;
+      for (auto& k : dims) {
+        auto it = r.identity.find(k);
+        id[k] = it == r.identity.end() ? "(unset)" : it->second;
+      }
+      auto [it, inserted] = row_index.emplace(m + '\x1f' + json(id).dump(), t.rows.size());
+      if (inserted) {
+        Row row;
+        row.method = m;
+        row.identity = id;
+        std::vector<std::string> parts;
+        for (auto& [k, v] : id) parts.push_back(k + "=" + v);
+        row.setting = join(parts, ", ");
+        t.rows.push_back(row);
+      }
+      t.rows[it->second].cells[r.task].runs.push_back(i);
+    }
+  }
+  std::map<std::string, size_t> method_rank;
+  for (size_t i = 0; i < methods.size(); ++i) method_rank[methods[i]] = i;
+  std::stable_sort(t.rows.begin(), t.rows.end(), [&](const Row& a, const Row& b) {
+    if (a.method != b.method) return method_rank[a.method] < method_rank[b.method];
+    for (auto& [k, v] : a.identity) {
+      const std::string& w = b.identity.at(k);
+      if (v != w) return value_less(v, w);
+    }
+    return false;
+  });
+}
+
+// Per table group: the mean of the values its tasks have (NaN for a group without a mean
+// column) and whether every task of the group has one.
+using TaskValue = std::function<std::optional<double>(const std::string& task)>;
+void group_means(const std::vector<TaskGroup>& groups, const TaskValue& value_of, std::vector<double>& means,
+                 std::vector<bool>* complete) {
+  for (auto& g : groups) {
+    std::vector<double> v;
+    if (g.has_mean)
+      for (auto& task : g.tasks)
+        if (auto x = value_of(task)) v.push_back(*x);
+    means.push_back(g.has_mean ? mean_of(v) : kNaN);
+    if (complete) complete->push_back(g.has_mean && v.size() == g.tasks.size());
+  }
+}
+
+// Cells (mean ± std over seeds, parameters, memory), group means and the row's mean.
+void row_stats(const std::vector<Run>& runs, const Table& t, Row& row) {
+  std::vector<double> params, mems;
+  for (auto& [task, cell] : row.cells) {
+    std::sort(cell.runs.begin(), cell.runs.end(), [&](size_t a, size_t b) { return runs[a].seed < runs[b].seed; });
+    std::vector<double> acc, p, mb;
+    for (size_t i : cell.runs) {
+      acc.push_back(runs[i].accuracy);
+      p.push_back(runs[i].trainable_params);
+      mb.push_back(runs[i].peak_train_mib);
+      cell.seeds.push_back(runs[i].seed);
+    }
+    cell.acc = mean_std(acc);
+    cell.params = mean_of(p);
+    cell.peak_train_mib = mean_of(mb);
+    params.push_back(cell.params / 1e6);
+    mems.push_back(cell.peak_train_mib);
+  }
+  auto cell_mean = [&](const std::string& task) -> std::optional<double> {
+    auto it = row.cells.find(task);
+    return it == row.cells.end() ? std::nullopt : std::optional<double>(it->second.acc.mean);
+  };
+  group_means(t.groups, cell_mean, row.group_means, &row.group_complete);
+  std::vector<double> all;
+  for (auto& task : t.tasks)
+    if (auto v = cell_mean(task)) all.push_back(*v);
+  row.mean = mean_of(all);
+  row.complete = all.size() == t.tasks.size();
+  row.params_m = mean_of(params);
+  row.peak_train_mib = mean_of(mems);
+}
+
+// A property over the runs: its one value, or "v1 (methods) / v2 (methods)" where it differs.
+std::string describe(const std::vector<Run>& runs, const RunText& value_of) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<std::string>> methods_of;
+  for (auto& r : runs) {
+    std::string v = value_of(r);
+    auto& ms = methods_of[v];
+    if (ms.empty()) order.push_back(v);
+    if (std::find(ms.begin(), ms.end(), r.method) == ms.end()) ms.push_back(r.method);
+  }
+  if (order.size() == 1) return order[0];
+  std::vector<std::string> parts;
+  for (auto& v : order) parts.push_back(v + " (" + join(methods_of[v], ", ") + ")");
+  return join(parts, " / ");
+}
+
+// Caption: every value that defines the numbers; per-method values where they differ.
+void write_caption(const std::vector<Run>& runs, Table& t) {
+  auto recipe = [&](const std::string& key) {
+    return describe(runs, [key](const Run& r) { return recipe_value(r, key); });
+  };
+  t.protocol = describe(runs, [](const Run& r) { return r.protocol; });
+  std::string protocol_text = "protocol " + t.protocol;
+  if (t.protocol == "best_of_10")
+    protocol_text += " (maximum test accuracy over the evaluations every " + recipe("eval_every") + " epochs)";
+  else if (t.protocol == "final")
+    protocol_text += " (test accuracy after the last epoch)";
+  std::string caption = "Top-1 test accuracy (%) on ";
+  caption += t.vtab && t.groups.size() == 3 ? std::string("VTAB-1k")
+                                            : std::to_string(t.tasks.size()) + " task" + (t.tasks.size() == 1 ? "" : "s");
+  caption += ", " + protocol_text + ". ";
+  caption += "Backbone " + describe(runs, [](const Run& r) { return r.backbone; }) + ". ";
+  caption += "Preprocessing " + describe(runs, [](const Run& r) { return r.preprocessing; }) + ". ";
+  caption += "Recipe " + recipe("recipe") + ": " + recipe("epochs") + " epochs, batch size " + recipe("batch_size") + ", " +
+             describe(runs,
+                      [](const Run& r) {
+                        return member_text(r.record.memory, "precision", "?") + " on " +
+                               member_text(r.record.memory, "device", "?");
+                      }) +
+             ". ";
+  caption += "Cells: mean ± sample std over seeds, n shown where n > 1; – no record; * mean over the tasks present only. ";
+  if (t.vtab)
+    caption += "Natural / Specialized / Structured: group means; Mean: plain mean over the " +
+               std::to_string(t.tasks.size()) + " task columns. ";
+  else
+    caption += "Mean: plain mean over the task columns. ";
+  caption += "Params: trainable parameters (M); Peak train: peak training memory (MiB); both the mean over the row's tasks.";
+  t.caption = caption;
+}
+
+// A reference row in the table's columns: group means from its task values, the published mean
+// when the task sets agree, else the mean over the table's tasks it has.
+RefLine ref_line(const ReferenceRow& rr, const Table& t, bool same_tasks) {
+  RefLine l;
+  l.ref = rr;
+  auto value = [&](const std::string& task) -> std::optional<double> {
+    auto it = rr.acc.find(task);
+    return it == rr.acc.end() ? std::nullopt : std::optional<double>(it->second);
+  };
+  group_means(t.groups, value, l.group_means, nullptr);
+  if (same_tasks && std::isfinite(rr.mean)) {
+    l.mean = rr.mean;
+    l.mean_published = true;
+  } else {
+    std::vector<double> v;
+    for (auto& task : t.tasks)
+      if (auto x = value(task)) v.push_back(*x);
+    l.mean = mean_of(v);
+  }
+  return l;
+}
+
+// The reference row of a table row: the same label, else the only row of the same method.
+const ReferenceRow* matching_reference(const Row& row, const Reference& reference) {
+  const ReferenceRow* match = nullptr;
+  int same_method = 0;
+  const ReferenceRow* by_method = nullptr;
+  for (auto& rr : reference.rows) {
+    if (rr.label() == row.label()) match = &rr;
+    if (rr.method == row.method) {
+      ++same_method;
+      by_method = &rr;
+    }
+  }
+  if (!match && same_method == 1) match = by_method;
+  return match;
+}
+
+// Ours − published per task where both exist; false when they share no task.
+bool delta_line(const Row& row, const ReferenceRow& match, const Table& t, DeltaLine& d) {
+  d.ours = row.label();
+  d.published = match.label();
+  for (auto& task : t.tasks) {
+    auto c = row.cells.find(task);
+    auto p = match.acc.find(task);
+    if (c != row.cells.end() && p != match.acc.end()) d.delta[task] = c->second.acc.mean - p->second;
+  }
+  if (d.delta.empty()) return false;
+  auto value = [&](const std::string& task) -> std::optional<double> {
+    auto it = d.delta.find(task);
+    return it == d.delta.end() ? std::nullopt : std::optional<double>(it->second);
+  };
+  group_means(t.groups, value, d.group_means, &d.group_complete);
+  std::vector<double> all;
+  for (auto& [task, v] : d.delta) all.push_back(v);
+  d.mean = mean_of(all);
+  d.complete = all.size() == t.tasks.size();
+  return true;
+}
+
+// Reference rows and the Δ view (a note or a warning when the reference shares no task).
+void add_reference(const Reference& reference, Table& t) {
+  if (reference.rows.empty()) return;
+  std::set<std::string> ref_tasks(reference.tasks.begin(), reference.tasks.end());
+  std::set<std::string> table_tasks(t.tasks.begin(), t.tasks.end());
+  bool common = std::any_of(t.tasks.begin(), t.tasks.end(), [&](auto& s) { return ref_tasks.count(s) > 0; });
+  if (!common) {
+    if (reference.label == kDefaultReferenceLabel)
+      t.notes.push_back("Published VTAB-1k numbers (" + reference.label + ") not shown: the table has no VTAB-1k task.");
+    else
+      t.warnings.push_back("reference " + reference.label + " (" + reference.file +
+                           ") shares no task with this table; not shown");
+    return;
+  }
+  t.reference = reference;
+  const bool same_tasks = ref_tasks == table_tasks;
+  for (auto& rr : reference.rows) t.ref_lines.push_back(ref_line(rr, t, same_tasks));
+  for (auto& row : t.rows) {
+    const ReferenceRow* match = matching_reference(row, reference);
+    DeltaLine d;
+    if (match && delta_line(row, *match, t, d)) t.deltas.push_back(d);
+  }
+  const std::string ref_path = fs::path(reference.file).filename().string();
+  t.caption += " Rows under \"published\": " + reference.label +
+               (reference.label == ref_path ? std::string() : " (" + ref_path + ")") + ", as published.";
+  if (reference.label == kDefaultReferenceLabel && t.protocol != "best_of_10")
+    t.warnings.push_back("the published numbers are best_of_10, this table is " + t.protocol +
+                         ": the Δ view compares different protocols");
+}
+
+// Notes: what was read and what defines the rows.
+void add_notes(const std::vector<std::string>& methods, Table& t) {
+  int n_failed = 0, n_dry = 0, n_lines = int(t.records.runs.size());
+  for (auto& s : t.records.skipped) (s.status == "failed" ? n_failed : n_dry)++;
+  std::string read = "Read " + std::to_string(t.records.files.size()) + " file(s): " + std::to_string(n_lines) +
+                     " ok record(s) tabulated, " + std::to_string(n_failed) + " failed, " + std::to_string(n_dry) +
+                     " dry run(s)";
+  for (auto& [schema, n] : t.records.other_schemas)
+    read += ", " + std::to_string(n) + " line(s) of schema " + schema + " skipped";
+  t.notes.insert(t.notes.begin(), read + ".");
+  for (auto& m : methods) {
+    auto& dims = t.varying[m];
+    if (!dims.empty())
+      t.notes.push_back("Rows of " + m + " differ in " + join(dims, ", ") + " (values that vary within a task).");
+  }
+}
+
+}  // namespace
+
+Table build_table(Records records, const ReportOptions& opts, const Reference& reference) {
+  Table t;
+  t.records = std::move(records);
+  t.warnings = t.records.warnings;
+  auto& runs = t.records.runs;
+  if (runs.empty()) fail_without_runs(t.records);
+  drop_duplicates(runs, t.warnings);
+  check_mixed_properties(runs, opts, t.warnings);
+  warn_test_lists(runs, t.warnings);
+  const std::vector<std::string> methods = layout_columns(runs, t);
+  build_rows(runs, methods, t);
+  for (auto& row : t.rows) row_stats(runs, t, row);
+  write_caption(runs, t);
+  add_reference(reference, t);
+  add_notes(methods, t);
+  return t;
+}
+
+}  // namespace petl::report
