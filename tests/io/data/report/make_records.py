@@ -5,7 +5,7 @@ vtab/results.jsonl         linear on 7 VTAB tasks (2 seeds on 6), synqt lr=0.001
 vtab/sweep/journal.jsonl   a sweep journal: its own entries (schema petl.sweep.journal), a duplicate of
                            linear/cifar seed 42 (supersedes the first) and synqt lr=0.005 on 2 tasks
 mini/results.jsonl         a non-VTAB task set (embedded-suite names): 2 methods x 3 tasks, one cell with 2 seeds
-Numbers are made up but shaped like real records (harness/job.cpp); accuracy = best_of_10 = max of evals.
+Numbers are made up but shaped like real records (written by results/record.h); accuracy = best_of_10 = max of evals.
 """
 import json, os
 
