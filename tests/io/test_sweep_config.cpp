@@ -1,4 +1,4 @@
-// Tests for the sweep planner (harness/sweep_config) and the sweep journal (harness/sweep_journal):
+// Tests for the sweep planner (harness/sweep/sweep_config) and the sweep journal (harness/sweep/sweep_journal):
 // config errors that name file, line and key; expansion and child argv; key stability (the same
 // config gives the same keys, changing one grid value changes only the affected keys); feature-
 // cache jobs and dependencies; override precedence; shards; torn-journal handling.
