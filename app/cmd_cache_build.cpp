@@ -39,7 +39,9 @@ std::optional<CacheNeed> method_cache_need(const std::string& method, const std:
     if (!taps.any()) return std::nullopt;
     CacheNeed need;
     need.taps = taps.str();
-    need.splits = {job.recipe().train_split, job.recipe().test_split};
+    // A test split's K/V are never stored (evaluated live, one pass for every snapshot).
+    need.splits = {job.recipe().train_split};
+    if (!taps.kv) need.splits.push_back(job.recipe().test_split);
     need.normalisation = job.recipe().normalisation;
     return need;
   } catch (const Error&) {

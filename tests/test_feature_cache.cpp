@@ -103,6 +103,14 @@ TEST(FeatureCache, SynqtFromCachedKvIsExact) {
   auto cached = run("synqt", dir + "/cached", dir + "/cache", {"backbone_drop_path=off"});
   expect_same_training(live, cached);
   EXPECT_EQ(cached["feature_cache"]["taps"], "kv");
+  // The test split's K/V are never stored: only the train split's cache file exists.
+  EXPECT_EQ(cached["feature_cache"]["test"].get<std::string>().rfind("live", 0), 0u) << cached["feature_cache"];
+  int h5 = 0;
+  for (auto& e : fs::directory_iterator(dir + "/cache")) h5 += e.path().extension() == ".h5";
+  EXPECT_EQ(h5, 1);
+  // Both runs evaluated their snapshots in one pass at the end.
+  EXPECT_TRUE(live["settings"].contains("evaluation"));
+  ASSERT_EQ(cached["evals"].size(), 2u);
   // With the reference's stochastic backbone path there is nothing to cache: a clear error.
   EXPECT_THROW(run("synqt", dir + "/bad", dir + "/cache"), petl::Error);
   EXPECT_THROW(run("full", dir + "/bad", dir + "/cache"), petl::Error);

@@ -58,33 +58,6 @@ std::vector<std::string> invalid_values(const OptionInfo& o) {
   return out;
 }
 
-// The frozen backbone's features for `images` as the feature cache stores them
-// (harness/train/feature_cache.cpp): final-norm cls token and every block's K and V, eval mode.
-struct KvTap : BlockHooks {
-  std::vector<torch::Tensor> k, v;
-  bool wants_kv() const override { return true; }
-  void on_kv(int layer, const torch::Tensor& kk, const torch::Tensor& vv) override {
-    k[layer] = kk;
-    v[layer] = vv;
-  }
-};
-
-CachedFeatures backbone_features(VisionTransformer backbone, const torch::Tensor& images, const CacheTaps& taps) {
-  torch::NoGradGuard ng;
-  backbone->eval();
-  KvTap tap;
-  tap.k.resize(backbone->cfg_.depth);
-  tap.v.resize(backbone->cfg_.depth);
-  auto x = backbone->forward_blocks(backbone->embed(images), taps.kv ? &tap : nullptr);
-  CachedFeatures f;
-  if (taps.cls) f.cls = backbone->final_norm(x.select(1, 0));
-  if (taps.kv) {
-    f.k = tap.k;
-    f.v = tap.v;
-  }
-  return f;
-}
-
 }  // namespace
 
 TEST(Registry, ExpectedMethodsRegistered) {

@@ -42,6 +42,12 @@ CacheTaps cache_taps_for(const BackboneNeeds& needs) {
   return t;
 }
 
+CacheTaps eval_taps_for(const BackboneNeeds& needs) {
+  BackboneNeeds n = needs;
+  n.backbone_stochastic = false;
+  return cache_taps_for(n);
+}
+
 io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitConfig& cfg, const data::TaskInfo& task,
                                 const std::string& split, const std::string& normalisation, const CacheTaps& taps,
                                 const std::string& dtype) {
@@ -72,6 +78,28 @@ struct KvCollect : BlockHooks {
   }
 };
 
+}  // namespace
+
+CachedFeatures backbone_features(VisionTransformer backbone, const torch::Tensor& images, const CacheTaps& taps) {
+  const bool was_training = backbone->is_training();
+  backbone->eval();
+  torch::NoGradGuard ng;
+  KvCollect tap;
+  tap.k.resize(backbone->cfg_.depth);
+  tap.v.resize(backbone->cfg_.depth);
+  auto x = backbone->forward_blocks(backbone->embed(images), taps.kv ? &tap : nullptr);
+  CachedFeatures f;
+  if (taps.cls) f.cls = backbone->final_norm(x.select(1, 0)).contiguous();
+  if (taps.kv) {  // contiguous, as a cache serves them, so live and cached features give the same logits
+    for (auto& t : tap.k) f.k.push_back(t.contiguous());
+    for (auto& t : tap.v) f.v.push_back(t.contiguous());
+  }
+  backbone->train(was_training);
+  return f;
+}
+
+namespace {
+
 void build(const CacheBuildOptions& o, VisionTransformer backbone, const data::TaskInfo& task, const std::string& split,
            const std::string& path, const io::AttributeMap& identity) {
   const auto& cfg = backbone->cfg_;
@@ -98,18 +126,12 @@ void build(const CacheBuildOptions& o, VisionTransformer backbone, const data::T
     lo.limit = std::min(o.chunk_images, n - row0);
     auto part = load_split_tensors(task, split, lo);
     const int64_t b = part.labels.size(0);
-    KvCollect tap;
-    tap.k.resize(L);
-    tap.v.resize(L);
-    auto x = backbone->forward_blocks(backbone->embed(part.images), o.taps.kv ? &tap : nullptr);
-    if (o.taps.cls) {
-      auto cls = backbone->final_norm(x.select(1, 0)).contiguous();
-      w.write_rows("cls", row0, b, cls.data_ptr<float>());
-    }
+    auto f = backbone_features(backbone, part.images, o.taps);
+    if (o.taps.cls) w.write_rows("cls", row0, b, f.cls.data_ptr<float>());
     if (o.taps.kv) {
       std::vector<torch::Tensor> per_layer;
-      for (int l = 0; l < L; ++l) per_layer.push_back(torch::stack({tap.k[l], tap.v[l]}, 1));  // (B, 2, H, T, dh)
-      auto kv = torch::stack(per_layer, 1).contiguous();                                       // (B, L, 2, H, T, dh)
+      for (int l = 0; l < L; ++l) per_layer.push_back(torch::stack({f.k[l], f.v[l]}, 1));  // (B, 2, H, T, dh)
+      auto kv = torch::stack(per_layer, 1).contiguous();                                   // (B, L, 2, H, T, dh)
       w.write_rows("kv", row0, b, kv.data_ptr<float>());
     }
     w.write_labels(row0, b, part.labels.data_ptr<int64_t>());

@@ -28,6 +28,14 @@ struct CacheTaps {
 // The taps a method's declaration asks for; none when it is not cacheable (gradients through the
 // backbone or a stochastic backbone path) or needs something no cache holds.
 CacheTaps cache_taps_for(const BackboneNeeds& needs);
+// The taps from which the method's EVALUATION can run (forward_cached in eval mode, where stochastic
+// depth is off): as cache_taps_for, but a stochastic training path does not matter. None for
+// methods with gradients through the backbone (they change its token path).
+CacheTaps eval_taps_for(const BackboneNeeds& needs);
+
+// The tapped features of a batch of images: the backbone in eval mode, no grad, K/V as its attention
+// uses them (B, H, N, D/H) per block and/or the final-norm cls token (B, D).
+CachedFeatures backbone_features(VisionTransformer backbone, const torch::Tensor& images, const CacheTaps& taps);
 
 // Everything that determines a split's cached features; cache_key() of it names the file.
 io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitConfig& cfg, const data::TaskInfo& task,

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "io/feature_store.h"
 
 namespace petl {
@@ -16,6 +17,19 @@ torch::Tensor LiveImages::logits(Method& method, const torch::Tensor& index, tor
 EvalResult LiveImages::evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress,
                                 const std::string& label, torch::Tensor* logits_out) const {
   return petl::evaluate(method, split_.images, split_.labels, batch_size, logits_out, progress, label, device);
+}
+
+void LiveImages::for_each_features(VisionTransformer backbone, const CacheTaps& taps, int64_t batch_size,
+                                   torch::Device device, bool progress, const std::string& label,
+                                   const FeatureFn& fn) const {
+  const int64_t n = size();
+  ProgressBar bar(label, (n + batch_size - 1) / batch_size, progress);
+  for (int64_t s = 0; s < n; s += batch_size) {
+    const int64_t len = std::min(batch_size, n - s);
+    fn(backbone_features(backbone, split_.images.narrow(0, s, len).to(device), taps), split_.labels.narrow(0, s, len));
+    bar.add(1);
+  }
+  bar.finish();
 }
 
 CachedFeatureSource::CachedFeatureSource(const std::string& path, const io::AttributeMap& identity,
@@ -41,6 +55,14 @@ torch::Tensor CachedFeatureSource::logits(Method& method, const torch::Tensor& i
 EvalResult CachedFeatureSource::evaluate(Method& method, int64_t batch_size, torch::Device device, bool,
                                          const std::string&, torch::Tensor* logits_out) const {
   return evaluate_cached(method, path_, identity_, taps_, batch_size, device, logits_out);
+}
+
+void CachedFeatureSource::for_each_features(VisionTransformer, const CacheTaps& taps, int64_t batch_size,
+                                            torch::Device device, bool, const std::string&,
+                                            const FeatureFn& fn) const {
+  PETL_CHECK((!taps.cls || taps_.cls) && (!taps.kv || taps_.kv), "feature cache ", path_, " holds ", taps_.str(),
+             ", not the taps ", taps.str(), " asked of it");
+  for_each_cached_batch(path_, identity_, taps, batch_size, device, fn);
 }
 
 int job_num_classes(const ResolvedJob& job) {
@@ -98,13 +120,22 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
   const auto norm = data::to_string(co.load.norm);
   const auto& r = job.recipe();
   auto train_path = ensure_feature_cache(co, bb.model, sha, job.task, r.train_split);
-  auto test_path = ensure_feature_cache(co, bb.model, sha, job.task, r.test_split);
   FeatureSources s;
   s.train = std::make_unique<CachedFeatureSource>(
       train_path, cache_identity(sha, cfg, job.task, r.train_split, norm, taps, co.dtype), taps, /*resident=*/true);
-  s.test = std::make_unique<CachedFeatureSource>(
-      test_path, cache_identity(sha, cfg, job.task, r.test_split, norm, taps, co.dtype), taps, /*resident=*/false);
-  s.cache_info = {{"train", train_path}, {"test", test_path}, {"taps", taps.str()}, {"dtype", co.dtype},
+  json test_info;
+  if (taps.kv) {
+    // Never store a test split's K/V: it is evaluated live (one pass serves every snapshot).
+    data::LoadOptions lo = co.load;
+    s.test = std::make_unique<LiveImages>(load_split_tensors(job.task, r.test_split, lo));
+    test_info = "live: the test split's K/V are never stored";
+  } else {
+    auto test_path = ensure_feature_cache(co, bb.model, sha, job.task, r.test_split);
+    s.test = std::make_unique<CachedFeatureSource>(
+        test_path, cache_identity(sha, cfg, job.task, r.test_split, norm, taps, co.dtype), taps, /*resident=*/false);
+    test_info = test_path;
+  }
+  s.cache_info = {{"train", train_path}, {"test", test_info}, {"taps", taps.str()}, {"dtype", co.dtype},
                   {"root", fs::absolute(spec.feature_cache).string()}};
   return s;
 }

@@ -7,6 +7,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -30,6 +31,12 @@ class FeatureSource {
   // No-grad, eval-mode pass over every row in order: accuracy (and the logits when asked).
   virtual EvalResult evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress,
                               const std::string& label, torch::Tensor* logits_out = nullptr) const = 0;
+  // The rows' frozen-backbone features `taps`, batch by batch in row order, no grad:
+  // fn(features, labels). Live images go through `backbone` (eval mode); a cache is read.
+  using FeatureFn = std::function<void(const CachedFeatures&, const torch::Tensor&)>;
+  virtual void for_each_features(VisionTransformer backbone, const CacheTaps& taps, int64_t batch_size,
+                                 torch::Device device, bool progress, const std::string& label,
+                                 const FeatureFn& fn) const = 0;
   // Provenance of the rows.
   virtual std::string list_sha256() const = 0;
   virtual std::vector<std::string> skipped() const { return {}; }
@@ -44,6 +51,8 @@ class LiveImages : public FeatureSource {
   torch::Tensor logits(Method& method, const torch::Tensor& index, torch::Device device) const override;
   EvalResult evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress, const std::string& label,
                       torch::Tensor* logits_out) const override;
+  void for_each_features(VisionTransformer backbone, const CacheTaps& taps, int64_t batch_size, torch::Device device,
+                         bool progress, const std::string& label, const FeatureFn& fn) const override;
   std::string list_sha256() const override { return split_.meta.list_sha256; }
   std::vector<std::string> skipped() const override { return split_.meta.skipped; }
 
@@ -51,7 +60,8 @@ class LiveImages : public FeatureSource {
   SplitTensors split_;
 };
 
-// A split's frozen-backbone features from a cache file (identity checked on open).
+// A split's frozen-backbone features from a cache file (identity checked on open). The taps
+// asked of for_each_features must be among those it was opened with.
 class CachedFeatureSource : public FeatureSource {
  public:
   // resident: every row in memory (training); otherwise only the labels, rows streamed by evaluate().
@@ -61,6 +71,8 @@ class CachedFeatureSource : public FeatureSource {
   torch::Tensor logits(Method& method, const torch::Tensor& index, torch::Device device) const override;
   EvalResult evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress, const std::string& label,
                       torch::Tensor* logits_out) const override;
+  void for_each_features(VisionTransformer backbone, const CacheTaps& taps, int64_t batch_size, torch::Device device,
+                         bool progress, const std::string& label, const FeatureFn& fn) const override;
   std::string list_sha256() const override { return list_sha256_; }
   const std::string& path() const { return path_; }
 
@@ -78,7 +90,9 @@ struct FeatureSources {
 };
 
 // The job's train and test sources: live images, or (spec.feature_cache set) the cache of the
-// taps the method declares, built when missing. Errors when the method cannot train from cached
+// taps the method declares, built when missing — for the train split only when the taps include
+// K/V (a test split's K/V would take ~7 MB per ViT-B image: it is evaluated live, in one pass for
+// every snapshot); small taps (cls) are cached for both splits. Errors when the method cannot train from cached
 // features, says why.
 FeatureSources make_feature_sources(const ResolvedJob& job, const JobBackbone& backbone, const BackboneNeeds& needs);
 

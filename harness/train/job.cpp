@@ -140,9 +140,17 @@ void save_checkpoint(const ResolvedJob& job, Method& method, Record& r, int num_
   r.checkpoint = fs::absolute(ck).string();
 }
 
+bool is_eval_epoch(const Recipe& r, int epoch) {
+  return (epoch + 1) % r.eval_every == 0 || epoch + 1 == r.total_epochs();
+}
+
 // Trains every epoch, evaluating every eval_every epochs and after the last; returns this
-// process's data-parallel rank (0 without --dp).
-int train_and_evaluate(const ResolvedJob& job, Method& method, const FeatureSources& src, Record& r, int image_size) {
+// process's data-parallel rank (0 without --dp). Methods whose evaluation frozen-backbone
+// features serve (query-only: linear, vqt, synqt) keep a snapshot of their trainable tensors at
+// each evaluation epoch instead, and one pass over the test split after training evaluates every
+// snapshot; the others (they change the backbone's token path) evaluate at each evaluation epoch.
+int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer backbone, const FeatureSources& src,
+                       Record& r, int image_size) {
   const auto& recipe = job.recipe();
   DataParallel dp(job.spec.dp, job.device);
   if (dp.active())
@@ -151,19 +159,31 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, const FeatureSour
   const std::string label = job.spec.method + "/" + job.task.name;
   Trainer trainer(method, recipe, dp, job.device, job.cuda_index, label, job.spec.progress);
   trainer.iterations(src.train->size());  // fails early when there is not one batch
+  const CacheTaps eval_taps = eval_taps_for(method.needs());
+  std::vector<Snapshot> snapshots;
   Timing t;
   int64_t images = 0;
+  auto log_eval = [&](int epoch, double loss, double acc) {
+    r.evals.push_back({epoch, acc, loss});
+    std::fprintf(stderr, "[petl] %s epoch %d: loss %.4f, test acc %.2f%%\n", label.c_str(), epoch, loss, acc);
+  };
   for (int epoch = 0; epoch < recipe.total_epochs(); ++epoch) {
     auto e = trainer.train_one_epoch(*src.train, epoch);
     t.train_s += e.seconds;
     images += e.images;
     r.epoch_train_loss.push_back(e.mean_loss);
-    if ((epoch + 1) % recipe.eval_every == 0 || epoch + 1 == recipe.total_epochs()) {
-      auto ev = trainer.evaluate(*src.test);
-      r.evals.push_back({epoch + 1, ev.accuracy, e.mean_loss});
-      std::fprintf(stderr, "[petl] %s epoch %d: loss %.4f, test acc %.2f%%\n", label.c_str(), epoch + 1, e.mean_loss,
-                   ev.accuracy);
-    }
+    if (!is_eval_epoch(recipe, epoch)) continue;
+    if (eval_taps.any())
+      snapshots.push_back(Snapshot::take(trainer.trainable(), epoch + 1, e.mean_loss));
+    else
+      log_eval(epoch + 1, e.mean_loss, trainer.evaluate(*src.test).accuracy);
+  }
+  if (!snapshots.empty()) {
+    auto results = trainer.evaluate_snapshots(*src.test, snapshots, backbone, eval_taps);
+    for (size_t i = 0; i < snapshots.size(); ++i)
+      log_eval(snapshots[i].epoch, snapshots[i].train_loss, results[i].accuracy);
+    r.settings["evaluation"] = "snapshots of the trainable tensors at each evaluation epoch, evaluated in one pass over "
+                               "the test split's frozen-backbone features (" + eval_taps.str() + ")";
   }
   trainer.finish();
   auto mem = memory_breakdown(method, trainer.trainable(), trainer.optimizer(), trainer.peak());
@@ -205,7 +225,7 @@ Record run_job(const JobSpec& spec) {
                num_classes, " classes (class-count mismatch)");
   }
   if (!src.cache_info.is_null()) r.feature_cache = src.cache_info;
-  const int rank = train_and_evaluate(job, *method, src, r, image_size);
+  const int rank = train_and_evaluate(job, *method, bb.model, src, r, image_size);
   set_accuracies(r, job.recipe().eval_every);
   r.data = data_section(job, num_classes, image_size, src);
   r.timing->wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

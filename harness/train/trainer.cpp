@@ -81,6 +81,70 @@ EpochResult Trainer::train_one_epoch(const FeatureSource& train, int epoch) {
   return r;
 }
 
+Snapshot Snapshot::take(const NamedTensors& trainable, int epoch, double train_loss) {
+  Snapshot s;
+  s.epoch = epoch;
+  s.train_loss = train_loss;
+  for (auto& [name, t] : trainable) {
+    auto c = t.detach().to(torch::kCPU).contiguous();
+    const auto* p = static_cast<const uint8_t*>(c.data_ptr());
+    s.bytes.emplace_back(p, p + c.nbytes());
+  }
+  return s;
+}
+
+void Snapshot::restore(const NamedTensors& trainable) const {
+  TORCH_INTERNAL_ASSERT(bytes.size() == trainable.size(), "snapshot of another method");
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    const auto& t = trainable[i].second;
+    TORCH_INTERNAL_ASSERT(size_t(t.nbytes()) == bytes[i].size(), "snapshot tensor ", trainable[i].first, " changed size");
+    auto host = torch::from_blob(const_cast<uint8_t*>(bytes[i].data()), t.sizes(), t.options().device(torch::kCPU));
+    t.copy_(host);
+  }
+}
+
+std::vector<EvalResult> evaluate_snapshots(Method& method, const FeatureSource& test,
+                                           const std::vector<Snapshot>& snapshots, VisionTransformer backbone,
+                                           const CacheTaps& taps, int64_t batch_size, torch::Device device,
+                                           bool progress, const std::string& label) {
+  PETL_CHECK(taps.any(), "method ", method.name(), ": its evaluation cannot run from frozen-backbone features");
+  const auto trainable = method.trainable_parameters();
+  const Snapshot current = Snapshot::take(trainable, 0, 0);
+  torch::NoGradGuard ng;
+  method.train(false);
+  std::vector<int64_t> correct(snapshots.size(), 0);
+  int64_t n = 0;
+  test.for_each_features(backbone, taps, batch_size, device, progress,
+                         label + " (" + std::to_string(snapshots.size()) + " snapshots, one pass)",
+                         [&](const CachedFeatures& f, const torch::Tensor& labels) {
+                           for (size_t i = 0; i < snapshots.size(); ++i) {
+                             snapshots[i].restore(trainable);
+                             auto logits = method.forward_cached(f).to(torch::kCPU);
+                             correct[i] += logits.argmax(1).eq(labels.to(torch::kCPU)).sum().item<int64_t>();
+                           }
+                           n += labels.size(0);
+                         });
+  current.restore(trainable);
+  std::vector<EvalResult> out(snapshots.size());
+  for (size_t i = 0; i < snapshots.size(); ++i) {
+    out[i].n = n;
+    out[i].accuracy = n ? 100.0 * double(correct[i]) / double(n) : 0.0;
+  }
+  return out;
+}
+
+std::vector<EvalResult> Trainer::evaluate_snapshots(const FeatureSource& test, const std::vector<Snapshot>& snapshots,
+                                                    VisionTransformer backbone, const CacheTaps& taps) {
+  peak_.pause();
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = petl::evaluate_snapshots(method_, test, snapshots, backbone, taps, recipe_.eval_batch_size, device_,
+                                    progress_, "eval " + label_);
+  eval_seconds_ += seconds_since(t0);
+  peak_.resume();
+  return r;
+}
+
 EvalResult Trainer::evaluate(const FeatureSource& test) {
   peak_.pause();
   auto t0 = std::chrono::steady_clock::now();
