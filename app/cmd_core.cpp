@@ -9,6 +9,7 @@
 #include "app/cli_util.h"
 #include "core/paths.h"
 #include "core/system.h"
+#include "core/text.h"
 #include "app/commands.h"
 #include "datasets/vtab.h"
 #include "harness/train/evaluate.h"
@@ -79,6 +80,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
 }  // namespace
 
 int cmd_run(const Args& args) {
+  std::string feature_budget;
   JobSpec spec;
   std::vector<std::string> sets;
   po::options_description d("petl run options");
@@ -88,6 +90,7 @@ int cmd_run(const Args& args) {
       ("dry-run", po::bool_switch(&spec.dry_run), "build the model, print trainable parameters and effective settings, do not train")
       ("feature-cache", po::value(&spec.feature_cache), "train from frozen-backbone features cached in this directory (built when missing; only methods whose backbone path is frozen and deterministic: linear, vqt, synqt with --set backbone_drop_path=off)")
       ("dp", po::value(&spec.dp)->default_value(1), "data parallelism over N MPI ranks: run `mpirun -np N petl run --dp N ...`; each rank trains on its slice of every global batch, gradients are summed (MPI_Allreduce on CPU, NCCL on GPU); rank 0 writes the record")
+      ("feature-memory-budget", po::value(&feature_budget)->default_value("auto"), "with --feature-cache: the most memory the train split's features may hold (e.g. 8G); above it the job trains live and its record says why. auto = half the memory available at start")
       ("cache-dtype", po::value(&spec.cache_dtype)->default_value("float32"), "precision of a cache built here: float32 (same losses and logits as live training) or float16")
       ("no-checkpoint", "do not save the trained tensors")
       ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again");
@@ -99,6 +102,7 @@ int cmd_run(const Args& args) {
                   "Trains one method on one task (train split → test split of the recipe) and appends one result record."))
     return 0;
   spec.set = sets;
+  if (feature_budget != "auto") spec.feature_memory_budget = parse_size(feature_budget, "--feature-memory-budget");
   spec.progress = !vm.count("no-progress");
   spec.save_checkpoint = !vm.count("no-checkpoint");
   spec.reuse_done = vm.count("resume") > 0;

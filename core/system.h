@@ -1,6 +1,7 @@
 // The one clock and host helper: UTC timestamps for records and cache provenance, the host name,
 // and the cores this process may use.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace petl {
@@ -10,5 +11,7 @@ std::string now_utc();
 std::string host_name();
 // Number of cores this process may use (sched_getaffinity), at least 1.
 int available_cores();
+// Memory the machine can give a new allocation now (MemAvailable of /proc/meminfo), bytes; 0 if unknown.
+int64_t available_memory_bytes();
 
 }  // namespace petl

@@ -1,6 +1,9 @@
 #include "core/text.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -36,6 +39,31 @@ std::string format_double(double v) {
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip representation
   return std::string(buf, r.ptr);
+}
+
+int64_t parse_size(const std::string& s, const std::string& what) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  double mult = 1;
+  std::string suffix = end ? std::string(end) : std::string();
+  if (!suffix.empty() && (suffix.back() == 'B' || suffix.back() == 'b')) suffix.pop_back();
+  if (suffix == "K" || suffix == "k") mult = 1024.0;
+  else if (suffix == "M" || suffix == "m") mult = 1024.0 * 1024;
+  else if (suffix == "G" || suffix == "g") mult = 1024.0 * 1024 * 1024;
+  else if (suffix == "T" || suffix == "t") mult = 1024.0 * 1024 * 1024 * 1024;
+  else PETL_CHECK(suffix.empty(), what, " '", s, "': expected a size such as 512M, 8G or 1.5T");
+  PETL_CHECK(!s.empty() && end != s.c_str() && std::isfinite(v) && v >= 0, what, " '", s,
+             "': expected a non-negative size such as 512M, 8G or 1.5T");
+  return int64_t(v * mult);
+}
+
+std::string format_bytes(double b) {
+  char buf[64];
+  if (b >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f GiB", b / (1024.0 * 1024 * 1024));
+  else if (b >= 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
+  else if (b >= 1024.0) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%.0f B", b);
+  return buf;
 }
 
 std::vector<std::string> csv_split(const std::string& line, const std::string& where) {

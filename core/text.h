@@ -2,6 +2,7 @@
 // number formatting for keys and records, and the one CSV reader (quoted fields, '#' comments,
 // errors naming file:line).
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,6 +19,12 @@ std::string first_line(const std::string& s);
 // The shortest decimal text that reads back as exactly `v` (std::to_chars): 1e-07, 0.1, 100, 2.5e+20.
 // Distinct doubles always give distinct strings, so settings formatted with it are safe in job keys.
 std::string format_double(double v);
+
+// A size with an optional binary suffix: "512", "64K", "8G", "1.5T" (K = 2^10 ...); petl::Error
+// naming `what` otherwise.
+int64_t parse_size(const std::string& s, const std::string& what);
+// "1.5 GiB", "12.0 MiB", "512 B".
+std::string format_bytes(double bytes);
 
 // One CSV line → fields ("" quoting as RFC 4180, '\r' dropped); `where` (file:line) names an
 // unterminated quote in the error.

@@ -122,10 +122,14 @@ struct OutCombineImpl : torch::nn::Module {
 };
 TORCH_MODULE(OutCombine);
 
+// Chunk of the no-grad backbone pass in live training (measured with `petl bench`, see README).
+constexpr int kDefaultMicroBatch = 0;
+
 struct SynQTOptions {
   int token_nums{};
   double attn_scale{}, ffn_scale{}, feat_scale{};
   bool backbone_drop_path{}, kem_drop_path{};
+  int backbone_micro_batch{};
 };
 
 const methods::OptionTable<SynQTOptions> kOptions =
@@ -141,7 +145,11 @@ const methods::OptionTable<SynQTOptions> kOptions =
         .add("backbone_drop_path", &SynQTOptions::backbone_drop_path, true, methods::BoolText::on_off,
              "stochastic depth on the frozen backbone path (off: deterministic, cacheable features)")
         .add("kem_drop_path", &SynQTOptions::kem_drop_path, true, methods::BoolText::on_off,
-             "stochastic depth on the query branches");
+             "stochastic depth on the query branches")
+        .add("backbone_micro_batch", &SynQTOptions::backbone_micro_batch, kDefaultMicroBatch,
+             methods::Range::at_least(0),
+             "images per chunk of the no-grad backbone pass (0: whole batch); the K/V kept for backward are "
+             "the same, the transient activations shrink to one chunk's");
 
 // The per-task row of config/synqt_task_configs.csv over the defaults; *source says where from.
 SynQTOptions task_config(const std::string& task, std::string* source_out) {
@@ -221,6 +229,26 @@ struct KvTap : BlockHooks {
   }
 };
 
+// The same for a batch passed in chunks: each chunk's K/V are copied into rows row0.. of
+// whole-batch tensors allocated at the first chunk.
+struct ChunkKvTap : BlockHooks {
+  std::vector<Tensor> k, v;
+  int64_t batch = 0, row0 = 0;
+  bool wants_kv() const override { return true; }
+  void on_kv(int layer, const Tensor& kk, const Tensor& vv) override {
+    auto put = [&](Tensor& whole, const Tensor& part) {
+      if (!whole.defined()) {
+        auto shape = part.sizes().vec();
+        shape[0] = batch;
+        whole = torch::empty(shape, part.options());
+      }
+      whole.narrow(0, row0, part.size(0)).copy_(part);
+    };
+    put(k[layer], kk);
+    put(v[layer], vv);
+  }
+};
+
 class SynQT : public Method {
  public:
   explicit SynQT(const MethodContext& ctx) : Method(ctx) {
@@ -254,9 +282,24 @@ class SynQT : public Method {
     return m;
   }
 
-  // Backbone pass (no grad): K_i, V_i of every block.
+  // Backbone pass (no grad): K_i, V_i of every block. With backbone_micro_batch m > 0 the batch
+  // goes through in chunks of m images whose K/V are copied into whole-batch tensors, so the peak
+  // holds the K/V plus one chunk's transients. Chunks change nothing but the order of random draws
+  // (stochastic depth) and the BLAS blocking (float round-off).
   void backbone_kv(const Tensor& images, std::vector<Tensor>& k, std::vector<Tensor>& v) {
     torch::NoGradGuard ng;
+    const int64_t B = images.size(0), m = o_.backbone_micro_batch;
+    if (m > 0 && B > m) {
+      ChunkKvTap tap;
+      tap.batch = B;
+      tap.k.resize(backbone_->cfg_.depth);
+      tap.v.resize(backbone_->cfg_.depth);
+      for (tap.row0 = 0; tap.row0 < B; tap.row0 += m)
+        backbone_->forward_blocks(backbone_->embed(images.narrow(0, tap.row0, std::min(m, B - tap.row0))), &tap);
+      k = std::move(tap.k);
+      v = std::move(tap.v);
+      return;
+    }
     KvTap tap;
     tap.k.resize(backbone_->cfg_.depth);
     tap.v.resize(backbone_->cfg_.depth);

@@ -34,8 +34,9 @@ const std::string& suite() {
 }
 
 nlohmann::json run(const std::string& method, const std::string& out, const std::string& cache,
-                   std::vector<std::string> sets = {}) {
+                   std::vector<std::string> sets = {}, int64_t feature_budget = 0) {
   JobSpec s;
+  s.feature_memory_budget = feature_budget;
   s.method = method;
   s.task = "sprites_loc";
   s.data_root = suite();
@@ -114,6 +115,20 @@ TEST(FeatureCache, SynqtFromCachedKvIsExact) {
   // With the reference's stochastic backbone path there is nothing to cache: a clear error.
   EXPECT_THROW(run("synqt", dir + "/bad", dir + "/cache"), petl::Error);
   EXPECT_THROW(run("full", dir + "/bad", dir + "/cache"), petl::Error);
+}
+
+// Train features above the memory budget: the job trains live (the same numbers as a live run)
+// and its record says why; no cache file is written.
+TEST(FeatureCache, OverTheMemoryBudgetTrainsLiveAndSaysWhy) {
+  auto dir = test::scratch_dir("cache_budget");
+  auto live = run("linear", dir + "/live", "");
+  auto fallback = run("linear", dir + "/fallback", dir + "/cache", {}, /*feature_budget=*/1024);
+  ASSERT_TRUE(fallback.contains("feature_cache"));
+  const std::string why = fallback["feature_cache"].value("fallback", "");
+  EXPECT_NE(why.find("exceed the feature memory budget"), std::string::npos) << fallback["feature_cache"];
+  EXPECT_EQ(live["epoch_train_loss"], fallback["epoch_train_loss"]);
+  EXPECT_EQ(live["evals"], fallback["evals"]);
+  EXPECT_FALSE(fs::exists(dir + "/cache"));
 }
 
 // Logits from cached features equal the live forward's bit for bit (same batch composition).

@@ -216,9 +216,22 @@ CachedSplit::CachedSplit(const std::string& path, const io::AttributeMap& expect
   r.read_labels(0, r.n_rows(), labels_.data_ptr<int64_t>());
 }
 
+CachedSplit::CachedSplit(torch::Tensor cls, torch::Tensor kv, torch::Tensor labels)
+    : cls_(std::move(cls)), kv_(std::move(kv)), labels_(std::move(labels)) {}
+
 CachedFeatures CachedSplit::batch(const torch::Tensor& index, torch::Device device) const {
-  return features_from(cls_.defined() ? cls_.index_select(0, index) : torch::Tensor(),
-                       kv_.defined() ? kv_.index_select(0, index) : torch::Tensor(), device);
+  // Layer by layer, gathered straight from the resident rows and converted once: the batch holds
+  // one float32 K and V per block (what the query path's backward needs) and no other full copy.
+  CachedFeatures f;
+  if (cls_.defined()) f.cls = cls_.index_select(0, index).to(device, torch::kFloat32);
+  if (kv_.defined()) {
+    for (int64_t l = 0; l < kv_.size(1); ++l) {
+      auto layer = kv_.select(1, l);  // (N, 2, H, T, dh)
+      f.k.push_back(layer.select(1, 0).index_select(0, index).to(device, torch::kFloat32).contiguous());
+      f.v.push_back(layer.select(1, 1).index_select(0, index).to(device, torch::kFloat32).contiguous());
+    }
+  }
+  return f;
 }
 
 void for_each_cached_batch(const std::string& path, const io::AttributeMap& expected, const CacheTaps& taps,

@@ -63,6 +63,8 @@ std::string ensure_feature_cache(const CacheBuildOptions& o, VisionTransformer b
 class CachedSplit {
  public:
   CachedSplit(const std::string& path, const io::AttributeMap& expected, const CacheTaps& taps);
+  // Features already in memory: cls (N, D) and/or kv (N, L, 2, H, T, D/H), any float dtype.
+  CachedSplit(torch::Tensor cls, torch::Tensor kv, torch::Tensor labels);
   int64_t size() const { return labels_.size(0); }
   const torch::Tensor& labels() const { return labels_; }
   CachedFeatures batch(const torch::Tensor& index, torch::Device device) const;

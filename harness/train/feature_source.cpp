@@ -1,9 +1,12 @@
 #include "harness/train/feature_source.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/system.h"
+#include "core/text.h"
 #include "io/feature_store.h"
 
 namespace petl {
@@ -106,6 +109,24 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
              : needs.backbone_stochastic ? "its backbone path is stochastic (e.g. synqt: --set backbone_drop_path=off)"
                                          : "it needs tensors no cache holds",
              ")");
+  // Resident train features: n × (cls D + kv L·2·N·D) elements in the stored dtype.
+  const auto& cfg0 = bb.model->cfg_;
+  const int64_t row = (taps.cls ? cfg0.embed_dim : 0) + (taps.kv ? int64_t(cfg0.depth) * 2 * cfg0.num_tokens() * cfg0.embed_dim : 0);
+  const double need = double(data::count_samples(job.task, job.recipe().train_split)) * double(row) *
+                      (spec.cache_dtype == "float16" ? 2.0 : 4.0);
+  const double budget = spec.feature_memory_budget > 0 ? double(spec.feature_memory_budget)
+                                                       : 0.5 * double(available_memory_bytes());
+  if (budget > 0 && need > budget) {
+    const std::string why = "the train split's " + taps.str() + " features (" + format_bytes(need) + ", " +
+                            spec.cache_dtype + ") exceed the feature memory budget (" + format_bytes(budget) +
+                            (spec.feature_memory_budget > 0 ? ", --feature-memory-budget" : ", half the available memory") +
+                            "): trained live";
+    std::fprintf(stderr, "[petl] %s/%s: %s\n", spec.method.c_str(), job.task.name.c_str(), why.c_str());
+    FeatureSources s = live_sources(job, bb);
+    s.cache_info = {{"fallback", why}, {"root", fs::absolute(spec.feature_cache).string()}, {"taps", taps.str()},
+                    {"dtype", spec.cache_dtype}, {"resident_bytes", need}, {"budget_bytes", budget}};
+    return s;
+  }
   CacheBuildOptions co;
   co.root = spec.feature_cache;
   co.dtype = spec.cache_dtype;

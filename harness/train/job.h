@@ -53,6 +53,10 @@ struct JobSpec {
   // live backbone passes; only for methods whose needs() are cacheable. Empty: live.
   std::string feature_cache;
   std::string cache_dtype = "float32";  // float32 (exact: same losses and logits as live) | float16
+  // The train split's features are held in memory in their stored dtype; when they would take
+  // more than this many bytes the job trains live instead and its record says why. 0: half of
+  // the memory available when the job starts.
+  int64_t feature_memory_budget = 0;
   // Data parallelism over this many MPI ranks (the job runs under mpirun -np dp; rank 0 writes).
   int dp = 1;
   std::vector<std::string> argv;  // for provenance

@@ -1,0 +1,181 @@
+// `petl bench --cached`: the query-only methods (linear, vqt, synqt at several T) at scale — training
+// throughput and peak memory live vs from resident frozen-backbone features (float16, as a sweep's
+// feature cache holds them), SynQT's live peak against its K/V floor, and the time to evaluate
+// several snapshots in one test pass vs one pass each. All in one process, random weights.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "app/cli_util.h"
+#include "app/commands.h"
+#include "core/system.h"
+#include "core/text.h"
+#include "harness/train/feature_cache.h"
+#include "harness/train/job.h"
+#include "harness/train/memory_meter.h"
+#include "harness/train/train_util.h"
+#include "harness/train/trainer.h"
+
+namespace petl::cli {
+using json = nlohmann::json;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+struct Case {
+  std::string label, method;
+  std::vector<std::string> sets;
+};
+
+struct Measured {
+  double images_per_s = 0;
+  MemoryBreakdown mem;
+};
+
+// `steps` timed training steps (after one untimed) of `method` on the batch logits(); peak as petl run measures it.
+Measured train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
+                     const std::function<torch::Tensor()>& logits) {
+  auto trainable = method.trainable_parameters();
+  auto opt = make_optimizer(trainable, recipe);
+  auto y = torch::randint(classes, {bs}, torch::kInt64);
+  method.train(true);
+  TrainingPeak peak;
+  peak.begin();
+  double secs = 0;
+  for (int s = 0; s < steps + 1; ++s) {
+    auto t0 = std::chrono::steady_clock::now();
+    opt->zero_grad();
+    torch::nn::functional::cross_entropy(logits(), y).backward();
+    opt->step();
+    if (s > 0) secs += seconds_since(t0);
+  }
+  peak.end();
+  return {double(bs) * steps / secs, memory_breakdown(method, trainable, *opt, peak)};
+}
+
+// Whole-batch features in the layout of a feature cache (kv: N, L, 2, H, T, D/H), as float16.
+CachedSplit resident_features(VisionTransformer backbone, const torch::Tensor& images, const CacheTaps& taps,
+                              int64_t chunk) {
+  std::vector<torch::Tensor> cls, kv;
+  for (int64_t r = 0; r < images.size(0); r += chunk) {
+    auto f = backbone_features(backbone, images.narrow(0, r, std::min(chunk, images.size(0) - r)), taps);
+    if (taps.cls) cls.push_back(f.cls.to(torch::kHalf));
+    if (taps.kv) {
+      std::vector<torch::Tensor> layers;
+      for (size_t l = 0; l < f.k.size(); ++l) layers.push_back(torch::stack({f.k[l], f.v[l]}, 1));
+      kv.push_back(torch::stack(layers, 1).to(torch::kHalf));
+    }
+  }
+  return CachedSplit(cls.empty() ? torch::Tensor() : torch::cat(cls), kv.empty() ? torch::Tensor() : torch::cat(kv),
+                     torch::zeros({images.size(0)}, torch::kInt64));
+}
+
+}  // namespace
+
+int cmd_bench_cached(const Args& args) {
+  std::string arch = "vit_base_patch16_224_in21k", tokens_csv = "1,4,16", json_out;
+  int steps = 2, threads = 0, classes = 100, bs = 64, snapshots = 5, micro = -1;
+  po::options_description d("petl bench --cached options");
+  d.add_options()("arch", po::value(&arch)->default_value(arch), "backbone architecture (random weights)")
+      ("batch-size", po::value(&bs)->default_value(bs), "training batch size (also the test images of the evaluation timing)")
+      ("tokens", po::value(&tokens_csv)->default_value(tokens_csv), "SynQT query tokens T to measure, comma-separated")
+      ("steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")
+      ("snapshots", po::value(&snapshots)->default_value(snapshots), "snapshots evaluated in one pass vs one pass each (SynQT, the middle T)")
+      ("micro-batch", po::value(&micro)->default_value(micro), "SynQT backbone_micro_batch for the live runs (-1: its default)")
+      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
+      ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
+  po::variables_map vm;
+  if (!parse_args(args, d, vm,
+                  "usage: petl bench --cached [--arch NAME] [--batch-size 64] [--tokens 1,4,16] [--steps N]\n"
+                  "Query-only methods live vs from resident float16 features: training images/s, peak training\n"
+                  "memory, SynQT's live peak vs its K/V floor, and one-pass evaluation of several snapshots."))
+    return 0;
+  const int nthreads = threads > 0 ? threads : available_cores();
+  std::vector<Case> cases = {{"linear", "linear", {}}, {"vqt", "vqt", {}}};
+  for (auto& t : split_list(tokens_csv))
+    cases.push_back({"synqt T=" + t, "synqt", {"backbone_drop_path=off", "token_nums=" + t}});
+  std::printf("petl bench --cached: %s, batch %d, fp32 compute, float16 resident features, CPU, %d threads, %d timed "
+              "steps (+1 untimed)\n", arch.c_str(), bs, nthreads, steps);
+  std::vector<json> rows;
+  for (auto& c : cases) {
+    JobSpec spec;
+    spec.method = c.method;
+    spec.task = "cifar";
+    spec.arch = arch;
+    spec.set = c.sets;
+    if (c.method == "synqt" && micro >= 0) spec.set.push_back("backbone_micro_batch=" + std::to_string(micro));
+    spec.threads = nthreads;
+    spec.dry_run = true;
+    const ResolvedJob job = resolve_job(spec);
+    JobBackbone bb = load_job_backbone(job);
+    const auto& cfg = bb.model->cfg_;
+    auto images = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
+    auto method = build_job_method(job, bb.model, classes);
+    const auto taps = cache_taps_for(method->needs());
+    auto live = train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); });
+    CachedSplit resident = resident_features(bb.model, images, taps, bs);
+    auto method2 = build_job_method(job, bb.model, classes);
+    auto index = torch::arange(bs);
+    auto cached = train_steps(*method2, job.recipe(), steps, bs, classes,
+                              [&] { return method2->forward_cached(resident.batch(index, torch::kCPU)); });
+    const int64_t N = cfg.num_tokens(), L = cfg.depth, D = cfg.embed_dim;
+    const double kv_floor = double(2 * L * bs * N * D * 4);
+    const double floor = kv_floor + live.mem.frozen_backbone + live.mem.trainable_params + live.mem.gradients +
+                         live.mem.optimizer_state + live.mem.other_model;
+    json row = {{"case", c.label}, {"method", c.method}, {"batch_size", bs}, {"arch", arch}, {"threads", nthreads},
+                {"trainable_params", method->num_trainable()},
+                {"live_images_per_s", live.images_per_s}, {"resident_images_per_s", cached.images_per_s},
+                {"speedup", cached.images_per_s / live.images_per_s},
+                {"live_peak_mib", MemoryMeter::mib(live.mem.peak_train)},
+                {"resident_peak_mib", MemoryMeter::mib(cached.mem.peak_train)},
+                {"kv_floor_mib", MemoryMeter::mib(int64_t(floor))},
+                {"live_peak_vs_floor", double(live.mem.peak_train) / floor}};
+    std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB\n", c.label.c_str(),
+                 live.images_per_s, MemoryMeter::mib(live.mem.peak_train), cached.images_per_s,
+                 MemoryMeter::mib(cached.mem.peak_train));
+    if (c.method == "synqt" && c.label == cases[2 + (cases.size() - 2) / 2].label && snapshots > 1) {
+      // Evaluation: `snapshots` snapshots in one pass over bs test images vs one pass each.
+      SplitTensors test;
+      test.images = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
+      test.labels = torch::zeros({bs}, torch::kInt64);
+      LiveImages source(std::move(test));
+      std::vector<Snapshot> snaps;
+      for (int i = 0; i < snapshots; ++i) snaps.push_back(Snapshot::take(method->trainable_parameters(), i, 0));
+      auto t0 = std::chrono::steady_clock::now();
+      evaluate_snapshots(*method, source, snaps, bb.model, taps, bs, torch::kCPU, false, "");
+      const double one_pass = seconds_since(t0);
+      t0 = std::chrono::steady_clock::now();
+      for (auto& s : snaps) evaluate_snapshots(*method, source, {s}, bb.model, taps, bs, torch::kCPU, false, "");
+      const double each = seconds_since(t0) / snapshots;
+      row["eval_snapshots"] = snapshots;
+      row["eval_one_pass_s"] = one_pass;
+      row["eval_single_pass_s"] = each;
+      row["eval_one_pass_vs_single"] = one_pass / each;
+    }
+    rows.push_back(row);
+  }
+  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | live peak MiB | resident peak MiB | K/V floor MiB | live/floor |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (auto& r : rows)
+    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f | %.3f |\n", r["case"].get<std::string>().c_str(),
+                (long long)r["trainable_params"].get<int64_t>(), r["live_images_per_s"].get<double>(),
+                r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(), r["live_peak_mib"].get<double>(),
+                r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
+                r["live_peak_vs_floor"].get<double>());
+  for (auto& r : rows)
+    if (r.contains("eval_snapshots"))
+      std::printf("\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s, %.2f× one pass (%.2f s)\n",
+                  r["case"].get<std::string>().c_str(), r["eval_snapshots"].get<int>(), bs,
+                  r["eval_one_pass_s"].get<double>(), r["eval_one_pass_vs_single"].get<double>(),
+                  r["eval_single_pass_s"].get<double>());
+  if (!json_out.empty()) {
+    std::ofstream o(json_out);
+    for (auto& r : rows) o << r.dump() << "\n";
+  }
+  return 0;
+}
+
+}  // namespace petl::cli
