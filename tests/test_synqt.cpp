@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "harness/train/memory_meter.h"
 #include "test_util.h"
 
 using namespace petl;
@@ -90,4 +91,39 @@ TEST(SynQT, BadSettingsAreNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("token_nums"), std::string::npos);
   }
+}
+
+// The chunked no-grad backbone pass (backbone_micro_batch): the same logits and gradients as the
+// whole-batch pass (deterministic backbone path; float round-off from the BLAS blocking only), and a
+// lower training peak — the transients of one chunk instead of the whole batch's.
+TEST(SynQT, MicroBatchedBackbonePassMatchesAndLowersThePeak) {
+  MemoryMeter::install();
+  auto cfg = test::tiny_config(32, 4, 48, 3, 4);  // 65 tokens
+  VisionTransformer vit(cfg);
+  vit->init_weights(2);
+  vit->set_trainable(false);
+  auto x = torch::randn({32, 3, 32, 32});
+  auto y = torch::randint(5, {32}, torch::kInt64);
+  struct Out {
+    torch::Tensor logits, grad;
+    int64_t peak = 0;
+  };
+  auto step = [&](const std::string& micro) {
+    torch::manual_seed(7);
+    auto m = test::make_method("synqt", vit, 5, "test_task",
+                               Settings::parse({"backbone_drop_path=off", "kem_drop_path=off", "backbone_micro_batch=" + micro}));
+    m->train(false);  // no dropout in the query path: the two passes see identical randomness
+    MemoryMeter::reset_peak();
+    const int64_t base = MemoryMeter::live_bytes();
+    auto logits = m->forward(x);
+    torch::nn::functional::cross_entropy(logits, y).backward();
+    Out o{logits.detach().clone(), m->named_parameters()["synqt.q"].grad().clone(), MemoryMeter::peak_bytes() - base};
+    return o;
+  };
+  auto whole = step("0"), chunked = step("8");
+  EXPECT_LT(test::max_rel_diff(chunked.logits, whole.logits), 1e-5);
+  EXPECT_LT(test::max_rel_diff(chunked.grad, whole.grad), 1e-4);
+  EXPECT_LT(chunked.peak, whole.peak) << "chunked " << chunked.peak << " vs whole " << whole.peak;
+  EXPECT_THROW(test::make_method("synqt", vit, 5, "test_task", Settings::parse({"backbone_micro_batch=-1"})),
+               petl::Error);
 }
