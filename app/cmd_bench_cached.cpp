@@ -85,6 +85,7 @@ int cmd_bench_cached(const Args& args) {
       ("steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")
       ("snapshots", po::value(&snapshots)->default_value(snapshots), "snapshots evaluated in one pass vs one pass each (SynQT, the middle T)")
       ("micro-batch", po::value(&micro)->default_value(micro), "SynQT backbone_micro_batch for the live runs (-1: its default)")
+      ("synqt-only", "measure SynQT only (no linear / vqt cases)")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
       ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
   po::variables_map vm;
@@ -94,7 +95,9 @@ int cmd_bench_cached(const Args& args) {
                   "memory, SynQT's live peak vs its K/V floor, and one-pass evaluation of several snapshots."))
     return 0;
   const int nthreads = threads > 0 ? threads : available_cores();
-  std::vector<Case> cases = {{"linear", "linear", {}}, {"vqt", "vqt", {}}};
+  std::vector<Case> cases;
+  if (!vm.count("synqt-only")) cases = {{"linear", "linear", {}}, {"vqt", "vqt", {}}};
+  const size_t first_synqt = cases.size();
   for (auto& t : split_list(tokens_csv))
     cases.push_back({"synqt T=" + t, "synqt", {"backbone_drop_path=off", "token_nums=" + t}});
   std::printf("petl bench --cached: %s, batch %d, fp32 compute, float16 resident features, CPU, %d threads, %d timed "
@@ -136,7 +139,7 @@ int cmd_bench_cached(const Args& args) {
     std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB\n", c.label.c_str(),
                  live.images_per_s, MemoryMeter::mib(live.mem.peak_train), cached.images_per_s,
                  MemoryMeter::mib(cached.mem.peak_train));
-    if (c.method == "synqt" && c.label == cases[2 + (cases.size() - 2) / 2].label && snapshots > 1) {
+    if (c.method == "synqt" && c.label == cases[first_synqt + (cases.size() - first_synqt) / 2].label && snapshots > 1) {
       // Evaluation: `snapshots` snapshots in one pass over bs test images vs one pass each.
       SplitTensors test;
       test.images = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
