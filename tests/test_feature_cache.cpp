@@ -137,7 +137,8 @@ TEST(FeatureCache, CachedLogitsEqualLiveLogits) {
   auto bb = make_job_backbone("", "", 0.1, false);
   auto task = data::find_task(suite(), "sprites_ori");
   for (auto [method, sets] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {"linear", {}}, {"synqt", {"backbone_drop_path=off"}}, {"vqt", {}}}) {
+           // synqt: the whole batch in one backbone pass, the composition of the cache chunk
+           {"linear", {}}, {"synqt", {"backbone_drop_path=off", "backbone_micro_batch=0"}}, {"vqt", {}}}) {
     MethodContext ctx;
     ctx.backbone = bb.model;
     ctx.num_classes = 8;
