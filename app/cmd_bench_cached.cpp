@@ -122,8 +122,14 @@ int cmd_bench_cached(const Args& args) {
     CachedSplit resident = resident_features(bb.model, images, taps, bs);
     auto method2 = build_job_method(job, bb.model, classes);
     auto index = torch::arange(bs);
-    auto cached = train_steps(*method2, job.recipe(), steps, bs, classes,
-                              [&] { return method2->forward_cached(resident.batch(index, torch::kCPU)); });
+    double gather_s = 0;  // of steps + 1 steps
+    auto cached = train_steps(*method2, job.recipe(), steps, bs, classes, [&] {
+      auto t0 = std::chrono::steady_clock::now();
+      auto features = resident.batch(index, torch::kCPU);
+      gather_s += seconds_since(t0);
+      return method2->forward_cached(features);
+    });
+    const double step_s = double(bs) / cached.images_per_s;
     const int64_t N = cfg.num_tokens(), L = cfg.depth, D = cfg.embed_dim;
     const double kv_floor = double(2 * L * bs * N * D * 4);
     const double floor = kv_floor + live.mem.frozen_backbone + live.mem.trainable_params + live.mem.gradients +
@@ -135,7 +141,8 @@ int cmd_bench_cached(const Args& args) {
                 {"live_peak_mib", MemoryMeter::mib(live.mem.peak_train)},
                 {"resident_peak_mib", MemoryMeter::mib(cached.mem.peak_train)},
                 {"kv_floor_mib", MemoryMeter::mib(int64_t(floor))},
-                {"live_peak_vs_floor", double(live.mem.peak_train) / floor}};
+                {"live_peak_vs_floor", double(live.mem.peak_train) / floor},
+                {"resident_gather_share", gather_s / (steps + 1) / step_s}};
     std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB\n", c.label.c_str(),
                  live.images_per_s, MemoryMeter::mib(live.mem.peak_train), cached.images_per_s,
                  MemoryMeter::mib(cached.mem.peak_train));
@@ -160,14 +167,14 @@ int cmd_bench_cached(const Args& args) {
     }
     rows.push_back(row);
   }
-  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | live peak MiB | resident peak MiB | K/V floor MiB | live/floor |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gather share |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& r : rows)
-    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f | %.3f |\n", r["case"].get<std::string>().c_str(),
+    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f | %.3f | %.2f |\n", r["case"].get<std::string>().c_str(),
                 (long long)r["trainable_params"].get<int64_t>(), r["live_images_per_s"].get<double>(),
                 r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(), r["live_peak_mib"].get<double>(),
                 r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
-                r["live_peak_vs_floor"].get<double>());
+                r["live_peak_vs_floor"].get<double>(), r["resident_gather_share"].get<double>());
   for (auto& r : rows)
     if (r.contains("eval_snapshots"))
       std::printf("\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s, %.2f× one pass (%.2f s)\n",
