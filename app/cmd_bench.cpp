@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "app/bench_steps.h"
 #include "app/cli_util.h"
 #include "app/commands.h"
 #include "core/system.h"
@@ -59,30 +60,15 @@ int cmd_bench(const Args& args) {
       JobBackbone bb = load_job_backbone(job);
       auto method = build_job_method(job, bb.model, num_classes);
       const VitConfig& cfg = bb.model->cfg_;
-      auto trainable = method->trainable_parameters();
-      auto opt = make_optimizer(trainable, recipe);
       auto x = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
-      auto y = torch::randint(num_classes, {bs}, torch::kInt64);
-      method->train(true);
-      TrainingPeak peak;
-      peak.begin();
-      double secs = 0;
-      for (int s = 0; s < steps + 1; ++s) {
-        auto t0 = std::chrono::steady_clock::now();
-        opt->zero_grad();
-        auto loss = torch::nn::functional::cross_entropy(method->forward(x), y);
-        loss.backward();
-        opt->step();
-        if (s > 0) secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      }
-      peak.end();
-      auto mem = memory_breakdown(*method, trainable, *opt, peak);
+      auto r = bench_train_steps(*method, recipe, steps, bs, num_classes, [&] { return method->forward(x); });
+      const auto& mem = r.mem;
       json row = {{"method", m}, {"batch_size", bs}, {"arch", arch}, {"threads", nthreads},
                   {"trainable_params", method->num_trainable()},
-                  {"images_per_s", bs * steps / secs}, {"memory", mem.to_json(bs, cfg.img_size)}};
+                  {"images_per_s", r.images_per_s}, {"memory", mem.to_json(bs, cfg.img_size)}};
       rows.push_back(row);
       std::fprintf(stderr, "[bench] %s bs %d: peak %.1f MiB, %.2f img/s\n", m.c_str(), bs,
-                   MemoryMeter::mib(mem.peak_train), bs * steps / secs);
+                   MemoryMeter::mib(mem.peak_train), r.images_per_s);
     }
   }
   std::printf("\n| method | batch | trainable | peak train MiB | backbone weights | trainable+grad+optim | activations+other | img/s | peak vs %s | speed vs %s |\n",

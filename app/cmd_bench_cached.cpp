@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "app/bench_steps.h"
 #include "app/cli_util.h"
 #include "app/commands.h"
 #include "core/system.h"
@@ -29,32 +30,6 @@ struct Case {
   std::string label, method;
   std::vector<std::string> sets;
 };
-
-struct Measured {
-  double images_per_s = 0;
-  MemoryBreakdown mem;
-};
-
-// `steps` timed training steps (after one untimed) of `method` on the batch logits(); peak as petl run measures it.
-Measured train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
-                     const std::function<torch::Tensor()>& logits) {
-  auto trainable = method.trainable_parameters();
-  auto opt = make_optimizer(trainable, recipe);
-  auto y = torch::randint(classes, {bs}, torch::kInt64);
-  method.train(true);
-  TrainingPeak peak;
-  peak.begin();
-  double secs = 0;
-  for (int s = 0; s < steps + 1; ++s) {
-    auto t0 = std::chrono::steady_clock::now();
-    opt->zero_grad();
-    torch::nn::functional::cross_entropy(logits(), y).backward();
-    opt->step();
-    if (s > 0) secs += seconds_since(t0);
-  }
-  peak.end();
-  return {double(bs) * steps / secs, memory_breakdown(method, trainable, *opt, peak)};
-}
 
 // Whole-batch features in the layout of a feature cache (kv: N, L, 2, H, T, D/H), as float16.
 CachedSplit resident_features(VisionTransformer backbone, const torch::Tensor& images, const CacheTaps& taps,
@@ -118,12 +93,12 @@ int cmd_bench_cached(const Args& args) {
     auto images = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
     auto method = build_job_method(job, bb.model, classes);
     const auto taps = cache_taps_for(method->needs());
-    auto live = train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); });
+    auto live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); });
     CachedSplit resident = resident_features(bb.model, images, taps, bs);
     auto method2 = build_job_method(job, bb.model, classes);
     auto index = torch::arange(bs);
     double gather_s = 0;  // of steps + 1 steps
-    auto cached = train_steps(*method2, job.recipe(), steps, bs, classes, [&] {
+    auto cached = bench_train_steps(*method2, job.recipe(), steps, bs, classes, [&] {
       auto t0 = std::chrono::steady_clock::now();
       auto features = resident.batch(index, torch::kCPU);
       gather_s += seconds_since(t0);

@@ -1,0 +1,29 @@
+#include "app/bench_steps.h"
+
+#include <chrono>
+
+#include "harness/train/memory_meter.h"
+
+namespace petl::cli {
+
+BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
+                             const std::function<torch::Tensor()>& logits) {
+  auto trainable = method.trainable_parameters();
+  auto opt = make_optimizer(trainable, recipe);
+  auto y = torch::randint(classes, {bs}, torch::kInt64);
+  method.train(true);
+  TrainingPeak peak;
+  peak.begin();
+  double secs = 0;
+  for (int s = 0; s < steps + 1; ++s) {
+    auto t0 = std::chrono::steady_clock::now();
+    opt->zero_grad();
+    torch::nn::functional::cross_entropy(logits(), y).backward();
+    opt->step();
+    if (s > 0) secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  peak.end();
+  return {double(bs) * steps / secs, memory_breakdown(method, trainable, *opt, peak)};
+}
+
+}  // namespace petl::cli

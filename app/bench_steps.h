@@ -1,0 +1,23 @@
+// The timed training loop shared by `petl bench` and `petl bench --cached`: one untimed step, then
+// `steps` timed ones, with the training peak measured as `petl run` measures it.
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+
+#include "harness/train/recipe.h"
+#include "harness/train/train_util.h"
+#include "methods/method.h"
+
+namespace petl::cli {
+
+struct BenchSteps {
+  double images_per_s = 0;
+  MemoryBreakdown mem;
+};
+
+// logits() returns the batch's logits (bs rows); labels are random over `classes`.
+BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
+                             const std::function<torch::Tensor()>& logits);
+
+}  // namespace petl::cli
