@@ -1,9 +1,13 @@
 #include "io/journal.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -65,19 +69,71 @@ void cut_torn_tail(const std::string& path, int64_t good_bytes, const std::strin
   PETL_CHECK(rc == 0, "cannot truncate ", what, " '", path, "' to ", good_bytes, " bytes: ", std::strerror(err));
 }
 
+namespace {
+
+// Closes a descriptor on scope exit (the advisory lock goes with it).
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// Offset just past the last '\n' in the first `size` bytes of fd (0 when there is none).
+int64_t end_of_last_line(int fd, int64_t size) {
+  char buf[4096];
+  int64_t end = size;
+  while (end > 0) {
+    const int64_t start = std::max<int64_t>(0, end - int64_t(sizeof buf));
+    const ssize_t n = ::pread(fd, buf, size_t(end - start), off_t(start));
+    if (n != ssize_t(end - start)) return -1;
+    for (int64_t i = n - 1; i >= 0; --i)
+      if (buf[i] == '\n') return start + i + 1;
+    end = start;
+  }
+  return 0;
+}
+
+}  // namespace
+
 void append_json_line(const std::string& path, const json& record, const std::string& what) {
   fs::path p(path);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::error_code ec;
+  if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
   const std::string line = record.dump() + "\n";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  PETL_CHECK(fd >= 0, "cannot open ", what, " '", path, "' for appending: ", std::strerror(errno));
-  ssize_t w = ::write(fd, line.data(), line.size());
-  int err = errno;
-  int s = ::fsync(fd);
-  ::close(fd);
-  PETL_CHECK(w == ssize_t(line.size()), "short write to ", what, " '", path, "' (", w, " of ", line.size(),
-             " bytes): ", std::strerror(err));
-  PETL_CHECK(s == 0, "fsync of ", what, " '", path, "' failed");
+  Fd f;
+  f.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  PETL_CHECK(f.fd >= 0, "cannot open ", what, " '", path, "' for appending: ", std::strerror(errno));
+  // Every writer of a journal (run, eval, demo, sweep) comes through here: one at a time.
+  PETL_CHECK(::flock(f.fd, LOCK_EX) == 0, "cannot lock ", what, " '", path, "': ", std::strerror(errno));
+  struct stat st {};
+  PETL_CHECK(::fstat(f.fd, &st) == 0, "cannot stat ", what, " '", path, "': ", std::strerror(errno));
+  int64_t size = int64_t(st.st_size);
+  if (size > 0) {
+    char last = 0;
+    PETL_CHECK(::pread(f.fd, &last, 1, off_t(size - 1)) == 1, "cannot read ", what, " '", path, "'");
+    if (last != '\n') {
+      const int64_t good = end_of_last_line(f.fd, size);
+      PETL_CHECK(good >= 0, "cannot read ", what, " '", path, "' to find its last complete line");
+      PETL_CHECK(::ftruncate(f.fd, off_t(good)) == 0, "cannot cut the torn last line of ", what, " '", path,
+                 "' at byte ", good, ": ", std::strerror(errno));
+      std::fprintf(stderr, "[petl] warning: %s '%s': cut a torn last line (bytes %lld..%lld, a writer was killed "
+                   "mid-write) before appending\n", what.c_str(), path.c_str(), (long long)good, (long long)size);
+      size = good;
+    }
+  }
+  const ssize_t w = ::write(f.fd, line.data(), line.size());
+  const int err = errno;
+  if (w != ssize_t(line.size())) {
+    // A full disk or a file-size limit: leave no fragment behind.
+    const bool cut = ::ftruncate(f.fd, off_t(size)) == 0;
+    ::fsync(f.fd);
+    PETL_FAIL("short write to ", what, " '", path, "' (", w < 0 ? 0 : w, " of ", line.size(), " bytes: ",
+              w < 0 ? std::strerror(err) : "disk full or file too large", "); ",
+              cut ? "the partial line was removed, the file is as before"
+                  : "could not remove the partial line");
+  }
+  PETL_CHECK(::fsync(f.fd) == 0, "fsync of ", what, " '", path, "' failed: ", std::strerror(errno));
 }
 
 }  // namespace petl::io

@@ -1,7 +1,10 @@
-// JSON-lines journals (results.jsonl and the sweep journal): one JSON object per line, appended
-// with one write() on an O_APPEND descriptor and fsync'd, so concurrent appenders never interleave
-// and a kill leaves at most a torn last line — which readers report and skip, and which
-// cut_torn_tail() removes before the next append. Torch-free; knows no record schema.
+// JSON-lines journals (results.jsonl and the sweep journal): one JSON object per line. Every writer
+// (run, eval, demo, sweep) appends through append_json_line(): an advisory lock on the file, a torn
+// last line cut first (with a warning naming the file and byte offsets), one write() on an O_APPEND
+// descriptor, fsync, and on a short write (full disk) the file truncated back to its previous
+// length — so appenders never interleave and no fragment is ever left by a failed write. A kill
+// mid-write can still leave a torn last line: readers report and skip it, the next append cuts it.
+// Torch-free; knows no record schema.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -25,8 +28,8 @@ JsonLines read_json_lines(const std::string& path, const std::string& what = "jo
 // Truncates the file to good_bytes (cutting a torn tail) and fsyncs; petl::Error naming the file.
 void cut_torn_tail(const std::string& path, int64_t good_bytes, const std::string& what = "journal");
 
-// Appends record.dump() + '\n' with a single write() on an O_APPEND descriptor, then fsync; creates
-// the parent directory. Throws petl::Error naming the file on failure.
+// Appends record.dump() + '\n' as described above; creates the parent directory. Throws petl::Error
+// naming the file on failure, leaving the file as it was before the call (less any torn tail).
 void append_json_line(const std::string& path, const nlohmann::json& record, const std::string& what = "journal");
 
 }  // namespace petl::io
