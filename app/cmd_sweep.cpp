@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <iostream>
 
 #include "app/cache_build.h"
@@ -17,6 +18,7 @@
 #include "harness/sweep/farm.h"
 #include "harness/sweep/sweep_config.h"
 #include "harness/sweep/sweep_journal.h"
+#include "io/journal.h"
 
 
 namespace petl::cli {
@@ -141,10 +143,12 @@ int cmd_sweep(const Args& args) {
   std::vector<FarmJob> jobs;
   std::string error;
   json shared;
+  std::unique_ptr<io::ProcessLock> out_lock;  // one sweep per journal; released when this process ends
   if (rank == 0) {
     try {
       SweepConfig cfg;
       SweepPlan plan = make_plan(cfg);
+      out_lock = std::make_unique<io::ProcessLock>(plan.journal + ".lock", "the sweep journal " + plan.journal);
       jobs = farm_jobs_from_plan(plan.jobs, cfg.protocol);
       shared = {{"program", resolve_program(petl_bin)},
                 {"journal", plan.journal},

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/system.h"
 
 namespace petl::io {
 namespace fs = std::filesystem;
@@ -134,6 +135,36 @@ void append_json_line(const std::string& path, const json& record, const std::st
                   : "could not remove the partial line");
   }
   PETL_CHECK(::fsync(f.fd) == 0, "fsync of ", what, " '", path, "' failed: ", std::strerror(errno));
+}
+
+}  // namespace petl::io
+
+namespace petl::io {
+
+ProcessLock::ProcessLock(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  PETL_CHECK(fd_ >= 0, "cannot open the lock file '", path, "' of ", what, ": ", std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[256] = {0};
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, size_t(n)) : std::string("unknown");
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    PETL_CHECK(err != EWOULDBLOCK, what, " is in use: another process holds '", path, "' (", holder,
+               "); wait for it to finish, stop it, or choose another output directory");
+    PETL_FAIL("cannot lock '", path, "' of ", what, ": ", std::strerror(err));
+  }
+  const std::string who = "host " + host_name() + ", pid " + std::to_string(::getpid()) + ", since " + now_utc() + "\n";
+  if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, who.data(), who.size(), 0) == ssize_t(who.size())) ::fsync(fd_);
+}
+
+ProcessLock::~ProcessLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace petl::io

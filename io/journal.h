@@ -33,3 +33,22 @@ void cut_torn_tail(const std::string& path, int64_t good_bytes, const std::strin
 void append_json_line(const std::string& path, const nlohmann::json& record, const std::string& what = "journal");
 
 }  // namespace petl::io
+
+namespace petl::io {
+
+// An advisory lock held for the life of this object on `path` (created; holds "host pid time" of
+// its holder). The kernel releases it when the holder dies, so a stale lock file of a dead process
+// is simply taken over. Taking a lock another live process holds throws petl::Error naming `what`,
+// the file and the holder. Not inherited by child processes (close-on-exec).
+class ProcessLock {
+ public:
+  ProcessLock(const std::string& path, const std::string& what);
+  ~ProcessLock();
+  ProcessLock(const ProcessLock&) = delete;
+  ProcessLock& operator=(const ProcessLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace petl::io

@@ -8,6 +8,9 @@
 3. SIGTERM to mpirun → the ranks stop their jobs and exit 143 (mpirun itself reports its own
    status), nothing is left running; SIGUSR2 to mpirun (forwarded to the ranks, what Slurm's
    --signal=B:USR2 does via the batch script) → mpirun exits 143; a re-run completes the sweep.
+4. a second sweep on the same --out while one runs → fails at once naming the lock's holder; the
+   first finishes with every key once. (After the SIGKILLs of 2. the lock of the dead sweep is
+   taken over by the re-run.)
 
 usage: sweep_signal_test.py --petl BIN [--fake fake_petl.sh] [--mpirun mpirun] [--np 2] --scratch DIR
 BIN is a petl binary with the `sweep` command (the real petl, or tests' petl_sweep_stub).
@@ -87,13 +90,13 @@ class Runner:
                     "methods: [linear, full, synqt]\ntasks: [t1, t2, t3, t4]\nseeds: [1, 2]\n")
         return path
 
-    def start(self, cfg, sleep_s, extra=()):
+    def start(self, cfg, sleep_s, extra=(), log_name="mpirun.log"):
         env = dict(os.environ)
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", FAKE_SLEEP=str(sleep_s),
                    FAKE_STATE_DIR=self.state, FAKE_RUNS_LOG=os.path.join(self.scratch, "runs.log"))
         cmd = [self.a.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", str(self.a.np), self.a.petl, "sweep",
                cfg, "--petl", self.fake, "--grace-s", "5", *extra]
-        log = open(os.path.join(self.scratch, "mpirun.log"), "ab")
+        log = open(os.path.join(self.scratch, log_name), "ab")
         return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def run(self, cfg, sleep_s=0.05, timeout=300):
@@ -204,6 +207,27 @@ def main():
     check(rc == 0, f"resume after SIGTERM/SIGUSR2 exits 0 (got {rc})")
     check(set(keys) == set(ref) and all(v == 1 for v in keys.values()),
           "resumed key set equals the uninterrupted one, no key twice")
+
+    # 4. a second sweep on the same --out while the first runs stops at once, naming the holder
+    cfg = r.config("twice")
+    out = os.path.join(a.scratch, "twice")
+    p = r.start(cfg, 0.3)
+    check(r.wait_lines(out, 1, p), "first sweep reached 1 journal line")
+    p2 = r.start(cfg, 0.05, log_name="second.log")
+    try:
+        rc2 = p2.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        r.kill_session(p2)
+        rc2 = None
+    with open(os.path.join(a.scratch, "second.log"), "rb") as f:
+        log2 = f.read().decode(errors="replace")
+    check(rc2 not in (0, None), f"second sweep on a busy --out fails (status {rc2})")
+    check("is in use" in log2 and "pid " in log2 and "host " in log2,
+          "its message says the journal is in use and names the holder's host and pid")
+    rc = p.wait(timeout=300)
+    keys, _ = journal(out)
+    check(rc == 0 and set(keys) == set(ref) and all(v == 1 for v in keys.values()),
+          f"the first sweep finishes alone: every key once ({len(keys)} keys, status {rc})")
 
     if FAILURES:
         print(f"{len(FAILURES)} check(s) failed; mpirun output in {a.scratch}/mpirun.log", file=sys.stderr)
