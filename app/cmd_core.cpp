@@ -128,7 +128,13 @@ int cmd_run(const Args& args) {
   try {
     rec = run_job(spec);
   } catch (const std::exception& e) {
-    if (!spec.out_dir.empty() && !spec.dry_run && mpi.rank == 0) append_record(spec.out_dir, failed_record(spec, e.what()));
+    if (!spec.out_dir.empty() && !spec.dry_run && mpi.rank == 0) {
+      try {
+        append_record(spec.out_dir, failed_record(spec, e.what()));
+      } catch (const std::exception& w) {  // the job's own error is the one to report
+        std::fprintf(stderr, "[petl] the failed record was not written: %s\n", w.what());
+      }
+    }
     throw;
   }
   if (mpi.rank != 0) return 0;

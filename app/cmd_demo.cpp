@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 
 int cmd_demo(const Args& args) {
   std::string out = "runs/demo", data = "data/mini", methods_csv = "all", tasks_csv, recipe = "mini", backbone;
-  int threads = 0, epochs = -1;
+  int threads = 0, epochs = JobSpec::kRecipeValue;
   po::options_description d("petl demo options");
   d.add_options()("out", po::value(&out)->default_value(out), "output directory (results.jsonl, checkpoints/)")
       ("data", po::value(&data)->default_value(data), "embedded suite directory (built with `petl suite` when missing)")

@@ -1,5 +1,6 @@
 #include "core/settings.h"
 
+#include <cmath>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -23,6 +24,7 @@ double Settings::get_double(const std::string& key, double def) const {
   char* end = nullptr;
   double v = std::strtod(it->second.c_str(), &end);
   PETL_CHECK(end && *end == 0 && !it->second.empty(), "setting '", key, "': expected a number, got '", it->second, "'");
+  PETL_CHECK(std::isfinite(v), "setting '", key, "': expected a finite number, got '", it->second, "'");
   return v;
 }
 

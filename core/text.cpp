@@ -17,6 +17,13 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return s;
 }
 
+std::vector<std::string> split_whitespace(const std::string& s) {
+  std::string t = s;
+  for (char& c : t)
+    if (c == '\t' || c == '\r') c = ' ';
+  return split(t, ' ', true);
+}
+
 std::vector<std::string> split(const std::string& s, char sep, bool skip_empty) {
   std::vector<std::string> out;
   std::string cur;

@@ -14,6 +14,8 @@ std::string join(const std::vector<std::string>& items, const std::string& sep);
 std::vector<std::string> split(const std::string& s, char sep, bool skip_empty = false);
 // A comma-separated list as given on a command line ("linear,synqt"): empty items dropped.
 inline std::vector<std::string> split_list(const std::string& s) { return split(s, ',', true); }
+// The fields of a line separated by runs of spaces and tabs ("a  b\tc" → a, b, c).
+std::vector<std::string> split_whitespace(const std::string& s);
 std::string first_line(const std::string& s);
 
 // The shortest decimal text that reads back as exactly `v` (std::to_chars): 1e-07, 0.1, 100, 2.5e+20.

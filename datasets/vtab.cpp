@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/hashing.h"
 #include "core/progress.h"
+#include "core/text.h"
 
 namespace fs = std::filesystem;
 
@@ -185,12 +186,11 @@ std::vector<Sample> parse_txt(const TaskInfo& task, const std::string& file, con
     if (line.empty()) continue;
 
     const std::string loc = str_cat(file, ":", line_no);
-    const size_t space = line.rfind(' ');
-    std::string rel = space == std::string::npos ? "" : line.substr(0, space);
-    while (!rel.empty() && rel.back() == ' ') rel.pop_back();
-    PETL_CHECK(!rel.empty(), loc, ": malformed line '", line,
-               "': expected '<image path> <integer label>'");
-    const std::string token = line.substr(space + 1);
+    const auto fields = split_whitespace(line);
+    PETL_CHECK(fields.size() == 2, loc, ": malformed line '", line, "': expected `<path> <label>` (two fields, got ",
+               fields.size(), ")");
+    const std::string& rel = fields[0];
+    const std::string& token = fields[1];
     Sample s;
     PETL_CHECK(parse_int64(token, &s.label), loc, ": label '", token, "' is not an integer in '",
                line, "'");
@@ -344,7 +344,10 @@ std::vector<Sample> read_split(const TaskInfo& task, const std::string& split) {
              "' (", task.format, " format",
              task.format == "json" ? ", which has only train800val200 and test)" : ")");
   const std::string text = read_text_file(file);
-  return task.format == "txt" ? parse_txt(task, file, text) : parse_json(task, file, text);
+  auto samples = task.format == "txt" ? parse_txt(task, file, text) : parse_json(task, file, text);
+  PETL_CHECK(!samples.empty(), "list file ", file, " of task '", task.name, "' lists no sample (an empty ", split,
+             " split): expected one `<path> <label>` ", task.format == "txt" ? "line" : "entry", " per image");
+  return samples;
 }
 
 // ------------------------------------------------------------------ loading

@@ -357,6 +357,19 @@ std::vector<std::string> stale_tmp_files(const std::string& root) {
   return out;
 }
 
+// The temporary files <final>.tmp.<pid> of writers of this key that died (killed mid-build): the
+// next build of the key removes them. (pids are this host's: keep one writer per key per host.)
+static void remove_stale_tmp_files_of(const std::string& final_path) {
+  const fs::path dir = fs::path(final_path).parent_path().empty() ? fs::path(".") : fs::path(final_path).parent_path();
+  const std::string prefix = fs::path(final_path).filename().string() + ".tmp.";
+  for (const std::string& t : stale_tmp_files(dir.string())) {
+    if (fs::path(t).filename().string().rfind(prefix, 0) != 0) continue;
+    std::error_code ec;
+    if (fs::remove(t, ec))
+      std::fprintf(stderr, "[petl] removed %s: the temporary file of a cache build whose process is gone\n", t.c_str());
+  }
+}
+
 // ------------------------------------------------------------------------------- writer
 
 namespace {
@@ -425,6 +438,7 @@ FeatureStoreWriter::FeatureStoreWriter(const std::string& final_path, int64_t n_
   m.tmp_path = final_path + ".tmp." + std::to_string(::getpid());
   m.n_rows = n_rows;
   PETL_CHECK(!final_path.empty(), "feature cache: empty output path");
+  remove_stale_tmp_files_of(final_path);
   PETL_CHECK(n_rows > 0, "feature cache ", final_path, ": n_rows must be positive, got ", n_rows);
   PETL_CHECK(!specs.empty(), "feature cache ", final_path, ": no feature datasets declared");
   std::set<std::string> seen;

@@ -168,3 +168,23 @@ ProcessLock::~ProcessLock() {
 }
 
 }  // namespace petl::io
+
+namespace petl::io {
+
+void check_writable_dir(const std::string& dir, const std::string& what) {
+  std::error_code ec;
+  PETL_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), what, " '", dir,
+             "': expected a directory, found a file");
+  fs::create_directories(dir, ec);
+  PETL_CHECK(!ec, what, " '", dir, "': cannot create the directory: ", ec.message());
+  const std::string probe = (fs::path(dir) / (".petl-write-test." + std::to_string(::getpid()))).string();
+  Fd f;
+  f.fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  PETL_CHECK(f.fd >= 0, what, " '", dir, "': cannot write there: ", std::strerror(errno));
+  const bool ok = ::write(f.fd, "petl\n", 5) == 5 && ::fsync(f.fd) == 0;
+  const int err = errno;
+  ::unlink(probe.c_str());
+  PETL_CHECK(ok, what, " '", dir, "': a test write failed: ", std::strerror(err));
+}
+
+}  // namespace petl::io

@@ -40,6 +40,11 @@ namespace petl::io {
 // its holder). The kernel releases it when the holder dies, so a stale lock file of a dead process
 // is simply taken over. Taking a lock another live process holds throws petl::Error naming `what`,
 // the file and the holder. Not inherited by child processes (close-on-exec).
+// Makes `dir` (creating it) and proves a file can be written there (a test file is written, fsync'd
+// and removed), so that a job fails before any work instead of losing its result. `what` names the
+// flag ("--out"). Throws petl::Error naming the directory and the reason.
+void check_writable_dir(const std::string& dir, const std::string& what);
+
 class ProcessLock {
  public:
   ProcessLock(const std::string& path, const std::string& what);

@@ -35,6 +35,10 @@ JobBackbone make_job_backbone(const std::string& backbone_file, const std::strin
     b.info["sha256"] = "random-init";
   } else {
     auto lb = load_backbone(b.model, file);
+    torch::NoGradGuard ng;
+    for (const auto& p : b.model->named_parameters())
+      PETL_CHECK(torch::isfinite(p.value()).all().item<bool>(), "backbone file ", file, ": tensor '", p.key(),
+                 "' holds NaN or infinite values (a corrupt or diverged checkpoint)");
     b.info["path"] = lb.path;
     b.info["format"] = lb.format;
     b.info["sha256"] = lb.sha256;

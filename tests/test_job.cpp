@@ -11,7 +11,7 @@ using namespace petl;
 
 namespace {
 ResolvedJob resolve(const std::string& method, const std::string& task, std::vector<std::string> sets,
-                    const std::string& recipe = "", int epochs = -1) {
+                    const std::string& recipe = "", int epochs = JobSpec::kRecipeValue) {
   JobSpec s;
   s.method = method;
   s.task = task;

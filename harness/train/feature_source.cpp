@@ -70,15 +70,24 @@ void CachedFeatureSource::for_each_features(VisionTransformer, const CacheTaps& 
 
 int job_num_classes(const ResolvedJob& job) {
   int n = job.task.num_classes;
-  if (n > 0) return n;
+  if (n > 0) return n;  // declared: read_split checks every label of every split against it
   int64_t limit = job.spec.feature_cache.empty() ? job.spec.limit_train : -1;
   int64_t i = 0;
-  for (auto& s : data::read_split(job.task, job.recipe().train_split)) {
+  std::string train_file;
+  for (auto& s : data::read_split(job.task, job.recipe().train_split)) {  // an empty list is an error there
     if (limit >= 0 && i++ >= limit) break;
     n = std::max<int>(n, int(s.label) + 1);
+    train_file = s.list_file;
   }
-  PETL_CHECK(n > 0, "task ", job.task.name, ": cannot tell the number of classes (the train split ",
-             job.recipe().train_split, " lists no sample and the task declares no class count)");
+  // Undeclared: the train list defines the classes, and the test list must stay inside them.
+  const int64_t test_limit = job.spec.feature_cache.empty() ? job.spec.limit_test : -1;
+  int64_t k = 0;
+  for (auto& s : data::read_split(job.task, job.recipe().test_split)) {
+    if (test_limit >= 0 && k++ >= test_limit) break;
+    PETL_CHECK(s.label < n, s.list_file, ":", s.line, ": label ", s.label, " is outside the ", n,
+               " classes [0, ", n, ") of the train list ", train_file, " (task '", job.task.name,
+               "' declares no class count: add <task>/petl_task.json {\"num_classes\": C})");
+  }
   return n;
 }
 

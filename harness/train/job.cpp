@@ -31,7 +31,7 @@ Provenance job_provenance(const JobSpec& spec, int threads) {
 }
 
 Record failed_record(const JobSpec& spec, const std::string& message) {
-  return petl::failed_record(spec.method, spec.task, spec.seed, spec.protocol, message,
+  return petl::failed_record(spec.method, spec.task, spec.seed == JobSpec::kRecipeValue ? -1 : spec.seed, spec.protocol, message,
                              job_provenance(spec, spec.threads));
 }
 
@@ -199,6 +199,7 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
 Record run_job(const JobSpec& spec) {
   const auto t_start = std::chrono::steady_clock::now();
   const ResolvedJob job = resolve_job(spec);
+  if (!spec.dry_run && !spec.out_dir.empty()) io::check_writable_dir(spec.out_dir, "--out");  // before any work
   JobBackbone bb = load_job_backbone(job);
   const int image_size = bb.model->cfg_.img_size;
   const int num_classes = spec.dry_run && job.task.num_classes > 0 ? job.task.num_classes : job_num_classes(job);

@@ -14,6 +14,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -39,7 +40,9 @@ struct JobSpec {
   std::string recipe;         // empty: the method's default recipe
   std::string protocol = "best_of_10";  // best_of_10 | final
   std::string out_dir;        // records (results.jsonl), checkpoints/, logs
-  int epochs = -1, batch_size = -1, seed = -1;  // -1: the recipe's value
+  // kRecipeValue: the recipe's value; anything else given is validated (epochs, batch ≥ 1, seed ≥ 0).
+  static constexpr int kRecipeValue = std::numeric_limits<int>::min();
+  int epochs = kRecipeValue, batch_size = kRecipeValue, seed = kRecipeValue;
   int threads = 0;            // 0: cores available to the process
   std::string device = "cpu"; // cpu | cuda | cuda:N (CUDA LibTorch builds only)
   std::vector<std::string> set;  // key=value overrides (recipe keys and method keys)
@@ -73,8 +76,8 @@ struct EffectiveRecipe {
   Settings settings;   // --set + the flags; method keys are read from it (unknown keys are errors)
 };
 EffectiveRecipe resolve_recipe(const std::string& method, const std::string& recipe_name, const std::string& task,
-                               const std::vector<std::string>& sets, int epochs = -1, int batch_size = -1,
-                               int seed = -1);
+                               const std::vector<std::string>& sets, int epochs = JobSpec::kRecipeValue,
+                               int batch_size = JobSpec::kRecipeValue, int seed = JobSpec::kRecipeValue);
 
 // A JobSpec with everything resolved that needs neither a backbone nor data.
 struct ResolvedJob {

@@ -109,6 +109,19 @@ void apply_overrides(Recipe& r, const Settings& s) {
   r.test_split = s.get_string("test_split", r.test_split);
   r.normalisation = s.get_string("normalisation", r.normalisation);
   r.adam_eps = s.get_double("adam_eps", r.adam_eps);
+  auto at_least = [](double v, double lo, bool open, const char* key) {
+    PETL_CHECK(std::isfinite(v) && (open ? v > lo : v >= lo), "setting '", key, "': expected a number ",
+               open ? "> " : ">= ", lo, ", got ", v);
+  };
+  at_least(r.lr, 0, true, "lr");
+  at_least(r.weight_decay, 0, false, "weight_decay");
+  at_least(r.min_lr, 0, false, "min_lr");
+  at_least(r.warmup_lr_init, 0, false, "warmup_lr_init");
+  at_least(r.adam_eps, 0, true, "adam_eps");
+  PETL_CHECK(r.drop_path_rate >= 0 && r.drop_path_rate < 1, "setting 'drop_path_rate': expected a number in [0, 1), got ",
+             r.drop_path_rate);
+  PETL_CHECK(r.eval_batch_size > 0, "eval_batch_size must be positive, got ", r.eval_batch_size);
+  PETL_CHECK(r.seed >= 0, "seed must be >= 0, got ", r.seed);
   PETL_CHECK(r.epochs > 0, "epochs must be positive, got ", r.epochs);
   PETL_CHECK(r.batch_size > 0, "batch_size must be positive, got ", r.batch_size);
   PETL_CHECK(r.eval_every > 0, "eval_every must be positive, got ", r.eval_every);

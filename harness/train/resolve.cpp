@@ -29,9 +29,14 @@ EffectiveRecipe resolve_recipe(const std::string& method, const std::string& rec
     for (auto& k : ts.unused())
       PETL_FAIL("per-task config of ", method, " for ", task, ": '", k, "' is not a recipe key");
   }
-  if (epochs > 0) e.settings.set("epochs", std::to_string(epochs));
-  if (batch_size > 0) e.settings.set("batch_size", std::to_string(batch_size));
-  if (seed >= 0) e.settings.set("seed", std::to_string(seed));
+  auto flag = [&](int v, const char* name, const char* key, int lo) {
+    if (v == JobSpec::kRecipeValue) return;
+    PETL_CHECK(v >= lo, "--", name, " ", v, ": expected an integer >= ", lo);
+    e.settings.set(key, std::to_string(v));
+  };
+  flag(epochs, "epochs", "epochs", 1);
+  flag(batch_size, "batch-size", "batch_size", 1);
+  flag(seed, "seed", "seed", 0);
   // Shortening or lengthening a recipe keeps its warmup (and cooldown) proportion unless given.
   if (e.settings.has("epochs")) {
     const Recipe& r = e.recipe;

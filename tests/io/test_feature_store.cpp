@@ -418,6 +418,24 @@ TEST_F(FeatureStoreTest, FinishIsAtomicAndTmpRemovedWithoutFinish) {
   EXPECT_FALSE(fs::exists(path("b.h5")));
 }
 
+TEST_F(FeatureStoreTest, NextBuildOfAKeyRemovesTmpFilesOfDeadWriters) {
+  std::vector<FeatureSpec> specs = {{"cls", {4}, "float32"}};
+  // A dead writer's tmp file (a pid that no process has: above pid_max), a live one's (ours, from
+  // another writer of the same key), and a dead writer's of another key.
+  const std::string dead = path("k.h5.tmp.999999999"), live = path("k.h5.tmp.1"), other = path("j.h5.tmp.999999999");
+  for (auto& f : {dead, live, other}) std::ofstream(f) << "partial";
+  testing::internal::CaptureStderr();
+  {
+    FeatureStoreWriter w(path("k.h5"), 2, specs, identity());
+    EXPECT_TRUE(fs::exists(w.tmp_path()));
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_NE(err.find(dead), std::string::npos) << err;
+  EXPECT_TRUE(fs::exists(live));   // pid 1 is alive: never touched
+  EXPECT_TRUE(fs::exists(other));  // another key: left to its own next build or `petl cache rm --incomplete`
+}
+
 TEST_F(FeatureStoreTest, FinishRequiresEveryRowOfEveryDataset) {
   std::vector<FeatureSpec> specs = {{"cls", {4}, "float32"}, {"kv", {2}, "float16"}};
   std::string tmp;

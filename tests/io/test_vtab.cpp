@@ -203,6 +203,10 @@ TEST(VtabReadSplit, TxtOrderPathsAndTolerance) {
 TEST(VtabReadSplit, TxtErrorsNameFileAndLine) {
   std::string msg = txt_split_error("images/a.png 1\nimages/b.png\n", "train800.txt");
   EXPECT_TRUE(contains(msg, "train800.txt:2") && contains(msg, "malformed")) << msg;
+  msg = txt_split_error("images/a.png 1\nx.png 2 3\n", "train800.txt");  // an extra field, not an image "x.png 2"
+  EXPECT_TRUE(contains(msg, "train800.txt:2") && contains(msg, "expected `<path> <label>` (two fields, got 3)")) << msg;
+  msg = txt_split_error("\n  \n", "train800.txt");
+  EXPECT_TRUE(contains(msg, "train800.txt") && contains(msg, "lists no sample")) << msg;
   msg = txt_split_error("images/a.png 1\n\nimages/c.png seven\n", "val200.txt");
   EXPECT_TRUE(contains(msg, "val200.txt:3") && contains(msg, "'seven' is not an integer")) << msg;
   msg = txt_split_error("images/a.png 2.5\n");
@@ -226,7 +230,8 @@ TEST(VtabReadSplit, Json) {
   EXPECT_EQ(s[1].abs_path, (dir / "images" / "River/7.png").string());
   EXPECT_EQ(s[1].label, 9);
   EXPECT_EQ(s[1].line, 2);
-  EXPECT_TRUE(read_split(task, "test").empty());
+  const std::string empty = error_of([&] { read_split(task, "test"); });  // an empty split is an error
+  EXPECT_TRUE(contains(empty, (dir / "test.json").string()) && contains(empty, "lists no sample")) << empty;
   const std::string msg = error_of([&] { read_split(task, "train800"); });
   EXPECT_TRUE(contains(msg, "missing list file") && contains(msg, (dir / "train800.json").string())) << msg;
 }
