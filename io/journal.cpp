@@ -95,7 +95,37 @@ int64_t end_of_last_line(int fd, int64_t size) {
   return 0;
 }
 
+// With the lock held: cuts a torn last line of the open journal (warning with the byte offsets);
+// returns the file's length afterwards.
+int64_t cut_torn_tail_locked(int fd, const std::string& path, const std::string& what) {
+  struct stat st {};
+  PETL_CHECK(::fstat(fd, &st) == 0, "cannot stat ", what, " '", path, "': ", std::strerror(errno));
+  int64_t size = int64_t(st.st_size);
+  if (size == 0) return 0;
+  char last = 0;
+  PETL_CHECK(::pread(fd, &last, 1, off_t(size - 1)) == 1, "cannot read ", what, " '", path, "'");
+  if (last == '\n') return size;
+  const int64_t good = end_of_last_line(fd, size);
+  PETL_CHECK(good >= 0, "cannot read ", what, " '", path, "' to find its last complete line");
+  PETL_CHECK(::ftruncate(fd, off_t(good)) == 0, "cannot cut the torn last line of ", what, " '", path, "' at byte ",
+             good, ": ", std::strerror(errno));
+  ::fsync(fd);
+  std::fprintf(stderr, "[petl] warning: %s '%s': cut a torn last line (bytes %lld..%lld, a writer was killed "
+               "mid-write)\n", what.c_str(), path.c_str(), (long long)good, (long long)size);
+  return good;
+}
+
 }  // namespace
+
+bool cut_torn_tail_now(const std::string& path, const std::string& what) {
+  Fd f;
+  f.fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (f.fd < 0) return false;  // no journal, nothing to cut
+  PETL_CHECK(::flock(f.fd, LOCK_EX) == 0, "cannot lock ", what, " '", path, "': ", std::strerror(errno));
+  struct stat st {};
+  PETL_CHECK(::fstat(f.fd, &st) == 0, "cannot stat ", what, " '", path, "'");
+  return cut_torn_tail_locked(f.fd, path, what) != int64_t(st.st_size);
+}
 
 void append_json_line(const std::string& path, const json& record, const std::string& what) {
   fs::path p(path);
@@ -107,22 +137,7 @@ void append_json_line(const std::string& path, const json& record, const std::st
   PETL_CHECK(f.fd >= 0, "cannot open ", what, " '", path, "' for appending: ", std::strerror(errno));
   // Every writer of a journal (run, eval, demo, sweep) comes through here: one at a time.
   PETL_CHECK(::flock(f.fd, LOCK_EX) == 0, "cannot lock ", what, " '", path, "': ", std::strerror(errno));
-  struct stat st {};
-  PETL_CHECK(::fstat(f.fd, &st) == 0, "cannot stat ", what, " '", path, "': ", std::strerror(errno));
-  int64_t size = int64_t(st.st_size);
-  if (size > 0) {
-    char last = 0;
-    PETL_CHECK(::pread(f.fd, &last, 1, off_t(size - 1)) == 1, "cannot read ", what, " '", path, "'");
-    if (last != '\n') {
-      const int64_t good = end_of_last_line(f.fd, size);
-      PETL_CHECK(good >= 0, "cannot read ", what, " '", path, "' to find its last complete line");
-      PETL_CHECK(::ftruncate(f.fd, off_t(good)) == 0, "cannot cut the torn last line of ", what, " '", path,
-                 "' at byte ", good, ": ", std::strerror(errno));
-      std::fprintf(stderr, "[petl] warning: %s '%s': cut a torn last line (bytes %lld..%lld, a writer was killed "
-                   "mid-write) before appending\n", what.c_str(), path.c_str(), (long long)good, (long long)size);
-      size = good;
-    }
-  }
+  const int64_t size = cut_torn_tail_locked(f.fd, path, what);
   const ssize_t w = ::write(f.fd, line.data(), line.size());
   const int err = errno;
   if (w != ssize_t(line.size())) {

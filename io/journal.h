@@ -28,6 +28,10 @@ JsonLines read_json_lines(const std::string& path, const std::string& what = "jo
 // Truncates the file to good_bytes (cutting a torn tail) and fsyncs; petl::Error naming the file.
 void cut_torn_tail(const std::string& path, int64_t good_bytes, const std::string& what = "journal");
 
+// Takes the journal's lock and cuts a torn last line, if any (with the warning); true if it cut.
+// For readers that will not append (a --resume that reuses a finished record).
+bool cut_torn_tail_now(const std::string& path, const std::string& what = "journal");
+
 // Appends record.dump() + '\n' as described above; creates the parent directory. Throws petl::Error
 // naming the file on failure, leaving the file as it was before the call (less any torn tail).
 void append_json_line(const std::string& path, const nlohmann::json& record, const std::string& what = "journal");

@@ -45,6 +45,7 @@ namespace {
 std::optional<Record> find_finished(const std::string& out_dir, const std::string& key) {
   const std::string path = (fs::path(out_dir) / "results.jsonl").string();
   auto lines = io::read_json_lines(path, "results file");  // a torn last line after a kill is skipped
+  if (lines.torn) io::cut_torn_tail_now(path, "results file");  // ... and cut, under the writers' lock
   std::optional<Record> found;
   for (size_t i = 0; i < lines.objects.size(); ++i) {
     const json& j = lines.objects[i];
