@@ -11,7 +11,9 @@
 #include "core/text.h"
 #include "datasets/suite_mini.h"
 #include "datasets/vtab.h"
+#include "core/error.h"
 #include "harness/train/job.h"
+#include "io/journal.h"
 #include "results/report.h"
 
 namespace petl::cli {
@@ -37,6 +39,9 @@ int cmd_demo(const Args& args) {
                   "The main job: trains every registered method on every task of the embedded suite with the\n"
                   "embedded backbone and prints accuracy, trainable parameters and peak training memory."))
     return 0;
+  PETL_CHECK(!vm.count("epochs") || epochs >= 1, "--epochs ", epochs, ": expected an integer >= 1");
+  PETL_CHECK(threads >= 0, "--threads ", threads, ": expected an integer >= 0 (0 = the cores available)");
+  io::check_writable_dir(out, "--out");  // before the suite is built or any job runs
   if (!fs::exists(fs::path(data) / "SUITE.md")) {
     std::fprintf(stderr, "[petl] building the embedded suite in %s\n", data.c_str());
     data::SuiteOptions so;

@@ -148,6 +148,7 @@ int cmd_sweep(const Args& args) {
     try {
       SweepConfig cfg;
       SweepPlan plan = make_plan(cfg);
+      io::check_writable_dir(plan.out, "the sweep's output directory (--out or the config's `out`)");
       out_lock = std::make_unique<io::ProcessLock>(plan.journal + ".lock", "the sweep journal " + plan.journal);
       jobs = farm_jobs_from_plan(plan.jobs, cfg.protocol);
       shared = {{"program", resolve_program(petl_bin)},

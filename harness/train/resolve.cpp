@@ -54,6 +54,8 @@ EffectiveRecipe resolve_recipe(const std::string& method, const std::string& rec
 ResolvedJob resolve_job(const JobSpec& spec) {
   PETL_CHECK(spec.protocol == "best_of_10" || spec.protocol == "final", "--protocol '", spec.protocol,
              "': expected best_of_10 or final");
+  PETL_CHECK(spec.threads >= 0, "--threads ", spec.threads, ": expected an integer >= 0 (0 = the cores available)");
+  PETL_CHECK(spec.dp >= 1, "--dp ", spec.dp, ": expected an integer >= 1");
   ResolvedJob j;
   j.spec = spec;
   j.info = &MethodRegistry::instance().get(spec.method);
