@@ -3,7 +3,7 @@
 //   x ← x + Ad(DP(MLP(LN2 x))),  Ad(z) = z + W2·Drop(QuickGELU(W1 z + b1)) + b2,
 // W1: D→r, W2: r→D (r = 8), xavier_uniform weights, biases N(0, 1e-6), dropout 0.1.
 // ViT-B/16: 12·(2·768·8 + 8 + 768) = 156,768 trainable without the head.
-// Head: NOAH's reset_classifier (trunc_normal .02, zero bias). Names: blocks.{i}.adapter.fc1 / fc2.
+// Head: NOAH's reset_classifier (trunc_normal .02, zero bias). Names as NOAH: blocks.{i}.adapter.ln1 (W1) / ln2 (W2).
 // Settings: see kOptions below.
 #include "core/error.h"
 #include "methods/common.h"
@@ -31,8 +31,8 @@ class Adapter : public methods::HookedMethod {
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
       const std::string path = "blocks." + std::to_string(i) + ".adapter";
-      auto f1 = methods::register_under(*this, path, "fc1", torch::nn::Linear(cfg.embed_dim, o_.adapter_dim));
-      auto f2 = methods::register_under(*this, path, "fc2", torch::nn::Linear(o_.adapter_dim, cfg.embed_dim));
+      auto f1 = methods::register_under(*this, path, "ln1", torch::nn::Linear(cfg.embed_dim, o_.adapter_dim));
+      auto f2 = methods::register_under(*this, path, "ln2", torch::nn::Linear(o_.adapter_dim, cfg.embed_dim));
       for (auto* l : {&f1, &f2}) {
         methods::xavier_uniform((*l)->weight);
         (*l)->bias.normal_(0.0, 1e-6);

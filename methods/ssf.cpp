@@ -3,7 +3,7 @@
 // β ~ N(0, 0.02), after the patch projection (D); in every block after norm1 (D), after qkv (3D),
 // after proj (D), after norm2 (D), after fc1 (4D, before GELU), after fc2 (D); after the final
 // norm (D). ViT-B/16: 2·(768 + 12·11·768 + 768) = 205,824 trainable without the head.
-// Names as the reference: patch_embed.ssf_scale/ssf_shift; blocks.{i}.ssf_scale_1/_shift_1 (norm1),
+// Names as the reference: patch_embed.ssf_scale_1/ssf_shift_1 (its PatchEmbed); blocks.{i}.ssf_scale_1/_shift_1 (norm1),
 // blocks.{i}.ssf_scale_2/_shift_2 (norm2), blocks.{i}.attn.ssf_scale_1/_shift_1 (qkv),
 // blocks.{i}.attn.ssf_scale_2/_shift_2 (proj), blocks.{i}.mlp.ssf_scale_1/_shift_1 (fc1),
 // blocks.{i}.mlp.ssf_scale_2/_shift_2 (fc2); ssf_scale_1/ssf_shift_1 (final norm).
@@ -25,7 +25,7 @@ class Ssf : public methods::HookedMethod {
   explicit Ssf(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
     const auto& cfg = backbone_->cfg_;
     const int D = cfg.embed_dim, H = cfg.mlp_hidden();
-    patch_ = make("patch_embed", "ssf_scale", "ssf_shift", D);
+    patch_ = make("patch_embed", "ssf_scale_1", "ssf_shift_1", D);
     for (int i = 0; i < cfg.depth; ++i) {
       const std::string b = "blocks." + std::to_string(i);
       Per p;

@@ -4,6 +4,8 @@
 // it, DTL's side path, VQT's query-only tokens, SSF's scale/shift points).
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "harness/train/recipe.h"
@@ -62,6 +64,24 @@ TEST(Baselines, TrainableParameterCountsAtViTB16) {
     vit->set_trainable(false);
   }
   EXPECT_EQ(count_without_head(*test::make_method("lst", vit, 100, "cifar")), 2301996);
+}
+
+// Checkpoints carry the authors' parameter names (a sample per method, from each reference repo).
+TEST(Baselines, AuthorsParameterNames) {
+  auto vit = vit_b16();
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"ssf", {"patch_embed.ssf_scale_1", "patch_embed.ssf_shift_1", "blocks.0.attn.ssf_scale_1", "ssf_scale_1"}},
+      {"adapter", {"blocks.0.adapter.ln1.weight", "blocks.11.adapter.ln2.bias"}},
+      {"adaptformer", {"blocks.0.adaptmlp.down_proj.weight", "blocks.0.adaptmlp.up_proj.bias"}},
+      {"lora", {"blocks.0.attn.LoRA_a.weight", "blocks.0.attn.LoRA_b.weight"}},
+  };
+  for (auto& [method, names] : cases) {
+    auto m = test::make_method(method, vit, 10, "cifar");
+    std::set<std::string> have;
+    for (auto& [k, v] : m->trainable_parameters()) have.insert(k);
+    for (auto& n : names) EXPECT_TRUE(have.count(n)) << method << ": no tensor named " << n;
+    vit->set_trainable(false);
+  }
 }
 
 TEST(Baselines, HeadSizes) {

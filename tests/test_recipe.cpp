@@ -70,3 +70,12 @@ TEST(Recipe, OverridesAndErrors) {
     EXPECT_NE(std::string(e.what()).find("synqt"), std::string::npos);  // lists the known ones
   }
 }
+
+// The preprocessing of each reference pipeline: DTL (timm's create_transform default under
+// --prefetcher) and SSF normalise with the Inception constants (mean = std = 0.5), the others with
+// ImageNet's.
+TEST(Recipe, NormalisationFollowsEachReferencePipeline) {
+  EXPECT_EQ(load_recipe("dtl").normalisation, "inception");
+  EXPECT_EQ(load_recipe("ssf").normalisation, "inception");
+  for (const char* r : {"synqt", "petl_vit", "vqt"}) EXPECT_EQ(load_recipe(r).normalisation, "imagenet") << r;
+}

@@ -130,7 +130,7 @@ def m_vpt(vit, me, x, s, deep):
 def m_adapter(vit, me, x, s):
     def pb(i):
         a = f"blocks.{i}.adapter."
-        return {"after_mlp": lambda z: z + lin(quick_gelu(lin(z, me, a + "fc1")), me, a + "fc2")}
+        return {"after_mlp": lambda z: z + lin(quick_gelu(lin(z, me, a + "ln1")), me, a + "ln2")}
     return head(me, plain(vit, x, pb))
 
 
@@ -159,7 +159,7 @@ def m_ssf(vit, me, x, s):
         table = {"norm1": aff(b, 1), "norm2": aff(b, 2), "qkv": aff(b + "attn.", 1), "proj": aff(b + "attn.", 2),
                  "fc1": aff(b + "mlp.", 1), "fc2": aff(b + "mlp.", 2)}
         return {"ssf": lambda name: table[name]}
-    patch = lambda z: z * me["patch_embed.ssf_scale"] + me["patch_embed.ssf_shift"]  # noqa: E731
+    patch = lambda z: z * me["patch_embed.ssf_scale_1"] + me["patch_embed.ssf_shift_1"]  # noqa: E731
     z = plain(vit, x, pb, ssf_patch=patch)
     return head(me, z * me["ssf_scale_1"] + me["ssf_shift_1"])
 
