@@ -230,9 +230,10 @@ int cmd_eval(const Args& args) {
   const ResolvedJob job = resolve_job(spec);
   const auto& task = job.task;
   int num_classes = task.num_classes;
-  if (tensors.count("head.weight")) {
-    int c = int(tensors["head.weight"].size(0));
-    PETL_CHECK(num_classes <= 0 || c == num_classes, ckpt, ": head.weight has ", c, " classes but task ", task.name,
+  const std::string head_name = tensors.count("head.1.weight") ? "head.1.weight" : "head.weight";  // BN heads: head.1
+  if (tensors.count(head_name)) {
+    int c = int(tensors[head_name].size(0));
+    PETL_CHECK(num_classes <= 0 || c == num_classes, ckpt, ": ", head_name, " has ", c, " classes but task ", task.name,
                " has ", num_classes, " (class-count mismatch)");
     num_classes = c;
   }
@@ -240,11 +241,11 @@ int cmd_eval(const Args& args) {
   JobBackbone bb = load_job_backbone(job);
   const auto& cfg = bb.model->cfg_;
   auto method = build_job_method(job, bb.model, num_classes, from_checkpoint);
-  // Strict load of the trainable tensors by name.
+  // Strict load of the trainable tensors (and trained buffers) by name.
   {
     torch::NoGradGuard ng;
     std::set<std::string> seen;
-    for (auto& [name, p] : method->trainable_parameters()) {
+    for (auto& [name, p] : method->checkpoint_tensors()) {
       auto it = tensors.find(name);
       PETL_CHECK(it != tensors.end(), ckpt, ": missing tensor '", name, "' of shape ", p.sizes());
       PETL_CHECK(it->second.sizes() == p.sizes(), ckpt, ": tensor '", name, "' has shape ", it->second.sizes(),

@@ -6,6 +6,11 @@
 // Down D→64 with bias (kaiming_uniform(a=√5), bias 0), Up 64→D (weight and bias 0), s = 0.1,
 // dropout 0.1. ViT-B/16: 12·(2·768·64 + 64 + 768) = 1,189,632 trainable without the head.
 // Names: blocks.{i}.adaptmlp.down_proj / up_proj. Settings: see kOptions below.
+// Head as its main_image.py builds it: Sequential(BatchNorm1d(D, affine=False, eps=1e-6), Linear)
+// — names head.0.running_mean / running_var (trained state, in the checkpoint) and head.1.weight /
+// bias; the Linear's weight trunc_normal(std .01), bias 0 (its _init_weights). In training the BN
+// normalises with the batch's statistics and updates the running ones (momentum 0.1, unbiased
+// variance), in evaluation with the running ones — exactly torch.nn.BatchNorm1d.
 #include <cmath>
 
 #include "core/error.h"
@@ -45,6 +50,20 @@ class AdaptFormer : public methods::HookedMethod {
       down_.push_back(down);
       up_.push_back(up);
     }
+    auto bn = torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(cfg.embed_dim).affine(false).eps(1e-6));
+    auto linear = torch::nn::Linear(cfg.embed_dim, ctx.num_classes);
+    methods::trunc_normal(linear->weight, 0.01);
+    linear->bias.zero_();
+    bn_head_ = torch::nn::Sequential(bn, linear);
+    replace_module("head", bn_head_);
+    head = linear;
+    bn_ = bn;
+  }
+  torch::Tensor forward(const torch::Tensor& images) override {
+    return bn_head_->forward(backbone_->forward_cls(images, this));
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> trained_buffers() override {
+    return {{"head.0.running_mean", bn_->running_mean}, {"head.0.running_var", bn_->running_var}};
   }
   std::map<std::string, std::string> effective_settings() const override { return kOptions.effective(o_); }
   torch::Tensor mlp_bypass(int layer, const torch::Tensor& x, const torch::Tensor&) override {
@@ -53,6 +72,8 @@ class AdaptFormer : public methods::HookedMethod {
   }
   AdaptFormerOptions o_;
   std::vector<torch::nn::Linear> down_, up_;
+  torch::nn::Sequential bn_head_{nullptr};
+  torch::nn::BatchNorm1d bn_{nullptr};
 };
 
 PETL_REGISTER_METHOD(MethodSpec("adaptformer")

@@ -23,6 +23,12 @@ std::vector<std::pair<std::string, torch::Tensor>> Method::trainable_parameters(
   return out;
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> Method::checkpoint_tensors() {
+  auto out = trainable_parameters();
+  for (auto& b : trained_buffers()) out.push_back(std::move(b));
+  return out;
+}
+
 int64_t Method::num_trainable() {
   int64_t n = 0;
   for (auto& [k, v] : trainable_parameters()) n += v.numel();

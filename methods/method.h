@@ -62,6 +62,10 @@ class Method : public torch::nn::Module {
   // any backbone tensor it made trainable (timm names). Checkpoints hold exactly these.
   virtual std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters();
   int64_t num_trainable() ;
+  // Trained state that is not a parameter (a BatchNorm head's running statistics), under the
+  // reference names. Checkpoints hold trainable_parameters() and these: checkpoint_tensors().
+  virtual std::vector<std::pair<std::string, torch::Tensor>> trained_buffers() { return {}; }
+  std::vector<std::pair<std::string, torch::Tensor>> checkpoint_tensors();
   // Method-specific effective settings for the result record (and the job key): its options
   // (methods/options.h) plus where per-task values came from ("_task_config_source").
   virtual std::map<std::string, std::string> effective_settings() const { return {}; }

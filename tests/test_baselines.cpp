@@ -72,14 +72,16 @@ TEST(Baselines, AuthorsParameterNames) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"ssf", {"patch_embed.ssf_scale_1", "patch_embed.ssf_shift_1", "blocks.0.attn.ssf_scale_1", "ssf_scale_1"}},
       {"adapter", {"blocks.0.adapter.ln1.weight", "blocks.11.adapter.ln2.bias"}},
-      {"adaptformer", {"blocks.0.adaptmlp.down_proj.weight", "blocks.0.adaptmlp.up_proj.bias"}},
+      {"adaptformer", {"blocks.0.adaptmlp.down_proj.weight", "blocks.0.adaptmlp.up_proj.bias", "head.1.weight",
+                       "head.1.bias", "head.0.running_mean", "head.0.running_var"}},
       {"lora", {"blocks.0.attn.LoRA_a.weight", "blocks.0.attn.LoRA_b.weight"}},
   };
   for (auto& [method, names] : cases) {
     auto m = test::make_method(method, vit, 10, "cifar");
     std::set<std::string> have;
-    for (auto& [k, v] : m->trainable_parameters()) have.insert(k);
+    for (auto& [k, v] : m->checkpoint_tensors()) have.insert(k);
     for (auto& n : names) EXPECT_TRUE(have.count(n)) << method << ": no tensor named " << n;
+    EXPECT_FALSE(have.count("head.weight") && have.count("head.1.weight")) << method;
     vit->set_trainable(false);
   }
 }
@@ -193,9 +195,11 @@ TEST(BaselinesGolden, LogitsMatchIndependentPythonReference) {
     torch::manual_seed(5);
     auto m = test::make_method(c.method, vit, 7, "test_task", Settings::parse(c.sets));
     auto trainable = m->trainable_parameters();
+    auto buffers = m->trained_buffers();  // adaptformer's BN head statistics, also moved off their init
     {
       torch::NoGradGuard ng;
       for (auto& [k, v] : trainable) v.add_(torch::randn_like(v) * 0.2);
+      for (auto& [k, v] : buffers) v.add_(torch::rand_like(v) * 0.3);
     }
     m->train(false);
     auto x = torch::randn({3, 3, 32, 32});
@@ -209,6 +213,7 @@ TEST(BaselinesGolden, LogitsMatchIndependentPythonReference) {
     auto backbone_named = vit->named_parameters();
     for (auto& [k, v] : trainable)
       if (!backbone_named.find(k)) all.emplace_back("method." + k, v);  // bitfit's are backbone tensors
+    for (auto& [k, v] : buffers) all.emplace_back("method." + k, v);
     all.emplace_back("input", x);
     all.emplace_back("logits", logits);
     nlohmann::json settings = m->effective_settings();
@@ -222,4 +227,44 @@ TEST(BaselinesGolden, LogitsMatchIndependentPythonReference) {
   std::string cmd = std::string(PETL_PYTHON) + " " + PETL_TEST_DIR + "/py/ref_baselines.py --dir " + dir;
   int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << cmd;
+}
+
+// AdaptFormer's BatchNorm head: batch statistics in training (and the running ones updated with
+// momentum 0.1 and the unbiased variance), running statistics in evaluation; trunc_normal(.01)
+// Linear after it.
+TEST(Baselines, AdaptFormerBatchNormHead) {
+  auto cfg = test::tiny_config(32, 8, 48, 2, 4);
+  VisionTransformer vit(cfg);
+  vit->init_weights(3);
+  vit->set_trainable(false);
+  auto m = test::make_method("adaptformer", vit, 5, "test_task");
+  auto buffers = m->trained_buffers();
+  ASSERT_EQ(buffers.size(), 2u);
+  torch::Tensor rm = buffers[0].second, rv = buffers[1].second;
+  EXPECT_EQ(rm.abs().max().item<float>(), 0.f);
+  EXPECT_EQ(rv.sub(1).abs().max().item<float>(), 0.f);
+  torch::Tensor w, b;
+  for (auto& [k, v] : m->trainable_parameters()) {
+    if (k == "head.1.weight") w = v;
+    if (k == "head.1.bias") b = v;
+  }
+  ASSERT_TRUE(w.defined() && b.defined());
+  EXPECT_EQ(b.abs().max().item<float>(), 0.f);
+  EXPECT_LE(w.abs().max().item<float>(), 2.0f);
+  EXPECT_NEAR(w.std().item<double>(), 0.01, 0.002);  // trunc_normal(std .01) on 5×48
+  // The cls features z the BN sees: the encoder path with the method's hooks, head bypassed.
+  auto x = torch::randn({6, 3, 32, 32});
+  torch::NoGradGuard ng;
+  m->train(false);
+  auto z = vit->forward_cls(x, dynamic_cast<BlockHooks*>(m.get()));
+  m->train(true);
+  vit->train(false);  // drop path is 0 here anyway; only the head's BN changes mode
+  m->forward(x);
+  auto mean = z.mean(0), var_u = z.var(0, /*unbiased=*/true);
+  EXPECT_TRUE(torch::allclose(rm, 0.1 * mean, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(rv, 0.9 + 0.1 * var_u, 1e-5, 1e-6));
+  m->train(false);
+  auto logits = m->forward(x);
+  auto expect = torch::nn::functional::linear((z - rm) / torch::sqrt(rv + 1e-6), w, b);
+  EXPECT_TRUE(torch::allclose(logits, expect, 1e-5, 1e-6));
 }

@@ -185,14 +185,14 @@ TEST_P(EveryMethod, TrainsSavesAndReloads) {
   EXPECT_LT(last, first) << name;
 
   auto dir = test::scratch_dir("registry_" + name);
-  save_named_tensors(dir + "/ck.safetensors", trainable);
+  save_named_tensors(dir + "/ck.safetensors", m->checkpoint_tensors());  // what a job's checkpoint holds
   VisionTransformer vit2(cfg);
   vit2->init_weights(1);
   vit2->set_trainable(false);
   torch::manual_seed(99);
   auto m2 = test::make_method(name, vit2, 4);
   auto loaded = load_named_tensors(dir + "/ck.safetensors");
-  for (auto& [n, p] : m2->trainable_parameters()) {
+  for (auto& [n, p] : m2->checkpoint_tensors()) {  // trainable tensors and trained buffers (BN statistics)
     ASSERT_TRUE(loaded.count(n)) << n;
     p.copy_(loaded[n]);
   }

@@ -137,7 +137,7 @@ void save_checkpoint(const ResolvedJob& job, Method& method, Record& r, int num_
                                              {"backbone_sha256", r.backbone["sha256"]},
                                              {"method_settings", json(method.effective_settings()).dump()},
                                              {"format", "pt"}};
-  save_named_tensors(ck, method.trainable_parameters(), meta);
+  save_named_tensors(ck, method.checkpoint_tensors(), meta);
   r.checkpoint = fs::absolute(ck).string();
 }
 

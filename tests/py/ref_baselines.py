@@ -140,7 +140,10 @@ def m_adaptformer(vit, me, x, s):
     def pb(i):
         a = f"blocks.{i}.adaptmlp."
         return {"mlp_bypass": lambda xx, h2: lin(F.relu(lin(xx, me, a + "down_proj")), me, a + "up_proj") * sc}
-    return head(me, plain(vit, x, pb))
+    # main_image.py's head: BatchNorm1d(D, affine=False, eps=1e-6) (eval: running statistics), Linear
+    z = plain(vit, x, pb)
+    z = (z - me["head.0.running_mean"]) / torch.sqrt(me["head.0.running_var"] + 1e-6)
+    return F.linear(z, me["head.1.weight"], me["head.1.bias"])
 
 
 def m_lora(vit, me, x, s):
