@@ -1,8 +1,12 @@
 // lora — LoRA (Hu et al., ICLR 2022) on the attention qkv projection as in NOAH's LoRA baseline
 // (ZhangYuanhan-AI/NOAH): with u = LN1 x,
-//   [Δq, Δk, Δv] = B(A(Drop(u))),  A: D→r (kaiming_uniform(a=√5)), B: r→3D (zeros), no bias,
+//   [Δq, Δk, Δv] = B(A(Drop(u))),  A: D→r, B: r→3D, no bias,
 // added to the qkv output with no scaling, dropout 0.1, r = 8.
-// ViT-B/16: 12·(768·8 + 8·2304) = 294,912 trainable without the head.
+// ViT-B/16: 12·(768·8 + 8·2304) = 294,912 trainable without the head. Initialisation as NOAH's
+// code leaves it at step 0: its model-wide _init_vit_weights (self.apply, after the supernet is
+// built) re-initialises A and B with trunc_normal(.02), so B is not zero and the branch is not the
+// identity at step 0 (init=noah, the default); init=module keeps loralib's (A kaiming_uniform(a=√5),
+// B zeros).
 // Head: NOAH's reset_classifier (trunc_normal .02, zero bias). Names (NOAH's):
 // blocks.{i}.attn.LoRA_a / LoRA_b (weight). Settings: see kOptions below.
 #include <cmath>
@@ -17,6 +21,7 @@ namespace {
 struct LoraOptions {
   int lora_dim{};
   double lora_dropout{}, lora_scale{};
+  std::string init;
 };
 
 const methods::OptionTable<LoraOptions> kOptions =
@@ -25,13 +30,18 @@ const methods::OptionTable<LoraOptions> kOptions =
         .add("lora_dropout", &LoraOptions::lora_dropout, 0.1, methods::Range::probability(),
              "dropout on LN1 x before A")
         .add("lora_scale", &LoraOptions::lora_scale, 1.0, methods::Range::any(),
-             "scale of the qkv delta (NOAH: 1; loralib's α/r when set)");
+             "scale of the qkv delta (NOAH: 1; loralib's α/r when set)")
+        .add("init", &LoraOptions::init, "noah",
+             "noah: what NOAH's code does at step 0 (its model-wide _init_vit_weights re-initialises A and B "
+             "with trunc_normal(.02): B is not zero); module: loralib's init (A kaiming_uniform(a=√5), B zeros)");
 
 class LoRA : public methods::HookedMethod {
  public:
   explicit LoRA(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
     const auto& cfg = backbone_->cfg_;
     o_ = kOptions.parse(ctx.settings);
+    PETL_CHECK(o_.init == "noah" || o_.init == "module", "setting 'init': expected noah or module, got '", o_.init,
+               "'");
     const int r = o_.lora_dim;
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
@@ -40,8 +50,13 @@ class LoRA : public methods::HookedMethod {
                                        torch::nn::Linear(torch::nn::LinearOptions(cfg.embed_dim, r).bias(false)));
       auto b = methods::register_under(*this, path, "LoRA_b",
                                        torch::nn::Linear(torch::nn::LinearOptions(r, 3 * cfg.embed_dim).bias(false)));
-      torch::nn::init::kaiming_uniform_(a->weight, std::sqrt(5.0));
-      b->weight.zero_();
+      if (o_.init == "noah") {
+        methods::trunc_normal(a->weight, 0.02);
+        methods::trunc_normal(b->weight, 0.02);
+      } else {
+        torch::nn::init::kaiming_uniform_(a->weight, std::sqrt(5.0));
+        b->weight.zero_();
+      }
       a_.push_back(a);
       b_.push_back(b);
     }

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "harness/train/recipe.h"
 #include "harness/train/train_util.h"
 #include "models/checkpoint.h"
@@ -154,12 +155,49 @@ TEST(Baselines, ZeroInitBranchesAreIdentityAtInit) {
   torch::NoGradGuard ng;
   auto ref = vit->forward_cls(x);
   for (auto name : {"lora", "adaptformer", "fact_tt", "fact_tk", "convpass"}) {
-    auto m = std::dynamic_pointer_cast<BlockHooks>(test::make_method(name, vit, 4));
+    // LoRA's B is zero only with loralib's module init; NOAH's code re-initialises it (init=noah).
+    Settings s = Settings::parse(std::string(name) == "lora" ? std::vector<std::string>{"init=module"}
+                                                             : std::vector<std::string>{});
+    auto m = std::dynamic_pointer_cast<BlockHooks>(test::make_method(name, vit, 4, "test_task", s));
     ASSERT_TRUE(m) << name;
     auto mm = std::dynamic_pointer_cast<Method>(m);
     mm->train(false);
     EXPECT_TRUE(torch::allclose(vit->forward_cls(x, m.get()), ref, 1e-6, 1e-6)) << name;
   }
+}
+
+// What NOAH's code leaves at step 0 (init=noah, the default): every adapter / LoRA Linear
+// trunc_normal(std .02) (|w| <= 2), zero adapter biases, LoRA's B not zero; init=module: loralib's B
+// zeros and the Adapter module's N(0, 1e-6) biases.
+TEST(Baselines, NoahEffectiveInitialisation) {
+  auto vit = vit_b16();
+  for (const char* name : {"adapter", "lora"}) {
+    for (const char* init : {"noah", "module"}) {
+      auto m = test::make_method(name, vit, 10, "cifar", Settings::parse({std::string("init=") + init}));
+      EXPECT_EQ(m->effective_settings().at("init"), init);
+      std::vector<torch::Tensor> weights, biases;
+      for (auto& [k, v] : m->trainable_parameters()) {
+        if (k.rfind("head.", 0) == 0) continue;
+        (k.size() > 5 && k.substr(k.size() - 5) == ".bias" ? biases : weights).push_back(v.flatten());
+      }
+      auto w = torch::cat(weights), b = biases.empty() ? torch::zeros({1}) : torch::cat(biases);
+      if (std::string(init) == "noah") {
+        EXPECT_NEAR(w.std().item<double>(), 0.02, 0.001) << name;
+        EXPECT_LE(w.abs().max().item<double>(), 2.0) << name;
+        EXPECT_EQ(b.abs().max().item<double>(), 0.0) << name;
+      } else if (std::string(name) == "lora") {
+        int zero_b = 0;
+        for (auto& [k, v] : m->trainable_parameters())
+          if (k.find("LoRA_b") != std::string::npos) zero_b += v.abs().max().item<double>() == 0.0;
+        EXPECT_EQ(zero_b, 12);
+      } else {
+        EXPECT_GT(b.abs().max().item<double>(), 0.0);
+        EXPECT_LT(b.std().item<double>(), 1e-5);
+      }
+      vit->set_trainable(false);
+    }
+  }
+  EXPECT_THROW(test::make_method("lora", vit, 10, "cifar", Settings::parse({"init=kaiming"})), petl::Error);
 }
 
 // Golden forward values: for every baseline, the C++ logits (eval mode, trainable tensors moved
