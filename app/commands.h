@@ -17,5 +17,6 @@ int cmd_demo(const Args& args);
 int cmd_report(const Args& args);
 int cmd_cache(const Args& args);
 int cmd_sweep(const Args& args);
+int cmd_import_checkpoint(const Args& args);
 
 }  // namespace petl::cli

@@ -31,6 +31,7 @@ commands:
   report     paper-style tables and plots from result records, beside published numbers
   cache      frozen-backbone feature caches (HDF5): build, ls, verify, rm
   sweep      a whole sweep (methods x tasks x seeds x grid) from a YAML file, farmed over MPI ranks
+  import-checkpoint  a checkpoint written by the authors' code → a petl checkpoint (VPT, VQT, BitFit, AdaptFormer)
 )";
 }
 
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
       {"list", petl::cli::cmd_list},   {"run", petl::cli::cmd_run},         {"eval", petl::cli::cmd_eval},
       {"suite", petl::cli::cmd_suite}, {"pretrain", petl::cli::cmd_pretrain}, {"bench", petl::cli::cmd_bench},
       {"demo", petl::cli::cmd_demo},   {"report", petl::cli::cmd_report}, {"cache", petl::cli::cmd_cache},
-      {"sweep", petl::cli::cmd_sweep}};
+      {"sweep", petl::cli::cmd_sweep}, {"import-checkpoint", petl::cli::cmd_import_checkpoint}};
   auto it = table.find(cmd);
   if (it == table.end()) {
     std::fprintf(stderr, "petl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);

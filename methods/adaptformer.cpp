@@ -80,6 +80,22 @@ PETL_REGISTER_METHOD(MethodSpec("adaptformer")
                          .describe("AdaptFormer: parallel scaled bottleneck beside each MLP")
                          .recipe("petl_vit")
                          .options(kOptions.describe())
+                         .import_authors([](const std::map<std::string, torch::Tensor>& a,
+                                            std::vector<std::string>& dropped) {
+                           // The authors' state_dict: the whole model; petl keeps the adapters and
+                           // the BN head (its num_batches_tracked is unused with momentum 0.1).
+                           std::map<std::string, torch::Tensor> out;
+                           for (auto& [k, v] : a) {
+                             const bool keep = k.find(".adaptmlp.") != std::string::npos ||
+                                               k.rfind("head.1.", 0) == 0 || k == "head.0.running_mean" ||
+                                               k == "head.0.running_var";
+                             if (keep) out[k] = v;
+                             else dropped.push_back(k);
+                           }
+                           PETL_CHECK(out.count("head.0.running_mean") && out.count("head.1.weight"),
+                                      "authors' checkpoint: no BatchNorm head (head.0.running_mean, head.1.weight)");
+                           return out;
+                         })
                          .make<AdaptFormer>());
 
 }  // namespace

@@ -5,7 +5,10 @@
 // contains "bias" (here: timm names ending ".bias"; checkpoints carry those names), the encoder
 // kept in eval mode (no stochastic depth), head as VPT's (kaiming_normal fan_out, bias −log 99).
 // ViT-B/16: 102,912 trainable tensors' elements without the head (docs/spec/baselines.md "~0.10M").
-// Settings: none.
+// Settings: none. Authors' checkpoints (`petl import-checkpoint`): VPT's ViT has separate
+// query/key/value Linears (enc.transformer.encoder.layer.{i}.attn.{query,key,value}.bias,
+// concatenated into qkv.bias), attention_norm/ffn_norm/ffn.fc1/ffn.fc2/attn.out biases, and
+// head.last_layer.
 #include "methods/common.h"
 
 namespace petl {
@@ -26,6 +29,7 @@ class BitFit : public methods::HookedMethod {
 PETL_REGISTER_METHOD(MethodSpec("bitfit")
                          .describe("BitFit: every backbone bias vector + head")
                          .recipe("noah")
+                         .import_authors(methods::import_vpt_vit_biases)
                          .make<BitFit>());
 
 }  // namespace

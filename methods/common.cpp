@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -79,6 +80,74 @@ BackboneNeeds HookedMethod::needs() const {
 
 torch::Tensor HookedMethod::forward(const torch::Tensor& images) {
   return head(backbone_->forward_cls(images, this));
+}
+
+namespace {
+
+const torch::Tensor& authors_tensor(const std::map<std::string, torch::Tensor>& a, const std::string& name) {
+  auto it = a.find(name);
+  PETL_CHECK(it != a.end(), "authors' checkpoint: no tensor '", name, "' (expected the state_dict of the authors' code)");
+  return it->second;
+}
+
+void drop_unused(const std::map<std::string, torch::Tensor>& a, const std::set<std::string>& used,
+                 std::vector<std::string>& dropped) {
+  for (auto& [k, v] : a)
+    if (!used.count(k)) dropped.push_back(k);
+}
+
+}  // namespace
+
+AuthorsImport rename_import(std::vector<std::pair<std::string, std::string>> renames, bool vpt_head) {
+  if (vpt_head) {
+    renames.emplace_back("head.last_layer.weight", "head.weight");
+    renames.emplace_back("head.last_layer.bias", "head.bias");
+  }
+  return [renames](const std::map<std::string, torch::Tensor>& a, std::vector<std::string>& dropped) {
+    std::map<std::string, torch::Tensor> out;
+    std::set<std::string> used;
+    for (auto& [from, to] : renames) {
+      out[to] = authors_tensor(a, from);
+      used.insert(from);
+    }
+    drop_unused(a, used, dropped);
+    return out;
+  };
+}
+
+std::map<std::string, torch::Tensor> import_vpt_vit_biases(const std::map<std::string, torch::Tensor>& a,
+                                                           std::vector<std::string>& dropped) {
+  std::map<std::string, torch::Tensor> out;
+  std::set<std::string> used;
+  auto take = [&](const std::string& from, const std::string& to) {
+    out[to] = authors_tensor(a, from);
+    used.insert(from);
+  };
+  const std::string enc = "enc.transformer.";
+  take(enc + "embeddings.patch_embeddings.bias", "patch_embed.proj.bias");
+  take(enc + "encoder.encoder_norm.bias", "norm.bias");
+  for (int i = 0;; ++i) {
+    const std::string l = enc + "encoder.layer." + std::to_string(i) + ".", b = "blocks." + std::to_string(i) + ".";
+    if (!a.count(l + "attn.query.bias")) {
+      PETL_CHECK(i > 0, "authors' checkpoint: no tensor '", l, "attn.query.bias' (expected VPT's ViT)");
+      break;
+    }
+    std::vector<torch::Tensor> qkv;
+    for (const char* p : {"query", "key", "value"}) {
+      qkv.push_back(authors_tensor(a, l + "attn." + p + ".bias"));
+      used.insert(l + "attn." + p + ".bias");
+    }
+    out[b + "attn.qkv.bias"] = torch::cat(qkv);
+    take(l + "attn.out.bias", b + "attn.proj.bias");
+    take(l + "attention_norm.bias", b + "norm1.bias");
+    take(l + "ffn_norm.bias", b + "norm2.bias");
+    take(l + "ffn.fc1.bias", b + "mlp.fc1.bias");
+    take(l + "ffn.fc2.bias", b + "mlp.fc2.bias");
+  }
+  take("head.last_layer.weight", "head.weight");
+  take("head.last_layer.bias", "head.bias");
+  drop_unused(a, used, dropped);
+  return out;
 }
 
 }  // namespace petl::methods

@@ -58,4 +58,13 @@ class HookedMethod : public Method, public BlockHooks {
   torch::nn::Linear head{nullptr};
 };
 
+// Authors' checkpoints (MethodSpec::import_authors): a renaming importer from `renames` (authors'
+// name → petl name; every one must be present) plus `vpt_head` (VPT's MLP head with MLP_NUM 0:
+// head.last_layer.weight/bias → head.weight/bias). Everything else is dropped (frozen backbone).
+AuthorsImport rename_import(std::vector<std::pair<std::string, std::string>> renames, bool vpt_head);
+// VPT's ViT (vit_backbones/vit.py) as BitFit trains it: every bias, with separate query/key/value
+// Linears (their biases concatenated into timm's qkv.bias), under enc.transformer.
+std::map<std::string, torch::Tensor> import_vpt_vit_biases(const std::map<std::string, torch::Tensor>& authors,
+                                                           std::vector<std::string>& dropped);
+
 }  // namespace petl::methods

@@ -129,6 +129,13 @@ struct OptionInfo {
 // --set override. Empty function or empty map: none.
 using TaskRecipe = std::function<std::map<std::string, std::string>(const std::string& task)>;
 
+// A checkpoint written by the authors' code (their state_dict's names and layout) → petl's
+// checkpoint tensors (trainable_parameters() + trained_buffers() names). Tensors of the frozen
+// backbone that the authors' state_dict also holds are dropped; the names of what was dropped go to
+// `dropped`. Throws petl::Error naming a missing authors' tensor.
+using AuthorsImport = std::function<std::map<std::string, torch::Tensor>(
+    const std::map<std::string, torch::Tensor>& authors, std::vector<std::string>& dropped)>;
+
 struct MethodInfo {
   std::string name;
   std::string description;
@@ -136,6 +143,7 @@ struct MethodInfo {
   std::vector<OptionInfo> options;  // the --set keys the method reads
   MethodFactory factory;
   TaskRecipe task_recipe;
+  AuthorsImport import_authors;     // empty: the authors' names are petl's (load directly)
 };
 
 // Labelled registration:
@@ -149,6 +157,7 @@ class MethodSpec {
   MethodSpec& options(std::vector<OptionInfo> o) { info_.options = std::move(o); return *this; }
   MethodSpec& task_recipe(TaskRecipe t) { info_.task_recipe = std::move(t); return *this; }
   MethodSpec& factory(MethodFactory f) { info_.factory = std::move(f); return *this; }
+  MethodSpec& import_authors(AuthorsImport f) { info_.import_authors = std::move(f); return *this; }
   // Factory constructing M(ctx, args...).
   template <typename M, typename... Args>
   MethodSpec& make(Args... args) {

@@ -4,7 +4,9 @@
 // [cls, Drop(P), patches]. Deep: before every block i >= 1 the Np prompt tokens are replaced by
 // block i's own prompts (Drop applied again). Output: final norm → token 0 → head.
 // Init: U(−v, v), v = sqrt(6 / (3·patch² + D)) (xavier-uniform over the patch fan-in, as VPT).
-// Names: prompt_embeddings (1, Np, D), deep_prompt_embeddings (L−1, Np, D), head.
+// Names: prompt_embeddings (1, Np, D), deep_prompt_embeddings (L−1, Np, D), head. The authors'
+// checkpoints hold them as enc.transformer.{prompt_embeddings, deep_prompt_embeddings} and
+// head.last_layer.* (`petl import-checkpoint --method vpt_deep --from authors`).
 // Settings: see kOptions below.
 // As VPT's train(): the encoder stays in eval mode (no backbone stochastic depth); head as VPT's
 // MLP head with MLP_NUM 0: kaiming_normal(fan_out) weight, bias −log(0.99/0.01).
@@ -64,11 +66,17 @@ PETL_REGISTER_METHOD(MethodSpec("vpt_shallow")
                          .describe("VPT-shallow: Np prompt tokens at the input")
                          .recipe("noah")
                          .options(kOptions.describe())
+                         .import_authors(methods::rename_import(
+                             {{"enc.transformer.prompt_embeddings", "prompt_embeddings"}}, true))
                          .make<Vpt>(false));
 PETL_REGISTER_METHOD(MethodSpec("vpt_deep")
                          .describe("VPT-deep: Np prompt tokens replaced before every block")
                          .recipe("noah")
                          .options(kOptions.describe())
+                         .import_authors(methods::rename_import(
+                             {{"enc.transformer.prompt_embeddings", "prompt_embeddings"},
+                              {"enc.transformer.deep_prompt_embeddings", "deep_prompt_embeddings"}},
+                             true))
                          .make<Vpt>(true));
 
 }  // namespace

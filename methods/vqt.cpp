@@ -8,7 +8,8 @@
 // fan_out, bias −log 99). Q init U(±v), v = sqrt(6/(3·patch² + D)). The encoder stays in eval mode.
 // Nothing flows back through the N-token path: the method declares the final cls token and every
 // block's K/V, which the feature cache can serve (forward_from_kv).
-// ViT-B/16: L·T·D = 9,216·T trainable without the head. Names: query_prompt_embeddings (L, T, D), head.
+// ViT-B/16: L·T·D = 9,216·T trainable without the head. Names: query_prompt_embeddings (L, T, D), head;
+// the authors' checkpoints: enc.transformer.encoder.query_prompt_embeddings, head.last_layer.*.
 // Per-task T: config/baselines/vqt_task_configs.csv (run_demo_exp.sh; T=1 elsewhere).
 // Settings: see kOptions below.
 // Deviation: the reference picks lr and weight decay per task by a validation sweep with Adam
@@ -113,6 +114,8 @@ PETL_REGISTER_METHOD(MethodSpec("vqt")
                          .describe("VQT: per-layer query tokens reading the frozen ViT query-only")
                          .recipe("vqt")
                          .options(kOptions.describe())
+                         .import_authors(methods::rename_import(
+                             {{"enc.transformer.encoder.query_prompt_embeddings", "query_prompt_embeddings"}}, true))
                          .make<Vqt>());
 
 }  // namespace
