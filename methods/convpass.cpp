@@ -27,6 +27,7 @@ struct ConvpassOptions {
   double scale{};
   bool xavier_init{};
   int convpass_dim{};
+  double adapter_dropout{};
 };
 
 const methods::OptionTable<ConvpassOptions> kOptions =
@@ -36,7 +37,9 @@ const methods::OptionTable<ConvpassOptions> kOptions =
         .add("xavier_init", &ConvpassOptions::xavier_init, false, methods::BoolText::true_false,
              "xavier_uniform conv weights instead of the identity centre tap (per task)")
         .add("convpass_dim", &ConvpassOptions::convpass_dim, 8, methods::Range::at_least(1),
-             "bottleneck width (conv channels)");
+             "bottleneck width (conv channels)")
+        .add("adapter_dropout", &ConvpassOptions::adapter_dropout, 0.1, methods::Range::probability(),
+             "dropout after the conv's QuickGELU (the reference's fixed nn.Dropout(0.1))");
 
 struct ConvBypass {
   torch::nn::Linear down{nullptr}, up{nullptr};
@@ -94,7 +97,7 @@ class Convpass : public methods::HookedMethod {
     patches = c.conv(patches).permute({0, 2, 3, 1}).reshape({B, grid_ * grid_, dim});
     auto cls = d.narrow(1, 0, 1).reshape({B, 1, 1, dim}).permute({0, 3, 1, 2});
     cls = c.conv(cls).permute({0, 2, 3, 1}).reshape({B, 1, dim});
-    auto h = torch::dropout(methods::quick_gelu(torch::cat({cls, patches}, 1)), 0.1, is_training());
+    auto h = torch::dropout(methods::quick_gelu(torch::cat({cls, patches}, 1)), o_.adapter_dropout, is_training());
     return c.up(h);
   }
   torch::Tensor attn_bypass(int layer, const torch::Tensor&, const torch::Tensor& ln1_x) override {

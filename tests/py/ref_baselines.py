@@ -140,9 +140,18 @@ def m_adaptformer(vit, me, x, s):
     def pb(i):
         a = f"blocks.{i}.adaptmlp."
         return {"mlp_bypass": lambda xx, h2: lin(F.relu(lin(xx, me, a + "down_proj")), me, a + "up_proj") * sc}
-    # main_image.py's head: BatchNorm1d(D, affine=False, eps=1e-6) (eval: running statistics), Linear
+    # main_image.py's head: BatchNorm1d(D, affine=False, eps=1e-6), Linear. Eval: running statistics;
+    # training (s["_train"]): the batch's (biased variance), running ones updated (momentum 0.1,
+    # unbiased variance) as torch.nn.BatchNorm1d does.
     z = plain(vit, x, pb)
-    z = (z - me["head.0.running_mean"]) / torch.sqrt(me["head.0.running_var"] + 1e-6)
+    if s.get("_train"):
+        mean, var = z.mean(0), z.var(0, unbiased=False)
+        with torch.no_grad():
+            me["head.0.running_mean"].mul_(0.9).add_(0.1 * mean)
+            me["head.0.running_var"].mul_(0.9).add_(0.1 * z.var(0, unbiased=True))
+        z = (z - mean) / torch.sqrt(var + 1e-6)
+    else:
+        z = (z - me["head.0.running_mean"]) / torch.sqrt(me["head.0.running_var"] + 1e-6)
     return F.linear(z, me["head.1.weight"], me["head.1.bias"])
 
 
