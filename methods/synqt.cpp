@@ -83,9 +83,9 @@ struct QSMAttentionImpl : torch::nn::Module {
 TORCH_MODULE(QSMAttention);
 
 struct QSMBlockImpl : torch::nn::Module {
-  QSMBlockImpl(int d, double attn_scale0, double ffn_scale0) {
-    attn = register_module("attn", QSMAttention(d, 0.1));
-    mlp = register_module("mlp", ResAdapter(d, 48, 0.1));
+  QSMBlockImpl(int d, double attn_scale0, double ffn_scale0, double drop) {
+    attn = register_module("attn", QSMAttention(d, drop));
+    mlp = register_module("mlp", ResAdapter(d, 48, drop));
     norm1 = register_module("norm1", new_ln(d));
     norm2 = register_module("norm2", new_ln(d));
     attn_scale = register_parameter("attn_scale", torch::full({1}, attn_scale0));
@@ -104,15 +104,16 @@ TORCH_MODULE(QSMBlock);
 
 // ConditionCombineBlock: weights = [1, tanh(Drop(GELU(fc1(g_0))))]; `weight` is unused but trainable.
 struct GetWeightImpl : torch::nn::Module {
-  GetWeightImpl(int d, int out) { fc1 = register_module("fc1", torch::nn::Linear(d, out)); }
-  Tensor forward(const Tensor& x) { return torch::dropout(torch::gelu(fc1(x)), 0.1, is_training()); }
+  GetWeightImpl(int d, int out, double drop) : drop_(drop) { fc1 = register_module("fc1", torch::nn::Linear(d, out)); }
+  Tensor forward(const Tensor& x) { return torch::dropout(torch::gelu(fc1(x)), drop_, is_training()); }
+  double drop_;
   torch::nn::Linear fc1{nullptr};
 };
 TORCH_MODULE(GetWeight);
 
 struct OutCombineImpl : torch::nn::Module {
-  OutCombineImpl(int d, int dim) {
-    get_weight = register_module("get_weight", GetWeight(d, dim - 1));
+  OutCombineImpl(int d, int dim, double drop) {
+    get_weight = register_module("get_weight", GetWeight(d, dim - 1, drop));
     weight = register_parameter("weight", torch::ones({dim}));
   }
   Tensor forward(const Tensor& feat) {  // (B, J, D) → (B, D)
@@ -136,6 +137,7 @@ struct SynQTOptions {
   double attn_scale{}, ffn_scale{}, feat_scale{};
   bool backbone_drop_path{}, kem_drop_path{};
   int backbone_micro_batch{};
+  double dropout{}, combine_drop_path{};
 };
 
 const methods::OptionTable<SynQTOptions> kOptions =
@@ -155,7 +157,11 @@ const methods::OptionTable<SynQTOptions> kOptions =
         .add("backbone_micro_batch", &SynQTOptions::backbone_micro_batch, kDefaultMicroBatch,
              methods::Range::at_least(0),
              "images per chunk of the no-grad backbone pass (0: whole batch); the K/V kept for backward are "
-             "the same, the transient activations shrink to one chunk's");
+             "the same, the transient activations shrink to one chunk's")
+        .add("dropout", &SynQTOptions::dropout, 0.1, methods::Range::probability(),
+             "dropout of the query-synthesis modules (the reference's fixed 0.1 everywhere)")
+        .add("combine_drop_path", &SynQTOptions::combine_drop_path, 0.3, methods::Range::probability(),
+             "drop path on the combined layer outputs j >= 1 (the reference's fixed 0.3)");
 
 // The per-task row of config/synqt_task_configs.csv over the defaults; *source says where from.
 SynQTOptions task_config(const std::string& task, std::string* source_out) {
@@ -190,31 +196,33 @@ struct SynQTModuleImpl : torch::nn::Module {
     prompt_ffn = register_module("prompt_ffn", torch::nn::ModuleList());
     for (int i = 0; i < depth; ++i) {
       pre_norm->push_back(new_ln(d));
-      auto b = QSMBlock(d, c.attn_scale, c.ffn_scale);
+      auto b = QSMBlock(d, c.attn_scale, c.ffn_scale, c.dropout);
       qsm_block->push_back(b);
       qsm_.push_back(b);
-      auto f = ResAdapter(d, 48, 0.1);
+      auto f = ResAdapter(d, 48, c.dropout);
       prompt_ffn->push_back(f);
       ffn_.push_back(f);
     }
     feat_scale = register_parameter("feat_scale", torch::full({1}, c.feat_scale));
-    mlp = register_module("mlp", ResAdapter(d, 48, 0.1));
-    out_combine = register_module("out_combine", OutCombine(d, 3 * depth + 1));
+    mlp = register_module("mlp", ResAdapter(d, 48, c.dropout));
+    out_combine = register_module("out_combine", OutCombine(d, 3 * depth + 1, c.dropout));
+    combine_drop_path_ = c.combine_drop_path;
     out_norm = register_module("out_norm", new_ln(d));
     head_norm = register_module("head_norm", new_ln(d));
   }
-  // feat: (B, 3L+1, D) → (B, D). g_j = S_j + Ad48(LN(S_j)); DropPath(0.3) on j ≥ 1.
+  // feat: (B, 3L+1, D) → (B, D). g_j = S_j + Ad48(LN(S_j)); DropPath(combine_drop_path, 0.3) on j ≥ 1.
   Tensor combine(const Tensor& feat) {
     auto g = feat + mlp(out_norm(feat));
-    if (is_training()) {
+    if (is_training() && combine_drop_path_ > 0) {
       auto rest = g.narrow(1, 1, g.size(1) - 1);
-      const double keep = 0.7;
+      const double keep = 1.0 - combine_drop_path_;
       auto mask = (torch::rand({g.size(0), rest.size(1), 1}, g.options()) + keep).floor_();
       g = torch::cat({g.narrow(1, 0, 1), rest.div(keep) * mask}, 1);
     }
     return out_combine(g);
   }
   int depth_;
+  double combine_drop_path_ = 0.3;
   Tensor q, feat_scale;
   torch::nn::ModuleList pre_norm{nullptr}, qsm_block{nullptr}, prompt_ffn{nullptr};
   std::vector<QSMBlock> qsm_;
@@ -325,7 +333,7 @@ class SynQT : public Method {
       auto p = synqt->q[i].unsqueeze(0).expand({B, -1, -1});
       p = i == 0 ? synqt->ffn_[i](p) : synqt->ffn_[i](p + z.back() * synqt->feat_scale);
       p = synqt->qsm_[i](p);
-      p = torch::dropout(p, 0.1, training);
+      p = torch::dropout(p, o_.dropout, training);
       const double rate = o_.kem_drop_path ? kem_rate_[i] : 0.0;
       auto h = drop_path(blk->attend_with(blk->norm1(p), k[i], v[i]), rate, training);
       p = p + h;

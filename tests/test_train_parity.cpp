@@ -1,4 +1,4 @@
-// Training-step parity with an independent reference loop: for every baseline, three optimizer
+// Training-step parity with an independent reference loop: for every method, three optimizer
 // steps of petl's own Trainer (the method's recipe: AdamW with its betas/eps, weight decay and
 // no-decay rule, its learning-rate schedule at epochs 0..2 including any per-epoch step lag; one
 // batch per epoch; dropout and drop path off) against tests/py/ref_train_steps.py, which rebuilds
@@ -19,8 +19,8 @@
 
 using namespace petl;
 
-TEST(TrainParity, ThreeStepsOfEveryBaselineMatchAReferenceLoop) {
-  const std::vector<std::string> methods = {"bitfit", "vpt_shallow", "vpt_deep", "adapter", "adaptformer",
+TEST(TrainParity, ThreeStepsOfEveryMethodMatchAReferenceLoop) {
+  const std::vector<std::string> methods = {"linear", "full", "synqt", "bitfit", "vpt_shallow", "vpt_deep", "adapter", "adaptformer",
                                             "lora",   "ssf",         "convpass", "fact_tt", "fact_tk",
                                             "dtl",    "dtl_plus",    "vqt",      "lst"};
   auto dir = test::scratch_dir("train_parity");
@@ -32,8 +32,10 @@ TEST(TrainParity, ThreeStepsOfEveryBaselineMatchAReferenceLoop) {
     vit->set_trainable(false);
     // Dropout off: every double option whose key names a dropout rate.
     std::vector<std::string> sets;
-    for (auto& o : MethodRegistry::instance().get(name).options)
+    for (auto& o : MethodRegistry::instance().get(name).options) {
       if (o.type == "double" && o.key.find("drop") != std::string::npos) sets.push_back(o.key + "=0");
+      if (o.type == "bool" && o.key.find("drop_path") != std::string::npos) sets.push_back(o.key + "=off");
+    }
     torch::manual_seed(5);
     auto m = test::make_method(name, vit, 5, "test_task", Settings::parse(sets), 0.0);
     Recipe r = load_recipe(MethodRegistry::instance().get(name).default_recipe, "", name);

@@ -132,7 +132,7 @@ def synqt_logits(p, s, x, heads, depth):
     g = feat + _adapter(s, "synqt.mlp.", _ln(s, "synqt.out_norm", feat))
     w = torch.tanh(F.gelu(F.linear(g[:, 0], s["synqt.out_combine.get_weight.fc1.weight"],
                                    s["synqt.out_combine.get_weight.fc1.bias"])))
-    w = torch.cat([torch.ones(B, 1), w], 1)
+    w = torch.cat([torch.ones(B, 1, dtype=w.dtype), w], 1)
     zz = (w.unsqueeze(-1) * g).mean(1)
     zz = _ln(s, "synqt.head_norm", zz)
     return F.linear(zz, s["head.weight"], s["head.bias"])

@@ -17,8 +17,15 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_baselines import METHODS, Vit, split  # noqa: E402
-from ref_models import read_safetensors  # noqa: E402
+from ref_baselines import METHODS as BASELINES, Vit, head, plain, split  # noqa: E402
+from ref_models import read_safetensors, synqt_logits  # noqa: E402
+
+# The baselines' reference forwards, plus linear probe / full fine-tuning (head on the final-norm
+# cls token; full trains the backbone too) and SynQT (ref_models.synqt_logits, the reference model).
+METHODS = dict(BASELINES)
+METHODS["linear"] = lambda vit, me, x, s: head(me, plain(vit, x))
+METHODS["full"] = lambda vit, me, x, s: head(me, plain(vit, x))
+METHODS["synqt"] = lambda vit, me, x, s: synqt_logits(vit.p, me, x, vit.heads, vit.depth)
 
 
 def rel(a, b):
@@ -70,6 +77,8 @@ def main():
             loss = F.cross_entropy(METHODS[name](vit, me, x, s), y)
             loss.backward()
             for k, p in params:
+                if p.grad is None:  # unused by the forward (SynQT's out_combine.weight): no step, as in petl
+                    continue
                 g = p.grad.abs()
                 noise[k] |= (g > 0) & (g < 1e-10 * g.max())
             opt.step()
