@@ -8,6 +8,7 @@
 #include "app/cli_util.h"
 #include "app/commands.h"
 #include "core/system.h"
+#include "core/threads.h"
 #include "core/text.h"
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
@@ -29,7 +30,7 @@ int cmd_bench(const Args& args) {
       ("batch-sizes", po::value(&batches_csv)->default_value(batches_csv), "comma-separated batch sizes")
       ("steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")
       ("num-classes", po::value(&num_classes)->default_value(num_classes), "head size")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
+      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("set", po::value(&sets)->composing(), "method settings key=value (e.g. token_nums=4)")
       ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
   po::variables_map vm;
@@ -39,12 +40,13 @@ int cmd_bench(const Args& args) {
                   "Peak training memory (exact CPU tensor bytes, by category) and training images/s per method,\n"
                   "fp32, measured in this process; ratios are against --baseline at the same batch size."))
     return 0;
-  const int nthreads = threads > 0 ? threads : available_cores();
+  const threads::ThreadChoice tc = threads::choose_threads(threads);
+  const int nthreads = tc.threads;
   at::set_num_threads(nthreads);
   auto methods = methods_csv == "all" ? MethodRegistry::instance().names() : split_list(methods_csv);
   std::vector<json> rows;
-  std::printf("petl bench: %s, fp32, CPU, %d threads, %d timed steps (+1 untimed) per case\n", arch.c_str(), nthreads,
-              steps);
+  std::printf("petl bench: %s, fp32, CPU, %d threads (%s), %d timed steps (+1 untimed) per case\n", arch.c_str(),
+              nthreads, tc.chosen_by.c_str(), steps);
   for (auto& bs_s : split_list(batches_csv)) {
     const int bs = std::stoi(bs_s);
     for (auto& m : methods) {

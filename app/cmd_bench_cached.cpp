@@ -10,6 +10,7 @@
 #include "app/cli_util.h"
 #include "app/commands.h"
 #include "core/system.h"
+#include "core/threads.h"
 #include "core/text.h"
 #include "harness/train/feature_cache.h"
 #include "harness/train/job.h"
@@ -61,7 +62,7 @@ int cmd_bench_cached(const Args& args) {
       ("snapshots", po::value(&snapshots)->default_value(snapshots), "snapshots evaluated in one pass vs one pass each (SynQT, the middle T)")
       ("micro-batch", po::value(&micro)->default_value(micro), "SynQT backbone_micro_batch for the live runs (-1: its default)")
       ("synqt-only", "measure SynQT only (no linear / vqt cases)")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
+      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
@@ -69,7 +70,7 @@ int cmd_bench_cached(const Args& args) {
                   "Query-only methods live vs from resident float16 features: training images/s, peak training\n"
                   "memory, SynQT's live peak vs its K/V floor, and one-pass evaluation of several snapshots."))
     return 0;
-  const int nthreads = threads > 0 ? threads : available_cores();
+  const int nthreads = threads::choose_threads(threads).threads;
   std::vector<Case> cases;
   if (!vm.count("synqt-only")) cases = {{"linear", "linear", {}}, {"vqt", "vqt", {}}};
   const size_t first_synqt = cases.size();

@@ -9,6 +9,7 @@
 #include "app/cache_build.h"
 #include "app/cli_util.h"
 #include "core/system.h"
+#include "core/threads.h"
 #include "datasets/image.h"
 #include "datasets/vtab.h"
 #include "core/error.h"
@@ -67,7 +68,7 @@ int cmd_cache_build(const std::vector<std::string>& args) {
       ("normalisation", po::value(&normalisation)->default_value(normalisation), "image normalisation: imagenet, inception or none (must match the training recipe's)")
       ("out", po::value(&out)->required(), "cache directory: one <key>.h5 per split (key = hash of the identity)")
       ("chunk", po::value(&chunk)->default_value(chunk), "images decoded and passed through the backbone at a time")
-      ("threads", po::value(&threads)->default_value(0), "intra-op and decoding threads (0 = cores this process may use)")
+      ("threads", po::value(&threads)->default_value(0), "intra-op and decoding threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
@@ -75,7 +76,7 @@ int cmd_cache_build(const std::vector<std::string>& args) {
                   "Passes every image of the task's splits through the frozen backbone (eval mode) once and stores\n"
                   "the tapped tensors in HDF5 (layout: io/feature_store.h). An existing valid cache is kept."))
     return 0;
-  const int th = threads > 0 ? threads : available_cores();
+  const int th = threads::choose_threads(threads).threads;
   at::set_num_threads(th);
   auto task = data::find_task(data_root, task_name);
   auto bb = make_job_backbone(backbone, arch, 0.0, false);

@@ -17,6 +17,7 @@
 #include "methods/method.h"
 #include "harness/train/recipe.h"
 #include "harness/train/task_data.h"
+#include "io/journal.h"
 #include "io/tensor_file.h"
 #include "models/checkpoint.h"
 
@@ -71,7 +72,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
     ("batch-size", po::value(&s.batch_size), "override the recipe's batch size")
     ("seed", po::value(&s.seed), "override the recipe's seed")
     ("protocol", po::value(&s.protocol)->default_value("best_of_10"), "headline accuracy: best_of_10 | final (both are recorded)")
-    ("threads", po::value(&s.threads)->default_value(0), "intra-op threads (0 = cores this process may use)")
+    ("threads", po::value(&s.threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now, measured over 0.1 s)")
     ("device", po::value(&s.device)->default_value("cpu"), "cpu, cuda or cuda:N (cuda needs a CUDA LibTorch build; memory is then the caching allocator's peak allocated/reserved)")
     ("set", po::value(&sets)->composing(), "key=value override of a recipe key (lr, weight_decay, warmup_epochs, eval_every, drop_path_rate, ...) or a method setting (synqt: token_nums, attn_scale, ffn_scale, feat_scale, backbone_drop_path, kem_drop_path); repeatable")
     ("skip-bad", po::bool_switch(&s.skip_bad), "skip missing/undecodable images (counted in the record) instead of failing")
@@ -80,7 +81,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
 }  // namespace
 
 int cmd_run(const Args& args) {
-  std::string feature_budget;
+  std::string feature_budget, record_file;
   JobSpec spec;
   std::vector<std::string> sets;
   po::options_description d("petl run options");
@@ -93,7 +94,8 @@ int cmd_run(const Args& args) {
       ("feature-memory-budget", po::value(&feature_budget)->default_value("auto"), "with --feature-cache: the most memory the train split's features may hold (e.g. 8G); above it the job trains live and its record says why. auto = half the memory available at start")
       ("cache-dtype", po::value(&spec.cache_dtype)->default_value("float32"), "precision of a cache built here: float32 (same losses and logits as live training) or float16")
       ("no-checkpoint", "do not save the trained tensors")
-      ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again");
+      ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again")
+      ("record-file", po::value(&record_file), "also write this job's record (the reused one with --resume, or the failed one) to FILE as one JSON line, for a parent process (petl demo's workers)");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
                   "usage: petl run --method M --task T --data-root DIR [--backbone FILE | --arch NAME] [--epochs N]\n"
@@ -124,13 +126,18 @@ int cmd_run(const Args& args) {
       if (mine) MPI_Finalize();
     }
   } mpi(spec.dp > 1);
+  auto write_record_file = [&](const Record& r) {
+    if (!record_file.empty() && mpi.rank == 0) io::append_json_line(record_file, to_json(r), "record file");
+  };
   Record rec;
   try {
     rec = run_job(spec);
   } catch (const std::exception& e) {
-    if (!spec.out_dir.empty() && !spec.dry_run && mpi.rank == 0) {
+    if (!spec.dry_run && mpi.rank == 0) {
+      const Record f = failed_record(spec, e.what());
       try {
-        append_record(spec.out_dir, failed_record(spec, e.what()));
+        if (!spec.out_dir.empty()) append_record(spec.out_dir, f);
+        write_record_file(f);
       } catch (const std::exception& w) {  // the job's own error is the one to report
         std::fprintf(stderr, "[petl] the failed record was not written: %s\n", w.what());
       }
@@ -138,6 +145,7 @@ int cmd_run(const Args& args) {
     throw;
   }
   if (mpi.rank != 0) return 0;
+  write_record_file(rec);
   if (spec.dry_run) {
     std::printf("method %s on %s: %lld trainable parameters (backbone %lld)\n", spec.method.c_str(), rec.task.c_str(),
                 (long long)rec.trainable_params.value_or(0), (long long)rec.backbone_params.value_or(0));
@@ -195,7 +203,7 @@ int cmd_eval(const Args& args) {
       ("split", po::value(&split)->default_value("test"), "split to evaluate")
       ("logits", po::value(&logits_path), "write logits in file-list order: .h5 (datasets logits (N,C) f32, labels (N,) i64, paths (N,) str) or .npy (logits only)")
       ("batch-size", po::value(&batch)->default_value(512), "evaluation batch size")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = available cores)")
+      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("set", po::value(&sets)->composing(), "method setting key=value (e.g. token_nums=4), when the checkpoint's metadata does not carry it")
       ("no-progress", "no progress bars");
   po::variables_map vm;

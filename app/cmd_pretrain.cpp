@@ -14,6 +14,7 @@
 
 #include "app/cli_util.h"
 #include "core/system.h"
+#include "core/threads.h"
 #include "app/commands.h"
 #include "datasets/image.h"
 #include "datasets/suite_mini.h"
@@ -77,7 +78,7 @@ int cmd_pretrain(const Args& args) {
       ("weight-decay", po::value(&wd)->default_value(wd), "AdamW weight decay")
       ("warmup-epochs", po::value(&warmup)->default_value(warmup), "linear warmup epochs")
       ("seed", po::value(&seed)->default_value(seed), "initialisation and shuffling seed")
-      ("threads", po::value(&threads)->default_value(0), "threads (0 = available cores)")
+      ("threads", po::value(&threads)->default_value(0), "threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
@@ -85,7 +86,7 @@ int cmd_pretrain(const Args& args) {
                   "Pretrains the embedded backbone on upstream data disjoint from the embedded suite's splits."))
     return 0;
   const bool progress = !vm.count("no-progress");
-  const int nt = threads > 0 ? threads : available_cores();
+  const int nt = threads::choose_threads(threads).threads;
   at::set_num_threads(nt);
   torch::manual_seed(seed);
   VitConfig cfg = vit_config_by_name(arch);

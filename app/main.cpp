@@ -13,6 +13,7 @@
 #include "app/commands.h"
 #include "core/env.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "harness/train/memory_meter.h"
 
 namespace {
@@ -36,6 +37,13 @@ commands:
 }
 
 int main(int argc, char** argv) {
+  // Before anything else: the OpenMP runtime's wait policy is read when it is loaded, so petl's
+  // default (a short spin, core/threads.h) needs one re-exec with it set. Commands that compute.
+  if (argc >= 2) {
+    const std::string c = argv[1];
+    if (c == "run" || c == "eval" || c == "bench" || c == "demo" || c == "pretrain" || c == "cache" || c == "sweep")
+      petl::threads::apply_default_wait_policy(argv);
+  }
   // A job a sweep rank started dies with that rank (e.g. mpirun killed with SIGKILL): no orphan
   // keeps training for a sweep that is gone.
   if (const std::string parent = petl::env::get(petl::env::kSweepParentPid); !parent.empty()) {

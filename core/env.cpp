@@ -14,4 +14,6 @@ bool flag(const char* name) {
   return !(v.empty() || v == "0" || v == "false" || v == "off" || v == "no");
 }
 
+void set(const char* name, const std::string& value) { ::setenv(name, value.c_str(), 1); }
+
 }  // namespace petl::env

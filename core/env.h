@@ -11,6 +11,13 @@
 //                          (prctl(PR_SET_PDEATHSIG)) when this is its parent's pid
 //   PETL_SWEEP_JOB_KEY     set by the sweep farm: the child's job key (logs)
 //   PETL_SWEEP_RANK        set by the sweep farm: the rank that runs the child (logs)
+//   PETL_THREADS_BY        set by `petl demo` for its worker children: how their --threads was
+//                          chosen (recorded in provenance.threads_chosen_by)
+//   PETL_WAIT_POLICY_BY_PETL set by petl itself when it started the OpenMP runtime under its default
+//                          wait policy (core/threads.h); provenance then says "petl" set it
+//
+// Read, never required: OMP_NUM_THREADS (the thread count when --threads is 0), OMP_WAIT_POLICY and
+// GOMP_SPINCOUNT (a user's OpenMP wait policy: petl then leaves the runtime's waiting alone).
 #pragma once
 #include <string>
 
@@ -23,10 +30,17 @@ constexpr const char* kNoProgress = "PETL_NO_PROGRESS";
 constexpr const char* kSweepParentPid = "PETL_SWEEP_PARENT_PID";
 constexpr const char* kSweepJobKey = "PETL_SWEEP_JOB_KEY";
 constexpr const char* kSweepRank = "PETL_SWEEP_RANK";
+constexpr const char* kThreadsBy = "PETL_THREADS_BY";
+constexpr const char* kWaitPolicyByPetl = "PETL_WAIT_POLICY_BY_PETL";
+constexpr const char* kOmpNumThreads = "OMP_NUM_THREADS";
+constexpr const char* kOmpWaitPolicy = "OMP_WAIT_POLICY";
+constexpr const char* kGompSpincount = "GOMP_SPINCOUNT";
 
 // The variable's value, or "" when unset.
 std::string get(const char* name);
 // Set and not one of "", "0", "false", "off", "no".
 bool flag(const char* name);
+// Sets the variable for this process and the children it starts (setenv, overwriting).
+void set(const char* name, const std::string& value);
 
 }  // namespace petl::env

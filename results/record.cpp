@@ -127,8 +127,9 @@ const std::set<std::string>& known_fields() {
 }
 
 const std::set<std::string>& known_provenance_fields() {
-  static const std::set<std::string> k = {"git_commit", "host", "libtorch_version", "time_utc",
-                                          "device",     "threads", "argv"};
+  static const std::set<std::string> k = {"git_commit",      "host",       "libtorch_version", "time_utc",
+                                          "device",          "threads",    "threads_chosen_by", "cores",
+                                          "free_cores",      "omp_wait_policy", "omp_wait_policy_by", "argv"};
   return k;
 }
 
@@ -193,6 +194,11 @@ void read_provenance(FieldReader& f, const json& obj, const std::string& prefix,
   p.time_utc = f.string_at(prefix + "time_utc");
   p.device = f.string_at(prefix + "device");
   p.threads = int(f.integer_at(prefix + "threads").value_or(0));
+  p.threads_chosen_by = f.string_at(prefix + "threads_chosen_by");
+  p.cores = int(f.integer_at(prefix + "cores").value_or(0));
+  p.free_cores = f.number_at(prefix + "free_cores");
+  p.omp_wait_policy = f.string_at(prefix + "omp_wait_policy");
+  p.omp_wait_policy_by = f.string_at(prefix + "omp_wait_policy_by");
   if (const json* a = f.at(prefix + "argv", Kind::kArray, false)) {
     for (size_t i = 0; i < a->size(); ++i) {
       if ((*a)[i].is_string())
@@ -234,6 +240,11 @@ json provenance_json(const Provenance& p) {
   put("time_utc", p.time_utc);
   put("device", p.device);
   o["threads"] = p.threads;
+  put("threads_chosen_by", p.threads_chosen_by);
+  if (p.cores > 0) o["cores"] = p.cores;
+  if (p.free_cores) o["free_cores"] = *p.free_cores;
+  put("omp_wait_policy", p.omp_wait_policy);
+  put("omp_wait_policy_by", p.omp_wait_policy_by);
   o["argv"] = p.argv;
   return o;
 }

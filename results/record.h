@@ -44,6 +44,12 @@ struct Timing {
 struct Provenance {
   std::string git_commit, host, libtorch_version, time_utc, device;  // "" = absent
   int threads = 0;
+  // The thread policy (core/threads.h): how `threads` was chosen ("--threads", "OMP_NUM_THREADS",
+  // "free cores", ...), the CPUs of the affinity mask, the free cores measured when they chose it,
+  // and the OpenMP wait policy the runtime started with and who set it ("petl", "environment").
+  std::string threads_chosen_by, omp_wait_policy, omp_wait_policy_by;  // "" = absent
+  int cores = 0;                                                        // 0 = absent
+  std::optional<double> free_cores;
   std::vector<std::string> argv;
   nlohmann::json extra = nlohmann::json::object();  // anything else a writer adds (rank, ...)
 };

@@ -12,6 +12,7 @@
 #include "datasets/suite_mini.h"
 #include "core/error.h"
 #include "harness/train/feature_cache.h"
+#include "core/system.h"
 #include "harness/train/job.h"
 #include "models/backbone.h"
 #include "harness/train/task_data.h"
@@ -42,6 +43,8 @@ nlohmann::json run(const std::string& method, const std::string& out, const std:
   s.data_root = suite();
   s.recipe = "mini";
   s.epochs = 2;
+  // A fixed count (not the cores free now): the runs compared here must round alike.
+  s.threads = available_cores();
   s.out_dir = out;
   s.progress = false;
   s.feature_cache = cache;

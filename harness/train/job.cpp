@@ -19,11 +19,19 @@ namespace petl {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-Provenance job_provenance(const JobSpec& spec, int threads) {
+Provenance job_provenance(const JobSpec& spec, const threads::ThreadChoice* threading) {
   Provenance p;
   p.git_commit = git_commit();
   p.host = host_name();
-  p.threads = threads;
+  p.threads = threading ? threading->threads : spec.threads;
+  if (threading) {
+    p.threads_chosen_by = threading->chosen_by;
+    p.cores = threading->cores;
+    if (threading->free_cores >= 0) p.free_cores = threading->free_cores;
+  }
+  const threads::WaitPolicy w = threads::wait_policy();
+  p.omp_wait_policy = w.policy;
+  p.omp_wait_policy_by = w.by;
   p.libtorch_version = libtorch_version();
   p.time_utc = now_utc();
   p.argv = spec.argv;
@@ -32,7 +40,7 @@ Provenance job_provenance(const JobSpec& spec, int threads) {
 
 Record failed_record(const JobSpec& spec, const std::string& message) {
   return petl::failed_record(spec.method, spec.task, spec.seed == JobSpec::kRecipeValue ? -1 : spec.seed, spec.protocol, message,
-                             job_provenance(spec, spec.threads));
+                             job_provenance(spec));
 }
 
 void append_record(const std::string& out_dir, const Record& record) {
@@ -83,7 +91,7 @@ Record record_header(const ResolvedJob& job, Method& method, const JobBackbone& 
                   {"cacheable", needs.cacheable()},
                   {"memory_class", needs.memory_class}}}};
   r.backbone = bb.info;
-  r.provenance = job_provenance(spec, job.threads);
+  r.provenance = job_provenance(spec, &job.threading);
   r.provenance->device = spec.device;
   r.job_key = job_key(job, method.effective_settings(), bb.info["sha256"]);
   return r;

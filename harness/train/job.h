@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/settings.h"
+#include "core/threads.h"
 #include "datasets/vtab.h"
 #include "harness/train/recipe.h"
 #include "methods/method.h"
@@ -87,6 +88,7 @@ struct ResolvedJob {
   const Recipe& recipe() const { return eff.recipe; }
   data::TaskInfo task;  // found under data_root; without a data root only `name` is set
   int threads = 1;
+  threads::ThreadChoice threading;  // how `threads` was chosen (core/threads.h), for provenance
   torch::Device device{torch::kCPU};
   int cuda_index = -1;  // the device's index for the memory meter, -1 on CPU
 };
@@ -116,8 +118,9 @@ Record run_job(const JobSpec& spec);
 // A failed job's record (status "failed" with the message), same identity fields.
 Record failed_record(const JobSpec& spec, const std::string& message);
 
-// The provenance of a job run in this process (commit, host, threads, LibTorch, time, argv, device).
-Provenance job_provenance(const JobSpec& spec, int threads);
+// The provenance of a job run in this process (commit, host, LibTorch, time, argv, the OpenMP wait
+// policy, and the threads: `threading` when they were chosen, else spec.threads as requested).
+Provenance job_provenance(const JobSpec& spec, const threads::ThreadChoice* threading = nullptr);
 
 // Appends a record to <out_dir>/results.jsonl (one write, fsync'd).
 void append_record(const std::string& out_dir, const Record& record);

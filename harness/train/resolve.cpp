@@ -65,7 +65,8 @@ ResolvedJob resolve_job(const JobSpec& spec) {
     j.task.name = spec.task;
   }
   j.eff = resolve_recipe(spec.method, spec.recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
-  j.threads = spec.threads > 0 ? spec.threads : available_cores();
+  j.threading = threads::choose_threads(spec.threads);
+  j.threads = j.threading.threads;
   at::set_num_threads(j.threads);
   try {
     j.device = torch::Device(spec.device);

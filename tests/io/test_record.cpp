@@ -39,6 +39,11 @@ Provenance full_provenance() {
   p.time_utc = "2024-05-01T12:00:00Z";
   p.device = "cuda";
   p.threads = 8;
+  p.threads_chosen_by = "free cores";
+  p.cores = 8;
+  p.free_cores = 7.5;
+  p.omp_wait_policy = "GOMP_SPINCOUNT=1000";
+  p.omp_wait_policy_by = "petl";
   p.argv = {"petl", "run", "--method", "linear"};
   p.extra["rank"] = 1;
   return p;
@@ -100,7 +105,13 @@ TEST(Record, FullOkRecordRoundTrips) {
   EXPECT_EQ(r.evals.size(), 2u);
   EXPECT_EQ(r.trainable_params.value(), 2658294);
   EXPECT_EQ(r.provenance->threads, 8);
+  EXPECT_EQ(r.provenance->threads_chosen_by, "free cores");
+  EXPECT_EQ(r.provenance->cores, 8);
+  EXPECT_DOUBLE_EQ(r.provenance->free_cores.value(), 7.5);
+  EXPECT_EQ(r.provenance->omp_wait_policy, "GOMP_SPINCOUNT=1000");
+  EXPECT_EQ(r.provenance->omp_wait_policy_by, "petl");
   EXPECT_EQ(r.provenance->extra["rank"], 1);
+  EXPECT_TRUE(r.provenance->extra.find("free_cores") == r.provenance->extra.end());
   EXPECT_TRUE(r.extra.empty()) << r.extra.dump();
   EXPECT_EQ(to_json(r), j);
 }
