@@ -15,6 +15,9 @@ std::vector<std::string> split(const std::string& s, char sep, bool skip_empty =
 // A comma-separated list as given on a command line ("linear,synqt"): empty items dropped.
 inline std::vector<std::string> split_list(const std::string& s) { return split(s, ',', true); }
 std::string first_line(const std::string& s);
+// True when s is well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF):
+// what JSON needs of every string it writes (nlohmann's dump throws on anything else).
+bool is_valid_utf8(const std::string& s);
 
 // The shortest decimal text that reads back as exactly `v` (std::to_chars): 1e-07, 0.1, 100, 2.5e+20.
 // Distinct doubles always give distinct strings, so settings formatted with it are safe in job keys.
