@@ -17,6 +17,9 @@ inline std::vector<std::string> split_list(const std::string& s) { return split(
 // The fields of a line separated by runs of spaces and tabs ("a  b\tc" → a, b, c).
 std::vector<std::string> split_whitespace(const std::string& s);
 std::string first_line(const std::string& s);
+// True when s is well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF):
+// what JSON needs of every string it writes (nlohmann's dump throws on anything else).
+bool is_valid_utf8(const std::string& s);
 
 // The shortest decimal text that reads back as exactly `v` (std::to_chars): 1e-07, 0.1, 100, 2.5e+20.
 // Distinct doubles always give distinct strings, so settings formatted with it are safe in job keys.

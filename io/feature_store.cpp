@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -102,9 +103,12 @@ H5::FloatType half_type() {
   return t;
 }
 
-H5::StrType utf8_vlen_type() {
-  H5::StrType t(H5::PredType::C_S1, H5T_VARIABLE);
+// Fixed-length (NUL-padded) UTF-8 of the value's length: variable-length strings live in HDF5's
+// global heap, the one metadata structure without a checksum (see OpenCache::open).
+H5::StrType utf8_fixed_type(size_t bytes) {
+  H5::StrType t(H5::PredType::C_S1, std::max<size_t>(1, bytes));
   t.setCset(H5T_CSET_UTF8);
+  t.setStrpad(H5T_STR_NULLPAD);
   return t;
 }
 
@@ -120,7 +124,7 @@ std::string join_shape(const std::vector<int64_t>& s) {
 }
 
 void write_string_attribute(H5::H5Object& obj, const std::string& key, const std::string& value) {
-  H5::StrType st = utf8_vlen_type();
+  H5::StrType st = utf8_fixed_type(value.size());
   H5::DataSpace scalar(H5S_SCALAR);
   if (obj.attrExists(key)) obj.removeAttr(key);
   obj.createAttribute(key, st, scalar).write(st, value);
@@ -133,12 +137,24 @@ void write_int_attribute(H5::H5Object& obj, const std::string& key, int64_t valu
   a.write(H5::PredType::NATIVE_INT64, &value);
 }
 
-std::string read_attribute_as_string(const H5::Attribute& a) {
+// A single value as text. Variable-length strings are not read (see OpenCache::open): `problem`
+// names the first such attribute.
+std::string read_attribute_as_string(const H5::Attribute& a, std::string* problem) {
   H5::DataSpace sp = a.getSpace();
   switch (a.getTypeClass()) {
     case H5T_STRING: {
+      if (sp.getSimpleExtentNpoints() != 1) break;
+      H5::StrType st = a.getStrType();
+      if (st.isVariableStr()) {
+        if (problem->empty())
+          *problem = "attribute '" + a.getName() +
+                     "' is a variable-length string, which petl does not read (HDF5 keeps those in its global "
+                     "heap, which has no checksum); write string attributes as fixed-length strings "
+                     "(h5py: f.attrs[k] = numpy.bytes_(v))";
+        return "<variable-length string>";
+      }
       std::string s;
-      a.read(a.getStrType(), s);
+      a.read(st, s);
       while (!s.empty() && s.back() == '\0') s.pop_back();
       return s;
     }
@@ -162,14 +178,53 @@ std::string read_attribute_as_string(const H5::Attribute& a) {
   return "<unsupported attribute type>";
 }
 
-AttributeMap read_all_attributes(const H5::H5Object& obj) {
+AttributeMap read_all_attributes(const H5::H5Object& obj, std::string* problem) {
   AttributeMap m;
   int n = obj.getNumAttrs();
   for (int i = 0; i < n; ++i) {
     H5::Attribute a = obj.openAttribute(static_cast<unsigned>(i));
-    m[a.getName()] = read_attribute_as_string(a);
+    m[a.getName()] = read_attribute_as_string(a, problem);
   }
   return m;
+}
+
+// A non-negative decimal integer attribute value (read_attribute_as_string's text of an integer).
+bool parse_count(const std::string& s, int64_t* out) {
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+  *out = std::stoll(s);
+  return true;
+}
+
+// The version of the file's HDF5 superblock, read directly (its signature is at byte 0, 512, 1024,
+// 2048, ... after a user block), or -1 when the file has no HDF5 signature.
+int superblock_version(const std::string& path) {
+  static const char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  std::ifstream is(path, std::ios::binary);
+  if (!is) return -1;
+  is.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(is.tellg());
+  for (uint64_t at = 0; at + 9 <= size; at = at == 0 ? 512 : 2 * at) {
+    char buf[9];
+    is.seekg(static_cast<std::streamoff>(at));
+    if (!is.read(buf, 9)) return -1;
+    if (std::memcmp(buf, kSignature, 8) == 0) return static_cast<unsigned char>(buf[8]);
+  }
+  return -1;
+}
+
+// Checks done before HDF5 parses a byte of the file: HDF5 1.10 does not survive corrupt metadata
+// (fuzzing crashed and hung it in the global heap, the metadata accumulator and compact-layout
+// reads), so petl reads only files whose metadata HDF5 checks before using it: superblock version 3
+// (the 1.10 format: superblock, object headers, fixed-array / extensible-array / v2 B-tree chunk
+// indexes and fractal heaps all carry checksums). Returns "" or the problem.
+std::string format_problem(const std::string& path) {
+  const int sb = superblock_version(path);
+  if (sb < 0) return "cannot be opened as HDF5: it has no HDF5 signature (not an HDF5 file)";
+  if (sb < 3)
+    return str_cat("uses HDF5 superblock version ", sb,
+                   ", a format whose metadata has no checksums, which petl does not read (caches of older petl "
+                   "versions; h5py files written without libver='v110')");
+  return "";
 }
 
 // File access: HDF5's file locking stays on, but a file system without flock() (some NFS / Lustre
@@ -177,6 +232,13 @@ AttributeMap read_all_attributes(const H5::H5Object& obj) {
 H5::FileAccPropList file_access() {
   H5::FileAccPropList fa;
   H5Pset_file_locking(fa.getId(), true, true);
+  return fa;
+}
+
+// Writing: the HDF5 1.10 format, whose metadata all carries checksums (see format_problem).
+H5::FileAccPropList writer_access() {
+  H5::FileAccPropList fa = file_access();
+  H5Pset_libver_bounds(fa.getId(), H5F_LIBVER_V110, H5F_LIBVER_V110);
   return fa;
 }
 
@@ -214,11 +276,6 @@ RowSpaces select_rows(const H5::DataSet& ds, int64_t row0, int64_t count) {
   s.file.selectHyperslab(H5S_SELECT_SET, dims.data(), start.data());
   s.mem = H5::DataSpace(rank, dims.data());
   return s;
-}
-
-H5::DataSpace flat_space(int64_t n) {
-  hsize_t d = static_cast<hsize_t>(n);
-  return H5::DataSpace(1, &d);
 }
 
 bool pid_alive(int64_t pid) {
@@ -465,7 +522,7 @@ FeatureStoreWriter::FeatureStoreWriter(const std::string& final_path, int64_t n_
 
   quiet_hdf5();
   try {
-    m.file = std::make_unique<H5::H5File>(m.tmp_path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, file_access());
+    m.file = std::make_unique<H5::H5File>(m.tmp_path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, writer_access());
     H5::H5File& f = *m.file;
     write_string_attribute(f, "schema", kSchema);
     write_int_attribute(f, "schema_version", kSchemaVersion);
@@ -683,17 +740,54 @@ struct OpenCache {
   std::vector<FeatureSpec> specs;
   std::map<std::string, ReadTarget> features;
   ReadTarget labels, paths;
-  bool paths_vlen = true;
   size_t paths_fixed_size = 0;
   H5::StrType paths_type;  // the file's string type, used as memory type (no cset conversion)
 
   [[noreturn]] void fail(const std::string& what) const { PETL_FAIL("feature cache ", path, " ", what); }
+
+  int64_t file_bytes = 0;
+
+  // Every dataset is chunked with a checksummed chunk index (not the v1 B-tree of older formats),
+  // has every chunk written, and fits in the file: its size is checked against the file's before
+  // a caller allocates n_rows × row bytes for it.
+  void check_storage(const ReadTarget& t) {
+    if (t.chunk_rows < 1)
+      fail("dataset " + t.name +
+           " is not chunked (petl writes chunked datasets only); delete it or let petl rebuild it");
+    H5D_chunk_index_t index{};
+    if (H5Dget_chunk_index_type(t.ds.getId(), &index) < 0 || index == H5D_CHUNK_IDX_BTREE)
+      fail("dataset " + t.name + " has a chunk index without checksums (v1 B-tree); delete it or let petl rebuild it");
+    const uint64_t elem = t.ds.getDataType().getSize();
+    uint64_t logical = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(n_rows), static_cast<uint64_t>(t.row_elems), &logical) ||
+        __builtin_mul_overflow(logical, elem, &logical))
+      logical = UINT64_MAX;
+    // Compression (not written by petl) may shrink data up to deflate's 1032:1.
+    H5::DSetCreatPropList cp = t.ds.getCreatePlist();
+    bool compressed = false;
+    for (int i = 0; i < cp.getNfilters(); ++i) {
+      unsigned flags = 0, config = 0;
+      size_t nelmts = 0;
+      char name[64];
+      const H5Z_filter_t f = cp.getFilter(i, flags, nelmts, nullptr, sizeof name, name, config);
+      if (f != H5Z_FILTER_FLETCHER32 && f != H5Z_FILTER_SHUFFLE) compressed = true;
+    }
+    const uint64_t stored = t.ds.getStorageSize();
+    const uint64_t ratio = compressed ? 1032 : 1;
+    if (stored > static_cast<uint64_t>(file_bytes) || (logical + ratio - 1) / ratio > stored)
+      fail(str_cat("dataset ", t.name, " holds ", logical, " bytes (", n_rows, " rows) but only ", stored,
+                   " bytes of it are stored, in a ", file_bytes,
+                   "-byte file: unwritten chunks or a damaged header; delete it or let petl rebuild it"));
+  }
 
   void open(const std::string& p, const AttributeMap& expected) {
     path = p;
     std::error_code ec;
     if (!fs::exists(p, ec)) fail("does not exist");
     if (!fs::is_regular_file(p, ec)) fail("is not a regular file");
+    file_bytes = static_cast<int64_t>(fs::file_size(p, ec));
+    if (const std::string problem = format_problem(p); !problem.empty())
+      fail(problem + "; delete it or let petl rebuild it");
     quiet_hdf5();
     try {
       file = std::make_unique<H5::H5File>(p, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, file_access());
@@ -702,7 +796,9 @@ struct OpenCache {
            "; delete it or let petl rebuild it");
     }
     try {
-      attributes = read_all_attributes(*file);
+      std::string attribute_problem;
+      attributes = read_all_attributes(*file, &attribute_problem);
+      if (!attribute_problem.empty()) fail("has an " + attribute_problem + "; delete it or let petl rebuild it");
       auto attr = [&](const std::string& k) -> const std::string* {
         auto it = attributes.find(k);
         return it == attributes.end() ? nullptr : &it->second;
@@ -720,8 +816,7 @@ struct OpenCache {
                      ", expected 1: its writer did not finish); delete it or let petl rebuild it"));
       const std::string* n = attr("n_rows");
       if (!n) fail("has no 'n_rows' attribute");
-      n_rows = std::stoll(*n);
-      if (n_rows < 0) fail(str_cat("has n_rows = ", n_rows, ", expected >= 0"));
+      if (!parse_count(*n, &n_rows)) fail(str_cat("has n_rows = ", *n, ", expected a non-negative integer"));
       const std::string* nw = attr("n_rows_written");
       if (!nw || *nw != *n)
         fail(str_cat("has n_rows_written = ", nw ? *nw : "<missing>", " but n_rows = ", *n,
@@ -746,8 +841,11 @@ struct OpenCache {
         if (t.rank < 1 || static_cast<int64_t>(dims[0]) != n_rows)
           fail(str_cat("dataset ", name, " has ", t.rank < 1 ? 0 : dims[0], " rows, expected n_rows = ", n_rows));
         t.row_elems = 1;
-        for (int i = 1; i < t.rank; ++i) t.row_elems *= static_cast<int64_t>(dims[static_cast<size_t>(i)]);
+        for (int i = 1; i < t.rank; ++i)
+          if (__builtin_mul_overflow(t.row_elems, static_cast<int64_t>(dims[static_cast<size_t>(i)]), &t.row_elems))
+            fail("dataset " + name + " has a row shape too large to address");
         t.chunk_rows = dataset_chunk_rows(t.ds, t.rank);
+        check_storage(t);
         return dims;
       };
       open_target(labels, "labels");
@@ -759,8 +857,11 @@ struct OpenCache {
       {
         H5::StrType st = paths.ds.getStrType();
         paths_type.copy(st);
-        paths_vlen = st.isVariableStr();
-        paths_fixed_size = paths_vlen ? 0 : st.getSize();
+        paths_fixed_size = st.getSize();
+        if (st.isVariableStr())  // their bytes live in the unchecksummed global heap (see format_problem)
+          fail(
+              "dataset paths holds variable-length strings, which petl does not read: expected fixed-length UTF-8 "
+              "(h5py: dtype=h5py.string_dtype('utf-8', length)); delete it or let petl rebuild it");
       }
       if (!file->nameExists("features")) fail("has no group 'features'");
       H5::Group g = file->openGroup("features");
@@ -827,7 +928,6 @@ struct OpenCache {
         quiet_hdf5();
         try {
           raw_read(t, c, n, scratch.data(), mem);
-          if (&t == &paths && paths_vlen) H5::DataSet::vlenReclaim(scratch.data(), mem, flat_space(n));
         } catch (const H5::Exception& e2) {
           bad0 = c;
           bad1 = c + n - 1;
@@ -936,28 +1036,16 @@ namespace {
 std::vector<std::string> read_path_rows(OpenCache& c, int64_t row0, int64_t count) {
   std::vector<std::string> out;
   out.reserve(static_cast<size_t>(count));
-  if (c.paths_vlen) {
-    const H5::StrType& st = c.paths_type;
-    std::vector<char*> ptrs(static_cast<size_t>(count), nullptr);
-    try {
-      c.raw_read(c.paths, row0, count, ptrs.data(), st);
-    } catch (const H5::Exception& e) {
-      c.read_failed(c.paths, row0, count, e, st, sizeof(char*));
-    }
-    for (char* p : ptrs) out.emplace_back(p ? p : "");
-    H5::DataSet::vlenReclaim(ptrs.data(), st, flat_space(count));
-  } else {
-    const H5::StrType& st = c.paths_type;
-    std::vector<char> buf(static_cast<size_t>(count) * c.paths_fixed_size);
-    try {
-      c.raw_read(c.paths, row0, count, buf.data(), st);
-    } catch (const H5::Exception& e) {
-      c.read_failed(c.paths, row0, count, e, st, c.paths_fixed_size);
-    }
-    for (int64_t i = 0; i < count; ++i) {
-      const char* s = buf.data() + static_cast<size_t>(i) * c.paths_fixed_size;
-      out.emplace_back(s, strnlen(s, c.paths_fixed_size));
-    }
+  const H5::StrType& st = c.paths_type;  // fixed-length (open() refuses variable-length paths)
+  std::vector<char> buf(static_cast<size_t>(count) * c.paths_fixed_size);
+  try {
+    c.raw_read(c.paths, row0, count, buf.data(), st);
+  } catch (const H5::Exception& e) {
+    c.read_failed(c.paths, row0, count, e, st, c.paths_fixed_size);
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    const char* s = buf.data() + static_cast<size_t>(i) * c.paths_fixed_size;
+    out.emplace_back(s, strnlen(s, c.paths_fixed_size));
   }
   return out;
 }
@@ -991,7 +1079,9 @@ VerifyResult verify(const std::string& path, const std::function<void(double)>& 
     H5::FloatType ht = half_type();
     std::vector<uint8_t> buf;
     for (ReadTarget* t : targets) {
-      const int64_t step = t->chunk_rows > 0 ? t->chunk_rows : std::max<int64_t>(1, (4 << 20) / (4 * t->row_elems));
+      const int64_t step = t->chunk_rows > 0
+                               ? t->chunk_rows
+                               : std::max<int64_t>(1, (4 << 20) / (4 * std::max<int64_t>(1, t->row_elems)));
       for (int64_t r0 = 0; r0 < c.n_rows; r0 += step) {
         const int64_t n = std::min(step, c.n_rows - r0);
         if (t == &c.paths) {
@@ -1047,15 +1137,23 @@ std::vector<CacheEntry> list_caches(const std::string& root) {
     c.size_bytes = static_cast<uint64_t>(e.file_size(ec));
     quiet_hdf5();
     try {
+      if (const std::string problem = format_problem(c.path); !problem.empty()) {
+        c.error = problem;
+        out.push_back(std::move(c));
+        continue;
+      }
       H5::H5File f(c.path, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, file_access());
-      c.attributes = read_all_attributes(f);
+      std::string attribute_problem;
+      c.attributes = read_all_attributes(f, &attribute_problem);
+      if (!attribute_problem.empty()) c.error = "has an " + attribute_problem;
       auto get = [&](const char* k) {
         auto it = c.attributes.find(k);
         return it == c.attributes.end() ? std::string() : it->second;
       };
-      if (get("schema") != kSchema) c.error = "not a petl feature cache (schema '" + get("schema") + "')";
+      if (c.error.empty() && get("schema") != kSchema)
+        c.error = "not a petl feature cache (schema '" + get("schema") + "')";
       c.complete = c.error.empty() && get("complete") == "1";
-      if (!get("n_rows").empty()) c.rows = std::stoll(get("n_rows"));
+      parse_count(get("n_rows"), &c.rows);
     } catch (const H5::Exception& ex) {
       c.error = "cannot be opened as HDF5: " + h5_reason(ex);
     } catch (const std::exception& ex) {

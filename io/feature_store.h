@@ -17,10 +17,10 @@
 //       <identity / provenance attributes, all str>: backbone_sha256, task, split, normalisation,
 //                       taps, dtype, list_sha256, petl_commit, created_utc, ... (whatever the
 //                       builder passed; the cache key is a hash of the identity ones)
+//       (every str attribute is a fixed-length UTF-8 string, NUL-padded)
 //   /labels                int64 (N,)                       class index of each row
-//   /paths                 str   (N,)  fixed-length UTF-8, NUL-padded to the longest path (HDF5
-//                                       allows no checksum filter on variable-length strings): image
-//                                       path relative to the data root; readers accept either kind
+//   /paths                 str   (N,)  fixed-length UTF-8, NUL-padded to the longest path: image
+//                                       path relative to the data root
 //   /features/<name>       float16 (IEEE half) or float32, shape (N, *row_shape), e.g.
 //       /features/cls      (N, D)                           final-layer cls token
 //       /features/kv       (N, L, 2, H, T, D/H)             every block's K and V
@@ -30,10 +30,18 @@
 // read. A cache is written to "<path>.tmp.<pid>" and renamed onto <path> by finish() (after
 // fsync), so a file named <key>.h5 is always complete unless damaged afterwards.
 //
-// Reading it from Python (h5py):
+// Damaged metadata: files are written in HDF5's 1.10 format (superblock version 3), whose metadata —
+// superblock, object headers, chunk indexes, attribute heaps — all carries checksums that HDF5
+// checks before using it, and without variable-length strings (their bytes would sit in HDF5's
+// global heap, which has none). The reader opens nothing else: HDF5 1.10 itself crashes or hangs
+// on corrupt unchecksummed metadata (tests/fuzz found it), so a file in an older format (caches of
+// petl before this layout, h5py files written without libver='v110') or with variable-length
+// strings is refused with "delete it or let petl rebuild it" — which ensure_feature_cache does.
+//
+// Reading it from Python (h5py; fixed-length string attributes come back as bytes):
 //   import h5py
 //   with h5py.File("cache/0123456789abcdef.h5", "r") as f:
-//       assert f.attrs["schema"] == "petl.feature_cache" and f.attrs["complete"] == 1
+//       assert f.attrs["schema"] == b"petl.feature_cache" and f.attrs["complete"] == 1
 //       cls = f["features/cls"][0:256]                    # numpy float16/float32, rows 0..255
 //       labels, paths = f["labels"][:], f["paths"].asstr()[:]
 // ---------------------------------------------------------------------------------------------
@@ -99,10 +107,12 @@ class FeatureStoreWriter {
 };
 
 // Opens a finished cache. Throws petl::Error naming the path when the file is missing, is not
-// HDF5 or is truncated, has another schema / version, is incomplete (complete != 1), an
-// attribute differs from `expected` (key, expected and found values), or dataset shapes are
-// inconsistent. A read that hits a damaged chunk throws "feature cache <path> is corrupt
-// (checksum error in dataset X rows a..b): delete it or let petl rebuild it".
+// HDF5 or is truncated, is in an HDF5 format without metadata checksums or holds variable-length
+// strings (see "Damaged metadata" above), has a dataset larger than what it stores, has another
+// schema / version, is incomplete (complete != 1), an attribute differs from `expected` (key,
+// expected and found values), or dataset shapes are inconsistent. A read that hits a damaged
+// chunk throws "feature cache <path> is corrupt (checksum error in dataset X rows a..b): delete
+// it or let petl rebuild it".
 class FeatureStoreReader {
  public:
   explicit FeatureStoreReader(const std::string& path, const AttributeMap& expected = {});

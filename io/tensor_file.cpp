@@ -396,7 +396,7 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
   json header;
   try {
     header = json::parse(file.data() + 8, file.data() + 8 + header_size);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     PETL_FAIL(where, ": header is not valid JSON: ", e.what());
   }
   PETL_CHECK(header.is_object(), where, ": header JSON is not an object");
@@ -617,6 +617,11 @@ TensorMap read_npz(const std::string& path) {
     zip_error_fini(&ze);
     PETL_FAIL("npz file '", path, "': cannot open as a zip archive: ", msg);
   }
+  // Sizes in the zip directory are checked against the archive's size before any allocation: a
+  // corrupt directory may claim any size up to 2^64.
+  struct stat archive_stat {};
+  PETL_CHECK(::stat(path.c_str(), &archive_stat) == 0, "npz file '", path, "': stat failed: ", std::strerror(errno));
+  const uint64_t archive_bytes = static_cast<uint64_t>(archive_stat.st_size);
   TensorMap tensors;
   const zip_int64_t count = zip_get_num_entries(archive.get(), 0);
   for (zip_int64_t i = 0; i < count; ++i) {
@@ -632,6 +637,14 @@ TensorMap read_npz(const std::string& path) {
       continue;  // directories and non-array members (numpy only writes .npy members)
     const std::string key = member.substr(0, member.size() - suffix.size());
     const std::string where = "npz file '" + path + "' member '" + member + "'";
+
+    PETL_CHECK((st.valid & ZIP_STAT_COMP_SIZE) && st.comp_size <= archive_bytes, where, ": compressed size ",
+               st.comp_size, " exceeds the ", archive_bytes, "-byte archive (truncated or corrupt)");
+    // Deflate expands at most 1032:1; a stored member is as large as its compressed form.
+    const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+    const uint64_t max_size = stored ? st.comp_size : st.comp_size * 1032 + 64;
+    PETL_CHECK(st.size <= max_size, where, ": recorded size ", st.size, " bytes cannot come from ", st.comp_size, " ",
+               stored ? "stored" : "compressed", " bytes (corrupt archive)");
 
     std::unique_ptr<zip_file_t, ZipFileCloser> file(zip_fopen_index(archive.get(), i, 0));
     PETL_CHECK(file != nullptr, where, ": cannot open: ", zip_strerror(archive.get()));

@@ -64,7 +64,7 @@ std::vector<std::string> result_files(const std::vector<std::string>& inputs) {
 json parse_line(const std::string& line, const std::string& where, Problems& problems) {
   try {
     return json::parse(line);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     std::string m = e.what();
     if (auto b = m.find("] "); m.rfind("[json.exception", 0) == 0 && b != std::string::npos) m = m.substr(b + 2);
     problems.add(where + ": invalid JSON: " + m);

@@ -44,9 +44,13 @@ const char* type_name(const YAML::Node& n) {
   }
 }
 
+// Every string of a config goes through here: its keys, names and values end up in JSON job keys,
+// records and argv, so text that is not UTF-8 is refused here, with its line.
 std::string scalar(const Ctx& c, const YAML::Node& n, const std::string& key, bool allow_null = false) {
   if (allow_null && n.IsNull()) return "";
   PETL_CHECK(n.IsScalar(), c.at(n), ": key '", key, "': expected a scalar value, got ", type_name(n));
+  PETL_CHECK(is_valid_utf8(n.Scalar()), c.at(n), ": key '", is_valid_utf8(key) ? key : "?",
+             "': the value is not valid UTF-8 text");
   return n.Scalar();
 }
 

@@ -32,7 +32,8 @@ Journal read_journal(const std::string& path) {
     auto k = rec.find("sweep_key");
     if (k == rec.end() || !k->is_string()) continue;
     const std::string key = *k;
-    const std::string st = rec.value("status", std::string());
+    auto s = rec.find("status");  // a status that is not a string counts as not ok
+    const std::string st = s != rec.end() && s->is_string() ? s->get<std::string>() : std::string();
     j.count[key]++;
     if (st == "ok") {
       j.status[key] = "ok";

@@ -57,7 +57,11 @@ std::optional<Record> find_finished(const std::string& out_dir, const std::strin
   std::optional<Record> found;
   for (size_t i = 0; i < lines.objects.size(); ++i) {
     const json& j = lines.objects[i];
-    if (!is_result_record(j) || j.value("job_key", "") != key || j.value("status", "") != "ok") continue;
+    auto text = [&](const char* field) {  // a field that is absent or not a string reads as ""
+      auto it = j.find(field);
+      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (!is_result_record(j) || text("job_key") != key || text("status") != "ok") continue;
     Record r = record_from_json(j, path + ":" + std::to_string(lines.line_numbers[i]));
     if (!r.checkpoint.empty() && !fs::exists(r.checkpoint)) continue;
     found = std::move(r);

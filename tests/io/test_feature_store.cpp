@@ -96,6 +96,13 @@ void write_cache(const std::string& file, int64_t n, const std::vector<FeatureSp
   w.finish();
 }
 
+// File access in the HDF5 1.10 format, as the writer uses (checksummed metadata).
+H5::FileAccPropList v110_access() {
+  H5::FileAccPropList fa;
+  H5Pset_libver_bounds(fa.getId(), H5F_LIBVER_V110, H5F_LIBVER_V110);
+  return fa;
+}
+
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -532,8 +539,8 @@ TEST_F(FeatureStoreErrors, WrongSchemaAndVersionAndShapes) {
   EXPECT_NE(error_of([&] { FeatureStoreReader r(path("s.h5")); }).find("has schema_version 2, this petl reads version 1"),
             std::string::npos);
   {
-    H5::H5File f(path("o.h5"), H5F_ACC_TRUNC);
-    H5::StrType st(H5::PredType::C_S1, H5T_VARIABLE);
+    H5::H5File f(path("o.h5"), H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, v110_access());
+    H5::StrType st(H5::PredType::C_S1, 11);
     f.createAttribute("schema", st, H5::DataSpace(H5S_SCALAR)).write(st, std::string("petl.result"));
   }
   EXPECT_NE(error_of([&] { FeatureStoreReader r(path("o.h5")); }).find("has schema 'petl.result', expected 'petl.feature_cache'"),
@@ -547,6 +554,73 @@ TEST_F(FeatureStoreErrors, WrongSchemaAndVersionAndShapes) {
   }
   std::string err = error_of([&] { FeatureStoreReader r(path("n.h5")); });
   EXPECT_NE(err.find("dataset labels has 600 rows, expected n_rows = 601"), std::string::npos) << err;
+}
+
+// HDF5 1.10 crashes or hangs on corrupt metadata that has no checksum (tests/fuzz), so files in the
+// older formats, variable-length strings (global heap) and unchunked datasets are refused before
+// HDF5 reads them; a dataset with unwritten chunks is refused by its size.
+TEST_F(FeatureStoreErrors, UncheckedFormatsAreRefused) {
+  auto expect_refused = [&](const std::string& file, const std::string& what) {
+    const std::string err = error_of([&] { FeatureStoreReader r(file); });
+    EXPECT_NE(err.find(file), std::string::npos) << err;
+    EXPECT_NE(err.find(what), std::string::npos) << err;
+    EXPECT_NE(err.find("delete it or let petl rebuild it"), std::string::npos) << err;
+    EXPECT_FALSE(verify(file).ok);
+  };
+  {  // HDF5's default (oldest) format: superblock version 0, no metadata checksums
+    H5::H5File f(path("old.h5"), H5F_ACC_TRUNC);
+    H5::StrType st(H5::PredType::C_S1, 18);
+    f.createAttribute("schema", st, H5::DataSpace(H5S_SCALAR)).write(st, std::string("petl.feature_cache"));
+  }
+  expect_refused(path("old.h5"), "uses HDF5 superblock version 0, a format whose metadata has no checksums");
+  bool listed = false;
+  for (const CacheEntry& e : list_caches(dir_.string()))
+    if (e.path == path("old.h5")) {
+      listed = true;
+      EXPECT_NE(e.error.find("superblock version 0"), std::string::npos) << e.error;
+    }
+  EXPECT_TRUE(listed);
+
+  fs::copy_file(good_, path("vlen_attr.h5"));
+  {
+    H5::H5File f(path("vlen_attr.h5"), H5F_ACC_RDWR);
+    H5::StrType st(H5::PredType::C_S1, H5T_VARIABLE);
+    f.createAttribute("note", st, H5::DataSpace(H5S_SCALAR)).write(st, std::string("from another tool"));
+  }
+  expect_refused(path("vlen_attr.h5"), "attribute 'note' is a variable-length string");
+
+  const hsize_t n = 600, chunk = 100, dims2[2] = {600, 4}, chunk2[2] = {100, 4};
+  fs::copy_file(good_, path("vlen_paths.h5"));
+  {
+    H5::H5File f(path("vlen_paths.h5"), H5F_ACC_RDWR);
+    f.unlink("paths");
+    H5::DSetCreatPropList cp;
+    cp.setChunk(1, &chunk);
+    H5::StrType st(H5::PredType::C_S1, H5T_VARIABLE);
+    H5::DataSet ds = f.createDataSet("paths", st, H5::DataSpace(1, &n), cp);
+    std::vector<const char*> p(n, "a.png");
+    ds.write(p.data(), st);
+  }
+  expect_refused(path("vlen_paths.h5"), "dataset paths holds variable-length strings");
+
+  fs::copy_file(good_, path("unwritten.h5"));
+  {
+    H5::H5File f(path("unwritten.h5"), H5F_ACC_RDWR);
+    H5::DSetCreatPropList cp;
+    cp.setChunk(2, chunk2);
+    cp.setFletcher32();
+    f.createDataSet("features/extra", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims2), cp);
+  }
+  expect_refused(path("unwritten.h5"), "dataset features/extra holds 9600 bytes (600 rows) but only 0 bytes");
+
+  fs::copy_file(good_, path("flat.h5"));
+  {
+    H5::H5File f(path("flat.h5"), H5F_ACC_RDWR);
+    H5::DataSet ds = f.createDataSet("features/flat", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims2));
+    std::vector<float> zeros(600 * 4, 0.0f);
+    ds.write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+  }
+  expect_refused(path("flat.h5"), "dataset features/flat is not chunked");
 }
 
 TEST_F(FeatureStoreErrors, TruncatedFile) {

@@ -146,6 +146,10 @@ TEST_F(SweepConfigTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
   e = error_of(base_yaml("grid: {\"lr=1\": [1]}\n"));
   EXPECT_NE(e.find("not a valid setting name"), std::string::npos) << e;
+  // Text that is not UTF-8 (it would end up in JSON keys and records): refused with its line.
+  e = error_of(base_yaml("grid: {lr: [\"0.1\xff\"]}\n"));
+  EXPECT_NE(e.find("bad.yaml:7"), std::string::npos) << e;
+  EXPECT_NE(e.find("key 'grid.lr': the value is not valid UTF-8 text"), std::string::npos) << e;
 
   // A file that does not exist; a data_root that does not exist (at planning).
   try {

@@ -82,18 +82,19 @@ def check_file(path, c):
                     "the sample covers overflow and subnormals")
 
 
-def write_h5py_cache(path, n, task, complete=1, rows_per_chunk=32):
-    """A cache in petl's layout, written by h5py (the documented layout is all a reader needs)."""
+def write_h5py_cache(path, n, task, complete=1, rows_per_chunk=32, libver=("v110", "v110")):
+    """A cache in petl's layout, written by h5py (the documented layout is all a reader needs): HDF5's
+    1.10 format (checksummed metadata) and fixed-length strings, which petl requires."""
     rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        f.attrs["schema"] = "petl.feature_cache"
+    with h5py.File(path, "w", libver=libver) as f:
+        f.attrs["schema"] = np.bytes_("petl.feature_cache")
         f.attrs["schema_version"] = np.int64(1)
         f.attrs["complete"] = np.int64(complete)
         f.attrs["n_rows"] = np.int64(n)
         f.attrs["n_rows_written"] = np.int64(n)
         for k, v in {"backbone_sha256": "ab" * 32, "task": task, "split": "test", "normalisation": "imagenet",
                      "taps": "cls", "dtype": "float16"}.items():
-            f.attrs[k] = v
+            f.attrs[k] = np.bytes_(v)
         f.create_dataset("labels", data=np.arange(n, dtype=np.int64) % 5, chunks=(n,), fletcher32=True)
         # fixed-length UTF-8 like petl's (HDF5 refuses fletcher32 on variable-length strings)
         raw = [f"img/{i}.png".encode() for i in range(n)]
@@ -150,6 +151,11 @@ def check_cli(petl, scratch, c):
 
     rc, out = run(petl, "cache", "verify", good)
     c.check(rc == 0 and "ok" in out, "verify of a good h5py-written cache passes")
+    old_format = os.path.join(scratch, "old_format.h5")  # h5py's default: no metadata checksums
+    write_h5py_cache(old_format, 10, "dtd", libver=None)
+    rc, out = run(petl, "cache", "verify", old_format)
+    c.check(rc == 1 and "superblock version 0" in out and "delete it or let petl rebuild it" in out,
+            "verify refuses a cache in HDF5's unchecksummed default format, saying so")
     rc, out = run(petl, "cache", "verify", root)
     c.check(rc == 1, f"verify of the root exits 1 (got {rc})")
     c.check(bad in out and "corrupt (checksum error in dataset features/cls rows 0..31)" in out,
