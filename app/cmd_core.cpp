@@ -81,7 +81,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
 }  // namespace
 
 int cmd_run(const Args& args) {
-  std::string feature_budget, record_file, state_every;
+  std::string feature_budget, record_file, state_every, memory_budget;
   JobSpec spec;
   std::vector<std::string> sets;
   po::options_description d("petl run options");
@@ -93,6 +93,8 @@ int cmd_run(const Args& args) {
       ("dp", po::value(&spec.dp)->default_value(1), "data parallelism over N MPI ranks: run `mpirun -np N petl run --dp N ...`; each rank trains on its slice of every global batch, gradients are summed (MPI_Allreduce on CPU, NCCL on GPU); rank 0 writes the record")
       ("feature-memory-budget", po::value(&feature_budget)->default_value("auto"), "with --feature-cache: the most memory the train split's features may hold (e.g. 8G); above it the job trains live and its record says why. auto = half the memory available at start")
       ("cache-dtype", po::value(&spec.cache_dtype)->default_value("float32"), "precision of a cache built here: float32 (same losses and logits as live training) or float16")
+      ("micro-batch", po::value(&spec.micro_batch)->default_value(0), "run each batch's forward and backward in chunks of at most M images, gradients accumulated before the one optimizer step (same step up to float summation order; BatchNorm statistics and dropout masks are per chunk). 0 = the whole batch")
+      ("memory-budget", po::value(&memory_budget), "keep the training peak under SIZE (e.g. 4G, 512M): the largest micro-batch predicted to fit (a memory model of this job fitted on two probe steps, checked on the first step) is used; the record's memory_budget section holds the budget, the model, the prediction and the measured peak. A job that cannot fit even one image per chunk fails before training, naming its minimum peak")
       ("no-checkpoint", "do not save the trained tensors")
       ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again; else continue from the job's saved training state (<out>/state/<job_key>.safetensors) when there is one")
       ("state-every", po::value(&state_every)->default_value("10"), "save the job's full training state (trained tensors, optimizer, random generators, evaluations so far) to <out>/state/ at the first epoch boundary at least this many minutes after the last save; 0 = every epoch, off = never. A SIGTERM, SIGUSR2 or SIGINT during training also saves it (at the next iteration) before the job ends by that signal; --resume continues from it, bit for bit on CPU. Removed once the record is written")
@@ -110,6 +112,11 @@ int cmd_run(const Args& args) {
   spec.save_checkpoint = !vm.count("no-checkpoint");
   spec.reuse_done = vm.count("resume") > 0;
   spec.state_every_min = parse_state_every(state_every, "--state-every");
+  PETL_CHECK(spec.micro_batch >= 0, "--micro-batch ", spec.micro_batch, ": expected an integer >= 0 (0 = the whole batch)");
+  if (!memory_budget.empty()) {
+    spec.memory_budget = parse_size(memory_budget, "--memory-budget");
+    PETL_CHECK(spec.memory_budget > 0, "--memory-budget '", memory_budget, "': expected a size > 0 (e.g. 4G)");
+  }
   spec.argv = args;
   // --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
   struct MpiSession {

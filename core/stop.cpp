@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -12,16 +14,31 @@ namespace petl::stop {
 namespace {
 
 volatile sig_atomic_t g_signal = 0;
+constexpr double kPatienceSeconds = 5;
 int g_depth = 0;
 constexpr int kSignals[] = {SIGTERM, SIGUSR2, SIGINT};
 struct sigaction g_previous[3];
 
+struct timespec g_first_at;
+
+double seconds_since_first() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe
+  return double(now.tv_sec - g_first_at.tv_sec) + 1e-9 * double(now.tv_nsec - g_first_at.tv_nsec);
+}
+
+// Schedulers signal a job twice in a moment (srun forwards SIGUSR2 to every process of the step,
+// then the sweep rank sends its SIGTERM; scancel likewise): that is one stop. Impatience is a
+// repeated Ctrl-C, or any further signal seconds later: then the default action, at once.
 extern "C" void on_stop_signal(int sig) {
-  if (g_signal) {  // a second signal: no more patience
-    ::signal(sig, SIG_DFL);
-    ::raise(sig);
+  if (g_signal) {
+    if ((sig == SIGINT && g_signal == SIGINT) || seconds_since_first() >= kPatienceSeconds) {
+      ::signal(sig, SIG_DFL);
+      ::raise(sig);
+    }
     return;
   }
+  clock_gettime(CLOCK_MONOTONIC, &g_first_at);
   g_signal = sig;
 }
 

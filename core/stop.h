@@ -1,9 +1,10 @@
 // A job's graceful stop. While a training loop runs (a stop::Scope is alive), SIGTERM, SIGUSR2 and
 // SIGINT only set a flag; the loop notices it at its next iteration (or evaluation batch)
 // boundary, saves the job's state and then dies by the same signal (die()), so a parent (the sweep
-// farm, Slurm, a shell) sees exactly what it would have seen without petl's handler. A second
-// signal while the flag is set kills at once (the default action). Outside a Scope the signals
-// keep their default action. Torch-free.
+// farm, Slurm, a shell) sees exactly what it would have seen without petl's handler. Further
+// signals within 5 s are the same stop (Slurm delivers srun's SIGUSR2 and the sweep rank's SIGTERM
+// together); a repeated SIGINT (Ctrl-C twice) or a signal 5 s or more after the first kills at once
+// (the default action). Outside a Scope the signals keep their default action. Torch-free.
 #pragma once
 #include <string>
 

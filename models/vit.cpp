@@ -41,6 +41,7 @@ VitConfig vit_config_by_name(const std::string& arch) {
   if (arch == "vit_base_patch16_224_in21k" || arch == "vit_base_patch16_224") set(224, 16, 768, 12, 12);
   else if (arch == "vit_base_patch32_224_in21k" || arch == "vit_base_patch32_224") set(224, 32, 768, 12, 12);
   else if (arch == "vit_large_patch16_224_in21k" || arch == "vit_large_patch16_224") set(224, 16, 1024, 24, 16);
+  else if (arch == "vit_huge_patch14_224_in21k" || arch == "vit_huge_patch14_224") set(224, 14, 1280, 32, 16);
   else if (arch == "vit_small_patch16_224_in21k" || arch == "vit_small_patch16_224") set(224, 16, 384, 12, 6);
   else if (arch == "vit_tiny_patch16_224_in21k" || arch == "vit_tiny_patch16_224") set(224, 16, 192, 12, 3);
   else if (arch == "petl_vit_mini_p4_32") set(32, 4, 96, 6, 3);
@@ -55,7 +56,7 @@ VitConfig vit_config_by_name(const std::string& arch) {
 
 std::vector<std::string> known_archs() {
   return {"vit_base_patch16_224_in21k", "vit_base_patch16_224", "vit_base_patch32_224_in21k",
-          "vit_large_patch16_224_in21k", "vit_small_patch16_224_in21k", "vit_tiny_patch16_224_in21k",
+          "vit_large_patch16_224_in21k", "vit_huge_patch14_224_in21k", "vit_small_patch16_224_in21k", "vit_tiny_patch16_224_in21k",
           "petl_vit_mini_p4_32", "petl_vit_mini_p8_32"};
 }
 

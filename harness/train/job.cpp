@@ -14,6 +14,7 @@
 #include "core/text.h"
 #include "harness/train/feature_source.h"
 #include "harness/train/job_state.h"
+#include "harness/train/memory_budget.h"
 #include "harness/train/trainer.h"
 #include "io/journal.h"
 #include "models/checkpoint.h"
@@ -231,6 +232,24 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
   Trainer trainer(method, recipe, dp, job.device, job.cuda_index, label, job.spec.progress);
   trainer.iterations(src.train->size());  // fails early when there is not one batch
   const CacheTaps eval_taps = eval_taps_for(method.needs());
+  if (job.spec.micro_batch > 0) {
+    trainer.set_micro_batch(job.spec.micro_batch);
+    r.settings["micro_batch"] = job.spec.micro_batch;
+  }
+  nlohmann::json budget;
+  if (job.spec.memory_budget > 0) {
+    const int64_t per_rank = (recipe.batch_size + dp.size() - 1) / dp.size();
+    const BudgetChoice bc = choose_micro_batch(trainer, *src.train, per_rank, job.spec.memory_budget);
+    budget = bc.to_json();
+    PETL_CHECK(bc.fits, "does not fit the memory budget of ", format_bytes(double(bc.budget)),
+               ": even one image per micro-batch is predicted to peak at ", format_bytes(double(bc.predicted(1))),
+               " (memory model: ", budget.dump(), ")");
+    trainer.set_micro_batch(bc.micro_batch < per_rank ? bc.micro_batch : 0);
+    trainer.set_memory_budget(bc.budget);
+    std::fprintf(stderr, "[petl] %s: memory budget %s: micro-batch %lld of %lld (predicted peak %s)\n", label.c_str(),
+                 format_bytes(double(bc.budget)).c_str(), (long long)bc.micro_batch, (long long)per_rank,
+                 format_bytes(double(bc.predicted(bc.micro_batch))).c_str());
+  }
   const bool with_state = !state_path.empty() && !dp.active();
   StateSaver saver(with_state ? state_path : "", r.job_key, job.spec.state_every_min, trainer, method, job.device, label);
   LoopProgress p;
@@ -305,6 +324,12 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
   trainer.finish();
   auto mem = memory_breakdown(method, trainer.trainable(), trainer.optimizer(), trainer.peak());
   r.memory = mem.to_json(recipe.batch_size, image_size);
+  if (!budget.is_null()) {
+    budget["micro_batch_final"] = trainer.micro_batch() > 0 ? trainer.micro_batch() : budget["batch"].get<int64_t>();
+    budget["measured_peak_mib"] = MemoryMeter::mib(mem.peak_train);
+    budget["within_budget"] = mem.peak_train <= job.spec.memory_budget;
+    r.extra["memory_budget"] = budget;
+  }
   Timing t;
   t.train_s = p.train_s;
   t.eval_s = eval_s_before + trainer.eval_seconds();

@@ -65,6 +65,11 @@ struct JobSpec {
   // boundary at least this many minutes after the last save (0: every epoch; < 0: never) and
   // when a stop signal arrives; with reuse_done a job resumes from it.
   double state_every_min = 10;
+  // Micro-batches of at most this many images per rank, gradients accumulated (0: whole batch), or
+  // chosen from a memory budget in bytes (harness/train/memory_budget.h; 0: none). Neither is part
+  // of the job key: the optimizer steps are the same up to float summation order.
+  int micro_batch = 0;
+  int64_t memory_budget = 0;
   // Data parallelism over this many MPI ranks (the job runs under mpirun -np dp; rank 0 writes).
   int dp = 1;
   std::vector<std::string> argv;  // for provenance

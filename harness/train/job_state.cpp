@@ -1,11 +1,8 @@
 #include "harness/train/job_state.h"
 
-#include <ATen/Context.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <mutex>
 
 #include "core/error.h"
 #include "core/system.h"
@@ -23,22 +20,6 @@ constexpr int kStateVersion = 1;
 // AdamW keys its per-parameter state by the parameter's TensorImpl address (as LibTorch's own
 // optimizer serialisation does).
 std::string optimizer_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
-
-at::Generator generator_of(torch::Device device) {
-  return at::globalContext().defaultGenerator(device.is_cuda() ? device : torch::Device(torch::kCPU));
-}
-
-torch::Tensor generator_state(torch::Device device) {
-  auto g = generator_of(device);
-  std::lock_guard<std::mutex> lock(g.mutex());
-  return g.get_state();
-}
-
-void set_generator_state(torch::Device device, const torch::Tensor& state) {
-  auto g = generator_of(device);
-  std::lock_guard<std::mutex> lock(g.mutex());
-  g.set_state(state);
-}
 
 torch::Tensor bytes_tensor(const std::vector<uint8_t>& b) {
   return torch::from_blob(const_cast<uint8_t*>(b.data()), {int64_t(b.size())}, torch::kUInt8).clone();

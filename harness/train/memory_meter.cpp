@@ -104,6 +104,19 @@ int64_t CudaMemory::peak_allocated(int) { PETL_FAIL("CUDA memory statistics need
 int64_t CudaMemory::peak_reserved(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
 #endif
 
+PeakProbe::PeakProbe(int cuda_device) : cuda_device_(cuda_device) {
+  if (cuda_device_ >= 0) {
+    CudaMemory::reset_peak(cuda_device_);
+    base_ = CudaMemory::allocated(cuda_device_);
+  } else {
+    MemoryMeter::reset_peak();
+    base_ = MemoryMeter::live_bytes();
+  }
+}
+int64_t PeakProbe::peak() const {
+  return cuda_device_ >= 0 ? CudaMemory::peak_allocated(cuda_device_) : MemoryMeter::peak_bytes();
+}
+
 int64_t TrainingPeak::now_peak() const {
   return cuda_device_ >= 0 ? CudaMemory::peak_allocated(cuda_device_) : MemoryMeter::peak_bytes();
 }

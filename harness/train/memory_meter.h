@@ -35,6 +35,19 @@ struct CudaMemory {
   static int64_t peak_reserved(int device);   // torch.cuda.max_memory_reserved
 };
 
+// The peak of one stretch of work: reset at construction, read with peak() (CPU counting allocator,
+// or the CUDA device's caching allocator when cuda_device >= 0).
+class PeakProbe {
+ public:
+  explicit PeakProbe(int cuda_device = -1);
+  int64_t peak() const;
+  int64_t growth() const { return peak() - base_; }  // above what was alive at construction
+
+ private:
+  int cuda_device_;
+  int64_t base_ = 0;
+};
+
 // Tracks a training peak that excludes evaluation phases: call begin() right before the first
 // training step, pause() before an evaluation, resume() after it, and end() when done.
 // cuda_device < 0: the CPU counting allocator; otherwise that GPU's caching allocator.

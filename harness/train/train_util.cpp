@@ -1,5 +1,9 @@
 #include "harness/train/train_util.h"
 
+#include <ATen/Context.h>
+
+#include <mutex>
+
 namespace petl {
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const NamedTensors& trainable, const Recipe& r) {
@@ -41,6 +45,13 @@ nlohmann::json MemoryBreakdown::to_json(int64_t batch_size, int image_size) cons
           {"activations_other_mib", activations_other() / mib}};
 }
 
+int64_t model_bytes(Method& method) {
+  int64_t model = 0;
+  for (auto& p : method.backbone()->parameters()) model += p.nbytes();
+  for (auto& p : method.parameters()) model += p.nbytes();
+  return model;
+}
+
 MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, torch::optim::AdamW& opt,
                                  const TrainingPeak& peak) {
   MemoryBreakdown m;
@@ -67,6 +78,24 @@ MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, 
     m.peak_reserved = peak.train_peak_reserved();
   }
   return m;
+}
+
+namespace {
+at::Generator generator_of(torch::Device device) {
+  return at::globalContext().defaultGenerator(device.is_cuda() ? device : torch::Device(torch::kCPU));
+}
+}  // namespace
+
+torch::Tensor generator_state(torch::Device device) {
+  auto g = generator_of(device);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  return g.get_state();
+}
+
+void set_generator_state(torch::Device device, const torch::Tensor& state) {
+  auto g = generator_of(device);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_state(state);
 }
 
 }  // namespace petl

@@ -21,6 +21,10 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const NamedTensors& trainable, const Recipe& r);
 void set_learning_rate(torch::optim::Optimizer& opt, double lr);
 
+// The state of the default random generator of `device` (the CPU's for a CPU device), and back.
+torch::Tensor generator_state(torch::Device device);
+void set_generator_state(torch::Device device, const torch::Tensor& state);
+
 struct MemoryBreakdown {
   int64_t peak_train = 0, peak_eval = 0;  // model tensors + everything the phase allocated
   int64_t frozen_backbone = 0, trainable_params = 0, gradients = 0, optimizer_state = 0, other_model = 0;
@@ -34,6 +38,9 @@ struct MemoryBreakdown {
 
 // Call after training: sizes of the model's tensors, gradients and optimizer state, combined
 // with the measured peaks. Dataset tensors alive before TrainingPeak::begin() are excluded.
+// Bytes of the model's tensors: the backbone's parameters and the method's own.
+int64_t model_bytes(Method& method);
+
 MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, torch::optim::AdamW& opt,
                                  const TrainingPeak& peak);
 

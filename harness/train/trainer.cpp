@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -18,7 +19,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 Trainer::Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::Device device, int cuda_index,
                  std::string label, bool progress)
     : method_(method), recipe_(recipe), dp_(dp), device_(device), label_(std::move(label)), progress_(progress),
-      trainable_(method.trainable_parameters()), peak_(cuda_index) {
+      trainable_(method.trainable_parameters()), peak_(cuda_index), cuda_index_(cuda_index) {
   for (auto& [k, t] : trainable_) trainable_tensors_.push_back(t);
   opt_ = make_optimizer(trainable_, recipe_);
 }
@@ -64,18 +65,26 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
       idx = idx.narrow(0, b0, b1 - b0);
     }
     opt_->zero_grad();
-    double l = 0;
-    if (idx.size(0) > 0) {
-      auto y = train.labels().index_select(0, idx).to(device_);
-      auto logits = train.logits(method_, idx, device_);
-      // This rank's share of the global-batch mean loss (the whole of it without --dp).
-      auto loss = torch::nn::functional::cross_entropy(logits, y) * (double(idx.size(0)) / double(global));
-      loss.backward();
-      l = loss.item<double>();
-    }
+    std::optional<PeakProbe> first;
+    if (first_step_peak_ < 0) first.emplace(cuda_index_);
+    double l = forward_backward(train, idx, global);
     dp_.allreduce_gradients(trainable_tensors_);
     l = dp_.allreduce_sum(l);
     opt_->step();
+    if (first) {
+      const int64_t step_peak = first->growth() + model_bytes(method_);
+      first_step_peak_ = step_peak;
+      if (budget_ > 0 && step_peak > budget_) {
+        const int64_t m = micro_batch_ > 0 ? micro_batch_ : idx.size(0);
+        if (m > 1) {
+          micro_batch_ = m / 2;
+          first_step_peak_ = -1;  // check the next step too
+        }
+        std::fprintf(stderr, "[petl] %s: the step peaked at %.1f MiB, above the %.1f MiB budget: micro-batch %lld -> %lld\n",
+                     label_.c_str(), MemoryMeter::mib(step_peak), MemoryMeter::mib(budget_), (long long)m,
+                     (long long)micro_batch_);
+      }
+    }
     PETL_CHECK(std::isfinite(l), "training diverged: loss ", l, " at epoch ", epoch + 1, " iteration ", it);
     p.loss_sum += l;
     p.images += global;
@@ -89,6 +98,48 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
     }
   }
   bar.finish();
+}
+
+double Trainer::forward_backward(const FeatureSource& train, const torch::Tensor& idx, int64_t global) {
+  const int64_t n = idx.size(0), m = micro_batch_ > 0 ? micro_batch_ : std::max<int64_t>(n, 1);
+  double l = 0;
+  for (int64_t s = 0; s < n; s += m) {
+    auto part = idx.narrow(0, s, std::min(m, n - s));
+    auto y = train.labels().index_select(0, part).to(device_);
+    auto logits = train.logits(method_, part, device_);
+    // This chunk's share of the global-batch mean loss (the whole of it without --dp or chunks).
+    auto loss = torch::nn::functional::cross_entropy(logits, y) * (double(part.size(0)) / double(global));
+    loss.backward();
+    l += loss.item<double>();
+  }
+  return l;
+}
+
+int64_t Trainer::probe_peak(const FeatureSource& train, int64_t m) {
+  const auto rng_cpu = generator_state(torch::kCPU);
+  const auto rng_dev = device_.is_cuda() ? generator_state(device_) : torch::Tensor();
+  std::vector<torch::Tensor> buffers;  // e.g. a BatchNorm head's running statistics
+  for (auto& [name, b] : method_.trained_buffers()) buffers.push_back(b.clone());
+  const int64_t keep = micro_batch_;
+  micro_batch_ = m;
+  method_.train(true);
+  opt_->zero_grad();
+  int64_t peak = 0;
+  {
+    PeakProbe probe(cuda_index_);
+    forward_backward(train, torch::arange(std::min(m, train.size()), torch::kInt64), m);
+    peak = probe.growth() + model_bytes(method_);  // as the record's peak_train counts it
+  }
+  opt_->zero_grad();
+  micro_batch_ = keep;
+  {
+    torch::NoGradGuard ng;
+    size_t i = 0;
+    for (auto& [name, b] : method_.trained_buffers()) b.copy_(buffers[i++]);
+  }
+  set_generator_state(torch::kCPU, rng_cpu);
+  if (rng_dev.defined()) set_generator_state(device_, rng_dev);
+  return peak;
 }
 
 Snapshot Snapshot::take(const NamedTensors& trainable, int epoch, double train_loss) {

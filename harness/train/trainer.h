@@ -67,6 +67,21 @@ class Trainer {
   // before every iteration: a requested stop throws stop::Stopped with p at an iteration boundary
   // (the tensors, the optimizer and the random generators are then in step with p).
   void train_iterations(const FeatureSource& train, EpochProgress& p);
+  // Micro-batches: each rank's share of a global batch runs forward and backward in chunks of at
+  // most `m` images whose gradients add up before the one optimizer step — the same step up to
+  // float summation order (BatchNorm statistics and dropout masks are per chunk). 0: whole batch.
+  void set_micro_batch(int64_t m) { micro_batch_ = m; }
+  // After the first step: when its peak exceeds `bytes`, the micro-batch is halved (once per step
+  // that exceeds it, down to 1) and a line says so.
+  void set_memory_budget(int64_t bytes) { budget_ = bytes; }
+  int64_t micro_batch() const { return micro_batch_; }
+  // The peak bytes (counted as the record's peak_train: the model's tensors plus what the work
+  // allocates) of one forward and backward over the first `m` training rows in chunks of `m`
+  // (no optimizer step). Gradients, trained buffers and the random generators are left as they
+  // were, so training is unchanged by the probe.
+  int64_t probe_peak(const FeatureSource& train, int64_t m);
+  // The peak of the first training step in this process (-1 before it): the budget check.
+  int64_t first_step_peak() const { return first_step_peak_; }
   // The mean loss of a finished epoch.
   double mean_loss(const FeatureSource& train, const EpochProgress& p) const {
     return p.loss_sum / double(iterations(train.size()));
@@ -105,6 +120,11 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> opt_;
   TrainingPeak peak_;
   bool started_ = false;
+  int64_t micro_batch_ = 0, first_step_peak_ = -1, budget_ = 0;
+  int cuda_index_ = -1;
+  // Forward + backward of rows `idx` (this rank's part of a global batch of `global` images) in
+  // micro-batches; returns the summed loss.
+  double forward_backward(const FeatureSource& train, const torch::Tensor& idx, int64_t global);
   double eval_seconds_ = 0;
 };
 

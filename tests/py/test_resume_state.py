@@ -95,7 +95,11 @@ stop_and_resume("synqt_in_snapshot_pass", "synqt", [6 * ITERS + 1], (7, 0, False
 stop_and_resume("synqt_mid_epoch", "synqt", [30], (3, 5, False))
 
 # Real signals. SIGTERM while training (periodic states every epoch tell that training is under way).
-for sig, name in ((signal.SIGTERM, "lora_sigterm"), (signal.SIGKILL, "lora_sigkill")):
+# USR2 then TERM a moment later is how Slurm stops a sweep child (srun's forwarded signal, then the
+# rank's): one stop, the state saved, the process ended by the first signal.
+for sigs, name in (((signal.SIGTERM,), "lora_sigterm"), ((signal.SIGKILL,), "lora_sigkill"),
+                   ((signal.SIGUSR2, signal.SIGTERM), "lora_usr2_then_term")):
+    sig = sigs[0]
     out = os.path.join(S, name)
     env = dict(os.environ, PETL_NO_PROGRESS="1")
     proc = subprocess.Popen([a.petl, *cmd("lora", out, "--state-every", "0", epochs=10)], stdout=subprocess.DEVNULL,
@@ -104,7 +108,9 @@ for sig, name in ((signal.SIGTERM, "lora_sigterm"), (signal.SIGKILL, "lora_sigki
     while not states(out) and proc.poll() is None and time.time() - t0 < 120:
         time.sleep(0.02)
     time.sleep(0.05)
-    proc.send_signal(sig)
+    for s in sigs:
+        proc.send_signal(s)
+        time.sleep(0.01)
     _, err = proc.communicate()
     c.check(proc.returncode == -sig, f"{name}: ends by signal {int(sig)} (exit {proc.returncode})")
     c.check(len(states(out)) == 1, f"{name}: a state file is there")

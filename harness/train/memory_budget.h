@@ -1,0 +1,34 @@
+// Training under a memory budget (--memory-budget): the largest micro-batch whose training peak
+// fits, from a memory model of the job fitted on two probe steps and checked on the first real one.
+//
+// Model: peak(m) = a + b * m + s, where a (bytes alive whatever the micro-batch: weights, resident
+// features, trainable tensors, gradients) and b (bytes per image of a chunk's activations) come
+// from the exact peaks of forward + backward over half and the whole batch (Trainer::probe_peak; no
+// optimizer step, nothing of the training changed), and s is AdamW's state (2 x the trainable
+// bytes) when the optimizer has not allocated it yet.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
+
+#include "harness/train/trainer.h"
+
+namespace petl {
+
+struct BudgetChoice {
+  int64_t budget = 0;       // bytes
+  int64_t batch = 0;        // images per rank and step
+  int64_t micro_batch = 0;  // chosen; == batch: no split
+  bool fits = true;         // false: even one image per chunk is predicted above the budget
+  double a = 0, b = 0;      // the fitted model (bytes, bytes per image)
+  int64_t optimizer_state = 0;
+  std::vector<std::pair<int64_t, int64_t>> probes;  // (images, measured peak bytes)
+  int64_t predicted(int64_t m) const { return int64_t(a + b * double(m)) + optimizer_state; }
+  nlohmann::json to_json() const;  // MiB figures, for the record's memory_budget section
+};
+
+// Probes, fits and chooses (see above). `batch`: this rank's images per step.
+BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t budget);
+
+}  // namespace petl

@@ -1,0 +1,128 @@
+// Micro-batches and the memory budget (harness/train/memory_budget.h): a micro-batched step equals
+// the whole-batch step up to float summation order for a light and a heavy method; the budget's
+// memory model predicts the measured peak within 5 % on a small backbone, the chosen micro-batch's
+// peak stays under the budget, and a budget below one image is refused. ViT-H/14 is a known
+// architecture with timm's parameter count.
+#include <gtest/gtest.h>
+
+#include "harness/train/memory_budget.h"
+#include "harness/train/memory_meter.h"
+#include "harness/train/trainer.h"
+#include "test_util.h"
+
+using namespace petl;
+
+namespace {
+
+struct Case {
+  VisionTransformer vit;
+  std::shared_ptr<Method> method;
+  Recipe recipe;
+};
+
+// A method on a 65-token backbone with dropout off, in float64 (so the comparison is tight).
+Case make_case(const std::string& name, torch::Dtype dtype) {
+  auto cfg = test::tiny_config(32, 4, 48, 3, 4);
+  cfg.drop_path_rate = 0.0;
+  Case c{VisionTransformer(cfg), nullptr, {}};
+  c.vit->init_weights(3);
+  c.vit->set_trainable(false);
+  std::vector<std::string> sets;
+  for (auto& o : MethodRegistry::instance().get(name).options) {
+    if (o.type == "double" && o.key.find("drop") != std::string::npos) sets.push_back(o.key + "=0");
+    if (o.type == "bool" && o.key.find("drop_path") != std::string::npos) sets.push_back(o.key + "=off");
+  }
+  torch::manual_seed(5);
+  c.method = test::make_method(name, c.vit, 5, "test_task", Settings::parse(sets), 0.0);
+  c.recipe = load_recipe(MethodRegistry::instance().get(name).default_recipe, "", name);
+  c.recipe.batch_size = 16;
+  c.recipe.epochs = 3;
+  c.recipe.warmup_epochs = 1;
+  c.recipe.warmup_lr_init = c.recipe.lr * 0.1;
+  c.recipe.cooldown_epochs = 0;
+  c.vit->to(dtype);
+  c.method->to(dtype);
+  return c;
+}
+
+LiveImages images(int64_t n, torch::Dtype dtype) {
+  torch::manual_seed(7);
+  SplitTensors st;
+  st.images = torch::randn({n, 3, 32, 32}, dtype);
+  st.labels = torch::randint(0, 5, {n}, torch::kInt64);
+  return LiveImages(st);
+}
+
+}  // namespace
+
+class MicroBatch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MicroBatch, EqualsTheWholeBatchStep) {
+  std::vector<std::vector<double>> losses(2);
+  std::vector<NamedTensors> finals(2);
+  for (int k = 0; k < 2; ++k) {
+    Case c = make_case(GetParam(), torch::kFloat64);
+    auto train = images(32, torch::kFloat64);  // two batches of 16 per epoch
+    DataParallel dp(1, torch::kCPU);
+    Trainer t(*c.method, c.recipe, dp, torch::kCPU, -1, GetParam(), false);
+    if (k == 1) t.set_micro_batch(5);  // chunks of 5, 5, 5, 1
+    torch::manual_seed(11);
+    for (int e = 0; e < 3; ++e) losses[k].push_back(t.train_one_epoch(train, e).mean_loss);
+    for (auto& [n, v] : c.method->checkpoint_tensors()) finals[k].emplace_back(n, v.clone());
+  }
+  for (int e = 0; e < 3; ++e) EXPECT_NEAR(losses[0][e], losses[1][e], 1e-12) << GetParam() << " epoch " << e;
+  EXPECT_GT(std::abs(losses[0][0] - losses[0][2]), 1e-6) << "training moved the loss";
+  ASSERT_EQ(finals[0].size(), finals[1].size());
+  for (size_t i = 0; i < finals[0].size(); ++i)
+    EXPECT_TRUE(torch::allclose(finals[0][i].second, finals[1][i].second, 1e-9, 1e-11))
+        << GetParam() << " " << finals[0][i].first << " max diff "
+        << (finals[0][i].second - finals[1][i].second).abs().max().item<double>();
+}
+
+INSTANTIATE_TEST_SUITE_P(LightAndHeavy, MicroBatch, ::testing::Values("synqt", "lora", "full"),
+                         [](const auto& info) { return info.param; });
+
+TEST(MemoryBudget, ModelPredictsTheMeasuredPeakAndTheChoiceFits) {
+  MemoryMeter::install();
+  for (const std::string name : {"lora", "synqt"}) {
+    Case c = make_case(name, torch::kFloat32);
+    auto train = images(64, torch::kFloat32);
+    c.recipe.batch_size = 64;
+    DataParallel dp(1, torch::kCPU);
+    Trainer t(*c.method, c.recipe, dp, torch::kCPU, -1, name, false);
+    // The peak of the whole batch, from the model, and measured by a probe step.
+    BudgetChoice whole = choose_micro_batch(t, train, 64, int64_t(1) << 40);
+    EXPECT_EQ(whole.micro_batch, 64) << name;
+    const int64_t full_peak = t.probe_peak(train, 64) + whole.optimizer_state;
+    EXPECT_NEAR(double(whole.predicted(64)), double(full_peak), 0.05 * double(full_peak)) << name;
+    // A budget between the one-image and the whole-batch peak: the chosen micro-batch is smaller,
+    // its predicted and measured peaks fit and agree within 5 %.
+    const int64_t budget = (whole.predicted(1) + whole.predicted(64)) / 2;
+    BudgetChoice bc = choose_micro_batch(t, train, 64, budget);
+    ASSERT_TRUE(bc.fits) << name;
+    EXPECT_LT(bc.micro_batch, 64) << name;
+    EXPECT_GT(bc.micro_batch, 1) << name;
+    const int64_t measured = t.probe_peak(train, bc.micro_batch) + bc.optimizer_state;
+    EXPECT_LE(measured, budget) << name;
+    EXPECT_NEAR(double(bc.predicted(bc.micro_batch)), double(measured), 0.05 * double(measured)) << name;
+    // Below one image: does not fit, and the minimum peak is said.
+    BudgetChoice none = choose_micro_batch(t, train, 64, whole.predicted(1) / 2);
+    EXPECT_FALSE(none.fits) << name;
+    EXPECT_TRUE(none.to_json().contains("minimum_peak_mib")) << name;
+    // Probing changed nothing: a trained step from here equals one from an unprobed trainer.
+    torch::manual_seed(11);
+    const double probed = t.train_one_epoch(train, 0).mean_loss;
+    Case fresh = make_case(name, torch::kFloat32);
+    Trainer t2(*fresh.method, c.recipe, dp, torch::kCPU, -1, name, false);
+    torch::manual_seed(11);
+    EXPECT_EQ(probed, t2.train_one_epoch(train, 0).mean_loss) << name;
+  }
+}
+
+TEST(Architectures, VitHuge14HasTimmsParameterCount) {
+  const auto cfg = vit_config_by_name("vit_huge_patch14_224_in21k");
+  EXPECT_EQ(cfg.num_tokens(), 257);
+  torch::NoGradGuard ng;
+  VisionTransformer vit(cfg);
+  EXPECT_EQ(vit->num_parameters(), 630764800);  // timm vit_huge_patch14_224_in21k, num_classes=0
+}
