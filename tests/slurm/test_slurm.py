@@ -124,8 +124,7 @@ SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
 AuthType=auth/munge
 CredType=cred/munge
-# cred_expire also delays a requeued job's start (BeginTime); the test releases it itself
-AuthInfo=socket={self.sock},cred_expire=10
+AuthInfo=socket={self.sock}
 StateSaveLocation={t}/state
 SlurmdSpoolDir={t}/spool
 SlurmctldPidFile={t}/slurmctld.pid
@@ -144,7 +143,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
 SchedulerParameters=sched_interval=2
-MinJobAge=5
+MinJobAge=30
 KillWait=10
 OverTimeLimit=0
 InactiveLimit=0
@@ -291,6 +290,8 @@ threads_per_rank: 1
 
 
 EPOCHS = 3
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+         "PREEMPTED")
 
 
 def accuracies(rec):
@@ -330,7 +331,7 @@ def main():
         log("suite built")
 
         # The two Slurm sweeps, submitted at once (they share the node's CPUs: OverSubscribe=FORCE).
-        jenv = dict(env, PETL=a.petl, GRACE_S="30")
+        jenv = dict(env, PETL=a.petl, GRACE_S="20")
         common = ["--time=1", "--signal=B:USR2@10", "--nodes=1", "--cpus-per-task=1", f"--chdir={tmp}"]
         sw_out, ar_out = os.path.join(tmp, "sweep"), os.path.join(tmp, "array")
         sw_cfg = config(os.path.join(tmp, "sweep.yaml"), sw_out, data)
@@ -354,30 +355,28 @@ def main():
 
         # 2. Watch: release requeued jobs (BeginTime) with a limit the resumed run fits in.
         released = set()
-        seen_running = set()
+        final = {}          # job id -> (state, `scontrol show job` fields) when first seen ended
         while True:
             if time.time() - T0 > DEADLINE_S:
                 raise RuntimeError(f"timed out after {DEADLINE_S} s; jobs: {squeue(cl)}")
             jobs = squeue(cl)
             mine = {j: s for j, s in jobs.items() if j == sw_id or j.startswith(ar_id + "_")}
             for j, (state, reason) in mine.items():
-                if state == "RUNNING":
-                    seen_running.add(j)
+                if state in ENDED and j not in final:
+                    final[j] = (state, job_info(cl, j))
+                    log(f"job {j} ended: {state}")
                 if state == "PENDING" and reason == "BeginTime":
                     log(f"job {j} requeued, waiting in BeginTime: releasing it (StartTime=now, TimeLimit=10)")
                     cl.cmd(["scontrol", "update", f"JobId={j}", "StartTime=now", "TimeLimit=10"], check=False)
                     released.add(j)
             ref_done = ref_proc.poll() is not None
-            slurm_done = len(mine) >= 3 and all(s in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL",
-                                                       "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED")
-                                                 for s, _ in mine.values())
+            slurm_done = len(final) >= 3 and all(s in ENDED for s, _ in mine.values())
             if ref_done and slurm_done:
                 break
             time.sleep(1)
-        log(f"all jobs ended: {mine}; released {sorted(released)}")
+        log(f"all jobs ended; released {sorted(released)}")
         check(ref_proc.returncode == 0, f"the reference sweep exits 0 (got {ref_proc.returncode})")
-        for j, (state, _) in sorted(mine.items()):
-            info = job_info(cl, j)
+        for j, (state, info) in sorted(final.items()):
             check(state == "COMPLETED", f"job {j} completed (state {state}, exit {info.get('ExitCode')})")
             check(int(info.get("Restarts", "0")) >= 1, f"job {j} was requeued (Restarts={info.get('Restarts')})")
 
