@@ -355,6 +355,7 @@ def main():
 
         # 2. Watch: release requeued jobs (BeginTime) with a limit the resumed run fits in.
         released = set()
+        pending_since = {}
         final = {}          # job id -> (state, `scontrol show job` fields) when first seen ended
         while True:
             if time.time() - T0 > DEADLINE_S:
@@ -365,7 +366,11 @@ def main():
                 if state in ENDED and j not in final:
                     final[j] = (state, job_info(cl, j))
                     log(f"job {j} ended: {state}")
-                if state == "PENDING" and reason == "BeginTime":
+                if state == "PENDING" and reason == "BeginTime" and j not in released:
+                    # Not at once: slurmd refuses a launch in the same second as the requeue's credential
+                    # revocation ("Job credential revoked": the job then fails).
+                    if time.time() - pending_since.setdefault(j, time.time()) < 3:
+                        continue
                     log(f"job {j} requeued, waiting in BeginTime: releasing it (StartTime=now, TimeLimit=10)")
                     cl.cmd(["scontrol", "update", f"JobId={j}", "StartTime=now", "TimeLimit=10"], check=False)
                     released.add(j)
