@@ -305,7 +305,13 @@ def main():
     ap.add_argument("--petl", required=True)
     ap.add_argument("--source", required=True, help="the repository (slurm/*.sbatch)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds before the test gives up")
     a = ap.parse_args()
+
+    def terminated(sig, _frame):    # ctest's timeout, a ^C: clean up in `finally` all the same
+        raise RuntimeError(f"terminated by signal {sig}")
+    signal.signal(signal.SIGTERM, terminated)
+    signal.signal(signal.SIGHUP, terminated)
     a.petl = os.path.abspath(a.petl)
 
     missing = [b for b in ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "srun")
@@ -379,8 +385,8 @@ def main():
         pending_since = {}
         final = {}          # job id -> (state, `scontrol show job` fields) when first seen ended
         while True:
-            if time.time() - T0 > DEADLINE_S:
-                raise RuntimeError(f"timed out after {DEADLINE_S} s; jobs: {squeue(cl)}")
+            if time.time() - T0 > a.deadline:
+                raise RuntimeError(f"timed out after {a.deadline:.0f} s; jobs: {squeue(cl)}")
             jobs = squeue(cl)
             mine = {j: s for j, s in jobs.items() if j == sw_id or j.startswith(ar_id + "_")}
             for j, (state, reason) in mine.items():
