@@ -9,10 +9,15 @@ used), then:
    uninterrupted reference;
 2. submits the same sweep as `sbatch slurm/sweep.sbatch` (one node, 2 ranks over srun --mpi=pmix)
    and as `sbatch --array=0-1 slurm/sweep_array.sbatch` (2 shards, 1 rank each), both with
-   `--time=1 --signal=B:USR2@10`, so that Slurm's own time-limit warning reaches the batch shells
+   `--time=1 --signal=B:USR2@25`, so that Slurm's own time-limit warning reaches the batch shells
    while jobs train: the scripts stop the ranks and `scontrol requeue` themselves. A requeued job
    waits in BeginTime; the test releases it (`scontrol update StartTime=now`) with a longer time
-   limit, so that the resumed attempt finishes the sweep;
+   limit, so that the resumed attempt finishes the sweep.
+   Timing: slurmctld checks time limits every 30 s (PERIODIC_TIMEOUT, from its start) and sends the
+   warning at the first check where the time left is <= warning + 30 s, i.e. here at the first
+   check once the job has run 5 s: the jobs, submitted right after the cluster starts, get USR2
+   about 25 s after their start (at most ~60 s if they started late); the 25-epoch full
+   fine-tuning jobs then train (~75 s each with 5 processes on the 2 CPUs the test pins itself to);
 3. checks the journals of both Slurm sweeps: every key exactly once, all ok, the same accuracies
    (best_of_10, final) and losses per key as the reference; the logs show the USR2 warning, the
    stop (exit 143), the requeue and a restart count >= 1; and at least one training record was
@@ -39,7 +44,7 @@ import time
 SKIP = 77
 FAILURES = []
 T0 = time.time()
-DEADLINE_S = 270          # the whole test, daemons included, must end well within ctest's TIMEOUT
+DEADLINE_S = 360          # the whole test, daemons included, must end well within ctest's TIMEOUT
 
 
 def log(msg):
@@ -289,7 +294,7 @@ threads_per_rank: 1
     return path
 
 
-EPOCHS = 20       # a full fine-tuning job: ~25 s of one core; with 5 processes on 2 cores, ~60 s
+EPOCHS = 25       # a full fine-tuning job: ~30 s of one core; with 5 processes on 2 cores, ~75 s
 CPUS = 2          # the test runs on 2 CPUs whatever the machine: the stop must find jobs training
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
          "PREEMPTED")
@@ -334,8 +339,6 @@ def main():
     cl = Cluster(tmp)
     ref_proc = None
     try:
-        cl.start()
-        log(f"cluster up in {tmp}")
         data = os.path.join(tmp, "mini")
         env = dict(cl.env, PETL_NO_PROGRESS="1")
         subprocess.run([a.petl, "suite", "--out", data, "--no-progress"], env=env, check=True,
@@ -357,9 +360,13 @@ def main():
         if seed is None:
             raise RuntimeError("no balanced seed")
 
+        # The cluster last: slurmctld checks time limits every 30 s from its start, and the jobs,
+        # submitted at once, get the warning at the first check (elapsed ~25-29 s, see below).
+        cl.start()
+        log(f"cluster up in {tmp}")
         # The two Slurm sweeps, submitted at once (they share the node's CPUs: OverSubscribe=FORCE).
         jenv = dict(env, PETL=a.petl, GRACE_S="20")
-        common = ["--time=1", "--signal=B:USR2@10", "--nodes=1", "--cpus-per-task=1", f"--chdir={tmp}"]
+        common = ["--time=1", "--signal=B:USR2@25", "--nodes=1", "--cpus-per-task=1", f"--chdir={tmp}"]
         sw_out, ar_out = os.path.join(tmp, "sweep"), os.path.join(tmp, "array")
         sw_cfg = config(os.path.join(tmp, "sweep.yaml"), sw_out, data, seed)
         ar_cfg = config(os.path.join(tmp, "array.yaml"), ar_out, data, seed)
