@@ -455,14 +455,14 @@ def main():
             if name.startswith("sweep-"):
                 check("requeueing job" in text, f"{name}: the script requeued the job")
         # A job the stop interrupted has two attempts (two "=== petl sweep" headers) in its log.
-        interrupted = []
-        for out in (sw_out, ar_out):
+        for name, out in (("sweep.sbatch", sw_out), ("sweep_array.sbatch", ar_out)):
+            interrupted = []
             ld = os.path.join(out, "logs")
-            for name in sorted(os.listdir(ld)) if os.path.isdir(ld) else []:
-                with open(os.path.join(ld, name), errors="replace") as f:
+            for log_name in sorted(os.listdir(ld)) if os.path.isdir(ld) else []:
+                with open(os.path.join(ld, log_name), errors="replace") as f:
                     if f.read().count("=== petl sweep ") >= 2:
-                        interrupted.append(name)
-        check(len(interrupted) >= 1, f"the stop interrupted at least one job mid-way: {interrupted}")
+                        interrupted.append(log_name)
+            check(len(interrupted) >= 1, f"{name}: the stop interrupted at least one job mid-way: {interrupted}")
         log(f"wall time {time.time() - T0:.0f} s")
     except Exception as e:  # noqa: BLE001 — report, clean up, fail
         FAILURES.append(repr(e))
