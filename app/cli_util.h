@@ -27,4 +27,19 @@ inline bool parse_args(const std::vector<std::string>& args, po::options_descrip
   return true;
 }
 
+// --state-every: minutes (a number >= 0) or "off" (returned as -1).
+inline double parse_state_every(const std::string& text, const std::string& flag) {
+  if (text == "off" || text == "never") return -1;
+  double v = -1;
+  try {
+    size_t used = 0;
+    v = std::stod(text, &used);
+    if (used != text.size()) v = -1;
+  } catch (const std::exception&) {
+    v = -1;
+  }
+  PETL_CHECK(v >= 0 && v < 1e9, flag, " '", text, "': expected minutes (a number >= 0; 0 = every epoch) or 'off'");
+  return v;
+}
+
 }  // namespace petl::cli

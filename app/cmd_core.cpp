@@ -81,7 +81,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
 }  // namespace
 
 int cmd_run(const Args& args) {
-  std::string feature_budget, record_file;
+  std::string feature_budget, record_file, state_every;
   JobSpec spec;
   std::vector<std::string> sets;
   po::options_description d("petl run options");
@@ -94,7 +94,8 @@ int cmd_run(const Args& args) {
       ("feature-memory-budget", po::value(&feature_budget)->default_value("auto"), "with --feature-cache: the most memory the train split's features may hold (e.g. 8G); above it the job trains live and its record says why. auto = half the memory available at start")
       ("cache-dtype", po::value(&spec.cache_dtype)->default_value("float32"), "precision of a cache built here: float32 (same losses and logits as live training) or float16")
       ("no-checkpoint", "do not save the trained tensors")
-      ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again")
+      ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again; else continue from the job's saved training state (<out>/state/<job_key>.safetensors) when there is one")
+      ("state-every", po::value(&state_every)->default_value("10"), "save the job's full training state (trained tensors, optimizer, random generators, evaluations so far) to <out>/state/ at the first epoch boundary at least this many minutes after the last save; 0 = every epoch, off = never. A SIGTERM, SIGUSR2 or SIGINT during training also saves it (at the next iteration) before the job ends by that signal; --resume continues from it, bit for bit on CPU. Removed once the record is written")
       ("record-file", po::value(&record_file), "also write this job's record (the reused one with --resume, or the failed one) to FILE as one JSON line, for a parent process (petl demo's workers)");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
@@ -108,6 +109,7 @@ int cmd_run(const Args& args) {
   spec.progress = !vm.count("no-progress");
   spec.save_checkpoint = !vm.count("no-checkpoint");
   spec.reuse_done = vm.count("resume") > 0;
+  spec.state_every_min = parse_state_every(state_every, "--state-every");
   spec.argv = args;
   // --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
   struct MpiSession {

@@ -59,7 +59,7 @@ json provenance_base() { return {{"git_commit", git_commit()}, {"libtorch_versio
 }  // namespace
 
 int cmd_sweep(const Args& args) {
-  std::string config_file, out, shard_text, petl_bin = "/proc/self/exe";
+  std::string config_file, out, shard_text, state_every, petl_bin = "/proc/self/exe";
   int threads = -1, gpus = 0;
   double timeout = -1, grace = 20;
   bool dry_run = false, retry = false;
@@ -73,6 +73,7 @@ int cmd_sweep(const Args& args) {
     ("job-timeout", po::value(&timeout), "seconds a job may run (overrides job_timeout_s; 0 = no limit): then SIGTERM to its process group, SIGKILL 10 s later, recorded failed")
     ("retry-failed", po::bool_switch(&retry), "re-run jobs whose journal record is failed (also: config retry_failed: true)")
     ("grace-s", po::value(&grace)->default_value(20), "on SIGTERM/SIGUSR2/SIGINT: seconds between SIGTERM and SIGKILL to the running jobs")
+    ("state-every", po::value(&state_every), "every training job saves its full training state to <out>/jobs/<key>/state/ at the first epoch boundary at least this many minutes after its last save (petl run --state-every; default 10, 0 = every epoch, off = never) and when the sweep stops it; a re-run continues each stopped job from its state")
     ("gpus-per-node", po::value(&gpus)->default_value(0), "> 0: training jobs get --device cuda:<node-local rank % G> (run one rank per GPU)")
     ("petl", po::value(&petl_bin)->default_value("/proc/self/exe"), "the petl binary the children run (default: this one)");
   po::positional_options_description pos;
@@ -93,6 +94,7 @@ int cmd_sweep(const Args& args) {
   PETL_CHECK(!vm.count("job-timeout") || timeout >= 0, "--job-timeout ", timeout, ": expected >= 0");
   PETL_CHECK(grace >= 0, "--grace-s ", grace, ": expected >= 0");
   PETL_CHECK(gpus >= 0, "--gpus-per-node ", gpus, ": expected >= 0");
+  if (!state_every.empty()) parse_state_every(state_every, "--state-every");  // checked here, used by the children
   Shard shard;
   if (!shard_text.empty()) shard = parse_shard(shard_text);
 
@@ -103,6 +105,7 @@ int cmd_sweep(const Args& args) {
     if (retry) cfg.retry_failed = true;
     PlanOptions po;
     po.out = out;
+    po.state_every = state_every;
     po.embedded_backbone = embedded_backbone_path();
     po.cache_need = [](const std::string& m, const std::string& t, const std::string& r,
                        const std::map<std::string, std::string>& s) { return method_cache_need(m, t, r, s);
@@ -120,6 +123,10 @@ int cmd_sweep(const Args& args) {
     journals.insert(journals.begin(), plan.journal);
     std::vector<std::string> warnings;
     auto status = merged_status(journals, &warnings);
+    for (const auto& j : plan.jobs)  // jobs stopped mid-way: how far their saved state got
+      if (!j.is_cache && status[j.key] != "ok")
+        if (auto st = mid_job_state_summary(j.out_dir); !st.empty())
+          status[j.key] = (status[j.key].empty() ? "" : status[j.key] + "; ") + "state: " + st;
     for (auto& w : warnings) std::fprintf(stderr, "petl sweep: warning: %s\n", w.c_str());
     if (shard.count > 1) std::printf("shard %d/%d\n", shard.index, shard.count);
     print_plan(std::cout, plan, plan.jobs, status);

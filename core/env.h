@@ -15,6 +15,9 @@
 //                          chosen (recorded in provenance.threads_chosen_by)
 //   PETL_WAIT_POLICY_BY_PETL set by petl itself when it started the OpenMP runtime under its default
 //                          wait policy (core/threads.h); provenance then says "petl" set it
+//   PETL_TEST_STOP_AFTER   tests only: N > 0 makes the N-th stop check of a training loop (one before
+//                          every iteration and every evaluation batch, core/stop.h) act as if SIGTERM
+//                          had arrived, so tests stop a job at an exact point
 //
 // Read, never required: OMP_NUM_THREADS (the thread count when --threads is 0), OMP_WAIT_POLICY and
 // GOMP_SPINCOUNT (a user's OpenMP wait policy: petl then leaves the runtime's waiting alone).
@@ -32,6 +35,7 @@ constexpr const char* kSweepJobKey = "PETL_SWEEP_JOB_KEY";
 constexpr const char* kSweepRank = "PETL_SWEEP_RANK";
 constexpr const char* kThreadsBy = "PETL_THREADS_BY";
 constexpr const char* kWaitPolicyByPetl = "PETL_WAIT_POLICY_BY_PETL";
+constexpr const char* kTestStopAfter = "PETL_TEST_STOP_AFTER";
 constexpr const char* kOmpNumThreads = "OMP_NUM_THREADS";
 constexpr const char* kOmpWaitPolicy = "OMP_WAIT_POLICY";
 constexpr const char* kGompSpincount = "GOMP_SPINCOUNT";

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -397,7 +398,7 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
   try {
     header = json::parse(file.data() + 8, file.data() + 8 + header_size);
   } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
-    PETL_FAIL(where, ": header is not valid JSON: ", e.what());
+    PETL_FAIL(where, ": header is not valid JSON: ", printable(e.what()));
   }
   PETL_CHECK(header.is_object(), where, ": header JSON is not an object");
 
@@ -469,6 +470,38 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
     prev = &r;
   }
   return tensors;
+}
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  const std::string where = "safetensors file '" + path + "'";
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  PETL_CHECK(in, where, ": cannot open: ", std::strerror(errno));
+  const uint64_t file_size = uint64_t(in.tellg());
+  uint8_t size_bytes[8];
+  in.seekg(0);
+  PETL_CHECK(file_size >= 8 && in.read(reinterpret_cast<char*>(size_bytes), 8), where, ": file too small (",
+             file_size, " bytes; expected at least the 8-byte header size)");
+  const uint64_t header_size = read_u64_le(size_bytes);
+  PETL_CHECK(header_size <= file_size - 8, where, ": header size ", header_size, " exceeds the file (", file_size,
+             " bytes; truncated or not a safetensors file)");
+  std::string text(size_t(header_size), '\0');
+  PETL_CHECK(in.read(text.data(), std::streamsize(header_size)), where, ": header unreadable");
+  json header;
+  try {
+    header = json::parse(text);
+  } catch (const json::exception& e) {
+    PETL_FAIL(where, ": header is not valid JSON: ", printable(e.what()));
+  }
+  PETL_CHECK(header.is_object(), where, ": header JSON is not an object");
+  std::map<std::string, std::string> metadata;
+  auto it = header.find("__metadata__");
+  if (it == header.end()) return metadata;
+  PETL_CHECK(it->is_object(), where, ": key '__metadata__' is not an object");
+  for (const auto& [mkey, mval] : it->items()) {
+    PETL_CHECK(mval.is_string(), where, ": __metadata__ key '", mkey, "' is not a string (found ", mval.dump(), ")");
+    metadata[mkey] = mval.get<std::string>();
+  }
+  return metadata;
 }
 
 void write_safetensors(const std::string& path, const TensorMap& tensors,

@@ -26,6 +26,8 @@ using TensorMap = std::map<std::string, RawTensor>;
 // optional "__metadata__" (string → string), then the data. Errors name the file and the key.
 TensorMap read_safetensors(const std::string& path,
                            std::map<std::string, std::string>* metadata = nullptr);
+// The "__metadata__" of a safetensors file, reading only its header (cheap for large files).
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 // Written to path + ".tmp" and renamed, so a crash never leaves a half file.
 void write_safetensors(const std::string& path, const TensorMap& tensors,
                        const std::map<std::string, std::string>& metadata = {});

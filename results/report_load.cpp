@@ -143,6 +143,14 @@ void read_file(const std::string& f, const std::string& protocol, Records& out, 
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     Source src{f, lineno};
     const std::string where = src.where();
+    if (is.eof()) {  // the last line has no newline: a writer killed mid-write (io/journal.h cuts it)
+      json j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        out.warnings.push_back(str_cat(where, ": torn last line (", line.size(),
+                                       " bytes, no newline: a writer was stopped mid-write) skipped"));
+        continue;
+      }
+    }
     json j = parse_line(line, where, problems);
     if (j.is_discarded()) continue;
     if (const std::string schema = schema_of(j); !schema.empty() && !is_result_record(j)) {

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/text.h"
 #include "core/hashing.h"
+#include "io/tensor_file.h"
 
 namespace petl {
 namespace fs = std::filesystem;
@@ -416,6 +417,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
           j.args.insert(j.args.end(), {"--seed", std::to_string(seed), "--protocol", cfg.protocol});
           for (auto& [k, v] : sets) j.args.insert(j.args.end(), {"--set", k + "=" + v});
           j.args.insert(j.args.end(), {"--out", j.out_dir, "--resume", "--no-progress", "--threads", P});
+          if (!opts.state_every.empty()) j.args.insert(j.args.end(), {"--state-every", opts.state_every});
           if (!cache_key.empty())
             j.args.insert(j.args.end(), {"--feature-cache", caches[cache_index[cache_key]].out_dir, "--cache-dtype",
                                          cfg.cache_dtype});
@@ -479,6 +481,22 @@ std::vector<SweepJob> shard_jobs(const std::vector<SweepJob>& jobs, const Shard&
 
 // ------------------------------------------------------------------ --dry-run table
 
+std::string mid_job_state_summary(const std::string& job_out_dir) {
+  std::error_code ec;
+  std::vector<std::string> parts;
+  for (const auto& e : fs::directory_iterator(fs::path(job_out_dir) / "state", ec)) {
+    if (e.path().extension() != ".safetensors") continue;
+    try {
+      const auto md = io::read_safetensors_metadata(e.path().string());
+      const json s = json::parse(md.at("petl_job_state"));
+      parts.push_back(s.value("summary", std::string("?")) + ", saved " + s.value("saved_utc", std::string("?")));
+    } catch (const std::exception&) {
+      parts.push_back("unreadable state file " + e.path().filename().string());
+    }
+  }
+  return join(parts, "; ");
+}
+
 void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<SweepJob>& jobs,
                 const std::map<std::string, std::string>& done) {
   const auto& c = plan.config;
@@ -500,7 +518,7 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
     return s.str();
   };
   row("key", "method", "task", "seed", "sets", "depends_on", "cost", "journal");
-  int n_cache = 0, n_train = 0, n_ok = 0, n_failed = 0;
+  int n_cache = 0, n_train = 0, n_ok = 0, n_failed = 0, n_state = 0;
   double cost_all = 0, cost_todo = 0;
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& j : jobs) {
@@ -509,7 +527,8 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
       std::string st = it == done.end() ? "" : it->second;
       (j.is_cache ? n_cache : n_train)++;
       if (st == "ok") ++n_ok;
-      if (st == "failed") ++n_failed;
+      if (st.rfind("failed", 0) == 0) ++n_failed;
+      if (st.find("state: ") != std::string::npos) ++n_state;
       cost_all += j.cost;
       if (st != "ok") cost_todo += j.cost;
       if (j.is_cache) {
@@ -525,7 +544,9 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
   }
   os << "\n"
      << n_train << " training job(s), " << n_cache << " cache build(s); journal: " << n_ok << " ok, " << n_failed
-     << " failed, " << (n_train + n_cache - n_ok - n_failed) << " not run; estimated cost " << fmt_cost(cost_todo)
+     << " failed, " << (n_train + n_cache - n_ok - n_failed) << " not run"
+     << (n_state ? ", " + std::to_string(n_state) + " with a mid-job state (continued, not restarted)" : std::string())
+     << "; estimated cost " << fmt_cost(cost_todo)
      << " of " << fmt_cost(cost_all) << " still to run"
      << (c.retry_failed ? " (failed jobs will be retried)" : " (failed jobs are skipped; retry_failed re-runs them)")
      << "\n";

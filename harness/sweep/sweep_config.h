@@ -126,6 +126,7 @@ struct PlanOptions {
   std::string out;                // non-empty: overrides the config's out
   std::string embedded_backbone;  // the embedded backbone file, hashed into keys when backbone is empty
   CacheNeedFn cache_need;         // null: no job uses a feature cache
+  std::string state_every;        // non-empty: --state-every for every training job
 };
 
 struct SweepPlan {
@@ -149,6 +150,11 @@ struct Shard {
 };
 Shard parse_shard(const std::string& text);  // "I/N" with 0 ≤ I < N; throws petl::Error otherwise
 std::vector<SweepJob> shard_jobs(const std::vector<SweepJob>& jobs, const Shard& shard);
+
+// How far a job stopped mid-way got: the summary and save time of the mid-job training state(s) in
+// <job_out_dir>/state/ ("4/10 epochs trained, epoch 5 at iteration 3, saved 2026-...Z"), "" when
+// there is none.
+std::string mid_job_state_summary(const std::string& job_out_dir);
 
 // The --dry-run table: cache builds first, then training jobs; key, kind/method, task, seed,
 // sets, depends_on, cost, journal status ("ok", "failed" or "" from `done`); then totals.

@@ -2,6 +2,7 @@
 
 #include "harness/train/feature_cache.h"
 #include "core/progress.h"
+#include "core/stop.h"
 
 namespace petl {
 
@@ -16,6 +17,7 @@ EvalResult evaluate(Method& method, const torch::Tensor& images, const torch::Te
   std::vector<torch::Tensor> all;
   ProgressBar bar(label, (n + batch_size - 1) / batch_size, progress);
   for (int64_t s = 0; s < n; s += batch_size) {
+    stop::check();  // a stop during an evaluation: the job saves its state and ends
     int64_t len = std::min(batch_size, n - s);
     auto logits = method.forward(images.narrow(0, s, len).to(device)).to(torch::kCPU);
     correct += logits.argmax(1).eq(labels.narrow(0, s, len)).sum().item<int64_t>();

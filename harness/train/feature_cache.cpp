@@ -7,6 +7,7 @@
 
 #include "datasets/image.h"
 #include "core/error.h"
+#include "core/stop.h"
 #include "core/hashing.h"
 #include "core/build_info.h"
 #include "core/system.h"
@@ -247,6 +248,7 @@ void for_each_cached_batch(const std::string& path, const io::AttributeMap& expe
     return t;
   };
   for (int64_t row0 = 0; row0 < r.n_rows(); row0 += batch) {
+    stop::check();
     const int64_t c = std::min(batch, r.n_rows() - row0);
     auto labels = torch::empty({c}, torch::kInt64);
     r.read_labels(row0, c, labels.data_ptr<int64_t>());

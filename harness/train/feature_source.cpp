@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/stop.h"
 #include "core/system.h"
 #include "core/text.h"
 #include "io/feature_store.h"
@@ -28,6 +29,7 @@ void LiveImages::for_each_features(VisionTransformer backbone, const CacheTaps& 
   const int64_t n = size();
   ProgressBar bar(label, (n + batch_size - 1) / batch_size, progress);
   for (int64_t s = 0; s < n; s += batch_size) {
+    stop::check();
     const int64_t len = std::min(batch_size, n - s);
     fn(backbone_features(backbone, split_.images.narrow(0, s, len).to(device), taps), split_.labels.narrow(0, s, len));
     bar.add(1);

@@ -10,7 +10,10 @@
 #include "core/build_info.h"
 #include "core/error.h"
 #include "core/system.h"
+#include "core/stop.h"
+#include "core/text.h"
 #include "harness/train/feature_source.h"
+#include "harness/train/job_state.h"
 #include "harness/train/trainer.h"
 #include "io/journal.h"
 #include "models/checkpoint.h"
@@ -153,56 +156,159 @@ void save_checkpoint(const ResolvedJob& job, Method& method, Record& r, int num_
   r.checkpoint = fs::absolute(ck).string();
 }
 
+void remove_job_state(const std::string& out_dir, const std::string& key) {
+  std::error_code ec;
+  fs::remove(job_state_path(out_dir, key), ec);
+}
+
 bool is_eval_epoch(const Recipe& r, int epoch) {
   return (epoch + 1) % r.eval_every == 0 || epoch + 1 == r.total_epochs();
 }
+
+// Saves the job's state at epoch boundaries at most every `every_min` minutes, and at once when a
+// stop was requested (harness/train/job_state.h). Inactive without a path (no --out, --dp, or
+// --state-every off).
+class StateSaver {
+ public:
+  StateSaver(std::string path, std::string key, double every_min, Trainer& trainer, Method& method,
+             torch::Device device, std::string label)
+      : path_(std::move(path)), key_(std::move(key)), every_s_(every_min * 60.0), trainer_(trainer), method_(method),
+        device_(device), label_(std::move(label)), last_(std::chrono::steady_clock::now()) {}
+  bool active() const { return !path_.empty(); }
+  const std::string& path() const { return path_; }
+  // At an epoch boundary: saves when the interval has passed.
+  void maybe_save(const LoopProgress& p) {
+    if (active() && std::chrono::duration<double>(std::chrono::steady_clock::now() - last_).count() >= every_s_) save(p);
+  }
+  void save(const LoopProgress& p) {
+    if (!active()) return;
+    trainer_.pause_peak();  // host copies of the state are not training memory
+    const auto t0 = std::chrono::steady_clock::now();
+    LoopProgress q = p;
+    q.eval_s += trainer_.eval_seconds();
+    if (trainer_.started()) {  // paused: the peak so far is final
+      q.peak_train = trainer_.peak().train_peak();
+      q.peak_baseline = trainer_.peak().baseline();
+      q.peak_reserved = trainer_.peak().train_peak_reserved();
+    }
+    save_job_state(path_, key_, q, method_, trainer_.optimizer(), device_);
+    last_ = std::chrono::steady_clock::now();
+    trainer_.resume_peak();
+    std::fprintf(stderr, "[petl] %s: training state saved (%zu/%d epochs trained%s) to %s in %.2f s\n", label_.c_str(),
+                 p.epoch_train_loss.size(), p.total_epochs,
+                 p.current.next_iteration > 0 ? str_cat(", epoch ", p.epoch + 1, " at iteration ", p.current.next_iteration).c_str()
+                                              : "",
+                 path_.c_str(), std::chrono::duration<double>(last_ - t0).count());
+  }
+
+ private:
+  std::string path_, key_;
+  double every_s_;
+  Trainer& trainer_;
+  Method& method_;
+  torch::Device device_;
+  std::string label_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 // Trains every epoch, evaluating every eval_every epochs and after the last; returns this
 // process's data-parallel rank (0 without --dp). Methods whose evaluation frozen-backbone
 // features serve (query-only: linear, vqt, synqt) keep a snapshot of their trainable tensors at
 // each evaluation epoch instead, and one pass over the test split after training evaluates every
 // snapshot; the others (they change the backbone's token path) evaluate at each evaluation epoch.
+// With a state path (`state_path`), the loop starts from a saved state of this job when
+// `resume` finds one, saves its state every spec.state_every_min minutes at epoch boundaries, and
+// on SIGTERM / SIGUSR2 / SIGINT saves it at the next iteration or evaluation-batch boundary and
+// ends the process by that signal.
 int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer backbone, const FeatureSources& src,
-                       Record& r, int image_size) {
+                       Record& r, int image_size, const std::string& state_path) {
   const auto& recipe = job.recipe();
   DataParallel dp(job.spec.dp, job.device);
   if (dp.active())
     r.data_parallel = {{"ranks", dp.size()}, {"backend", dp.backend()},
-                       {"note", "each rank trains on its slice of every global batch; gradients summed"}};
+                       {"note", "each rank trains on its slice of every global batch; gradients summed; no mid-job state"}};
   const std::string label = job.spec.method + "/" + job.task.name;
   Trainer trainer(method, recipe, dp, job.device, job.cuda_index, label, job.spec.progress);
   trainer.iterations(src.train->size());  // fails early when there is not one batch
   const CacheTaps eval_taps = eval_taps_for(method.needs());
-  std::vector<Snapshot> snapshots;
-  Timing t;
-  int64_t images = 0;
+  const bool with_state = !state_path.empty() && !dp.active();
+  StateSaver saver(with_state ? state_path : "", r.job_key, job.spec.state_every_min, trainer, method, job.device, label);
+  LoopProgress p;
+  if (with_state && job.spec.reuse_done) {
+    if (auto loaded = load_job_state(state_path, r.job_key, method, trainer.optimizer(), job.device)) {
+      p = std::move(*loaded);
+      if (p.peak_train >= 0) trainer.continue_peak(p.peak_train, p.peak_baseline, p.peak_reserved);
+      std::fprintf(stderr, "[petl] %s: resuming from %s: %zu/%d epochs trained%s%s\n", label.c_str(), state_path.c_str(),
+                   p.epoch_train_loss.size(), recipe.total_epochs(),
+                   p.current.next_iteration > 0 ? str_cat(", epoch ", p.epoch + 1, " at iteration ", p.current.next_iteration).c_str() : "",
+                   p.eval_pending ? ", its evaluation pending" : "");
+      r.extra["resumed"] = {{"from_epoch", p.epoch + 1},
+                            {"from_iteration", p.current.next_iteration},
+                            {"evaluation_pending", p.eval_pending},
+                            {"resumes", p.resumes},
+                            {"state_file", fs::absolute(state_path).string()},
+                            {"note", "losses and accuracies continue the saved run exactly; the training-memory "
+                                     "peak is the larger of the saved part's and this process's"}};
+    }
+  }
+  p.total_epochs = recipe.total_epochs();
+  const double eval_s_before = p.eval_s;
   auto log_eval = [&](int epoch, double loss, double acc) {
-    r.evals.push_back({epoch, acc, loss});
+    p.evals.push_back({epoch, acc, loss});
     std::fprintf(stderr, "[petl] %s epoch %d: loss %.4f, test acc %.2f%%\n", label.c_str(), epoch, loss, acc);
   };
-  for (int epoch = 0; epoch < recipe.total_epochs(); ++epoch) {
-    auto e = trainer.train_one_epoch(*src.train, epoch);
-    t.train_s += e.seconds;
-    images += e.images;
-    r.epoch_train_loss.push_back(e.mean_loss);
-    if (!is_eval_epoch(recipe, epoch)) continue;
-    if (eval_taps.any())
-      snapshots.push_back(Snapshot::take(trainer.trainable(), epoch + 1, e.mean_loss));
-    else
-      log_eval(epoch + 1, e.mean_loss, trainer.evaluate(*src.test).accuracy);
+  {
+    stop::Scope stoppable(saver.active());
+    try {
+      for (; p.epoch < recipe.total_epochs(); ++p.epoch) {
+        if (!p.eval_pending) {
+          p.current.epoch = p.epoch;
+          trainer.train_iterations(*src.train, p.current);
+          p.train_s += p.current.seconds;
+          p.images += p.current.images;
+          p.epoch_train_loss.push_back(trainer.mean_loss(*src.train, p.current));
+          p.current = EpochProgress{};
+          if (is_eval_epoch(recipe, p.epoch)) {
+            if (eval_taps.any())
+              p.snapshots.push_back(Snapshot::take(trainer.trainable(), p.epoch + 1, p.epoch_train_loss.back()));
+            else
+              p.eval_pending = true;
+          }
+        }
+        if (p.eval_pending) {
+          log_eval(p.epoch + 1, p.epoch_train_loss.back(), trainer.evaluate(*src.test).accuracy);
+          p.eval_pending = false;
+        }
+        if (p.epoch + 1 < recipe.total_epochs()) {
+          LoopProgress next = p;  // the state at the start of the next epoch
+          ++next.epoch;
+          saver.maybe_save(next);
+        }
+      }
+      if (!p.snapshots.empty()) {
+        auto results = trainer.evaluate_snapshots(*src.test, p.snapshots, backbone, eval_taps);
+        for (size_t i = 0; i < p.snapshots.size(); ++i)
+          log_eval(p.snapshots[i].epoch, p.snapshots[i].train_loss, results[i].accuracy);
+        r.settings["evaluation"] = "snapshots of the trainable tensors at each evaluation epoch, evaluated in one pass "
+                                   "over the test split's frozen-backbone features (" + eval_taps.str() + ")";
+      }
+    } catch (const stop::Stopped& s) {
+      saver.save(p);
+      std::fprintf(stderr, "[petl] %s: stopped by %s; `petl run ... --resume` (or the sweep's next run) continues "
+                   "from %s\n", label.c_str(), stop::signal_name(s.signal()).c_str(), saver.path().c_str());
+      std::fflush(stderr);
+      stop::die(s.signal());
+    }
   }
-  if (!snapshots.empty()) {
-    auto results = trainer.evaluate_snapshots(*src.test, snapshots, backbone, eval_taps);
-    for (size_t i = 0; i < snapshots.size(); ++i)
-      log_eval(snapshots[i].epoch, snapshots[i].train_loss, results[i].accuracy);
-    r.settings["evaluation"] = "snapshots of the trainable tensors at each evaluation epoch, evaluated in one pass over "
-                               "the test split's frozen-backbone features (" + eval_taps.str() + ")";
-  }
+  r.evals = p.evals;
+  r.epoch_train_loss = p.epoch_train_loss;
   trainer.finish();
   auto mem = memory_breakdown(method, trainer.trainable(), trainer.optimizer(), trainer.peak());
   r.memory = mem.to_json(recipe.batch_size, image_size);
-  t.eval_s = trainer.eval_seconds();
-  t.train_images_per_s = t.train_s > 0 ? double(images) / t.train_s : 0.0;
+  Timing t;
+  t.train_s = p.train_s;
+  t.eval_s = eval_s_before + trainer.eval_seconds();
+  t.train_images_per_s = t.train_s > 0 ? double(p.images) / t.train_s : 0.0;
   r.timing = t;
   return dp.rank();
 }
@@ -229,6 +335,7 @@ Record run_job(const JobSpec& spec) {
       std::fprintf(stderr, "[petl] %s/%s: reusing the finished job %s from %s/results.jsonl\n", spec.method.c_str(),
                    job.task.name.c_str(), r.job_key.c_str(), spec.out_dir.c_str());
       done->reused = true;
+      remove_job_state(spec.out_dir, r.job_key);  // left by a kill between the record and its removal
       return *done;
     }
   }
@@ -239,13 +346,16 @@ Record run_job(const JobSpec& spec) {
                num_classes, " classes (class-count mismatch)");
   }
   if (!src.cache_info.is_null()) r.feature_cache = src.cache_info;
-  const int rank = train_and_evaluate(job, *method, bb.model, src, r, image_size);
+  const std::string state_path =
+      spec.out_dir.empty() || spec.state_every_min < 0 ? "" : job_state_path(spec.out_dir, r.job_key);
+  const int rank = train_and_evaluate(job, *method, bb.model, src, r, image_size, state_path);
   set_accuracies(r, job.recipe().eval_every);
   r.data = data_section(job, num_classes, image_size, src);
   r.timing->wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   if (!spec.out_dir.empty() && rank == 0) {  // one record per job, written by rank 0
     if (spec.save_checkpoint) save_checkpoint(job, *method, r, num_classes);
     append_record(spec.out_dir, r);
+    remove_job_state(spec.out_dir, r.job_key);  // the record holds everything now
   }
   return r;
 }

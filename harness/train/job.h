@@ -61,6 +61,10 @@ struct JobSpec {
   // more than this many bytes the job trains live instead and its record says why. 0: half of
   // the memory available when the job starts.
   int64_t feature_memory_budget = 0;
+  // Mid-job state (harness/train/job_state.h) in <out_dir>/state/: saved at the first epoch
+  // boundary at least this many minutes after the last save (0: every epoch; < 0: never) and
+  // when a stop signal arrives; with reuse_done a job resumes from it.
+  double state_every_min = 10;
   // Data parallelism over this many MPI ranks (the job runs under mpirun -np dp; rank 0 writes).
   int dp = 1;
   std::vector<std::string> argv;  // for provenance

@@ -122,6 +122,12 @@ void TrainingPeak::begin() {
   train_reserved_ = 0;
   in_eval_ = false;
 }
+void TrainingPeak::continue_from(int64_t train_peak, int64_t baseline, int64_t reserved) {
+  begin();
+  train_peak_ = std::max(train_peak_, train_peak);
+  baseline_ = baseline;
+  train_reserved_ = std::max(train_reserved_, reserved);
+}
 void TrainingPeak::pause() {
   if (in_eval_) return;
   train_peak_ = std::max(train_peak_, now_peak());

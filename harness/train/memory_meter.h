@@ -45,6 +45,9 @@ class TrainingPeak {
   void pause();
   void resume();
   void end();
+  // begin(), then the peak, baseline and reserved bytes of an earlier part of the same training
+  // (a job resumed from its saved state) count as if measured here.
+  void continue_from(int64_t train_peak, int64_t baseline, int64_t reserved);
   int64_t train_peak() const { return train_peak_; }  // max live bytes during training phases
   int64_t eval_peak() const { return eval_peak_; }    // max live bytes during evaluations
   int64_t baseline() const { return baseline_; }      // live bytes at begin()

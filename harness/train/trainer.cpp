@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/stop.h"
 
 namespace petl {
 namespace {
@@ -30,23 +31,33 @@ int64_t Trainer::iterations(int64_t n) const {
 }
 
 EpochResult Trainer::train_one_epoch(const FeatureSource& train, int epoch) {
+  EpochProgress p;
+  p.epoch = epoch;
+  train_iterations(train, p);
+  return {mean_loss(train, p), p.images, p.seconds};
+}
+
+void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
   const int64_t n = train.size(), bs = recipe_.batch_size, iters = iterations(n);
+  const int epoch = p.epoch;
   method_.train(true);
-  auto t0 = std::chrono::steady_clock::now();
-  auto perm = torch::randperm(n, torch::kInt64);
-  dp_.broadcast(perm);  // rank 0's order everywhere (the ranks' random streams differ after dropout)
+  if (!p.perm.defined()) {
+    p.perm = torch::randperm(n, torch::kInt64);
+    dp_.broadcast(p.perm);  // rank 0's order everywhere (the ranks' random streams differ after dropout)
+  }
   ProgressBar bar(label_ + " epoch " + std::to_string(epoch + 1) + "/" + std::to_string(recipe_.total_epochs()), iters,
                   progress_);
-  EpochResult r;
-  double loss_sum = 0;
-  for (int64_t it = 0; it < iters; ++it) {
+  bar.add(p.next_iteration);
+  for (int64_t it = p.next_iteration; it < iters; ++it) {
+    stop::check();
+    auto t0 = std::chrono::steady_clock::now();
     const double lr = learning_rate(recipe_, epoch, int(it), int(iters));
     set_learning_rate(*opt_, lr);
     if (!started_) {
       peak_.begin();  // right before the first training step
       started_ = true;
     }
-    auto idx = perm.narrow(0, it * bs, std::min(bs, n - it * bs));
+    auto idx = p.perm.narrow(0, it * bs, std::min(bs, n - it * bs));
     const int64_t global = idx.size(0);
     if (dp_.active()) {
       auto [b0, b1] = dp_.slice(global);
@@ -66,8 +77,10 @@ EpochResult Trainer::train_one_epoch(const FeatureSource& train, int epoch) {
     l = dp_.allreduce_sum(l);
     opt_->step();
     PETL_CHECK(std::isfinite(l), "training diverged: loss ", l, " at epoch ", epoch + 1, " iteration ", it);
-    loss_sum += l;
-    r.images += global;
+    p.loss_sum += l;
+    p.images += global;
+    p.next_iteration = it + 1;
+    p.seconds += seconds_since(t0);
     bar.add(1);
     if (it % 4 == 0) {
       char b[64];
@@ -76,9 +89,6 @@ EpochResult Trainer::train_one_epoch(const FeatureSource& train, int epoch) {
     }
   }
   bar.finish();
-  r.seconds = seconds_since(t0);
-  r.mean_loss = loss_sum / double(iters);
-  return r;
 }
 
 Snapshot Snapshot::take(const NamedTensors& trainable, int epoch, double train_loss) {
@@ -111,6 +121,11 @@ std::vector<EvalResult> evaluate_snapshots(Method& method, const FeatureSource& 
   PETL_CHECK(taps.any(), "method ", method.name(), ": its evaluation cannot run from frozen-backbone features");
   const auto trainable = method.trainable_parameters();
   const Snapshot current = Snapshot::take(trainable, 0, 0);
+  struct Restore {  // the method's own tensors come back even when a stop interrupts the pass
+    const Snapshot& s;
+    const NamedTensors& t;
+    ~Restore() { s.restore(t); }
+  } restore_current{current, trainable};
   torch::NoGradGuard ng;
   method.train(false);
   std::vector<int64_t> correct(snapshots.size(), 0);
@@ -125,7 +140,6 @@ std::vector<EvalResult> evaluate_snapshots(Method& method, const FeatureSource& 
                            }
                            n += labels.size(0);
                          });
-  current.restore(trainable);
   std::vector<EvalResult> out(snapshots.size());
   for (size_t i = 0; i < snapshots.size(); ++i) {
     out[i].n = n;

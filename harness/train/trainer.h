@@ -45,6 +45,16 @@ struct EpochResult {
   double seconds = 0;
 };
 
+// Where an epoch's training stands: its shuffled order (drawn when it starts) and the iterations
+// done, with their sums. A job stopped between iterations resumes from it exactly.
+struct EpochProgress {
+  int epoch = 0;
+  torch::Tensor perm;            // the epoch's order; undefined until the epoch starts
+  int64_t next_iteration = 0;    // iterations done
+  double loss_sum = 0, seconds = 0;
+  int64_t images = 0;            // global images seen
+};
+
 class Trainer {
  public:
   // `label` names the job in progress bars and log lines ("lora/cifar").
@@ -53,6 +63,14 @@ class Trainer {
   // Iterations per epoch for `n` training rows (drop_last as the recipe says); petl::Error when 0.
   int64_t iterations(int64_t n) const;
   EpochResult train_one_epoch(const FeatureSource& train, int epoch);
+  // Trains the rest of p's epoch (drawing its order first when p has none). stop::check() runs
+  // before every iteration: a requested stop throws stop::Stopped with p at an iteration boundary
+  // (the tensors, the optimizer and the random generators are then in step with p).
+  void train_iterations(const FeatureSource& train, EpochProgress& p);
+  // The mean loss of a finished epoch.
+  double mean_loss(const FeatureSource& train, const EpochProgress& p) const {
+    return p.loss_sum / double(iterations(train.size()));
+  }
   // Test accuracy; the time counts as evaluation and its memory is excluded from the training peak.
   EvalResult evaluate(const FeatureSource& test);
   // The same for several snapshots in one pass (see evaluate_snapshots).
@@ -60,6 +78,15 @@ class Trainer {
                                              VisionTransformer backbone, const CacheTaps& taps);
   // Stops the training-memory meter; call after the last epoch.
   void finish() { peak_.end(); }
+  // Excludes work between training steps (saving the job's state) from the training peak.
+  void pause_peak() { peak_.pause(); }
+  bool started() const { return started_; }  // a training step has run in this process
+  // The training peak of the part of this job trained before (a resumed job; see TrainingPeak).
+  void continue_peak(int64_t train_peak, int64_t baseline, int64_t reserved) {
+    peak_.continue_from(train_peak, baseline, reserved);
+    started_ = true;
+  }
+  void resume_peak() { peak_.resume(); }
 
   const NamedTensors& trainable() const { return trainable_; }
   torch::optim::AdamW& optimizer() { return *opt_; }

@@ -238,7 +238,7 @@ Target make_target(const std::string& name, const std::string& work_dir) {
 std::vector<std::string> seeds_for(const std::string& name, const std::string& work_dir) {
   std::vector<std::string> seeds;
   if (name == "txt_list") {
-    seeds = {"images/a.png 0\nimages/b.png 9\n", "x/with space.jpg 3\r\ny/2.jpg 4\r\n\r\nz/3.jpg 5",
+    seeds = {"images/a.png 0\nimages/b.png 9\n", "x/with_underscore.jpg 3\r\ny/2.jpg 4\r\n\r\nz/3.jpg 5",
              "0001.png 1\n  \n0002.png +2\n0003.png 07   \n"};
   } else if (name == "json_list") {
     seeds = {"[{\"a.png\": 0}, {\"dir/b.png\": 9}]",

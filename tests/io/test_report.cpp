@@ -352,6 +352,21 @@ TEST(ReportValidation, InvalidLinesAndStatus) {
   EXPECT_TRUE(has(m, d / "r.jsonl:5: unknown status 'running'")) << m;
 }
 
+TEST(ReportWarnings, TornLastLineIsSkippedWithAWarning) {
+  TempDir d;
+  // A writer killed mid-write leaves a fragment without a newline at the end: the records before
+  // it are read, the fragment is named in a warning. The same fragment inside the file is an error.
+  write_file(d / "r.jsonl", lines({make_record("linear", "cifar", 42, 60), make_record("linear", "dtd", 42, 50)}) +
+                                "{\"schema\": \"petl.result\", \"status\": \"ok\", \"meth");
+  auto recs = load_records({d.path()});
+  EXPECT_EQ(recs.runs.size(), 2u);
+  ASSERT_EQ(recs.warnings.size(), 1u);
+  EXPECT_TRUE(has(recs.warnings[0], d / "r.jsonl:3: torn last line (")) << recs.warnings[0];
+  write_file(d / "r.jsonl", "{\"schema\": \"petl.result\", \"meth\n" +
+                                lines({make_record("linear", "cifar", 42, 60)}));
+  EXPECT_TRUE(has(error_of([&] { load_records({d.path()}); }), d / "r.jsonl:1: invalid JSON"));
+}
+
 TEST(ReportValidation, PathsAndEmptyInputs) {
   TempDir d;
   EXPECT_TRUE(has(error_of([&] { load_records({d / "nope.jsonl"}); }), "does not exist"));

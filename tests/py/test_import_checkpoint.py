@@ -6,11 +6,9 @@ give the same tensors bit for bit and the same accuracy under `petl eval`."""
 import json
 import os
 
-import numpy as np
 import torch
-from PIL import Image
 
-from common import GOLDEN, Checks, parse_args, run
+from common import GOLDEN, Checks, make_task, parse_args, run
 import ref_models as R
 
 a = parse_args()
@@ -18,16 +16,7 @@ c = Checks()
 S = a.scratch
 backbone = os.path.join(GOLDEN, "vit_small.safetensors")
 root = os.path.join(S, "data")
-task = os.path.join(root, "imp")
-os.makedirs(os.path.join(task, "images"))
-rng = np.random.default_rng(1)
-lines = {"train800val200": [], "test": []}
-for i in range(24):
-    Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(os.path.join(task, "images", f"{i}.png"))
-    lines["train800val200" if i < 16 else "test"].append(f"images/{i}.png {i % 4}\n")
-for split, ls in lines.items():
-    open(os.path.join(task, split + ".txt"), "w").writelines(ls)
-json.dump({"num_classes": 4}, open(os.path.join(task, "petl_task.json"), "w"))
+task = make_task(root, "imp", 24, 16, 4, seed=1)
 
 
 def frozen(shape):

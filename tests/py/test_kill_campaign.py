@@ -9,27 +9,15 @@ import signal
 import subprocess
 import time
 
-import numpy as np
-from PIL import Image
-
-from common import GOLDEN, Checks, parse_args
+from common import GOLDEN, Checks, make_task, parse_args
 
 a = parse_args()
 c = Checks()
 S = a.scratch
 backbone = os.path.join(GOLDEN, "vit_small.safetensors")
 data = os.path.join(S, "suite")
-rng = np.random.default_rng(0)
-for t, classes in (("alpha", 3), ("beta", 4)):
-    d = os.path.join(data, t)
-    os.makedirs(os.path.join(d, "images"))
-    lines = {"train800val200": [], "test": []}
-    for i in range(64):
-        Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(os.path.join(d, "images", f"{i}.png"))
-        lines["train800val200" if i < 48 else "test"].append(f"images/{i}.png {i % classes}\n")
-    for split, ls in lines.items():
-        open(os.path.join(d, split + ".txt"), "w").writelines(ls)
-    json.dump({"num_classes": classes}, open(os.path.join(d, "petl_task.json"), "w"))
+for k, (t, classes) in enumerate((("alpha", 3), ("beta", 4))):
+    make_task(data, t, 64, 48, classes, seed=k)
 open(os.path.join(data, "SUITE.md"), "w").write("kill-campaign suite\n")
 ENV = dict(os.environ, PETL_NO_PROGRESS="1")
 
