@@ -90,8 +90,9 @@ def pids_with_env(needle):
 class Cluster:
     """munged + slurmctld + slurmd in `tmp`, each in its own process group."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, proctrack="linuxproc"):
         self.tmp = tmp
+        self.proctrack = proctrack
         self.procs = []
         self.host = socket.gethostname().split(".")[0]
         self.conf = os.path.join(tmp, "slurm.conf")
@@ -139,7 +140,7 @@ SlurmdLogFile={t}/logs/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 MpiDefault=none
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/{self.proctrack}
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
@@ -310,6 +311,10 @@ def main():
     ap.add_argument("--petl", required=True)
     ap.add_argument("--source", required=True, help="the repository (slurm/*.sbatch)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    # linuxproc (default) signals every process of a step, like proctrack/cgroup on real clusters:
+    # srun's forwarded USR2 reaches the sweep's job children too, not only the ranks. pgid signals
+    # only the ranks' process groups (the children have their own): for diagnosis.
+    ap.add_argument("--proctrack", default="linuxproc", choices=["linuxproc", "pgid"])
     ap.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds before the test gives up")
     a = ap.parse_args()
 
@@ -336,7 +341,7 @@ def main():
     os.sched_setaffinity(0, cpus)
 
     tmp = tempfile.mkdtemp(prefix="petl-slurm-")
-    cl = Cluster(tmp)
+    cl = Cluster(tmp, a.proctrack)
     ref_proc = None
     try:
         data = os.path.join(tmp, "mini")
