@@ -15,12 +15,25 @@
 #include "core/error.h"
 #include "harness/train/feature_cache.h"
 #include "harness/train/job.h"
+#include "core/paths.h"
 #include "models/backbone.h"
+#include "models/checkpoint.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace petl {
+
+BackboneDims backbone_dims(const std::string& backbone, const std::string& arch) {
+  try {
+    const VitConfig c = !arch.empty() ? vit_config_by_name(arch)
+                                      : infer_vit_config(backbone.empty() ? embedded_backbone_path() : backbone);
+    return {c.depth, c.num_tokens(), c.embed_dim};
+  } catch (const Error& e) {
+    std::fprintf(stderr, "[petl] sweep plan: no byte estimates (%s)\n", e.what());
+    return {};
+  }
+}
 
 std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task,
                                            const std::string& recipe, const std::map<std::string, std::string>& sets) {

@@ -110,6 +110,7 @@ int cmd_sweep(const Args& args) {
     po.cache_need = [](const std::string& m, const std::string& t, const std::string& r,
                        const std::map<std::string, std::string>& s) { return method_cache_need(m, t, r, s);
     };
+    po.backbone_dims = backbone_dims;
     SweepPlan plan = plan_sweep(cfg, po);
     if (shard.count > 1) plan.jobs = shard_jobs(plan.jobs, shard);
     plan.journal = journal_path(plan.out, shard.index, shard.count);

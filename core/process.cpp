@@ -28,7 +28,11 @@ pid_t spawn(const SpawnOptions& o) {
   for (char** e = environ; e && *e; ++e) {
     const std::string kv = *e;
     const auto eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    if (eq == std::string::npos) continue;
+    const std::string k = kv.substr(0, eq);
+    bool drop = false;
+    for (const auto& p : o.drop_env_prefixes) drop = drop || k.rfind(p, 0) == 0;
+    if (!drop) env[k] = kv.substr(eq + 1);
   }
   for (const auto& [k, v] : o.env) env[k] = v;
   std::vector<std::string> env_s, argv_s = o.argv;
@@ -41,7 +45,7 @@ pid_t spawn(const SpawnOptions& o) {
 
   int fd = -1;
   if (!o.log_file.empty()) {
-    fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | (o.append_log ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
     PETL_CHECK(fd >= 0, "cannot open log file ", o.log_file, ": ", std::strerror(errno));
   }
   posix_spawn_file_actions_t fa;
@@ -54,7 +58,9 @@ pid_t spawn(const SpawnOptions& o) {
     posix_spawn_file_actions_adddup2(&fa, fd, 2);
   }
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // nothing of ours but stdin/stdout/stderr
+  // Nothing of ours but stdin/stdout/stderr: no MPI sockets or launcher pipes (a child that
+  // outlives its parent must not keep mpirun waiting for them).
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 #endif
   // The child starts with no blocked signals and default handlers, whatever this process set.
   sigset_t none, defaults;
@@ -63,7 +69,12 @@ pid_t spawn(const SpawnOptions& o) {
   for (int s : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGCHLD}) sigaddset(&defaults, s);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (o.new_process_group) {
+    posix_spawnattr_setpgroup(&attr, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attr, flags);
   pid_t pid = -1;
   const int rc = posix_spawn(&pid, argv_s[0].c_str(), &fa, &attr, argvp.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);

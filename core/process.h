@@ -15,10 +15,15 @@ struct SpawnOptions {
   std::vector<std::string> argv;           // argv[0] is the program's path
   std::map<std::string, std::string> env;  // set in the child on top of this process's environment
   std::string log_file;                    // stdout + stderr (created or truncated); "" = inherited
+  bool append_log = false;                 // append to log_file instead of truncating it
+  // Variables of this process's environment left out (prefixes: "OMPI_" drops OMPI_COMM_WORLD_RANK, ...).
+  std::vector<std::string> drop_env_prefixes;
+  bool new_process_group = false;          // the child leads a group of its own (killpg reaches its children)
 };
 
-// Starts the child in this process's process group (a terminal's Ctrl-C reaches it too). Throws
-// petl::Error naming the program or the log file when it cannot.
+// Starts the child (in this process's process group unless new_process_group: a terminal's Ctrl-C
+// reaches it too) with stdin /dev/null, no inherited descriptor above 2, no blocked signals and
+// default handlers. Throws petl::Error naming the program or the log file when it cannot.
 pid_t spawn(const SpawnOptions& options);
 
 struct ExitStatus {

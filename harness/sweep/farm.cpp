@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +27,7 @@
 
 #include "core/env.h"
 #include "core/error.h"
+#include "core/process.h"
 #include "core/system.h"
 #include "core/text.h"
 #include "harness/sweep/sweep_journal.h"
@@ -392,70 +392,38 @@ class Runner {
     if (fs::path(job.log_file).has_parent_path()) fs::create_directories(fs::path(job.log_file).parent_path(), ec);
     if (!job.result_file.empty() && fs::path(job.result_file).has_parent_path())
       fs::create_directories(fs::path(job.result_file).parent_path(), ec);
-    int fd = ::open(job.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) return "cannot open log " + job.log_file + ": " + std::strerror(errno);
-    std::string cmd;
-    for (const auto& a : child_.argv) cmd += (cmd.empty() ? "" : " ") + a;
-    std::string header = "\n=== petl sweep " + now_utc() + " rank " + std::to_string(info_.rank) + " on " +
-                         info_.host + ", " + std::to_string(info_.threads) + " thread(s): " + cmd + "\n";
-    if (::write(fd, header.data(), header.size()) < 0) { /* the log is best effort */ }
+    {  // the attempt's header line; the log is best effort
+      std::ofstream log(job.log_file, std::ios::app);
+      if (!log) return "cannot open log " + job.log_file + ": " + std::strerror(errno);
+      std::string cmd;
+      for (const auto& a : child_.argv) cmd += (cmd.empty() ? "" : " ") + a;
+      log << "\n=== petl sweep " << now_utc() << " rank " << info_.rank << " on " << info_.host << ", " << info_.threads
+          << " thread(s): " << cmd << "\n";
+    }
     child_.log_offset = file_size(job.log_file);
     child_.result_offset = job.result_file.empty() ? 0 : file_size(job.result_file);
 
     // Environment: ours minus MPI launcher variables, plus thread settings and the caller's.
-    std::map<std::string, std::string> child_env;
-    for (char** e = environ; e && *e; ++e) {
-      std::string kv = *e;
-      auto eq = kv.find('=');
-      if (eq == std::string::npos) continue;
-      std::string k = kv.substr(0, eq);
-      if (k.rfind("OMPI_", 0) == 0 || k.rfind("PMIX_", 0) == 0 || k.rfind("PMI_", 0) == 0) continue;
-      child_env[k] = kv.substr(eq + 1);
-    }
+    process::SpawnOptions so;
+    so.argv = child_.argv;  // [0] is opts_.program
+    so.log_file = job.log_file;
+    so.append_log = true;
+    so.new_process_group = true;  // stopped and timed out as a group
+    so.drop_env_prefixes = {"OMPI_", "PMIX_", "PMI_"};
     const std::string t = std::to_string(info_.threads);
-    child_env["OMP_NUM_THREADS"] = t;
-    child_env["MKL_NUM_THREADS"] = t;
-    child_env["OPENBLAS_NUM_THREADS"] = t;
-    child_env[env::kNoProgress] = "1";
-    child_env[env::kSweepParentPid] = std::to_string(::getpid());
-    child_env[env::kSweepJobKey] = job.key;
-    child_env[env::kSweepRank] = std::to_string(info_.rank);
-    for (const auto& [k, v] : opts_.env) child_env[k] = v;
-    std::vector<std::string> env_s;
-    for (auto& [k, v] : child_env) env_s.push_back(k + "=" + v);
-    std::vector<char*> envp, argvp;
-    for (auto& s : env_s) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    for (auto& s : child_.argv) argvp.push_back(s.data());
-    argvp.push_back(nullptr);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, fd, 1);
-    posix_spawn_file_actions_adddup2(&fa, fd, 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    // No inherited MPI sockets or launcher pipes: a child that outlives its rank must not keep
-    // mpirun waiting for them.
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-#endif
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    for (int s : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGCHLD}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, opts_.program.c_str(), &fa, &attr, argvp.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    ::close(fd);
-    if (rc != 0) return opts_.program + ": " + std::strerror(rc);
-    child_.pid = pid;
+    so.env = {{"OMP_NUM_THREADS", t},
+              {"MKL_NUM_THREADS", t},
+              {"OPENBLAS_NUM_THREADS", t},
+              {env::kNoProgress, "1"},
+              {env::kSweepParentPid, std::to_string(::getpid())},
+              {env::kSweepJobKey, job.key},
+              {env::kSweepRank, std::to_string(info_.rank)}};
+    for (const auto& [k, v] : opts_.env) so.env[k] = v;
+    try {
+      child_.pid = process::spawn(so);
+    } catch (const Error& e) {
+      return e.what();
+    }
     return "";
   }
 

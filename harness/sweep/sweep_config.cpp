@@ -195,6 +195,14 @@ std::vector<std::map<std::string, std::string>> grid_points(const std::map<std::
 
 }  // namespace
 
+int64_t feature_bytes_per_image(const std::string& taps, const BackboneDims& d, int dtype_bytes) {
+  int64_t values = 0;
+  if (taps.find("cls") != std::string::npos) values += d.width;
+  if (taps.find("kv") != std::string::npos) values += int64_t(2) * d.depth * d.tokens * d.width;
+  return values * dtype_bytes;
+}
+
+
 // ------------------------------------------------------------------ config
 
 SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& label) {
@@ -315,6 +323,9 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
     backbone_sha = sha256_file(opts.embedded_backbone);
   }
   auto task_dir = [&](const std::string& t) { return fs::path(data_root) / t; };
+  BackboneDims dims;
+  if (opts.backbone_dims) dims = opts.backbone_dims(backbone, cfg.arch);
+  const int dtype_bytes = cfg.cache_dtype == "float16" ? 2 : 4;
   const std::string P = "{threads}";
 
   std::vector<SweepJob> caches, trains;
@@ -376,6 +387,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
               double images = 0;
               for (auto& s : cn.splits) images += double(count_list_lines((task_dir(t) / (s + ".txt")).string(), 1000));
               cj.cost = images;
+              cj.disk_bytes = int64_t(images) * feature_bytes_per_image(cn.taps, dims, dtype_bytes);
               cache_index[cache_key] = caches.size();
               caches.push_back(std::move(cj));
             }
@@ -431,6 +443,9 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
           }
           const double factor = !need ? 3.0 : cache_key.empty() ? 1.0 : 0.2;
           j.cost = double(count_list_lines((task_dir(t) / "train800val200.txt").string(), 1000)) * epochs * factor;
+          if (!cache_key.empty())  // the train split's features, resident in their stored dtype
+            j.ram_bytes = count_list_lines((task_dir(t) / (need->splits.front() + ".txt")).string(), 1000) *
+                          feature_bytes_per_image(need->taps, dims, dtype_bytes);
           trains.push_back(std::move(j));
         }
       }
@@ -508,16 +523,20 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << "  feature_cache " << (c.feature_cache ? "on (" + c.cache_dtype + ")" : std::string("off"))
      << ", job_timeout_s " << c.job_timeout_s << ", retry_failed " << (c.retry_failed ? "yes" : "no") << "\n\n";
   auto row = [&](const std::string& key, const std::string& what, const std::string& task, const std::string& seed,
-                 const std::string& sets, const std::string& dep, const std::string& cost, const std::string& st) {
+                 const std::string& sets, const std::string& dep, const std::string& cost, const std::string& bytes,
+                 const std::string& st) {
     os << std::left << std::setw(17) << key << std::setw(16) << what << std::setw(20) << task << std::setw(6) << seed
-       << std::setw(34) << sets << std::setw(17) << dep << std::right << std::setw(10) << cost << "  " << st << "\n";
+       << std::setw(34) << sets << std::setw(17) << dep << std::right << std::setw(10) << cost << std::setw(15) << bytes
+       << "  " << st << "\n";
   };
+  auto fmt_bytes = [](const char* where, int64_t b) { return b > 0 ? std::string(where) + " " + format_bytes(double(b)) : std::string("-"); };
   auto fmt_cost = [](double v) {
     std::ostringstream s;
     s << std::fixed << std::setprecision(0) << v;
     return s.str();
   };
-  row("key", "method", "task", "seed", "sets", "depends_on", "cost", "journal");
+  row("key", "method", "task", "seed", "sets", "depends_on", "cost", "disk / RAM", "journal");
+  int64_t disk_all = 0, disk_todo = 0, ram_max = 0;
   int n_cache = 0, n_train = 0, n_ok = 0, n_failed = 0, n_state = 0;
   double cost_all = 0, cost_todo = 0;
   for (int pass = 0; pass < 2; ++pass) {
@@ -531,14 +550,17 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
       if (st.find("state: ") != std::string::npos) ++n_state;
       cost_all += j.cost;
       if (st != "ok") cost_todo += j.cost;
+      disk_all += j.disk_bytes;
+      if (st != "ok") disk_todo += j.disk_bytes;
+      ram_max = std::max(ram_max, j.ram_bytes);
       if (j.is_cache) {
         row(j.key, "[cache " + j.cache.taps + "]", j.task, "-", join(j.cache.splits, ",") + " " + j.cache_dtype, "-",
-            fmt_cost(j.cost), st);
+            fmt_cost(j.cost), fmt_bytes("disk", j.disk_bytes), st);
       } else {
         std::vector<std::string> s;
         for (auto& [k, v] : j.sets) s.push_back(k + "=" + v);
         row(j.key, j.method, j.task, std::to_string(j.seed), s.empty() ? "-" : join(s, " "),
-            j.depends_on.empty() ? "-" : j.depends_on, fmt_cost(j.cost), st);
+            j.depends_on.empty() ? "-" : j.depends_on, fmt_cost(j.cost), fmt_bytes("RAM", j.ram_bytes), st);
       }
     }
   }
@@ -550,6 +572,12 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << " of " << fmt_cost(cost_all) << " still to run"
      << (c.retry_failed ? " (failed jobs will be retried)" : " (failed jobs are skipped; retry_failed re-runs them)")
      << "\n";
+  if (disk_all > 0 || ram_max > 0)
+    os << "feature caches: " << format_bytes(double(disk_all)) << " on disk (" << format_bytes(double(disk_todo))
+       << " still to build; train-split K/V and cls taps only: a test split's K/V is never stored); a training job "
+          "holds at most "
+       << format_bytes(double(ram_max)) << " of train-split features in memory (" << c.cache_dtype
+       << "; one such job per rank at a time)\n";
 }
 
 }  // namespace petl

@@ -118,15 +118,31 @@ struct SweepJob {
   std::string result_file;    // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
   std::string log_file;       // <out>/logs/<key>.log
   CacheNeed cache;            // cache jobs: what is built
+  // Estimates (0 = unknown): a cache job's bytes on disk (every split it stores); a training job's
+  // bytes of resident train-split features in memory (from its cache).
+  int64_t disk_bytes = 0, ram_bytes = 0;
   std::string cache_dtype;    // cache jobs
   std::string canonical;      // the canonical JSON hashed into the key
 };
+
+// The sizes of a backbone's features: blocks, tokens per image, width.
+struct BackboneDims {
+  int depth = 0, tokens = 0, width = 0;
+};
+// The dimensions of the sweep's backbone: from the file (`backbone`, "" = the embedded one) or the
+// architecture name (`arch`). The app supplies it (models know architectures; this layer does not).
+using BackboneDimsFn = std::function<BackboneDims(const std::string& backbone, const std::string& arch)>;
+
+// Bytes one image's features take in a cache (and in memory, where a train split is resident):
+// cls = width, kv = 2 * depth * tokens * width, at dtype_bytes per value ("cls+kv": both).
+int64_t feature_bytes_per_image(const std::string& taps, const BackboneDims& dims, int dtype_bytes);
 
 struct PlanOptions {
   std::string out;                // non-empty: overrides the config's out
   std::string embedded_backbone;  // the embedded backbone file, hashed into keys when backbone is empty
   CacheNeedFn cache_need;         // null: no job uses a feature cache
   std::string state_every;        // non-empty: --state-every for every training job
+  BackboneDimsFn backbone_dims;   // null: no byte estimates in the plan
 };
 
 struct SweepPlan {

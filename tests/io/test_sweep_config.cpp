@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "harness/sweep/sweep_config.h"
 #include "harness/sweep/sweep_journal.h"
 
@@ -411,6 +412,41 @@ TEST_F(SweepConfigTest, DryRunTableShowsCachesFirstTotalsAndJournalStatus) {
   EXPECT_NE(s.find("8 training job(s), 2 cache build(s); journal: 1 ok, 1 failed, 8 not run"), std::string::npos) << s;
   EXPECT_NE(s.find(ok_key), std::string::npos);
   EXPECT_NE(s.find("depends_on"), std::string::npos);
+}
+
+TEST_F(SweepConfigTest, DryRunShowsDiskAndResidentBytesAndNoTestSplitKv) {
+  // ViT-B/16 sizes: one image's K/V is 2 * 12 * 197 * 768 values (7.26 MB at float16), its cls 768.
+  const BackboneDims b16{12, 197, 768};
+  EXPECT_EQ(feature_bytes_per_image("kv", b16, 2), int64_t(2) * 12 * 197 * 768 * 2);
+  EXPECT_EQ(feature_bytes_per_image("cls", b16, 4), 768 * 4);
+  EXPECT_EQ(feature_bytes_per_image("cls+kv", b16, 2), (int64_t(2) * 12 * 197 * 768 + 768) * 2);
+  PlanOptions o = opts();
+  o.backbone_dims = [&](const std::string&, const std::string&) { return b16; };
+  o.cache_need = [](const std::string& m, const std::string&, const std::string&,
+                    const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+    if (m == "lin") return CacheNeed{"cls", {"train800val200", "test"}, ""};
+    if (m == "kvm") return CacheNeed{"kv", {"train800val200"}, ""};  // K/V of the train split only
+    return std::nullopt;
+  };
+  std::string yaml = base_yaml("cache_dtype: float16\n");
+  yaml.replace(yaml.find("[heavy, lin]"), 12, "[heavy, lin, kvm]");
+  auto p = plan(yaml, o);
+  int64_t disk = 0;
+  for (auto& j : p.jobs) {
+    if (j.is_cache && j.task == "t1" && j.cache.taps == "kv") EXPECT_EQ(j.disk_bytes, 10 * feature_bytes_per_image("kv", b16, 2));
+    if (j.is_cache && j.task == "t1" && j.cache.taps == "cls")  // t1: 10 train lines; no test list: 1000 assumed
+      EXPECT_EQ(j.disk_bytes, (10 + 1000) * 768 * 2);
+    if (!j.is_cache && j.method == "kvm" && j.task == "t2") EXPECT_EQ(j.ram_bytes, 1000 * feature_bytes_per_image("kv", b16, 2));
+    if (!j.is_cache && j.method == "heavy") EXPECT_EQ(j.ram_bytes, 0);
+    disk += j.disk_bytes;
+  }
+  std::ostringstream os;
+  print_plan(os, p, p.jobs, {});
+  const std::string s = os.str();
+  EXPECT_NE(s.find("disk / RAM"), std::string::npos) << s;
+  EXPECT_NE(s.find("RAM 6.8 GiB"), std::string::npos) << s;  // t2's 1000 train images of K/V
+  EXPECT_NE(s.find("feature caches: " + format_bytes(double(disk)) + " on disk"), std::string::npos) << s;
+  EXPECT_NE(s.find("a test split's K/V is never stored"), std::string::npos) << s;
 }
 
 // ------------------------------------------------------------------ journal

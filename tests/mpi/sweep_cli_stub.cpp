@@ -16,6 +16,8 @@ std::optional<CacheNeed> method_cache_need(const std::string& method, const std:
   if (method.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
   return std::nullopt;
 }
+// Fixed dimensions (2 blocks, 17 tokens, width 32) for the plan's byte estimates.
+BackboneDims backbone_dims(const std::string&, const std::string&) { return {2, 17, 32}; }
 namespace cli {
 int cmd_sweep(const std::vector<std::string>& args);
 }
