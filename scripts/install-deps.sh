@@ -14,6 +14,7 @@ PKGS=(
   libzip-dev zlib1g-dev libssl-dev          # .npz (zip), gzip, SHA-256
   dataset-fashion-mnist                     # real data for the embedded suite
   gnuplot-nox                               # report plots (SVG + PNG)
+  slurm-wlm munge                           # ctest -L slurm: a single-node test cluster runs slurm/*.sbatch
   python3-torch python3-pil python3-h5py python3-numpy   # reference computations in tests
 )
 missing=()
