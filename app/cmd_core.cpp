@@ -161,6 +161,12 @@ int cmd_run(const Args& args) {
     std::printf("%s\n", rec.settings.dump(2).c_str());
     return 0;
   }
+  if (rec.status == "does_not_fit") {
+    std::printf("%s %s seed %d: does not fit the memory budget (%s); record appended to %s/results.jsonl\n",
+                spec.method.c_str(), rec.task.c_str(), rec.seed, rec.extra.value("memory_budget", nlohmann::json()).dump().c_str(),
+                spec.out_dir.c_str());
+    return 0;
+  }
   std::printf("%s %s seed %d: accuracy %.2f%% (%s), trainable %lld, peak train %.1f MiB, %.1f img/s\n",
               spec.method.c_str(), rec.task.c_str(), rec.seed, rec.accuracy.value_or(0), spec.protocol.c_str(),
               (long long)rec.trainable_params.value_or(0), rec.memory.value("peak_train_mib", 0.0),

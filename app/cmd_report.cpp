@@ -79,8 +79,9 @@ int cmd_report(const Args& args) {
   auto res = report::write_report(inputs, o);
   std::cout << res.printed;
   std::fflush(stdout);
-  std::fprintf(stderr, "[petl] report: %d ok record(s) tabulated, %d failed, %d dry run(s), %zu warning(s); written to %s:\n",
-               res.n_ok, res.n_failed, res.n_dry_run, res.warnings.size(), o.out_dir.c_str());
+  std::fprintf(stderr, "[petl] report: %d ok record(s) tabulated, %d failed, %d dry run(s), %d does_not_fit (memory "
+               "budget), %zu warning(s); written to %s:\n",
+               res.n_ok, res.n_failed, res.n_dry_run, res.n_does_not_fit, res.warnings.size(), o.out_dir.c_str());
   for (auto& f : res.files) std::fprintf(stderr, "  %s\n", f.c_str());
   return 0;
 }

@@ -15,6 +15,7 @@
 #include "app/commands.h"
 #include "core/build_info.h"
 #include "core/paths.h"
+#include "core/text.h"
 #include "harness/sweep/farm.h"
 #include "harness/sweep/sweep_config.h"
 #include "harness/sweep/sweep_journal.h"
@@ -59,7 +60,7 @@ json provenance_base() { return {{"git_commit", git_commit()}, {"libtorch_versio
 }  // namespace
 
 int cmd_sweep(const Args& args) {
-  std::string config_file, out, shard_text, state_every, petl_bin = "/proc/self/exe";
+  std::string config_file, out, shard_text, state_every, memory_budget, petl_bin = "/proc/self/exe";
   int threads = -1, gpus = 0;
   double timeout = -1, grace = 20;
   bool dry_run = false, retry = false;
@@ -74,6 +75,7 @@ int cmd_sweep(const Args& args) {
     ("retry-failed", po::bool_switch(&retry), "re-run jobs whose journal record is failed (also: config retry_failed: true)")
     ("grace-s", po::value(&grace)->default_value(20), "on SIGTERM/SIGUSR2/SIGINT: seconds between SIGTERM and SIGKILL to the running jobs")
     ("state-every", po::value(&state_every), "every training job saves its full training state to <out>/jobs/<key>/state/ at the first epoch boundary at least this many minutes after its last save (petl run --state-every; default 10, 0 = every epoch, off = never) and when the sweep stops it; a re-run continues each stopped job from its state")
+    ("memory-budget", po::value(&memory_budget), "every training job keeps its training peak under SIZE (overrides the config's memory_budget; petl run --memory-budget: micro-batches, or a does_not_fit record); part of the training jobs' keys")
     ("gpus-per-node", po::value(&gpus)->default_value(0), "> 0: training jobs get --device cuda:<node-local rank % G> (run one rank per GPU)")
     ("petl", po::value(&petl_bin)->default_value("/proc/self/exe"), "the petl binary the children run (default: this one)");
   po::positional_options_description pos;
@@ -103,6 +105,11 @@ int cmd_sweep(const Args& args) {
     if (vm.count("threads-per-rank")) cfg.threads_per_rank = threads;
     if (vm.count("job-timeout")) cfg.job_timeout_s = timeout;
     if (retry) cfg.retry_failed = true;
+    if (!memory_budget.empty()) {
+      PETL_CHECK(parse_size(memory_budget, "--memory-budget") > 0, "--memory-budget '", memory_budget,
+                 "': expected a size > 0 (e.g. 4G)");
+      cfg.memory_budget = memory_budget;
+    }
     PlanOptions po;
     po.out = out;
     po.state_every = state_every;
@@ -125,7 +132,7 @@ int cmd_sweep(const Args& args) {
     std::vector<std::string> warnings;
     auto status = merged_status(journals, &warnings);
     for (const auto& j : plan.jobs)  // jobs stopped mid-way: how far their saved state got
-      if (!j.is_cache && status[j.key] != "ok")
+      if (!j.is_cache && !journal_done(status[j.key]))
         if (auto st = mid_job_state_summary(j.out_dir); !st.empty())
           status[j.key] = (status[j.key].empty() ? "" : status[j.key] + "; ") + "state: " + st;
     for (auto& w : warnings) std::fprintf(stderr, "petl sweep: warning: %s\n", w.c_str());

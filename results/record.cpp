@@ -225,8 +225,8 @@ void check_header(const json& j, const std::string& where) {
   auto st = j.find("status");
   PETL_CHECK(st != j.end() && st->is_string(), where, ": missing field(s): status");
   const std::string status = *st;
-  PETL_CHECK(status == "ok" || status == "failed" || status == "dry_run", where, ": unknown status '", status,
-             "' (expected ok, failed or dry_run)");
+  PETL_CHECK(status == "ok" || status == "failed" || status == "dry_run" || status == "does_not_fit", where,
+             ": unknown status '", status, "' (expected ok, failed, dry_run or does_not_fit)");
 }
 
 json provenance_json(const Provenance& p) {

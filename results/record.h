@@ -4,7 +4,9 @@
 // schema version is checked here and nowhere else. Torch-free.
 //
 // JSON layout (one object per line of results.jsonl; keys as below, nested objects kept verbatim):
-//   schema "petl.result", schema_version 1, status "ok" | "failed" | "dry_run", error (failed),
+//   schema "petl.result", schema_version 1, status "ok" | "failed" | "dry_run" | "does_not_fit" (the
+//   job cannot train under its --memory-budget even one image at a time: a result, with the
+//   memory_budget section naming the minimum peak), error (failed),
 //   method, task, seed, protocol, accuracy, accuracy_by_protocol {best_of_10, final,
 //   best_of_10_epochs}, evals [{epoch, test_acc, train_loss}], epoch_train_loss [...],
 //   trainable_params, backbone_params, memory {...}, timing {wall_s, train_s, eval_s,
@@ -55,7 +57,7 @@ struct Provenance {
 };
 
 struct Record {
-  std::string status = "ok";  // ok | failed | dry_run
+  std::string status = "ok";  // ok | failed | dry_run | does_not_fit
   std::string error;          // failed only
   std::string method, task;
   int seed = -1;

@@ -157,7 +157,8 @@ ReportResult write_report(const std::vector<std::string>& inputs, const ReportOp
   for (auto& n : pre_notes) t.notes.push_back(n);
 
   ReportResult res;
-  for (auto& s : t.records.skipped) (s.status == "failed" ? res.n_failed : res.n_dry_run)++;
+  for (auto& s : t.records.skipped)
+    (s.status == "failed" ? res.n_failed : s.status == "does_not_fit" ? res.n_does_not_fit : res.n_dry_run)++;
   res.n_ok = int(t.records.runs.size());
   if (!opts.out_dir.empty()) write_files(t, opts, res);
   res.table_markdown = render_markdown_table(t);

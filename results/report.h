@@ -213,7 +213,7 @@ struct ReportResult {
   std::string printed;             // the table in opts.format
   std::vector<std::string> files;  // files written
   std::vector<std::string> warnings;
-  int n_ok = 0, n_failed = 0, n_dry_run = 0;
+  int n_ok = 0, n_failed = 0, n_dry_run = 0, n_does_not_fit = 0;
 };
 
 // The whole report: load + validate, tabulate, write report.md, report.csv, report_cells.csv

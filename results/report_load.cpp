@@ -80,6 +80,11 @@ Skipped skipped_of(const Record& rec, const Source& src) {
   s.task = rec.task.empty() ? "?" : rec.task;
   s.seed = rec.seed;
   s.message = rec.error;
+  if (rec.status == "does_not_fit") {
+    const auto mb = rec.extra.value("memory_budget", nlohmann::json::object());
+    s.message = str_cat("does not fit a memory budget of ", mb.value("budget_mib", 0.0), " MiB (minimum peak ",
+                        mb.value("minimum_peak_mib", 0.0), " MiB)");
+  }
   return s;
 }
 

@@ -309,6 +309,7 @@ class Runner {
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       if (child_.job.result_file.empty()) return outcome(true, "", json());
       auto rec = last_record_with_status(child_.job.result_file, "ok");
+      if (!rec) rec = last_record_with_status(child_.job.result_file, "does_not_fit", child_.result_offset);
       if (rec) return outcome(true, "", *rec);
       return outcome(false, "exited with status 0 but wrote no ok record to " + child_.job.result_file, json());
     }
@@ -531,20 +532,20 @@ class Scheduler {
       Journal oj = read_journal(other);
       for (auto& w : oj.warnings) std::fprintf(stderr, "petl sweep: warning: %s\n", w.c_str());
       for (auto& [k, st] : oj.status) {
-        if (st == "ok" || !jr.status.count(k)) {
-          if (jr.status[k] == "ok") continue;
+        if (journal_done(st) || !jr.status.count(k)) {
+          if (journal_done(jr.status[k])) continue;
           jr.status[k] = st;
           jr.record[k] = oj.record[k];
         }
       }
     }
     for (auto& [k, st] : jr.status)
-      if (st == "ok") ok_keys_.insert(k);
+      if (journal_done(st)) ok_keys_.insert(k);
     journal_ = std::move(jr);
     int prev_ok = 0, prev_failed = 0;
     for (size_t i = 0; i < jobs_.size(); ++i) {
       auto it = journal_.status.find(jobs_[i].key);
-      if (it != journal_.status.end() && it->second == "ok") {
+      if (it != journal_.status.end() && journal_done(it->second)) {
         state_[i] = kOk;
         ++prev_ok;
       } else if (it != journal_.status.end() && !opts_.retry_failed) {
@@ -690,7 +691,7 @@ class Scheduler {
     rec["sweep"] = opts_.sweep_name;
     try {
       append_journal_line(opts_.journal, rec);
-      if (rec.value("status", std::string()) == "ok") ok_keys_.insert(key);
+      if (journal_done(rec.value("status", std::string()))) ok_keys_.insert(key);
     } catch (const std::exception& e) {
       fatal(e.what());
     }

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/text.h"
 #include "core/hashing.h"
+#include "harness/sweep/sweep_journal.h"
 #include "io/tensor_file.h"
 
 namespace petl {
@@ -264,11 +265,20 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         cfg.job_timeout_s = as_double(c, v, k);
         PETL_CHECK(cfg.job_timeout_s >= 0, c.at(v), ": key 'job_timeout_s': expected ≥ 0 (0 = no limit)");
       } else if (k == "retry_failed") cfg.retry_failed = as_bool(c, v, k);
-      else
+      else if (k == "memory_budget") {
+        cfg.memory_budget = scalar(c, v, k);
+        int64_t b = 0;
+        try {
+          b = parse_size(cfg.memory_budget, "memory_budget");
+        } catch (const Error& e) {
+          PETL_FAIL(c.at(v), ": key 'memory_budget': ", e.what());
+        }
+        PETL_CHECK(b > 0, c.at(v), ": key 'memory_budget': expected a size > 0 (e.g. 4G)");
+      } else
         PETL_FAIL(c.at(it->first), ": unknown key '", k,
                   "' (expected one of: name, out, data_root, backbone, arch, protocol, recipe, methods, tasks, seeds, "
                   "epochs, batch_size, grid, method_overrides, task_overrides, method_task_overrides, feature_cache, "
-                  "cache_dtype, threads_per_rank, job_timeout_s, retry_failed)");
+                  "cache_dtype, threads_per_rank, job_timeout_s, retry_failed, memory_budget)");
     }
   } catch (const YAML::Exception& e) {
     PETL_FAIL(label, ":", e.mark.line + 1, ": ", e.msg);
@@ -408,6 +418,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
                         {"backbone_sha256", backbone_sha},
                         {"arch", cfg.arch},
                         {"feature_cache", cache_key}};
+          if (!cfg.memory_budget.empty()) canon["memory_budget"] = parse_size(cfg.memory_budget, "memory_budget");
           SweepJob j;
           j.key = key_of(canon);
           if (!train_keys.insert(j.key).second) continue;  // identical after overrides: planned once
@@ -430,6 +441,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
           for (auto& [k, v] : sets) j.args.insert(j.args.end(), {"--set", k + "=" + v});
           j.args.insert(j.args.end(), {"--out", j.out_dir, "--resume", "--no-progress", "--threads", P});
           if (!opts.state_every.empty()) j.args.insert(j.args.end(), {"--state-every", opts.state_every});
+          if (!cfg.memory_budget.empty()) j.args.insert(j.args.end(), {"--memory-budget", cfg.memory_budget});
           if (!cache_key.empty())
             j.args.insert(j.args.end(), {"--feature-cache", caches[cache_index[cache_key]].out_dir, "--cache-dtype",
                                          cfg.cache_dtype});
@@ -545,13 +557,13 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
       auto it = done.find(j.key);
       std::string st = it == done.end() ? "" : it->second;
       (j.is_cache ? n_cache : n_train)++;
-      if (st == "ok") ++n_ok;
+      if (journal_done(st)) ++n_ok;
       if (st.rfind("failed", 0) == 0) ++n_failed;
       if (st.find("state: ") != std::string::npos) ++n_state;
       cost_all += j.cost;
-      if (st != "ok") cost_todo += j.cost;
+      if (!journal_done(st)) cost_todo += j.cost;
       disk_all += j.disk_bytes;
-      if (st != "ok") disk_todo += j.disk_bytes;
+      if (!journal_done(st)) disk_todo += j.disk_bytes;
       ram_max = std::max(ram_max, j.ram_bytes);
       if (j.is_cache) {
         row(j.key, "[cache " + j.cache.taps + "]", j.task, "-", join(j.cache.splits, ",") + " " + j.cache_dtype, "-",

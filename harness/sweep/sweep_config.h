@@ -28,6 +28,9 @@
 //   threads_per_rank  0 = auto (cores of the node shared among the ranks of the node)
 //   job_timeout_s     0 = no limit; a job running longer is stopped and recorded failed
 //   retry_failed      bool (default false): re-run jobs whose journal record is failed
+//   memory_budget     a size (e.g. 4G): every training job keeps its training peak under it
+//                     (petl run --memory-budget: micro-batches, or a does_not_fit record); part
+//                     of the training jobs' keys
 // Values in set/grid are taken as the YAML scalar text (1e-3 and 0.001 are different values).
 // Relative paths (out, data_root, backbone) are relative to the current directory, as for
 // `petl run`; children get absolute paths, and keys use the absolute data_root and backbone.
@@ -95,6 +98,7 @@ struct SweepConfig {
   int threads_per_rank = 0;
   double job_timeout_s = 0;
   bool retry_failed = false;
+  std::string memory_budget;  // "" = none; else a size as `petl run --memory-budget` takes it
 };
 
 // Reads and validates a sweep config; throws petl::Error naming file, line and key.

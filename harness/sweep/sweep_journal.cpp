@@ -35,10 +35,10 @@ Journal read_journal(const std::string& path) {
     auto s = rec.find("status");  // a status that is not a string counts as not ok
     const std::string st = s != rec.end() && s->is_string() ? s->get<std::string>() : std::string();
     j.count[key]++;
-    if (st == "ok") {
-      j.status[key] = "ok";
+    if (journal_done(st)) {
+      j.status[key] = st;
       j.record[key] = rec;
-    } else if (j.status[key] != "ok") {
+    } else if (!journal_done(j.status[key])) {
       j.status[key] = "failed";
       j.record[key] = rec;
     }
@@ -85,7 +85,7 @@ std::map<std::string, std::string> merged_status(const std::vector<std::string>&
     Journal j = read_journal(p);
     if (warnings) warnings->insert(warnings->end(), j.warnings.begin(), j.warnings.end());
     for (auto& [k, s] : j.status)
-      if (s == "ok" || !st.count(k)) st[k] = s;
+      if (journal_done(s) || !st.count(k)) st[k] = s;
   }
   return st;
 }

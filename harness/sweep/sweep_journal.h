@@ -25,7 +25,7 @@
 namespace petl {
 
 struct Journal {
-  std::map<std::string, std::string> status;     // sweep_key → "ok" | "failed"
+  std::map<std::string, std::string> status;     // sweep_key → "ok" | "does_not_fit" | "failed"
   std::map<std::string, nlohmann::json> record;  // sweep_key → its ok line, else its last failed line
   std::map<std::string, int> count;              // sweep_key → number of lines (duplicates show as > 1)
   int64_t lines = 0;                             // complete lines read
@@ -51,6 +51,10 @@ void append_journal_line(const std::string& path, const nlohmann::json& record);
 std::string journal_path(const std::string& out_dir, int shard_index = 0, int shard_count = 1);
 // The other journals in out_dir (results*.jsonl except `own`), sorted: read for resume, never written.
 std::vector<std::string> sibling_journals(const std::string& out_dir, const std::string& own);
+// A key whose journal status is this is finished: never run again (ok, or a result that says the
+// job does not fit its memory budget).
+inline bool journal_done(const std::string& status) { return status == "ok" || status == "does_not_fit"; }
+
 // Merged status over several journals: ok if any says ok, else failed.
 std::map<std::string, std::string> merged_status(const std::vector<std::string>& journals,
                                                  std::vector<std::string>* warnings = nullptr);

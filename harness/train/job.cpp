@@ -241,9 +241,14 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
     const int64_t per_rank = (recipe.batch_size + dp.size() - 1) / dp.size();
     const BudgetChoice bc = choose_micro_batch(trainer, *src.train, per_rank, job.spec.memory_budget);
     budget = bc.to_json();
-    PETL_CHECK(bc.fits, "does not fit the memory budget of ", format_bytes(double(bc.budget)),
-               ": even one image per micro-batch is predicted to peak at ", format_bytes(double(bc.predicted(1))),
-               " (memory model: ", budget.dump(), ")");
+    if (!bc.fits) {  // a result, not a failure: the record says so and names the minimum peak
+      std::fprintf(stderr, "[petl] %s: does not fit the memory budget of %s: even one image per micro-batch is "
+                   "predicted to peak at %s\n", label.c_str(), format_bytes(double(bc.budget)).c_str(),
+                   format_bytes(double(bc.predicted(1))).c_str());
+      r.status = "does_not_fit";
+      r.extra["memory_budget"] = budget;
+      return dp.rank();
+    }
     trainer.set_micro_batch(bc.micro_batch < per_rank ? bc.micro_batch : 0);
     trainer.set_memory_budget(bc.budget);
     std::fprintf(stderr, "[petl] %s: memory budget %s: micro-batch %lld of %lld (predicted peak %s)\n", label.c_str(),
@@ -374,6 +379,11 @@ Record run_job(const JobSpec& spec) {
   const std::string state_path =
       spec.out_dir.empty() || spec.state_every_min < 0 ? "" : job_state_path(spec.out_dir, r.job_key);
   const int rank = train_and_evaluate(job, *method, bb.model, src, r, image_size, state_path);
+  if (r.status == "does_not_fit") {
+    r.data = data_section(job, num_classes, image_size, src);
+    if (!spec.out_dir.empty() && rank == 0) append_record(spec.out_dir, r);
+    return r;
+  }
   set_accuracies(r, job.recipe().eval_every);
   r.data = data_section(job, num_classes, image_size, src);
   r.timing->wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

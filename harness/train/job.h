@@ -66,8 +66,9 @@ struct JobSpec {
   // when a stop signal arrives; with reuse_done a job resumes from it.
   double state_every_min = 10;
   // Micro-batches of at most this many images per rank, gradients accumulated (0: whole batch), or
-  // chosen from a memory budget in bytes (harness/train/memory_budget.h; 0: none). Neither is part
-  // of the job key: the optimizer steps are the same up to float summation order.
+  // chosen from a memory budget in bytes (harness/train/memory_budget.h; 0: none). Both are part of
+  // the job key when set (as --dp is): the same steps up to float summation order, but a budget may
+  // not fit at all.
   int micro_batch = 0;
   int64_t memory_budget = 0;
   // Data parallelism over this many MPI ranks (the job runs under mpirun -np dp; rank 0 writes).

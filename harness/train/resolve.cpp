@@ -127,6 +127,8 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   // Cached float32 features give the live run's exact losses and logits; float16 ones do not.
   if (!spec.feature_cache.empty() && spec.cache_dtype != "float32") src["feature_cache_dtype"] = spec.cache_dtype;
   if (spec.dp > 1) src["data_parallel_ranks"] = spec.dp;  // same maths, another summation order
+  if (spec.micro_batch > 0) src["micro_batch"] = spec.micro_batch;  // likewise (and per-chunk BatchNorm)
+  if (spec.memory_budget > 0) src["memory_budget"] = spec.memory_budget;  // may not fit: another result
   return sha256_string(src.dump()).substr(0, 16);
 }
 

@@ -449,6 +449,22 @@ TEST_F(SweepConfigTest, DryRunShowsDiskAndResidentBytesAndNoTestSplitKv) {
   EXPECT_NE(s.find("a test split's K/V is never stored"), std::string::npos) << s;
 }
 
+TEST_F(SweepConfigTest, MemoryBudgetReachesEveryTrainingJobAndItsKey) {
+  auto plain = plan(base_yaml());
+  auto budget = plan(base_yaml("memory_budget: 4G\n"));
+  EXPECT_EQ(keys(plain, true), keys(budget, true)) << "cache builds do not depend on the budget";
+  for (auto& k : keys(budget)) EXPECT_FALSE(keys(plain).count(k)) << "a budget is another training job";
+  for (auto& j : budget.jobs) {
+    if (j.is_cache) continue;
+    auto it = std::find(j.args.begin(), j.args.end(), "--memory-budget");
+    ASSERT_NE(it, j.args.end());
+    EXPECT_EQ(*(it + 1), "4G");
+  }
+  EXPECT_NE(error_of(base_yaml("memory_budget: lots\n")).find("key 'memory_budget'"), std::string::npos)
+      << error_of(base_yaml("memory_budget: lots\n"));
+  EXPECT_NE(error_of(base_yaml("memory_budget: 0\n")).find("expected a size > 0"), std::string::npos);
+}
+
 // ------------------------------------------------------------------ journal
 
 TEST_F(SweepConfigTest, JournalReadsStatusesAndCutsATornLastLine) {
