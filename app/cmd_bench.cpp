@@ -19,6 +19,8 @@ using json = nlohmann::json;
 
 int cmd_bench(const Args& args) {
   if (!args.empty() && args[0] == "--cached") return cmd_bench_cached(Args(args.begin() + 1, args.end()));
+  for (auto& a : args)
+    if (a == "--budget" || a.rfind("--budget=", 0) == 0) return cmd_bench_budget(args);
   std::string arch = "vit_base_patch16_224_in21k", methods_csv = "linear,synqt,full", batches_csv = "64,8",
               baseline = "full", json_out;
   int steps = 2, threads = 0, num_classes = 100;
@@ -37,6 +39,7 @@ int cmd_bench(const Args& args) {
   if (!parse_args(args, d, vm,
                   "usage: petl bench [--arch NAME] [--methods a,b,c] [--batch-sizes 64,8] [--steps N]\n"
                   "       petl bench --cached ...   (query-only methods live vs resident features; --cached --help)\n"
+                  "       petl bench --budget 4G,8G ...   (micro-batch and speed per memory budget; --budget X --help)\n"
                   "Peak training memory (exact CPU tensor bytes, by category) and training images/s per method,\n"
                   "fp32, measured in this process; ratios are against --baseline at the same batch size."))
     return 0;

@@ -13,6 +13,7 @@ int cmd_suite(const Args& args);
 int cmd_pretrain(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_bench_cached(const Args& args);  // petl bench --cached
+int cmd_bench_budget(const Args& args);  // petl bench --budget LIST
 int cmd_demo(const Args& args);
 int cmd_report(const Args& args);
 int cmd_cache(const Args& args);

@@ -22,9 +22,8 @@ nlohmann::json BudgetChoice::to_json() const {
   return j;
 }
 
-BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t budget) {
+BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch) {
   BudgetChoice c;
-  c.budget = budget;
   c.batch = batch = std::max<int64_t>(1, std::min(batch, train.size()));
   if (trainer.optimizer().state().empty())
     for (auto& [name, t] : trainer.trainable()) c.optimizer_state += 2 * int64_t(t.nbytes());
@@ -38,15 +37,27 @@ BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, in
     c.b = std::max(0.0, double(c.probes[1].second - c.probes[0].second) / double(m2 - m1));
   }
   c.a = double(c.probes[0].second) - c.b * double(m1);
+  c.micro_batch = batch;
+  return c;
+}
+
+BudgetChoice under_budget(BudgetChoice c, int64_t budget) {
+  c.budget = budget;
   if (c.predicted(1) > budget) {
     c.fits = false;
     c.micro_batch = 1;
     return c;
   }
-  c.micro_batch = c.b > 0 ? std::min<int64_t>(batch, int64_t(std::floor((double(budget - c.optimizer_state) - c.a) / c.b)))
-                          : batch;
+  c.fits = true;
+  c.micro_batch =
+      c.b > 0 ? std::min<int64_t>(c.batch, int64_t(std::floor((double(budget - c.optimizer_state) - c.a) / c.b)))
+              : c.batch;
   c.micro_batch = std::max<int64_t>(1, c.micro_batch);
   return c;
+}
+
+BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t budget) {
+  return under_budget(fit_memory_model(trainer, train, batch), budget);
 }
 
 }  // namespace petl

@@ -28,7 +28,11 @@ struct BudgetChoice {
   nlohmann::json to_json() const;  // MiB figures, for the record's memory_budget section
 };
 
-// Probes, fits and chooses (see above). `batch`: this rank's images per step.
+// The memory model of the trainer's job (two probe steps; see above) for `batch` images per step.
+BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch);
+// The model's choice under `budget`: the largest micro-batch predicted to fit, or fits = false.
+BudgetChoice under_budget(BudgetChoice model, int64_t budget);
+// Both: probes, fits and chooses. `batch`: this rank's images per step.
 BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t budget);
 
 }  // namespace petl

@@ -273,7 +273,7 @@ TEST(RecordErrors, BadEvalsAndStatus) {
   j = good();
   j["status"] = "running";
   m = error_of([&] { record_from_json(j, "e:3"); });
-  EXPECT_TRUE(has(m, "e:3: unknown status 'running' (expected ok, failed or dry_run)")) << m;
+  EXPECT_TRUE(has(m, "e:3: unknown status 'running' (expected ok, failed, dry_run or does_not_fit)")) << m;
   j.erase("status");
   m = error_of([&] { record_from_json(j, "e:4"); });
   EXPECT_TRUE(has(m, "e:4: missing field(s): status")) << m;

@@ -3,7 +3,8 @@ micro-batches whose measured training peak stays under the budget (the record's 
 section holds the budget, the model, the prediction and the measured peak) and reaches the
 whole-batch run's accuracy; `--micro-batch` alone gives the same evaluations as the whole batch up
 to round-off; a budget below one image is recorded as does_not_fit with the minimum peak (a
-result, not a failure) and counted by `petl report`."""
+result, not a failure) and counted by `petl report`; `petl bench --budget` tabulates the micro-batch
+each budget needs."""
 import json
 import os
 
@@ -50,4 +51,16 @@ c.check(tiny["status"] == "does_not_fit" and tiny["memory_budget"]["minimum_peak
 rep = run(a.petl, "report", os.path.join(S, "tiny", "results.jsonl"), os.path.join(S, "whole", "results.jsonl"),
           "--reference", "none")
 c.check("does_not_fit" in rep.stdout + rep.stderr, "petl report counts the does_not_fit record\n" + rep.stdout[-300:])
+# petl bench --budget: the table of micro-batches per budget on the embedded architecture.
+p = run(a.petl, "bench", "--budget", "1K,6M,1G", "--archs", "petl_vit_mini_p8_32", "--methods", "linear,lora",
+        "--batch-size", "16", "--json", os.path.join(S, "bench.jsonl"))
+rows = [json.loads(l) for l in open(os.path.join(S, "bench.jsonl"))]
+c.check(len(rows) == 2 and all(len(r["budgets"]) == 3 for r in rows), "bench --budget: a row per method, a cell per budget")
+c.check(all(not r["budgets"][0]["fits"] and r["budgets"][2].get("micro_batch") == 16 for r in rows),
+        "1K does not fit; 1G takes the full batch")
+lora = next(r for r in rows if r["method"] == "lora")
+c.check(lora["peak_mib"] > 6 and 1 <= lora["budgets"][1].get("micro_batch", 0) < 16
+        and lora["budgets"][1]["predicted_peak_mib"] <= 6,
+        f"lora under 6M: micro-batch {lora['budgets'][1].get('micro_batch')} (peak at 16: {lora['peak_mib']:.1f} MiB)")
+c.check("| petl_vit_mini_p8_32 | lora |" in p.stdout and "does not fit (min" in p.stdout, "the markdown table")
 c.done()
