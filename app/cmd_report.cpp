@@ -6,6 +6,7 @@
 
 #include "app/cli_util.h"
 #include "app/commands.h"
+#include "core/text.h"
 #include "results/report.h"
 
 namespace petl::cli {
@@ -38,7 +39,7 @@ const char* kReportUsage =
 int cmd_report(const Args& args) {
   report::ReportOptions o;
   std::vector<std::string> inputs;
-  std::string reference = "default";
+  std::string reference = "default", budgets;
   po::options_description d("petl report options");
   d.add_options()("results", po::value(&inputs)->composing(),
                   "result files or directories (also positional: RESULTS...)")
@@ -53,7 +54,8 @@ int cmd_report(const Args& args) {
        "label of the reference rows (default: the source for the project's copy, else the file name)")
       ("out", po::value(&o.out_dir), "output directory (default: <first RESULTS directory, or its file's folder>/report)")
       ("no-plots", "write no plots (they need gnuplot)")
-      ("allow-mixed", "tabulate records that mix backbones, protocols or preprocessing as separate rows (a warning, not an error)");
+      ("allow-mixed", "tabulate records that mix backbones, protocols or preprocessing as separate rows (a warning, not an error)")
+      ("budget-view", po::value(&budgets), "comma-separated memory budgets (e.g. 4G,8G,24G): a table of each method's best mean accuracy over the rows (backbones, micro-batches, settings) whose peak training memory fits each budget, and the accuracy-vs-memory Pareto front; implies --allow-mixed");
   d.add_options()("help,h", "show this help and exit");
   po::positional_options_description pos;
   pos.add("results", -1);
@@ -72,6 +74,10 @@ int cmd_report(const Args& args) {
   o.reference = reference;
   o.plots = !vm.count("no-plots");
   o.allow_mixed = vm.count("allow-mixed") > 0;
+  if (!budgets.empty()) {
+    for (auto& b : split_list(budgets)) o.budgets.push_back(parse_size(b, "--budget-view"));
+    o.allow_mixed = true;  // the view compares backbones
+  }
   if (o.out_dir.empty()) {
     std::filesystem::path first(inputs[0]);
     o.out_dir = ((std::filesystem::is_directory(first) ? first : first.parent_path()) / "report").string();

@@ -161,7 +161,7 @@ ReportResult write_report(const std::vector<std::string>& inputs, const ReportOp
     (s.status == "failed" ? res.n_failed : s.status == "does_not_fit" ? res.n_does_not_fit : res.n_dry_run)++;
   res.n_ok = int(t.records.runs.size());
   if (!opts.out_dir.empty()) write_files(t, opts, res);
-  res.table_markdown = render_markdown_table(t);
+  res.table_markdown = render_markdown_table(t) + render_budget_view(t);
   res.printed = opts.format == "md" ? res.table_markdown : opts.format == "csv" ? render_csv(t) : render_tex(t);
   res.warnings = t.warnings;
   if (opts.warn_to_stderr)

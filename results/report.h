@@ -132,6 +132,9 @@ struct ReportOptions {
   bool plots = true;             // write gnuplot scripts + data and render PNG + SVG
   bool allow_mixed = false;      // mixed backbones / protocols / preprocessing: warn instead of fail
   bool warn_to_stderr = true;
+  // Budget view (bytes, ascending): for each budget, each method's best mean accuracy over the
+  // rows whose peak training memory fits on every task. Implies allow_mixed (rows per backbone).
+  std::vector<int64_t> budgets;
 };
 
 // One table cell: a (row, task) over seeds.
@@ -192,12 +195,23 @@ struct Table {
   std::vector<std::string> notes;    // facts for the notes section (inputs, what varies, ...)
   std::vector<std::string> warnings; // warnings (also in the notes section)
   Records records;
+  // Rows on the accuracy-vs-peak-memory Pareto front (complete rows: no row reaches a higher mean
+  // at the same or a lower peak; peak = the table's Peak train column), by ascending peak.
+  std::vector<size_t> pareto;
+  // The budget view: budgets (bytes) and, per method in row order, the best row under each budget
+  // (-1: no complete row of the method fits).
+  std::vector<int64_t> budgets;
+  std::vector<std::pair<std::string, std::vector<int>>> budget_best;
 };
+
+// The largest peak training memory (MiB) over a row's cells: what must fit a budget.
+double row_max_peak_mib(const Row& row);
 
 // Validates the mix, groups runs into rows and computes every number. reference may be empty.
 Table build_table(Records records, const ReportOptions& opts, const Reference& reference = {});
 
 std::string render_markdown_table(const Table& t);  // caption + the main table (+ reference rows)
+std::string render_budget_view(const Table& t);    // the budget table and the Pareto front ("" without budgets)
 std::string render_markdown(const Table& t, const std::vector<std::string>& plot_files = {});  // the whole report.md
 std::string render_csv(const Table& t);        // wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,complete
 std::string render_cells_csv(const Table& t);  // long: one line per (row, task)

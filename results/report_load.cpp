@@ -130,6 +130,10 @@ void fill_run(Record rec, bool headline, Run& r) {
     if (k == "seed") continue;
     r.identity[r.identity.count(k) ? "recipe." + k : k] = value_text(v);
   }
+  // How the batch was split (petl run --micro-batch) or bounded (--memory-budget): other rows.
+  if (auto it = rec.settings.find("micro_batch"); it != rec.settings.end()) r.identity["micro_batch"] = value_text(*it);
+  if (auto it = rec.extra.find("memory_budget"); it != rec.extra.end() && it->is_object())
+    r.identity["memory_budget_mib"] = value_text(it->value("budget_mib", nlohmann::json()));
   // Properties that must agree across a table; with allow_mixed they split rows instead.
   r.identity["backbone"] = arch + "@" + r.backbone_sha256.substr(0, 8);
   if (!img.empty()) r.identity["image_size"] = img;

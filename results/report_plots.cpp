@@ -168,13 +168,24 @@ std::string plot_acc_vs_memory(const PlotContext& c) {
     xs.push_back(t.rows[i].peak_train_mib);
   }
   write_text(c.dir / "acc_vs_memory.dat", dat);
+  std::string front = "# peak_train_mib mean_accuracy label: the Pareto front (best mean at or below each peak)\n";
+  for (size_t i : t.pareto) {
+    char b[256];
+    std::snprintf(b, sizeof b, "%.6g %.6g %s\n", t.rows[i].peak_train_mib, t.rows[i].mean, gp_dq(t.rows[i].label()).c_str());
+    front += b;
+  }
+  write_text(c.dir / "acc_vs_memory_pareto.dat", front);
   bool log = false;
   std::string xa = x_axis(xs, &log);
   std::string body = "set title " + c.title("Accuracy vs peak training memory (mean over tasks)", true) +
                      "\nset xlabel 'Peak training memory (MiB)" + (log ? ", log scale" : "") +
                      "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
                      "set grid\nset key outside right top box spacing 1.2 height 0.6\nset offsets 0, 0, graph 0.1, graph 0.1\n" + xa +
-                     row_series(t, "acc_vs_memory.dat", c.labels) + "\n";
+                     row_series(t, "acc_vs_memory.dat", c.labels) +
+                     (t.pareto.empty() ? std::string()
+                                       : ", \\\n     'acc_vs_memory_pareto.dat' using 1:2 with steps dt 2 lw 2 lc rgb '#404040' "
+                                         "title 'Pareto front (best accuracy at or below each peak)'") +
+                     "\n";
   write_text(c.dir / "acc_vs_memory.gp", two_terminals("acc_vs_memory", 1100, 650, body));
   return "acc_vs_memory";
 }

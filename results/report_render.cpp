@@ -180,8 +180,43 @@ std::string render_markdown_table(const Table& t) {
   return "**Table 1.** " + t.caption + "\n\n" + md_table(l.header, main_body(t, l), l.right);
 }
 
+std::string render_budget_view(const Table& t) {
+  if (t.budgets.empty()) return "";
+  std::vector<std::string> header{"Method"};
+  for (int64_t b : t.budgets) header.push_back("≤ " + format_bytes(double(b)));
+  std::vector<bool> right(header.size(), false);
+  std::vector<std::vector<std::string>> body;
+  for (auto& [method, picks] : t.budget_best) {
+    std::vector<std::string> line{method};
+    for (int p : picks) {
+      if (p < 0) {
+        line.push_back("does not fit");
+        continue;
+      }
+      const Row& r = t.rows[size_t(p)];
+      line.push_back(fixed(r.mean, 2) + " (" + (r.setting.empty() ? r.method : r.setting) + "; " +
+                     fixed(row_max_peak_mib(r), 1) + " MiB)");
+    }
+    body.push_back(line);
+  }
+  std::string md = "\n## Accuracy under a memory budget\n\n**Table B.** For each budget, each method's best mean "
+                   "accuracy over its complete rows (backbones, micro-batches, settings) whose peak training memory "
+                   "fits the budget on every task, with that row's setting and peak; \"does not fit\": no row of the "
+                   "method does. Records with status does_not_fit are listed below the table.\n\n" +
+                   md_table(header, body, right);
+  if (!t.pareto.empty()) {
+    md += "\nPareto front (accuracy vs peak training memory; no other row is better at the same or a lower peak): ";
+    for (size_t k = 0; k < t.pareto.size(); ++k) {
+      const Row& r = t.rows[t.pareto[k]];
+      md += (k ? " → " : "") + r.label() + " " + fixed(r.mean, 2) + " @ " + fixed(r.peak_train_mib, 1) + " MiB";
+    }
+    md += ".\n";
+  }
+  return md;
+}
+
 std::string render_markdown(const Table& t, const std::vector<std::string>& plot_files) {
-  std::string md = "# petl report\n\n" + render_markdown_table(t);
+  std::string md = "# petl report\n\n" + render_markdown_table(t) + render_budget_view(t);
   if (!t.deltas.empty()) {
     auto l = layout(t);
     std::vector<std::string> header(l.header.begin(), l.header.end() - 2);  // no params / memory

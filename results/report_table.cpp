@@ -437,6 +437,50 @@ void add_notes(const std::vector<std::string>& methods, Table& t) {
 
 }  // namespace
 
+double row_max_peak_mib(const Row& row) {
+  double m = 0;
+  for (auto& [task, cell] : row.cells) m = std::max(m, cell.peak_train_mib);
+  return m;
+}
+
+namespace {
+
+void add_pareto_and_budgets(const ReportOptions& opts, Table& t) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < t.rows.size(); ++i)
+    if (t.rows[i].complete && std::isfinite(t.rows[i].mean)) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const double pa = t.rows[a].peak_train_mib, pb = t.rows[b].peak_train_mib;  // the table's and plot's column
+    return pa != pb ? pa < pb : t.rows[a].mean > t.rows[b].mean;
+  });
+  double best = -1;
+  for (size_t i : order)
+    if (t.rows[i].mean > best) {
+      best = t.rows[i].mean;
+      t.pareto.push_back(i);
+    }
+  t.budgets = opts.budgets;
+  std::sort(t.budgets.begin(), t.budgets.end());
+  if (t.budgets.empty()) return;
+  for (size_t i = 0; i < t.rows.size(); ++i) {
+    const std::string& m = t.rows[i].method;
+    auto it = std::find_if(t.budget_best.begin(), t.budget_best.end(), [&](auto& e) { return e.first == m; });
+    if (it == t.budget_best.end()) {
+      t.budget_best.push_back({m, std::vector<int>(t.budgets.size(), -1)});
+      it = t.budget_best.end() - 1;
+    }
+    const Row& r = t.rows[i];
+    if (!r.complete || !std::isfinite(r.mean)) continue;
+    for (size_t b = 0; b < t.budgets.size(); ++b) {
+      int& pick = it->second[b];
+      if (row_max_peak_mib(r) * 1048576.0 <= double(t.budgets[b]) && (pick < 0 || r.mean > t.rows[size_t(pick)].mean))
+        pick = int(i);
+    }
+  }
+}
+
+}  // namespace
+
 Table build_table(Records records, const ReportOptions& opts, const Reference& reference) {
   Table t;
   t.records = std::move(records);
@@ -452,6 +496,7 @@ Table build_table(Records records, const ReportOptions& opts, const Reference& r
   write_caption(runs, t);
   add_reference(reference, t);
   add_notes(methods, t);
+  add_pareto_and_budgets(opts, t);
   return t;
 }
 

@@ -403,6 +403,64 @@ TEST(ReportValidation, MixedBackbonesFailOrSplitRows) {
   EXPECT_TRUE(has(t.warnings[0], "records mix backbones"));
 }
 
+TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
+  // Two methods on two backbones (two tasks of a non-VTAB set, so that two tasks make a complete row), peaks 100/300 MiB (small backbone) and
+  // 400/900 MiB (large); full on the large backbone also as a micro-batched run at 500 MiB.
+  TempDir d;
+  auto f1 = [](double v, int digits) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", digits, v);
+    return std::string(b);
+  };
+  auto rec = [](const std::string& m, const std::string& task, double acc, double peak, const std::string& sha,
+                const std::string& micro = "") {
+    auto r = make_record(m, task, 42, acc);
+    r["backbone"]["sha256"] = sha;
+    r["memory"]["peak_train_mib"] = peak;
+    if (!micro.empty()) r["settings"]["micro_batch"] = std::stoi(micro);  // as petl run --micro-batch records it
+    return r;
+  };
+  const std::string s = "5b2f6e0c9d8e0000", l = "ffffffffffff0000";
+  write_file(d / "r.jsonl",
+             lines({rec("linear", "alpha", 60, 100, s), rec("linear", "beta", 50, 100, s),   // mean 55 @ 100
+                    rec("full", "alpha", 70, 300, s), rec("full", "beta", 60, 290, s),       // mean 65 @ 295 (max 300)
+                    rec("linear", "alpha", 64, 400, l), rec("linear", "beta", 56, 400, l),   // mean 60 @ 400
+                    rec("full", "alpha", 80, 900, l), rec("full", "beta", 70, 900, l),       // mean 75 @ 900
+                    rec("full", "alpha", 79, 500, l, "8"), rec("full", "beta", 69, 500, l, "8")}));  // 74 @ 500
+  auto o = quiet();
+  o.allow_mixed = true;
+  o.budgets = {int64_t(1) << 30, 350LL << 20, 50LL << 20, 600LL << 20};
+  Table t = build_table(load_records({d.path()}), o);
+  ASSERT_EQ(t.budgets, (std::vector<int64_t>{50LL << 20, 350LL << 20, 600LL << 20, int64_t(1) << 30}));
+  ASSERT_EQ(t.budget_best.size(), 2u);
+  auto label = [&](int i) { return i < 0 ? std::string("-") : t.rows[size_t(i)].label() + " " + f1(t.rows[size_t(i)].mean, 1); };
+  std::vector<std::string> lin, full;
+  for (auto& [m, picks] : t.budget_best)
+    for (int p : picks) (m == "linear" ? lin : full).push_back(label(p));
+  EXPECT_EQ(lin[0], "-");
+  EXPECT_TRUE(has(lin[1], "5b2f6e0c) 55.0")) << lin[1];
+  EXPECT_TRUE(has(lin[2], "ffffffff) 60.0")) << lin[2];
+  EXPECT_EQ(full[0], "-");
+  EXPECT_TRUE(has(full[1], "@5b2f6e0c, micro_batch=(unset)) 65.0")) << full[1];  // 300 MiB fits 350; the large backbone does not
+  EXPECT_TRUE(has(full[2], "micro_batch=8") && has(full[2], "74.0")) << full[2];  // 500 MiB: the micro-batched run
+  EXPECT_TRUE(has(full[3], "75.0")) << full[3];
+  // Pareto front by the Peak train column: linear small 55 @100, full small 65 @295, full micro 74 @500,
+  // full large 75 @900; linear large (60 @400) is dominated by full small.
+  std::vector<std::string> front;
+  for (size_t i : t.pareto) front.push_back(f1(t.rows[i].mean, 1) + "@" + f1(t.rows[i].peak_train_mib, 0));
+  EXPECT_EQ(front, (std::vector<std::string>{"55.0@100", "65.0@295", "74.0@500", "75.0@900"}));
+  const std::string md = render_budget_view(t);
+  for (auto* h : {"≤ 50.0 MiB", "≤ 350.0 MiB", "≤ 600.0 MiB", "≤ 1.0 GiB", "does not fit", "74.00 ("})
+    EXPECT_TRUE(has(md, h)) << h << "\n" << md;
+  EXPECT_TRUE(has(md, "Pareto front")) << md;
+  EXPECT_EQ(render_budget_view(build_table(load_records({d.path()}), [&] {
+              auto q = o;
+              q.budgets.clear();
+              return q;
+            }())),
+            "");
+}
+
 TEST(ReportValidation, MixedProtocolsNeedProtocolFlag) {
   TempDir d;
   auto fin = make_record("linear", "dtd", 42, 61);
