@@ -26,16 +26,34 @@ std::string fixed(double v, int digits) {
   return b;
 }
 
-// Training images/s over `steps` optimizer steps (after one untimed) at micro-batch m.
-double images_per_s(Trainer& t, const FeatureSource& train, int64_t m, int steps) {
+int64_t optimizer_bytes(torch::optim::AdamW& opt) {
+  int64_t n = 0;
+  for (auto& [k, st] : opt.state()) {
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*st);
+    for (auto& t : {s.exp_avg(), s.exp_avg_sq(), s.max_exp_avg_sq()})
+      if (t.defined()) n += t.nbytes();
+  }
+  return n;
+}
+
+struct Timed {
+  double images_per_s = 0;
+  int64_t peak = 0;  // measured, counted as the record's peak_train (model + what training holds)
+};
+
+// Training images/s over `steps` optimizer steps (after one untimed) at micro-batch m (0: the
+// whole batch), and the measured training peak of those steps.
+Timed timed_steps(Trainer& t, Method& method, const FeatureSource& train, int64_t m, int steps) {
   t.set_micro_batch(m);
+  const int64_t opt_before = optimizer_bytes(t.optimizer());  // alive before the probe: not in its growth
+  PeakProbe probe;
   double secs = 0;
   int64_t images = 0;
   for (int s = 0; s < steps + 1; ++s) {
     auto r = t.train_one_epoch(train, 0);  // one batch per "epoch": one step
     if (s > 0) secs += r.seconds, images += r.images;
   }
-  return secs > 0 ? double(images) / secs : 0;
+  return {secs > 0 ? double(images) / secs : 0, probe.growth() + model_bytes(method) + opt_before};
 }
 
 }  // namespace
@@ -99,10 +117,12 @@ int cmd_bench_budget(const Args& args) {
       DataParallel dp(1, torch::kCPU);
       Trainer t(*method, recipe, dp, torch::kCPU, -1, m, false);
       const BudgetChoice model = fit_memory_model(t, train, batch);
-      std::map<int64_t, double> speed;  // micro-batch → img/s
-      speed[batch] = images_per_s(t, train, 0, steps);
+      std::map<int64_t, Timed> timed;  // micro-batch → img/s, measured peak
+      timed[batch] = timed_steps(t, *method, train, 0, steps);
+      std::map<int64_t, double> speed{{batch, timed[batch].images_per_s}};
       json row = {{"arch", arch},         {"method", m},
                   {"batch_size", batch},  {"peak_mib", MemoryMeter::mib(model.predicted(batch))},
+                  {"measured_peak_mib", MemoryMeter::mib(timed[batch].peak)},
                   {"images_per_s", speed[batch]}, {"model", model.to_json()["model"]},
                   {"budgets", json::array()}};
       std::string line = str_cat("| ", arch, " | ", m, " | ", fixed(MemoryMeter::mib(model.predicted(batch)), 1),
@@ -114,14 +134,16 @@ int cmd_bench_budget(const Args& args) {
           cell["minimum_peak_mib"] = MemoryMeter::mib(c.predicted(1));
           line += str_cat(" does not fit (min ", fixed(MemoryMeter::mib(c.predicted(1)), 0), " MiB) |");
         } else {
-          if (!speed.count(c.micro_batch)) speed[c.micro_batch] = images_per_s(t, train, c.micro_batch, steps);
-          const double s = speed[c.micro_batch];
+          if (!timed.count(c.micro_batch)) timed[c.micro_batch] = timed_steps(t, *method, train, c.micro_batch, steps);
+          const double s = timed[c.micro_batch].images_per_s;
           cell["micro_batch"] = c.micro_batch;
           cell["images_per_s"] = s;
           cell["predicted_peak_mib"] = MemoryMeter::mib(c.predicted(c.micro_batch));
-          line += c.micro_batch == batch ? std::string(" full batch |")
-                                         : str_cat(" micro-batch ", c.micro_batch, ", ",
-                                                   fixed(s / speed[batch], 2), "× speed |");
+          cell["measured_peak_mib"] = MemoryMeter::mib(timed[c.micro_batch].peak);
+          line += str_cat(c.micro_batch == batch ? std::string(" full batch") : str_cat(" micro-batch ", c.micro_batch),
+                          ", ", fixed(MemoryMeter::mib(timed[c.micro_batch].peak), 0), " MiB measured (",
+                          fixed(MemoryMeter::mib(c.predicted(c.micro_batch)), 0), " predicted), ",
+                          fixed(s / speed[batch], 2), "× speed |");
         }
         row["budgets"].push_back(cell);
       }

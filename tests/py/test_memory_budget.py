@@ -62,5 +62,10 @@ lora = next(r for r in rows if r["method"] == "lora")
 c.check(lora["peak_mib"] > 6 and 1 <= lora["budgets"][1].get("micro_batch", 0) < 16
         and lora["budgets"][1]["predicted_peak_mib"] <= 6,
         f"lora under 6M: micro-batch {lora['budgets'][1].get('micro_batch')} (peak at 16: {lora['peak_mib']:.1f} MiB)")
+cell = lora["budgets"][1]
+c.check(abs(cell.get("predicted_peak_mib", 0) - cell.get("measured_peak_mib", 1)) <= 0.05 * cell.get("measured_peak_mib", 1)
+        and cell.get("measured_peak_mib", 99) <= 6,
+        f"bench: lora's predicted peak {cell.get('predicted_peak_mib')} within 5 % of the measured "
+        f"{cell.get('measured_peak_mib')} MiB, under the budget")
 c.check("| petl_vit_mini_p8_32 | lora |" in p.stdout and "does not fit (min" in p.stdout, "the markdown table")
 c.done()
