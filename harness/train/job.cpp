@@ -177,9 +177,9 @@ class StateSaver {
         device_(device), label_(std::move(label)), last_(std::chrono::steady_clock::now()) {}
   bool active() const { return !path_.empty(); }
   const std::string& path() const { return path_; }
-  // At an epoch boundary: saves when the interval has passed.
-  void maybe_save(const LoopProgress& p) {
-    if (active() && std::chrono::duration<double>(std::chrono::steady_clock::now() - last_).count() >= every_s_) save(p);
+  // At an epoch boundary: whether the interval has passed since the last save.
+  bool due() const {
+    return active() && std::chrono::duration<double>(std::chrono::steady_clock::now() - last_).count() >= every_s_;
   }
   void save(const LoopProgress& p) {
     if (!active()) return;
@@ -304,9 +304,11 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
           p.eval_pending = false;
         }
         if (p.epoch + 1 < recipe.total_epochs()) {
-          LoopProgress next = p;  // the state at the start of the next epoch
-          ++next.epoch;
-          saver.maybe_save(next);
+          if (saver.due()) {  // (a copy only when saving: snapshots can be tens of MB)
+            LoopProgress next = p;  // the state at the start of the next epoch
+            ++next.epoch;
+            saver.save(next);
+          }
         }
       }
       if (!p.snapshots.empty()) {

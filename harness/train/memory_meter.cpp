@@ -141,6 +141,11 @@ void TrainingPeak::continue_from(int64_t train_peak, int64_t baseline, int64_t r
   baseline_ = baseline;
   train_reserved_ = std::max(train_reserved_, reserved);
 }
+void TrainingPeak::fold() {
+  if (in_eval_) return;
+  train_peak_ = std::max(train_peak_, now_peak());
+  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
+}
 void TrainingPeak::pause() {
   if (in_eval_) return;
   train_peak_ = std::max(train_peak_, now_peak());

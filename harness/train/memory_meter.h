@@ -58,6 +58,9 @@ class TrainingPeak {
   void pause();
   void resume();
   void end();
+  // Takes the meter's peak so far into the training peak, so that a PeakProbe (which resets the
+  // meter) may measure one step in the middle of training without losing what came before.
+  void fold();
   // begin(), then the peak, baseline and reserved bytes of an earlier part of the same training
   // (a job resumed from its saved state) count as if measured here.
   void continue_from(int64_t train_peak, int64_t baseline, int64_t reserved);

@@ -66,7 +66,10 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
     }
     opt_->zero_grad();
     std::optional<PeakProbe> first;
-    if (first_step_peak_ < 0) first.emplace(cuda_index_);
+    if (first_step_peak_ < 0) {
+      peak_.fold();  // the probe resets the meter: the training peak keeps the steps before it
+      first.emplace(cuda_index_);
+    }
     double l = forward_backward(train, idx, global);
     dp_.allreduce_gradients(trainable_tensors_);
     l = dp_.allreduce_sum(l);

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_models import read_safetensors  # noqa: E402
+from ref_models import finish, read_safetensors  # noqa: E402
 
 
 def ln(x, p, name, eps=1e-6):
@@ -353,11 +353,7 @@ def main():
         ok = got.shape == ref.shape and diff < 1e-5
         bad += not ok
         print(f"{'ok ' if ok else 'BAD'} {name:12s} logits {tuple(got.shape)} max relative difference {diff:.2e}")
-    missing = set(METHODS) - seen
-    if missing:
-        print("missing C++ outputs for:", ", ".join(sorted(missing)))
-        bad += len(missing)
-    sys.exit(1 if bad else 0)
+    finish(METHODS, seen, bad)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from safetensors files by the tiny reader below (the safetensors package is not 
 """
 import json
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -12,6 +13,16 @@ import torch.nn.functional as F
 
 _DT = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64, "I32": np.int32,
        "U8": np.uint8, "I8": np.int8, "I16": np.int16, "BOOL": np.bool_}
+
+
+def finish(methods, seen, bad):
+    """The reference scripts' end: C++ outputs missing for some method count as failures; exit 1
+    when anything failed."""
+    missing = set(methods) - seen
+    if missing:
+        print("missing C++ outputs for:", ", ".join(sorted(missing)))
+        bad += len(missing)
+    sys.exit(1 if bad else 0)
 
 
 def read_safetensors(path):

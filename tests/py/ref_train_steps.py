@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ref_baselines import METHODS as BASELINES, Vit, head, plain, split  # noqa: E402
-from ref_models import read_safetensors, synqt_logits  # noqa: E402
+from ref_models import finish, read_safetensors, synqt_logits  # noqa: E402
 
 # The baselines' reference forwards, plus linear probe / full fine-tuning (head on the final-norm
 # cls token; full trains the backbone too) and SynQT (ref_models.synqt_logits, the reference model).
@@ -97,11 +97,7 @@ def main():
         print(f"{'ok ' if ok else 'BAD'} {name:12s} 3 steps: losses rel {worst_loss:.1e}, "
               f"updated tensors rel {worst_t:.1e} ({worst_k or '-'}; {len(final)} tensors, "
               f"{n_noise} of {n_all} elements with round-off gradients left out)")
-    missing = set(METHODS) - seen
-    if missing:
-        print("missing C++ outputs for:", ", ".join(sorted(missing)))
-        bad += len(missing)
-    sys.exit(1 if bad else 0)
+    finish(METHODS, seen, bad)
 
 
 if __name__ == "__main__":
