@@ -80,9 +80,9 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
 }
 }  // namespace
 
-int cmd_run(const Args& args) {
-  std::string feature_budget, record_file, state_every, memory_budget;
-  JobSpec spec;
+// `petl run`'s options (also each job of `petl bundle`); false when --help was printed.
+bool parse_run_options(const Args& args, JobSpec& spec, std::string& record_file) {
+  std::string feature_budget, state_every, memory_budget;
   std::vector<std::string> sets;
   po::options_description d("petl run options");
   add_job_options(d, spec, sets);
@@ -105,7 +105,7 @@ int cmd_run(const Args& args) {
                   "                [--batch-size B] [--seed S] [--protocol best_of_10|final] [--threads N] [--out DIR]\n"
                   "                [--set key=value ...] [--dry-run]\n"
                   "Trains one method on one task (train split → test split of the recipe) and appends one result record."))
-    return 0;
+    return false;
   spec.set = sets;
   if (feature_budget != "auto") spec.feature_memory_budget = parse_size(feature_budget, "--feature-memory-budget");
   spec.progress = !vm.count("no-progress");
@@ -118,6 +118,13 @@ int cmd_run(const Args& args) {
     PETL_CHECK(spec.memory_budget > 0, "--memory-budget '", memory_budget, "': expected a size > 0 (e.g. 4G)");
   }
   spec.argv = args;
+  return true;
+}
+
+int cmd_run(const Args& args) {
+  JobSpec spec;
+  std::string record_file;
+  if (!parse_run_options(args, spec, record_file)) return 0;
   // --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
   struct MpiSession {
     bool mine = false;

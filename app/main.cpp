@@ -24,6 +24,7 @@ usage: petl <command> [options]        (petl <command> --help for every flag)
 commands:
   list       registered methods, architectures, protocols; tasks under --data-root
   run        train one method on one task → one result record (JSON lines) + checkpoint
+  bundle     several `run` jobs of one task in one process: shared inputs, one test pass for all
   eval       evaluate a saved checkpoint on a split, optionally writing the logits
   suite      build the embedded real-data suite "mini" (VTAB-1k txt format)
   pretrain   build the embedded backbone (small ViT) on upstream data disjoint from the suite
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
   // default (a short spin, core/threads.h) needs one re-exec with it set. Commands that compute.
   if (argc >= 2) {
     const std::string c = argv[1];
-    if (c == "run" || c == "eval" || c == "bench" || c == "demo" || c == "pretrain" || c == "cache" || c == "sweep")
+    if (c == "run" || c == "bundle" || c == "eval" || c == "bench" || c == "demo" || c == "pretrain" || c == "cache" || c == "sweep")
       petl::threads::apply_default_wait_policy(argv);
   }
   // A job a sweep rank started dies with that rank (e.g. mpirun killed with SIGKILL): no orphan
@@ -58,7 +59,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   petl::cli::Args args(argv + 2, argv + argc);
   const std::map<std::string, int (*)(const petl::cli::Args&)> table = {
-      {"list", petl::cli::cmd_list},   {"run", petl::cli::cmd_run},         {"eval", petl::cli::cmd_eval},
+      {"list", petl::cli::cmd_list},   {"run", petl::cli::cmd_run},  {"bundle", petl::cli::cmd_bundle},         {"eval", petl::cli::cmd_eval},
       {"suite", petl::cli::cmd_suite}, {"pretrain", petl::cli::cmd_pretrain}, {"bench", petl::cli::cmd_bench},
       {"demo", petl::cli::cmd_demo},   {"report", petl::cli::cmd_report}, {"cache", petl::cli::cmd_cache},
       {"sweep", petl::cli::cmd_sweep}, {"import-checkpoint", petl::cli::cmd_import_checkpoint}};

@@ -62,9 +62,12 @@ void farm_clear_stop_request() { g_stop_signal = 0; }
 // ------------------------------------------------------------------ jobs as messages
 
 json farm_job_to_json(const FarmJob& j) {
-  return {{"key", j.key},           {"argv", j.argv},         {"cost", j.cost},
-          {"depends_on", j.depends_on}, {"is_cache", j.is_cache}, {"identity", j.identity},
-          {"result_file", j.result_file}, {"log_file", j.log_file}};
+  json o = {{"key", j.key},           {"argv", j.argv},         {"cost", j.cost},
+            {"depends_on", j.depends_on}, {"is_cache", j.is_cache}, {"identity", j.identity},
+            {"result_file", j.result_file}, {"log_file", j.log_file}, {"bundle", j.bundle},
+            {"members", json::array()}};
+  for (const auto& m : j.members) o["members"].push_back(farm_job_to_json(m));
+  return o;
 }
 
 FarmJob farm_job_from_json(const json& j) {
@@ -77,6 +80,9 @@ FarmJob farm_job_from_json(const json& j) {
   f.identity = j.at("identity");
   f.result_file = j.at("result_file");
   f.log_file = j.at("log_file");
+  f.bundle = j.value("bundle", std::string());
+  if (j.contains("members"))
+    for (const auto& m : j.at("members")) f.members.push_back(farm_job_from_json(m));
   return f;
 }
 
@@ -91,6 +97,7 @@ std::vector<FarmJob> farm_jobs_from_plan(const std::vector<SweepJob>& jobs, cons
     f.is_cache = s.is_cache;
     f.result_file = s.result_file;
     f.log_file = s.log_file;
+    f.bundle = s.bundle;
     if (s.is_cache)
       f.identity = {{"task", s.task}, {"taps", s.cache.taps}, {"splits", s.cache.splits}, {"dtype", s.cache_dtype}};
     else
@@ -235,6 +242,7 @@ struct Child {
   Clock::time_point kill_at;
   enum Reason { kNone, kTimeout, kStop } reason = kNone;
   int64_t log_offset = 0, result_offset = 0;
+  std::vector<int64_t> member_offsets;  // bundles: each member's result_file size at the start
 };
 
 std::string signal_text(int sig) {
@@ -263,6 +271,7 @@ class Runner {
     std::string err = spawn();
     if (!err.empty()) {
       child_.pid = -1;
+      if (!job.members.empty()) return bundle_outcome("cannot start the bundle: " + err);
       return outcome(false, "cannot start the job: " + err, json());
     }
     return std::nullopt;
@@ -284,7 +293,7 @@ class Runner {
     }
     if (child_.pid <= 0) return std::nullopt;
     const auto now = Clock::now();
-    if (!child_.term_sent && opts_.job_timeout_s > 0 && seconds_since(child_.start) > opts_.job_timeout_s) {
+    if (!child_.term_sent && opts_.job_timeout_s > 0 && seconds_since(child_.start) > time_limit_s()) {
       child_.reason = Child::kTimeout;
       signal_group(SIGTERM);
       child_.term_sent = true;
@@ -302,27 +311,18 @@ class Runner {
     ::kill(-child_.pid, SIGKILL);  // whatever the job left behind in its process group
     child_.pid = -1;
     if (child_.reason == Child::kStop) return std::nullopt;  // interrupted: not recorded
-    if (lost) return outcome(false, "the child process was lost (waitpid: " + std::string(std::strerror(errno)) + ")",
-                             json());
-    if (child_.reason == Child::kTimeout)
-      return outcome(false, "time limit of " + fmt_seconds(opts_.job_timeout_s) + " s exceeded", json());
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      if (child_.job.result_file.empty()) return outcome(true, "", json());
-      auto rec = last_record_with_status(child_.job.result_file, "ok");
-      if (!rec) rec = last_record_with_status(child_.job.result_file, "does_not_fit", child_.result_offset);
-      if (rec) return outcome(true, "", *rec);
-      return outcome(false, "exited with status 0 but wrote no ok record to " + child_.job.result_file, json());
-    }
-    if (WIFEXITED(status)) {
-      std::string msg = "exit status " + std::to_string(WEXITSTATUS(status));
-      if (!child_.job.result_file.empty()) {
-        auto f = last_record_with_status(child_.job.result_file, "failed", child_.result_offset);
-        if (f && f->contains("error") && (*f)["error"].is_string()) msg += ": " + (*f)["error"].get<std::string>();
-      }
-      return outcome(false, msg, json());
-    }
-    const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    auto o = outcome(false, signal_text(sig), json());
+    std::string failure;  // "" = exit status 0
+    if (lost)
+      failure = "the child process was lost (waitpid: " + std::string(std::strerror(errno)) + ")";
+    else if (child_.reason == Child::kTimeout)
+      failure = "time limit of " + fmt_seconds(time_limit_s()) + " s exceeded";
+    else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+      failure = "exit status " + std::to_string(WEXITSTATUS(status));
+    else if (!WIFEXITED(status))
+      failure = signal_text(WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    auto o = child_.job.members.empty() ? job_outcome(child_.job, child_.result_offset, failure, true)
+                                        : bundle_outcome(failure);
+    const int sig = !lost && child_.reason == Child::kNone && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
       // Not sent by us: most likely the whole step is being stopped (scancel, mpirun) and the
       // signal reached the child first. Wait a moment for our own stop flag before recording.
@@ -369,8 +369,42 @@ class Runner {
     if (child_.pid > 0) ::kill(-child_.pid, sig);
   }
 
-  json outcome(bool ok, const std::string& error, const json& record) {
-    json o = {{"key", child_.job.key},
+  // A bundle's time limit grows with its members.
+  double time_limit_s() const {
+    return opts_.job_timeout_s * double(std::max<size_t>(1, child_.job.members.size()));
+  }
+
+  // The outcome of `job` (the child's job or a bundle's member) from its result file: an ok record
+  // (with --resume it may be an earlier one), else a does_not_fit or failed record written since
+  // `offset`; `failure` ("" = exit status 0) is how the child ended. `single`: the child ran this
+  // job alone, so an ok record counts only when it exited 0.
+  json job_outcome(const FarmJob& job, int64_t offset, const std::string& failure, bool single) {
+    if (job.result_file.empty()) return outcome(failure.empty(), failure, json(), &job);
+    if (failure.empty() || !single) {
+      auto rec = last_record_with_status(job.result_file, "ok");
+      if (!rec) rec = last_record_with_status(job.result_file, "does_not_fit", offset);
+      if (rec) return outcome(true, "", *rec, &job);
+    }
+    std::string msg = failure;
+    auto f = last_record_with_status(job.result_file, "failed", offset);
+    if (f && f->contains("error") && (*f)["error"].is_string())
+      msg += (msg.empty() ? "" : ": ") + (*f)["error"].get<std::string>();
+    if (msg.empty()) msg = single ? "exited with status 0 but wrote no ok record to " + job.result_file
+                                  : "the bundle exited with status 0 but wrote no record to " + job.result_file;
+    return outcome(false, msg, json(), &job);
+  }
+
+  json bundle_outcome(const std::string& failure) {
+    json o = {{"key", child_.job.key}, {"members", json::array()}};
+    for (size_t k = 0; k < child_.job.members.size(); ++k)
+      o["members"].push_back(job_outcome(child_.job.members[k],
+                                         k < child_.member_offsets.size() ? child_.member_offsets[k] : 0, failure,
+                                         false));
+    return o;
+  }
+
+  json outcome(bool ok, const std::string& error, const json& record, const FarmJob* member = nullptr) {
+    json o = {{"key", member ? member->key : child_.job.key},
               {"ok", ok},
               {"rank", info_.rank},
               {"host", info_.host},
@@ -403,6 +437,11 @@ class Runner {
     }
     child_.log_offset = file_size(job.log_file);
     child_.result_offset = job.result_file.empty() ? 0 : file_size(job.result_file);
+    child_.member_offsets.clear();
+    for (const auto& m : job.members) {
+      if (fs::path(m.result_file).has_parent_path()) fs::create_directories(fs::path(m.result_file).parent_path(), ec);
+      child_.member_offsets.push_back(m.result_file.empty() ? 0 : file_size(m.result_file));
+    }
 
     // Environment: ours minus MPI launcher variables, plus thread settings and the caller's.
     process::SpawnOptions so;
@@ -572,6 +611,12 @@ class Scheduler {
     for (size_t i = 0; i < jobs_.size(); ++i)
       if (state_[i] == kWait && !jobs_[i].depends_on.empty() && index_.count(jobs_[i].depends_on))
         prio_[index_[jobs_[i].depends_on]] += jobs_[i].cost;
+    // A bundle runs as one unit: its jobs are dispatched at the priority of the whole bundle.
+    std::map<std::string, double> bundle_cost;
+    for (size_t i = 0; i < jobs_.size(); ++i)
+      if (state_[i] == kWait && !jobs_[i].bundle.empty()) bundle_cost[jobs_[i].bundle] += jobs_[i].cost;
+    for (size_t i = 0; i < jobs_.size(); ++i)
+      if (state_[i] == kWait && !jobs_[i].bundle.empty()) prio_[i] = bundle_cost[jobs_[i].bundle];
     say("petl sweep %s: %zu jobs; %d already ok, %d failed earlier%s, %d to run on %d rank(s) × %d thread(s)%s\n",
         opts_.sweep_name.c_str(), jobs_.size(), prev_ok, prev_failed,
         opts_.retry_failed ? "" : " (skipped; retry_failed re-runs them)", total_, info_.size, info_.threads,
@@ -619,22 +664,49 @@ class Scheduler {
     return n;
   }
 
+  // The next unit of work: the first ready job, or with a bundle id every ready job of its bundle
+  // as one FarmJob (members in plan order).
+  FarmJob take_next() {
+    const size_t i = ready_.front();
+    ready_.pop_front();
+    state_[i] = kRunning;
+    if (jobs_[i].bundle.empty()) return jobs_[i];
+    std::vector<size_t> members = {i};
+    for (auto it = ready_.begin(); it != ready_.end();) {
+      if (jobs_[*it].bundle == jobs_[i].bundle) {
+        state_[*it] = kRunning;
+        members.push_back(*it);
+        it = ready_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (members.size() == 1) return jobs_[i];
+    std::sort(members.begin(), members.end());
+    FarmJob b;
+    b.key = "bundle:" + jobs_[i].bundle;
+    b.bundle = jobs_[i].bundle;
+    b.argv = {"bundle", "--threads", "{threads}", "--no-progress"};
+    for (size_t m : members) {
+      b.argv.insert(b.argv.end(), {"--job", json(jobs_[m].argv).dump()});
+      b.members.push_back(jobs_[m]);
+      b.cost += jobs_[m].cost;
+    }
+    b.log_file = (fs::path(jobs_[i].log_file).parent_path() / ("bundle-" + jobs_[i].bundle + ".log")).string();
+    b.identity = {{"bundle", jobs_[i].bundle}, {"jobs", members.size()}};
+    return b;
+  }
+
   bool dispatch() {
     bool did = false;
     while (!ready_.empty() && !idle_.empty()) {
       int w = idle_.front();
       idle_.pop_front();
-      size_t i = ready_.front();
-      ready_.pop_front();
-      state_[i] = kRunning;
-      out_.send(w, kTagJob, farm_job_to_json(jobs_[i]).dump());
+      out_.send(w, kTagJob, farm_job_to_json(take_next()).dump());
       did = true;
     }
     if (!ready_.empty() && !runner_.busy()) {
-      size_t i = ready_.front();
-      ready_.pop_front();
-      state_[i] = kRunning;
-      if (auto o = runner_.start(jobs_[i])) on_outcome(*o);
+      if (auto o = runner_.start(take_next())) on_outcome(*o);
       did = true;
     }
     return did;
@@ -698,6 +770,10 @@ class Scheduler {
   }
 
   void on_outcome(const json& o) {
+    if (o.contains("members") && o["members"].is_array()) {  // a bundle: one outcome per job
+      for (const auto& m : o["members"]) on_outcome(m);
+      return;
+    }
     const std::string key = o.value("key", std::string());
     auto it = index_.find(key);
     if (it == index_.end()) {

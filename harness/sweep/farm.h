@@ -27,6 +27,9 @@
 // of ranks on the node that have the very same mask (ranks bound to their own cores keep all of
 // theirs; unbound ranks share the node), at least 1.
 //
+// Bundles (FarmJob::bundle): rank 0 dispatches every ready job of a bundle together as one child;
+// each member's outcome is read from its own result_file as above (a new failed record gives its
+// error; no record gives the child's exit status or signal) and journaled under its own key.
 // Results. After a child exits 0, the last complete line of job.result_file with status "ok" is
 // the job's record (the child `petl run` appends it; with --resume it may be an earlier one). A
 // job without result_file (cache builds) is ok on exit 0. Exit ≠ 0, a signal, a time limit or
@@ -78,6 +81,13 @@ struct FarmJob {
                                   // cache: task, taps, splits, dtype
   std::string result_file;        // where the child appends its record; "" → ok on exit 0
   std::string log_file;           // stdout + stderr of the child (appended)
+  // Bundles: training jobs with the same non-empty `bundle` id that are ready together run as ONE
+  // child, `petl bundle --job <argv as JSON> ...` (harness/train/bundle.h), which writes each job's
+  // record to its own result_file; each job is still journaled, resumed and failed by its own key.
+  // The dispatched unit is a FarmJob whose `members` are those jobs (its key "bundle:<id>", its log
+  // <logs>/bundle-<id>.log, its time limit job_timeout_s × members).
+  std::string bundle;
+  std::vector<FarmJob> members;
 };
 
 nlohmann::json farm_job_to_json(const FarmJob& j);

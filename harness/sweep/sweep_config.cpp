@@ -265,6 +265,10 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         cfg.job_timeout_s = as_double(c, v, k);
         PETL_CHECK(cfg.job_timeout_s >= 0, c.at(v), ": key 'job_timeout_s': expected ≥ 0 (0 = no limit)");
       } else if (k == "retry_failed") cfg.retry_failed = as_bool(c, v, k);
+      else if (k == "bundle_jobs") {
+        cfg.bundle_jobs = as_int(c, v, k);
+        PETL_CHECK(cfg.bundle_jobs >= 1, c.at(v), ": key 'bundle_jobs': expected an integer ≥ 1 (1 = no bundles)");
+      }
       else if (k == "memory_budget") {
         cfg.memory_budget = scalar(c, v, k);
         int64_t b = 0;
@@ -278,7 +282,7 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         PETL_FAIL(c.at(it->first), ": unknown key '", k,
                   "' (expected one of: name, out, data_root, backbone, arch, protocol, recipe, methods, tasks, seeds, "
                   "epochs, batch_size, grid, method_overrides, task_overrides, method_task_overrides, feature_cache, "
-                  "cache_dtype, threads_per_rank, job_timeout_s, retry_failed, memory_budget)");
+                  "cache_dtype, threads_per_rank, job_timeout_s, retry_failed, memory_budget, bundle_jobs)");
     }
   } catch (const YAML::Exception& e) {
     PETL_FAIL(label, ":", e.mark.line + 1, ": ", e.msg);
@@ -312,6 +316,22 @@ SweepConfig load_sweep_config(const std::string& file) {
 }
 
 // ------------------------------------------------------------------ plan
+
+namespace {
+// The jobs that train on one feature cache, in plan order, split into ceil(n / max_jobs) bundles
+// of near-equal size; a job alone on its cache is not bundled.
+void assign_bundles(std::vector<SweepJob>& trains, int max_jobs) {
+  if (max_jobs <= 1) return;
+  std::map<std::string, std::vector<size_t>> by_cache;
+  for (size_t i = 0; i < trains.size(); ++i)
+    if (!trains[i].depends_on.empty()) by_cache[trains[i].depends_on].push_back(i);
+  for (auto& [cache, idx] : by_cache) {
+    if (idx.size() < 2) continue;
+    const size_t n = idx.size(), parts = (n + size_t(max_jobs) - 1) / size_t(max_jobs);
+    for (size_t p = 0; p < n; ++p) trains[idx[p]].bundle = cache + "-" + std::to_string(p * parts / n);
+  }
+}
+}  // namespace
 
 SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
   SweepPlan plan;
@@ -463,6 +483,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
       }
     }
   }
+  assign_bundles(trains, cfg.bundle_jobs);
   plan.jobs = std::move(caches);
   for (auto& j : trains) plan.jobs.push_back(std::move(j));
   return plan;
@@ -524,6 +545,46 @@ std::string mid_job_state_summary(const std::string& job_out_dir) {
   return join(parts, "; ");
 }
 
+namespace {
+// The dry run's bundles: jobs, still to run, task, cache, resident RAM (once per bundle), the
+// cache's disk bytes and the estimated cost.
+void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs, const std::map<std::string, std::string>& done) {
+  struct B {
+    int jobs = 0, todo = 0;
+    std::string task, cache;
+    int64_t ram = 0, disk = 0;
+    double cost = 0;
+  };
+  std::map<std::string, B> bundles;
+  std::map<std::string, int64_t> cache_disk;
+  for (const auto& j : jobs)
+    if (j.is_cache) cache_disk[j.key] = j.disk_bytes;
+  for (const auto& j : jobs) {
+    if (j.bundle.empty()) continue;
+    B& b = bundles[j.bundle];
+    auto it = done.find(j.key);
+    ++b.jobs;
+    if (it == done.end() || !journal_done(it->second)) ++b.todo;
+    b.task = j.task;
+    b.cache = j.depends_on;
+    b.ram = std::max(b.ram, j.ram_bytes);
+    b.disk = cache_disk.count(j.depends_on) ? cache_disk[j.depends_on] : 0;
+    b.cost += j.cost;
+  }
+  if (bundles.empty()) return;
+  os << bundles.size() << " bundle(s): the query-only jobs that train on one feature cache run in one child (`petl "
+        "bundle`): train features loaded once, ONE test pass for every snapshot of every job (bundle_jobs caps "
+        "the jobs per bundle)\n";
+  for (const auto& [id, b] : bundles) {
+    std::ostringstream cost;
+    cost << std::fixed << std::setprecision(0) << b.cost;
+    os << "  bundle " << std::left << std::setw(20) << id << std::right << std::setw(4) << b.jobs << " jobs ("
+       << b.todo << " to run)  task " << b.task << "  RAM " << (b.ram > 0 ? format_bytes(double(b.ram)) : "-")
+       << "  disk " << (b.disk > 0 ? format_bytes(double(b.disk)) : "-") << "  cost " << cost.str() << "\n";
+  }
+}
+}  // namespace
+
 void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<SweepJob>& jobs,
                 const std::map<std::string, std::string>& done) {
   const auto& c = plan.config;
@@ -584,6 +645,7 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << " of " << fmt_cost(cost_all) << " still to run"
      << (c.retry_failed ? " (failed jobs will be retried)" : " (failed jobs are skipped; retry_failed re-runs them)")
      << "\n";
+  print_bundles(os, jobs, done);
   if (disk_all > 0 || ram_max > 0)
     os << "feature caches: " << format_bytes(double(disk_all)) << " on disk (" << format_bytes(double(disk_todo))
        << " still to build; train-split K/V and cls taps only: a test split's K/V is never stored); a training job "

@@ -28,6 +28,11 @@
 //   threads_per_rank  0 = auto (cores of the node shared among the ranks of the node)
 //   job_timeout_s     0 = no limit; a job running longer is stopped and recorded failed
 //   retry_failed      bool (default false): re-run jobs whose journal record is failed
+//   bundle_jobs       integer ≥ 1 (default 16): the training jobs that share a feature cache (query-only
+//                     methods on one backbone × task × preprocessing: seeds, grid points, methods) run
+//                     in bundles of at most this many, one child process per bundle (`petl bundle`):
+//                     train features loaded once, one test pass for every snapshot of every job; each
+//                     job keeps its key, record, checkpoint and state. 1 = every job alone.
 //   memory_budget     a size (e.g. 4G): every training job keeps its training peak under it
 //                     (petl run --memory-budget: micro-batches, or a does_not_fit record); part
 //                     of the training jobs' keys
@@ -99,6 +104,7 @@ struct SweepConfig {
   double job_timeout_s = 0;
   bool retry_failed = false;
   std::string memory_budget;  // "" = none; else a size as `petl run --memory-budget` takes it
+  int bundle_jobs = 16;       // most jobs per bundle (1 = no bundles)
 };
 
 // Reads and validates a sweep config; throws petl::Error naming file, line and key.
@@ -126,6 +132,9 @@ struct SweepJob {
   // bytes of resident train-split features in memory (from its cache).
   int64_t disk_bytes = 0, ram_bytes = 0;
   std::string cache_dtype;    // cache jobs
+  // Bundle id ("" = none): the training jobs on one feature cache (query-only methods), at most
+  // bundle_jobs per bundle, run in one `petl bundle` child (harness/sweep/farm.h).
+  std::string bundle;
   std::string canonical;      // the canonical JSON hashed into the key
 };
 

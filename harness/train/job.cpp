@@ -14,6 +14,7 @@
 #include "core/text.h"
 #include "harness/train/feature_source.h"
 #include "harness/train/job_state.h"
+#include "harness/train/job_steps.h"
 #include "harness/train/memory_budget.h"
 #include "harness/train/trainer.h"
 #include "io/journal.h"
@@ -51,7 +52,7 @@ void append_record(const std::string& out_dir, const Record& record) {
   io::append_json_line((fs::path(out_dir) / "results.jsonl").string(), to_json(record), "results file");
 }
 
-namespace {
+namespace job_steps {
 
 // The last ok record with this job key whose checkpoint (if any) still exists, or nullopt.
 std::optional<Record> find_finished(const std::string& out_dir, const std::string& key) {
@@ -162,6 +163,7 @@ void remove_job_state(const std::string& out_dir, const std::string& key) {
   fs::remove(job_state_path(out_dir, key), ec);
 }
 
+namespace {
 bool is_eval_epoch(const Recipe& r, int epoch) {
   return (epoch + 1) % r.eval_every == 0 || epoch + 1 == r.total_epochs();
 }
@@ -212,6 +214,8 @@ class StateSaver {
   std::chrono::steady_clock::time_point last_;
 };
 
+}  // namespace
+
 // Trains every epoch, evaluating every eval_every epochs and after the last; returns this
 // process's data-parallel rank (0 without --dp). Methods whose evaluation frozen-backbone
 // features serve (query-only: linear, vqt, synqt) keep a snapshot of their trainable tensors at
@@ -221,8 +225,11 @@ class StateSaver {
 // `resume` finds one, saves its state every spec.state_every_min minutes at epoch boundaries, and
 // on SIGTERM / SIGUSR2 / SIGINT saves it at the next iteration or evaluation-batch boundary and
 // ends the process by that signal.
+// With `deferred` (a bundle: harness/train/bundle.h), the snapshots are not evaluated here: the
+// state is saved once training is done (so a later stop of the bundle never retrains this job)
+// and the snapshots are handed over for the bundle's one test pass.
 int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer backbone, const FeatureSources& src,
-                       Record& r, int image_size, const std::string& state_path) {
+                       Record& r, int image_size, const std::string& state_path, DeferredEval* deferred) {
   const auto& recipe = job.recipe();
   DataParallel dp(job.spec.dp, job.device);
   if (dp.active())
@@ -311,7 +318,12 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
           }
         }
       }
-      if (!p.snapshots.empty()) {
+      if (!p.snapshots.empty() && deferred) {
+        if (trainer.started()) saver.save(p);  // trained: only the evaluation is pending
+        deferred->snapshots = std::move(p.snapshots);
+        deferred->taps = eval_taps;
+        p.snapshots.clear();
+      } else if (!p.snapshots.empty()) {
         auto results = trainer.evaluate_snapshots(*src.test, p.snapshots, backbone, eval_taps);
         for (size_t i = 0; i < p.snapshots.size(); ++i)
           log_eval(p.snapshots[i].epoch, p.snapshots[i].train_loss, results[i].accuracy);
@@ -345,7 +357,45 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
   return dp.rank();
 }
 
-}  // namespace
+std::optional<Record> reuse_finished(const ResolvedJob& job, const std::string& key) {
+  const auto& spec = job.spec;
+  if (!spec.reuse_done || spec.out_dir.empty()) return std::nullopt;
+  auto done = find_finished(spec.out_dir, key);
+  if (!done) return std::nullopt;
+  std::fprintf(stderr, "[petl] %s/%s: reusing the finished job %s from %s/results.jsonl\n", spec.method.c_str(),
+               job.task.name.c_str(), key.c_str(), spec.out_dir.c_str());
+  done->reused = true;
+  remove_job_state(spec.out_dir, key);  // left by a kill between the record and its removal
+  return done;
+}
+
+void check_test_labels(const ResolvedJob& job, const FeatureSources& src, int num_classes) {
+  if (src.test->size() == 0) return;
+  const int64_t top = src.test->labels().max().item<int64_t>();
+  PETL_CHECK(top < num_classes, "task ", job.task.name, ": test split has label ", top, " but the train split implies ",
+             num_classes, " classes (class-count mismatch)");
+}
+
+void finish_record(const ResolvedJob& job, Method& method, Record& r, const FeatureSources& src, int num_classes,
+                   int image_size, double wall_s, int rank) {
+  const auto& spec = job.spec;
+  r.data = data_section(job, num_classes, image_size, src);
+  if (r.status == "does_not_fit") {
+    if (!spec.out_dir.empty() && rank == 0) append_record(spec.out_dir, r);
+    return;
+  }
+  set_accuracies(r, job.recipe().eval_every);
+  r.timing->wall_s = wall_s;
+  if (!spec.out_dir.empty() && rank == 0) {  // one record per job, written by rank 0
+    if (spec.save_checkpoint) save_checkpoint(job, method, r, num_classes);
+    append_record(spec.out_dir, r);
+    remove_job_state(spec.out_dir, r.job_key);  // the record holds everything now
+  }
+}
+
+}  // namespace job_steps
+
+using namespace job_steps;
 
 Record run_job(const JobSpec& spec) {
   const auto t_start = std::chrono::steady_clock::now();
@@ -362,38 +412,15 @@ Record run_job(const JobSpec& spec) {
     r.data = {{"root", spec.data_root}, {"task", job.task.name}, {"num_classes", num_classes}};
     return r;
   }
-  if (spec.reuse_done && !spec.out_dir.empty()) {
-    if (auto done = find_finished(spec.out_dir, r.job_key)) {
-      std::fprintf(stderr, "[petl] %s/%s: reusing the finished job %s from %s/results.jsonl\n", spec.method.c_str(),
-                   job.task.name.c_str(), r.job_key.c_str(), spec.out_dir.c_str());
-      done->reused = true;
-      remove_job_state(spec.out_dir, r.job_key);  // left by a kill between the record and its removal
-      return *done;
-    }
-  }
+  if (auto done = reuse_finished(job, r.job_key)) return *done;
   FeatureSources src = make_feature_sources(job, bb, method->needs());
-  if (src.test->size() > 0) {
-    const int64_t top = src.test->labels().max().item<int64_t>();
-    PETL_CHECK(top < num_classes, "task ", job.task.name, ": test split has label ", top, " but the train split implies ",
-               num_classes, " classes (class-count mismatch)");
-  }
+  check_test_labels(job, src, num_classes);
   if (!src.cache_info.is_null()) r.feature_cache = src.cache_info;
   const std::string state_path =
       spec.out_dir.empty() || spec.state_every_min < 0 ? "" : job_state_path(spec.out_dir, r.job_key);
-  const int rank = train_and_evaluate(job, *method, bb.model, src, r, image_size, state_path);
-  if (r.status == "does_not_fit") {
-    r.data = data_section(job, num_classes, image_size, src);
-    if (!spec.out_dir.empty() && rank == 0) append_record(spec.out_dir, r);
-    return r;
-  }
-  set_accuracies(r, job.recipe().eval_every);
-  r.data = data_section(job, num_classes, image_size, src);
-  r.timing->wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  if (!spec.out_dir.empty() && rank == 0) {  // one record per job, written by rank 0
-    if (spec.save_checkpoint) save_checkpoint(job, *method, r, num_classes);
-    append_record(spec.out_dir, r);
-    remove_job_state(spec.out_dir, r.job_key);  // the record holds everything now
-  }
+  const int rank = train_and_evaluate(job, *method, bb.model, src, r, image_size, state_path, nullptr);
+  finish_record(job, *method, r, src, num_classes, image_size,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(), rank);
   return r;
 }
 

@@ -168,38 +168,70 @@ void Snapshot::restore(const NamedTensors& trainable) const {
   }
 }
 
+std::vector<std::vector<EvalResult>> evaluate_snapshot_sets(const std::vector<SnapshotSet>& sets,
+                                                          const FeatureSource& test, VisionTransformer backbone,
+                                                          const CacheTaps& taps, int64_t batch_size,
+                                                          torch::Device device, bool progress,
+                                                          const std::string& label) {
+  PETL_CHECK(taps.any(), "evaluate_snapshot_sets: no frozen-backbone features to evaluate from");
+  // The methods' own tensors come back afterwards, even when a stop interrupts the pass.
+  struct Keep {
+    NamedTensors trainable;
+    Snapshot current;
+  };
+  std::vector<Keep> keep;
+  size_t total = 0;
+  for (const auto& s : sets) {
+    const CacheTaps need = eval_taps_for(s.method->needs());
+    PETL_CHECK(need.any(), "method ", s.method->name(), ": its evaluation cannot run from frozen-backbone features");
+    PETL_CHECK((!need.cls || taps.cls) && (!need.kv || taps.kv), "method ", s.method->name(), " needs taps ",
+               need.str(), " but the pass computes ", taps.str());
+    auto t = s.method->trainable_parameters();
+    keep.push_back({t, Snapshot::take(t, 0, 0)});
+    total += s.snapshots->size();
+  }
+  struct Restore {
+    std::vector<Keep>& k;
+    ~Restore() {
+      for (auto& x : k) x.current.restore(x.trainable);
+    }
+  } restore_current{keep};
+  torch::NoGradGuard ng;
+  for (const auto& s : sets) s.method->train(false);
+  std::vector<std::vector<int64_t>> correct(sets.size());
+  for (size_t j = 0; j < sets.size(); ++j) correct[j].assign(sets[j].snapshots->size(), 0);
+  int64_t n = 0;
+  const std::string what = sets.size() == 1 ? std::to_string(total) + " snapshots, one pass"
+                                            : std::to_string(sets.size()) + " jobs, " + std::to_string(total) +
+                                                  " snapshots, one pass";
+  test.for_each_features(backbone, taps, batch_size, device, progress, label + " (" + what + ")",
+                         [&](const CachedFeatures& f, const torch::Tensor& labels) {
+                           const auto y = labels.to(torch::kCPU);
+                           for (size_t j = 0; j < sets.size(); ++j)
+                             for (size_t i = 0; i < sets[j].snapshots->size(); ++i) {
+                               (*sets[j].snapshots)[i].restore(keep[j].trainable);
+                               auto logits = sets[j].method->forward_cached(f).to(torch::kCPU);
+                               correct[j][i] += logits.argmax(1).eq(y).sum().item<int64_t>();
+                             }
+                           n += labels.size(0);
+                         });
+  std::vector<std::vector<EvalResult>> out(sets.size());
+  for (size_t j = 0; j < sets.size(); ++j)
+    for (size_t i = 0; i < sets[j].snapshots->size(); ++i) {
+      EvalResult e;
+      e.n = n;
+      e.accuracy = n ? 100.0 * double(correct[j][i]) / double(n) : 0.0;
+      out[j].push_back(e);
+    }
+  return out;
+}
+
 std::vector<EvalResult> evaluate_snapshots(Method& method, const FeatureSource& test,
                                            const std::vector<Snapshot>& snapshots, VisionTransformer backbone,
                                            const CacheTaps& taps, int64_t batch_size, torch::Device device,
                                            bool progress, const std::string& label) {
   PETL_CHECK(taps.any(), "method ", method.name(), ": its evaluation cannot run from frozen-backbone features");
-  const auto trainable = method.trainable_parameters();
-  const Snapshot current = Snapshot::take(trainable, 0, 0);
-  struct Restore {  // the method's own tensors come back even when a stop interrupts the pass
-    const Snapshot& s;
-    const NamedTensors& t;
-    ~Restore() { s.restore(t); }
-  } restore_current{current, trainable};
-  torch::NoGradGuard ng;
-  method.train(false);
-  std::vector<int64_t> correct(snapshots.size(), 0);
-  int64_t n = 0;
-  test.for_each_features(backbone, taps, batch_size, device, progress,
-                         label + " (" + std::to_string(snapshots.size()) + " snapshots, one pass)",
-                         [&](const CachedFeatures& f, const torch::Tensor& labels) {
-                           for (size_t i = 0; i < snapshots.size(); ++i) {
-                             snapshots[i].restore(trainable);
-                             auto logits = method.forward_cached(f).to(torch::kCPU);
-                             correct[i] += logits.argmax(1).eq(labels.to(torch::kCPU)).sum().item<int64_t>();
-                           }
-                           n += labels.size(0);
-                         });
-  std::vector<EvalResult> out(snapshots.size());
-  for (size_t i = 0; i < snapshots.size(); ++i) {
-    out[i].n = n;
-    out[i].accuracy = n ? 100.0 * double(correct[i]) / double(n) : 0.0;
-  }
-  return out;
+  return evaluate_snapshot_sets({{&method, &snapshots}}, test, backbone, taps, batch_size, device, progress, label)[0];
 }
 
 std::vector<EvalResult> Trainer::evaluate_snapshots(const FeatureSource& test, const std::vector<Snapshot>& snapshots,

@@ -39,6 +39,21 @@ std::vector<EvalResult> evaluate_snapshots(Method& method, const FeatureSource& 
                                            const CacheTaps& taps, int64_t batch_size, torch::Device device,
                                            bool progress, const std::string& label);
 
+// One method's snapshots, for evaluating several methods' snapshots in one pass.
+struct SnapshotSet {
+  Method* method = nullptr;
+  const std::vector<Snapshot>* snapshots = nullptr;
+};
+// Every snapshot of every set in ONE pass over the test split: each batch's features (`taps`, which
+// must hold what every method's evaluation needs) are computed or read once and serve them all
+// (a bundle of jobs: harness/train/bundle.h). Results per set, in snapshot order; the methods'
+// tensors are left as they were.
+std::vector<std::vector<EvalResult>> evaluate_snapshot_sets(const std::vector<SnapshotSet>& sets,
+                                                          const FeatureSource& test, VisionTransformer backbone,
+                                                          const CacheTaps& taps, int64_t batch_size,
+                                                          torch::Device device, bool progress,
+                                                          const std::string& label);
+
 struct EpochResult {
   double mean_loss = 0;  // mean over the epoch's iterations of the global-batch loss
   int64_t images = 0;    // global images seen

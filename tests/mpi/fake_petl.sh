@@ -14,6 +14,39 @@
 #   cache: badcache*  exits 3 with an error; otherwise writes <out>/done
 # Every start appends "<PETL_SWEEP_JOB_KEY> <run|cache> start" to $FAKE_RUNS_LOG (when set), and
 # "<key> <run|cache> end" when it finishes normally.
+#   bundle: runs each --job's arguments as `run` above, one after another (PETL_SWEEP_JOB_KEY = the
+#          job's --out folder name), exits 1 when one failed; a job killed by a signal takes the
+#          bundle down with that signal (as in one real `petl bundle` process).
+if [ "$1" = bundle ]; then
+  shift
+  exec /usr/bin/python3 -c '
+import json, os, subprocess, sys
+me, args = sys.argv[1], sys.argv[2:]
+threads, jobs, i = "", [], 0
+while i < len(args):
+    a = args[i]
+    if a in ("--threads", "--device", "--job"):
+        if a == "--threads":
+            threads = args[i + 1]
+        if a == "--job":
+            jobs.append(json.loads(args[i + 1]))
+        i += 2
+    elif a == "--no-progress":
+        i += 1
+    else:
+        sys.exit("fake petl bundle: unknown argument " + a)
+failed = False
+for j in jobs:
+    j = j[1:] if j and j[0] == "run" else j
+    j = [threads if x == "{threads}" else x for x in j]
+    env = dict(os.environ, PETL_SWEEP_JOB_KEY=os.path.basename(j[j.index("--out") + 1]))
+    r = subprocess.run([me, "run"] + j, env=env)
+    if r.returncode < 0:
+        os.kill(os.getpid(), -r.returncode)
+    failed |= r.returncode != 0
+sys.exit(1 if failed else 0)
+' "$0" "$@"
+fi
 kind=""
 case "$1" in
   run) kind=run; shift ;;

@@ -91,12 +91,14 @@ class Sweep {
   }
 
   // Plans a sweep over fake methods; lin* methods need a "cls" cache (train800val200, test).
-  SweepPlan plan(const std::string& body) const {
+  // Methods whose name starts with "lin" (with `anywhere`: contains it) train on a cls cache.
+  SweepPlan plan(const std::string& body, bool anywhere = false) const {
     std::string yaml = "name: farmtest\nout: " + dir_ + "/out\ndata_root: " + dir_ + "/data\n" + body;
     PlanOptions o;
-    o.cache_need = [](const std::string& m, const std::string&, const std::string&,
-                      const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
-      if (m.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
+    o.cache_need = [anywhere](const std::string& m, const std::string&, const std::string&,
+                              const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+      if (anywhere ? m.find("lin") != std::string::npos : m.rfind("lin", 0) == 0)
+        return CacheNeed{"cls", {"train800val200", "test"}, ""};
       return std::nullopt;
     };
     return plan_sweep(parse_sweep_config(yaml, "farmtest.yaml"), o);
@@ -178,6 +180,16 @@ TEST(Farm, EveryJobRunsAndIsJournaledExactlyOnce) {
     }
     EXPECT_EQ(lines.size(), p.jobs.size());
     if (g_size > 1) { EXPECT_GT(ranks.size(), 1u) << "only one rank ran jobs"; }
+    // The 4 lin jobs of each task share its cache: one bundle child per task ran them.
+    std::map<std::string, int> bundles;
+    for (auto& j : p.jobs)
+      if (j.method == "lin") ++bundles[j.bundle];
+    EXPECT_EQ(bundles.size(), 3u);
+    for (auto& [b, n] : bundles) {
+      EXPECT_FALSE(b.empty());
+      EXPECT_EQ(n, 4) << b;
+      EXPECT_TRUE(fs::exists(s.dir() + "/out/logs/bundle-" + b + ".log")) << b;
+    }
   }
   // Resume of a finished sweep: nothing runs, nothing is written.
   const auto size_before = g_rank == 0 ? fs::file_size(p.journal) : 0;
@@ -335,6 +347,46 @@ TEST(Farm, ATornJournalLineIsCutAndFinishedJobsAreSkipped) {
     EXPECT_EQ(st[done_key], 0);
     for (auto& j : p.jobs) EXPECT_EQ(lines[j.key].size(), 1u) << j.key;
     EXPECT_FALSE(read_journal(p.journal).torn);
+  }
+}
+
+TEST(Farm, ABundleRecordsEachJobAloneAndACrashFailsOnlyTheJobsItStopped) {
+  Sweep s("bundle");
+  // One cache, one bundle of four jobs in plan order: ok, failed, crash (SIGKILL takes the bundle
+  // down), and one that never ran.
+  auto p = s.plan("methods: [lin_a, fail_lin, crash_lin, lin_z]\ntasks: [t1]\nseeds: [1]\n", true);
+  std::map<std::string, std::string> key_of;
+  for (auto& j : p.jobs)
+    if (!j.is_cache) {
+      key_of[j.method] = j.key;
+      EXPECT_EQ(j.bundle, p.jobs[0].key + "-0") << j.method;
+    }
+  auto codes = all_codes(s.run(p, s.options(p)));
+  if (g_rank == 0) {
+    for (int c : codes) EXPECT_EQ(c, kFarmJobsFailed);
+    auto lines = journal_lines(p.journal);
+    auto st = starts(s.runs_log());
+    ASSERT_EQ(lines.size(), 5u);
+    EXPECT_EQ(lines[key_of["lin_a"]][0]["status"], "ok");
+    EXPECT_EQ(lines[key_of["lin_a"]][0]["accuracy"], 51.5);
+    const std::string fail = lines[key_of["fail_lin"]][0].value("error", "");
+    EXPECT_NE(fail.find("training diverged"), std::string::npos) << fail;
+    const std::string crash = lines[key_of["crash_lin"]][0].value("error", "");
+    EXPECT_NE(crash.find("killed by signal 9"), std::string::npos) << crash;
+    const std::string never = lines[key_of["lin_z"]][0].value("error", "");
+    EXPECT_NE(never.find("killed by signal 9"), std::string::npos) << never;
+    EXPECT_EQ(st[key_of["lin_z"]], 0) << "the job after the crash never started";
+    for (auto& [m, k] : key_of) EXPECT_EQ(lines[k].size(), 1u) << m;
+  }
+  // Re-run with retry_failed: the ok job is not run again; the others run in one bundle again.
+  auto f = s.options(p);
+  f.retry_failed = true;
+  codes = all_codes(s.run(p, f));
+  if (g_rank == 0) {
+    auto st = starts(s.runs_log());
+    EXPECT_EQ(st[key_of["lin_a"]], 1);
+    EXPECT_EQ(st[key_of["fail_lin"]], 2);
+    EXPECT_EQ(st[key_of["lin_z"]], 0);
   }
 }
 
