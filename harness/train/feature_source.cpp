@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <future>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -35,6 +36,83 @@ void LiveImages::for_each_features(VisionTransformer backbone, const CacheTaps& 
     bar.add(1);
   }
   bar.finish();
+}
+
+StreamedImages::StreamedImages(data::TaskInfo task, std::string split, data::LoadOptions lo, int64_t chunk)
+    : task_(std::move(task)), split_(std::move(split)), lo_(lo), chunk_(std::max<int64_t>(1, chunk)) {
+  PETL_CHECK(!lo_.skip_bad, "a streamed split cannot skip bad samples (its rows must be known up front)");
+  std::vector<int64_t> labels;
+  for (const auto& smp : data::read_split(task_, split_)) {
+    if (lo_.limit >= 0 && int64_t(labels.size()) >= lo_.limit) break;
+    labels.push_back(smp.label);
+  }
+  labels_ = torch::tensor(labels, torch::kInt64);
+  data::LoadOptions none = lo_;
+  none.limit = 0;
+  none.progress = false;
+  list_sha256_ = data::load_split(task_, split_, none).list_sha256;
+}
+
+void StreamedImages::for_each_batch(int64_t batch_size, torch::Device device, bool progress, const std::string& label,
+                                    const std::function<void(const torch::Tensor&, const torch::Tensor&)>& fn) const {
+  const int64_t n = size();
+  const int64_t chunk = std::max<int64_t>(1, (chunk_ + batch_size - 1) / batch_size) * batch_size;
+  auto load = [this](int64_t start, int64_t len) {
+    data::LoadOptions lo = lo_;
+    lo.offset = start;
+    lo.limit = len;
+    lo.progress = false;
+    return load_split_tensors(task_, split_, lo);
+  };
+  ProgressBar bar(label, (n + batch_size - 1) / batch_size, progress);
+  std::future<SplitTensors> next;
+  if (n > 0) next = std::async(std::launch::deferred, load, 0, std::min(chunk, n));
+  for (int64_t start = 0; start < n; start += chunk) {
+    SplitTensors part = next.get();
+    PETL_CHECK(part.images.size(0) == std::min(chunk, n - start), "split ", task_.name, "/", split_,
+               " changed while it was read (rows ", start, "..", start + chunk, ")");
+    const int64_t after = start + chunk;
+    if (after < n)  // decode ahead while the device computes; on the CPU both would share the cores
+      next = std::async(device.is_cuda() ? std::launch::async : std::launch::deferred, load, after,
+                        std::min(chunk, n - after));
+    for (int64_t s = 0; s < part.images.size(0); s += batch_size) {
+      stop::check();
+      const int64_t len = std::min(batch_size, part.images.size(0) - s);
+      fn(part.images.narrow(0, s, len).to(device), labels_.narrow(0, start + s, len));
+      bar.add(1);
+    }
+  }
+  bar.finish();
+}
+
+torch::Tensor StreamedImages::logits(Method&, const torch::Tensor&, torch::Device) const {
+  PETL_FAIL("split ", task_.name, "/", split_, " is streamed in order: it has no batches by index");
+}
+
+EvalResult StreamedImages::evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress,
+                                    const std::string& label, torch::Tensor* logits_out) const {
+  torch::NoGradGuard ng;
+  method.train(false);
+  EvalResult r;
+  int64_t correct = 0;
+  std::vector<torch::Tensor> all;
+  for_each_batch(batch_size, device, progress, label, [&](const torch::Tensor& x, const torch::Tensor& y) {
+    auto out = method.forward(x).to(torch::kCPU);
+    correct += out.argmax(1).eq(y).sum().item<int64_t>();
+    r.n += y.size(0);
+    if (logits_out) all.push_back(out);
+  });
+  r.accuracy = r.n ? 100.0 * double(correct) / double(r.n) : 0.0;
+  if (logits_out) *logits_out = all.empty() ? torch::empty({0, 0}) : torch::cat(all);
+  return r;
+}
+
+void StreamedImages::for_each_features(VisionTransformer backbone, const CacheTaps& taps, int64_t batch_size,
+                                       torch::Device device, bool progress, const std::string& label,
+                                       const FeatureFn& fn) const {
+  for_each_batch(batch_size, device, progress, label, [&](const torch::Tensor& x, const torch::Tensor& y) {
+    fn(backbone_features(backbone, x, taps), y);
+  });
 }
 
 CachedFeatureSource::CachedFeatureSource(const std::string& path, const io::AttributeMap& identity,
@@ -95,7 +173,8 @@ int job_num_classes(const ResolvedJob& job) {
 
 namespace {
 
-FeatureSources live_sources(const ResolvedJob& job, const JobBackbone& bb) {
+// stream_test: the test split is read once (one pass for every snapshot), so it is streamed.
+FeatureSources live_sources(const ResolvedJob& job, const JobBackbone& bb, bool stream_test) {
   data::LoadOptions lo;
   lo.image_size = bb.model->cfg_.img_size;
   lo.norm = data::parse_normalisation(job.recipe().normalisation);
@@ -106,7 +185,10 @@ FeatureSources live_sources(const ResolvedJob& job, const JobBackbone& bb) {
   lo.limit = job.spec.limit_train;
   s.train = std::make_unique<LiveImages>(load_split_tensors(job.task, job.recipe().train_split, lo));
   lo.limit = job.spec.limit_test;
-  s.test = std::make_unique<LiveImages>(load_split_tensors(job.task, job.recipe().test_split, lo));
+  if (stream_test && !lo.skip_bad)
+    s.test = std::make_unique<StreamedImages>(job.task, job.recipe().test_split, lo);
+  else
+    s.test = std::make_unique<LiveImages>(load_split_tensors(job.task, job.recipe().test_split, lo));
   return s;
 }
 
@@ -133,7 +215,7 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
                             (spec.feature_memory_budget > 0 ? ", --feature-memory-budget" : ", half the available memory") +
                             "): trained live";
     std::fprintf(stderr, "[petl] %s/%s: %s\n", spec.method.c_str(), job.task.name.c_str(), why.c_str());
-    FeatureSources s = live_sources(job, bb);
+    FeatureSources s = live_sources(job, bb, eval_taps_for(needs).any());
     s.cache_info = {{"fallback", why}, {"root", fs::absolute(spec.feature_cache).string()}, {"taps", taps.str()},
                     {"dtype", spec.cache_dtype}, {"resident_bytes", need}, {"budget_bytes", budget}};
     return s;
@@ -158,8 +240,7 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
   json test_info;
   if (taps.kv) {
     // Never store a test split's K/V: it is evaluated live (one pass serves every snapshot).
-    data::LoadOptions lo = co.load;
-    s.test = std::make_unique<LiveImages>(load_split_tensors(job.task, r.test_split, lo));
+    s.test = std::make_unique<StreamedImages>(job.task, r.test_split, co.load);
     test_info = "live: the test split's K/V are never stored";
   } else {
     auto test_path = ensure_feature_cache(co, bb.model, sha, job.task, r.test_split);
@@ -175,7 +256,8 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
 }  // namespace
 
 FeatureSources make_feature_sources(const ResolvedJob& job, const JobBackbone& backbone, const BackboneNeeds& needs) {
-  return job.spec.feature_cache.empty() ? live_sources(job, backbone) : cached_sources(job, backbone, needs);
+  return job.spec.feature_cache.empty() ? live_sources(job, backbone, eval_taps_for(needs).any())
+                                        : cached_sources(job, backbone, needs);
 }
 
 }  // namespace petl

@@ -60,6 +60,35 @@ class LiveImages : public FeatureSource {
   SplitTensors split_;
 };
 
+// A split decoded chunk by chunk each time it is read: `chunk` images in memory at a time (a
+// multiple of the batch size, so batches are the ones LiveImages forms), decoded on the load
+// options' threads (on CUDA the next chunk is decoded while the device works on this one). The
+// labels come from the list up front. For a test split read once (query-only methods evaluate
+// every snapshot in one pass): VTAB-1k's largest test splits (73,728 images) would hold 44 GB
+// decoded at 224 px. No random access (logits by index is for training splits) and no skip_bad.
+class StreamedImages : public FeatureSource {
+ public:
+  StreamedImages(data::TaskInfo task, std::string split, data::LoadOptions lo, int64_t chunk = 512);
+  int64_t size() const override { return labels_.size(0); }
+  const torch::Tensor& labels() const override { return labels_; }
+  torch::Tensor logits(Method& method, const torch::Tensor& index, torch::Device device) const override;
+  EvalResult evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress, const std::string& label,
+                      torch::Tensor* logits_out) const override;
+  void for_each_features(VisionTransformer backbone, const CacheTaps& taps, int64_t batch_size, torch::Device device,
+                         bool progress, const std::string& label, const FeatureFn& fn) const override;
+  std::string list_sha256() const override { return list_sha256_; }
+
+ private:
+  // fn(images, labels) for every batch of `batch_size` rows in order, decoding chunk by chunk.
+  void for_each_batch(int64_t batch_size, torch::Device device, bool progress, const std::string& label,
+                      const std::function<void(const torch::Tensor&, const torch::Tensor&)>& fn) const;
+  data::TaskInfo task_;
+  std::string split_, list_sha256_;
+  data::LoadOptions lo_;
+  int64_t chunk_;
+  torch::Tensor labels_;
+};
+
 // A split's frozen-backbone features from a cache file (identity checked on open). The taps
 // asked of for_each_features must be among those it was opened with.
 class CachedFeatureSource : public FeatureSource {
