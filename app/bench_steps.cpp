@@ -3,27 +3,35 @@
 #include <chrono>
 
 #include "harness/train/memory_meter.h"
+#include "harness/train/precision.h"
 
 namespace petl::cli {
 
 BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
-                             const std::function<torch::Tensor()>& logits) {
+                             const std::function<torch::Tensor()>& logits, torch::Device device, int cuda_index) {
   auto trainable = method.trainable_parameters();
   auto opt = make_optimizer(trainable, recipe);
-  auto y = torch::randint(classes, {bs}, torch::kInt64);
+  auto y = torch::randint(classes, {bs}, torch::kInt64).to(device);
   method.train(true);
-  TrainingPeak peak;
+  TrainingPeak peak(cuda_index);
   peak.begin();
   double secs = 0;
   for (int s = 0; s < steps + 1; ++s) {
     auto t0 = std::chrono::steady_clock::now();
     opt->zero_grad();
-    torch::nn::functional::cross_entropy(logits(), y).backward();
+    torch::Tensor loss;
+    {
+      Autocast amp(device);
+      loss = torch::nn::functional::cross_entropy(logits().to(torch::kFloat), y);
+    }
+    loss.backward();
     opt->step();
+    if (device.is_cuda()) torch::cuda::synchronize(cuda_index);
     if (s > 0) secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   peak.end();
-  return {double(bs) * steps / secs, memory_breakdown(method, trainable, *opt, peak)};
+  auto mem = memory_breakdown(method, trainable, *opt, peak);
+  return {double(bs) * steps / secs, mem};
 }
 
 }  // namespace petl::cli

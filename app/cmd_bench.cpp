@@ -22,7 +22,7 @@ int cmd_bench(const Args& args) {
   for (auto& a : args)
     if (a == "--budget" || a.rfind("--budget=", 0) == 0) return cmd_bench_budget(args);
   std::string arch = "vit_base_patch16_224_in21k", methods_csv = "linear,synqt,full", batches_csv = "64,8",
-              baseline = "full", json_out;
+              baseline = "full", json_out, device = "cpu", precision = "fp32";
   int steps = 2, threads = 0, num_classes = 100;
   std::vector<std::string> sets;
   po::options_description d("petl bench options");
@@ -33,6 +33,8 @@ int cmd_bench(const Args& args) {
       ("steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")
       ("num-classes", po::value(&num_classes)->default_value(num_classes), "head size")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
+      ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA LibTorch builds; memory is then the caching allocator's peak allocated and reserved)")
+      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (bfloat16 autocast of the forward passes, as petl run --precision)")
       ("set", po::value(&sets)->composing(), "method settings key=value (e.g. token_nums=4)")
       ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
   po::variables_map vm;
@@ -41,15 +43,20 @@ int cmd_bench(const Args& args) {
                   "       petl bench --cached ...   (query-only methods live vs resident features; --cached --help)\n"
                   "       petl bench --budget 4G,8G ...   (micro-batch and speed per memory budget; --budget X --help)\n"
                   "Peak training memory (exact CPU tensor bytes, by category) and training images/s per method,\n"
-                  "fp32, measured in this process; ratios are against --baseline at the same batch size."))
+                  "measured in this process; ratios are against --baseline at the same batch size."))
     return 0;
   const threads::ThreadChoice tc = threads::choose_threads(threads);
   const int nthreads = tc.threads;
   at::set_num_threads(nthreads);
   auto methods = methods_csv == "all" ? MethodRegistry::instance().names() : split_list(methods_csv);
   std::vector<json> rows;
-  std::printf("petl bench: %s, fp32, CPU, %d threads (%s), %d timed steps (+1 untimed) per case\n", arch.c_str(),
-              nthreads, tc.chosen_by.c_str(), steps);
+  std::ofstream json_file;  // one line per case as soon as it is measured (a run cut short keeps them)
+  if (!json_out.empty()) {
+    json_file.open(json_out);
+    PETL_CHECK(json_file.good(), "--json ", json_out, ": cannot write");
+  }
+  std::printf("petl bench: %s, %s, %s, %d threads (%s), %d timed steps (+1 untimed) per case\n", arch.c_str(),
+              precision.c_str(), device.c_str(), nthreads, tc.chosen_by.c_str(), steps);
   for (auto& bs_s : split_list(batches_csv)) {
     const int bs = std::stoi(bs_s);
     for (auto& m : methods) {
@@ -59,19 +66,26 @@ int cmd_bench(const Args& args) {
       spec.arch = arch;
       spec.set = sets;
       spec.threads = nthreads;
+      spec.device = device;
+      spec.precision = precision;
       spec.dry_run = true;  // random backbone weights: speed and memory do not depend on them
       const ResolvedJob job = resolve_job(spec);
       const Recipe& recipe = job.recipe();
       JobBackbone bb = load_job_backbone(job);
       auto method = build_job_method(job, bb.model, num_classes);
+      bb.model->to(job.device);
+      method->to(job.device);
       const VitConfig& cfg = bb.model->cfg_;
-      auto x = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
-      auto r = bench_train_steps(*method, recipe, steps, bs, num_classes, [&] { return method->forward(x); });
+      auto x = torch::randn({bs, 3, cfg.img_size, cfg.img_size}).to(job.device);
+      auto r = bench_train_steps(*method, recipe, steps, bs, num_classes, [&] { return method->forward(x); },
+                                 job.device, job.cuda_index);
       const auto& mem = r.mem;
-      json row = {{"method", m}, {"batch_size", bs}, {"arch", arch}, {"threads", nthreads},
+      json row = {{"method", m}, {"batch_size", bs}, {"arch", arch}, {"threads", nthreads}, {"device", device},
+                  {"precision", precision},
                   {"trainable_params", method->num_trainable()},
                   {"images_per_s", r.images_per_s}, {"memory", mem.to_json(bs, cfg.img_size)}};
       rows.push_back(row);
+      if (json_file.is_open()) json_file << row.dump() << std::endl;
       std::fprintf(stderr, "[bench] %s bs %d: peak %.1f MiB, %.2f img/s\n", m.c_str(), bs,
                    MemoryMeter::mib(mem.peak_train), r.images_per_s);
     }
@@ -94,10 +108,6 @@ int cmd_bench(const Args& args) {
                 mm["peak_train_mib"].get<double>(), mm["backbone_weights_mib"].get<double>(),
                 mm["trainable_state_mib"].get<double>(), mm["activations_other_mib"].get<double>(),
                 r["images_per_s"].get<double>(), pr, sr);
-  }
-  if (!json_out.empty()) {
-    std::ofstream o(json_out);
-    for (auto& r : rows) o << r.dump() << "\n";
   }
   return 0;
 }

@@ -52,7 +52,7 @@ CachedSplit resident_features(VisionTransformer backbone, const torch::Tensor& i
 }  // namespace
 
 int cmd_bench_cached(const Args& args) {
-  std::string arch = "vit_base_patch16_224_in21k", tokens_csv = "1,4,16", json_out;
+  std::string arch = "vit_base_patch16_224_in21k", tokens_csv = "1,4,16", json_out, device = "cpu", precision = "fp32";
   int steps = 2, threads = 0, classes = 100, bs = 64, snapshots = 5, micro = -1;
   po::options_description d("petl bench --cached options");
   d.add_options()("arch", po::value(&arch)->default_value(arch), "backbone architecture (random weights)")
@@ -63,6 +63,8 @@ int cmd_bench_cached(const Args& args) {
       ("micro-batch", po::value(&micro)->default_value(micro), "SynQT backbone_micro_batch for the live runs (-1: its default)")
       ("synqt-only", "measure SynQT only (no linear / vqt cases)")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
+      ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA builds: the resident features are then held in GPU memory)")
+      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (bfloat16 autocast of the forward passes)")
       ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
@@ -76,8 +78,8 @@ int cmd_bench_cached(const Args& args) {
   const size_t first_synqt = cases.size();
   for (auto& t : split_list(tokens_csv))
     cases.push_back({"synqt T=" + t, "synqt", {"backbone_drop_path=off", "token_nums=" + t}});
-  std::printf("petl bench --cached: %s, batch %d, fp32 compute, float16 resident features, CPU, %d threads, %d timed "
-              "steps (+1 untimed)\n", arch.c_str(), bs, nthreads, steps);
+  std::printf("petl bench --cached: %s, batch %d, %s compute, float16 resident features, %s, %d threads, %d timed "
+              "steps (+1 untimed)\n", arch.c_str(), bs, precision.c_str(), device.c_str(), nthreads, steps);
   std::vector<json> rows;
   for (auto& c : cases) {
     JobSpec spec;
@@ -87,24 +89,31 @@ int cmd_bench_cached(const Args& args) {
     spec.set = c.sets;
     if (c.method == "synqt" && micro >= 0) spec.set.push_back("backbone_micro_batch=" + std::to_string(micro));
     spec.threads = nthreads;
+    spec.device = device;
+    spec.precision = precision;
     spec.dry_run = true;
     const ResolvedJob job = resolve_job(spec);
+    const torch::Device dev = job.device;
     JobBackbone bb = load_job_backbone(job);
+    bb.model->to(dev);
     const auto& cfg = bb.model->cfg_;
-    auto images = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
+    auto images = torch::randn({bs, 3, cfg.img_size, cfg.img_size}).to(dev);
     auto method = build_job_method(job, bb.model, classes);
+    method->to(dev);
     const auto taps = cache_taps_for(method->needs());
-    auto live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); });
+    auto live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); },
+                                  dev, job.cuda_index);
     CachedSplit resident = resident_features(bb.model, images, taps, bs);
     auto method2 = build_job_method(job, bb.model, classes);
+    method2->to(dev);
     auto index = torch::arange(bs);
     double gather_s = 0;  // of steps + 1 steps
     auto cached = bench_train_steps(*method2, job.recipe(), steps, bs, classes, [&] {
       auto t0 = std::chrono::steady_clock::now();
-      auto features = resident.batch(index, torch::kCPU);
+      auto features = resident.batch(index, dev);
       gather_s += seconds_since(t0);
       return method2->forward_cached(features);
-    });
+    }, dev, job.cuda_index);
     const double step_s = double(bs) / cached.images_per_s;
     const int64_t N = cfg.num_tokens(), L = cfg.depth, D = cfg.embed_dim;
     const double kv_floor = double(2 * L * bs * N * D * 4);
@@ -125,16 +134,16 @@ int cmd_bench_cached(const Args& args) {
     if (c.method == "synqt" && c.label == cases[first_synqt + (cases.size() - first_synqt) / 2].label && snapshots > 1) {
       // Evaluation: `snapshots` snapshots in one pass over bs test images vs one pass each.
       SplitTensors test;
-      test.images = torch::randn({bs, 3, cfg.img_size, cfg.img_size});
+      test.images = torch::randn({bs, 3, cfg.img_size, cfg.img_size});  // moved per batch to the device
       test.labels = torch::zeros({bs}, torch::kInt64);
       LiveImages source(std::move(test));
       std::vector<Snapshot> snaps;
       for (int i = 0; i < snapshots; ++i) snaps.push_back(Snapshot::take(method->trainable_parameters(), i, 0));
       auto t0 = std::chrono::steady_clock::now();
-      evaluate_snapshots(*method, source, snaps, bb.model, taps, bs, torch::kCPU, false, "");
+      evaluate_snapshots(*method, source, snaps, bb.model, taps, bs, dev, false, "");
       const double one_pass = seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
-      for (auto& s : snaps) evaluate_snapshots(*method, source, {s}, bb.model, taps, bs, torch::kCPU, false, "");
+      for (auto& s : snaps) evaluate_snapshots(*method, source, {s}, bb.model, taps, bs, dev, false, "");
       const double each = seconds_since(t0) / snapshots;
       row["eval_snapshots"] = snapshots;
       row["eval_one_pass_s"] = one_pass;
@@ -142,6 +151,10 @@ int cmd_bench_cached(const Args& args) {
       row["eval_one_pass_vs_single"] = one_pass / each;
     }
     rows.push_back(row);
+    if (!json_out.empty()) {  // each case as soon as it is measured (a run cut short keeps them)
+      std::ofstream o(json_out, rows.size() == 1 ? std::ios::trunc : std::ios::app);
+      o << row.dump() << "\n";
+    }
   }
   std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gather share |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -157,10 +170,6 @@ int cmd_bench_cached(const Args& args) {
                   r["case"].get<std::string>().c_str(), r["eval_snapshots"].get<int>(), bs,
                   r["eval_one_pass_s"].get<double>(), r["eval_one_pass_vs_single"].get<double>(),
                   r["eval_single_pass_s"].get<double>());
-  if (!json_out.empty()) {
-    std::ofstream o(json_out);
-    for (auto& r : rows) o << r.dump() << "\n";
-  }
   return 0;
 }
 

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "harness/train/feature_cache.h"
 #include "harness/train/job.h"
+#include "harness/train/precision.h"
 #include "core/paths.h"
 #include "models/backbone.h"
 #include "models/checkpoint.h"
@@ -67,7 +68,7 @@ namespace cli {
 
 int cmd_cache_build(const std::vector<std::string>& args) {
   std::string data_root, task_name, backbone, arch, taps_s, splits_s = "train800val200,test", dtype = "float32",
-                                                                 normalisation = "imagenet", out;
+                                                                 normalisation = "imagenet", out, precision = "fp32";
   int threads = 0;
   int64_t chunk = 256;
   po::options_description d("petl cache build options");
@@ -81,6 +82,7 @@ int cmd_cache_build(const std::vector<std::string>& args) {
       ("normalisation", po::value(&normalisation)->default_value(normalisation), "image normalisation: imagenet, inception or none (must match the training recipe's)")
       ("out", po::value(&out)->required(), "cache directory: one <key>.h5 per split (key = hash of the identity)")
       ("chunk", po::value(&chunk)->default_value(chunk), "images decoded and passed through the backbone at a time")
+      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16: the backbone pass under bfloat16 autocast (as `petl run --precision bf16`, whose jobs use only bf16 caches); part of the cache's identity when bf16")
       ("threads", po::value(&threads)->default_value(0), "intra-op and decoding threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("no-progress", "no progress bars");
   po::variables_map vm;
@@ -91,6 +93,7 @@ int cmd_cache_build(const std::vector<std::string>& args) {
     return 0;
   const int th = threads::choose_threads(threads).threads;
   at::set_num_threads(th);
+  set_precision(parse_precision(precision, "--precision"));
   auto task = data::find_task(data_root, task_name);
   auto bb = make_job_backbone(backbone, arch, 0.0, false);
   CacheBuildOptions o;

@@ -74,6 +74,7 @@ void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::st
     ("protocol", po::value(&s.protocol)->default_value("best_of_10"), "headline accuracy: best_of_10 | final (both are recorded)")
     ("threads", po::value(&s.threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now, measured over 0.1 s)")
     ("device", po::value(&s.device)->default_value("cpu"), "cpu, cuda or cuda:N (cuda needs a CUDA LibTorch build; memory is then the caching allocator's peak allocated/reserved)")
+    ("precision", po::value(&s.precision)->default_value("fp32"), "fp32 (exact; the reference code's) or bf16: every forward pass (the frozen backbone's, the trainable path's, evaluation, cache builds) under bfloat16 autocast, parameters and optimizer state in float32; part of the job key and recorded in memory.precision")
     ("set", po::value(&sets)->composing(), "key=value override of a recipe key (lr, weight_decay, warmup_epochs, eval_every, drop_path_rate, ...) or a method setting (synqt: token_nums, attn_scale, ffn_scale, feat_scale, backbone_drop_path, kem_drop_path); repeatable")
     ("skip-bad", po::bool_switch(&s.skip_bad), "skip missing/undecodable images (counted in the record) instead of failing")
     ("no-progress", "no progress bars");
@@ -212,7 +213,8 @@ void write_logits_h5(const std::string& path, const torch::Tensor& logits, const
 }  // namespace
 
 int cmd_eval(const Args& args) {
-  std::string method_name, task_name, root, backbone, ckpt, split, logits_path, arch;
+  std::string method_name, task_name, root, backbone, ckpt, split, logits_path, arch, device = "cpu",
+                                                                                     precision = "fp32";
   int threads = 0, batch = 512;
   std::vector<std::string> sets;
   po::options_description d("petl eval options");
@@ -226,6 +228,8 @@ int cmd_eval(const Args& args) {
       ("logits", po::value(&logits_path), "write logits in file-list order: .h5 (datasets logits (N,C) f32, labels (N,) i64, paths (N,) str) or .npy (logits only)")
       ("batch-size", po::value(&batch)->default_value(512), "evaluation batch size")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
+      ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA LibTorch builds)")
+      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (the forward passes under bfloat16 autocast)")
       ("set", po::value(&sets)->composing(), "method setting key=value (e.g. token_nums=4), when the checkpoint's metadata does not carry it")
       ("no-progress", "no progress bars");
   po::variables_map vm;
@@ -256,6 +260,8 @@ int cmd_eval(const Args& args) {
   spec.backbone_file = backbone;
   spec.arch = arch;
   spec.threads = threads;
+  spec.device = device;
+  spec.precision = precision;
   spec.set = sets;
   const ResolvedJob job = resolve_job(spec);
   const auto& task = job.task;
@@ -292,9 +298,11 @@ int cmd_eval(const Args& args) {
   lo.progress = !vm.count("no-progress");
   lo.norm = data::parse_normalisation(job.recipe().normalisation);
   auto st = load_split_tensors(task, split, lo);
+  bb.model->to(job.device);
+  method->to(job.device);
   torch::Tensor logits;
   auto r = evaluate(*method, st.images, st.labels, batch, logits_path.empty() ? nullptr : &logits, lo.progress,
-                    "eval " + method_name + "/" + task.name);
+                    "eval " + method_name + "/" + task.name, job.device);
   std::printf("%s %s/%s: accuracy %.2f%% on %lld images (backbone sha256 %s)\n", method_name.c_str(), task.name.c_str(),
               split.c_str(), r.accuracy, (long long)r.n, bb.info["sha256"].get<std::string>().substr(0, 12).c_str());
   if (!logits_path.empty()) {

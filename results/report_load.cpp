@@ -132,6 +132,9 @@ void fill_run(Record rec, bool headline, Run& r) {
   }
   // How the batch was split (petl run --micro-batch) or bounded (--memory-budget): other rows.
   if (auto it = rec.settings.find("micro_batch"); it != rec.settings.end()) r.identity["micro_batch"] = value_text(*it);
+  // bf16 runs are other rows (fp32 records, older ones without the field included, are one).
+  if (auto it = rec.settings.find("precision"); it != rec.settings.end() && value_text(*it) != "fp32")
+    r.identity["precision"] = value_text(*it);
   if (auto it = rec.extra.find("memory_budget"); it != rec.extra.end() && it->is_object())
     r.identity["memory_budget_mib"] = value_text(it->value("budget_mib", nlohmann::json()));
   // Properties that must agree across a table; with allow_mixed they split rows instead.

@@ -424,6 +424,12 @@ class Runner {
   std::string spawn() {
     const FarmJob& job = child_.job;
     std::error_code ec;
+    // First, so that a bundle that cannot start reads only what its members write from now on.
+    child_.member_offsets.clear();
+    for (const auto& m : job.members) {
+      if (fs::path(m.result_file).has_parent_path()) fs::create_directories(fs::path(m.result_file).parent_path(), ec);
+      child_.member_offsets.push_back(m.result_file.empty() ? 0 : file_size(m.result_file));
+    }
     if (fs::path(job.log_file).has_parent_path()) fs::create_directories(fs::path(job.log_file).parent_path(), ec);
     if (!job.result_file.empty() && fs::path(job.result_file).has_parent_path())
       fs::create_directories(fs::path(job.result_file).parent_path(), ec);
@@ -437,11 +443,6 @@ class Runner {
     }
     child_.log_offset = file_size(job.log_file);
     child_.result_offset = job.result_file.empty() ? 0 : file_size(job.result_file);
-    child_.member_offsets.clear();
-    for (const auto& m : job.members) {
-      if (fs::path(m.result_file).has_parent_path()) fs::create_directories(fs::path(m.result_file).parent_path(), ec);
-      child_.member_offsets.push_back(m.result_file.empty() ? 0 : file_size(m.result_file));
-    }
 
     // Environment: ours minus MPI launcher variables, plus thread settings and the caller's.
     process::SpawnOptions so;

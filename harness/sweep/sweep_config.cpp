@@ -258,6 +258,10 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         cfg.cache_dtype = scalar(c, v, k);
         PETL_CHECK(cfg.cache_dtype == "float16" || cfg.cache_dtype == "float32", c.at(v), ": key 'cache_dtype': '",
                    cfg.cache_dtype, "' (expected float16 or float32)");
+      } else if (k == "precision") {
+        cfg.precision = scalar(c, v, k);
+        PETL_CHECK(cfg.precision == "fp32" || cfg.precision == "bf16", c.at(v), ": key 'precision': '",
+                   cfg.precision, "' (expected fp32 or bf16)");
       } else if (k == "threads_per_rank") {
         cfg.threads_per_rank = as_int(c, v, k);
         PETL_CHECK(cfg.threads_per_rank >= 0, c.at(v), ": key 'threads_per_rank': expected ≥ 0 (0 = auto)");
@@ -282,7 +286,7 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         PETL_FAIL(c.at(it->first), ": unknown key '", k,
                   "' (expected one of: name, out, data_root, backbone, arch, protocol, recipe, methods, tasks, seeds, "
                   "epochs, batch_size, grid, method_overrides, task_overrides, method_task_overrides, feature_cache, "
-                  "cache_dtype, threads_per_rank, job_timeout_s, retry_failed, memory_budget, bundle_jobs)");
+                  "cache_dtype, precision, threads_per_rank, job_timeout_s, retry_failed, memory_budget, bundle_jobs)");
     }
   } catch (const YAML::Exception& e) {
     PETL_FAIL(label, ":", e.mark.line + 1, ": ", e.msg);
@@ -396,6 +400,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
                            {"data_root", data_root},                      {"task", t},
                            {"splits", cn.splits},                         {"taps", cn.taps},
                            {"dtype", cfg.cache_dtype},                    {"normalisation", cn.normalisation}};
+            if (cfg.precision != "fp32") ccanon["precision"] = cfg.precision;  // fp32 keys as before
             cache_key = key_of(ccanon);
             if (!cache_index.count(cache_key)) {
               SweepJob cj;
@@ -413,6 +418,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
               cj.args.insert(cj.args.end(), {"--taps", cn.taps, "--splits", join(cn.splits, ","), "--dtype",
                                              cfg.cache_dtype});
               if (!cn.normalisation.empty()) cj.args.insert(cj.args.end(), {"--normalisation", cn.normalisation});
+              if (cfg.precision != "fp32") cj.args.insert(cj.args.end(), {"--precision", cfg.precision});
               cj.args.insert(cj.args.end(), {"--out", cj.out_dir, "--no-progress", "--threads", P});
               double images = 0;
               for (auto& s : cn.splits) images += double(count_list_lines((task_dir(t) / (s + ".txt")).string(), 1000));
@@ -439,6 +445,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
                         {"arch", cfg.arch},
                         {"feature_cache", cache_key}};
           if (!cfg.memory_budget.empty()) canon["memory_budget"] = parse_size(cfg.memory_budget, "memory_budget");
+          if (cfg.precision != "fp32") canon["precision"] = cfg.precision;
           SweepJob j;
           j.key = key_of(canon);
           if (!train_keys.insert(j.key).second) continue;  // identical after overrides: planned once
@@ -462,6 +469,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
           j.args.insert(j.args.end(), {"--out", j.out_dir, "--resume", "--no-progress", "--threads", P});
           if (!opts.state_every.empty()) j.args.insert(j.args.end(), {"--state-every", opts.state_every});
           if (!cfg.memory_budget.empty()) j.args.insert(j.args.end(), {"--memory-budget", cfg.memory_budget});
+          if (cfg.precision != "fp32") j.args.insert(j.args.end(), {"--precision", cfg.precision});
           if (!cache_key.empty())
             j.args.insert(j.args.end(), {"--feature-cache", caches[cache_index[cache_key]].out_dir, "--cache-dtype",
                                          cfg.cache_dtype});
@@ -594,7 +602,7 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << (c.arch.empty() ? "" : ", arch " + c.arch) << ", protocol " << c.protocol
      << (c.recipe.empty() ? "" : ", recipe " + c.recipe) << "\n"
      << "  feature_cache " << (c.feature_cache ? "on (" + c.cache_dtype + ")" : std::string("off"))
-     << ", job_timeout_s " << c.job_timeout_s << ", retry_failed " << (c.retry_failed ? "yes" : "no") << "\n\n";
+     << ", precision " << c.precision << ", job_timeout_s " << c.job_timeout_s << ", retry_failed " << (c.retry_failed ? "yes" : "no") << "\n\n";
   auto row = [&](const std::string& key, const std::string& what, const std::string& task, const std::string& seed,
                  const std::string& sets, const std::string& dep, const std::string& cost, const std::string& bytes,
                  const std::string& st) {

@@ -25,6 +25,8 @@
 //                     frozen-backbone features built once per (backbone, data, task, splits, taps,
 //                     dtype, normalisation)
 //   cache_dtype       float16 | float32 (default float16)
+//   precision         fp32 | bf16 (default fp32): every job's and cache build's forward passes
+//                     (petl run --precision); part of the keys when bf16
 //   threads_per_rank  0 = auto (cores of the node shared among the ranks of the node)
 //   job_timeout_s     0 = no limit; a job running longer is stopped and recorded failed
 //   retry_failed      bool (default false): re-run jobs whose journal record is failed
@@ -100,6 +102,7 @@ struct SweepConfig {
   std::map<std::string, SweepOverride> method_overrides, task_overrides, method_task_overrides;
   bool feature_cache = true;
   std::string cache_dtype = "float16";
+  std::string precision = "fp32";
   int threads_per_rank = 0;
   double job_timeout_s = 0;
   bool retry_failed = false;

@@ -52,6 +52,7 @@ void check_shared(const std::vector<JobSpec>& specs) {
     same(a.backbone_file, b.backbone_file, "--backbone");
     same(a.arch, b.arch, "--arch");
     same(a.device, b.device, "--device");
+    same(a.precision, b.precision, "--precision");
     PETL_CHECK(a.threads == b.threads, "petl bundle: job ", i + 1, " has --threads ", b.threads, " but job 1 has ",
                a.threads, ": the jobs of a bundle share it");
     PETL_CHECK(b.dp == 1, "petl bundle: job ", i + 1, " (", b.method, ") asks for --dp ", b.dp,

@@ -6,6 +6,7 @@
 #include "core/error.h"
 
 #ifdef PETL_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <nccl.h>
 #endif
@@ -30,6 +31,7 @@ DataParallel::DataParallel(int ranks, torch::Device device) : device_(device) {
   if (device_.is_cuda()) {
 #ifdef PETL_WITH_NCCL
     nccl_ = std::make_unique<Nccl>();
+    c10::cuda::set_device(c10::DeviceIndex(std::max<int>(0, device_.index())));  // the communicator's GPU
     ncclUniqueId id;
     if (rank_ == 0) ncclGetUniqueId(&id);
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
@@ -66,7 +68,7 @@ void DataParallel::allreduce_gradients(const std::vector<torch::Tensor>& params)
   auto flat = torch::cat(grads);  // one contiguous buffer: one collective per step
 #ifdef PETL_WITH_NCCL
   if (flat.is_cuda()) {
-    auto stream = c10::cuda::getCurrentCUDAStream();
+    auto stream = c10::cuda::getCurrentCUDAStream(flat.device().index());
     PETL_CHECK(ncclAllReduce(flat.data_ptr<float>(), flat.data_ptr<float>(), flat.numel(), ncclFloat, ncclSum,
                              nccl_->comm, stream.stream()) == ncclSuccess,
                "NCCL: ncclAllReduce failed");

@@ -12,6 +12,7 @@
 #include "core/build_info.h"
 #include "core/system.h"
 #include "core/progress.h"
+#include "harness/train/precision.h"
 #include "harness/train/task_data.h"
 
 namespace fs = std::filesystem;
@@ -54,7 +55,7 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
                                 const std::string& dtype) {
   const auto list = fs::path(task.dir) / (split + "." + task.format);
   PETL_CHECK(fs::exists(list), "task ", task.name, ": no list file ", list.string(), " for split ", split);
-  return {{"backbone_sha256", backbone_sha256},
+  io::AttributeMap id = {{"backbone_sha256", backbone_sha256},
           {"arch_img_patch_dim_depth_heads",
            str_cat(cfg.img_size, "/", cfg.patch_size, "/", cfg.embed_dim, "/", cfg.depth, "/", cfg.num_heads)},
           {"task", task.name},
@@ -65,6 +66,10 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
           {"image_size", std::to_string(cfg.img_size)},
           {"taps", taps.str()},
           {"dtype", dtype}};
+  // Features computed under bf16 autocast are other features; fp32 caches carry no such attribute
+  // (so caches built before petl had --precision stay valid).
+  if (current_precision() != Precision::kFp32) id["precision"] = to_string(current_precision());
+  return id;
 }
 
 namespace {
@@ -85,6 +90,7 @@ CachedFeatures backbone_features(VisionTransformer backbone, const torch::Tensor
   const bool was_training = backbone->is_training();
   backbone->eval();
   torch::NoGradGuard ng;
+  Autocast amp(images.device());  // bf16 jobs: the frozen pass in bfloat16 (features stored as the cache's dtype)
   KvCollect tap;
   tap.k.resize(backbone->cfg_.depth);
   tap.v.resize(backbone->cfg_.depth);
@@ -224,12 +230,14 @@ CachedFeatures CachedSplit::batch(const torch::Tensor& index, torch::Device devi
   // Layer by layer, gathered straight from the resident rows and converted once: the batch holds
   // one float32 K and V per block (what the query path's backward needs) and no other full copy.
   CachedFeatures f;
-  if (cls_.defined()) f.cls = cls_.index_select(0, index).to(device, torch::kFloat32);
+  // The rows may live in host or device memory; the index goes where they are.
+  if (cls_.defined()) f.cls = cls_.index_select(0, index.to(cls_.device())).to(device, torch::kFloat32);
   if (kv_.defined()) {
+    const auto idx = index.to(kv_.device());
     for (int64_t l = 0; l < kv_.size(1); ++l) {
       auto layer = kv_.select(1, l);  // (N, 2, H, T, dh)
-      f.k.push_back(layer.select(1, 0).index_select(0, index).to(device, torch::kFloat32).contiguous());
-      f.v.push_back(layer.select(1, 1).index_select(0, index).to(device, torch::kFloat32).contiguous());
+      f.k.push_back(layer.select(1, 0).index_select(0, idx).to(device, torch::kFloat32).contiguous());
+      f.v.push_back(layer.select(1, 1).index_select(0, idx).to(device, torch::kFloat32).contiguous());
     }
   }
   return f;

@@ -9,6 +9,7 @@
 #include "core/stop.h"
 #include "core/system.h"
 #include "core/text.h"
+#include "harness/train/precision.h"
 #include "io/feature_store.h"
 
 namespace petl {
@@ -92,12 +93,13 @@ torch::Tensor StreamedImages::logits(Method&, const torch::Tensor&, torch::Devic
 EvalResult StreamedImages::evaluate(Method& method, int64_t batch_size, torch::Device device, bool progress,
                                     const std::string& label, torch::Tensor* logits_out) const {
   torch::NoGradGuard ng;
+  Autocast amp(device);
   method.train(false);
   EvalResult r;
   int64_t correct = 0;
   std::vector<torch::Tensor> all;
   for_each_batch(batch_size, device, progress, label, [&](const torch::Tensor& x, const torch::Tensor& y) {
-    auto out = method.forward(x).to(torch::kCPU);
+    auto out = method.forward(x).to(torch::kCPU, torch::kFloat);
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
     r.n += y.size(0);
     if (logits_out) all.push_back(out);

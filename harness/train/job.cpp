@@ -16,6 +16,7 @@
 #include "harness/train/job_state.h"
 #include "harness/train/job_steps.h"
 #include "harness/train/memory_budget.h"
+#include "harness/train/precision.h"
 #include "harness/train/trainer.h"
 #include "io/journal.h"
 #include "models/checkpoint.h"
@@ -98,7 +99,8 @@ Record record_header(const ResolvedJob& job, Method& method, const JobBackbone& 
                   {"block_kv", needs.block_kv},
                   {"backbone_stochastic", needs.backbone_stochastic},
                   {"cacheable", needs.cacheable()},
-                  {"memory_class", needs.memory_class}}}};
+                  {"memory_class", needs.memory_class}}},
+                {"precision", to_string(parse_precision(spec.precision, "--precision"))}};
   r.backbone = bb.info;
   r.provenance = job_provenance(spec, &job.threading);
   r.provenance->device = spec.device;

@@ -46,6 +46,9 @@ struct JobSpec {
   int epochs = kRecipeValue, batch_size = kRecipeValue, seed = kRecipeValue;
   int threads = 0;            // 0: cores available to the process
   std::string device = "cpu"; // cpu | cuda | cuda:N (CUDA LibTorch builds only)
+  // fp32 | bf16: the forward passes (frozen and trainable) under bfloat16 autocast
+  // (harness/train/precision.h); part of the job key and of a feature cache's identity when bf16.
+  std::string precision = "fp32";
   std::vector<std::string> set;  // key=value overrides (recipe keys and method keys)
   bool dry_run = false;
   bool skip_bad = false;      // skip undecodable / missing images (counted in the record)

@@ -86,16 +86,20 @@ void MemoryMeter::reset_peak() { g_peak.store(g_live.load()); }
 int64_t MemoryMeter::allocations() { return g_allocs.load(); }
 
 #ifdef PETL_WITH_CUDA
+// The allocator's statistics arrays are indexed by StatType, whose AGGREGATE (all pools) is 0 in
+// every LibTorch; its namespace moved in 2.x (c10::CachingAllocator), so the index is spelled out.
+constexpr size_t kAggregate = 0;
 bool CudaMemory::available() { return true; }
 void CudaMemory::reset_peak(int d) { c10::cuda::CUDACachingAllocator::resetPeakStats(d); }
-namespace {
-const c10::cuda::CUDACachingAllocator::Stat& stat(const c10::cuda::CUDACachingAllocator::StatArray& a) {
-  return a[size_t(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)];
+int64_t CudaMemory::allocated(int d) {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes[kAggregate].current;
 }
-}  // namespace
-int64_t CudaMemory::allocated(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes).current; }
-int64_t CudaMemory::peak_allocated(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes).peak; }
-int64_t CudaMemory::peak_reserved(int d) { return stat(c10::cuda::CUDACachingAllocator::getDeviceStats(d).reserved_bytes).peak; }
+int64_t CudaMemory::peak_allocated(int d) {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes[kAggregate].peak;
+}
+int64_t CudaMemory::peak_reserved(int d) {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(d).reserved_bytes[kAggregate].peak;
+}
 #else
 bool CudaMemory::available() { return false; }
 void CudaMemory::reset_peak(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }

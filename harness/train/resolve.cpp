@@ -8,6 +8,7 @@
 #include "core/system.h"
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
+#include "harness/train/precision.h"
 
 namespace petl {
 namespace fs = std::filesystem;
@@ -64,6 +65,7 @@ ResolvedJob resolve_job(const JobSpec& spec) {
   } else {
     j.task.name = spec.task;
   }
+  set_precision(parse_precision(spec.precision, "--precision"));  // this process's forward passes
   j.eff = resolve_recipe(spec.method, spec.recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
   j.threading = threads::choose_threads(spec.threads);
   j.threads = j.threading.threads;
@@ -129,6 +131,7 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   if (spec.dp > 1) src["data_parallel_ranks"] = spec.dp;  // same maths, another summation order
   if (spec.micro_batch > 0) src["micro_batch"] = spec.micro_batch;  // likewise (and per-chunk BatchNorm)
   if (spec.memory_budget > 0) src["memory_budget"] = spec.memory_budget;  // may not fit: another result
+  if (spec.precision != "fp32") src["precision"] = to_string(parse_precision(spec.precision, "--precision"));
   return sha256_string(src.dump()).substr(0, 16);
 }
 

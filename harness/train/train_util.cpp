@@ -2,6 +2,8 @@
 
 #include <ATen/Context.h>
 
+#include "harness/train/precision.h"
+
 #include <mutex>
 
 namespace petl {
@@ -31,7 +33,7 @@ nlohmann::json MemoryBreakdown::to_json(int64_t batch_size, int image_size) cons
                          : "counting CPU allocator (exact tensor bytes; BLAS/oneDNN scratch not included)"},
           {"peak_train_reserved_mib", cuda ? nlohmann::json(peak_reserved / mib) : nlohmann::json(nullptr)},
           {"unit", "MiB"},
-          {"precision", "fp32"},
+          {"precision", to_string(current_precision())},
           {"batch_size", batch_size},
           {"image_size", image_size},
           {"peak_train_mib", peak_train / mib},

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/stop.h"
+#include "harness/train/precision.h"
 
 namespace petl {
 namespace {
@@ -109,9 +110,13 @@ double Trainer::forward_backward(const FeatureSource& train, const torch::Tensor
   for (int64_t s = 0; s < n; s += m) {
     auto part = idx.narrow(0, s, std::min(m, n - s));
     auto y = train.labels().index_select(0, part).to(device_);
-    auto logits = train.logits(method_, part, device_);
-    // This chunk's share of the global-batch mean loss (the whole of it without --dp or chunks).
-    auto loss = torch::nn::functional::cross_entropy(logits, y) * (double(part.size(0)) / double(global));
+    torch::Tensor loss;
+    {  // forward and loss under the job's precision; backward outside it
+      Autocast amp(device_);
+      auto logits = train.logits(method_, part, device_).to(torch::kFloat);
+      // This chunk's share of the global-batch mean loss (the whole of it without --dp or chunks).
+      loss = torch::nn::functional::cross_entropy(logits, y) * (double(part.size(0)) / double(global));
+    }
     loss.backward();
     l += loss.item<double>();
   }
@@ -210,7 +215,8 @@ std::vector<std::vector<EvalResult>> evaluate_snapshot_sets(const std::vector<Sn
                            for (size_t j = 0; j < sets.size(); ++j)
                              for (size_t i = 0; i < sets[j].snapshots->size(); ++i) {
                                (*sets[j].snapshots)[i].restore(keep[j].trainable);
-                               auto logits = sets[j].method->forward_cached(f).to(torch::kCPU);
+                               Autocast amp(device);
+                               auto logits = sets[j].method->forward_cached(f).to(torch::kCPU, torch::kFloat);
                                correct[j][i] += logits.argmax(1).eq(y).sum().item<int64_t>();
                              }
                            n += labels.size(0);

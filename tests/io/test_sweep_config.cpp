@@ -280,6 +280,26 @@ TEST_F(SweepConfigTest, BackboneContentIsPartOfTheKey) {
   }
 }
 
+// precision: bf16 changes every training job's key and every cache's key, and passes the flag to
+// the children; fp32 (the default) keeps the keys of configs that never named it.
+TEST_F(SweepConfigTest, Bf16PrecisionIsOtherJobsAndOtherCaches) {
+  auto fp32 = plan(base_yaml()), fp32_named = plan(base_yaml("precision: fp32\n"));
+  auto bf16 = plan(base_yaml("precision: bf16\n"));
+  EXPECT_EQ(keys(fp32, false), keys(fp32_named, false));
+  EXPECT_EQ(keys(fp32, true), keys(fp32_named, true));
+  ASSERT_FALSE(keys(bf16, true).empty());
+  for (auto& k : keys(bf16, false)) EXPECT_FALSE(keys(fp32, false).count(k)) << k;
+  for (auto& k : keys(bf16, true)) EXPECT_FALSE(keys(fp32, true).count(k)) << k;
+  for (auto& j : bf16.jobs) {
+    auto it = std::find(j.args.begin(), j.args.end(), "--precision");
+    ASSERT_NE(it, j.args.end()) << j.key;
+    EXPECT_EQ(*(it + 1), "bf16");
+  }
+  for (auto& j : fp32.jobs) EXPECT_EQ(std::count(j.args.begin(), j.args.end(), "--precision"), 0);
+  const std::string e = error_of(base_yaml("precision: fp16\n"));
+  EXPECT_NE(e.find("key 'precision': 'fp16' (expected fp32 or bf16)"), std::string::npos) << e;
+}
+
 TEST_F(SweepConfigTest, FeatureCacheSettingsChangeOnlyCachedJobs) {
   auto on = plan(base_yaml());
   auto f32 = plan(base_yaml("cache_dtype: float32\n"));

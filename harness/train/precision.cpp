@@ -1,0 +1,83 @@
+#include "harness/train/precision.h"
+
+#include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include <atomic>
+
+#include "core/error.h"
+
+// LibTorch 2.4 replaced the per-device autocast calls with ones taking the device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define PETL_AUTOCAST_BY_DEVICE_TYPE 1
+#endif
+
+namespace petl {
+namespace {
+std::atomic<int> g_precision{int(Precision::kFp32)};
+}
+
+Precision parse_precision(const std::string& text, const std::string& flag) {
+  if (text == "fp32" || text == "float32") return Precision::kFp32;
+  if (text == "bf16" || text == "bfloat16") return Precision::kBf16;
+  PETL_FAIL(flag, " '", text, "': expected fp32 or bf16");
+}
+
+const char* to_string(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
+
+void set_precision(Precision p) {
+  g_precision = int(p);
+  // fp32 means float32 arithmetic on GPUs too: no TensorFloat-32 in cuBLAS or cuDNN (PyTorch lets
+  // cuDNN's convolutions use it by default), so CUDA and CPU agree to float round-off.
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
+}
+Precision current_precision() { return Precision(g_precision.load()); }
+
+Autocast::Autocast(const c10::Device& device) {
+  if (current_precision() != Precision::kBf16) return;
+  active_ = true;
+  cuda_ = device.is_cuda();
+#ifdef PETL_AUTOCAST_BY_DEVICE_TYPE
+  const auto type = cuda_ ? at::kCUDA : at::kCPU;
+  was_enabled_ = at::autocast::is_autocast_enabled(type);
+  prev_dtype_ = int(at::autocast::get_autocast_dtype(type));
+  at::autocast::set_autocast_dtype(type, at::kBFloat16);
+  at::autocast::set_autocast_enabled(type, true);
+#else
+  if (cuda_) {
+    was_enabled_ = at::autocast::is_enabled();
+    prev_dtype_ = int(at::autocast::get_autocast_gpu_dtype());
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    prev_dtype_ = int(at::autocast::get_autocast_cpu_dtype());
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+#endif
+  at::autocast::increment_nesting();
+}
+
+Autocast::~Autocast() {
+  if (!active_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  const auto dtype = at::ScalarType(prev_dtype_);
+#ifdef PETL_AUTOCAST_BY_DEVICE_TYPE
+  const auto type = cuda_ ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_enabled(type, was_enabled_);
+  at::autocast::set_autocast_dtype(type, dtype);
+#else
+  if (cuda_) {
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+#endif
+}
+
+}  // namespace petl
