@@ -47,8 +47,10 @@ export PKG_CONFIG_PATH=$lib/pkgconfig:$u/share/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR=$prefix
 export CMAKE_PREFIX_PATH=$u\${CMAKE_PREFIX_PATH:+:\$CMAKE_PREFIX_PATH}
 export OPAL_PREFIX=$u
-export PMIX_PREFIX=$u
-export PMIX_INSTALL_PREFIX=$u
-export PETL_DEPS_CMAKE_ARGS="-DMPI_CXX_COMPILER=$u/bin/mpicxx.openmpi -DMPI_C_COMPILER=$u/bin/mpicc.openmpi -DMPIEXEC_EXECUTABLE=$u/bin/orterun -DHDF5_ROOT=$u -DHDF5_C_COMPILER_EXECUTABLE=$prefix/no-h5cc -DHDF5_CXX_COMPILER_EXECUTABLE=$prefix/no-h5cc -DBOOST_ROOT=$u -DBoost_NO_SYSTEM_PATHS=ON -DPKG_CONFIG_EXECUTABLE=$u/bin/pkgconf"
+export PMIX_PREFIX=$lib/pmix2
+export PMIX_INSTALL_PREFIX=$lib/pmix2
+# Debian's PMIx has absolute help-file paths; its one warning (no compression plugin) is harmless.
+export PMIX_MCA_pcompress_base_silence_warning=1
+export PETL_DEPS_CMAKE_ARGS="-DMPI_CXX_COMPILER=$u/bin/mpicxx.openmpi -DMPI_C_COMPILER=$u/bin/mpicc.openmpi -DMPIEXEC_EXECUTABLE=$u/bin/orterun -DHDF5_ROOT=$lib/hdf5/serial -DBOOST_ROOT=$u -DBoost_NO_SYSTEM_PATHS=ON -DPKG_CONFIG_EXECUTABLE=$u/bin/pkgconf -DCMAKE_CXX_STANDARD_INCLUDE_DIRECTORIES=$u/include/x86_64-linux-gnu -DCMAKE_C_STANDARD_INCLUDE_DIRECTORIES=$u/include/x86_64-linux-gnu"
 ENV
 echo "unpack-deps: $n packages into $prefix; source $prefix/env.sh"

@@ -2,6 +2,8 @@
 // and only there; fp32 scopes change nothing. (CUDA: tests/test_cuda.cpp.)
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "harness/train/precision.h"
 #include "test_util.h"
@@ -72,6 +74,61 @@ TEST(Precision, Bf16AutocastsInsideTheScopeOnlyAndStaysClose) {
   EXPECT_GT(rel, 0.0) << "bf16 gave the float32 result: autocast did not take effect";
   EXPECT_LT(rel, 0.05) << "bf16 far from float32";
 }
+
+}  // namespace
+}  // namespace petl
+
+namespace petl {
+namespace {
+
+// Every registered method trains a step and evaluates under bf16 autocast on the CPU: finite loss,
+// float32 gradients on its trainable tensors, logits close to the float32 forward's.
+class EveryMethodBf16 : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryMethodBf16, TrainsAStepAndEvaluates) {
+  PrecisionReset reset;
+  const std::string name = GetParam();
+  torch::manual_seed(0);
+  VisionTransformer vit(test::tiny_config(32, 8, 48, 4, 4));
+  auto m = test::make_method(name, vit, 10, "test_task", {}, 0.0);
+  auto x = torch::randn({8, 3, 32, 32});
+  auto y = torch::randint(10, {8}, torch::kInt64);
+  m->train(false);
+  torch::Tensor ref;
+  {
+    torch::NoGradGuard ng;
+    ref = m->forward(x);
+  }
+  set_precision(Precision::kBf16);
+  m->train(true);
+  torch::Tensor loss;
+  {
+    Autocast amp(torch::kCPU);
+    loss = torch::nn::functional::cross_entropy(m->forward(x).to(torch::kFloat), y);
+  }
+  ASSERT_TRUE(std::isfinite(loss.item<double>())) << name;
+  loss.backward();
+  int with_grad = 0;
+  for (auto& [k, t] : m->trainable_parameters()) {
+    EXPECT_EQ(t.scalar_type(), torch::kFloat) << name << " " << k;
+    if (t.grad().defined()) {
+      EXPECT_EQ(t.grad().scalar_type(), torch::kFloat) << name << " " << k;
+      with_grad += 1;
+    }
+  }
+  EXPECT_GT(with_grad, 0) << name;
+  m->train(false);
+  torch::Tensor out;
+  {
+    torch::NoGradGuard ng;
+    Autocast amp(torch::kCPU);
+    out = m->forward(x).to(torch::kFloat);
+  }
+  EXPECT_LT(test::max_rel_diff(out, ref), 0.1) << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Registered, EveryMethodBf16, ::testing::ValuesIn(MethodRegistry::instance().names()),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace petl

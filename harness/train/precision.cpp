@@ -13,6 +13,26 @@
 #define PETL_AUTOCAST_BY_DEVICE_TYPE 1
 #endif
 
+#if TORCH_VERSION_MAJOR < 2
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
+
+// LibTorch 1.13's CPU autocast passes layer_norm through untouched, and its CPU kernel refuses a
+// bfloat16 input with float32 weights (a LayerNorm after an autocast Linear: LST's side network,
+// SynQT's query path). CUDA autocast and LibTorch 2.x run it in float32 / mixed; so does this.
+namespace {
+at::Tensor layer_norm_autocast_cpu(const at::Tensor& input, c10::IntArrayRef normalized_shape,
+                                   const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
+                                   double eps, bool cudnn_enable) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+  const bool low = input.scalar_type() == at::kBFloat16;
+  return at::layer_norm(low ? input.to(at::kFloat) : input, normalized_shape, weight, bias, eps, cudnn_enable);
+}
+}  // namespace
+TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) { m.impl("layer_norm", TORCH_FN(layer_norm_autocast_cpu)); }
+#endif
+
 namespace petl {
 namespace {
 std::atomic<int> g_precision{int(Precision::kFp32)};
