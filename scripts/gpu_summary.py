@@ -29,7 +29,7 @@ print("| step | result |\n|---|---|")
 for s in steps:
     print(f"| {s[0]} | {s[1] if len(s) > 1 else ''} |")
 if agree:
-    print(f"\nCUDA vs CPU on {agree.get('images')} test images: fp32 max relative logit difference "
+    print(f"\n{agree.get('device', 'cuda').upper()} vs CPU on {agree.get('images')} test images: fp32 max relative logit difference "
           f"{agree.get('fp32_max_rel_diff'):.3g}, bf16 top-1 agreement {agree.get('bf16_top1_agreement'):.4f}.")
 rows = {}
 for p, rs in bench.items():
