@@ -22,7 +22,7 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     torch::Tensor loss;
     {
       Autocast amp(device);
-      loss = torch::nn::functional::cross_entropy(logits().to(torch::kFloat), y);
+      loss = torch::nn::functional::cross_entropy(widen(logits()), y);
     }
     loss.backward();
     opt->step();

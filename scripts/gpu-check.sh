@@ -50,8 +50,13 @@ else
   deps=/tmp/petl-deps
   bash scripts/unpack-deps.sh "$src/.deps" "$deps" > "$out/build.log" 2>&1 || { status build "failed: no carried packages"; exit 1; }
   torch_prefix=$($py -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  export NCCL_ROOT=$($py -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)
-  cudnn_root=$($py -c 'import nvidia.cudnn as n; print(list(n.__path__)[0])' 2>/dev/null || true)
+  # NCCL and cuDNN from their wheels (nvidia/nccl or, for CUDA 13 wheels, nvidia/cu13): the folder
+  # above the one holding the library.
+  nv=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia"))')
+  wheel_root() { local f; f=$(find "$nv" -name "$1" 2>/dev/null | head -1); [ -n "$f" ] && dirname "$(dirname "$f")"; }
+  export NCCL_ROOT=${NCCL_ROOT:-$(wheel_root 'libnccl.so*')}
+  cudnn_root=$(wheel_root 'libcudnn.so*')
+  echo "NCCL_ROOT=$NCCL_ROOT cuDNN=$cudnn_root" >> "$out/env.txt"
   # Python keeps the machine's own libraries (the carried ones are Debian 12's, for petl and mpirun).
   export PETL_PY_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
   source "$deps/env.sh"

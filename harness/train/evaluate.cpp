@@ -21,7 +21,7 @@ EvalResult evaluate(Method& method, const torch::Tensor& images, const torch::Te
   for (int64_t s = 0; s < n; s += batch_size) {
     stop::check();  // a stop during an evaluation: the job saves its state and ends
     int64_t len = std::min(batch_size, n - s);
-    auto logits = method.forward(images.narrow(0, s, len).to(device)).to(torch::kCPU, torch::kFloat);
+    auto logits = widen(method.forward(images.narrow(0, s, len).to(device))).to(torch::kCPU);
     correct += logits.argmax(1).eq(labels.narrow(0, s, len)).sum().item<int64_t>();
     if (logits_out) all.push_back(logits);
     bar.add(1);
@@ -43,7 +43,7 @@ EvalResult evaluate_cached(Method& method, const std::string& cache_path,
   std::vector<torch::Tensor> all;
   for_each_cached_batch(cache_path, expected_identity, taps, batch_size, device,
                         [&](const CachedFeatures& f, const torch::Tensor& labels) {
-                          auto logits = method.forward_cached(f).to(torch::kCPU, torch::kFloat);
+                          auto logits = widen(method.forward_cached(f)).to(torch::kCPU);
                           correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
                           r.n += labels.size(0);
                           if (logits_out) all.push_back(logits);

@@ -99,7 +99,7 @@ EvalResult StreamedImages::evaluate(Method& method, int64_t batch_size, torch::D
   int64_t correct = 0;
   std::vector<torch::Tensor> all;
   for_each_batch(batch_size, device, progress, label, [&](const torch::Tensor& x, const torch::Tensor& y) {
-    auto out = method.forward(x).to(torch::kCPU, torch::kFloat);
+    auto out = widen(method.forward(x)).to(torch::kCPU);
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
     r.n += y.size(0);
     if (logits_out) all.push_back(out);

@@ -46,6 +46,11 @@ Precision parse_precision(const std::string& text, const std::string& flag) {
 
 const char* to_string(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
 
+at::Tensor widen(const at::Tensor& t) {
+  const auto s = t.scalar_type();
+  return s == at::kBFloat16 || s == at::kHalf ? t.to(at::kFloat) : t;
+}
+
 void set_precision(Precision p) {
   g_precision = int(p);
   // fp32 means float32 arithmetic on GPUs too: no TensorFloat-32 in cuBLAS or cuDNN (PyTorch lets

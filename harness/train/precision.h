@@ -8,6 +8,7 @@
 // PyTorch recommends. Parameters and optimizer state stay float32. TensorFloat-32 is off in both
 // (fp32 on a GPU is float32 arithmetic, as on the CPU).
 #pragma once
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 #include <string>
@@ -23,6 +24,10 @@ const char* to_string(Precision p);
 // The precision of this process's jobs (default fp32).
 void set_precision(Precision p);
 Precision current_precision();
+
+// `t` in float32 when autocast made it bfloat16 or float16 (logits before the loss or an argmax),
+// else `t` itself (float32, or float64 in the exactness tests).
+at::Tensor widen(const at::Tensor& t);
 
 // Autocast to bfloat16 on `device`'s type (CPU or CUDA) for this scope and this thread when the
 // process precision is bf16; restores the previous state (and clears the cast cache when the

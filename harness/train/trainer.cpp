@@ -113,7 +113,7 @@ double Trainer::forward_backward(const FeatureSource& train, const torch::Tensor
     torch::Tensor loss;
     {  // forward and loss under the job's precision; backward outside it
       Autocast amp(device_);
-      auto logits = train.logits(method_, part, device_).to(torch::kFloat);
+      auto logits = widen(train.logits(method_, part, device_));
       // This chunk's share of the global-batch mean loss (the whole of it without --dp or chunks).
       loss = torch::nn::functional::cross_entropy(logits, y) * (double(part.size(0)) / double(global));
     }
@@ -216,7 +216,7 @@ std::vector<std::vector<EvalResult>> evaluate_snapshot_sets(const std::vector<Sn
                              for (size_t i = 0; i < sets[j].snapshots->size(); ++i) {
                                (*sets[j].snapshots)[i].restore(keep[j].trainable);
                                Autocast amp(device);
-                               auto logits = sets[j].method->forward_cached(f).to(torch::kCPU, torch::kFloat);
+                               auto logits = widen(sets[j].method->forward_cached(f)).to(torch::kCPU);
                                correct[j][i] += logits.argmax(1).eq(y).sum().item<int64_t>();
                              }
                            n += labels.size(0);
