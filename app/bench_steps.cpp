@@ -30,8 +30,7 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     if (s > 0) secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   peak.end();
-  auto mem = memory_breakdown(method, trainable, *opt, peak);
-  return {double(bs) * steps / secs, mem};
+  return {double(bs) * steps / secs, memory_breakdown(method, trainable, *opt, peak)};
 }
 
 }  // namespace petl::cli

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/stop.h"
 #include "core/text.h"
+#include "harness/train/precision.h"
 #include "harness/train/feature_source.h"
 #include "harness/train/job_state.h"
 #include "harness/train/job_steps.h"
@@ -52,7 +53,8 @@ void check_shared(const std::vector<JobSpec>& specs) {
     same(a.backbone_file, b.backbone_file, "--backbone");
     same(a.arch, b.arch, "--arch");
     same(a.device, b.device, "--device");
-    same(a.precision, b.precision, "--precision");
+    same(to_string(parse_precision(a.precision, "--precision")), to_string(parse_precision(b.precision, "--precision")),
+         "--precision");
     PETL_CHECK(a.threads == b.threads, "petl bundle: job ", i + 1, " has --threads ", b.threads, " but job 1 has ",
                a.threads, ": the jobs of a bundle share it");
     PETL_CHECK(b.dp == 1, "petl bundle: job ", i + 1, " (", b.method, ") asks for --dp ", b.dp,

@@ -100,7 +100,7 @@ Record record_header(const ResolvedJob& job, Method& method, const JobBackbone& 
                   {"backbone_stochastic", needs.backbone_stochastic},
                   {"cacheable", needs.cacheable()},
                   {"memory_class", needs.memory_class}}},
-                {"precision", to_string(parse_precision(spec.precision, "--precision"))}};
+                {"precision", job.spec.precision}};
   r.backbone = bb.info;
   r.provenance = job_provenance(spec, &job.threading);
   r.provenance->device = spec.device;

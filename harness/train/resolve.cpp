@@ -57,15 +57,18 @@ ResolvedJob resolve_job(const JobSpec& spec) {
              "': expected best_of_10 or final");
   PETL_CHECK(spec.threads >= 0, "--threads ", spec.threads, ": expected an integer >= 0 (0 = the cores available)");
   PETL_CHECK(spec.dp >= 1, "--dp ", spec.dp, ": expected an integer >= 1");
+  // This process's forward passes; the spec keeps the canonical name (fp32 | bf16) for keys and records.
+  const Precision precision = parse_precision(spec.precision, "--precision");
+  set_precision(precision);
   ResolvedJob j;
   j.spec = spec;
+  j.spec.precision = to_string(precision);
   j.info = &MethodRegistry::instance().get(spec.method);
   if (!spec.data_root.empty()) {
     j.task = data::find_task(spec.data_root, spec.task);
   } else {
     j.task.name = spec.task;
   }
-  set_precision(parse_precision(spec.precision, "--precision"));  // this process's forward passes
   j.eff = resolve_recipe(spec.method, spec.recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
   j.threading = threads::choose_threads(spec.threads);
   j.threads = j.threading.threads;
@@ -131,7 +134,7 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   if (spec.dp > 1) src["data_parallel_ranks"] = spec.dp;  // same maths, another summation order
   if (spec.micro_batch > 0) src["micro_batch"] = spec.micro_batch;  // likewise (and per-chunk BatchNorm)
   if (spec.memory_budget > 0) src["memory_budget"] = spec.memory_budget;  // may not fit: another result
-  if (spec.precision != "fp32") src["precision"] = to_string(parse_precision(spec.precision, "--precision"));
+  if (spec.precision != "fp32") src["precision"] = spec.precision;  // canonical since resolve_job
   return sha256_string(src.dump()).substr(0, 16);
 }
 

@@ -50,6 +50,8 @@ c.check(abs(r16["accuracy"] - r32["accuracy"]) <= 3.0, "bf16 accuracy within 3 p
 c.check(r16["accuracy"] >= 40.0, "bf16 learns (>= 4x chance)")
 again = train(out, "bf16")
 c.check(len(records(out)) == 2 and again["job_key"] == r16["job_key"], "--resume finds the bf16 record")
+train(out, "float32")
+c.check(len(records(out)) == 2, "--precision float32 is fp32: the same job key, so --resume reuses its record")
 
 ckpt = r32["checkpoint"]
 logits = {}
