@@ -62,6 +62,7 @@ int cmd_bench_cached(const Args& args) {
       ("snapshots", po::value(&snapshots)->default_value(snapshots), "snapshots evaluated in one pass vs one pass each (SynQT, the middle T)")
       ("micro-batch", po::value(&micro)->default_value(micro), "SynQT backbone_micro_batch for the live runs (-1: its default)")
       ("synqt-only", "measure SynQT only (no linear / vqt cases)")
+      ("resident-only", "skip the live runs (profiling the resident path; live figures are then 0)")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA builds: the resident features are then held in GPU memory)")
       ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (bfloat16 autocast of the forward passes)")
@@ -101,8 +102,10 @@ int cmd_bench_cached(const Args& args) {
     auto method = build_job_method(job, bb.model, classes);
     method->to(dev);
     const auto taps = cache_taps_for(method->needs());
-    auto live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); },
-                                  dev, job.cuda_index);
+    BenchSteps live;
+    if (!vm.count("resident-only"))
+      live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); }, dev,
+                               job.cuda_index);
     CachedSplit resident = resident_features(bb.model, images, taps, bs);
     auto method2 = build_job_method(job, bb.model, classes);
     method2->to(dev);

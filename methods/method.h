@@ -33,6 +33,8 @@ struct BackboneNeeds {
 
 // Frozen-backbone features served by the feature cache (harness/train/feature_cache.h) instead of a
 // live backbone pass: the final-norm cls token (B, D) and/or every block's K and V (B, H, N, D/H).
+// Frozen-backbone features of a batch: cls float32; k, v per block (B, H, N, dh) in the dtype they
+// are held in (float16 from a float16 feature cache) — attend_with converts them per use.
 struct CachedFeatures {
   torch::Tensor cls;
   std::vector<torch::Tensor> k, v;

@@ -19,9 +19,13 @@
 //    config/synqt_task_configs.csv; tasks not in it (e.g. the embedded suite) use T=4 and
 //    0.1/0.1/0.1 unless overridden with --set.
 // Settings: see kOptions below (per-task values apply below --set values).
+#include <array>
 #include <cmath>
+#include <mutex>
 #include <fstream>
 #include <sstream>
+
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include "core/error.h"
 #include "methods/method.h"
@@ -130,7 +134,7 @@ TORCH_MODULE(OutCombine);
 // ViT-B/16, batch 64, T=4 (README): whole batch 2070.7 MiB peak, 4.24 img/s; chunks of 16: 1577.6 MiB,
 // 5.25 img/s; chunks of 8: 1577.6 MiB, 5.92 img/s (the peak is then the query path's, as from
 // resident features).
-constexpr int kDefaultMicroBatch = 8;
+constexpr int kDefaultMicroBatch = 4;
 
 struct SynQTOptions {
   int token_nums{};
@@ -138,6 +142,7 @@ struct SynQTOptions {
   bool backbone_drop_path{}, kem_drop_path{};
   int backbone_micro_batch{};
   double dropout{}, combine_drop_path{};
+  std::string query_recompute;
 };
 
 const methods::OptionTable<SynQTOptions> kOptions =
@@ -161,7 +166,12 @@ const methods::OptionTable<SynQTOptions> kOptions =
         .add("dropout", &SynQTOptions::dropout, 0.1, methods::Range::probability(),
              "dropout of the query-synthesis modules (the reference's fixed 0.1 everywhere)")
         .add("combine_drop_path", &SynQTOptions::combine_drop_path, 0.3, methods::Range::probability(),
-             "drop path on the combined layer outputs j >= 1 (the reference's fixed 0.3)");
+             "drop path on the combined layer outputs j >= 1 (the reference's fixed 0.3)")
+        .add("query_recompute", &SynQTOptions::query_recompute, "live",
+             "live|on|off: keep only each layer's query input for backward and recompute the layer's query "
+             "path there (same random draws), so training holds the K/V floor plus one layer's activations; "
+             "live: only when K/V come from the live backbone pass (from resident features the activations "
+             "fit under live's peak and recomputing would cost throughput)");
 
 // The per-task row of config/synqt_task_configs.csv over the defaults; *source says where from.
 SynQTOptions task_config(const std::string& task, std::string* source_out) {
@@ -263,7 +273,72 @@ struct ChunkKvTap : BlockHooks {
   }
 };
 
-class SynQT : public Method {
+// One layer of the query path: (previous layer's pooled output, K_i, V_i) → (p_i, h_i, hh_i).
+struct QueryLayers {
+  virtual ~QueryLayers() = default;
+  virtual std::array<Tensor, 3> layer(int i, const Tensor& prev, const Tensor& k, const Tensor& v) = 0;
+};
+
+// A query-path layer whose activations are not kept for backward (reentrant recomputation, as
+// torch.utils.checkpoint): forward runs the layer without recording and saves its inputs (the
+// previous layer's pooled output, and the K/V that stay alive anyway) and the generator's state;
+// backward restores that state, runs the layer again recording, back-propagates through it (the
+// trainable tensors' gradients accumulate there) and puts the generator back. The recomputation
+// draws the same dropout/drop-path masks and computes the same values, so the gradients are those
+// of the kept-activation path up to the summation order of tensors used by several layers.
+struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
+  // prev: the previous layer's output, or an empty tensor for layer 0 (inputs must be defined).
+  // anchor: a trainable tensor of the layer, so that the outputs require gradients even where no
+  // other input does (layer 0); its gradient comes from the recomputation, not from here.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const Tensor& prev,
+                                                const Tensor& k, const Tensor& v, const Tensor& anchor,
+                                                QueryLayers* self, int64_t i) {
+    (void)anchor;
+    auto gen = at::globalContext().defaultGenerator(k.device());
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      ctx->saved_data["rng"] = gen.get_state();
+    }
+    ctx->saved_data["self"] = int64_t(reinterpret_cast<intptr_t>(self));
+    ctx->saved_data["i"] = i;
+    ctx->save_for_backward({prev, k, v});
+    auto out = self->layer(int(i), prev.numel() ? prev : Tensor(), k, v);
+    return {out[0], out[1], out[2]};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto* self = reinterpret_cast<QueryLayers*>(intptr_t(ctx->saved_data["self"].toInt()));
+    Tensor prev;
+    if (saved[0].numel()) prev = saved[0].detach().requires_grad_(true);
+    auto gen = at::globalContext().defaultGenerator(saved[1].device());
+    Tensor now;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      now = gen.get_state();
+      gen.set_state(ctx->saved_data["rng"].toTensor());
+    }
+    std::array<Tensor, 3> out;
+    {
+      torch::AutoGradMode grad(true);
+      out = self->layer(int(ctx->saved_data["i"].toInt()), prev, saved[1], saved[2]);
+    }
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(now);
+    }
+    torch::autograd::variable_list outs, gs;
+    for (size_t j = 0; j < out.size(); ++j)
+      if (grads[j].defined() && out[j].requires_grad()) {
+        outs.push_back(out[j]);
+        gs.push_back(grads[j]);
+      }
+    if (!outs.empty()) torch::autograd::backward(outs, gs);
+    return {prev.defined() ? prev.grad() : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+class SynQT : public Method, QueryLayers {
  public:
   explicit SynQT(const MethodContext& ctx) : Method(ctx) {
     const auto& cfg = backbone_->cfg_;
@@ -272,6 +347,8 @@ class SynQT : public Method {
     if (s.has("token_nums") || s.has("attn_scale") || s.has("ffn_scale") || s.has("feat_scale"))
       source_ += " + --set overrides";
     o_ = kOptions.parse(s, base);
+    PETL_CHECK(o_.query_recompute == "live" || o_.query_recompute == "on" || o_.query_recompute == "off",
+               "setting 'query_recompute': expected live, on or off, got '", o_.query_recompute, "'");
     synqt = register_module("synqt", SynQTModule(cfg.embed_dim, cfg.depth, o_));
     head = register_module("head", torch::nn::Linear(cfg.embed_dim, ctx.num_classes));
     {  // head_norm starts as the backbone's final norm (set_synqt in the reference)
@@ -322,46 +399,63 @@ class SynQT : public Method {
     v = std::move(tap.v);
   }
 
-  // The trainable query path given every block's K/V (also used with cached K/V).
-  Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v) {
-    const int64_t B = k[0].size(0);
-    const int L = backbone_->cfg_.depth, D = backbone_->cfg_.embed_dim;
+  // Layer i of the query path: the synthesised queries read block i's K/V (query-only) and pass its
+  // frozen MLP; returns the pooled p_i, h_i, hh_i (mean over the T tokens when T > 1).
+  std::array<Tensor, 3> layer(int i, const Tensor& prev, const Tensor& k, const Tensor& v) override {
+    const int64_t B = k.size(0);
     const bool training = is_training();
+    auto& blk = backbone_->block_list_[i];
+    auto p = synqt->q[i].unsqueeze(0).expand({B, -1, -1});
+    p = i == 0 ? synqt->ffn_[i](p) : synqt->ffn_[i](p + prev * synqt->feat_scale);
+    p = synqt->qsm_[i](p);
+    p = torch::dropout(p, o_.dropout, training);
+    const double rate = o_.kem_drop_path ? kem_rate_[i] : 0.0;
+    auto h = drop_path(blk->attend_with(blk->norm1(p), k, v), rate, training);
+    p = p + h;
+    auto hh = drop_path(blk->mlp_branch(p), rate, training);
+    p = p + hh;
+    if (p.size(1) > 1) return {p.mean(1, true), h.mean(1, true), hh.mean(1, true)};
+    return {p, h, hh};
+  }
+
+  // The trainable query path given every block's K/V (live, or resident features in their stored
+  // dtype). `recompute`: each layer through RecomputedLayer (only while gradients are recorded and
+  // autocast is off — the recomputation runs outside the forward's autocast scope).
+  Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, bool recompute) {
+    const int L = backbone_->cfg_.depth;
+    recompute = recompute && torch::GradMode::is_enabled() &&
+                !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::AutocastCPU) &&
+                !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::AutocastCUDA);
     std::vector<Tensor> z, hs, hhs;
     for (int i = 0; i < L; ++i) {
-      auto& blk = backbone_->block_list_[i];
-      auto p = synqt->q[i].unsqueeze(0).expand({B, -1, -1});
-      p = i == 0 ? synqt->ffn_[i](p) : synqt->ffn_[i](p + z.back() * synqt->feat_scale);
-      p = synqt->qsm_[i](p);
-      p = torch::dropout(p, o_.dropout, training);
-      const double rate = o_.kem_drop_path ? kem_rate_[i] : 0.0;
-      auto h = drop_path(blk->attend_with(blk->norm1(p), k[i], v[i]), rate, training);
-      p = p + h;
-      auto hh = drop_path(blk->mlp_branch(p), rate, training);
-      p = p + hh;
-      if (p.size(1) > 1) {
-        p = p.mean(1, true);
-        h = h.mean(1, true);
-        hh = hh.mean(1, true);
+      const Tensor prev = i == 0 ? Tensor() : z.back();
+      std::array<Tensor, 3> out;
+      if (recompute) {
+        auto r = RecomputedLayer::apply(prev.defined() ? prev : torch::empty({0}, k[i].device()), k[i], v[i],
+                                        synqt->q, static_cast<QueryLayers*>(this), int64_t(i));
+        out = {r[0], r[1], r[2]};
+      } else {
+        out = layer(i, prev, k[i], v[i]);
       }
-      z.push_back(p);
-      hs.push_back(h);
-      hhs.push_back(hh);
+      z.push_back(out[0]);
+      hs.push_back(out[1]);
+      hhs.push_back(out[2]);
     }
     std::vector<Tensor> all{z.back()};
     all.insert(all.end(), z.begin(), z.end());
     all.insert(all.end(), hs.begin(), hs.end());
     all.insert(all.end(), hhs.begin(), hhs.end());
     auto feat = synqt->combine(torch::cat(all, 1));  // (B, D)
-    (void)D;
     return head(synqt->head_norm(feat));
   }
 
-  Tensor forward_cached(const CachedFeatures& f) override { return forward_from_kv(f.k, f.v); }
+  Tensor forward_cached(const CachedFeatures& f) override {
+    return forward_from_kv(f.k, f.v, o_.query_recompute == "on");
+  }
   Tensor forward(const Tensor& images) override {
     std::vector<Tensor> k, v;
     backbone_kv(images, k, v);
-    return forward_from_kv(k, v);
+    return forward_from_kv(k, v, o_.query_recompute != "off");
   }
 
   SynQTOptions o_;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "models/kv_attention.h"
 
 namespace petl {
 namespace {
@@ -121,8 +122,7 @@ torch::Tensor BlockImpl::attend_with(const torch::Tensor& p_normed, const torch:
   auto w = attn->qkv->weight.narrow(0, 0, D);
   auto b = attn->qkv->bias.narrow(0, 0, D);
   auto q = torch::nn::functional::linear(p_normed, w, b).reshape({B, T, H, D / H}).permute({0, 2, 1, 3});
-  auto a = (torch::matmul(q, k.transpose(-2, -1)) * attn->scale_).softmax(-1);
-  auto o = torch::matmul(a, v).transpose(1, 2).reshape({B, T, D});
+  auto o = frozen_kv_attention(q, k, v, attn->scale_).transpose(1, 2).reshape({B, T, D});
   return attn->proj(o);
 }
 

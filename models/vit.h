@@ -84,7 +84,9 @@ struct BlockImpl : torch::nn::Module {
   // K and V of tokens x exactly as forward() computes them: (B, H, N, D/H) each.
   std::pair<torch::Tensor, torch::Tensor> keys_values(const torch::Tensor& x);
   // Query-only attention: queries from p_normed (B, T, D, already through norm1), keys/values
-  // given; softmax over the N keys only; returns proj(...) (B, T, D) without drop path.
+  // given in any floating dtype (models/kv_attention.h: float16 K/V are converted per use, never
+  // kept as float32 for backward); softmax over the N keys only; returns proj(...) (B, T, D)
+  // without drop path.
   torch::Tensor attend_with(const torch::Tensor& p_normed, const torch::Tensor& k, const torch::Tensor& v);
   // mlp(norm2(p)) without drop path.
   torch::Tensor mlp_branch(const torch::Tensor& p);

@@ -85,7 +85,11 @@ TEST(MemoryMeter, SynQTActivationsFarBelowFullFinetuning) {
               MemoryMeter::mib(full.activations_other()), MemoryMeter::mib(synqt.activations_other()),
               MemoryMeter::mib(linear.activations_other()), ratio);
   EXPECT_LT(ratio, 0.3);
-  EXPECT_LT(linear.activations_other(), synqt.activations_other());
+  // SynQT keeps the K/V its backward needs (2·L·B·N·D floats; 8 blocks, 65 tokens, width 96) and,
+  // with its chunked backbone pass and recomputed query path, little more.
+  const int64_t kv = 2 * 8 * 32 * 65 * 96 * 4;
+  EXPECT_GE(synqt.activations_other(), kv);
+  EXPECT_LT(double(synqt.activations_other()), 1.3 * double(kv));
   // Categories add up and the optimizer state is two moments per trainable tensor.
   EXPECT_EQ(full.optimizer_state, 2 * full.trainable_params);
   EXPECT_EQ(synqt.gradients + synqt.optimizer_state > 0, true);
@@ -123,4 +127,45 @@ TEST(MemoryMeter, MemoryClassesOrderAsSpecified) {
   EXPECT_LT(max_of("light"), min_of("heavy"));
   EXPECT_LT(max_of("partial"), min_of("heavy"));
   EXPECT_LT(max_of("light"), 0.5 * min_of("heavy")) << "light methods should be far below heavy ones";
+}
+
+// Freed blocks of 1 MiB or more are handed out again for the same size (no fresh pages from the
+// kernel each training step); the tensor counts are unchanged by it; small blocks are not kept;
+// held + kept blocks never exceed the highest live count + the slack.
+TEST(MemoryMeter, LargeFreedBlocksAreReusedAndBounded) {
+  MemoryMeter::install();
+  MemoryMeter::release_cache();
+  const int64_t live0 = MemoryMeter::live_bytes();
+  void* first = nullptr;
+  {
+    auto a = torch::empty({3 << 20}, torch::kUInt8);  // 3 MiB
+    first = a.data_ptr();
+  }
+  EXPECT_EQ(MemoryMeter::live_bytes(), live0);
+  EXPECT_EQ(MemoryMeter::cached_bytes(), 3 << 20);
+  const int64_t reuses0 = MemoryMeter::reuses();
+  {
+    auto b = torch::empty({(3 << 20) - 100}, torch::kUInt8);  // the same page-rounded size
+    EXPECT_EQ(b.data_ptr(), first);
+    EXPECT_EQ(MemoryMeter::reuses(), reuses0 + 1);
+    EXPECT_EQ(MemoryMeter::live_bytes() - live0, (3 << 20) - 100);  // the tensor's bytes, not the block's
+    EXPECT_EQ(MemoryMeter::cached_bytes(), 0);
+  }
+  {
+    auto small = torch::empty({1000}, torch::kUInt8);
+  }
+  EXPECT_EQ(MemoryMeter::cached_bytes(), 3 << 20);  // the small block was not kept
+  // The bound: free many distinct sizes; what is kept never exceeds high + slack.
+  std::vector<torch::Tensor> held;
+  for (int i = 0; i < 40; ++i) held.push_back(torch::empty({(4 << 20) + i * 8192}, torch::kUInt8));
+  held.clear();
+  EXPECT_LE(MemoryMeter::held_bytes() + MemoryMeter::cached_bytes(),
+            MemoryMeter::high_bytes() + MemoryMeter::cache_slack());
+  for (int i = 0; i < 40; ++i) {  // other sizes: the oldest kept blocks make room
+    auto t = torch::empty({(5 << 20) + i * 8192}, torch::kUInt8);
+    EXPECT_LE(MemoryMeter::held_bytes() + MemoryMeter::cached_bytes(),
+              MemoryMeter::high_bytes() + MemoryMeter::cache_slack());
+  }
+  MemoryMeter::release_cache();
+  EXPECT_EQ(MemoryMeter::cached_bytes(), 0);
 }

@@ -127,3 +127,53 @@ TEST(SynQT, MicroBatchedBackbonePassMatchesAndLowersThePeak) {
   EXPECT_THROW(test::make_method("synqt", vit, 5, "test_task", Settings::parse({"backbone_micro_batch=-1"})),
                petl::Error);
 }
+
+// query_recompute: the query path's layers keep only their inputs for backward and are run again
+// there. In training mode (dropout and drop path on: the recomputation must draw the same masks)
+// the logits are bit-identical, every gradient agrees to float round-off, the generator continues
+// as without recomputation, and the training peak above the K/V that backward needs shrinks.
+TEST(SynQT, RecomputedQueryPathMatchesAndLowersThePeak) {
+  MemoryMeter::install();
+  auto cfg = test::tiny_config(32, 4, 48, 4, 4);  // 65 tokens, 4 blocks
+  cfg.drop_path_rate = 0.2;
+  VisionTransformer vit(cfg);
+  vit->init_weights(5);
+  vit->set_trainable(false);
+  auto x = torch::randn({16, 3, 32, 32});
+  auto y = torch::randint(5, {16}, torch::kInt64);
+  struct Out {
+    torch::Tensor logits, next_draw;
+    std::map<std::string, torch::Tensor> grads;
+    int64_t peak = 0;
+  };
+  auto step = [&](const std::string& recompute) {
+    torch::manual_seed(11);
+    auto m = test::make_method("synqt", vit, 5, "test_task",
+                               Settings::parse({"backbone_drop_path=off", "token_nums=3", "query_recompute=" + recompute}));
+    m->train(true);
+    torch::manual_seed(12);
+    MemoryMeter::reset_peak();
+    const int64_t base = MemoryMeter::live_bytes();
+    auto logits = m->forward(x);
+    torch::nn::functional::cross_entropy(logits, y).backward();
+    Out o{logits.detach().clone(), torch::rand({4}), {}, MemoryMeter::peak_bytes() - base};
+    for (auto& p : m->named_parameters())
+      if (p.value().requires_grad()) o.grads[p.key()] = p.value().grad().defined() ? p.value().grad().clone() : torch::Tensor();
+    return o;
+  };
+  auto kept = step("off"), again = step("live");
+  EXPECT_TRUE(torch::equal(kept.logits, again.logits));
+  EXPECT_TRUE(torch::equal(kept.next_draw, again.next_draw));  // the generator was put back
+  ASSERT_EQ(kept.grads.size(), again.grads.size());
+  for (auto& [name, g] : kept.grads) {
+    ASSERT_EQ(again.grads.at(name).defined(), g.defined()) << name;  // out_combine.weight is unused
+    if (!g.defined()) continue;
+    EXPECT_TRUE(torch::allclose(again.grads.at(name), g, 1e-5, 1e-7)) << name;
+  }
+  // The K/V that backward needs (2 · L · B · N · D floats) and the trainable tensors' gradients.
+  const int64_t kv = 2 * 4 * 16 * 65 * 48 * 4 +
+                     4 * test::make_method("synqt", vit, 5, "test_task", Settings::parse({"token_nums=3"}))->num_trainable();
+  EXPECT_LT(again.peak, kept.peak);
+  EXPECT_LT(double(again.peak - kv), 0.6 * double(kept.peak - kv)) << "recomputed " << again.peak << " kept " << kept.peak;
+  EXPECT_THROW(test::make_method("synqt", vit, 5, "t", Settings::parse({"query_recompute=maybe"})), petl::Error);
+}

@@ -1,0 +1,98 @@
+#include "models/kv_attention.h"
+
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <algorithm>
+
+namespace petl {
+namespace {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+Tensor as_dtype(const Tensor& t, const Tensor& like) {
+  return t.scalar_type() == like.scalar_type() ? t : t.to(like.scalar_type());
+}
+
+bool autocast_on() {
+  return c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::AutocastCPU) ||
+         c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::AutocastCUDA);
+}
+
+// The plain expression; its recorded graph is what FrozenKv's backward reproduces.
+Tensor plain(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  auto a = (torch::matmul(q, k.transpose(-2, -1)) * scale).softmax(-1);
+  return torch::matmul(a, v);
+}
+
+// Images per chunk when K/V must be converted: the chunk's float32 K and V (about kChunkBytes)
+// stay in the processor's cache between the conversion and the matmul that reads them; the
+// caching CPU allocator hands the same block back for the next chunk. Rows of a bmm and a softmax
+// are independent of the batch they are in, so chunking changes no value.
+constexpr int64_t kChunkBytes = int64_t(4) << 20;
+
+int64_t chunk_images(const Tensor& k, int64_t requested) {
+  if (requested > 0) return requested;
+  const int64_t per_image = 2 * k.size(1) * k.size(2) * k.size(3) * int64_t(sizeof(float));
+  return std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, per_image));
+}
+
+struct FrozenKv : torch::autograd::Function<FrozenKv> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                        int64_t chunk) {
+    const int64_t B = q.size(0);
+    Tensor a, o;
+    if (k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type()) {
+      a = (torch::matmul(q, k.transpose(-2, -1)) * scale).softmax(-1);
+      o = torch::matmul(a, v);
+    } else {
+      a = torch::empty({B, q.size(1), q.size(2), k.size(2)}, q.options());
+      o = torch::empty({B, q.size(1), q.size(2), v.size(3)}, q.options());
+      for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+        const int64_t c = std::min(chunk, B - b0);
+        auto kf = k.narrow(0, b0, c).to(q.scalar_type()), vf = v.narrow(0, b0, c).to(q.scalar_type());
+        auto ac = (torch::matmul(q.narrow(0, b0, c), kf.transpose(-2, -1)) * scale).softmax(-1);
+        a.narrow(0, b0, c).copy_(ac);
+        o.narrow(0, b0, c).copy_(torch::matmul(ac, vf));
+      }
+    }
+    ctx->save_for_backward({a, k, v});  // k, v as given: no float32 copy is kept
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["chunk"] = chunk;
+    return o;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& a = saved[0];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const int64_t B = a.size(0), H = a.size(1), T = a.size(2), N = a.size(3), dh = saved[1].size(3);
+    const bool convert = saved[1].scalar_type() != a.scalar_type() || saved[2].scalar_type() != a.scalar_type();
+    const int64_t chunk = convert ? ctx->saved_data["chunk"].toInt() : B;
+    Tensor gq = convert ? torch::empty({B, H, T, dh}, a.options()) : Tensor();
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+      const int64_t c = std::min(chunk, B - b0);
+      const auto kf = saved[1].narrow(0, b0, c).to(a.scalar_type()), vf = saved[2].narrow(0, b0, c).to(a.scalar_type());
+      const auto ac = a.narrow(0, b0, c);
+      // o = bmm(a3, v3): grad a3 = grad_o3 · v3ᵀ
+      auto go = grads[0].narrow(0, b0, c).reshape({c * H, T, dh});
+      auto ga = go.bmm(vf.reshape({c * H, N, dh}).transpose(1, 2)).view({c, H, T, N});
+      // a = softmax(s'), s' = s · scale, s = bmm(q3, kT3): grad q3 = (grad_s' · scale) · kT3ᵀ
+      auto gs = torch::_softmax_backward_data(ga, ac, -1, a.scalar_type()) * scale;
+      auto gqc = gs.reshape({c * H, T, N}).bmm(kf.transpose(-2, -1).reshape({c * H, dh, N}).transpose(1, 2));
+      if (!convert) return {gqc.view({B, H, T, dh}), Tensor(), Tensor(), Tensor(), Tensor()};
+      gq.narrow(0, b0, c).copy_(gqc.view({c, H, T, dh}));
+    }
+    return {gq, Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+Tensor frozen_kv_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t chunk) {
+  if (autocast_on()) return plain(q, k, v, scale);  // autocast casts K/V itself
+  if (!(torch::GradMode::is_enabled() && q.requires_grad())) return plain(q, as_dtype(k, q), as_dtype(v, q), scale);
+  return FrozenKv::apply(q, k, v, scale, chunk_images(k, chunk));
+}
+
+}  // namespace petl
