@@ -49,6 +49,28 @@ CachedSplit resident_features(VisionTransformer backbone, const torch::Tensor& i
                      torch::zeros({images.size(0)}, torch::kInt64));
 }
 
+// The query path's compute floor: seconds for the frozen blocks' dense matmuls that SynQT applies to
+// its B·T query tokens in one training step — per block the q and output projections (D×D) and the
+// MLP (D×4D, 4D×D), forward and the input gradients of backward (frozen weights: no weight
+// gradients) — timed alone (best of 3). Its images/s bound every resident SynQT step here.
+double query_matmul_seconds(int64_t rows, int64_t D, int64_t hidden, int64_t L, torch::Device dev) {
+  torch::NoGradGuard ng;
+  auto x = torch::randn({rows, D}, dev), h = torch::randn({rows, hidden}, dev);
+  auto wq = torch::randn({D, D}, dev), wp = torch::randn({D, D}, dev);
+  auto w1 = torch::randn({hidden, D}, dev), w2 = torch::randn({D, hidden}, dev);
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t l = 0; l < L; ++l) {
+      auto a = torch::mm(x, wq.t()), b = torch::mm(x, wp.t()), c = torch::mm(x, w1.t()), d = torch::mm(h, w2.t());
+      auto e = torch::mm(a, wq), f = torch::mm(b, wp), g = torch::mm(c, w1), k = torch::mm(d, w2);
+    }
+    if (dev.is_cuda()) torch::cuda::synchronize();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
 }  // namespace
 
 int cmd_bench_cached(const Args& args) {
@@ -71,7 +93,11 @@ int cmd_bench_cached(const Args& args) {
   if (!parse_args(args, d, vm,
                   "usage: petl bench --cached [--arch NAME] [--batch-size 64] [--tokens 1,4,16] [--steps N]\n"
                   "Query-only methods live vs from resident float16 features: training images/s, peak training\n"
-                  "memory, SynQT's live peak vs its K/V floor, and one-pass evaluation of several snapshots."))
+                  "memory, SynQT's live peak vs its K/V floor, and one-pass evaluation of several snapshots.\n"
+                  "Columns: resident/live = the training speed-up from stored features; ceiling = the speed-up\n"
+                  "SynQT could reach if its step were only the frozen blocks' dense matmuls on the query tokens\n"
+                  "(timed alone); K/V floor = backbone weights + trainable state + 2*L*B*N*D*4 bytes; gather share\n"
+                  "= part of a resident step spent gathering the batch's features."))
     return 0;
   const int nthreads = threads::choose_threads(threads).threads;
   std::vector<Case> cases;
@@ -131,6 +157,12 @@ int cmd_bench_cached(const Args& args) {
                 {"kv_floor_mib", MemoryMeter::mib(int64_t(floor))},
                 {"live_peak_vs_floor", double(live.mem.peak_train) / floor},
                 {"resident_gather_share", gather_s / (steps + 1) / step_s}};
+    if (c.method == "synqt" && !vm.count("resident-only")) {
+      const int64_t T = std::stoll(c.sets.back().substr(std::string("token_nums=").size()));
+      const double floor_img_s = double(bs) / query_matmul_seconds(bs * T, D, cfg.mlp_hidden(), L, dev);
+      row["query_matmul_images_per_s"] = floor_img_s;
+      row["speedup_ceiling"] = floor_img_s / live.images_per_s;
+    }
     std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB\n", c.label.c_str(),
                  live.images_per_s, MemoryMeter::mib(live.mem.peak_train), cached.images_per_s,
                  MemoryMeter::mib(cached.mem.peak_train));
@@ -159,14 +191,19 @@ int cmd_bench_cached(const Args& args) {
       o << row.dump() << "\n";
     }
   }
-  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gather share |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (auto& r : rows)
-    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f | %.3f | %.2f |\n", r["case"].get<std::string>().c_str(),
+  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | ceiling | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gather share |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (auto& r : rows) {
+    char ceiling[32] = "";
+    if (r.contains("speedup_ceiling")) std::snprintf(ceiling, sizeof ceiling, "%.1f", r["speedup_ceiling"].get<double>());
+    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %s | %.1f | %.1f | %.1f | %.3f | %.2f |\n", r["case"].get<std::string>().c_str(),
                 (long long)r["trainable_params"].get<int64_t>(), r["live_images_per_s"].get<double>(),
-                r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(), r["live_peak_mib"].get<double>(),
+                r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(),
+                ceiling,
+                r["live_peak_mib"].get<double>(),
                 r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
                 r["live_peak_vs_floor"].get<double>(), r["resident_gather_share"].get<double>());
+  }
   for (auto& r : rows)
     if (r.contains("eval_snapshots"))
       std::printf("\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s, %.2f× one pass (%.2f s)\n",

@@ -9,9 +9,12 @@
 //    (contiguous copies, so only K and V — not the whole qkv buffer — are kept for backward);
 //    the query path then runs block by block. The maths is identical; only the order of random
 //    draws differs from the interleaved reference.
-//  * The no-grad backbone pass runs in chunks of `backbone_micro_batch` (8) images whose K/V are
+//  * The no-grad backbone pass runs in chunks of `backbone_micro_batch` (4) images whose K/V are
 //    copied into whole-batch tensors: the same K/V up to BLAS round-off; with the backbone's
 //    stochastic depth on, the per-sample masks are drawn chunk by chunk (another random order).
+//  * With live K/V the query path's layers are recomputed in backward (`query_recompute`, default
+//    live): only each layer's input is kept, the recomputation replays the generator, so values
+//    are identical and gradients agree to the summation order of tensors shared across layers.
 //  * `backbone_drop_path=off` (setting) makes the backbone token path deterministic (cacheable
 //    features), a documented variant; the reference keeps it on. The query branches' own
 //    stochastic depth (`kem_drop_path`, reference on) is separate.
@@ -131,9 +134,10 @@ struct OutCombineImpl : torch::nn::Module {
 TORCH_MODULE(OutCombine);
 
 // Chunk of the no-grad backbone pass in live training. Measured with `petl bench --cached` at
-// ViT-B/16, batch 64, T=4 (README): whole batch 2070.7 MiB peak, 4.24 img/s; chunks of 16: 1577.6 MiB,
-// 5.25 img/s; chunks of 8: 1577.6 MiB, 5.92 img/s (the peak is then the query path's, as from
-// resident features).
+// ViT-B/16, batch 64 (README): whole batch 2070.7 MiB peak; chunks of 8 (with the recomputed query
+// path) 1356.7 MiB, 1.081x the K/V floor; chunks of 4 or 2: 1311.1 MiB, 1.045x (then the batch of
+// images and the query path's last layer are what remains above the floor), at the same speed
+// within this machine's noise (4.4-4.8 img/s).
 constexpr int kDefaultMicroBatch = 4;
 
 struct SynQTOptions {
