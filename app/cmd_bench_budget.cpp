@@ -41,10 +41,28 @@ struct Timed {
   int64_t peak = 0;  // measured, counted as the record's peak_train (model + what training holds)
 };
 
+// AdamW's state as its first step creates it (step 0, zero moments), for every trainable tensor
+// that has none yet: a step measured first then peaks as every later step does (with the state
+// alive during forward and backward). Tensors that never receive a gradient (e.g. SynQT's unused
+// out_combine.weight) get a state AdamW would not create — bytes the budget model counts as well.
+void create_adamw_state(torch::optim::AdamW& opt) {
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params()) {
+      const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      if (opt.state().count(key)) continue;
+      auto st = std::make_unique<torch::optim::AdamWParamState>();
+      st->step(0);
+      st->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      st->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      opt.state()[key] = std::move(st);
+    }
+}
+
 // Training images/s over `steps` optimizer steps (after one untimed) at micro-batch m (0: the
 // whole batch), and the measured training peak of those steps.
 Timed timed_steps(Trainer& t, Method& method, const FeatureSource& train, int64_t m, int steps) {
   t.set_micro_batch(m);
+  create_adamw_state(t.optimizer());
   const int64_t opt_before = optimizer_bytes(t.optimizer());  // alive before the probe: not in its growth
   PeakProbe probe;
   double secs = 0;
@@ -69,7 +87,8 @@ int cmd_bench_budget(const Args& args) {
       ("archs", po::value(&archs_csv)->default_value(archs_csv), "comma-separated backbones (random weights)")
       ("methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all'")
       ("batch-size", po::value(&batch)->default_value(batch), "images per optimizer step")
-      ("steps", po::value(&steps)->default_value(steps), "timed steps per micro-batch (after one untimed)")
+      ("steps", po::value(&steps)->default_value(steps), "timed steps per micro-batch (after one untimed); 0: peaks only "
+       "(the full batch is not run; one untimed step at each budget's micro-batch measures its peak)")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS, else the free cores)")
       ("num-classes", po::value(&num_classes)->default_value(num_classes), "head size")
       ("json", po::value(&json_out), "also write the rows as JSON lines to this file");
@@ -80,7 +99,8 @@ int cmd_bench_budget(const Args& args) {
                   "probe steps), the micro-batch each budget needs (gradient accumulation: same steps) and the\n"
                   "throughput it costs, or 'does not fit' with the minimum peak. fp32, CPU memory meter."))
     return 0;
-  PETL_CHECK(batch >= 1 && steps >= 1, "--batch-size and --steps: expected integers >= 1");
+  PETL_CHECK(batch >= 1, "--batch-size: expected an integer >= 1, got ", batch);
+  PETL_CHECK(steps >= 0, "--steps: expected an integer >= 0, got ", steps);
   std::vector<int64_t> budgets;
   for (auto& b : split_list(budgets_csv)) budgets.push_back(parse_size(b, "--budget"));
   MemoryMeter::install();
@@ -118,15 +138,17 @@ int cmd_bench_budget(const Args& args) {
       Trainer t(*method, recipe, dp, torch::kCPU, -1, m, false);
       const BudgetChoice model = fit_memory_model(t, train, batch);
       std::map<int64_t, Timed> timed;  // micro-batch → img/s, measured peak
-      timed[batch] = timed_steps(t, *method, train, 0, steps);
-      std::map<int64_t, double> speed{{batch, timed[batch].images_per_s}};
       json row = {{"arch", arch},         {"method", m},
                   {"batch_size", batch},  {"peak_mib", MemoryMeter::mib(model.predicted(batch))},
-                  {"measured_peak_mib", MemoryMeter::mib(timed[batch].peak)},
-                  {"images_per_s", speed[batch]}, {"model", model.to_json()["model"]},
-                  {"budgets", json::array()}};
-      std::string line = str_cat("| ", arch, " | ", m, " | ", fixed(MemoryMeter::mib(model.predicted(batch)), 1),
-                                 " | ", fixed(speed[batch], 2), " |");
+                  {"model", model.to_json()["model"]}, {"budgets", json::array()}};
+      std::string line = str_cat("| ", arch, " | ", m, " | ", fixed(MemoryMeter::mib(model.predicted(batch)), 1), " | ");
+      if (steps > 0) {  // the full batch, timed
+        timed[batch] = timed_steps(t, *method, train, 0, steps);
+        row["measured_peak_mib"] = MemoryMeter::mib(timed[batch].peak);
+        row["images_per_s"] = timed[batch].images_per_s;
+        line += fixed(timed[batch].images_per_s, 2);
+      }
+      line += " |";
       for (int64_t b : budgets) {
         const BudgetChoice c = under_budget(model, b);
         json cell = {{"budget_mib", MemoryMeter::mib(b)}, {"fits", c.fits}};
@@ -137,13 +159,14 @@ int cmd_bench_budget(const Args& args) {
           if (!timed.count(c.micro_batch)) timed[c.micro_batch] = timed_steps(t, *method, train, c.micro_batch, steps);
           const double s = timed[c.micro_batch].images_per_s;
           cell["micro_batch"] = c.micro_batch;
-          cell["images_per_s"] = s;
+          if (steps > 0) cell["images_per_s"] = s;
           cell["predicted_peak_mib"] = MemoryMeter::mib(c.predicted(c.micro_batch));
           cell["measured_peak_mib"] = MemoryMeter::mib(timed[c.micro_batch].peak);
           line += str_cat(c.micro_batch == batch ? std::string(" full batch") : str_cat(" micro-batch ", c.micro_batch),
                           ", ", fixed(MemoryMeter::mib(timed[c.micro_batch].peak), 0), " MiB measured (",
-                          fixed(MemoryMeter::mib(c.predicted(c.micro_batch)), 0), " predicted), ",
-                          fixed(s / speed[batch], 2), "× speed |");
+                          fixed(MemoryMeter::mib(c.predicted(c.micro_batch)), 0), " predicted)",
+                          steps > 0 ? str_cat(", ", fixed(s / timed[batch].images_per_s, 2), "× speed") : std::string(),
+                          " |");
         }
         row["budgets"].push_back(cell);
       }
