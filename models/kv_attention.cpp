@@ -29,11 +29,12 @@ Tensor plain(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
 // Images per chunk when K/V must be converted: the chunk's float32 K and V (about kChunkBytes)
 // stay in the processor's cache between the conversion and the matmul that reads them; the
 // caching CPU allocator hands the same block back for the next chunk. Rows of a bmm and a softmax
-// are independent of the batch they are in, so chunking changes no value.
+// are independent of the batch they are in, so chunking changes no value. On a GPU: one chunk.
 constexpr int64_t kChunkBytes = int64_t(4) << 20;
 
 int64_t chunk_images(const Tensor& k, int64_t requested) {
   if (requested > 0) return requested;
+  if (!k.device().is_cpu()) return k.size(0);  // a GPU converts the layer at once (one kernel each)
   const int64_t per_image = 2 * k.size(1) * k.size(2) * k.size(3) * int64_t(sizeof(float));
   return std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, per_image));
 }
