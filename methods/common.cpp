@@ -150,4 +150,48 @@ std::map<std::string, torch::Tensor> import_vpt_vit_biases(const std::map<std::s
   return out;
 }
 
+namespace {
+// Copies each chunk's K/V into rows row0.. of whole-batch tensors allocated at the first chunk.
+struct ChunkKvTap : BlockHooks {
+  std::vector<torch::Tensor> k, v;
+  int64_t batch = 0, row0 = 0;
+  bool wants_kv() const override { return true; }
+  void on_kv(int layer, const torch::Tensor& kk, const torch::Tensor& vv) override {
+    auto put = [&](torch::Tensor& whole, const torch::Tensor& part) {
+      if (!whole.defined()) {
+        auto shape = part.sizes().vec();
+        shape[0] = batch;
+        whole = torch::empty(shape, part.options());
+      }
+      whole.narrow(0, row0, part.size(0)).copy_(part);
+    };
+    put(k[layer], kk);
+    put(v[layer], vv);
+  }
+};
+}  // namespace
+
+FrozenPass frozen_pass(VisionTransformer& backbone, const torch::Tensor& images, int64_t chunk, bool kv, bool cls) {
+  torch::NoGradGuard ng;
+  const int64_t B = images.size(0), m = chunk > 0 && chunk < B ? chunk : B;
+  ChunkKvTap tap;
+  tap.batch = B;
+  tap.k.resize(backbone->cfg_.depth);
+  tap.v.resize(backbone->cfg_.depth);
+  std::vector<torch::Tensor> cls_parts;
+  for (tap.row0 = 0; tap.row0 < B; tap.row0 += m) {
+    auto x = backbone->forward_blocks(backbone->embed(images.narrow(0, tap.row0, std::min(m, B - tap.row0))),
+                                      kv ? &tap : nullptr);
+    if (cls) cls_parts.push_back(backbone->final_norm(x.select(1, 0)));
+  }
+  FrozenPass out;
+  if (kv) {
+    out.k = std::move(tap.k);
+    out.v = std::move(tap.v);
+  }
+  if (cls) out.cls = cls_parts.size() == 1 ? cls_parts[0] : torch::cat(cls_parts);
+  return out;
+}
+
 }  // namespace petl::methods
+

@@ -67,4 +67,24 @@ AuthorsImport rename_import(std::vector<std::pair<std::string, std::string>> ren
 std::map<std::string, torch::Tensor> import_vpt_vit_biases(const std::map<std::string, torch::Tensor>& authors,
                                                            std::vector<std::string>& dropped);
 
+// The no-grad pass of a light method over the frozen backbone, `chunk` images at a time (0, or
+// >= the batch: at once): each block's K/V (kv) copied into whole-batch (B, H, N, dh) tensors and
+// the final-norm cls token (cls). Only one chunk's transients are alive at once, so the pass adds
+// the K/V that backward needs, not the whole batch's activations. Chunks change the BLAS blocking
+// (float round-off) and, with the backbone's stochastic depth on, the order of its random draws.
+struct FrozenPass {
+  std::vector<torch::Tensor> k, v;
+  torch::Tensor cls;
+};
+FrozenPass frozen_pass(VisionTransformer& backbone, const torch::Tensor& images, int64_t chunk, bool kv, bool cls);
+
+// The `backbone_micro_batch` option's default and meaning, shared by the light methods. Measured
+// with `petl bench --cached` at ViT-B/16, batch 64: chunks of 4 put SynQT's live peak at 1.045x
+// its K/V floor at the whole batch's speed (README).
+constexpr int kBackboneMicroBatch = 4;
+inline const char* backbone_micro_batch_help() {
+  return "images per chunk of the no-grad backbone pass (0: whole batch); the features are the same up to "
+         "float round-off, the pass's transient activations shrink to one chunk's";
+}
+
 }  // namespace petl::methods

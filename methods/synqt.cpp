@@ -31,6 +31,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include "core/error.h"
+#include "methods/common.h"
 #include "methods/method.h"
 #include "methods/options.h"
 #include "methods/task_config.h"
@@ -133,13 +134,6 @@ struct OutCombineImpl : torch::nn::Module {
 };
 TORCH_MODULE(OutCombine);
 
-// Chunk of the no-grad backbone pass in live training. Measured with `petl bench --cached` at
-// ViT-B/16, batch 64 (README): whole batch 2070.7 MiB peak; chunks of 8 (with the recomputed query
-// path) 1356.7 MiB, 1.081x the K/V floor; chunks of 4 or 2: 1311.1 MiB, 1.045x (then the batch of
-// images and the query path's last layer are what remains above the floor), at the same speed
-// within this machine's noise (4.4-4.8 img/s).
-constexpr int kDefaultMicroBatch = 4;
-
 struct SynQTOptions {
   int token_nums{};
   double attn_scale{}, ffn_scale{}, feat_scale{};
@@ -163,10 +157,8 @@ const methods::OptionTable<SynQTOptions> kOptions =
              "stochastic depth on the frozen backbone path (off: deterministic, cacheable features)")
         .add("kem_drop_path", &SynQTOptions::kem_drop_path, true, methods::BoolText::on_off,
              "stochastic depth on the query branches")
-        .add("backbone_micro_batch", &SynQTOptions::backbone_micro_batch, kDefaultMicroBatch,
-             methods::Range::at_least(0),
-             "images per chunk of the no-grad backbone pass (0: whole batch); the K/V kept for backward are "
-             "the same, the transient activations shrink to one chunk's")
+        .add("backbone_micro_batch", &SynQTOptions::backbone_micro_batch, methods::kBackboneMicroBatch,
+             methods::Range::at_least(0), methods::backbone_micro_batch_help())
         .add("dropout", &SynQTOptions::dropout, 0.1, methods::Range::probability(),
              "dropout of the query-synthesis modules (the reference's fixed 0.1 everywhere)")
         .add("combine_drop_path", &SynQTOptions::combine_drop_path, 0.3, methods::Range::probability(),
@@ -246,36 +238,6 @@ struct SynQTModuleImpl : torch::nn::Module {
   torch::nn::LayerNorm out_norm{nullptr}, head_norm{nullptr};
 };
 TORCH_MODULE(SynQTModule);
-
-// Captures every block's K and V (contiguous copies) during the no-grad backbone pass.
-struct KvTap : BlockHooks {
-  std::vector<Tensor> k, v;
-  bool wants_kv() const override { return true; }
-  void on_kv(int layer, const Tensor& kk, const Tensor& vv) override {
-    k[layer] = kk.contiguous();
-    v[layer] = vv.contiguous();
-  }
-};
-
-// The same for a batch passed in chunks: each chunk's K/V are copied into rows row0.. of
-// whole-batch tensors allocated at the first chunk.
-struct ChunkKvTap : BlockHooks {
-  std::vector<Tensor> k, v;
-  int64_t batch = 0, row0 = 0;
-  bool wants_kv() const override { return true; }
-  void on_kv(int layer, const Tensor& kk, const Tensor& vv) override {
-    auto put = [&](Tensor& whole, const Tensor& part) {
-      if (!whole.defined()) {
-        auto shape = part.sizes().vec();
-        shape[0] = batch;
-        whole = torch::empty(shape, part.options());
-      }
-      whole.narrow(0, row0, part.size(0)).copy_(part);
-    };
-    put(k[layer], kk);
-    put(v[layer], vv);
-  }
-};
 
 // One layer of the query path: (previous layer's pooled output, K_i, V_i) → (p_i, h_i, hh_i).
 struct QueryLayers {
@@ -377,30 +339,11 @@ class SynQT : public Method, QueryLayers {
     return m;
   }
 
-  // Backbone pass (no grad): K_i, V_i of every block. With backbone_micro_batch m > 0 the batch
-  // goes through in chunks of m images whose K/V are copied into whole-batch tensors, so the peak
-  // holds the K/V plus one chunk's transients. Chunks change nothing but the order of random draws
-  // (stochastic depth) and the BLAS blocking (float round-off).
+  // Backbone pass (no grad): K_i, V_i of every block, backbone_micro_batch images at a time.
   void backbone_kv(const Tensor& images, std::vector<Tensor>& k, std::vector<Tensor>& v) {
-    torch::NoGradGuard ng;
-    const int64_t B = images.size(0), m = o_.backbone_micro_batch;
-    if (m > 0 && B > m) {
-      ChunkKvTap tap;
-      tap.batch = B;
-      tap.k.resize(backbone_->cfg_.depth);
-      tap.v.resize(backbone_->cfg_.depth);
-      for (tap.row0 = 0; tap.row0 < B; tap.row0 += m)
-        backbone_->forward_blocks(backbone_->embed(images.narrow(0, tap.row0, std::min(m, B - tap.row0))), &tap);
-      k = std::move(tap.k);
-      v = std::move(tap.v);
-      return;
-    }
-    KvTap tap;
-    tap.k.resize(backbone_->cfg_.depth);
-    tap.v.resize(backbone_->cfg_.depth);
-    backbone_->forward_blocks(backbone_->embed(images), &tap);
-    k = std::move(tap.k);
-    v = std::move(tap.v);
+    auto f = methods::frozen_pass(backbone_, images, o_.backbone_micro_batch, true, false);
+    k = std::move(f.k);
+    v = std::move(f.v);
   }
 
   // Layer i of the query path: the synthesised queries read block i's K/V (query-only) and pass its

@@ -29,6 +29,7 @@ using torch::Tensor;
 struct VqtOptions {
   int token_nums{};
   double query_dropout{};
+  int backbone_micro_batch{};
 };
 
 const methods::OptionTable<VqtOptions> kOptions =
@@ -36,16 +37,9 @@ const methods::OptionTable<VqtOptions> kOptions =
         .add("token_nums", &VqtOptions::token_nums, 1, methods::Range::at_least(1),
              "query tokens T per layer (per task: config/baselines/vqt_task_configs.csv)")
         .add("query_dropout", &VqtOptions::query_dropout, 0.1, methods::Range::probability(),
-             "dropout on the query tokens");
-
-struct KvClsTap : BlockHooks {
-  std::vector<Tensor> k, v;
-  bool wants_kv() const override { return true; }
-  void on_kv(int layer, const Tensor& kk, const Tensor& vv) override {
-    k[layer] = kk.contiguous();
-    v[layer] = vv.contiguous();
-  }
-};
+             "dropout on the query tokens")
+        .add("backbone_micro_batch", &VqtOptions::backbone_micro_batch, methods::kBackboneMicroBatch,
+             methods::Range::at_least(0), methods::backbone_micro_batch_help());
 
 class Vqt : public Method {
  public:
@@ -92,16 +86,8 @@ class Vqt : public Method {
   }
   Tensor forward_cached(const CachedFeatures& f) override { return forward_from_kv(f.k, f.v, f.cls); }
   Tensor forward(const Tensor& images) override {
-    KvClsTap tap;
-    Tensor cls;
-    {
-      torch::NoGradGuard ng;
-      tap.k.resize(backbone_->cfg_.depth);
-      tap.v.resize(backbone_->cfg_.depth);
-      auto x = backbone_->forward_blocks(backbone_->embed(images), &tap);
-      cls = backbone_->final_norm(x.select(1, 0));
-    }
-    return forward_from_kv(tap.k, tap.v, cls);
+    auto f = methods::frozen_pass(backbone_, images, o_.backbone_micro_batch, true, true);
+    return forward_from_kv(f.k, f.v, f.cls);
   }
 
   VqtOptions o_;

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "harness/train/memory_meter.h"
+#include "methods/common.h"
 #include "test_util.h"
 
 using namespace petl;
@@ -176,4 +177,44 @@ TEST(SynQT, RecomputedQueryPathMatchesAndLowersThePeak) {
   EXPECT_LT(again.peak, kept.peak);
   EXPECT_LT(double(again.peak - kv), 0.6 * double(kept.peak - kv)) << "recomputed " << again.peak << " kept " << kept.peak;
   EXPECT_THROW(test::make_method("synqt", vit, 5, "t", Settings::parse({"query_recompute=maybe"})), petl::Error);
+}
+
+// The light methods' chunked no-grad backbone pass (methods::frozen_pass, backbone_micro_batch):
+// the same K/V and cls token as the whole batch at once (BLAS blocking round-off only), a lower
+// peak, and linear's and VQT's logits unchanged by the chunk size.
+TEST(FrozenPass, ChunksMatchTheWholeBatchAndLowerThePeak) {
+  MemoryMeter::install();
+  auto cfg = test::tiny_config(32, 4, 48, 3, 4);  // 65 tokens
+  VisionTransformer vit(cfg);
+  vit->init_weights(4);
+  vit->set_trainable(false);
+  vit->eval();
+  auto x = torch::randn({24, 3, 32, 32});
+  auto pass = [&](int64_t chunk, int64_t* peak) {
+    MemoryMeter::reset_peak();
+    const int64_t base = MemoryMeter::live_bytes();
+    auto f = methods::frozen_pass(vit, x, chunk, true, true);
+    *peak = MemoryMeter::peak_bytes() - base;
+    return f;
+  };
+  int64_t whole_peak = 0, chunk_peak = 0;
+  auto whole = pass(0, &whole_peak), chunked = pass(5, &chunk_peak);  // 5 chunks, the last of 4
+  ASSERT_EQ(whole.k.size(), 3u);
+  for (size_t l = 0; l < whole.k.size(); ++l) {
+    EXPECT_LT(test::max_rel_diff(chunked.k[l], whole.k[l]), 1e-5) << l;
+    EXPECT_LT(test::max_rel_diff(chunked.v[l], whole.v[l]), 1e-5) << l;
+  }
+  EXPECT_LT(test::max_rel_diff(chunked.cls, whole.cls), 1e-5);
+  EXPECT_TRUE(torch::allclose(whole.cls, vit->forward_cls(x), 0, 0));
+  EXPECT_LT(chunk_peak, whole_peak);
+  for (const std::string method : {"linear", "vqt"}) {
+    auto logits = [&](const std::string& micro) {
+      torch::manual_seed(3);
+      auto m = test::make_method(method, vit, 5, "test_task", Settings::parse({"backbone_micro_batch=" + micro}));
+      m->train(false);
+      torch::NoGradGuard ng;
+      return m->forward(x);
+    };
+    EXPECT_LT(test::max_rel_diff(logits("5"), logits("0")), 1e-5) << method;
+  }
 }
