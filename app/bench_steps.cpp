@@ -2,6 +2,11 @@
 
 #include <chrono>
 
+#include <cstdlib>
+#include <memory>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
+
 #include "harness/train/memory_meter.h"
 #include "harness/train/precision.h"
 
@@ -17,6 +22,8 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
   peak.begin();
   double secs = 0;
   for (int s = 0; s < steps + 1; ++s) {
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
+    if (s == steps && std::getenv("PETL_PROFILE")) prof = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(std::getenv("PETL_PROFILE")));
     auto t0 = std::chrono::steady_clock::now();
     opt->zero_grad();
     torch::Tensor loss;

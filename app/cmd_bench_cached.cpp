@@ -17,6 +17,7 @@
 #include "harness/train/memory_meter.h"
 #include "harness/train/train_util.h"
 #include "harness/train/trainer.h"
+#include "models/kv_attention.h"
 
 namespace petl::cli {
 using json = nlohmann::json;
@@ -69,6 +70,31 @@ double query_matmul_seconds(int64_t rows, int64_t D, int64_t hidden, int64_t L, 
     best = std::min(best, seconds_since(t0));
   }
   return best;
+}
+
+// Seconds of SynQT's attention over the stored float16 K/V in one training step (L layers, forward
+// and backward, B images, T query tokens), best of 3, with the CPU kernel and with the ATen
+// operations it replaces: {kernel, aten}.
+std::pair<double, double> kv_attention_seconds(int64_t B, int64_t H, int64_t T, int64_t N, int64_t dh, int64_t L,
+                                               torch::Device dev) {
+  auto kv = torch::randn({B, 2, H, N, dh}, dev).to(torch::kHalf);  // a cache layer's layout
+  auto k = kv.select(1, 0), v = kv.select(1, 1);
+  auto q = torch::randn({B, H, T, dh}, dev).requires_grad_(true);
+  auto go = torch::randn({B, H, T, dh}, dev);
+  auto time = [&](bool kernel) {
+    kv_attention_use_kernel(kernel);
+    double best = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (int64_t l = 0; l < L; ++l) frozen_kv_attention(q, k, v, 1.0 / std::sqrt(double(dh))).backward(go);
+      if (dev.is_cuda()) torch::cuda::synchronize();
+      best = std::min(best, seconds_since(t0));
+    }
+    return best;
+  };
+  const double aten = time(false), kernel = time(true);
+  kv_attention_use_kernel(true);
+  return {kernel, aten};
 }
 
 }  // namespace
@@ -163,6 +189,14 @@ int cmd_bench_cached(const Args& args) {
       row["query_matmul_images_per_s"] = floor_img_s;
       row["speedup_ceiling"] = floor_img_s / live.images_per_s;
     }
+    if (c.method == "synqt") {
+      const int64_t T = std::stoll(c.sets.back().substr(std::string("token_nums=").size()));
+      const int64_t H = cfg.num_heads;
+      auto [kernel_s, aten_s] = kv_attention_seconds(bs, H, T, N, D / H, L, dev);
+      row["kv_attention_kernel_s"] = kernel_s;
+      row["kv_attention_aten_s"] = aten_s;
+      row["kv_attention_share"] = kernel_s / step_s;
+    }
     std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB\n", c.label.c_str(),
                  live.images_per_s, MemoryMeter::mib(live.mem.peak_train), cached.images_per_s,
                  MemoryMeter::mib(cached.mem.peak_train));
@@ -204,6 +238,14 @@ int cmd_bench_cached(const Args& args) {
                 r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
                 r["live_peak_vs_floor"].get<double>(), r["resident_gather_share"].get<double>());
   }
+  for (auto& r : rows)
+    if (r.contains("kv_attention_kernel_s"))
+      std::printf("\n%s: attention over the stored float16 K/V, all layers, forward + backward: %.1f ms with the CPU "
+                  "kernel (%.0f %% of a resident step), %.1f ms with ATen's operations (%.2f×)",
+                  r["case"].get<std::string>().c_str(), 1e3 * r["kv_attention_kernel_s"].get<double>(),
+                  100 * r["kv_attention_share"].get<double>(), 1e3 * r["kv_attention_aten_s"].get<double>(),
+                  r["kv_attention_aten_s"].get<double>() / r["kv_attention_kernel_s"].get<double>());
+  std::printf("\n");
   for (auto& r : rows)
     if (r.contains("eval_snapshots"))
       std::printf("\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s, %.2f× one pass (%.2f s)\n",

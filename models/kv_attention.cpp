@@ -1,8 +1,14 @@
 #include "models/kv_attention.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <algorithm>
+#include <atomic>
+#include <tuple>
+#include <utility>
+
+#include "models/kv_attention_kernel.h"
 
 namespace petl {
 namespace {
@@ -39,12 +45,48 @@ int64_t chunk_images(const Tensor& k, int64_t requested) {
   return std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, per_image));
 }
 
+// The CPU kernel (models/kv_attention_kernel.h) takes float32 q with float32 or float16 K/V whose
+// rows are contiguous; anything else (a GPU, other dtypes) runs the ATen operations below.
+std::atomic<bool> g_use_kernel{true};
+
+bool kernel_applies(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (!g_use_kernel.load(std::memory_order_relaxed)) return false;
+  auto kv_ok = [&](const Tensor& t) {
+    return t.device().is_cpu() && t.dim() == 4 && t.stride(3) == 1 &&
+           (t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat16);
+  };
+  return q.device().is_cpu() && q.scalar_type() == torch::kFloat32 && q.dim() == 4 && kv_ok(k) && kv_ok(v) &&
+         q.size(3) <= 1024;
+}
+
+kv_kernel::Rows rows_of(const Tensor& t) {
+  return {t.data_ptr(), t.scalar_type() == torch::kFloat16, t.stride(0), t.stride(1), t.stride(2)};
+}
+
+// {attention probabilities (B, H, T, N), output (B, H, T, dh)}.
+std::pair<Tensor, Tensor> kernel_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), N = k.size(2), dh = q.size(3);
+  const auto qc = q.contiguous();
+  auto a = torch::empty({B, H, T, N}, q.options());
+  auto o = torch::empty({B, H, T, dh}, q.options());
+  const auto kr = rows_of(k), vr = rows_of(v);
+  const kv_kernel::Shape sh{H, T, N, dh, float(scale)};
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    kv_kernel::forward(qc.data_ptr<float>(), kr, vr, sh, b0, b1, a.data_ptr<float>(), o.data_ptr<float>());
+  });
+  return {a, o};
+}
+
 struct FrozenKv : torch::autograd::Function<FrozenKv> {
   static Tensor forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, double scale,
                         int64_t chunk) {
     const int64_t B = q.size(0);
     Tensor a, o;
-    if (k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type()) {
+    const bool kernel = kernel_applies(q, k, v);
+    ctx->saved_data["kernel"] = kernel;
+    if (kernel) {
+      std::tie(a, o) = kernel_forward(q, k, v, scale);
+    } else if (k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type()) {
       a = (torch::matmul(q, k.transpose(-2, -1)) * scale).softmax(-1);
       o = torch::matmul(a, v);
     } else {
@@ -68,6 +110,18 @@ struct FrozenKv : torch::autograd::Function<FrozenKv> {
     const auto& a = saved[0];
     const double scale = ctx->saved_data["scale"].toDouble();
     const int64_t B = a.size(0), H = a.size(1), T = a.size(2), N = a.size(3), dh = saved[1].size(3);
+    if (ctx->saved_data["kernel"].toBool()) {
+      const auto go = grads[0].contiguous();
+      auto gq = torch::empty({B, H, T, dh}, a.options());
+      auto scratch = torch::empty({at::get_num_threads(), T * N}, a.options());
+      const auto kr = rows_of(saved[1]), vr = rows_of(saved[2]);
+      const kv_kernel::Shape sh{H, T, N, dh, float(scale)};
+      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+        kv_kernel::backward(go.data_ptr<float>(), a.data_ptr<float>(), kr, vr, sh, b0, b1, gq.data_ptr<float>(),
+                            scratch.data_ptr<float>() + at::get_thread_num() * T * N);
+      });
+      return {gq, Tensor(), Tensor(), Tensor(), Tensor()};
+    }
     const bool convert = saved[1].scalar_type() != a.scalar_type() || saved[2].scalar_type() != a.scalar_type();
     const int64_t chunk = convert ? ctx->saved_data["chunk"].toInt() : B;
     Tensor gq = convert ? torch::empty({B, H, T, dh}, a.options()) : Tensor();
@@ -90,9 +144,14 @@ struct FrozenKv : torch::autograd::Function<FrozenKv> {
 
 }  // namespace
 
+void kv_attention_use_kernel(bool on) { g_use_kernel = on; }
+
 Tensor frozen_kv_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t chunk) {
   if (autocast_on()) return plain(q, k, v, scale);  // autocast casts K/V itself
-  if (!(torch::GradMode::is_enabled() && q.requires_grad())) return plain(q, as_dtype(k, q), as_dtype(v, q), scale);
+  if (!(torch::GradMode::is_enabled() && q.requires_grad())) {  // evaluation, a recomputation's first pass
+    if (kernel_applies(q, k, v)) return kernel_forward(q, k, v, scale).second;
+    return plain(q, as_dtype(k, q), as_dtype(v, q), scale);
+  }
   return FrozenKv::apply(q, k, v, scale, chunk_images(k, chunk));
 }
 

@@ -1,7 +1,12 @@
-// frozen_kv_attention: values and q's gradient bit-identical to the plain autograd expression, for
-// float32 K/V (live) and float16 K/V (resident features, converted per use); backward keeps the
-// float16 K/V, not a float32 copy; under autocast and without gradients it is the plain expression.
+// frozen_kv_attention: values and q's gradient equal to the plain autograd expression (to round-off
+// with the CPU kernel; bit for bit through ATen's operations), for float32 K/V (live) and float16
+// K/V (resident features, converted per use); the kernel deterministic across threads and
+// layouts; backward keeps the float16 K/V, not a float32 copy; under autocast and without
+// gradients it is the plain expression.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <tuple>
 
 #include "harness/train/memory_meter.h"
 #include "models/kv_attention.h"
@@ -28,23 +33,72 @@ Out run(bool fused, const torch::Tensor& q0, const torch::Tensor& k, const torch
 }
 }  // namespace
 
-TEST(KvAttention, BitIdenticalToThePlainExpression) {
+// The CPU kernel against the plain autograd expression: values and q's gradient to float round-off
+// (the kernel sums in another order than BLAS), for float32 and float16 K/V, shapes with tails
+// (dh not a multiple of 8, N not a multiple of 4), one and several query tokens.
+TEST(KvAttention, MatchesThePlainExpression) {
+  torch::manual_seed(3);
+  for (auto [T, N, dh] : {std::tuple<int64_t, int64_t, int64_t>{4, 37, 16}, {1, 197, 64}, {3, 10, 20}}) {
+    const int64_t B = 5, H = 3;
+    auto q = torch::randn({B, T, H, dh});
+    auto k = torch::randn({B, H, N, dh}), v = torch::randn({B, H, N, dh});
+    auto go = torch::randn({B, H, T, dh});
+    const double scale = 1.0 / std::sqrt(double(dh));
+    for (auto dtype : {torch::kFloat32, torch::kFloat16}) {
+      auto kk = k.to(dtype), vv = v.to(dtype);
+      auto plain = run(false, q, kk, vv, go, scale);
+      auto fused = run(true, q, kk, vv, go, scale);
+      EXPECT_TRUE(torch::allclose(plain.o, fused.o, 1e-5, 1e-6)) << dtype << " T " << T << " max diff "
+                                                                  << (plain.o - fused.o).abs().max().item<double>();
+      EXPECT_TRUE(torch::allclose(plain.gq, fused.gq, 1e-5, 1e-6)) << dtype << " T " << T << " max diff "
+                                                                    << (plain.gq - fused.gq).abs().max().item<double>();
+      EXPECT_FALSE(torch::equal(plain.gq, fused.gq) && dh == 64) << "the kernel did not run";
+    }
+  }
+}
+
+// With the kernel off (GPUs, other dtypes), the ATen operations are bit-identical to the plain
+// expression, the chunked conversion of float16 K/V included.
+TEST(KvAttention, AtenPathBitIdenticalToThePlainExpression) {
   torch::manual_seed(3);
   const int64_t B = 5, H = 3, T = 4, N = 37, dh = 16;
   auto q = torch::randn({B, T, H, dh});
   auto k = torch::randn({B, H, N, dh}), v = torch::randn({B, H, N, dh});
   auto go = torch::randn({B, H, T, dh});
-  const double scale = 0.25;
+  kv_attention_use_kernel(false);
   for (auto dtype : {torch::kFloat32, torch::kFloat16}) {
     auto kk = k.to(dtype), vv = v.to(dtype);
-    auto plain = run(false, q, kk, vv, go, scale);
+    auto plain = run(false, q, kk, vv, go, 0.25);
     for (int64_t chunk : {0, 2}) {  // automatic (one chunk here), and 2 images per chunk (3 chunks)
-      auto fused = run(true, q, kk, vv, go, scale, chunk);
+      auto fused = run(true, q, kk, vv, go, 0.25, chunk);
       EXPECT_TRUE(torch::equal(plain.o, fused.o)) << dtype << " chunk " << chunk;
-      EXPECT_TRUE(torch::equal(plain.gq, fused.gq)) << dtype << " chunk " << chunk << " max diff "
-                                                    << (plain.gq - fused.gq).abs().max().item<double>();
+      EXPECT_TRUE(torch::equal(plain.gq, fused.gq)) << dtype << " chunk " << chunk;
     }
   }
+  kv_attention_use_kernel(true);
+}
+
+// The kernel's sums run in one order per (image, head), whatever the threads and wherever the K/V
+// lie: 1 and 2 threads, a feature cache's layout (heads outer) and a live qkv's (tokens outer)
+// give bit-identical values and gradients.
+TEST(KvAttention, KernelIsDeterministicAcrossThreadsAndLayouts) {
+  torch::manual_seed(5);
+  const int64_t B = 6, H = 4, T = 2, N = 50, dh = 24;
+  auto q = torch::randn({B, T, H, dh});
+  auto go = torch::randn({B, H, T, dh});
+  auto kv_cache = torch::randn({B, 2, H, N, dh}).to(torch::kHalf);                        // (B, 2, H, N, dh)
+  auto kv_live = kv_cache.permute({0, 3, 1, 2, 4}).contiguous().permute({0, 2, 3, 1, 4});  // tokens outer
+  ASSERT_TRUE(torch::equal(kv_cache, kv_live));
+  ASSERT_NE(kv_cache.strides(), kv_live.strides());
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  auto one = run(true, q, kv_cache.select(1, 0), kv_cache.select(1, 1), go, 0.2);
+  at::set_num_threads(2);
+  auto two = run(true, q, kv_cache.select(1, 0), kv_cache.select(1, 1), go, 0.2);
+  auto live = run(true, q, kv_live.select(1, 0), kv_live.select(1, 1), go, 0.2);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(one.o, two.o) && torch::equal(one.gq, two.gq));
+  EXPECT_TRUE(torch::equal(one.o, live.o) && torch::equal(one.gq, live.gq));
 }
 
 TEST(KvAttention, BackwardKeepsFloat16KvNotAFloat32Copy) {
@@ -61,13 +115,22 @@ TEST(KvAttention, BackwardKeepsFloat16KvNotAFloat32Copy) {
   EXPECT_TRUE(q.grad().defined());
 }
 
-TEST(KvAttention, WithoutGradientsItIsThePlainExpression) {
-  torch::NoGradGuard ng;
+// Without gradients (evaluation; a recomputed layer's first pass) the kernel gives the values it
+// gives in training, bit for bit; with the kernel off it is the plain expression.
+TEST(KvAttention, WithoutGradientsTheSameValues) {
   auto q = torch::randn({2, 2, 3, 8}), k = torch::randn({2, 2, 9, 8}), v = torch::randn({2, 2, 9, 8});
+  auto kh = k.to(torch::kHalf);  // converted per use
+  for (const auto& kk : {k, kh}) {
+    auto trained = frozen_kv_attention(q.clone().requires_grad_(true), kk, v, 0.5).detach();
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::equal(frozen_kv_attention(q, kk, v, 0.5), trained));
+  }
+  torch::NoGradGuard ng;
+  kv_attention_use_kernel(false);
   auto plain = [&](const torch::Tensor& kk) {
     return torch::matmul((torch::matmul(q, kk.transpose(-2, -1)) * 0.5).softmax(-1), v);
   };
   EXPECT_TRUE(torch::equal(frozen_kv_attention(q, k, v, 0.5), plain(k)));
-  auto kh = k.to(torch::kHalf);  // converted per use
   EXPECT_TRUE(torch::equal(frozen_kv_attention(q, kh, v, 0.5), plain(kh.to(torch::kFloat))));
+  kv_attention_use_kernel(true);
 }

@@ -102,6 +102,13 @@ TEST(MemoryBudget, ModelPredictsTheMeasuredPeakAndTheChoiceFits) {
     ASSERT_TRUE(bc.fits) << name;
     EXPECT_LT(bc.micro_batch, 64) << name;
     EXPECT_GT(bc.micro_batch, 1) << name;
+    // The probes stayed under the budget: 1 and 2 images, then half and the whole of the largest
+    // chunk the first line predicted to fit.
+    ASSERT_EQ(bc.probes.size(), 4u) << name;
+    EXPECT_EQ(bc.probes[0].first, 1);
+    EXPECT_EQ(bc.probes[1].first, 2);
+    EXPECT_LT(bc.probes[3].first, 64) << name;
+    for (auto& [m, bytes] : bc.probes) EXPECT_LE(bytes + bc.optimizer_state, budget) << name << " probe at " << m;
     const int64_t measured = t.probe_peak(train, bc.micro_batch) + bc.optimizer_state;
     EXPECT_LE(measured, budget) << name;
     EXPECT_NEAR(double(bc.predicted(bc.micro_batch)), double(measured), 0.05 * double(measured)) << name;

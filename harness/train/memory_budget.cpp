@@ -22,22 +22,43 @@ nlohmann::json BudgetChoice::to_json() const {
   return j;
 }
 
-BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch) {
+namespace {
+
+// The line through the last two probes (the fixed bytes and the bytes per image).
+void fit_last_two(BudgetChoice& c) {
+  const size_t n = c.probes.size();
+  c.b = 0;
+  if (n >= 2 && c.probes[n - 1].first > c.probes[n - 2].first)
+    c.b = std::max(0.0, double(c.probes[n - 1].second - c.probes[n - 2].second) /
+                            double(c.probes[n - 1].first - c.probes[n - 2].first));
+  c.a = double(c.probes[n - 1].second) - c.b * double(c.probes[n - 1].first);
+}
+
+}  // namespace
+
+BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap) {
   BudgetChoice c;
-  c.batch = batch = std::max<int64_t>(1, std::min(batch, train.size()));
+  c.batch = c.micro_batch = batch = std::max<int64_t>(1, std::min(batch, train.size()));
   if (trainer.optimizer().state().empty())
     for (auto& [name, t] : trainer.trainable()) c.optimizer_state += 2 * int64_t(t.nbytes());
-  // Probes at half and the whole batch: exact at the batch and in between where the peak is linear
+  // Probes at half and the whole of a chunk m: exact at m and in between where the peak is linear
   // in the chunk (activations kept for backward); below half it errs on the safe side for methods
-  // whose transients stop growing with the chunk (SynQT's chunked backbone pass).
-  const int64_t m2 = batch, m1 = std::max<int64_t>(1, batch / 2);
-  c.probes.emplace_back(m1, trainer.probe_peak(train, m1));
-  if (m2 > m1) {
-    c.probes.emplace_back(m2, trainer.probe_peak(train, m2));
-    c.b = std::max(0.0, double(c.probes[1].second - c.probes[0].second) / double(m2 - m1));
+  // whose transients stop growing with the chunk (SynQT's chunked backbone pass). Without a cap m
+  // is the batch. With one, a first line through 1 and 2 images (the least a job can need) says
+  // which chunk fits under the cap, and the probes are taken at the largest such m: a probe never
+  // needs (much) more than the cap, and the model is exact where the chosen micro-batch lies.
+  int64_t m = batch;
+  if (cap > 0 && batch > 2) {
+    c.probes.emplace_back(1, trainer.probe_peak(train, 1));
+    c.probes.emplace_back(2, trainer.probe_peak(train, 2));
+    fit_last_two(c);
+    m = c.b > 0 ? std::min<int64_t>(batch, int64_t(std::floor((double(cap - c.optimizer_state) - c.a) / c.b))) : batch;
+    if (m <= 2) return c;  // 1 and 2 images are all a cap this small lets the model see
   }
-  c.a = double(c.probes[0].second) - c.b * double(m1);
-  c.micro_batch = batch;
+  const int64_t m1 = std::max<int64_t>(1, m / 2);
+  c.probes.emplace_back(m1, trainer.probe_peak(train, m1));
+  if (m > m1) c.probes.emplace_back(m, trainer.probe_peak(train, m));
+  fit_last_two(c);
   return c;
 }
 
@@ -57,7 +78,7 @@ BudgetChoice under_budget(BudgetChoice c, int64_t budget) {
 }
 
 BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t budget) {
-  return under_budget(fit_memory_model(trainer, train, batch), budget);
+  return under_budget(fit_memory_model(trainer, train, batch, budget), budget);
 }
 
 }  // namespace petl

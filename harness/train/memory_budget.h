@@ -29,7 +29,11 @@ struct BudgetChoice {
 };
 
 // The memory model of the trainer's job (two probe steps; see above) for `batch` images per step.
-BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch);
+// The memory model of a training step: peak = a + b·micro_batch + optimizer state, fitted from
+// exact probe steps. cap > 0: the probes stay at chunks the model predicts under cap bytes (the
+// budget of a job; the host memory in `petl bench --budget`), so a big backbone is measured where
+// it can run.
+BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap = 0);
 // The model's choice under `budget`: the largest micro-batch predicted to fit, or fits = false.
 BudgetChoice under_budget(BudgetChoice model, int64_t budget);
 // Both: probes, fits and chooses. `batch`: this rank's images per step.
