@@ -22,8 +22,11 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
   peak.begin();
   double secs = 0;
   for (int s = 0; s < steps + 1; ++s) {
+    // PETL_PROFILE=FILE: the last timed step under LibTorch's profiler, written as a Chrome trace
+    // (each measured run rewrites FILE: the last one remains). For profiling; timings then suffer.
     std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
-    if (s == steps && std::getenv("PETL_PROFILE")) prof = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(std::getenv("PETL_PROFILE")));
+    if (const char* trace = std::getenv("PETL_PROFILE"); trace && s == steps)
+      prof = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
     auto t0 = std::chrono::steady_clock::now();
     opt->zero_grad();
     torch::Tensor loss;

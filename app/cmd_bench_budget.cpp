@@ -14,6 +14,7 @@
 #include "harness/train/job.h"
 #include "harness/train/memory_budget.h"
 #include "harness/train/memory_meter.h"
+#include "harness/train/train_util.h"
 #include "harness/train/trainer.h"
 
 namespace petl::cli {
@@ -49,7 +50,7 @@ struct Timed {
 void create_adamw_state(torch::optim::AdamW& opt) {
   for (auto& group : opt.param_groups())
     for (auto& p : group.params()) {
-      const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      const auto key = optimizer_key(p);
       if (opt.state().count(key)) continue;
       auto st = std::make_unique<torch::optim::AdamWParamState>();
       st->step(0);

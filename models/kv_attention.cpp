@@ -135,8 +135,10 @@ struct FrozenKv : torch::autograd::Function<FrozenKv> {
       // a = softmax(s'), s' = s · scale, s = bmm(q3, kT3): grad q3 = (grad_s' · scale) · kT3ᵀ
       auto gs = torch::_softmax_backward_data(ga, ac, -1, a.scalar_type()) * scale;
       auto gqc = gs.reshape({c * H, T, N}).bmm(kf.transpose(-2, -1).reshape({c * H, dh, N}).transpose(1, 2));
-      if (!convert) return {gqc.view({B, H, T, dh}), Tensor(), Tensor(), Tensor(), Tensor()};
-      gq.narrow(0, b0, c).copy_(gqc.view({c, H, T, dh}));
+      if (convert)
+        gq.narrow(0, b0, c).copy_(gqc.view({c, H, T, dh}));
+      else  // one chunk, the whole batch: the product is the gradient
+        gq = gqc.view({B, H, T, dh});
     }
     return {gq, Tensor(), Tensor(), Tensor(), Tensor()};
   }

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/system.h"
 #include "core/text.h"
+#include "harness/train/train_util.h"
 #include "models/checkpoint.h"
 
 namespace petl {
@@ -16,10 +17,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr int kStateVersion = 1;
-
-// AdamW keys its per-parameter state by the parameter's TensorImpl address (as LibTorch's own
-// optimizer serialisation does).
-std::string optimizer_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
 torch::Tensor bytes_tensor(const std::vector<uint8_t>& b) {
   return torch::from_blob(const_cast<uint8_t*>(b.data()), {int64_t(b.size())}, torch::kUInt8).clone();

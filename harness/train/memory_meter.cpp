@@ -52,10 +52,12 @@ std::multimap<size_t, Kept>& kept() {
   return *k;
 }
 
-// Under g_mu: moves the oldest kept blocks into `out` until `need` more bytes fit the bound.
-void evict_for(int64_t need, std::vector<c10::DataPtr>& out) {
+// Under g_mu: moves the oldest kept blocks into `out` until `need` more bytes fit the bound;
+// returns whether they fit (false: nothing kept is left and they still do not).
+bool evict_for(int64_t need, std::vector<c10::DataPtr>& out) {
   const int64_t bound = std::max(g_high.load(), g_held.load() + need) + kCacheSlack;
-  while (!kept().empty() && g_held.load() + g_cached.load() + need > bound) {
+  auto fits = [&] { return g_held.load() + g_cached.load() + need <= bound; };
+  while (!kept().empty() && !fits()) {
     auto oldest = kept().begin();
     for (auto it = kept().begin(); it != kept().end(); ++it)
       if (it->second.when < oldest->second.when) oldest = it;
@@ -63,6 +65,7 @@ void evict_for(int64_t need, std::vector<c10::DataPtr>& out) {
     out.push_back(std::move(oldest->second.inner));
     kept().erase(oldest);
   }
+  return fits();
 }
 
 void counting_delete(void* p) {
@@ -77,9 +80,7 @@ void counting_delete(void* p) {
     const size_t block = it->second.block;
     bool keep = false;
     if (block >= kCacheMin) {
-      evict_for(int64_t(block), release);
-      keep = g_held.load() + g_cached.load() + int64_t(block) <=
-             std::max(g_high.load(), g_held.load() + int64_t(block)) + kCacheSlack;
+      keep = evict_for(int64_t(block), release);
     }
     if (keep) {
       kept().emplace(block, Kept{std::move(it->second.inner), ++g_clock});

@@ -21,6 +21,8 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(const NamedTensors& trainabl
   return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(r.lr));
 }
 
+std::string optimizer_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
 void set_learning_rate(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }

@@ -20,6 +20,9 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 // AdamW over `trainable`: weight decay on every tensor, or none on 1-D tensors (no_decay_1d).
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const NamedTensors& trainable, const Recipe& r);
 void set_learning_rate(torch::optim::Optimizer& opt, double lr);
+// The key AdamW files a parameter's state under: its TensorImpl address (as LibTorch's own
+// optimizer serialisation does).
+std::string optimizer_key(const torch::Tensor& p);
 
 // The state of the default random generator of `device` (the CPU's for a CPU device), and back.
 torch::Tensor generator_state(torch::Device device);
