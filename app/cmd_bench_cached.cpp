@@ -97,6 +97,37 @@ std::pair<double, double> kv_attention_seconds(int64_t B, int64_t H, int64_t T, 
   return {kernel, aten};
 }
 
+// The table, the attention kernel's timings and the snapshot evaluation, from the JSON rows.
+void print_cached_table(const std::vector<json>& rows, int bs) {
+  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | ceiling | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gather share |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (auto& r : rows) {
+    char ceiling[32] = "";
+    if (r.contains("speedup_ceiling")) std::snprintf(ceiling, sizeof ceiling, "%.1f", r["speedup_ceiling"].get<double>());
+    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %s | %.1f | %.1f | %.1f | %.3f | %.2f |\n", r["case"].get<std::string>().c_str(),
+                (long long)r["trainable_params"].get<int64_t>(), r["live_images_per_s"].get<double>(),
+                r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(),
+                ceiling,
+                r["live_peak_mib"].get<double>(),
+                r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
+                r["live_peak_vs_floor"].get<double>(), r["resident_gather_share"].get<double>());
+  }
+  for (auto& r : rows)
+    if (r.contains("kv_attention_kernel_s"))
+      std::printf("\n%s: attention over the stored float16 K/V, all layers, forward + backward: %.1f ms with the CPU "
+                  "kernel (%.0f %% of a resident step), %.1f ms with ATen's operations (%.2f×)",
+                  r["case"].get<std::string>().c_str(), 1e3 * r["kv_attention_kernel_s"].get<double>(),
+                  100 * r["kv_attention_share"].get<double>(), 1e3 * r["kv_attention_aten_s"].get<double>(),
+                  r["kv_attention_aten_s"].get<double>() / r["kv_attention_kernel_s"].get<double>());
+  std::printf("\n");
+  for (auto& r : rows)
+    if (r.contains("eval_snapshots"))
+      std::printf("\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s, %.2f× one pass (%.2f s)\n",
+                  r["case"].get<std::string>().c_str(), r["eval_snapshots"].get<int>(), bs,
+                  r["eval_one_pass_s"].get<double>(), r["eval_one_pass_vs_single"].get<double>(),
+                  r["eval_single_pass_s"].get<double>());
+}
+
 }  // namespace
 
 int cmd_bench_cached(const Args& args) {
@@ -225,33 +256,7 @@ int cmd_bench_cached(const Args& args) {
       o << row.dump() << "\n";
     }
   }
-  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | ceiling | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gather share |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (auto& r : rows) {
-    char ceiling[32] = "";
-    if (r.contains("speedup_ceiling")) std::snprintf(ceiling, sizeof ceiling, "%.1f", r["speedup_ceiling"].get<double>());
-    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %s | %.1f | %.1f | %.1f | %.3f | %.2f |\n", r["case"].get<std::string>().c_str(),
-                (long long)r["trainable_params"].get<int64_t>(), r["live_images_per_s"].get<double>(),
-                r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(),
-                ceiling,
-                r["live_peak_mib"].get<double>(),
-                r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
-                r["live_peak_vs_floor"].get<double>(), r["resident_gather_share"].get<double>());
-  }
-  for (auto& r : rows)
-    if (r.contains("kv_attention_kernel_s"))
-      std::printf("\n%s: attention over the stored float16 K/V, all layers, forward + backward: %.1f ms with the CPU "
-                  "kernel (%.0f %% of a resident step), %.1f ms with ATen's operations (%.2f×)",
-                  r["case"].get<std::string>().c_str(), 1e3 * r["kv_attention_kernel_s"].get<double>(),
-                  100 * r["kv_attention_share"].get<double>(), 1e3 * r["kv_attention_aten_s"].get<double>(),
-                  r["kv_attention_aten_s"].get<double>() / r["kv_attention_kernel_s"].get<double>());
-  std::printf("\n");
-  for (auto& r : rows)
-    if (r.contains("eval_snapshots"))
-      std::printf("\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s, %.2f× one pass (%.2f s)\n",
-                  r["case"].get<std::string>().c_str(), r["eval_snapshots"].get<int>(), bs,
-                  r["eval_one_pass_s"].get<double>(), r["eval_one_pass_vs_single"].get<double>(),
-                  r["eval_single_pass_s"].get<double>());
+  print_cached_table(rows, bs);
   return 0;
 }
 

@@ -337,6 +337,156 @@ void assign_bundles(std::vector<SweepJob>& trains, int max_jobs) {
 }
 }  // namespace
 
+namespace {
+
+// What every job of a plan shares: the resolved paths, the backbone's identity and dimensions.
+struct PlanContext {
+  const SweepConfig& cfg;
+  const PlanOptions& opts;
+  std::string out, data_root, backbone, backbone_sha;
+  BackboneDims dims;
+  int dtype_bytes = 4;
+  std::string task_list(const std::string& task, const std::string& split) const {
+    return (fs::path(data_root) / task / (split + ".txt")).string();
+  }
+};
+
+const std::string kThreadsPlaceholder = "{threads}";
+
+// The identity of one task's feature cache (cn: splits sorted and unique); its key names the cache.
+json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed& cn) {
+  const SweepConfig& cfg = c.cfg;
+  json ccanon = {{"v", 1},           {"kind", "cache"},         {"backbone", c.backbone},
+                 {"backbone_sha256", c.backbone_sha},           {"arch", cfg.arch},
+                 {"data_root", c.data_root},                    {"task", t},
+                 {"splits", cn.splits},                         {"taps", cn.taps},
+                 {"dtype", cfg.cache_dtype},                    {"normalisation", cn.normalisation}};
+  if (cfg.precision != "fp32") ccanon["precision"] = cfg.precision;  // fp32 keys as before
+  return ccanon;
+}
+
+// The job that builds that cache.
+SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& cn, const json& ccanon) {
+  const SweepConfig& cfg = c.cfg;
+  SweepJob cj;
+  cj.key = key_of(ccanon);
+  cj.is_cache = true;
+  cj.task = t;
+  cj.cache = cn;
+  cj.cache_dtype = cfg.cache_dtype;
+  cj.canonical = ccanon.dump();
+  cj.out_dir = (fs::path(c.out) / "cache" / cj.key).string();
+  cj.log_file = (fs::path(c.out) / "logs" / (cj.key + ".log")).string();
+  cj.args = {"cache", "build", "--data-root", c.data_root, "--task", t};
+  if (!c.backbone.empty()) cj.args.insert(cj.args.end(), {"--backbone", c.backbone});
+  if (!cfg.arch.empty()) cj.args.insert(cj.args.end(), {"--arch", cfg.arch});
+  cj.args.insert(cj.args.end(), {"--taps", cn.taps, "--splits", join(cn.splits, ","), "--dtype", cfg.cache_dtype});
+  if (!cn.normalisation.empty()) cj.args.insert(cj.args.end(), {"--normalisation", cn.normalisation});
+  if (cfg.precision != "fp32") cj.args.insert(cj.args.end(), {"--precision", cfg.precision});
+  cj.args.insert(cj.args.end(), {"--out", cj.out_dir, "--no-progress", "--threads", kThreadsPlaceholder});
+  double images = 0;
+  for (auto& s : cn.splits) images += double(count_list_lines(c.task_list(t, s), 1000));
+  cj.cost = images;
+  cj.disk_bytes = int64_t(images) * feature_bytes_per_image(cn.taps, c.dims, c.dtype_bytes);
+  return cj;
+}
+
+// The training job of one (method, task, seed, settings); `cache` is its feature cache's job
+// (nullptr: none), `need` the method's cache need (none: a heavy method).
+SweepJob train_job(const PlanContext& c, const std::string& m, const std::string& t, int seed,
+                   const std::map<std::string, std::string>& sets, const std::optional<CacheNeed>& need,
+                   const SweepJob* cache) {
+  const SweepConfig& cfg = c.cfg;
+  const std::string cache_key = cache ? cache->key : std::string();
+  json canon = {{"v", 1},
+                {"kind", "train"},
+                {"method", m},
+                {"task", t},
+                {"seed", seed},
+                {"sets", sets},
+                {"recipe", cfg.recipe},
+                {"epochs", cfg.epochs},
+                {"batch_size", cfg.batch_size},
+                {"protocol", cfg.protocol},
+                {"data_root", c.data_root},
+                {"backbone", c.backbone},
+                {"backbone_sha256", c.backbone_sha},
+                {"arch", cfg.arch},
+                {"feature_cache", cache_key}};
+  if (!cfg.memory_budget.empty()) canon["memory_budget"] = parse_size(cfg.memory_budget, "memory_budget");
+  if (cfg.precision != "fp32") canon["precision"] = cfg.precision;
+  SweepJob j;
+  j.key = key_of(canon);
+  j.method = m;
+  j.task = t;
+  j.seed = seed;
+  j.sets = sets;
+  j.depends_on = cache_key;
+  j.canonical = canon.dump();
+  j.out_dir = (fs::path(c.out) / "jobs" / j.key).string();
+  j.result_file = (fs::path(j.out_dir) / "results.jsonl").string();
+  j.log_file = (fs::path(c.out) / "logs" / (j.key + ".log")).string();
+  j.args = {"run", "--method", m, "--task", t, "--data-root", c.data_root};
+  if (!c.backbone.empty()) j.args.insert(j.args.end(), {"--backbone", c.backbone});
+  if (!cfg.arch.empty()) j.args.insert(j.args.end(), {"--arch", cfg.arch});
+  if (!cfg.recipe.empty()) j.args.insert(j.args.end(), {"--recipe", cfg.recipe});
+  if (cfg.epochs > 0) j.args.insert(j.args.end(), {"--epochs", std::to_string(cfg.epochs)});
+  if (cfg.batch_size > 0) j.args.insert(j.args.end(), {"--batch-size", std::to_string(cfg.batch_size)});
+  j.args.insert(j.args.end(), {"--seed", std::to_string(seed), "--protocol", cfg.protocol});
+  for (auto& [k, v] : sets) j.args.insert(j.args.end(), {"--set", k + "=" + v});
+  j.args.insert(j.args.end(), {"--out", j.out_dir, "--resume", "--no-progress", "--threads", kThreadsPlaceholder});
+  if (!c.opts.state_every.empty()) j.args.insert(j.args.end(), {"--state-every", c.opts.state_every});
+  if (!cfg.memory_budget.empty()) j.args.insert(j.args.end(), {"--memory-budget", cfg.memory_budget});
+  if (cfg.precision != "fp32") j.args.insert(j.args.end(), {"--precision", cfg.precision});
+  if (cache) j.args.insert(j.args.end(), {"--feature-cache", cache->out_dir, "--cache-dtype", cfg.cache_dtype});
+  // Cost.
+  double epochs = cfg.epochs > 0 ? cfg.epochs : 100;
+  if (cfg.epochs <= 0 && sets.count("epochs")) {
+    try {
+      epochs = std::max(1.0, std::stod(sets.at("epochs")));
+    } catch (const std::exception&) {
+    }
+  }
+  const double factor = !need ? 3.0 : cache ? 0.2 : 1.0;
+  j.cost = double(count_list_lines(c.task_list(t, "train800val200"), 1000)) * epochs * factor;
+  if (cache)  // the train split's features, resident in their stored dtype
+    j.ram_bytes = count_list_lines(c.task_list(t, need->splits.front()), 1000) *
+                  feature_bytes_per_image(need->taps, c.dims, c.dtype_bytes);
+  return j;
+}
+
+// The settings of one grid point of method m on task t, overrides applied (method, task,
+// method/task, in that order).
+std::map<std::string, std::string> point_settings(const SweepConfig& cfg, const SweepOverride* mo,
+                                                  const std::string& m, const std::string& t,
+                                                  const std::map<std::string, std::string>& pt) {
+  std::map<std::string, std::string> sets = pt;
+  if (mo)
+    for (auto& [k, v] : mo->set) sets[k] = v;
+  if (auto it = cfg.task_overrides.find(t); it != cfg.task_overrides.end())
+    for (auto& [k, v] : it->second.set) sets[k] = v;
+  if (auto it = cfg.method_task_overrides.find(m + "/" + t); it != cfg.method_task_overrides.end())
+    for (auto& [k, v] : it->second.set) sets[k] = v;
+  return sets;
+}
+
+PlanContext plan_context(const SweepConfig& cfg, const PlanOptions& opts, const std::string& out) {
+  PlanContext c{cfg, opts, out, abs_path(cfg.data_root), abs_path(cfg.backbone), "", {}, 4};
+  PETL_CHECK(fs::is_directory(c.data_root), cfg.file, ": key 'data_root': directory '", cfg.data_root,
+             "' does not exist");
+  if (!c.backbone.empty()) {
+    PETL_CHECK(fs::is_regular_file(c.backbone), cfg.file, ": key 'backbone': file '", cfg.backbone, "' does not exist");
+    c.backbone_sha = sha256_file(c.backbone);
+  } else if (!opts.embedded_backbone.empty() && fs::is_regular_file(opts.embedded_backbone)) {
+    c.backbone_sha = sha256_file(opts.embedded_backbone);
+  }
+  if (opts.backbone_dims) c.dims = opts.backbone_dims(c.backbone, cfg.arch);
+  c.dtype_bytes = cfg.cache_dtype == "float16" ? 2 : 4;
+  return c;
+}
+
+}  // namespace
+
 SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
   SweepPlan plan;
   plan.config = cfg;
@@ -344,28 +494,11 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
   PETL_CHECK(!out_in.empty(), cfg.file, ": no output directory: set key 'out' or pass --out");
   plan.out = abs_path(out_in);
   plan.journal = (fs::path(plan.out) / "results.jsonl").string();
-
-  const std::string data_root = abs_path(cfg.data_root);
-  PETL_CHECK(fs::is_directory(data_root), cfg.file, ": key 'data_root': directory '", cfg.data_root,
-             "' does not exist");
-  const std::string backbone = abs_path(cfg.backbone);
-  std::string backbone_sha;
-  if (!backbone.empty()) {
-    PETL_CHECK(fs::is_regular_file(backbone), cfg.file, ": key 'backbone': file '", cfg.backbone, "' does not exist");
-    backbone_sha = sha256_file(backbone);
-  } else if (!opts.embedded_backbone.empty() && fs::is_regular_file(opts.embedded_backbone)) {
-    backbone_sha = sha256_file(opts.embedded_backbone);
-  }
-  auto task_dir = [&](const std::string& t) { return fs::path(data_root) / t; };
-  BackboneDims dims;
-  if (opts.backbone_dims) dims = opts.backbone_dims(backbone, cfg.arch);
-  const int dtype_bytes = cfg.cache_dtype == "float16" ? 2 : 4;
-  const std::string P = "{threads}";
+  const PlanContext ctx = plan_context(cfg, opts, plan.out);
 
   std::vector<SweepJob> caches, trains;
   std::map<std::string, size_t> cache_index;
   std::set<std::string> train_keys;
-
   for (const auto& m : cfg.methods) {
     auto grid = cfg.grid;
     const SweepOverride* mo = cfg.method_overrides.count(m) ? &cfg.method_overrides.at(m) : nullptr;
@@ -374,122 +507,31 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
       for (auto& [k, v] : mo->set) grid.erase(k);
     }
     const auto points = grid_points(grid);
-    for (const auto& t : cfg.tasks) {
-      for (int seed : cfg.seeds) {
+    for (const auto& t : cfg.tasks)
+      for (int seed : cfg.seeds)
         for (const auto& pt : points) {
-          std::map<std::string, std::string> sets = pt;
-          if (mo)
-            for (auto& [k, v] : mo->set) sets[k] = v;
-          if (auto it = cfg.task_overrides.find(t); it != cfg.task_overrides.end())
-            for (auto& [k, v] : it->second.set) sets[k] = v;
-          if (auto it = cfg.method_task_overrides.find(m + "/" + t); it != cfg.method_task_overrides.end())
-            for (auto& [k, v] : it->second.set) sets[k] = v;
-
+          const auto sets = point_settings(cfg, mo, m, t, pt);
           std::optional<CacheNeed> need;
           // The recipe decides splits, normalisation and stochastic depth.
           if (opts.cache_need) need = opts.cache_need(m, t, cfg.recipe, sets);
-          std::string cache_key;
+          const SweepJob* cache = nullptr;
           if (need && cfg.feature_cache) {
             CacheNeed cn = *need;
             PETL_CHECK(!cn.taps.empty() && !cn.splits.empty(), "method ", m,
                        ": its feature-cache need has no taps or no splits (internal: the method's declaration)");
             std::sort(cn.splits.begin(), cn.splits.end());
             cn.splits.erase(std::unique(cn.splits.begin(), cn.splits.end()), cn.splits.end());
-            json ccanon = {{"v", 1},           {"kind", "cache"},         {"backbone", backbone},
-                           {"backbone_sha256", backbone_sha},             {"arch", cfg.arch},
-                           {"data_root", data_root},                      {"task", t},
-                           {"splits", cn.splits},                         {"taps", cn.taps},
-                           {"dtype", cfg.cache_dtype},                    {"normalisation", cn.normalisation}};
-            if (cfg.precision != "fp32") ccanon["precision"] = cfg.precision;  // fp32 keys as before
-            cache_key = key_of(ccanon);
-            if (!cache_index.count(cache_key)) {
-              SweepJob cj;
-              cj.key = cache_key;
-              cj.is_cache = true;
-              cj.task = t;
-              cj.cache = cn;
-              cj.cache_dtype = cfg.cache_dtype;
-              cj.canonical = ccanon.dump();
-              cj.out_dir = (fs::path(plan.out) / "cache" / cache_key).string();
-              cj.log_file = (fs::path(plan.out) / "logs" / (cache_key + ".log")).string();
-              cj.args = {"cache", "build", "--data-root", data_root, "--task", t};
-              if (!backbone.empty()) cj.args.insert(cj.args.end(), {"--backbone", backbone});
-              if (!cfg.arch.empty()) cj.args.insert(cj.args.end(), {"--arch", cfg.arch});
-              cj.args.insert(cj.args.end(), {"--taps", cn.taps, "--splits", join(cn.splits, ","), "--dtype",
-                                             cfg.cache_dtype});
-              if (!cn.normalisation.empty()) cj.args.insert(cj.args.end(), {"--normalisation", cn.normalisation});
-              if (cfg.precision != "fp32") cj.args.insert(cj.args.end(), {"--precision", cfg.precision});
-              cj.args.insert(cj.args.end(), {"--out", cj.out_dir, "--no-progress", "--threads", P});
-              double images = 0;
-              for (auto& s : cn.splits) images += double(count_list_lines((task_dir(t) / (s + ".txt")).string(), 1000));
-              cj.cost = images;
-              cj.disk_bytes = int64_t(images) * feature_bytes_per_image(cn.taps, dims, dtype_bytes);
-              cache_index[cache_key] = caches.size();
-              caches.push_back(std::move(cj));
+            const json ccanon = cache_canonical(ctx, t, cn);
+            const std::string key = key_of(ccanon);
+            if (!cache_index.count(key)) {
+              cache_index[key] = caches.size();
+              caches.push_back(cache_job(ctx, t, cn, ccanon));
             }
+            cache = &caches[cache_index.at(key)];
           }
-
-          json canon = {{"v", 1},
-                        {"kind", "train"},
-                        {"method", m},
-                        {"task", t},
-                        {"seed", seed},
-                        {"sets", sets},
-                        {"recipe", cfg.recipe},
-                        {"epochs", cfg.epochs},
-                        {"batch_size", cfg.batch_size},
-                        {"protocol", cfg.protocol},
-                        {"data_root", data_root},
-                        {"backbone", backbone},
-                        {"backbone_sha256", backbone_sha},
-                        {"arch", cfg.arch},
-                        {"feature_cache", cache_key}};
-          if (!cfg.memory_budget.empty()) canon["memory_budget"] = parse_size(cfg.memory_budget, "memory_budget");
-          if (cfg.precision != "fp32") canon["precision"] = cfg.precision;
-          SweepJob j;
-          j.key = key_of(canon);
-          if (!train_keys.insert(j.key).second) continue;  // identical after overrides: planned once
-          j.method = m;
-          j.task = t;
-          j.seed = seed;
-          j.sets = sets;
-          j.depends_on = cache_key;
-          j.canonical = canon.dump();
-          j.out_dir = (fs::path(plan.out) / "jobs" / j.key).string();
-          j.result_file = (fs::path(j.out_dir) / "results.jsonl").string();
-          j.log_file = (fs::path(plan.out) / "logs" / (j.key + ".log")).string();
-          j.args = {"run", "--method", m, "--task", t, "--data-root", data_root};
-          if (!backbone.empty()) j.args.insert(j.args.end(), {"--backbone", backbone});
-          if (!cfg.arch.empty()) j.args.insert(j.args.end(), {"--arch", cfg.arch});
-          if (!cfg.recipe.empty()) j.args.insert(j.args.end(), {"--recipe", cfg.recipe});
-          if (cfg.epochs > 0) j.args.insert(j.args.end(), {"--epochs", std::to_string(cfg.epochs)});
-          if (cfg.batch_size > 0) j.args.insert(j.args.end(), {"--batch-size", std::to_string(cfg.batch_size)});
-          j.args.insert(j.args.end(), {"--seed", std::to_string(seed), "--protocol", cfg.protocol});
-          for (auto& [k, v] : sets) j.args.insert(j.args.end(), {"--set", k + "=" + v});
-          j.args.insert(j.args.end(), {"--out", j.out_dir, "--resume", "--no-progress", "--threads", P});
-          if (!opts.state_every.empty()) j.args.insert(j.args.end(), {"--state-every", opts.state_every});
-          if (!cfg.memory_budget.empty()) j.args.insert(j.args.end(), {"--memory-budget", cfg.memory_budget});
-          if (cfg.precision != "fp32") j.args.insert(j.args.end(), {"--precision", cfg.precision});
-          if (!cache_key.empty())
-            j.args.insert(j.args.end(), {"--feature-cache", caches[cache_index[cache_key]].out_dir, "--cache-dtype",
-                                         cfg.cache_dtype});
-          // Cost.
-          double epochs = cfg.epochs > 0 ? cfg.epochs : 100;
-          if (cfg.epochs <= 0 && sets.count("epochs")) {
-            try {
-              epochs = std::max(1.0, std::stod(sets.at("epochs")));
-            } catch (const std::exception&) {
-            }
-          }
-          const double factor = !need ? 3.0 : cache_key.empty() ? 1.0 : 0.2;
-          j.cost = double(count_list_lines((task_dir(t) / "train800val200.txt").string(), 1000)) * epochs * factor;
-          if (!cache_key.empty())  // the train split's features, resident in their stored dtype
-            j.ram_bytes = count_list_lines((task_dir(t) / (need->splits.front() + ".txt")).string(), 1000) *
-                          feature_bytes_per_image(need->taps, dims, dtype_bytes);
-          trains.push_back(std::move(j));
+          SweepJob j = train_job(ctx, m, t, seed, sets, need, cache);
+          if (train_keys.insert(j.key).second) trains.push_back(std::move(j));  // identical after overrides: once
         }
-      }
-    }
   }
   assign_bundles(trains, cfg.bundle_jobs);
   plan.jobs = std::move(caches);
