@@ -183,7 +183,7 @@ int cmd_bench_budget(const Args& args) {
       ("methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all'")
       ("batch-size", po::value(&batch)->default_value(batch), "images per optimizer step")
       ("steps", po::value(&steps)->default_value(steps), "timed steps per micro-batch (after one untimed); 0: peaks only "
-       "(the full batch is not run; one untimed step at each budget's micro-batch measures its peak)")
+       "(the full batch is not run; one untimed step over two micro-batches measures each budget's peak)")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS, else the free cores)")
       ("num-classes", po::value(&num_classes)->default_value(num_classes), "head size")
       ("measure-up-to", po::value(&measure_csv), "host memory a probe or measured step may use (default: 80 % of the "
@@ -194,8 +194,9 @@ int cmd_bench_budget(const Args& args) {
   if (!parse_args(args, d, vm,
                   "usage: petl bench --budget 4G,8G,16G [--archs a,b] [--methods all|a,b] [--batch-size 64]\n"
                   "For every method x backbone: the training peak at the full batch (memory model from exact probe\n"
-                  "steps, taken at chunks that fit --measure-up-to), the micro-batch each budget needs (gradient accumulation: same steps) and the\n"
-                  "throughput it costs, or 'does not fit' with the minimum peak. fp32, CPU memory meter."))
+                  "steps, taken at chunks that fit --measure-up-to), the micro-batch each budget needs (gradient\n"
+                  "accumulation: same steps) and the throughput it costs, or 'does not fit' with the minimum peak.\n"
+                  "fp32, CPU memory meter."))
     return 0;
   PETL_CHECK(batch >= 1, "--batch-size: expected an integer >= 1, got ", batch);
   PETL_CHECK(steps >= 0, "--steps: expected an integer >= 0, got ", steps);
