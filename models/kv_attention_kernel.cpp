@@ -3,6 +3,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -181,15 +182,18 @@ struct Ops {
   bool vector = false;
 };
 
+std::atomic<bool> g_portable{false};
+
 const Ops& ops() {
-  static const Ops o = [] {
+  static const Ops best = [] {
     Ops r;
 #ifdef PETL_KV_X86
     if (has_avx2()) r = {scores_avx2, accum_avx2, true};
 #endif
     return r;
   }();
-  return o;
+  static const Ops portable;
+  return g_portable.load(std::memory_order_relaxed) ? portable : best;
 }
 
 HeadRows head_rows(const Rows& r, int64_t b, int64_t h) {
@@ -215,6 +219,8 @@ void softmax_rows(float* x, int64_t rows, int64_t N) {
 }  // namespace
 
 bool vectorized() { return ops().vector; }
+
+void force_portable(bool on) { g_portable = on; }
 
 void forward(const float* q, const Rows& k, const Rows& v, const Shape& s, int64_t b0, int64_t b1, float* a, float* o) {
   const Ops& f = ops();

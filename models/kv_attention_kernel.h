@@ -33,7 +33,9 @@ void forward(const float* q, const Rows& k, const Rows& v, const Shape& s, int64
 void backward(const float* go, const float* a, const Rows& k, const Rows& v, const Shape& s, int64_t b0, int64_t b1,
               float* gq, float* scratch);
 
-// Whether the vector code runs on this processor.
+// Whether the vector code runs (on this processor, unless forced off).
 bool vectorized();
+// Tests: run the portable loops even where the vector code could (the path of other processors).
+void force_portable(bool on);
 
 }  // namespace petl::kv_kernel

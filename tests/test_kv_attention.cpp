@@ -10,6 +10,7 @@
 
 #include "harness/train/memory_meter.h"
 #include "models/kv_attention.h"
+#include "models/kv_attention_kernel.h"
 
 using namespace petl;
 
@@ -54,6 +55,30 @@ TEST(KvAttention, MatchesThePlainExpression) {
                                                                     << (plain.gq - fused.gq).abs().max().item<double>();
       EXPECT_FALSE(torch::equal(plain.gq, fused.gq) && dh == 64) << "the kernel did not run";
     }
+  }
+}
+
+// The portable loops (processors without AVX2/FMA/F16C) agree with the plain expression and with
+// the vector code to float round-off; where the vector code exists it is the one that runs.
+TEST(KvAttention, PortableLoopsMatchTheVectorCode) {
+  torch::manual_seed(4);
+  const int64_t B = 3, H = 2, T = 3, N = 23, dh = 20;  // tails in both loops
+  auto q = torch::randn({B, T, H, dh});
+  auto k = torch::randn({B, H, N, dh}).to(torch::kHalf), v = torch::randn({B, H, N, dh}).to(torch::kHalf);
+  auto go = torch::randn({B, H, T, dh});
+  auto plain = run(false, q, k, v, go, 0.3);
+  auto vector = run(true, q, k, v, go, 0.3);
+  kv_kernel::force_portable(true);
+  EXPECT_FALSE(kv_kernel::vectorized());
+  auto portable = run(true, q, k, v, go, 0.3);
+  kv_kernel::force_portable(false);
+#if defined(__x86_64__)
+  EXPECT_EQ(kv_kernel::vectorized(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                                         __builtin_cpu_supports("f16c"));
+#endif
+  for (const auto* other : {&plain, &vector}) {
+    EXPECT_TRUE(torch::allclose(portable.o, other->o, 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(portable.gq, other->gq, 1e-5, 1e-6));
   }
 }
 
