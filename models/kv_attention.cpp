@@ -55,7 +55,9 @@ bool kernel_applies(const Tensor& q, const Tensor& k, const Tensor& v) {
     return t.device().is_cpu() && t.dim() == 4 && t.stride(3) == 1 &&
            (t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat16);
   };
+  // Exactly matching shapes (the kernel does not broadcast: K/V shared across images run as before).
   return q.device().is_cpu() && q.scalar_type() == torch::kFloat32 && q.dim() == 4 && kv_ok(k) && kv_ok(v) &&
+         k.sizes() == v.sizes() && k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3) &&
          q.size(3) <= 1024;
 }
 

@@ -82,6 +82,15 @@ TEST(KvAttention, PortableLoopsMatchTheVectorCode) {
   }
 }
 
+// K/V that broadcast over the images (one image's K/V for a batch of queries) are not the kernel's:
+// they run the plain expression, which broadcasts.
+TEST(KvAttention, BroadcastKvRunsThePlainExpression) {
+  auto q = torch::randn({3, 2, 4, 8}), k = torch::randn({1, 2, 9, 8}), v = torch::randn({1, 2, 9, 8});
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::equal(frozen_kv_attention(q, k, v, 0.5),
+                           torch::matmul((torch::matmul(q, k.transpose(-2, -1)) * 0.5).softmax(-1), v)));
+}
+
 // With the kernel off (GPUs, other dtypes), the ATen operations are bit-identical to the plain
 // expression, the chunked conversion of float16 K/V included.
 TEST(KvAttention, AtenPathBitIdenticalToThePlainExpression) {
