@@ -99,18 +99,19 @@ std::pair<double, double> kv_attention_seconds(int64_t B, int64_t H, int64_t T, 
 
 // The table, the attention kernel's timings and the snapshot evaluation, from the JSON rows.
 void print_cached_table(const std::vector<json>& rows, int bs) {
-  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | ceiling | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gather share |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | ceiling | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gathered img/s | gathered peak MiB | gather share |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& r : rows) {
     char ceiling[32] = "";
     if (r.contains("speedup_ceiling")) std::snprintf(ceiling, sizeof ceiling, "%.1f", r["speedup_ceiling"].get<double>());
-    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %s | %.1f | %.1f | %.1f | %.3f | %.2f |\n", r["case"].get<std::string>().c_str(),
+    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %s | %.1f | %.1f | %.1f | %.3f | %.2f | %.1f | %.2f |\n", r["case"].get<std::string>().c_str(),
                 (long long)r["trainable_params"].get<int64_t>(), r["live_images_per_s"].get<double>(),
                 r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(),
                 ceiling,
                 r["live_peak_mib"].get<double>(),
                 r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
-                r["live_peak_vs_floor"].get<double>(), r["resident_gather_share"].get<double>());
+                r["live_peak_vs_floor"].get<double>(), r["resident_gathered_images_per_s"].get<double>(),
+                r["resident_gathered_peak_mib"].get<double>(), r["resident_gather_share"].get<double>());
   }
   for (auto& r : rows)
     if (r.contains("kv_attention_kernel_s"))
@@ -154,7 +155,8 @@ int cmd_bench_cached(const Args& args) {
                   "Columns: resident/live = the training speed-up from stored features; ceiling = the speed-up\n"
                   "SynQT could reach if its step were only the frozen blocks' dense matmuls on the query tokens\n"
                   "(timed alone); K/V floor = backbone weights + trainable state + 2*L*B*N*D*4 bytes; gather share\n"
-                  "= part of a resident step spent gathering the batch's features."))
+                  "= part of a gathered resident step spent gathering the batch's features; gathered = the\n"
+                  "resident features copied per batch (as before the attention read them in place)."))
     return 0;
   const int nthreads = threads::choose_threads(threads).threads;
   std::vector<Case> cases;
@@ -190,16 +192,21 @@ int cmd_bench_cached(const Args& args) {
       live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); }, dev,
                                job.cuda_index);
     CachedSplit resident = resident_features(bb.model, images, taps, bs);
-    auto method2 = build_job_method(job, bb.model, classes);
-    method2->to(dev);
-    auto index = torch::arange(bs);
+    // A shuffled batch, as training draws it. Twice, in one process: with the batch's K/V gathered into
+    // a copy first (as before the attention read the store in place), then read in place.
+    auto index = torch::randperm(bs, torch::kInt64);
     double gather_s = 0;  // of steps + 1 steps
-    auto cached = bench_train_steps(*method2, job.recipe(), steps, bs, classes, [&] {
-      auto t0 = std::chrono::steady_clock::now();
-      auto features = resident.batch(index, dev);
-      gather_s += seconds_since(t0);
-      return method2->forward_cached(features);
-    }, dev, job.cuda_index);
+    auto resident_steps = [&](bool in_place) {
+      auto m2 = build_job_method(job, bb.model, classes);
+      m2->to(dev);
+      return bench_train_steps(*m2, job.recipe(), steps, bs, classes, [&] {
+        auto t0 = std::chrono::steady_clock::now();
+        auto features = resident.batch(index, dev, in_place);
+        if (!in_place) gather_s += seconds_since(t0);
+        return m2->forward_cached(features);
+      }, dev, job.cuda_index);
+    };
+    const BenchSteps gathered = resident_steps(false), cached = resident_steps(true);
     const double step_s = double(bs) / cached.images_per_s;
     const int64_t N = cfg.num_tokens(), L = cfg.depth, D = cfg.embed_dim;
     const double kv_floor = double(2 * L * bs * N * D * 4);
@@ -213,7 +220,9 @@ int cmd_bench_cached(const Args& args) {
                 {"resident_peak_mib", MemoryMeter::mib(cached.mem.peak_train)},
                 {"kv_floor_mib", MemoryMeter::mib(int64_t(floor))},
                 {"live_peak_vs_floor", double(live.mem.peak_train) / floor},
-                {"resident_gather_share", gather_s / (steps + 1) / step_s}};
+                {"resident_gathered_images_per_s", gathered.images_per_s},
+                {"resident_gathered_peak_mib", MemoryMeter::mib(gathered.mem.peak_train)},
+                {"resident_gather_share", gather_s / (steps + 1) / (double(bs) / gathered.images_per_s)}};
     if (c.method == "synqt" && !vm.count("resident-only")) {
       const int64_t T = std::stoll(c.sets.back().substr(std::string("token_nums=").size()));
       const double floor_img_s = double(bs) / query_matmul_seconds(bs * T, D, cfg.mlp_hidden(), L, dev);

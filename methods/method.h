@@ -35,9 +35,12 @@ struct BackboneNeeds {
 // live backbone pass: the final-norm cls token (B, D) and/or every block's K and V (B, H, N, D/H).
 // Frozen-backbone features of a batch: cls float32; k, v per block (B, H, N, dh) in the dtype they
 // are held in (float16 from a float16 feature cache) — attend_with converts them per use.
+// rows (optional): k[l], v[l] are the resident store's views (R, H, N, dh) and image b of the batch is
+// row rows[b] — read in place by the attention (models/kv_attention.h), never gathered into a copy.
 struct CachedFeatures {
   torch::Tensor cls;
   std::vector<torch::Tensor> k, v;
+  torch::Tensor rows;
 };
 
 struct MethodContext {

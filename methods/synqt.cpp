@@ -240,9 +240,11 @@ struct SynQTModuleImpl : torch::nn::Module {
 TORCH_MODULE(SynQTModule);
 
 // One layer of the query path: (previous layer's pooled output, K_i, V_i) → (p_i, h_i, hh_i).
+// rows: CachedFeatures::rows (undefined: K_i, V_i hold the batch's images themselves).
 struct QueryLayers {
   virtual ~QueryLayers() = default;
-  virtual std::array<Tensor, 3> layer(int i, const Tensor& prev, const Tensor& k, const Tensor& v) = 0;
+  virtual std::array<Tensor, 3> layer(int i, const Tensor& prev, const Tensor& k, const Tensor& v,
+                                      const Tensor& rows) = 0;
 };
 
 // A query-path layer whose activations are not kept for backward (reentrant recomputation, as
@@ -253,12 +255,13 @@ struct QueryLayers {
 // draws the same dropout/drop-path masks and computes the same values, so the gradients are those
 // of the kept-activation path up to the summation order of tensors used by several layers.
 struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
-  // prev: the previous layer's output, or an empty tensor for layer 0 (inputs must be defined).
+  // prev: the previous layer's output, or an empty tensor for layer 0 (inputs must be defined);
+  // rows: the batch's resident rows, or an empty tensor.
   // anchor: a trainable tensor of the layer, so that the outputs require gradients even where no
   // other input does (layer 0); its gradient comes from the recomputation, not from here.
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const Tensor& prev,
-                                                const Tensor& k, const Tensor& v, const Tensor& anchor,
-                                                QueryLayers* self, int64_t i) {
+                                                const Tensor& k, const Tensor& v, const Tensor& rows,
+                                                const Tensor& anchor, QueryLayers* self, int64_t i) {
     (void)anchor;
     auto gen = at::globalContext().defaultGenerator(k.device());
     {
@@ -267,8 +270,8 @@ struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
     }
     ctx->saved_data["self"] = int64_t(reinterpret_cast<intptr_t>(self));
     ctx->saved_data["i"] = i;
-    ctx->save_for_backward({prev, k, v});
-    auto out = self->layer(int(i), prev.numel() ? prev : Tensor(), k, v);
+    ctx->save_for_backward({prev, k, v, rows});
+    auto out = self->layer(int(i), prev.numel() ? prev : Tensor(), k, v, rows.numel() ? rows : Tensor());
     return {out[0], out[1], out[2]};
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -287,7 +290,8 @@ struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
     std::array<Tensor, 3> out;
     {
       torch::AutoGradMode grad(true);
-      out = self->layer(int(ctx->saved_data["i"].toInt()), prev, saved[1], saved[2]);
+      out = self->layer(int(ctx->saved_data["i"].toInt()), prev, saved[1], saved[2],
+                        saved[3].numel() ? saved[3] : Tensor());
     }
     {
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -300,7 +304,7 @@ struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
         gs.push_back(grads[j]);
       }
     if (!outs.empty()) torch::autograd::backward(outs, gs);
-    return {prev.defined() ? prev.grad() : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    return {prev.defined() ? prev.grad() : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -348,8 +352,9 @@ class SynQT : public Method, QueryLayers {
 
   // Layer i of the query path: the synthesised queries read block i's K/V (query-only) and pass its
   // frozen MLP; returns the pooled p_i, h_i, hh_i (mean over the T tokens when T > 1).
-  std::array<Tensor, 3> layer(int i, const Tensor& prev, const Tensor& k, const Tensor& v) override {
-    const int64_t B = k.size(0);
+  std::array<Tensor, 3> layer(int i, const Tensor& prev, const Tensor& k, const Tensor& v,
+                              const Tensor& rows) override {
+    const int64_t B = rows.defined() ? rows.size(0) : k.size(0);
     const bool training = is_training();
     auto& blk = backbone_->block_list_[i];
     auto p = synqt->q[i].unsqueeze(0).expand({B, -1, -1});
@@ -357,7 +362,7 @@ class SynQT : public Method, QueryLayers {
     p = synqt->qsm_[i](p);
     p = torch::dropout(p, o_.dropout, training);
     const double rate = o_.kem_drop_path ? kem_rate_[i] : 0.0;
-    auto h = drop_path(blk->attend_with(blk->norm1(p), k, v), rate, training);
+    auto h = drop_path(blk->attend_with(blk->norm1(p), k, v, rows), rate, training);
     p = p + h;
     auto hh = drop_path(blk->mlp_branch(p), rate, training);
     p = p + hh;
@@ -368,7 +373,9 @@ class SynQT : public Method, QueryLayers {
   // The trainable query path given every block's K/V (live, or resident features in their stored
   // dtype). `recompute`: each layer through RecomputedLayer (only while gradients are recorded and
   // autocast is off — the recomputation runs outside the forward's autocast scope).
-  Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, bool recompute) {
+  // rows: CachedFeatures::rows (undefined for a live pass).
+  Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, bool recompute,
+                         const Tensor& rows = {}) {
     const int L = backbone_->cfg_.depth;
     recompute = recompute && torch::GradMode::is_enabled() &&
                 !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::AutocastCPU) &&
@@ -379,10 +386,11 @@ class SynQT : public Method, QueryLayers {
       std::array<Tensor, 3> out;
       if (recompute) {
         auto r = RecomputedLayer::apply(prev.defined() ? prev : torch::empty({0}, k[i].device()), k[i], v[i],
+                                        rows.defined() ? rows : torch::empty({0}, torch::kInt64),
                                         synqt->q, static_cast<QueryLayers*>(this), int64_t(i));
         out = {r[0], r[1], r[2]};
       } else {
-        out = layer(i, prev, k[i], v[i]);
+        out = layer(i, prev, k[i], v[i], rows);
       }
       z.push_back(out[0]);
       hs.push_back(out[1]);
@@ -397,7 +405,7 @@ class SynQT : public Method, QueryLayers {
   }
 
   Tensor forward_cached(const CachedFeatures& f) override {
-    return forward_from_kv(f.k, f.v, o_.query_recompute == "on");
+    return forward_from_kv(f.k, f.v, o_.query_recompute == "on", f.rows);
   }
   Tensor forward(const Tensor& images) override {
     std::vector<Tensor> k, v;

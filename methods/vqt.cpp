@@ -71,20 +71,22 @@ class Vqt : public Method {
     return m;
   }
   // Logits from the frozen backbone's per-block K/V and final-norm cls token (live or cached).
-  Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, const Tensor& cls) {
+  // rows: CachedFeatures::rows (undefined for a live pass).
+  Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, const Tensor& cls,
+                         const Tensor& rows = {}) {
     const int64_t B = cls.size(0);
     std::vector<Tensor> feats{torch::nn::functional::normalize(cls, torch::nn::functional::NormalizeFuncOptions().dim(-1))};
     for (int l = 0; l < backbone_->cfg_.depth; ++l) {
       auto& blk = backbone_->block_list_[l];
       auto p = torch::dropout(q[l].unsqueeze(0).expand({B, -1, -1}), o_.query_dropout, is_training());
-      p = p + blk->attend_with(blk->norm1(p), k[l], v[l]);
+      p = p + blk->attend_with(blk->norm1(p), k[l], v[l], rows);
       p = p + blk->mlp_branch(p);
       feats.push_back(torch::nn::functional::normalize(p.reshape({B, -1}),
                                                        torch::nn::functional::NormalizeFuncOptions().dim(-1)));
     }
     return head(torch::cat(feats, 1));
   }
-  Tensor forward_cached(const CachedFeatures& f) override { return forward_from_kv(f.k, f.v, f.cls); }
+  Tensor forward_cached(const CachedFeatures& f) override { return forward_from_kv(f.k, f.v, f.cls, f.rows); }
   Tensor forward(const Tensor& images) override {
     auto f = methods::frozen_pass(backbone_, images, o_.backbone_micro_batch, true, true);
     return forward_from_kv(f.k, f.v, f.cls);

@@ -22,8 +22,12 @@ namespace petl {
 // K/V of another dtype are converted a few images at a time (about 4 MiB of float32 K/V per chunk,
 // which stay in the processor's cache for the matmul; `chunk` > 0 sets the images per chunk).
 // q: (B, H, T, dh); k, v: (B, H, N, dh). Returns (B, H, T, dh).
+// rows (optional, int64 (B) on the CPU): k and v are a resident store (R, H, N, dh) and image b of the
+// batch is its row rows[b]. The kernel reads those rows in place (the batch's K/V are never copied,
+// and backward keeps only the index); elsewhere the rows are gathered first, as a copy. Same values
+// as attending over k.index_select(0, rows) (bit-identical with the kernel).
 torch::Tensor frozen_kv_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                                  int64_t chunk = 0);
+                                  int64_t chunk = 0, const torch::Tensor& rows = {});
 
 // Whether training on the CPU uses the kernel (default) or the ATen operations (benchmarks, tests).
 void kv_attention_use_kernel(bool on);

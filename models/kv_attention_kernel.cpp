@@ -197,7 +197,7 @@ const Ops& ops() {
 }
 
 HeadRows head_rows(const Rows& r, int64_t b, int64_t h) {
-  const int64_t off = b * r.sb + h * r.sh;
+  const int64_t off = (r.index ? r.index[b] : b) * r.sb + h * r.sh;
   return {r.half ? static_cast<const void*>(static_cast<const uint16_t*>(r.data) + off)
                  : static_cast<const void*>(static_cast<const float*>(r.data) + off),
           r.half, r.sn};

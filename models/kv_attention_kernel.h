@@ -14,11 +14,14 @@
 
 namespace petl::kv_kernel {
 
-// K or V of one layer: element (b, h, n, d) at data + b·sb + h·sh + n·sn + d (d contiguous).
+// K or V of one layer: element (b, h, n, d) at data + r·sb + h·sh + n·sn + d (d contiguous), where
+// r = index[b] when an index is given (image b of the batch is row index[b] of a resident store:
+// read in place, never gathered into a copy), else r = b.
 struct Rows {
   const void* data = nullptr;
   bool half = false;  // float16 (IEEE binary16) elements, else float32
   int64_t sb = 0, sh = 0, sn = 0;
+  const int64_t* index = nullptr;
 };
 
 struct Shape {

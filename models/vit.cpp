@@ -115,14 +115,14 @@ std::pair<torch::Tensor, torch::Tensor> BlockImpl::keys_values(const torch::Tens
   return {qkv[1], qkv[2]};
 }
 
-torch::Tensor BlockImpl::attend_with(const torch::Tensor& p_normed, const torch::Tensor& k,
-                                     const torch::Tensor& v) {
+torch::Tensor BlockImpl::attend_with(const torch::Tensor& p_normed, const torch::Tensor& k, const torch::Tensor& v,
+                                     const torch::Tensor& rows) {
   const int64_t B = p_normed.size(0), T = p_normed.size(1), D = p_normed.size(2), H = attn->heads_;
   // Only the q part of qkv is needed for the query tokens: weight rows [0, D).
   auto w = attn->qkv->weight.narrow(0, 0, D);
   auto b = attn->qkv->bias.narrow(0, 0, D);
   auto q = torch::nn::functional::linear(p_normed, w, b).reshape({B, T, H, D / H}).permute({0, 2, 1, 3});
-  auto o = frozen_kv_attention(q, k, v, attn->scale_).transpose(1, 2).reshape({B, T, D});
+  auto o = frozen_kv_attention(q, k, v, attn->scale_, 0, rows).transpose(1, 2).reshape({B, T, D});
   return attn->proj(o);
 }
 

@@ -86,8 +86,10 @@ struct BlockImpl : torch::nn::Module {
   // Query-only attention: queries from p_normed (B, T, D, already through norm1), keys/values
   // given in any floating dtype (models/kv_attention.h: float16 K/V are converted per use, never
   // kept as float32 for backward); softmax over the N keys only; returns proj(...) (B, T, D)
-  // without drop path.
-  torch::Tensor attend_with(const torch::Tensor& p_normed, const torch::Tensor& k, const torch::Tensor& v);
+  // without drop path. `rows` (optional): k, v are a resident store and image b is its row rows[b]
+  // (frozen_kv_attention).
+  torch::Tensor attend_with(const torch::Tensor& p_normed, const torch::Tensor& k, const torch::Tensor& v,
+                            const torch::Tensor& rows = {});
   // mlp(norm2(p)) without drop path.
   torch::Tensor mlp_branch(const torch::Tensor& p);
   // The block's stochastic depth (identity in eval mode or with rate 0). Each call draws anew.

@@ -168,3 +168,43 @@ TEST(KvAttention, WithoutGradientsTheSameValues) {
   EXPECT_TRUE(torch::equal(frozen_kv_attention(q, kh, v, 0.5), plain(kh.to(torch::kFloat))));
   kv_attention_use_kernel(true);
 }
+
+// A batch read in place from a resident store (rows: image b is store row rows[b], repeats allowed,
+// the store a layer of a feature cache's (R, L, 2, H, N, dh) block) gives bit for bit the values and
+// q's gradient of the same rows gathered into a copy — with the kernel, without gradients, and with
+// the kernel off (where the rows are gathered first); forward keeps no copy of the batch's K/V.
+TEST(KvAttention, ResidentRowsInPlaceEqualTheGatheredBatch) {
+  MemoryMeter::install();
+  torch::manual_seed(6);
+  const int64_t R = 9, L = 2, H = 3, T = 2, N = 41, dh = 20;
+  auto store = torch::randn({R, L, 2, H, N, dh}).to(torch::kHalf);
+  auto k = store.select(1, 1).select(1, 0), v = store.select(1, 1).select(1, 1);  // (R, H, N, dh) views
+  auto rows = torch::tensor({7, 2, 2, 5, 0}, torch::kInt64);
+  const int64_t B = rows.size(0);
+  auto q0 = torch::randn({B, H, T, dh});
+  auto go = torch::randn({B, H, T, dh});
+  auto kg = k.index_select(0, rows), vg = v.index_select(0, rows);
+  auto pass = [&](bool in_place) {
+    auto q = q0.clone().requires_grad_(true);
+    const int64_t base = MemoryMeter::live_bytes();
+    auto o = in_place ? frozen_kv_attention(q, k, v, 0.3, 0, rows) : frozen_kv_attention(q, kg, vg, 0.3);
+    const int64_t kept = MemoryMeter::live_bytes() - base;
+    o.backward(go);
+    return std::make_tuple(o.detach(), q.grad(), kept);
+  };
+  for (bool kernel : {true, false}) {
+    kv_attention_use_kernel(kernel);
+    auto [o1, g1, kept1] = pass(true);
+    auto [o2, g2, kept2] = pass(false);
+    EXPECT_TRUE(torch::equal(o1, o2)) << "kernel " << kernel;
+    EXPECT_TRUE(torch::equal(g1, g2)) << "kernel " << kernel;
+    if (kernel) EXPECT_EQ(kept1, (B * H * T * dh + B * H * T * N) * 4);  // output + probabilities only
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::equal(frozen_kv_attention(q0, k, v, 0.3, 0, rows), o2)) << "kernel " << kernel;
+  }
+  kv_attention_use_kernel(true);
+  auto bad = torch::tensor({0, 9}, torch::kInt64);
+  torch::NoGradGuard ng;
+  EXPECT_THROW(frozen_kv_attention(q0.narrow(0, 0, 2), k, v, 0.3, 0, bad), c10::Error);
+  EXPECT_THROW(frozen_kv_attention(q0, k, v, 0.3, 0, bad), c10::Error);  // one row per image
+}

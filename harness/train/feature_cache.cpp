@@ -226,14 +226,26 @@ CachedSplit::CachedSplit(const std::string& path, const io::AttributeMap& expect
 CachedSplit::CachedSplit(torch::Tensor cls, torch::Tensor kv, torch::Tensor labels)
     : cls_(std::move(cls)), kv_(std::move(kv)), labels_(std::move(labels)) {}
 
-CachedFeatures CachedSplit::batch(const torch::Tensor& index, torch::Device device) const {
-  // Layer by layer, gathered straight from the resident rows in their stored dtype: the query path
-  // converts each block's K/V when it uses them (models/kv_attention.h), so the batch never holds a
-  // float32 copy of its K/V (at ViT-B/16, batch 64: 886 MiB) and backward keeps only these rows.
+CachedFeatures CachedSplit::batch(const torch::Tensor& index, torch::Device device, bool in_place) const {
+  // K/V in their stored dtype: the query path converts each block's K/V when it uses them
+  // (models/kv_attention.h), so the batch never holds a float32 copy of its K/V (at ViT-B/16, batch
+  // 64: 886 MiB). In host memory they are not even gathered (a float16 copy, 443 MiB, and a
+  // memory-bound tenth of a resident SynQT step at T = 1): views of the store plus the index.
   CachedFeatures f;
   // The rows may live in host or device memory; the index goes where they are.
   if (cls_.defined()) f.cls = cls_.index_select(0, index.to(cls_.device())).to(device, torch::kFloat32);
-  if (kv_.defined()) {
+  if (kv_.defined() && in_place && kv_.device().is_cpu() && device.is_cpu()) {
+    f.rows = index.to(torch::kInt64).contiguous();
+    PETL_CHECK(f.rows.dim() == 1, "CachedSplit::batch: expected a 1-d row index, got shape ", f.rows.sizes());
+    if (f.rows.numel())
+      PETL_CHECK(f.rows.min().item<int64_t>() >= 0 && f.rows.max().item<int64_t>() < kv_.size(0),
+                 "CachedSplit::batch: row index out of range [0, ", kv_.size(0), ")");
+    for (int64_t l = 0; l < kv_.size(1); ++l) {
+      auto layer = kv_.select(1, l);  // (R, 2, H, T, dh): views, no copy
+      f.k.push_back(layer.select(1, 0));
+      f.v.push_back(layer.select(1, 1));
+    }
+  } else if (kv_.defined()) {
     const auto idx = index.to(kv_.device());
     for (int64_t l = 0; l < kv_.size(1); ++l) {
       auto layer = kv_.select(1, l);  // (N, 2, H, T, dh)

@@ -67,7 +67,10 @@ class CachedSplit {
   CachedSplit(torch::Tensor cls, torch::Tensor kv, torch::Tensor labels);
   int64_t size() const { return labels_.size(0); }
   const torch::Tensor& labels() const { return labels_; }
-  CachedFeatures batch(const torch::Tensor& index, torch::Device device) const;
+  // The batch of rows `index`. K/V held in host memory and wanted there are not copied: the
+  // features carry views of the whole store and the index (CachedFeatures::rows), which the
+  // attention reads in place; `in_place` false (or another device) gathers the rows into a copy.
+  CachedFeatures batch(const torch::Tensor& index, torch::Device device, bool in_place = true) const;
   const io::AttributeMap& attributes() const { return attrs_; }
 
  private:
