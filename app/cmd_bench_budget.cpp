@@ -145,8 +145,8 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
     const BudgetChoice c = under_budget(model, b);
     json cell = {{"budget_mib", MemoryMeter::mib(b)}, {"fits", c.fits}};
     if (!c.fits) {
-      cell["minimum_peak_mib"] = MemoryMeter::mib(c.predicted(1));
-      line += str_cat(" does not fit (min ", mib0(c.predicted(1)), " MiB) |");
+      cell["minimum_peak_mib"] = MemoryMeter::mib(c.predicted(c.min_micro_batch));
+      line += str_cat(" does not fit (min ", mib0(c.predicted(c.min_micro_batch)), " MiB) |");
       row["budgets"].push_back(cell);
       continue;
     }

@@ -62,6 +62,11 @@ class AdaptFormer : public methods::HookedMethod {
   torch::Tensor forward(const torch::Tensor& images) override {
     return bn_head_->forward(backbone_->forward_cls(images, this));
   }
+  BackboneNeeds needs() const override {
+    BackboneNeeds n = HookedMethod::needs();
+    n.min_chunk = 2;  // the BatchNorm head
+    return n;
+  }
   std::vector<std::pair<std::string, torch::Tensor>> trained_buffers() override {
     return {{"head.0.running_mean", bn_->running_mean}, {"head.0.running_var", bn_->running_var}};
   }

@@ -26,6 +26,9 @@ struct BackboneNeeds {
   bool block_tokens = false;           // every block's output tokens (LST's side network)
   bool backbone_stochastic = false;    // backbone path random in training (stochastic depth on)
   std::string memory_class = "light";  // light | partial | heavy (docs/spec/baselines.md)
+  // The fewest images a training forward accepts in one chunk of a micro-batched step: 2 for a
+  // BatchNorm head (training statistics need two values per channel), else 1.
+  int64_t min_chunk = 1;
   // Cacheable: nothing flows back through the backbone and its path is deterministic. Whether a
   // cache holds what the method reads is the feature cache's decision (cache_taps_for).
   bool cacheable() const { return !grad_through_backbone && !backbone_stochastic; }

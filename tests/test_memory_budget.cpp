@@ -133,3 +133,34 @@ TEST(Architectures, VitHuge14HasTimmsParameterCount) {
   VisionTransformer vit(cfg);
   EXPECT_EQ(vit->num_parameters(), 630764800);  // timm vit_huge_patch14_224_in21k, num_classes=0
 }
+
+// AdaptFormer's BatchNorm head cannot train on one image: its chunks hold two or more. The model
+// probes 2 and 3 images, a budget below two images' peak does not fit (its minimum said at two), a
+// budget that allows only two trains in chunks of 2 and 3 (never a last chunk of 1), and a batch
+// whose last chunk would hold one image trains too.
+TEST(MemoryBudget, BatchNormHeadNeedsTwoImagesPerChunk) {
+  MemoryMeter::install();
+  Case c = make_case("adaptformer", torch::kFloat32);
+  auto train = images(16, torch::kFloat32);
+  c.recipe.batch_size = 16;
+  DataParallel dp(1, torch::kCPU);
+  Trainer t(*c.method, c.recipe, dp, torch::kCPU, -1, "adaptformer", false);
+  EXPECT_EQ(t.min_chunk(), 2);
+  const BudgetChoice whole = fit_memory_model(t, train, 16, int64_t(1) << 40);
+  const int64_t two = whole.predicted(2), three = whole.predicted(3);
+  BudgetChoice tight = choose_micro_batch(t, train, 16, (two + three) / 2);
+  ASSERT_TRUE(tight.fits);
+  EXPECT_EQ(tight.min_micro_batch, 2);
+  EXPECT_EQ(tight.micro_batch, 2);
+  ASSERT_GE(tight.probes.size(), 2u);
+  EXPECT_EQ(tight.probes[0].first, 2);
+  EXPECT_EQ(tight.probes[1].first, 3);
+  BudgetChoice none = choose_micro_batch(t, train, 16, two / 2);
+  EXPECT_FALSE(none.fits);
+  EXPECT_EQ(none.micro_batch, 2);
+  EXPECT_EQ(none.to_json()["minimum_peak_mib"].get<double>(), MemoryMeter::mib(none.predicted(2)));
+  for (int64_t m : {2, 3, 5}) {  // 16 = 2·8; 3·4 + 2 + 2 (not 3·5 + 1); 5·2 + 4 + 2 (not 5·3 + 1)
+    t.set_micro_batch(m);
+    EXPECT_TRUE(std::isfinite(t.train_one_epoch(train, 0).mean_loss)) << m;
+  }
+}

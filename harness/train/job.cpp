@@ -251,9 +251,9 @@ int train_and_evaluate(const ResolvedJob& job, Method& method, VisionTransformer
     const BudgetChoice bc = choose_micro_batch(trainer, *src.train, per_rank, job.spec.memory_budget);
     budget = bc.to_json();
     if (!bc.fits) {  // a result, not a failure: the record says so and names the minimum peak
-      std::fprintf(stderr, "[petl] %s: does not fit the memory budget of %s: even one image per micro-batch is "
-                   "predicted to peak at %s\n", label.c_str(), format_bytes(double(bc.budget)).c_str(),
-                   format_bytes(double(bc.predicted(1))).c_str());
+      std::fprintf(stderr, "[petl] %s: does not fit the memory budget of %s: even %lld image(s) per micro-batch "
+                   "are predicted to peak at %s\n", label.c_str(), format_bytes(double(bc.budget)).c_str(),
+                   (long long)bc.min_micro_batch, format_bytes(double(bc.predicted(bc.min_micro_batch))).c_str());
       r.status = "does_not_fit";
       r.extra["memory_budget"] = budget;
       return dp.rank();

@@ -18,7 +18,8 @@ nlohmann::json BudgetChoice::to_json() const {
                                  {"per_image_mib", MemoryMeter::mib(int64_t(b))},
                                  {"optimizer_state_mib", MemoryMeter::mib(optimizer_state)}}},
                       {"probes", p}};
-  j[fits ? "predicted_peak_mib" : "minimum_peak_mib"] = MemoryMeter::mib(predicted(fits ? micro_batch : 1));
+  j[fits ? "predicted_peak_mib" : "minimum_peak_mib"] = MemoryMeter::mib(predicted(fits ? micro_batch : min_micro_batch));
+  if (min_micro_batch > 1) j["min_micro_batch"] = min_micro_batch;
   return j;
 }
 
@@ -39,23 +40,25 @@ void fit_last_two(BudgetChoice& c) {
 BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap) {
   BudgetChoice c;
   c.batch = c.micro_batch = batch = std::max<int64_t>(1, std::min(batch, train.size()));
+  const int64_t lo = c.min_micro_batch = std::min(batch, trainer.min_chunk());
   if (trainer.optimizer().state().empty())
     for (auto& [name, t] : trainer.trainable()) c.optimizer_state += 2 * int64_t(t.nbytes());
   // Probes at half and the whole of a chunk m: exact at m and in between where the peak is linear
   // in the chunk (activations kept for backward); below half it errs on the safe side for methods
   // whose transients stop growing with the chunk (SynQT's chunked backbone pass). Without a cap m
-  // is the batch. With one, a first line through 1 and 2 images (the least a job can need) says
+  // is the batch. With one, a first line through 1 and 2 images (the least a job can need; 2 and 3
+  // for a method whose chunks need two images, BackboneNeeds::min_chunk) says
   // which chunk fits under the cap, and the probes are taken at the largest such m: a probe never
   // needs (much) more than the cap, and the model is exact where the chosen micro-batch lies.
   int64_t m = batch;
-  if (cap > 0 && batch > 2) {
-    c.probes.emplace_back(1, trainer.probe_peak(train, 1));
-    c.probes.emplace_back(2, trainer.probe_peak(train, 2));
+  if (cap > 0 && batch > lo + 1) {
+    c.probes.emplace_back(lo, trainer.probe_peak(train, lo));
+    c.probes.emplace_back(lo + 1, trainer.probe_peak(train, lo + 1));
     fit_last_two(c);
     m = c.b > 0 ? std::min<int64_t>(batch, int64_t(std::floor((double(cap - c.optimizer_state) - c.a) / c.b))) : batch;
-    if (m <= 2) return c;  // 1 and 2 images are all a cap this small lets the model see
+    if (m <= lo + 1) return c;  // the smallest chunks are all a cap this small lets the model see
   }
-  const int64_t m1 = std::max<int64_t>(1, m / 2);
+  const int64_t m1 = std::max<int64_t>(lo, m / 2);
   c.probes.emplace_back(m1, trainer.probe_peak(train, m1));
   if (m > m1) c.probes.emplace_back(m, trainer.probe_peak(train, m));
   fit_last_two(c);
@@ -64,16 +67,17 @@ BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int6
 
 BudgetChoice under_budget(BudgetChoice c, int64_t budget) {
   c.budget = budget;
-  if (c.predicted(1) > budget) {
+  const int64_t lo = c.min_micro_batch;
+  if (c.predicted(lo) > budget) {
     c.fits = false;
-    c.micro_batch = 1;
+    c.micro_batch = lo;
     return c;
   }
   c.fits = true;
   c.micro_batch =
       c.b > 0 ? std::min<int64_t>(c.batch, int64_t(std::floor((double(budget - c.optimizer_state) - c.a) / c.b)))
               : c.batch;
-  c.micro_batch = std::max<int64_t>(1, c.micro_batch);
+  c.micro_batch = std::max<int64_t>(lo, c.micro_batch);
   return c;
 }
 

@@ -23,6 +23,7 @@ Trainer::Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::
       trainable_(method.trainable_parameters()), peak_(cuda_index), cuda_index_(cuda_index) {
   for (auto& [k, t] : trainable_) trainable_tensors_.push_back(t);
   opt_ = make_optimizer(trainable_, recipe_);
+  min_chunk_ = std::max<int64_t>(1, method.needs().min_chunk);
 }
 
 int64_t Trainer::iterations(int64_t n) const {
@@ -80,8 +81,8 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
       first_step_peak_ = step_peak;
       if (budget_ > 0 && step_peak > budget_) {
         const int64_t m = micro_batch_ > 0 ? micro_batch_ : idx.size(0);
-        if (m > 1) {
-          micro_batch_ = m / 2;
+        if (m > min_chunk_) {
+          micro_batch_ = std::max(min_chunk_, m / 2);
           first_step_peak_ = -1;  // check the next step too
         }
         std::fprintf(stderr, "[petl] %s: the step peaked at %.1f MiB, above the %.1f MiB budget: micro-batch %lld -> %lld\n",
@@ -107,8 +108,11 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
 double Trainer::forward_backward(const FeatureSource& train, const torch::Tensor& idx, int64_t global) {
   const int64_t n = idx.size(0), m = micro_batch_ > 0 ? micro_batch_ : std::max<int64_t>(n, 1);
   double l = 0;
-  for (int64_t s = 0; s < n; s += m) {
-    auto part = idx.narrow(0, s, std::min(m, n - s));
+  for (int64_t s = 0, len = 0; s < n; s += len) {
+    len = std::min(m, n - s);
+    if (const int64_t rest = n - s - len; rest > 0 && rest < min_chunk_)  // the last chunk would be too small
+      len = len - (min_chunk_ - rest) >= min_chunk_ ? len - (min_chunk_ - rest) : len + rest;
+    auto part = idx.narrow(0, s, len);
     auto y = train.labels().index_select(0, part).to(device_);
     torch::Tensor loss;
     {  // forward and loss under the job's precision; backward outside it

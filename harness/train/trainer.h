@@ -85,11 +85,14 @@ class Trainer {
   // Micro-batches: each rank's share of a global batch runs forward and backward in chunks of at
   // most `m` images whose gradients add up before the one optimizer step — the same step up to
   // float summation order (BatchNorm statistics and dropout masks are per chunk). 0: whole batch.
+  // A last chunk below the method's min_chunk (BackboneNeeds) is avoided: the chunk before it gives
+  // it images, or takes it along where it has none to spare (one chunk then has m + 1 images).
   void set_micro_batch(int64_t m) { micro_batch_ = m; }
   // After the first step: when its peak exceeds `bytes`, the micro-batch is halved (once per step
-  // that exceeds it, down to 1) and a line says so.
+  // that exceeds it, down to the method's min_chunk) and a line says so.
   void set_memory_budget(int64_t bytes) { budget_ = bytes; }
   int64_t micro_batch() const { return micro_batch_; }
+  int64_t min_chunk() const { return min_chunk_; }
   // The peak bytes (counted as the record's peak_train: the model's tensors plus what the work
   // allocates) of one forward and backward over the first `m` training rows in chunks of `m`
   // (no optimizer step). Gradients, trained buffers and the random generators are left as they
@@ -135,7 +138,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> opt_;
   TrainingPeak peak_;
   bool started_ = false;
-  int64_t micro_batch_ = 0, first_step_peak_ = -1, budget_ = 0;
+  int64_t micro_batch_ = 0, first_step_peak_ = -1, budget_ = 0, min_chunk_ = 1;
   int cuda_index_ = -1;
   // Forward + backward of rows `idx` (this rank's part of a global batch of `global` images) in
   // micro-batches; returns the summed loss.
