@@ -164,3 +164,24 @@ TEST(MemoryBudget, BatchNormHeadNeedsTwoImagesPerChunk) {
     EXPECT_TRUE(std::isfinite(t.train_one_epoch(train, 0).mean_loss)) << m;
   }
 }
+
+// The chunk the first probes' line allows under a cap: by the slope where the peak grows; where two
+// probes showed no growth, the batch only if the fixed bytes fit, else the smallest chunk — never a
+// probe of the whole batch on a line that says nothing about it.
+TEST(MemoryBudget, LargestChunkUnderTheCap) {
+  BudgetChoice c;
+  c.batch = 64;
+  c.min_micro_batch = 1;
+  c.optimizer_state = 100;
+  c.a = 1000;
+  c.b = 50;
+  EXPECT_EQ(largest_chunk_under(c, 1100 + 50 * 10), 10);
+  EXPECT_EQ(largest_chunk_under(c, 1100 + 50 * 10 + 49), 10);
+  EXPECT_EQ(largest_chunk_under(c, 1 << 30), 64);
+  EXPECT_LT(largest_chunk_under(c, 500), 1);
+  c.b = 0;
+  EXPECT_EQ(largest_chunk_under(c, 1100), 64);
+  EXPECT_EQ(largest_chunk_under(c, 1099), 1);
+  c.min_micro_batch = 2;
+  EXPECT_EQ(largest_chunk_under(c, 1099), 2);
+}

@@ -37,6 +37,14 @@ void fit_last_two(BudgetChoice& c) {
 
 }  // namespace
 
+int64_t largest_chunk_under(const BudgetChoice& c, int64_t cap) {
+  if (c.b > 0) return std::min<int64_t>(c.batch, int64_t(std::floor((double(cap - c.optimizer_state) - c.a) / c.b)));
+  // No growth seen between the probes (their peak set by fixed bytes): the batch only where those fit
+  // — a flat line says nothing about bigger chunks' activations (full fine-tuning of ViT-H/14 probed
+  // flat at 1 and 2 images, and its probe at 32 then needed more than the host's 24 GiB).
+  return double(c.optimizer_state) + c.a <= double(cap) ? c.batch : c.min_micro_batch;
+}
+
 BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap) {
   BudgetChoice c;
   c.batch = c.micro_batch = batch = std::max<int64_t>(1, std::min(batch, train.size()));
@@ -55,7 +63,7 @@ BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int6
     c.probes.emplace_back(lo, trainer.probe_peak(train, lo));
     c.probes.emplace_back(lo + 1, trainer.probe_peak(train, lo + 1));
     fit_last_two(c);
-    m = c.b > 0 ? std::min<int64_t>(batch, int64_t(std::floor((double(cap - c.optimizer_state) - c.a) / c.b))) : batch;
+    m = largest_chunk_under(c, cap);
     if (m <= lo + 1) return c;  // the smallest chunks are all a cap this small lets the model see
   }
   const int64_t m1 = std::max<int64_t>(lo, m / 2);

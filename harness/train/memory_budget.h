@@ -35,6 +35,9 @@ struct BudgetChoice {
 // budget of a job; the host memory in `petl bench --budget`), so a big backbone is measured where
 // it can run.
 BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap = 0);
+// The largest chunk (≤ c.batch) the model's line predicts at or under `cap` bytes; a line without
+// growth gives the batch where its fixed bytes fit, else c.min_micro_batch. May be below 1.
+int64_t largest_chunk_under(const BudgetChoice& c, int64_t cap);
 // The model's choice under `budget`: the largest micro-batch predicted to fit, or fits = false.
 BudgetChoice under_budget(BudgetChoice model, int64_t budget);
 // Both: probes, fits and chooses. `batch`: this rank's images per step.
