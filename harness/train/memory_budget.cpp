@@ -82,10 +82,7 @@ BudgetChoice under_budget(BudgetChoice c, int64_t budget) {
     return c;
   }
   c.fits = true;
-  c.micro_batch =
-      c.b > 0 ? std::min<int64_t>(c.batch, int64_t(std::floor((double(budget - c.optimizer_state) - c.a) / c.b)))
-              : c.batch;
-  c.micro_batch = std::max<int64_t>(lo, c.micro_batch);
+  c.micro_batch = std::max<int64_t>(lo, largest_chunk_under(c, budget));  // flat and fitting: the batch
   return c;
 }
 
