@@ -1,9 +1,12 @@
 #include "app/bench_steps.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <cstdlib>
 #include <memory>
+
+#include <sys/resource.h>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -11,6 +14,13 @@
 #include "harness/train/precision.h"
 
 namespace petl::cli {
+namespace {
+int64_t minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return int64_t(u.ru_minflt);
+}
+}  // namespace
 
 BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
                              const std::function<torch::Tensor()>& logits, torch::Device device, int cuda_index) {
@@ -21,6 +31,7 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
   TrainingPeak peak(cuda_index);
   peak.begin();
   double secs = 0;
+  int64_t faults = 0;
   for (int s = 0; s < steps + 1; ++s) {
     // PETL_PROFILE=FILE: the last timed step under LibTorch's profiler, written as a Chrome trace
     // (each measured run rewrites FILE: the last one remains). For profiling; timings then suffer.
@@ -28,6 +39,7 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     if (const char* trace = std::getenv("PETL_PROFILE"); trace && s == steps)
       prof = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
     auto t0 = std::chrono::steady_clock::now();
+    const int64_t f0 = minor_faults();
     opt->zero_grad();
     torch::Tensor loss;
     {
@@ -37,10 +49,13 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     loss.backward();
     opt->step();
     if (device.is_cuda()) torch::cuda::synchronize(cuda_index);
-    if (s > 0) secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > 0) {
+      secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      faults += minor_faults() - f0;
+    }
   }
   peak.end();
-  return {double(bs) * steps / secs, memory_breakdown(method, trainable, *opt, peak)};
+  return {double(bs) * steps / secs, double(faults) / std::max(1, steps), memory_breakdown(method, trainable, *opt, peak)};
 }
 
 }  // namespace petl::cli

@@ -13,6 +13,7 @@ namespace petl::cli {
 
 struct BenchSteps {
   double images_per_s = 0;
+  double page_faults_per_step = 0;  // minor page faults of the process per timed step (fresh memory)
   MemoryBreakdown mem;
 };
 

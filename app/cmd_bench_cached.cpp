@@ -142,6 +142,8 @@ int cmd_bench_cached(const Args& args) {
       ("snapshots", po::value(&snapshots)->default_value(snapshots), "snapshots evaluated in one pass vs one pass each (SynQT, the middle T)")
       ("micro-batch", po::value(&micro)->default_value(micro), "SynQT backbone_micro_batch for the live runs (-1: its default)")
       ("synqt-only", "measure SynQT only (no linear / vqt cases)")
+      ("compare-block-cache", "also time the resident steps with the memory meter's freed-block cache starting at 1 MiB "
+       "(as before) vs its default 128 KiB, alternating twice in one process: img/s and page faults per step")
       ("resident-only", "skip the live runs (profiling the resident path; live figures are then 0)")
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA builds: the resident features are then held in GPU memory)")
@@ -207,7 +209,29 @@ int cmd_bench_cached(const Args& args) {
         return m2->forward_cached(features);
       }, dev, job.cuda_index);
     };
+    json row_extra = json::object();
     const BenchSteps gathered = resident_steps(false), cached = resident_steps(true);
+    if (vm.count("compare-block-cache")) {
+      // The freed-block cache from 1 MiB vs from its default, A B A B in this process (timings drift).
+      const int64_t dflt = MemoryMeter::cache_min();
+      double img_s[2] = {0, 0}, faults[2] = {0, 0};
+      for (int round = 0; round < 4; ++round) {
+        const int which = round % 2;
+        MemoryMeter::release_cache();
+        MemoryMeter::set_cache_min(which == 0 ? int64_t(1) << 20 : dflt);
+        const BenchSteps b = resident_steps(true);
+        img_s[which] += b.images_per_s / 2;
+        faults[which] += b.page_faults_per_step / 2;
+      }
+      MemoryMeter::set_cache_min(dflt);
+      row_extra["block_cache_1mib_images_per_s"] = img_s[0];
+      row_extra["block_cache_default_images_per_s"] = img_s[1];
+      row_extra["block_cache_1mib_page_faults_per_step"] = faults[0];
+      row_extra["block_cache_default_page_faults_per_step"] = faults[1];
+      std::fprintf(stderr, "[bench] %s resident, freed-block cache from 1 MiB: %.2f img/s, %.0f page faults per step; "
+                   "from %lld KiB: %.2f img/s (%.2f×), %.0f page faults per step\n", c.label.c_str(), img_s[0], faults[0],
+                   (long long)(dflt >> 10), img_s[1], img_s[1] / img_s[0], faults[1]);
+    }
     const double step_s = double(bs) / cached.images_per_s;
     const int64_t N = cfg.num_tokens(), L = cfg.depth, D = cfg.embed_dim;
     const double kv_floor = double(2 * L * bs * N * D * 4);
@@ -223,6 +247,8 @@ int cmd_bench_cached(const Args& args) {
                 {"live_peak_vs_floor", double(live.mem.peak_train) / floor},
                 {"resident_gathered_images_per_s", gathered.images_per_s},
                 {"resident_gathered_peak_mib", MemoryMeter::mib(gathered.mem.peak_train)},
+                {"live_page_faults_per_step", live.page_faults_per_step},
+                {"resident_page_faults_per_step", cached.page_faults_per_step},
                 {"resident_gather_share", gather_s / std::max(1, steps) / (double(bs) / gathered.images_per_s)}};
     if (c.method == "synqt" && !vm.count("resident-only")) {
       const int64_t T = std::stoll(c.sets.back().substr(std::string("token_nums=").size()));
@@ -238,9 +264,10 @@ int cmd_bench_cached(const Args& args) {
       row["kv_attention_aten_s"] = aten_s;
       row["kv_attention_share"] = kernel_s / step_s;
     }
-    std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB\n", c.label.c_str(),
-                 live.images_per_s, MemoryMeter::mib(live.mem.peak_train), cached.images_per_s,
-                 MemoryMeter::mib(cached.mem.peak_train));
+    std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB (page faults per step: live "
+                 "%.0f, resident %.0f)\n", c.label.c_str(), live.images_per_s, MemoryMeter::mib(live.mem.peak_train),
+                 cached.images_per_s, MemoryMeter::mib(cached.mem.peak_train), live.page_faults_per_step,
+                 cached.page_faults_per_step);
     if (c.method == "synqt" && c.label == cases[first_synqt + (cases.size() - first_synqt) / 2].label && snapshots > 1) {
       // Evaluation: `snapshots` snapshots in one pass over bs test images vs one pass each.
       SplitTensors test;
@@ -260,6 +287,7 @@ int cmd_bench_cached(const Args& args) {
       row["eval_single_pass_s"] = each;
       row["eval_one_pass_vs_single"] = one_pass / each;
     }
+    row.update(row_extra);
     rows.push_back(row);
     if (!json_out.empty()) {  // each case as soon as it is measured (a run cut short keeps them)
       std::ofstream o(json_out, rows.size() == 1 ? std::ios::trunc : std::ios::app);

@@ -129,8 +129,8 @@ TEST(MemoryMeter, MemoryClassesOrderAsSpecified) {
   EXPECT_LT(max_of("light"), 0.5 * min_of("heavy")) << "light methods should be far below heavy ones";
 }
 
-// Freed blocks of 1 MiB or more are handed out again for the same size (no fresh pages from the
-// kernel each training step); the tensor counts are unchanged by it; small blocks are not kept;
+// Freed blocks of cache_min() (128 KiB) or more are handed out again for the same size (no fresh pages
+// from the kernel each training step); the tensor counts are unchanged by it; small blocks are not kept;
 // held + kept blocks never exceed the highest live count + the slack.
 TEST(MemoryMeter, LargeFreedBlocksAreReusedAndBounded) {
   MemoryMeter::install();
@@ -155,6 +155,20 @@ TEST(MemoryMeter, LargeFreedBlocksAreReusedAndBounded) {
     auto small = torch::empty({1000}, torch::kUInt8);
   }
   EXPECT_EQ(MemoryMeter::cached_bytes(), 3 << 20);  // the small block was not kept
+  {  // just under the minimum: not kept; at the minimum (one query activation of a batch): kept, reused
+    auto below = torch::empty({MemoryMeter::cache_min() - 4096}, torch::kUInt8);
+  }
+  EXPECT_EQ(MemoryMeter::cached_bytes(), 3 << 20);
+  void* at_min = nullptr;
+  {
+    auto t = torch::empty({MemoryMeter::cache_min()}, torch::kUInt8);
+    at_min = t.data_ptr();
+  }
+  EXPECT_EQ(MemoryMeter::cached_bytes(), (3 << 20) + MemoryMeter::cache_min());
+  {
+    auto t = torch::empty({MemoryMeter::cache_min() / 4}, torch::kFloat32);
+    EXPECT_EQ(t.data_ptr(), at_min);
+  }
   // The bound: free many distinct sizes; what is kept never exceeds high + slack.
   std::vector<torch::Tensor> held;
   for (int i = 0; i < 40; ++i) held.push_back(torch::empty({(4 << 20) + i * 8192}, torch::kUInt8));

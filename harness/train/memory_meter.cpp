@@ -9,6 +9,7 @@
 #include "core/error.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -21,13 +22,17 @@ std::atomic<int64_t> g_live{0}, g_peak{0}, g_allocs{0}, g_high{0}, g_held{0}, g_
 std::atomic<bool> g_installed{false};
 
 // Freed blocks of at least kCacheMin bytes are kept, keyed by their size rounded up to a page, and
-// handed out again to the next allocation of that size: a training loop allocates the same large
-// buffers every step, and without this each of them is fresh memory from the kernel (mmap, page
-// faults, zeroing) — measured as 22 % of a SynQT step from resident features at ViT-B/16.
+// handed out again to the next allocation of that size: a training loop allocates the same buffers
+// every step, and without this each of them is fresh memory from the kernel (mmap, page faults,
+// zeroing) — measured as 22 % of a SynQT step from resident features at ViT-B/16. kCacheMin is
+// glibc's default mmap threshold (128 KiB): smaller blocks come from the heap and are reused there;
+// with a 1 MiB minimum a resident SynQT T=4 step still took 14,200 page faults (blocks of one
+// batch's query activations, 256 x 768 floats) at about 10 us each on this machine; now ~100.
 // The counts stay those of the tensors (live/peak: requested bytes). The cache is bounded so that
 // blocks held by tensors plus blocks kept never exceed the highest live count seen since install
 // plus kCacheSlack: the oldest kept blocks are released first.
-constexpr size_t kCacheMin = size_t(1) << 20, kPage = 4096;
+constexpr size_t kCacheMin = size_t(128) << 10, kPage = 4096;
+std::atomic<size_t> g_cache_min{kCacheMin};  // kCacheMin unless a benchmark compares (set_cache_min)
 constexpr int64_t kCacheSlack = int64_t(64) << 20;
 
 // Live allocations: data pointer → the wrapped allocation, its requested and its block size. The
@@ -41,15 +46,29 @@ struct Kept {
   c10::DataPtr inner;
   uint64_t when;
 };
+using KeptMap = std::multimap<size_t, Kept>;
 std::mutex g_mu;
 uint64_t g_clock = 0;  // under g_mu
 std::unordered_map<void*, Entry>& table() {
   static auto* t = new std::unordered_map<void*, Entry>();  // never destroyed: frees may run at exit
   return *t;
 }
-std::multimap<size_t, Kept>& kept() {
-  static auto* k = new std::multimap<size_t, Kept>();
+KeptMap& kept() {
+  static auto* k = new KeptMap();
   return *k;
+}
+// The kept blocks by age (Kept::when → its entry in kept()), oldest first.
+std::map<uint64_t, KeptMap::iterator>& by_age() {
+  static auto* a = new std::map<uint64_t, KeptMap::iterator>();
+  return *a;
+}
+// Under g_mu: takes the kept entry `it` out of both indexes; returns its block.
+c10::DataPtr take_kept(KeptMap::iterator it) {
+  c10::DataPtr d = std::move(it->second.inner);
+  g_cached.fetch_sub(int64_t(it->first));
+  by_age().erase(it->second.when);
+  kept().erase(it);
+  return d;
 }
 
 // Under g_mu: moves the oldest kept blocks into `out` until `need` more bytes fit the bound;
@@ -57,14 +76,7 @@ std::multimap<size_t, Kept>& kept() {
 bool evict_for(int64_t need, std::vector<c10::DataPtr>& out) {
   const int64_t bound = std::max(g_high.load(), g_held.load() + need) + kCacheSlack;
   auto fits = [&] { return g_held.load() + g_cached.load() + need <= bound; };
-  while (!kept().empty() && !fits()) {
-    auto oldest = kept().begin();
-    for (auto it = kept().begin(); it != kept().end(); ++it)
-      if (it->second.when < oldest->second.when) oldest = it;
-    g_cached.fetch_sub(int64_t(oldest->first));
-    out.push_back(std::move(oldest->second.inner));
-    kept().erase(oldest);
-  }
+  while (!by_age().empty() && !fits()) out.push_back(take_kept(by_age().begin()->second));
   return fits();
 }
 
@@ -79,11 +91,12 @@ void counting_delete(void* p) {
     g_held.fetch_sub(int64_t(it->second.block));
     const size_t block = it->second.block;
     bool keep = false;
-    if (block >= kCacheMin) {
+    if (block >= g_cache_min.load(std::memory_order_relaxed)) {
       keep = evict_for(int64_t(block), release);
     }
     if (keep) {
-      kept().emplace(block, Kept{std::move(it->second.inner), ++g_clock});
+      const uint64_t when = ++g_clock;
+      by_age().emplace(when, kept().emplace(block, Kept{std::move(it->second.inner), when}));
       g_cached.fetch_add(int64_t(block));
     } else {
       release.push_back(std::move(it->second.inner));
@@ -96,16 +109,17 @@ class CountingAllocator final : public c10::Allocator {
  public:
   explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
   c10::DataPtr allocate(size_t n) const override {
-    const size_t block = n >= kCacheMin ? (n + kPage - 1) / kPage * kPage : n;
+    const size_t min = g_cache_min.load(std::memory_order_relaxed);
+    const size_t block = n >= min ? (n + kPage - 1) / kPage * kPage : n;
     c10::DataPtr d;
     std::vector<c10::DataPtr> release;
-    if (block >= kCacheMin) {
+    if (block >= min) {
       std::lock_guard<std::mutex> lock(g_mu);
-      auto it = kept().find(block);
-      if (it != kept().end()) {
-        d = std::move(it->second.inner);
-        kept().erase(it);
-        g_cached.fetch_sub(int64_t(block));
+      // The most recently kept block of that size (equal keys keep their insertion order): its
+      // memory is the likeliest still in the CPU's caches, as a malloc's LIFO free lists give.
+      auto it = kept().upper_bound(block);
+      if (it != kept().begin() && std::prev(it)->first == block) {
+        d = take_kept(std::prev(it));
         g_reuses.fetch_add(1, std::memory_order_relaxed);
       } else {
         evict_for(int64_t(block), release);
@@ -155,11 +169,17 @@ int64_t MemoryMeter::held_bytes() { return g_held.load(); }
 int64_t MemoryMeter::high_bytes() { return g_high.load(); }
 int64_t MemoryMeter::reuses() { return g_reuses.load(); }
 int64_t MemoryMeter::cache_slack() { return kCacheSlack; }
+int64_t MemoryMeter::cache_min() { return int64_t(g_cache_min.load()); }
+void MemoryMeter::set_cache_min(int64_t bytes) {
+  PETL_CHECK(bytes >= int64_t(kPage), "MemoryMeter::set_cache_min: expected at least ", kPage, " bytes, got ", bytes);
+  g_cache_min.store(size_t(bytes));
+}
 void MemoryMeter::release_cache() {
   std::vector<c10::DataPtr> release;
   std::lock_guard<std::mutex> lock(g_mu);
   for (auto& [block, k] : kept()) release.push_back(std::move(k.inner));
   kept().clear();
+  by_age().clear();
   g_cached.store(0);
 }
 

@@ -2,7 +2,7 @@
 // CPU: a counting allocator wraps c10's CPU allocator (installed once, process-wide, with
 // priority 1); every tensor allocation records its size and its deleter subtracts it, so the
 // live and peak byte counts are exact for tensor memory (docs/spec/platform.md). BLAS/oneDNN scratch is
-// not counted (it does not go through c10). Freed blocks of 1 MiB or more are kept for the next
+// not counted (it does not go through c10). Freed blocks of cache_min() (128 KiB) or more are kept for the next
 // allocation of the same (page-rounded) size, as CUDA's caching allocator does; blocks held by
 // tensors plus blocks kept never exceed the highest live count since install + cache_slack().
 // CUDA (CUDA LibTorch builds only): the caching allocator's peak allocated / reserved.
@@ -24,10 +24,12 @@ class MemoryMeter {
   static void reset_peak();      // peak := live
   static int64_t allocations();  // number of allocations since install
   static int64_t cached_bytes();  // freed blocks kept for reuse
-  static int64_t held_bytes();    // blocks held by live tensors (sizes page-rounded from 1 MiB)
+  static int64_t held_bytes();    // blocks held by live tensors (sizes page-rounded from cache_min())
   static int64_t high_bytes();    // highest live_bytes since install (never reset)
   static int64_t reuses();        // allocations served from kept blocks
   static int64_t cache_slack();   // held + cached <= max(high, held) + this
+  static int64_t cache_min();     // freed blocks of at least this many bytes are kept (128 KiB)
+  static void set_cache_min(int64_t bytes);  // for benchmarks comparing minima (bench --cached)
   static void release_cache();    // frees every kept block
 
   static double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
