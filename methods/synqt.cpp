@@ -12,9 +12,11 @@
 //  * The no-grad backbone pass runs in chunks of `backbone_micro_batch` (4) images whose K/V are
 //    copied into whole-batch tensors: the same K/V up to BLAS round-off; with the backbone's
 //    stochastic depth on, the per-sample masks are drawn chunk by chunk (another random order).
-//  * With live K/V the query path's layers are recomputed in backward (`query_recompute`, default
-//    live): only each layer's input is kept, the recomputation replays the generator, so values
-//    are identical and gradients agree to the summation order of tensors shared across layers.
+//  * With live K/V (and from resident features where T is large enough that the kept activations
+//    would outgrow a live step's K/V) the query path's layers are recomputed in backward
+//    (`query_recompute`, default live): only each layer's input is kept, the recomputation replays
+//    the generator, so values are identical and gradients agree to the summation order of tensors
+//    shared across layers.
 //  * `backbone_drop_path=off` (setting) makes the backbone token path deterministic (cacheable
 //    features), a documented variant; the reference keeps it on. The query branches' own
 //    stochastic depth (`kem_drop_path`, reference on) is separate.
@@ -166,8 +168,9 @@ const methods::OptionTable<SynQTOptions> kOptions =
         .add("query_recompute", &SynQTOptions::query_recompute, "live",
              "live|on|off: keep only each layer's query input for backward and recompute the layer's query "
              "path there (same random draws), so training holds the K/V floor plus one layer's activations; "
-             "live: only when K/V come from the live backbone pass (from resident features the activations "
-             "fit under live's peak and recomputing would cost throughput)");
+             "live: when K/V come from the live backbone pass, and from resident features only where the kept "
+             "activations would exceed a live step's fp32 K/V (T*(27*D + H*N) > 2*N*D: T >= 14 at ViT-B/L), "
+             "elsewhere they fit under live's peak and recomputing would cost throughput");
 
 // The per-task row of config/synqt_task_configs.csv over the defaults; *source says where from.
 SynQTOptions task_config(const std::string& task, std::string* source_out) {
@@ -404,8 +407,20 @@ class SynQT : public Method, QueryLayers {
     return head(synqt->head_norm(feat));
   }
 
+  // From resident features, `query_recompute=live` still recomputes when the query path's kept
+  // activations would outgrow the fp32 K/V a live step holds: T·(27·D + H·N) > 2·N·D floats per image
+  // and layer (27·D + H·N: what one query token keeps per layer — adapters, layer norms, the frozen
+  // MLP's hidden, attention probabilities — measured at ViT-B/16 as 66.8 MiB per token at batch 64).
+  // At ViT-B/L that is T ≥ 14 (VTAB's T = 16 tasks), so training from stored features never peaks
+  // above the live run; smaller T keep their activations (recomputing would cost throughput).
+  bool resident_recompute() const {
+    if (o_.query_recompute != "live") return o_.query_recompute == "on";
+    const auto& cfg = backbone_->cfg_;
+    const int64_t T = o_.token_nums, D = cfg.embed_dim, H = cfg.num_heads, N = cfg.num_tokens();
+    return T * (27 * D + H * N) > 2 * N * D;
+  }
   Tensor forward_cached(const CachedFeatures& f) override {
-    return forward_from_kv(f.k, f.v, o_.query_recompute == "on", f.rows);
+    return forward_from_kv(f.k, f.v, resident_recompute(), f.rows);
   }
   Tensor forward(const Tensor& images) override {
     std::vector<Tensor> k, v;

@@ -12,6 +12,7 @@
 #include "datasets/suite_mini.h"
 #include "core/error.h"
 #include "harness/train/feature_cache.h"
+#include "harness/train/memory_meter.h"
 #include "core/system.h"
 #include "harness/train/job.h"
 #include "models/backbone.h"
@@ -274,4 +275,46 @@ TEST(FeatureCache, ResidentRowsInPlaceEqualTheGatheredBatch) {
     for (size_t i = 0; i < gathered.size(); ++i)
       EXPECT_TRUE(torch::equal(gathered[i], in_place[i])) << method << " " << sets.back() << " tensor " << i;
   }
+}
+
+// query_recompute=live from resident features: a SynQT step keeps its query path's activations while
+// they fit under a live step's fp32 K/V (T·(27·D + H·N) ≤ 2·N·D per image and layer) and recomputes
+// above: the same training peak, byte for byte, as query_recompute=off below the threshold and as
+// query_recompute=on above it (where recomputing holds less than keeping).
+TEST(FeatureCache, ResidentSynqtRecomputesOnlyAboveTheKvThreshold) {
+  MemoryMeter::install();
+  auto bb = make_job_backbone("", "", 0.1, false);
+  const auto& cfg = bb.model->cfg_;
+  const int64_t D = cfg.embed_dim, H = cfg.num_heads, N = cfg.num_tokens();
+  const int64_t below = 2 * N * D / (27 * D + H * N);  // the largest T that keeps its activations
+  ASSERT_GE(below, 1);
+  torch::manual_seed(5);
+  const auto images = torch::randn({4, 3, cfg.img_size, cfg.img_size});
+  auto peak_of = [&](int64_t T, const std::string& recompute) {
+    MethodContext ctx;
+    ctx.backbone = bb.model;
+    ctx.num_classes = 3;
+    ctx.task = "sprites_loc";
+    ctx.settings = Settings::parse({"backbone_drop_path=off", "token_nums=" + std::to_string(T),
+                                    "query_recompute=" + recompute});
+    auto m = build_method("synqt", ctx);
+    auto f = backbone_features(bb.model, images, cache_taps_for(m->needs()));
+    std::vector<torch::Tensor> layers;
+    for (size_t l = 0; l < f.k.size(); ++l) layers.push_back(torch::stack({f.k[l], f.v[l]}, 1));
+    const CachedSplit store(torch::Tensor(), torch::stack(layers, 1).to(torch::kHalf), torch::zeros({4}, torch::kInt64));
+    auto feats = store.batch(torch::arange(4), torch::kCPU, true);
+    torch::manual_seed(3);
+    m->train(true);
+    MemoryMeter::release_cache();
+    PeakProbe probe;
+    auto logits = m->forward_cached(feats);
+    torch::nn::functional::cross_entropy(logits, torch::tensor({0, 1, 2, 0}, torch::kInt64)).backward();
+    return probe.growth();
+  };
+  EXPECT_EQ(peak_of(below, "live"), peak_of(below, "off")) << "T = " << below << " keeps its activations";
+  EXPECT_NE(peak_of(below, "live"), peak_of(below, "on"));
+  const int64_t above = below + 2;
+  const int64_t live = peak_of(above, "live"), on = peak_of(above, "on"), off = peak_of(above, "off");
+  EXPECT_EQ(live, on) << "T = " << above << " recomputes";
+  EXPECT_LT(on, off);
 }
