@@ -14,13 +14,11 @@
 #include "harness/train/precision.h"
 
 namespace petl::cli {
-namespace {
-int64_t minor_faults() {
+int64_t minor_page_faults() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return int64_t(u.ru_minflt);
 }
-}  // namespace
 
 BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
                              const std::function<torch::Tensor()>& logits, torch::Device device, int cuda_index) {
@@ -39,7 +37,7 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     if (const char* trace = std::getenv("PETL_PROFILE"); trace && s == steps)
       prof = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
     auto t0 = std::chrono::steady_clock::now();
-    const int64_t f0 = minor_faults();
+    const int64_t f0 = minor_page_faults();
     opt->zero_grad();
     torch::Tensor loss;
     {
@@ -51,7 +49,7 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     if (device.is_cuda()) torch::cuda::synchronize(cuda_index);
     if (s > 0) {
       secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      faults += minor_faults() - f0;
+      faults += minor_page_faults() - f0;
     }
   }
   peak.end();

@@ -17,6 +17,9 @@ struct BenchSteps {
   MemoryBreakdown mem;
 };
 
+// Minor page faults of this process so far (getrusage): fresh memory the kernel handed out.
+int64_t minor_page_faults();
+
 // logits() returns the batch's logits (bs rows) on `device`; labels are random over `classes`.
 // Forward and loss run under the process precision (harness/train/precision.h); on CUDA each timed
 // step ends with a device synchronisation and memory is the caching allocator's (cuda_index ≥ 0).

@@ -125,15 +125,19 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
   const int64_t batch = model.batch;
   std::map<int64_t, Timed> timed;  // micro-batch → img/s, measured peak
   auto measure = [&](int64_t mb) -> const Timed* {
-    if (model.predicted(mb) > sh.cap) return nullptr;  // above what this host may spend: predicted only
+    if (!model.known(mb) || model.predicted(mb) > sh.cap) return nullptr;  // above what this host may spend
     if (!timed.count(mb)) timed[mb] = timed_steps(*method, recipe, data, mb, sh.steps);
     return &timed[mb];
   };
   json probes = model.to_json()["probes"];
-  json row = {{"arch", arch}, {"method", m}, {"batch_size", batch}, {"peak_mib", MemoryMeter::mib(model.predicted(batch))},
+  // A flat line probed below the batch (fixed bytes above the cap) knows nothing of bigger chunks.
+  const std::string unknown = str_cat("not known: probes flat to ", model.probed_up_to(), " images, above --measure-up-to");
+  json row = {{"arch", arch}, {"method", m}, {"batch_size", batch},
+              {"peak_mib", model.known(batch) ? json(MemoryMeter::mib(model.predicted(batch))) : json(nullptr)},
               {"model", model.to_json()["model"]}, {"probes", probes}, {"measure_up_to_mib", MemoryMeter::mib(sh.cap)},
               {"budgets", json::array()}};
-  std::string line = str_cat("| ", arch, " | ", m, " | ", fixed(MemoryMeter::mib(model.predicted(batch)), 1), " | ");
+  std::string line = str_cat("| ", arch, " | ", m, " | ",
+                             model.known(batch) ? fixed(MemoryMeter::mib(model.predicted(batch)), 1) : unknown, " | ");
   const Timed* full = sh.steps > 0 ? measure(batch) : nullptr;
   if (full) {
     row["measured_peak_mib"] = MemoryMeter::mib(full->peak);
@@ -147,6 +151,13 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
     if (!c.fits) {
       cell["minimum_peak_mib"] = MemoryMeter::mib(c.predicted(c.min_micro_batch));
       line += str_cat(" does not fit (min ", mib0(c.predicted(c.min_micro_batch)), " MiB) |");
+      row["budgets"].push_back(cell);
+      continue;
+    }
+    if (!model.known(batch) && b > sh.cap) {  // the search stopped at the cap on a flat line
+      cell["known"] = false;
+      cell["probed_up_to"] = c.probed_up_to();
+      line += str_cat(" ", unknown, " |");
       row["budgets"].push_back(cell);
       continue;
     }

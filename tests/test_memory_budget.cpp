@@ -185,3 +185,61 @@ TEST(MemoryBudget, LargestChunkUnderTheCap) {
   c.min_micro_batch = 2;
   EXPECT_EQ(largest_chunk_under(c, 1099), 2);
 }
+
+// A flat line (no growth between its probes) is known only up to its largest probe: a bench cell
+// whose budget is above the cap the probes stayed under must not read the fixed bytes as the peak of
+// the whole batch (ViT-L full fine-tuning, flat at 1 and 2 images, was printed as "full batch, 4203
+// MiB" though its activations at 64 images are several GiB).
+TEST(MemoryBudget, FlatLineIsKnownOnlyWhereProbed) {
+  BudgetChoice c;
+  c.batch = 64;
+  c.a = 4000;
+  c.probes = {{1, 4000}, {2, 4000}};
+  c.b = 0;
+  EXPECT_EQ(c.probed_up_to(), 2);
+  EXPECT_TRUE(c.known(2));
+  EXPECT_FALSE(c.known(3));
+  EXPECT_FALSE(c.known(64));
+  const BudgetChoice big = under_budget(c, 1 << 30);
+  EXPECT_FALSE(big.known(64)) << "the choice keeps the probes";
+  EXPECT_TRUE(big.fits);
+  EXPECT_EQ(big.micro_batch, 2) << "the largest chunk known to fit, not the batch";
+  EXPECT_FALSE(under_budget(c, 3999).fits);
+  c.b = 10;
+  EXPECT_TRUE(c.known(64)) << "a line that grows extrapolates";
+}
+
+// The probe search on a hinge: the peak is set by fixed bytes F (weights + gradients) until a chunk's
+// activations (s per image over the weights W) exceed them — full fine-tuning of a large backbone.
+// The search doubles the chunk while the peak stays flat, fits the line past the hinge, and every
+// probe stays under the cap.
+TEST(MemoryBudget, ProbeSearchFindsTheSlopePastAFlatStart) {
+  const int64_t F = 1000, W = 200, s = 100, cap = 5000;
+  std::vector<int64_t> asked;
+  auto hinge = [&](int64_t k) {
+    asked.push_back(k);
+    return std::max(F, W + s * k);
+  };
+  const BudgetChoice c = fit_memory_model(hinge, 64, 1, 0, cap);
+  EXPECT_EQ(asked, (std::vector<int64_t>{1, 2, 4, 8, 16, 32, 24, 48}));
+  for (auto& [k, peak] : c.probes) EXPECT_LE(peak, cap) << k << " images";
+  EXPECT_DOUBLE_EQ(c.b, double(s));
+  EXPECT_EQ(c.predicted(64), W + s * 64);
+  EXPECT_EQ(c.predicted(3), F) << "the flat part: never below the smallest chunk's peak";
+  EXPECT_EQ(under_budget(c, cap).micro_batch, 48);
+  EXPECT_EQ(under_budget(c, F + 50).micro_batch, 8);
+  EXPECT_FALSE(under_budget(c, F - 1).fits);
+
+  // A cap under twice the fixed bytes stops the search on the flat start: known up to 2 images.
+  asked.clear();
+  const BudgetChoice flat = fit_memory_model(hinge, 64, 1, 0, 1900);
+  EXPECT_EQ(asked, (std::vector<int64_t>{1, 2}));
+  EXPECT_FALSE(flat.known(3));
+  EXPECT_EQ(under_budget(flat, 1900).micro_batch, 2);
+
+  // Growth from the first probes (activations above the fixed bytes at once): the old two-step search.
+  asked.clear();
+  const BudgetChoice grows = fit_memory_model([&](int64_t k) { asked.push_back(k); return W + 10 * s * k; }, 64, 1, 0, cap);
+  EXPECT_EQ(asked, (std::vector<int64_t>{1, 2, 2, 4}));
+  EXPECT_EQ(grows.predicted(4), W + 10 * s * 4);
+}

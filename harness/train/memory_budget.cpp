@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "harness/train/memory_meter.h"
 
@@ -16,6 +17,7 @@ nlohmann::json BudgetChoice::to_json() const {
                       {"fits", fits},
                       {"model", {{"fixed_mib", MemoryMeter::mib(int64_t(a))},
                                  {"per_image_mib", MemoryMeter::mib(int64_t(b))},
+                                 {"floor_mib", MemoryMeter::mib(floor)},
                                  {"optimizer_state_mib", MemoryMeter::mib(optimizer_state)}}},
                       {"probes", p}};
   j[fits ? "predicted_peak_mib" : "minimum_peak_mib"] = MemoryMeter::mib(predicted(fits ? micro_batch : min_micro_batch));
@@ -37,20 +39,46 @@ void fit_last_two(BudgetChoice& c) {
 
 }  // namespace
 
+int64_t BudgetChoice::probed_up_to() const {
+  int64_t m = 0;
+  for (auto& pr : probes) m = std::max(m, pr.first);
+  return m;
+}
+
 int64_t largest_chunk_under(const BudgetChoice& c, int64_t cap) {
-  if (c.b > 0) return std::min<int64_t>(c.batch, int64_t(std::floor((double(cap - c.optimizer_state) - c.a) / c.b)));
+  if (c.b > 0) {
+    if (c.floor + c.optimizer_state > cap) return c.min_micro_batch - 1;  // not even the smallest chunk
+    return std::min<int64_t>(c.batch, int64_t(std::floor((double(cap - c.optimizer_state) - c.a) / c.b)));
+  }
   // No growth seen between the probes (their peak set by fixed bytes): the batch only where those fit
   // — a flat line says nothing about bigger chunks' activations (full fine-tuning of ViT-H/14 probed
   // flat at 1 and 2 images, and its probe at 32 then needed more than the host's 24 GiB).
-  return double(c.optimizer_state) + c.a <= double(cap) ? c.batch : c.min_micro_batch;
+  // Probed chunks are known; a flat line probed below the batch (the search stopped at the cap)
+  // knows nothing beyond its largest probe.
+  if (double(c.optimizer_state) + std::max(c.a, double(c.floor)) > double(cap)) return c.min_micro_batch;
+  return c.probes.empty() ? c.batch : std::min(c.batch, c.probed_up_to());
 }
 
 BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap) {
-  BudgetChoice c;
-  c.batch = c.micro_batch = batch = std::max<int64_t>(1, std::min(batch, train.size()));
-  const int64_t lo = c.min_micro_batch = std::min(batch, trainer.min_chunk());
+  batch = std::max<int64_t>(1, std::min(batch, train.size()));
+  int64_t optimizer_state = 0;
   if (trainer.optimizer().state().empty())
-    for (auto& [name, t] : trainer.trainable()) c.optimizer_state += 2 * int64_t(t.nbytes());
+    for (auto& [name, t] : trainer.trainable()) optimizer_state += 2 * int64_t(t.nbytes());
+  return fit_memory_model([&](int64_t m) { return trainer.probe_peak(train, m); }, batch,
+                          std::min(batch, trainer.min_chunk()), optimizer_state, cap);
+}
+
+BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int64_t batch, int64_t min_chunk,
+                              int64_t optimizer_state, int64_t cap) {
+  BudgetChoice c;
+  c.batch = c.micro_batch = batch;
+  const int64_t lo = c.min_micro_batch = min_chunk;
+  c.optimizer_state = optimizer_state;
+  auto take = [&](int64_t m) {
+    c.probes.emplace_back(m, probe(m));
+    if (c.probes.size() == 1) c.floor = c.probes[0].second;
+    fit_last_two(c);
+  };
   // Probes at half and the whole of a chunk m: exact at m and in between where the peak is linear
   // in the chunk (activations kept for backward); below half it errs on the safe side for methods
   // whose transients stop growing with the chunk (SynQT's chunked backbone pass). Without a cap m
@@ -60,16 +88,28 @@ BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int6
   // needs (much) more than the cap, and the model is exact where the chosen micro-batch lies.
   int64_t m = batch;
   if (cap > 0 && batch > lo + 1) {
-    c.probes.emplace_back(lo, trainer.probe_peak(train, lo));
-    c.probes.emplace_back(lo + 1, trainer.probe_peak(train, lo + 1));
-    fit_last_two(c);
+    take(lo);
+    take(lo + 1);
+    // A flat start (the peak set by fixed bytes — full fine-tuning's weights + gradients — while a
+    // tiny chunk's activations stay below them) says nothing of bigger chunks: double the chunk
+    // while the peak stays flat and twice it fits the cap (a doubled chunk at most doubles the
+    // activations, which were below the fixed bytes). Once it grows, one more doubling puts both
+    // points of the line past the hinge, where the slope is the activations' (a line through the
+    // hinge underestimates it).
+    bool doubled = false;
+    while (c.b == 0 && c.probes.back().first < batch && 2 * c.probes.back().second <= cap) {
+      take(std::min(batch, 2 * c.probes.back().first));
+      doubled = true;
+    }
+    if (doubled && c.b > 0 && c.probes.back().first < batch && 2 * c.probes.back().second <= cap)
+      take(std::min(batch, 2 * c.probes.back().first));
+    if (c.b == 0) return c;  // flat up to the batch (known there), or stopped by the cap (known up to it)
     m = largest_chunk_under(c, cap);
-    if (m <= lo + 1) return c;  // the smallest chunks are all a cap this small lets the model see
+    if (m <= c.probed_up_to()) return c;  // the chunks probed are all a cap this small lets the model see
   }
   const int64_t m1 = std::max<int64_t>(lo, m / 2);
-  c.probes.emplace_back(m1, trainer.probe_peak(train, m1));
-  if (m > m1) c.probes.emplace_back(m, trainer.probe_peak(train, m));
-  fit_last_two(c);
+  take(m1);
+  if (m > m1) take(m);
   return c;
 }
 

@@ -1,13 +1,15 @@
 // Training under a memory budget (--memory-budget): the largest micro-batch whose training peak
 // fits, from a memory model of the job fitted on two probe steps and checked on the first real one.
 //
-// Model: peak(m) = a + b * m + s, where a (bytes alive whatever the micro-batch: weights, resident
+// Model: peak(m) = max(a + b * m, floor) + s, where a (bytes alive whatever the micro-batch: weights, resident
 // features, trainable tensors, gradients) and b (bytes per image of a chunk's activations) come
 // from the exact peaks of forward + backward over half and the whole batch (Trainer::probe_peak; no
 // optimizer step, nothing of the training changed), and s is AdamW's state (2 x the trainable
 // bytes) when the optimizer has not allocated it yet.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
@@ -23,9 +25,16 @@ struct BudgetChoice {
   bool fits = true;         // false: even the smallest chunk is predicted above the budget
   int64_t min_micro_batch = 1;  // the method's smallest chunk (BackboneNeeds::min_chunk)
   double a = 0, b = 0;      // the fitted model (bytes, bytes per image)
+  int64_t floor = 0;        // the smallest probe's peak: no bigger chunk needs less (a hinge's flat part)
   int64_t optimizer_state = 0;
   std::vector<std::pair<int64_t, int64_t>> probes;  // (images, measured peak bytes)
-  int64_t predicted(int64_t m) const { return int64_t(a + b * double(m)) + optimizer_state; }
+  int64_t predicted(int64_t m) const { return std::max(int64_t(a + b * double(m)), floor) + optimizer_state; }
+  // The largest chunk a probe measured (0: none).
+  int64_t probed_up_to() const;
+  // Whether predicted(m) means anything: a line that grew extrapolates, a flat one (its peaks set by
+  // fixed bytes, e.g. full fine-tuning's weights + gradients at 1 and 2 images) only covers the
+  // chunks it was probed at — bigger chunks' activations may exceed the fixed bytes.
+  bool known(int64_t m) const { return b > 0 || m <= probed_up_to(); }
   nlohmann::json to_json() const;  // MiB figures, for the record's memory_budget section
 };
 
@@ -35,8 +44,13 @@ struct BudgetChoice {
 // budget of a job; the host memory in `petl bench --budget`), so a big backbone is measured where
 // it can run.
 BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap = 0);
-// The largest chunk (≤ c.batch) the model's line predicts at or under `cap` bytes; a line without
-// growth gives the batch where its fixed bytes fit, else c.min_micro_batch. May be below 1.
+// The same search over any probe (chunk → peak bytes); min_chunk: the smallest chunk the method
+// allows; optimizer_state: bytes the optimizer will add on its first step.
+BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int64_t batch, int64_t min_chunk,
+                              int64_t optimizer_state, int64_t cap);
+// The largest chunk (≤ c.batch) the model predicts at or under `cap` bytes; a line without growth
+// gives, where its fixed bytes fit, its largest probed chunk (the batch if it has no probes), else
+// c.min_micro_batch. May be below c.min_micro_batch: nothing fits.
 int64_t largest_chunk_under(const BudgetChoice& c, int64_t cap);
 // The model's choice under `budget`: the largest micro-batch predicted to fit, or fits = false.
 BudgetChoice under_budget(BudgetChoice model, int64_t budget);
