@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -102,6 +103,29 @@ std::pair<double, double> kv_attention_seconds(int64_t B, int64_t H, int64_t T, 
 }
 
 // The table, the attention kernel's timings and the snapshot evaluation, from the JSON rows.
+// The resident steps with the memory meter's freed-block cache from 1 MiB vs from its default, A B A
+// B in this process (timings drift): img/s and page faults per step of each.
+json compare_block_cache(const std::string& label, const std::function<BenchSteps()>& resident_steps) {
+  const int64_t dflt = MemoryMeter::cache_min();
+  double img_s[2] = {0, 0}, faults[2] = {0, 0};
+  for (int round = 0; round < 4; ++round) {
+    const int which = round % 2;
+    MemoryMeter::release_cache();
+    MemoryMeter::set_cache_min(which == 0 ? int64_t(1) << 20 : dflt);
+    const BenchSteps b = resident_steps();
+    img_s[which] += b.images_per_s / 2;
+    faults[which] += b.page_faults_per_step / 2;
+  }
+  MemoryMeter::set_cache_min(dflt);
+  std::fprintf(stderr, "[bench] %s resident, freed-block cache from 1 MiB: %.2f img/s, %.0f page faults per step; "
+               "from %lld KiB: %.2f img/s (%.2f×), %.0f page faults per step\n", label.c_str(), img_s[0], faults[0],
+               (long long)(dflt >> 10), img_s[1], img_s[1] / img_s[0], faults[1]);
+  return {{"block_cache_1mib_images_per_s", img_s[0]},
+          {"block_cache_default_images_per_s", img_s[1]},
+          {"block_cache_1mib_page_faults_per_step", faults[0]},
+          {"block_cache_default_page_faults_per_step", faults[1]}};
+}
+
 // `snapshots` snapshots of the method evaluated in one pass over bs random test images vs one pass
 // each: the figures of the row's eval_ keys.
 json time_snapshot_eval(Method& method, VisionTransformer backbone, const CacheTaps& taps, int bs, int64_t img_size,
@@ -261,27 +285,7 @@ int cmd_bench_cached(const Args& args) {
     };
     json row_extra = json::object();
     const BenchSteps gathered = resident_steps(false), cached = resident_steps(true);
-    if (vm.count("compare-block-cache")) {
-      // The freed-block cache from 1 MiB vs from its default, A B A B in this process (timings drift).
-      const int64_t dflt = MemoryMeter::cache_min();
-      double img_s[2] = {0, 0}, faults[2] = {0, 0};
-      for (int round = 0; round < 4; ++round) {
-        const int which = round % 2;
-        MemoryMeter::release_cache();
-        MemoryMeter::set_cache_min(which == 0 ? int64_t(1) << 20 : dflt);
-        const BenchSteps b = resident_steps(true);
-        img_s[which] += b.images_per_s / 2;
-        faults[which] += b.page_faults_per_step / 2;
-      }
-      MemoryMeter::set_cache_min(dflt);
-      row_extra["block_cache_1mib_images_per_s"] = img_s[0];
-      row_extra["block_cache_default_images_per_s"] = img_s[1];
-      row_extra["block_cache_1mib_page_faults_per_step"] = faults[0];
-      row_extra["block_cache_default_page_faults_per_step"] = faults[1];
-      std::fprintf(stderr, "[bench] %s resident, freed-block cache from 1 MiB: %.2f img/s, %.0f page faults per step; "
-                   "from %lld KiB: %.2f img/s (%.2f×), %.0f page faults per step\n", c.label.c_str(), img_s[0], faults[0],
-                   (long long)(dflt >> 10), img_s[1], img_s[1] / img_s[0], faults[1]);
-    }
+    if (vm.count("compare-block-cache")) row_extra = compare_block_cache(c.label, [&] { return resident_steps(true); });
     const double step_s = double(bs) / cached.images_per_s;
     const int64_t N = cfg.num_tokens(), L = cfg.depth, D = cfg.embed_dim;
     const double kv_floor = double(2 * L * bs * N * D * 4);
