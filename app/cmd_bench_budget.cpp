@@ -74,6 +74,8 @@ Timed timed_steps(Method& method, Recipe recipe, const SplitTensors& data, int64
   DataParallel dp(1, torch::kCPU);
   Trainer t(method, recipe, dp, torch::kCPU, -1, "bench", false);
   t.set_micro_batch(m < images ? m : 0);
+  for (auto& group : t.optimizer().param_groups())  // allocated by the step, as in a job's first one
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
   create_adamw_state(t.optimizer());
   const int64_t opt_before = optimizer_bytes(t.optimizer());  // alive before the probe: not in its growth
   PeakProbe probe;
