@@ -122,7 +122,10 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
     LiveImages train(SplitTensors{data.images, data.labels, {}});
     DataParallel dp(1, torch::kCPU);
     Trainer t(*method, recipe, dp, torch::kCPU, -1, m, false);
-    model = fit_memory_model(t, train, sh.batch, sh.cap);
+    model = fit_memory_model(t, train, sh.batch, sh.cap, [&](int64_t images, int64_t peak) {
+      std::fprintf(stderr, "[bench] %s %s: probe at %lld images: %.1f MiB\n", arch.c_str(), m.c_str(), (long long)images,
+                   MemoryMeter::mib(peak));
+    });
   }
   const int64_t batch = model.batch;
   std::map<int64_t, Timed> timed;  // micro-batch → img/s, measured peak

@@ -59,12 +59,18 @@ int64_t largest_chunk_under(const BudgetChoice& c, int64_t cap) {
   return c.probes.empty() ? c.batch : std::min(c.batch, c.probed_up_to());
 }
 
-BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap) {
+BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap,
+                              const std::function<void(int64_t, int64_t)>& on_probe) {
   batch = std::max<int64_t>(1, std::min(batch, train.size()));
   int64_t optimizer_state = 0;
   if (trainer.optimizer().state().empty())
     for (auto& [name, t] : trainer.trainable()) optimizer_state += 2 * int64_t(t.nbytes());
-  return fit_memory_model([&](int64_t m) { return trainer.probe_peak(train, m); }, batch,
+  auto probe = [&](int64_t m) {
+    const int64_t peak = trainer.probe_peak(train, m);
+    if (on_probe) on_probe(m, peak);
+    return peak;
+  };
+  return fit_memory_model(probe, batch,
                           std::min(batch, trainer.min_chunk()), optimizer_state, cap);
 }
 
@@ -82,33 +88,33 @@ BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int6
   // Probes at half and the whole of a chunk m: exact at m and in between where the peak is linear
   // in the chunk (activations kept for backward); below half it errs on the safe side for methods
   // whose transients stop growing with the chunk (SynQT's chunked backbone pass). Without a cap m
-  // is the batch. With one, a first line through 1 and 2 images (the least a job can need; 2 and 3
-  // for a method whose chunks need two images, BackboneNeeds::min_chunk) says
-  // which chunk fits under the cap, and the probes are taken at the largest such m: a probe never
-  // needs (much) more than the cap, and the model is exact where the chosen micro-batch lies.
+  // is the batch. With one, the search starts at 1 and 2 images (the least a job can need; 2 and 3
+  // for a method whose chunks need two images, BackboneNeeds::min_chunk) and doubles the chunk
+  // while the line through the last two probes says a chunk beyond twice the last fits the cap and
+  // twice the last peak does (a doubled chunk at most doubles the peak): no probe needs more than
+  // the cap. Small chunks can hide the slope — full fine-tuning's peak is the weights + gradients
+  // up to a few images, then the activations — so the line is only trusted once it comes from
+  // chunks within a factor of two of the one it chooses; the model is exact where that lies.
   int64_t m = batch;
   if (cap > 0 && batch > lo + 1) {
     take(lo);
     take(lo + 1);
-    // A flat start (the peak set by fixed bytes — full fine-tuning's weights + gradients — while a
-    // tiny chunk's activations stay below them) says nothing of bigger chunks: double the chunk
-    // while the peak stays flat and twice it fits the cap (a doubled chunk at most doubles the
-    // activations, which were below the fixed bytes). Once it grows, one more doubling puts both
-    // points of the line past the hinge, where the slope is the activations' (a line through the
-    // hinge underestimates it).
-    bool doubled = false;
-    while (c.b == 0 && c.probes.back().first < batch && 2 * c.probes.back().second <= cap) {
-      take(std::min(batch, 2 * c.probes.back().first));
-      doubled = true;
+    for (;;) {
+      const auto [last, last_peak] = c.probes.back();
+      const bool fixed_fit = double(c.optimizer_state) + std::max(c.a, double(c.floor)) <= double(cap);
+      m = c.b > 0 ? largest_chunk_under(c, cap) : fixed_fit ? batch : lo - 1;  // flat: nothing known beyond
+      if (m <= last) return c;  // the chunks probed are all the cap lets the model see
+      if (m <= 2 * last) break;
+      if (2 * last_peak > cap) {
+        if (c.b == 0) return c;  // flat and stopped by the cap: known up to the last probe only
+        m = 2 * last;
+        break;
+      }
+      take(std::min(batch, 2 * last));
     }
-    if (doubled && c.b > 0 && c.probes.back().first < batch && 2 * c.probes.back().second <= cap)
-      take(std::min(batch, 2 * c.probes.back().first));
-    if (c.b == 0) return c;  // flat up to the batch (known there), or stopped by the cap (known up to it)
-    m = largest_chunk_under(c, cap);
-    if (m <= c.probed_up_to()) return c;  // the chunks probed are all a cap this small lets the model see
   }
   const int64_t m1 = std::max<int64_t>(lo, m / 2);
-  take(m1);
+  if (c.probes.empty() || c.probes.back().first != m1) take(m1);
   if (m > m1) take(m);
   return c;
 }

@@ -43,7 +43,9 @@ struct BudgetChoice {
 // exact probe steps. cap > 0: the probes stay at chunks the model predicts under cap bytes (the
 // budget of a job; the host memory in `petl bench --budget`), so a big backbone is measured where
 // it can run.
-BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap = 0);
+// on_probe(images, peak bytes): called after each probe (progress lines of a long search).
+BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap = 0,
+                              const std::function<void(int64_t, int64_t)>& on_probe = {});
 // The same search over any probe (chunk → peak bytes); min_chunk: the smallest chunk the method
 // allows; optimizer_state: bytes the optimizer will add on its first step.
 BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int64_t batch, int64_t min_chunk,
