@@ -135,26 +135,33 @@ int64_t Trainer::probe_peak(const FeatureSource& train, int64_t m) {
   const int64_t keep = micro_batch_;
   micro_batch_ = m;
   method_.train(true);
-  // The probe allocates the gradients itself, as a job's first step does (the record's peak_train
-  // counts them): without this, every probe after the first found them alive (LibTorch's zero_grad
-  // zeroes, it does not free) and left them out — 1.2 GiB under the peak of full fine-tuning at ViT-L.
-  std::vector<torch::Tensor> grads;
-  for (auto& group : opt_->param_groups())
-    for (auto& p : group.params()) {
-      grads.push_back(p.grad());
-      p.mutable_grad() = torch::Tensor();
-    }
+  // The gradients alive throughout, counted: from the second step on (and in every micro-batch
+  // after a step's first) a job's forward and backward run beside them, since LibTorch's zero_grad
+  // zeroes them and keeps them. (Probes used to find them alive after the first probe and leave them
+  // out: 1.2 GiB under full fine-tuning's peak at ViT-L.) Gradients the probe had to create are
+  // dropped again, so training starts as it would have.
+  std::vector<torch::Tensor> created;
+  int64_t grad_bytes = 0;
+  {
+    torch::NoGradGuard ng;
+    for (auto& group : opt_->param_groups())
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) {
+          p.mutable_grad() = torch::zeros_like(p);
+          created.push_back(p);
+        }
+        p.mutable_grad().zero_();
+        grad_bytes += int64_t(p.grad().nbytes());
+      }
+  }
   int64_t peak = 0;
   {
     PeakProbe probe(cuda_index_);
     forward_backward(train, torch::arange(std::min(m, train.size()), torch::kInt64), m);
-    peak = probe.growth() + model_bytes(method_);  // as the record's peak_train counts it
+    peak = probe.growth() + model_bytes(method_) + grad_bytes;  // as the record's peak_train counts it
   }
-  {
-    size_t i = 0;
-    for (auto& group : opt_->param_groups())
-      for (auto& p : group.params()) p.mutable_grad() = grads[i++];
-  }
+  opt_->zero_grad();
+  for (auto& p : created) p.mutable_grad() = torch::Tensor();
   micro_batch_ = keep;
   {
     torch::NoGradGuard ng;
