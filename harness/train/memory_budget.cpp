@@ -45,17 +45,21 @@ int64_t BudgetChoice::probed_up_to() const {
   return m;
 }
 
+namespace {
+// Whether a flat line's fixed bytes (and AdamW's state) fit under cap.
+bool fixed_bytes_fit(const BudgetChoice& c, int64_t cap) {
+  return double(c.optimizer_state) + std::max(c.a, double(c.floor)) <= double(cap);
+}
+}  // namespace
+
 int64_t largest_chunk_under(const BudgetChoice& c, int64_t cap) {
   if (c.b > 0) {
     if (c.floor + c.optimizer_state > cap) return c.min_micro_batch - 1;  // not even the smallest chunk
     return std::min<int64_t>(c.batch, int64_t(std::floor((double(cap - c.optimizer_state) - c.a) / c.b)));
   }
-  // No growth seen between the probes (their peak set by fixed bytes): the batch only where those fit
-  // — a flat line says nothing about bigger chunks' activations (full fine-tuning of ViT-H/14 probed
-  // flat at 1 and 2 images, and its probe at 32 then needed more than the host's 24 GiB).
-  // Probed chunks are known; a flat line probed below the batch (the search stopped at the cap)
-  // knows nothing beyond its largest probe.
-  if (double(c.optimizer_state) + std::max(c.a, double(c.floor)) > double(cap)) return c.min_micro_batch;
+  // No growth seen between the probes (their peak set by fixed bytes): a flat line says nothing of
+  // bigger chunks' activations, so only its probed chunks are known (the batch without probes).
+  if (!fixed_bytes_fit(c, cap)) return c.min_micro_batch;
   return c.probes.empty() ? c.batch : std::min(c.batch, c.probed_up_to());
 }
 
@@ -101,8 +105,7 @@ BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int6
     take(lo + 1);
     for (;;) {
       const auto [last, last_peak] = c.probes.back();
-      const bool fixed_fit = double(c.optimizer_state) + std::max(c.a, double(c.floor)) <= double(cap);
-      m = c.b > 0 ? largest_chunk_under(c, cap) : fixed_fit ? batch : lo - 1;  // flat: nothing known beyond
+      m = c.b > 0 ? largest_chunk_under(c, cap) : fixed_bytes_fit(c, cap) ? batch : lo - 1;  // flat: search on
       if (m <= last) return c;  // the chunks probed are all the cap lets the model see
       if (m <= 2 * last) break;
       if (2 * last_peak > cap) {

@@ -1,9 +1,9 @@
 // Training under a memory budget (--memory-budget): the largest micro-batch whose training peak
-// fits, from a memory model of the job fitted on two probe steps and checked on the first real one.
+// fits, from a memory model of the job fitted on probe steps and checked on the first real one.
 //
 // Model: peak(m) = max(a + b * m, floor) + s, where a (bytes alive whatever the micro-batch: weights, resident
 // features, trainable tensors, gradients) and b (bytes per image of a chunk's activations) come
-// from the exact peaks of forward + backward over half and the whole batch (Trainer::probe_peak; no
+// from the exact peaks of forward + backward over half and the whole chosen chunk (Trainer::probe_peak; no
 // optimizer step, nothing of the training changed), and s is AdamW's state (2 x the trainable
 // bytes) when the optimizer has not allocated it yet.
 #pragma once
