@@ -28,16 +28,6 @@ std::string fixed(double v, int digits) {
   return b;
 }
 
-int64_t optimizer_bytes(torch::optim::AdamW& opt) {
-  int64_t n = 0;
-  for (auto& [k, st] : opt.state()) {
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*st);
-    for (auto& t : {s.exp_avg(), s.exp_avg_sq(), s.max_exp_avg_sq()})
-      if (t.defined()) n += t.nbytes();
-  }
-  return n;
-}
-
 struct Timed {
   double images_per_s = 0;
   int64_t peak = 0;  // measured, counted as the record's peak_train (model + what training holds)
@@ -74,10 +64,19 @@ Timed timed_steps(Method& method, Recipe recipe, const SplitTensors& data, int64
   DataParallel dp(1, torch::kCPU);
   Trainer t(method, recipe, dp, torch::kCPU, -1, "bench", false);
   t.set_micro_batch(m < images ? m : 0);
-  for (auto& group : t.optimizer().param_groups())  // allocated by the step, as in a job's first one
-    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+  // The gradients and AdamW's state alive from the start, as in every step of a job after its first
+  // (LibTorch's zero_grad keeps the gradients): the step measured first peaks as those do, and as
+  // the memory model (whose probes count the gradients throughout) predicts. A first step without
+  // them peaks lower by up to the gradients' bytes where its first micro-batch is its largest.
+  {
+    torch::NoGradGuard ng;
+    for (auto& group : t.optimizer().param_groups())
+      for (auto& p : group.params())
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+  }
   create_adamw_state(t.optimizer());
-  const int64_t opt_before = optimizer_bytes(t.optimizer());  // alive before the probe: not in its growth
+  // alive before the probe: not in its growth
+  const int64_t opt_before = optimizer_bytes(t.optimizer()) + gradient_bytes(t.optimizer());
   PeakProbe probe;
   double secs = 0;
   int64_t done = 0;

@@ -165,6 +165,39 @@ TEST(MemoryBudget, ProbesCountTheGradientsEveryTime) {
   EXPECT_NEAR(measured, double(first + adam), 0.01 * measured);
 }
 
+// The budget check measures the first two steps; the second is the one that counts, since the
+// first allocates the gradients and AdamW's state as it goes. A budget one byte below the second
+// step's peak (a steady step: probe + AdamW's state) halves the micro-batch there, once, though
+// the first step stayed under it.
+TEST(MemoryBudget, TheBudgetCheckCountsTheSecondStep) {
+  MemoryMeter::install();
+  auto eight = images(8, torch::kFloat32), four = images(4, torch::kFloat32);
+  DataParallel dp(1, torch::kCPU);
+  auto trainer_peak = [&](const FeatureSource& data, int64_t budget, int64_t* micro_batch) {
+    Case c = make_case("full", torch::kFloat32);
+    c.recipe.batch_size = 4;
+    Trainer t(*c.method, c.recipe, dp, torch::kCPU, -1, "full", false);
+    t.set_micro_batch(4);
+    t.set_memory_budget(budget);
+    t.train_one_epoch(data, 0);
+    if (micro_batch) *micro_batch = t.micro_batch();
+    return t.checked_peak();
+  };
+  const int64_t first = trainer_peak(four, 0, nullptr);  // one step
+  const int64_t steady = trainer_peak(eight, 0, nullptr);
+  Case probe_case = make_case("full", torch::kFloat32);
+  Trainer pt(*probe_case.method, probe_case.recipe, dp, torch::kCPU, -1, "full", false);
+  int64_t adam = 0;
+  for (auto& [n, p] : pt.trainable()) adam += 2 * p.nbytes();
+  EXPECT_NEAR(double(steady), double(pt.probe_peak(four, 4) + adam), 0.01 * double(steady));
+  EXPECT_LT(first, steady - 1) << "the first step alone would hide the steady peak from the check";
+  int64_t m = 0;
+  trainer_peak(eight, steady - 1, &m);
+  EXPECT_EQ(m, 2);
+  trainer_peak(eight, steady, &m);
+  EXPECT_EQ(m, 4);
+}
+
 TEST(Architectures, VitHuge14HasTimmsParameterCount) {
   const auto cfg = vit_config_by_name("vit_huge_patch14_224_in21k");
   EXPECT_EQ(cfg.num_tokens(), 257);

@@ -56,6 +56,24 @@ int64_t model_bytes(Method& method) {
   return model;
 }
 
+int64_t optimizer_bytes(torch::optim::AdamW& opt) {
+  int64_t n = 0;
+  for (auto& [k, st] : opt.state()) {
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*st);
+    for (auto& t : {s.exp_avg(), s.exp_avg_sq(), s.max_exp_avg_sq()})
+      if (t.defined()) n += t.nbytes();
+  }
+  return n;
+}
+
+int64_t gradient_bytes(torch::optim::AdamW& opt) {
+  int64_t n = 0;
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params())
+      if (p.grad().defined()) n += p.grad().nbytes();
+  return n;
+}
+
 MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, torch::optim::AdamW& opt,
                                  const TrainingPeak& peak) {
   MemoryBreakdown m;
@@ -69,11 +87,7 @@ MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, 
     m.trainable_params += p.nbytes();
     if (p.grad().defined()) m.gradients += p.grad().nbytes();
   }
-  for (auto& [k, st] : opt.state()) {
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*st);
-    for (auto& t : {s.exp_avg(), s.exp_avg_sq(), s.max_exp_avg_sq()})
-      if (t.defined()) m.optimizer_state += t.nbytes();
-  }
+  m.optimizer_state = optimizer_bytes(opt);
   m.other_model = model - m.frozen_backbone - m.trainable_params;
   m.peak_train = peak.train_peak() - peak.baseline() + model;
   m.peak_eval = peak.eval_peak() > 0 ? peak.eval_peak() - peak.baseline() + model : 0;

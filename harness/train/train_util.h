@@ -43,6 +43,9 @@ struct MemoryBreakdown {
 // with the measured peaks. Dataset tensors alive before TrainingPeak::begin() are excluded.
 // Bytes of the model's tensors: the backbone's parameters and the method's own.
 int64_t model_bytes(Method& method);
+// Bytes of AdamW's state (its moments) and of the gradients now allocated for its parameters.
+int64_t optimizer_bytes(torch::optim::AdamW& opt);
+int64_t gradient_bytes(torch::optim::AdamW& opt);
 
 MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, torch::optim::AdamW& opt,
                                  const TrainingPeak& peak);

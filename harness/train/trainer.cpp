@@ -67,23 +67,26 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
       idx = idx.narrow(0, b0, b1 - b0);
     }
     opt_->zero_grad();
-    std::optional<PeakProbe> first;
-    if (first_step_peak_ < 0) {
+    std::optional<PeakProbe> check;
+    int64_t alive_before = 0;  // from the second step on: the gradients and AdamW's state
+    if (steps_to_check_ > 0) {
       peak_.fold();  // the probe resets the meter: the training peak keeps the steps before it
-      first.emplace(cuda_index_);
+      alive_before = gradient_bytes(*opt_) + optimizer_bytes(*opt_);
+      check.emplace(cuda_index_);
     }
     double l = forward_backward(train, idx, global);
     dp_.allreduce_gradients(trainable_tensors_);
     l = dp_.allreduce_sum(l);
     opt_->step();
-    if (first) {
-      const int64_t step_peak = first->growth() + model_bytes(method_);
-      first_step_peak_ = step_peak;
+    if (check) {
+      const int64_t step_peak = check->growth() + model_bytes(method_) + alive_before;
+      checked_peak_ = std::max(checked_peak_, step_peak);
+      --steps_to_check_;
       if (budget_ > 0 && step_peak > budget_) {
         const int64_t m = micro_batch_ > 0 ? micro_batch_ : idx.size(0);
         if (m > min_chunk_) {
           micro_batch_ = std::max(min_chunk_, m / 2);
-          first_step_peak_ = -1;  // check the next step too
+          steps_to_check_ = 2;
         }
         std::fprintf(stderr, "[petl] %s: the step peaked at %.1f MiB, above the %.1f MiB budget: micro-batch %lld -> %lld\n",
                      label_.c_str(), MemoryMeter::mib(step_peak), MemoryMeter::mib(budget_), (long long)m,

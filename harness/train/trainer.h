@@ -88,8 +88,10 @@ class Trainer {
   // A last chunk below the method's min_chunk (BackboneNeeds) is avoided: the chunk before it gives
   // it images, or takes it along where it has none to spare (one chunk then has m + 1 images).
   void set_micro_batch(int64_t m) { micro_batch_ = m; }
-  // After the first step: when its peak exceeds `bytes`, the micro-batch is halved (once per step
-  // that exceeds it, down to the method's min_chunk) and a line says so.
+  // The budget check, on the first two steps: when a step's peak exceeds `bytes`, the micro-batch
+  // is halved (once per step that exceeds it, down to the method's min_chunk; the next two steps
+  // are checked again) and a line says so. The second step is the one that counts: the first
+  // allocates the gradients and AdamW's state as it goes, every later step starts with them.
   void set_memory_budget(int64_t bytes) { budget_ = bytes; }
   int64_t micro_batch() const { return micro_batch_; }
   int64_t min_chunk() const { return min_chunk_; }
@@ -98,8 +100,8 @@ class Trainer {
   // (no optimizer step). Gradients, trained buffers and the random generators are left as they
   // were, so training is unchanged by the probe.
   int64_t probe_peak(const FeatureSource& train, int64_t m);
-  // The peak of the first training step in this process (-1 before it): the budget check.
-  int64_t first_step_peak() const { return first_step_peak_; }
+  // The largest peak of the steps the budget check measured in this process (-1 before the first).
+  int64_t checked_peak() const { return checked_peak_; }
   // The mean loss of a finished epoch.
   double mean_loss(const FeatureSource& train, const EpochProgress& p) const {
     return p.loss_sum / double(iterations(train.size()));
@@ -138,7 +140,8 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> opt_;
   TrainingPeak peak_;
   bool started_ = false;
-  int64_t micro_batch_ = 0, first_step_peak_ = -1, budget_ = 0, min_chunk_ = 1;
+  int64_t micro_batch_ = 0, checked_peak_ = -1, budget_ = 0, min_chunk_ = 1;
+  int steps_to_check_ = 2;
   int cuda_index_ = -1;
   // Forward + backward of rows `idx` (this rank's part of a global batch of `global` images) in
   // micro-batches; returns the summed loss.
