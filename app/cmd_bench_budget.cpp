@@ -68,12 +68,7 @@ Timed timed_steps(Method& method, Recipe recipe, const SplitTensors& data, int64
   // (LibTorch's zero_grad keeps the gradients): the step measured first peaks as those do, and as
   // the memory model (whose probes count the gradients throughout) predicts. A first step without
   // them peaks lower by up to the gradients' bytes where its first micro-batch is its largest.
-  {
-    torch::NoGradGuard ng;
-    for (auto& group : t.optimizer().param_groups())
-      for (auto& p : group.params())
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-  }
+  allocate_missing_gradients(t.optimizer());
   create_adamw_state(t.optimizer());
   // alive before the probe: not in its growth
   const int64_t opt_before = optimizer_bytes(t.optimizer()) + gradient_bytes(t.optimizer());

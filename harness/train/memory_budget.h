@@ -1,5 +1,5 @@
 // Training under a memory budget (--memory-budget): the largest micro-batch whose training peak
-// fits, from a memory model of the job fitted on probe steps and checked on the first real one.
+// fits, from a memory model of the job fitted on probe steps and checked on the first two real ones.
 //
 // Model: peak(m) = max(a + b * m, floor) + s, where a (bytes alive whatever the micro-batch: weights, resident
 // features, trainable tensors, gradients) and b (bytes per image of a chunk's activations) come

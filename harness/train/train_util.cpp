@@ -74,6 +74,18 @@ int64_t gradient_bytes(torch::optim::AdamW& opt) {
   return n;
 }
 
+std::vector<torch::Tensor> allocate_missing_gradients(torch::optim::AdamW& opt) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> created;
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params())
+      if (!p.grad().defined()) {
+        p.mutable_grad() = torch::zeros_like(p);
+        created.push_back(p);
+      }
+  return created;
+}
+
 MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, torch::optim::AdamW& opt,
                                  const TrainingPeak& peak) {
   MemoryBreakdown m;

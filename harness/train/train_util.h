@@ -46,6 +46,9 @@ int64_t model_bytes(Method& method);
 // Bytes of AdamW's state (its moments) and of the gradients now allocated for its parameters.
 int64_t optimizer_bytes(torch::optim::AdamW& opt);
 int64_t gradient_bytes(torch::optim::AdamW& opt);
+// Gives every parameter of `opt` without a gradient a zero one (as a step leaves them: LibTorch's
+// zero_grad keeps them); returns the parameters it gave one.
+std::vector<torch::Tensor> allocate_missing_gradients(torch::optim::AdamW& opt);
 
 MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, torch::optim::AdamW& opt,
                                  const TrainingPeak& peak);

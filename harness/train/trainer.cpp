@@ -143,20 +143,9 @@ int64_t Trainer::probe_peak(const FeatureSource& train, int64_t m) {
   // zeroes them and keeps them. (Probes used to find them alive after the first probe and leave them
   // out: 1.2 GiB under full fine-tuning's peak at ViT-L.) Gradients the probe had to create are
   // dropped again, so training starts as it would have.
-  std::vector<torch::Tensor> created;
-  int64_t grad_bytes = 0;
-  {
-    torch::NoGradGuard ng;
-    for (auto& group : opt_->param_groups())
-      for (auto& p : group.params()) {
-        if (!p.grad().defined()) {
-          p.mutable_grad() = torch::zeros_like(p);
-          created.push_back(p);
-        }
-        p.mutable_grad().zero_();
-        grad_bytes += int64_t(p.grad().nbytes());
-      }
-  }
+  const std::vector<torch::Tensor> created = allocate_missing_gradients(*opt_);
+  opt_->zero_grad();
+  const int64_t grad_bytes = gradient_bytes(*opt_);
   int64_t peak = 0;
   {
     PeakProbe probe(cuda_index_);
