@@ -2,7 +2,8 @@
 // computed once per (backbone hash, task, split, preprocessing, taps, dtype), stored in HDF5 and
 // streamed back by row ranges during training — caches may be larger than RAM, so every read is
 // a hyperslab of `count` rows and memory is bounded by what the caller asks for.
-// Torch-free (part of petl_io); HDF5 (serial, C++ API) stays inside feature_store.cpp.
+// Torch-free (part of petl_io); HDF5 (serial, C++ API) stays inside io/'s feature_store_*.cpp and
+// hdf5_util.* (the implementation is split by job: naming, writer, open, reader, verify).
 //
 // ---------------------------------------------------------------------------------------------
 // File layout (schema "petl.feature_cache", schema_version 1). N = number of rows = samples, in
@@ -57,6 +58,8 @@
 #include <string>
 #include <vector>
 
+#include "io/float16.h"
+
 namespace petl::io {
 
 using AttributeMap = std::map<std::string, std::string>;
@@ -69,12 +72,8 @@ struct FeatureSpec {
   int64_t row_elements() const;    // product of row_shape
 };
 
-// IEEE binary16 conversions used for float16 datasets (round to nearest, ties to even;
-// overflow → ±inf; NaN stays NaN (quiet); subnormals exact). Exposed for tests.
-uint16_t float_to_half(float f);
-float half_to_float(uint16_t h);
-void floats_to_halves(const float* in, uint16_t* out, size_t n);
-void halves_to_floats(const uint16_t* in, float* out, size_t n);
+// The float16 conversions of float16 datasets (float_to_half, half_to_float, floats_to_halves,
+// halves_to_floats) are declared in io/float16.h, included above.
 
 // Writes a cache to "<final_path>.tmp.<pid>" (parent directories are created). Rows may be
 // written in any order and any piece size; finish() requires every row of every dataset
@@ -125,7 +124,7 @@ class FeatureStoreReader {
 
   const std::string& path() const;
   int64_t n_rows() const;
-  const std::vector<FeatureSpec>& specs() const;        // every /features/* dataset
+  const std::vector<FeatureSpec>& specs() const;  // every /features/* dataset
   bool has(const std::string& name) const;
   const FeatureSpec& spec(const std::string& name) const;  // petl::Error listing the names present
   const AttributeMap& attributes() const;                  // every root attribute (ints as decimal)
@@ -148,7 +147,7 @@ struct VerifyResult {
   bool ok = false;
   std::string message;  // "ok: ..." or the first problem, naming the file
   int64_t rows = 0;
-  uint64_t bytes = 0;   // file size
+  uint64_t bytes = 0;  // file size
 };
 VerifyResult verify(const std::string& path, const std::function<void(double)>& progress = nullptr);
 
@@ -160,12 +159,12 @@ std::string cache_path(const std::string& root, const std::string& key);  // roo
 
 // One file in a cache root, for `petl cache ls`.
 struct CacheEntry {
-  std::string path, key;   // key = file name without ".h5"
-  AttributeMap attributes; // empty when unreadable
+  std::string path, key;    // key = file name without ".h5"
+  AttributeMap attributes;  // empty when unreadable
   uint64_t size_bytes = 0;
   bool complete = false;
   int64_t rows = 0;
-  std::string error;       // non-empty when the file could not be opened as a cache
+  std::string error;  // non-empty when the file could not be opened as a cache
 };
 // Every *.h5 directly in root, sorted by path (petl::Error when root is not a directory).
 // Only the attributes are read (cheap); use verify() to check the data.
