@@ -10,6 +10,7 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "core/clock.h"
 #include "harness/train/memory_meter.h"
 #include "harness/train/precision.h"
 
@@ -21,12 +22,12 @@ int64_t minor_page_faults() {
 }
 
 BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
-                             const std::function<torch::Tensor()>& logits, torch::Device device, int cuda_index) {
+                             const std::function<torch::Tensor()>& logits, torch::Device device) {
   auto trainable = method.trainable_parameters();
   auto opt = make_optimizer(trainable, recipe);
   auto y = torch::randint(classes, {bs}, torch::kInt64).to(device);
   method.train(true);
-  TrainingPeak peak(cuda_index);
+  TrainingPeak peak(DeviceMemory::of(device));
   peak.begin();
   double secs = 0;
   int64_t faults = 0;
@@ -36,7 +37,7 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
     if (const char* trace = std::getenv("PETL_PROFILE"); trace && s == steps)
       prof = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
-    auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = SteadyClock::now();
     const int64_t f0 = minor_page_faults();
     opt->zero_grad();
     torch::Tensor loss;
@@ -46,9 +47,9 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     }
     loss.backward();
     opt->step();
-    if (device.is_cuda()) torch::cuda::synchronize(cuda_index);
+    if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
     if (s > 0) {
-      secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      secs += seconds_since(t0);
       faults += minor_page_faults() - f0;
     }
   }

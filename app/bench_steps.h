@@ -22,9 +22,8 @@ int64_t minor_page_faults();
 
 // logits() returns the batch's logits (bs rows) on `device`; labels are random over `classes`.
 // Forward and loss run under the process precision (harness/train/precision.h); on CUDA each timed
-// step ends with a device synchronisation and memory is the caching allocator's (cuda_index ≥ 0).
+// step ends with a device synchronisation; memory is measured on the device's meter (DeviceMemory).
 BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, int64_t bs, int classes,
-                             const std::function<torch::Tensor()>& logits, torch::Device device = torch::kCPU,
-                             int cuda_index = -1);
+                             const std::function<torch::Tensor()>& logits, torch::Device device = torch::kCPU);
 
 }  // namespace petl::cli

@@ -18,9 +18,16 @@ namespace petl::cli {
 using json = nlohmann::json;
 
 int cmd_bench(const Args& args) {
-  if (!args.empty() && args[0] == "--cached") return cmd_bench_cached(Args(args.begin() + 1, args.end()));
+  // The modes, wherever their flag stands.
+  for (size_t i = 0; i < args.size(); ++i)
+    if (args[i] == "--cached") {
+      Args rest = args;
+      rest.erase(rest.begin() + long(i));
+      return cmd_bench_cached(rest);
+    }
   for (auto& a : args)
     if (a == "--budget" || a.rfind("--budget=", 0) == 0) return cmd_bench_budget(args);
+  const std::string set_help = "method settings key=value (e.g. token_nums=4)" + method_keys_help();
   std::string arch = "vit_base_patch16_224_in21k", methods_csv = "linear,synqt,full", batches_csv = "64,8",
               baseline = "full", json_out, device = "cpu", precision = "fp32";
   int steps = 2, threads = 0, num_classes = 100;
@@ -35,8 +42,10 @@ int cmd_bench(const Args& args) {
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA LibTorch builds; memory is then the caching allocator's peak allocated and reserved)")
       ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (bfloat16 autocast of the forward passes, as petl run --precision)")
-      ("set", po::value(&sets)->composing(), "method settings key=value (e.g. token_nums=4)")
-      ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
+      ("set", po::value(&sets)->composing(), set_help.c_str())
+      ("json", po::value(&json_out), "also write the figures as JSON lines to this file")
+      ("cached", "the other mode: query-only methods trained live vs from resident frozen features (petl bench --cached --help)")
+      ("budget", po::value<std::string>(), "the other mode: LIST of memory budgets (e.g. 4G,8G): micro-batch, peak and speed under each (petl bench --budget 4G --help)");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
                   "usage: petl bench [--arch NAME] [--methods a,b,c] [--batch-sizes 64,8] [--steps N]\n"
@@ -67,7 +76,7 @@ int cmd_bench(const Args& args) {
       spec.set = sets;
       spec.threads = nthreads;
       spec.device = device;
-      spec.precision = precision;
+      spec.precision = parse_enum<Precision>(precision, "--precision");
       spec.dry_run = true;  // random backbone weights: speed and memory do not depend on them
       const ResolvedJob job = resolve_job(spec);
       const Recipe& recipe = job.recipe();
@@ -78,7 +87,7 @@ int cmd_bench(const Args& args) {
       const VitConfig& cfg = bb.model->cfg_;
       auto x = torch::randn({bs, 3, cfg.img_size, cfg.img_size}).to(job.device);
       auto r = bench_train_steps(*method, recipe, steps, bs, num_classes, [&] { return method->forward(x); },
-                                 job.device, job.cuda_index);
+                                 job.device);
       const auto& mem = r.mem;
       json row = {{"method", m}, {"batch_size", bs}, {"arch", arch}, {"threads", nthreads}, {"device", device},
                   {"precision", precision},

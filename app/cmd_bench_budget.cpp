@@ -62,7 +62,7 @@ Timed timed_steps(Method& method, Recipe recipe, const SplitTensors& data, int64
   part.labels = data.labels.narrow(0, 0, images);
   LiveImages train(std::move(part));
   DataParallel dp(1, torch::kCPU);
-  Trainer t(method, recipe, dp, torch::kCPU, -1, "bench", false);
+  Trainer t(method, recipe, dp, torch::kCPU, "bench", false);
   t.set_micro_batch(m < images ? m : 0);
   // The gradients and AdamW's state alive from the start, as in every step of a job after its first
   // (LibTorch's zero_grad keeps the gradients): the step measured first peaks as those do, and as
@@ -115,7 +115,7 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
   {
     LiveImages train(SplitTensors{data.images, data.labels, {}});
     DataParallel dp(1, torch::kCPU);
-    Trainer t(*method, recipe, dp, torch::kCPU, -1, m, false);
+    Trainer t(*method, recipe, dp, torch::kCPU, m, false);
     model = fit_memory_model(t, train, sh.batch, sh.cap, [&](int64_t images, int64_t peak) {
       std::fprintf(stderr, "[bench] %s %s: probe at %lld images: %.1f MiB\n", arch.c_str(), m.c_str(), (long long)images,
                    MemoryMeter::mib(peak));

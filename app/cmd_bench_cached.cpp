@@ -11,6 +11,7 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "core/clock.h"
 #include "app/bench_steps.h"
 #include "app/cli_util.h"
 #include "app/commands.h"
@@ -29,9 +30,6 @@ using json = nlohmann::json;
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 struct Case {
   std::string label, method;
@@ -66,7 +64,7 @@ double query_matmul_seconds(int64_t rows, int64_t D, int64_t hidden, int64_t L, 
   auto w1 = torch::randn({hidden, D}, dev), w2 = torch::randn({D, hidden}, dev);
   double best = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
-    auto t0 = std::chrono::steady_clock::now();
+    auto t0 = SteadyClock::now();
     for (int64_t l = 0; l < L; ++l) {
       auto a = torch::mm(x, wq.t()), b = torch::mm(x, wp.t()), c = torch::mm(x, w1.t()), d = torch::mm(h, w2.t());
       auto e = torch::mm(a, wq), f = torch::mm(b, wp), g = torch::mm(c, w1), k = torch::mm(d, w2);
@@ -90,7 +88,7 @@ std::pair<double, double> kv_attention_seconds(int64_t B, int64_t H, int64_t T, 
     kv_attention_use_kernel(kernel);
     double best = 1e30;
     for (int rep = 0; rep < 3; ++rep) {
-      auto t0 = std::chrono::steady_clock::now();
+      auto t0 = SteadyClock::now();
       for (int64_t l = 0; l < L; ++l) frozen_kv_attention(q, k, v, 1.0 / std::sqrt(double(dh))).backward(go);
       if (dev.is_cuda()) torch::cuda::synchronize();
       best = std::min(best, seconds_since(t0));
@@ -137,7 +135,7 @@ json time_snapshot_eval(Method& method, VisionTransformer backbone, const CacheT
   std::vector<Snapshot> snaps;
   for (int i = 0; i < snapshots; ++i) snaps.push_back(Snapshot::take(method.trainable_parameters(), i, 0));
   auto pass = [&](const std::vector<Snapshot>& s) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = SteadyClock::now();
     evaluate_snapshots(method, source, s, backbone, taps, bs, dev, false, "");
     return seconds_since(t0);
   };
@@ -252,7 +250,7 @@ int cmd_bench_cached(const Args& args) {
     if (c.method == "synqt" && micro >= 0) spec.set.push_back("backbone_micro_batch=" + std::to_string(micro));
     spec.threads = nthreads;
     spec.device = device;
-    spec.precision = precision;
+    spec.precision = parse_enum<Precision>(precision, "--precision");
     spec.dry_run = true;
     const ResolvedJob job = resolve_job(spec);
     const torch::Device dev = job.device;
@@ -265,8 +263,7 @@ int cmd_bench_cached(const Args& args) {
     const auto taps = cache_taps_for(method->needs());
     BenchSteps live;
     if (!vm.count("resident-only"))
-      live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); }, dev,
-                               job.cuda_index);
+      live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); }, dev);
     CachedSplit resident = resident_features(bb.model, images, taps, bs);
     // A shuffled batch, as training draws it. Twice, in one process: with the batch's K/V gathered into
     // a copy first (as before the attention read the store in place), then read in place.
@@ -277,11 +274,11 @@ int cmd_bench_cached(const Args& args) {
       m2->to(dev);
       int calls = 0;
       return bench_train_steps(*m2, job.recipe(), steps, bs, classes, [&] {
-        auto t0 = std::chrono::steady_clock::now();
+        auto t0 = SteadyClock::now();
         auto features = resident.batch(index, dev, in_place);
         if (!in_place && calls++ > 0) gather_s += seconds_since(t0);
         return m2->forward_cached(features);
-      }, dev, job.cuda_index);
+      }, dev);
     };
     json row_extra = json::object();
     const BenchSteps gathered = resident_steps(false), cached = resident_steps(true);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli_util.h"
+#include "app/job_args.h"
 #include "app/commands.h"
 #include "core/text.h"
 #include "harness/train/bundle.h"
@@ -21,8 +22,8 @@ int cmd_bundle(const Args& args) {
                   "\"--data-root\",\"vtab\",\"--seed\",\"1\",\"--out\",\"runs/a\"]' (a leading \"run\" is allowed); "
                   "repeatable, run in the order given. The jobs must share --data-root, --task, --backbone/--arch, "
                   "--device and --threads")
-      ("threads", po::value(&threads), "intra-op threads for every job (replaces each job's --threads and the token {threads})")
-      ("device", po::value(&device), "device for every job (appended to each job's arguments)")
+      ("threads", po::value(&threads), "intra-op threads for every job (replaces each job's --threads)")
+      ("device", po::value(&device), "device for every job (replaces each job's --device)")
       ("no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
@@ -37,47 +38,20 @@ int cmd_bundle(const Args& args) {
     return 0;
   PETL_CHECK(!members.empty(), "petl bundle: no --job given (see --help)");
   std::vector<JobSpec> specs;
-  for (size_t i = 0; i < members.size(); ++i) {
-    Args a;
+  const std::vector<Args> member_args = bundle_members(members);
+  for (size_t i = 0; i < member_args.size(); ++i) {
+    std::optional<JobSpec> spec;
     try {
-      a = nlohmann::json::parse(members[i]).get<Args>();
-    } catch (const nlohmann::json::exception& e) {
-      PETL_FAIL("petl bundle: --job ", i + 1, ": expected a JSON array of strings (petl run arguments): ", e.what());
-    }
-    if (!a.empty() && a.front() == "run") a.erase(a.begin());
-    // The bundle's --threads / --device replace the job's own.
-    auto drop = [&a](const std::string& flag) {
-      Args kept;
-      for (size_t k = 0; k < a.size(); ++k) {
-        if (a[k] == flag && k + 1 < a.size()) {
-          ++k;
-          continue;
-        }
-        if (a[k].rfind(flag + "=", 0) == 0) continue;
-        kept.push_back(a[k]);
-      }
-      a = kept;
-    };
-    for (auto& x : a)
-      if (x == "{threads}") x = std::to_string(threads < 0 ? 0 : threads);
-    if (threads >= 0) {
-      drop("--threads");
-      a.insert(a.end(), {"--threads", std::to_string(threads)});
-    }
-    if (!device.empty()) {
-      drop("--device");
-      a.insert(a.end(), {"--device", device});
-    }
-    JobSpec spec;
-    std::string record_file;
-    try {
-      if (!parse_run_options(a, spec, record_file)) return 0;
+      spec = parse_run_args(member_args[i], method_keys_help());
     } catch (const Error& e) {
       PETL_FAIL("petl bundle: --job ", i + 1, ": ", e.what());
     }
-    PETL_CHECK(record_file.empty(), "petl bundle: --job ", i + 1, ": --record-file is not supported in a bundle");
-    if (vm.count("no-progress")) spec.progress = false;
-    specs.push_back(std::move(spec));
+    if (!spec) return 0;  // --help inside a job
+    PETL_CHECK(spec->record_file.empty(), "petl bundle: --job ", i + 1, ": --record-file is not supported in a bundle");
+    if (threads >= 0) spec->threads = threads;  // the bundle's --threads / --device replace the job's own
+    if (!device.empty()) spec->device = device;
+    if (vm.count("no-progress")) spec->progress = false;
+    specs.push_back(std::move(*spec));
   }
   const auto outcomes = run_bundle(specs);
   int failed = 0;
@@ -88,11 +62,11 @@ int cmd_bundle(const Args& args) {
       continue;
     }
     const Record& r = *o.record;
-    if (r.status == "does_not_fit")
+    if (r.status == RecordStatus::kDoesNotFit)
       std::printf("%s %s seed %d: does not fit the memory budget\n", o.method.c_str(), r.task.c_str(), r.seed);
     else
       std::printf("%s %s seed %d: accuracy %.2f%% (%s)%s\n", o.method.c_str(), r.task.c_str(), r.seed,
-                  r.accuracy.value_or(0), r.protocol.c_str(), r.reused ? ", reused" : "");
+                  r.accuracy.value_or(0), to_string(r.protocol), r.reused ? ", reused" : "");
   }
   return failed ? 1 : 0;
 }

@@ -1,13 +1,12 @@
 // `petl cache build` (frozen-backbone features of a task's splits into a cache directory) and the
 // sweep planner's view of the method registry (petl::method_cache_need): which methods can train
 // from cached features with given settings, and which taps / splits / normalisation they need.
-#include <boost/program_options.hpp>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 
 #include "app/cache_build.h"
 #include "app/cli_util.h"
+#include "app/job_args.h"
 #include "core/system.h"
 #include "core/threads.h"
 #include "datasets/image.h"
@@ -20,7 +19,6 @@
 #include "models/backbone.h"
 #include "models/checkpoint.h"
 
-namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace petl {
@@ -53,7 +51,7 @@ std::optional<CacheNeed> method_cache_need(const std::string& method, const std:
     auto taps = cache_taps_for(m->needs());
     if (!taps.any()) return std::nullopt;
     CacheNeed need;
-    need.taps = taps.str();
+    need.taps = taps;
     // A test split's K/V are never stored (evaluated live, one pass for every snapshot).
     need.splits = {job.recipe().train_split};
     if (!taps.kv) need.splits.push_back(job.recipe().test_split);
@@ -67,53 +65,29 @@ std::optional<CacheNeed> method_cache_need(const std::string& method, const std:
 namespace cli {
 
 int cmd_cache_build(const std::vector<std::string>& args) {
-  std::string data_root, task_name, backbone, arch, taps_s, splits_s = "train800val200,test", dtype = "float32",
-                                                                 normalisation = "imagenet", out, precision = "fp32";
-  int threads = 0;
-  int64_t chunk = 256;
-  po::options_description d("petl cache build options");
-  d.add_options()("data-root", po::value(&data_root)->required(), "root holding <task>/ folders (VTAB-1k txt or json layout)")
-      ("task", po::value(&task_name)->required(), "task folder name under --data-root")
-      ("backbone", po::value(&backbone), "pretrained backbone file (.npz or .safetensors; default: the embedded one)")
-      ("arch", po::value(&arch), "architecture, when the backbone file does not say")
-      ("taps", po::value(&taps_s)->required(), "what to store: cls (final-norm cls token), kv (every block's K and V) or cls+kv")
-      ("splits", po::value(&splits_s)->default_value(splits_s), "comma-separated splits, one cache file each")
-      ("dtype", po::value(&dtype)->default_value(dtype), "stored precision: float32 (exact) or float16 (half the disk and RAM)")
-      ("normalisation", po::value(&normalisation)->default_value(normalisation), "image normalisation: imagenet, inception or none (must match the training recipe's)")
-      ("out", po::value(&out)->required(), "cache directory: one <key>.h5 per split (key = hash of the identity)")
-      ("chunk", po::value(&chunk)->default_value(chunk), "images decoded and passed through the backbone at a time")
-      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16: the backbone pass under bfloat16 autocast (as `petl run --precision bf16`, whose jobs use only bf16 caches); part of the cache's identity when bf16")
-      ("threads", po::value(&threads)->default_value(0), "intra-op and decoding threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
-      ("no-progress", "no progress bars");
-  po::variables_map vm;
-  if (!parse_args(args, d, vm,
-                  "usage: petl cache build --data-root DIR --task T --taps cls|kv|cls+kv --out DIR [options]\n"
-                  "Passes every image of the task's splits through the frozen backbone (eval mode) once and stores\n"
-                  "the tapped tensors in HDF5 (layout: io/feature_store.h). An existing valid cache is kept."))
-    return 0;
-  const int th = threads::choose_threads(threads).threads;
+  const std::optional<CacheBuildSpec> parsed = parse_cache_build_args(args);
+  if (!parsed) return 0;
+  const CacheBuildSpec& spec = *parsed;
+  const int th = threads::choose_threads(spec.threads).threads;
   at::set_num_threads(th);
-  set_precision(parse_precision(precision, "--precision"));
-  auto task = data::find_task(data_root, task_name);
-  auto bb = make_job_backbone(backbone, arch, 0.0, false);
+  set_precision(spec.precision);
+  auto task = data::find_task(spec.data_root, spec.task);
+  auto bb = make_job_backbone(spec.backbone_file, spec.arch, 0.0, false);
   CacheBuildOptions o;
-  o.root = out;
-  o.dtype = dtype;
-  o.taps = CacheTaps::parse(taps_s);
-  o.chunk_images = chunk;
+  o.root = spec.out_dir;
+  o.dtype = spec.dtype;
+  o.taps = spec.taps;
+  o.chunk_images = spec.chunk_images;
   o.load.image_size = bb.model->cfg_.img_size;
-  o.load.norm = data::parse_normalisation(normalisation);
+  o.load.norm = data::parse_normalisation(spec.normalisation);
   o.load.threads = th;
-  o.load.progress = !vm.count("no-progress");
+  o.load.progress = spec.progress;
   o.backbone_file = bb.info.value("path", nlohmann::json()).is_string() ? bb.info["path"].get<std::string>() : "";
-  std::stringstream ss(splits_s);
-  std::string split;
-  while (std::getline(ss, split, ',')) {
-    if (split.empty()) continue;
+  for (const auto& split : spec.splits) {
     bool built = false;
     auto path = ensure_feature_cache(o, bb.model, bb.info["sha256"], task, split, &built);
     std::printf("%s %s/%s (%s, %s): %s\n", built ? "built" : "valid, kept", task.name.c_str(), split.c_str(),
-                o.taps.str().c_str(), dtype.c_str(), path.c_str());
+                o.taps.str().c_str(), to_string(spec.dtype), path.c_str());
   }
   return 0;
 }

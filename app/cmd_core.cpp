@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "app/cli_util.h"
+#include "app/job_args.h"
 #include "core/paths.h"
 #include "core/system.h"
 #include "core/text.h"
@@ -37,7 +38,9 @@ int cmd_list(const Args& args) {
     std::printf("  %-14s grad-through-backbone=%-3s recipe=%-9s %s\n", n.c_str(),
                 probe_needs(n).grad_through_backbone ? "yes" : "no", m.default_recipe.c_str(), m.description.c_str());
     for (auto& o : m.options) {
-      const std::string range = o.type == "int" || o.type == "double" ? o.range.str() : o.type;
+      const std::string range = o.type == OptionType::kInt || o.type == OptionType::kDouble ? o.range.str()
+                                : o.type == OptionType::kChoice                          ? join(o.choices, "|")
+                                                                                         : to_string(o.type);
       std::printf("      %-22s = %-7s %-12s %s\n", o.key.c_str(), o.default_text.c_str(), range.c_str(),
                   o.meaning.c_str());
     }
@@ -59,73 +62,23 @@ int cmd_list(const Args& args) {
   return 0;
 }
 
-namespace {
-void add_job_options(po::options_description& d, JobSpec& s, std::vector<std::string>& sets) {
-  d.add_options()
-    ("method", po::value(&s.method)->required(), "method name (see `petl list`)")
-    ("task", po::value(&s.task)->required(), "task folder name under --data-root (aliases like cifar100 accepted)")
-    ("data-root", po::value(&s.data_root)->required(), "root holding <task>/ folders in the VTAB-1k txt or json format")
-    ("backbone", po::value(&s.backbone_file), "pretrained backbone: Google ViT .npz or timm .safetensors (default: the embedded petl_vit_mini_p8_32)")
-    ("arch", po::value(&s.arch), "architecture (timm name, e.g. vit_base_patch16_224_in21k); without --backbone only for --dry-run")
-    ("recipe", po::value(&s.recipe), "training recipe from config/recipes.yaml (default: the method's)")
-    ("epochs", po::value(&s.epochs), "override the recipe's epochs")
-    ("batch-size", po::value(&s.batch_size), "override the recipe's batch size")
-    ("seed", po::value(&s.seed), "override the recipe's seed")
-    ("protocol", po::value(&s.protocol)->default_value("best_of_10"), "headline accuracy: best_of_10 | final (both are recorded)")
-    ("threads", po::value(&s.threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now, measured over 0.1 s)")
-    ("device", po::value(&s.device)->default_value("cpu"), "cpu, cuda or cuda:N (cuda needs a CUDA LibTorch build; memory is then the caching allocator's peak allocated/reserved)")
-    ("precision", po::value(&s.precision)->default_value("fp32"), "fp32 (exact; the reference code's) or bf16: every forward pass (the frozen backbone's, the trainable path's, evaluation, cache builds) under bfloat16 autocast, parameters and optimizer state in float32; part of the job key and recorded in memory.precision")
-    ("set", po::value(&sets)->composing(), "key=value override of a recipe key (lr, weight_decay, warmup_epochs, eval_every, drop_path_rate, ...) or a method setting (synqt: token_nums, attn_scale, ffn_scale, feat_scale, backbone_drop_path, kem_drop_path); repeatable")
-    ("skip-bad", po::bool_switch(&s.skip_bad), "skip missing/undecodable images (counted in the record) instead of failing")
-    ("no-progress", "no progress bars");
-}
-}  // namespace
-
-// `petl run`'s options (also each job of `petl bundle`); false when --help was printed.
-bool parse_run_options(const Args& args, JobSpec& spec, std::string& record_file) {
-  std::string feature_budget, state_every, memory_budget;
-  std::vector<std::string> sets;
-  po::options_description d("petl run options");
-  add_job_options(d, spec, sets);
-  d.add_options()("out", po::value(&spec.out_dir)->default_value("runs"),
-                  "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/")
-      ("dry-run", po::bool_switch(&spec.dry_run), "build the model, print trainable parameters and effective settings, do not train")
-      ("feature-cache", po::value(&spec.feature_cache), "train from frozen-backbone features cached in this directory (built when missing; only methods whose backbone path is frozen and deterministic: linear, vqt, synqt with --set backbone_drop_path=off)")
-      ("dp", po::value(&spec.dp)->default_value(1), "data parallelism over N MPI ranks: run `mpirun -np N petl run --dp N ...`; each rank trains on its slice of every global batch, gradients are summed (MPI_Allreduce on CPU, NCCL on GPU); rank 0 writes the record")
-      ("feature-memory-budget", po::value(&feature_budget)->default_value("auto"), "with --feature-cache: the most memory the train split's features may hold (e.g. 8G); above it the job trains live and its record says why. auto = half the memory available at start")
-      ("cache-dtype", po::value(&spec.cache_dtype)->default_value("float32"), "precision of a cache built here: float32 (same losses and logits as live training) or float16")
-      ("micro-batch", po::value(&spec.micro_batch)->default_value(0), "run each batch's forward and backward in chunks of at most M images, gradients accumulated before the one optimizer step (same step up to float summation order; BatchNorm statistics and dropout masks are per chunk). 0 = the whole batch")
-      ("memory-budget", po::value(&memory_budget), "keep the training peak under SIZE (e.g. 4G, 512M): the largest micro-batch predicted to fit (a memory model of this job fitted on probe steps of doubling size, checked by the meter on the first two steps, the micro-batch halved if one peaks above SIZE) is used; the record's memory_budget section holds the budget, the model, the prediction and the measured peak. A job that cannot fit even one image per chunk is recorded as does_not_fit with its minimum peak, before training")
-      ("no-checkpoint", "do not save the trained tensors")
-      ("resume", "if --out already holds a finished record of this exact job (same job key: effective settings, backbone and data-list hashes), print it instead of training again; else continue from the job's saved training state (<out>/state/<job_key>.safetensors) when there is one")
-      ("state-every", po::value(&state_every)->default_value("10"), "save the job's full training state (trained tensors, optimizer, random generators, evaluations so far) to <out>/state/ at the first epoch boundary at least this many minutes after the last save; 0 = every epoch, off = never. A SIGTERM, SIGUSR2 or SIGINT during training also saves it (at the next iteration) before the job ends by that signal; --resume continues from it, bit for bit on CPU. Removed once the record is written")
-      ("record-file", po::value(&record_file), "also write this job's record (the reused one with --resume, or the failed one) to FILE as one JSON line, for a parent process (petl demo's workers)");
-  po::variables_map vm;
-  if (!parse_args(args, d, vm,
-                  "usage: petl run --method M --task T --data-root DIR [--backbone FILE | --arch NAME] [--epochs N]\n"
-                  "                [--batch-size B] [--seed S] [--protocol best_of_10|final] [--threads N] [--out DIR]\n"
-                  "                [--set key=value ...] [--dry-run]\n"
-                  "Trains one method on one task (train split → test split of the recipe) and appends one result record."))
-    return false;
-  spec.set = sets;
-  if (feature_budget != "auto") spec.feature_memory_budget = parse_size(feature_budget, "--feature-memory-budget");
-  spec.progress = !vm.count("no-progress");
-  spec.save_checkpoint = !vm.count("no-checkpoint");
-  spec.reuse_done = vm.count("resume") > 0;
-  spec.state_every_min = parse_state_every(state_every, "--state-every");
-  PETL_CHECK(spec.micro_batch >= 0, "--micro-batch ", spec.micro_batch, ": expected an integer >= 0 (0 = the whole batch)");
-  if (!memory_budget.empty()) {
-    spec.memory_budget = parse_size(memory_budget, "--memory-budget");
-    PETL_CHECK(spec.memory_budget > 0, "--memory-budget '", memory_budget, "': expected a size > 0 (e.g. 4G)");
+std::string method_keys_help() {
+  std::string out = "; the methods' keys (`petl list` shows defaults, ranges and meanings):";
+  for (const auto& n : MethodRegistry::instance().names()) {
+    const auto& m = MethodRegistry::instance().get(n);
+    if (m.options.empty()) continue;
+    std::vector<std::string> keys;
+    for (const auto& o : m.options) keys.push_back(o.key);
+    out += " " + n + ": " + join(keys, ", ") + ";";
   }
-  spec.argv = args;
-  return true;
+  out.back() = '.';
+  return out;
 }
 
 int cmd_run(const Args& args) {
-  JobSpec spec;
-  std::string record_file;
-  if (!parse_run_options(args, spec, record_file)) return 0;
+  const std::optional<JobSpec> parsed = parse_run_args(args, method_keys_help());
+  if (!parsed) return 0;
+  const JobSpec& spec = *parsed;
   // --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
   struct MpiSession {
     bool mine = false;
@@ -144,7 +97,7 @@ int cmd_run(const Args& args) {
     }
   } mpi(spec.dp > 1);
   auto write_record_file = [&](const Record& r) {
-    if (!record_file.empty() && mpi.rank == 0) io::append_json_line(record_file, to_json(r), "record file");
+    if (!spec.record_file.empty() && mpi.rank == 0) io::append_json_line(spec.record_file, to_json(r), "record file");
   };
   Record rec;
   try {
@@ -169,14 +122,14 @@ int cmd_run(const Args& args) {
     std::printf("%s\n", rec.settings.dump(2).c_str());
     return 0;
   }
-  if (rec.status == "does_not_fit") {
+  if (rec.status == RecordStatus::kDoesNotFit) {
     std::printf("%s %s seed %d: does not fit the memory budget (%s); record appended to %s/results.jsonl\n",
-                spec.method.c_str(), rec.task.c_str(), rec.seed, rec.extra.value("memory_budget", nlohmann::json()).dump().c_str(),
+                spec.method.c_str(), rec.task.c_str(), rec.seed, rec.memory_budget.dump().c_str(),
                 spec.out_dir.c_str());
     return 0;
   }
   std::printf("%s %s seed %d: accuracy %.2f%% (%s), trainable %lld, peak train %.1f MiB, %.1f img/s\n",
-              spec.method.c_str(), rec.task.c_str(), rec.seed, rec.accuracy.value_or(0), spec.protocol.c_str(),
+              spec.method.c_str(), rec.task.c_str(), rec.seed, rec.accuracy.value_or(0), to_string(spec.protocol),
               (long long)rec.trainable_params.value_or(0), rec.memory.value("peak_train_mib", 0.0),
               rec.timing ? rec.timing->train_images_per_s : 0.0);
   if (rec.reused)
@@ -215,6 +168,8 @@ void write_logits_h5(const std::string& path, const torch::Tensor& logits, const
 int cmd_eval(const Args& args) {
   std::string method_name, task_name, root, backbone, ckpt, split, logits_path, arch, device = "cpu",
                                                                                      precision = "fp32";
+  const std::string set_help = "method setting key=value (e.g. token_nums=4), when the checkpoint's metadata does "
+                               "not carry it" + method_keys_help();
   int threads = 0, batch = 512;
   std::vector<std::string> sets;
   po::options_description d("petl eval options");
@@ -230,7 +185,7 @@ int cmd_eval(const Args& args) {
       ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
       ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA LibTorch builds)")
       ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (the forward passes under bfloat16 autocast)")
-      ("set", po::value(&sets)->composing(), "method setting key=value (e.g. token_nums=4), when the checkpoint's metadata does not carry it")
+      ("set", po::value(&sets)->composing(), set_help.c_str())
       ("no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm, "usage: petl eval --method M --task T --data-root DIR --backbone FILE --checkpoint FILE [--split test] [--logits FILE]"))
@@ -261,7 +216,7 @@ int cmd_eval(const Args& args) {
   spec.arch = arch;
   spec.threads = threads;
   spec.device = device;
-  spec.precision = precision;
+  spec.precision = parse_enum<Precision>(precision, "--precision");
   spec.set = sets;
   const ResolvedJob job = resolve_job(spec);
   const auto& task = job.task;

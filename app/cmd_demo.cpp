@@ -16,8 +16,9 @@
 #include <thread>
 
 #include "app/cli_util.h"
+#include "app/job_args.h"
 #include "app/commands.h"
-#include "core/env.h"
+#include "core/clock.h"
 #include "core/process.h"
 #include "core/system.h"
 #include "core/text.h"
@@ -25,6 +26,8 @@
 #include "datasets/suite_mini.h"
 #include "datasets/vtab.h"
 #include "core/error.h"
+#include "harness/sweep/farm.h"
+#include "harness/sweep/farm_reporter.h"
 #include "harness/train/job.h"
 #include "io/journal.h"
 #include "results/report.h"
@@ -83,6 +86,24 @@ std::vector<Record> run_in_process(const std::vector<DemoJob>& jobs, const DemoO
 // free for them: a further job starts only when the cores its threads need are idle (measured over
 // 0.05 s when a job ends, else every 2 s), so the demo takes the cores other work leaves, grows when
 // they free up, and shrinks (by not replacing a finished job) when other work starts.
+class FreeCoreAdmission final : public AdmissionPolicy {
+ public:
+  explicit FreeCoreAdmission(int threads) : threads_(threads) {}
+  bool may_start(int running) override {
+    if (running == 0) return true;
+    if (SteadyClock::now() < next_check_) return false;
+    const double idle = threads::measure_free_cores(0.05);  // the cores a new job's threads would get
+    if (idle < 0 || idle >= threads_ - 0.5) return true;
+    next_check_ = SteadyClock::now() + std::chrono::seconds(2);  // busy elsewhere: look again later
+    return false;
+  }
+  void job_ended() override { next_check_ = SteadyClock::now(); }  // a core was just freed
+
+ private:
+  int threads_;
+  SteadyClock::time_point next_check_ = SteadyClock::now();
+};
+
 struct WorkerPolicy {
   int max_workers = 1;
   bool adaptive = false;
@@ -103,118 +124,80 @@ WorkerPolicy worker_policy(int jobs_opt, size_t n_jobs) {
   return w;
 }
 
-// The jobs, each a `petl run` child with o.threads threads (posix_spawn: no fork after OpenMP
-// started), as many at once as the WorkerPolicy allows. Children append their records to
-// <out>/results.jsonl themselves (one O_APPEND write each) and hand the record back through
-// --record-file; a child that dies without a record gets a failed record here, with the end of its
-// log. One line per finished job on stderr.
-class DemoWorkers {
+// The demo's view of the farm's outcomes: each job's record (the child's; one it died without is
+// made and appended here, with the end of its log), a line per finished job on stderr.
+class DemoReporter final : public FarmReporter {
  public:
-  DemoWorkers(const std::vector<DemoJob>& jobs, const DemoOptions& o, const WorkerPolicy& policy)
-      : jobs_(jobs), o_(o), policy_(policy), logs_(fs::path(o.out) / "logs" / "demo"),
-        self_(process::self_executable()), recs_(jobs.size()) {
-    threads_by_ = str_cat("petl demo: ", o.threads, " thread(s) per job, ", policy.describe());
-  }
-
-  std::vector<Record> run() {
-    fs::create_directories(logs_);
-    std::fprintf(stderr, "[petl] %zu jobs, %s, each a `petl run` process with %d thread(s); logs in %s\n",
-                 jobs_.size(), policy_.describe().c_str(), o_.threads, logs_.c_str());
-    while (finished_ < jobs_.size()) {
-      while (next_ < jobs_.size() && may_start_another()) start(next_++);
-      bool any = false;
-      for (size_t k = 0; k < running_.size();) {
-        if (auto st = process::poll(running_[k].pid)) {
-          collect(running_[k], *st);
-          running_.erase(running_.begin() + long(k));
-          next_check_ = Clock::now();  // a core was just freed
-          any = true;
-        } else {
-          ++k;
-        }
-      }
-      if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  DemoReporter(const std::vector<DemoJob>& jobs, const DemoOptions& o) : jobs_(jobs), o_(o), recs_(jobs.size()) {}
+  void finished(const FarmJob& job, const FarmOutcome& out, int done, int total) override {
+    const size_t i = job.identity.at("index").get<size_t>();
+    const DemoJob& j = jobs_[i];
+    std::optional<Record> rec;
+    if (out.record.is_object()) rec = record_from_json(out.record, job.result_file);
+    fs::remove(job.result_file);
+    const std::string ended = out.ended.empty() ? "exit status 0" : out.ended;
+    if (!rec) {  // died without a record (signal, out of memory): record it here
+      rec = failed_record(demo_spec(j, o_), "petl run " + ended + "; last lines of " + job.log_file + ":\n" +
+                                                process::file_tail(job.log_file));
+      append_record(o_.out, *rec);
     }
+    if (rec->ok())
+      std::fprintf(stderr, "[petl] [%d/%d] %s/%s: %.2f%% %s in %.1f s\n", done, total, j.method.c_str(), j.task.c_str(),
+                   rec->accuracy.value_or(0), rec->reused ? "(finished record reused)" : "trained", out.wall_s);
+    else
+      std::fprintf(stderr, "[petl] [%d/%d] %s/%s failed (%s): %s (log: %s)\n", done, total, j.method.c_str(),
+                   j.task.c_str(), ended.c_str(), first_line(rec->error).c_str(), job.log_file.c_str());
+    recs_[i] = std::move(rec);
+  }
+  std::vector<Record> records() {
     std::vector<Record> out;
-    for (auto& r : recs_) out.push_back(std::move(*r));
+    for (auto& r : recs_)
+      if (r) out.push_back(std::move(*r));
     return out;
   }
 
  private:
-  using Clock = std::chrono::steady_clock;
-  struct Running {
-    size_t index;
-    pid_t pid;
-    std::string log, record_file;
-    Clock::time_point start;
-  };
-
-  // Whether one more job may start now.
-  bool may_start_another() {
-    if (running_.empty()) return true;
-    if (int(running_.size()) >= policy_.max_workers) return false;
-    if (!policy_.adaptive) return true;
-    if (Clock::now() < next_check_) return false;
-    const double idle = threads::measure_free_cores(0.05);  // the cores a new job's threads would get
-    if (idle < 0 || idle >= o_.threads - 0.5) return true;
-    next_check_ = Clock::now() + std::chrono::seconds(2);  // busy elsewhere: look again later
-    return false;
-  }
-
-  void start(size_t i) {
-    const DemoJob& j = jobs_[i];
-    const std::string stem = j.method + "_" + j.task;
-    Running r{i, -1, (logs_ / (stem + ".log")).string(), (logs_ / (stem + ".record.json")).string(), Clock::now()};
-    fs::remove(r.record_file);
-    process::SpawnOptions so;
-    so.argv = {self_, "run", "--method", j.method, "--task", j.task, "--data-root", o_.data, "--recipe", o_.recipe,
-               "--threads", std::to_string(o_.threads), "--out", o_.out, "--no-progress", "--record-file", r.record_file};
-    if (o_.epochs != JobSpec::kRecipeValue) so.argv.insert(so.argv.end(), {"--epochs", std::to_string(o_.epochs)});
-    if (!o_.backbone.empty()) so.argv.insert(so.argv.end(), {"--backbone", o_.backbone});
-    if (!o_.fresh) so.argv.push_back("--resume");
-    so.env[env::kNoProgress] = "1";
-    so.env[env::kSweepParentPid] = std::to_string(::getpid());  // a job dies with the demo
-    so.env[env::kThreadsBy] = threads_by_;
-    so.log_file = r.log;
-    r.pid = process::spawn(so);
-    running_.push_back(r);
-  }
-
-  void collect(const Running& r, const process::ExitStatus& st) {
-    const DemoJob& j = jobs_[r.index];
-    const double secs = std::chrono::duration<double>(Clock::now() - r.start).count();
-    std::optional<Record> rec;
-    auto lines = io::read_json_lines(r.record_file, "record file");
-    if (!lines.objects.empty()) rec = record_from_json(lines.objects.back(), r.record_file);
-    fs::remove(r.record_file);
-    if (!rec) {  // died without a record (signal, out of memory): record it here
-      rec = failed_record(demo_spec(j, o_), "petl run " + st.text() + "; last lines of " + r.log + ":\n" +
-                                                process::file_tail(r.log));
-      append_record(o_.out, *rec);
-    }
-    ++finished_;
-    if (rec->ok())
-      std::fprintf(stderr, "[petl] [%zu/%zu] %s/%s: %.2f%% %s in %.1f s\n", finished_, jobs_.size(), j.method.c_str(),
-                   j.task.c_str(), rec->accuracy.value_or(0), rec->reused ? "(finished record reused)" : "trained",
-                   secs);
-    else
-      std::fprintf(stderr, "[petl] [%zu/%zu] %s/%s failed (%s): %s (log: %s)\n", finished_, jobs_.size(),
-                   j.method.c_str(), j.task.c_str(), st.text().c_str(),
-                   rec->error.substr(0, rec->error.find('\n')).c_str(), r.log.c_str());
-    recs_[r.index] = std::move(rec);
-  }
-
   const std::vector<DemoJob>& jobs_;
   const DemoOptions& o_;
-  const WorkerPolicy policy_;
-  const fs::path logs_;
-  const std::string self_;
-  std::string threads_by_;
   std::vector<std::optional<Record>> recs_;
-  std::vector<Running> running_;
-  size_t next_ = 0, finished_ = 0;
-  Clock::time_point next_check_ = Clock::now();
 };
+
+// The jobs, each a `petl run` child with o.threads threads on the farm's process pool (posix_spawn:
+// no fork after OpenMP started), as many at once as the policy allows. Children append their records
+// to <out>/results.jsonl themselves (one O_APPEND write each) and hand the record back through
+// --record-file.
+std::vector<Record> run_on_the_farm(const std::vector<DemoJob>& jobs, const DemoOptions& o, const WorkerPolicy& policy) {
+  const fs::path logs = fs::path(o.out) / "logs" / "demo";
+  fs::create_directories(logs);
+  std::fprintf(stderr, "[petl] %zu jobs, %s, each a `petl run` process with %d thread(s); logs in %s\n", jobs.size(),
+               policy.describe().c_str(), o.threads, logs.c_str());
+  std::vector<FarmJob> farm_jobs;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const std::string stem = jobs[i].method + "_" + jobs[i].task;
+    JobSpec spec = demo_spec(jobs[i], o);
+    spec.progress = false;
+    spec.record_file = (logs / (stem + ".record.json")).string();
+    fs::remove(spec.record_file);
+    FarmJob f;
+    f.key = stem;
+    f.argv = run_command(spec);
+    f.identity = {{"index", i}};
+    f.result_file = spec.record_file;
+    f.log_file = (logs / (stem + ".log")).string();
+    fs::remove(f.log_file);
+    farm_jobs.push_back(std::move(f));
+  }
+  FarmOptions fo;
+  fo.program = process::self_executable();
+  fo.label = "petl demo";
+  fo.slots = policy.max_workers;
+  fo.threads = o.threads;
+  fo.threads_by = str_cat("petl demo: ", o.threads, " thread(s) per job, ", policy.describe());
+  if (policy.adaptive) fo.admission = std::make_shared<FreeCoreAdmission>(o.threads);
+  DemoReporter reporter(jobs, o);
+  run_local_farm(farm_jobs, fo, reporter);
+  return reporter.records();
+}
 
 }  // namespace
 
@@ -278,7 +261,7 @@ int cmd_demo(const Args& args) {
     recs = run_in_process(jobs, o);
   } else {
     if (o.threads == 0) o.threads = 1;
-    recs = DemoWorkers(jobs, o, worker_policy(jobs_opt, jobs.size())).run();
+    recs = run_on_the_farm(jobs, o, worker_policy(jobs_opt, jobs.size()));
   }
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\nembedded suite %s, backbone %s, recipe %s, protocol best_of_10 (final in brackets)\n", data.c_str(),

@@ -13,12 +13,15 @@
 #include <thread>
 
 #include "app/cli_util.h"
+#include "core/clock.h"
 #include "core/system.h"
 #include "core/threads.h"
 #include "app/commands.h"
 #include "datasets/image.h"
 #include "datasets/suite_mini.h"
 #include "harness/train/job.h"
+#include "harness/train/recipe.h"
+#include "harness/train/train_util.h"
 #include "core/progress.h"
 #include "models/checkpoint.h"
 
@@ -86,6 +89,7 @@ int cmd_pretrain(const Args& args) {
                   "Pretrains the embedded backbone on upstream data disjoint from the embedded suite's splits."))
     return 0;
   const bool progress = !vm.count("no-progress");
+  const Recipe recipe = upstream_recipe(lr, wd, warmup, epochs, batch, seed);
   const int nt = threads::choose_threads(threads).threads;
   at::set_num_threads(nt);
   torch::manual_seed(seed);
@@ -93,20 +97,18 @@ int cmd_pretrain(const Args& args) {
   VisionTransformer vit(cfg);
   vit->init_weights(seed);
   std::vector<GenData> gens;
-  std::vector<torch::Tensor> params = vit->parameters();
+  NamedTensors params = vit->named_parameters().pairs();
   for (auto& g : data::upstream_generators()) {
     gens.push_back(make_data(g, per_gen + holdout, cfg.img_size, nt, progress));
     for (auto& a : gens.back().attrs) {
       torch::nn::Linear h(cfg.embed_dim, a.num_classes);
       gens.back().heads.push_back(h);
-      for (auto& p : h->parameters()) params.push_back(p);
+      for (auto& p : h->named_parameters().pairs()) params.push_back({g + "." + a.name + "." + p.first, p.second});
     }
   }
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(lr).weight_decay(wd));
+  auto opt = make_optimizer(params, recipe);
   const int64_t per_epoch = (per_gen / batch) * int64_t(gens.size());
-  const int64_t total = per_epoch * epochs;
-  int64_t step = 0;
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = SteadyClock::now();
   for (int e = 0; e < epochs; ++e) {
     vit->train(true);
     std::vector<torch::Tensor> perms;
@@ -114,12 +116,10 @@ int cmd_pretrain(const Args& args) {
     ProgressBar bar("pretrain epoch " + std::to_string(e + 1) + "/" + std::to_string(epochs), per_epoch, progress);
     double loss_sum = 0;
     for (int64_t b = 0; b < per_gen / batch; ++b) {
-      for (size_t gi = 0; gi < gens.size(); ++gi, ++step) {
+      for (size_t gi = 0; gi < gens.size(); ++gi) {
         auto& g = gens[gi];
-        double t = double(step) / (per_epoch);
-        double cur = t < warmup ? lr * t / warmup
-                                : 0.5 * lr * (1 + std::cos(M_PI * (t - warmup) / std::max(1, epochs - warmup)));
-        for (auto& grp : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(grp.options()).lr(cur);
+        const int64_t iter = b * int64_t(gens.size()) + int64_t(gi);
+        set_learning_rate(*opt, learning_rate(recipe, e, int(iter), int(per_epoch)));
         auto idx = perms[gi].narrow(0, b * batch, batch);
         auto feats = vit->forward_cls(g.images.index_select(0, idx));
         auto y = g.labels.index_select(0, idx);
@@ -127,18 +127,17 @@ int cmd_pretrain(const Args& args) {
         for (size_t a = 0; a < g.heads.size(); ++a)
           loss = loss + torch::nn::functional::cross_entropy(g.heads[a](feats), y.select(1, a));
         loss = loss / double(g.heads.size());
-        opt.zero_grad();
+        opt->zero_grad();
         loss.backward();
-        opt.step();
+        opt->step();
         loss_sum += loss.item<double>();
         bar.add(1);
       }
     }
     bar.finish();
     std::fprintf(stderr, "[pretrain] epoch %d: mean loss %.4f (%.0f s)\n", e + 1, loss_sum / per_epoch,
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                 seconds_since(t0));
   }
-  (void)total;
   // Held-out upstream accuracies, per attribute.
   json acc;
   {

@@ -8,15 +8,19 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <iostream>
 
 #include "app/cache_build.h"
 #include "app/cli_util.h"
+#include "app/job_args.h"
+#include "app/sweep_jobs.h"
 #include "app/commands.h"
 #include "core/build_info.h"
 #include "core/paths.h"
 #include "core/text.h"
 #include "harness/sweep/farm.h"
+#include "harness/sweep/farm_reporter.h"
 #include "harness/sweep/sweep_config.h"
 #include "harness/sweep/sweep_journal.h"
 #include "io/journal.h"
@@ -59,25 +63,38 @@ json provenance_base() { return {{"git_commit", git_commit()}, {"libtorch_versio
 
 }  // namespace
 
-int cmd_sweep(const Args& args) {
-  std::string config_file, out, shard_text, state_every, memory_budget, petl_bin = "/proc/self/exe";
-  int threads = -1, gpus = 0;
-  double timeout = -1, grace = 20;
+namespace {
+
+// The command line of `petl sweep`, checked.
+struct SweepArgs {
+  std::string config_file, out, memory_budget, petl_bin = "/proc/self/exe";
+  std::optional<int> threads;
+  std::optional<double> timeout, state_every_min;
+  int gpus = 0;
+  double grace = 20;
   bool dry_run = false, retry = false;
+  Shard shard;
+};
+
+std::optional<SweepArgs> parse_sweep_args(const Args& args) {
+  SweepArgs a;
+  std::string shard_text, state_every;
+  int threads = -1;
+  double timeout = -1;
   po::options_description d("petl sweep options");
   d.add_options()
-    ("config", po::value(&config_file)->required(), "sweep config (YAML; positional): methods, tasks, seeds, grid, overrides (see config/sweeps/mini.yaml)")
-    ("dry-run", po::bool_switch(&dry_run), "print the plan (cache builds first; key, method, task, seed, sets, depends_on, estimated cost, journal status) and totals; run nothing, no MPI")
-    ("out", po::value(&out), "output directory (overrides the config's `out`): results.jsonl (the journal), jobs/<key>/, cache/<key>/, logs/<key>.log")
+    ("config", po::value(&a.config_file)->required(), "sweep config (YAML; positional): methods, tasks, seeds, grid, overrides (see config/sweeps/mini.yaml)")
+    ("dry-run", po::bool_switch(&a.dry_run), "print the plan (cache builds first; key, method, task, seed, sets, depends_on, estimated cost, journal status) and totals; run nothing, no MPI")
+    ("out", po::value(&a.out), "output directory (overrides the config's `out`): results.jsonl (the journal), jobs/<key>/, cache/<key>/, logs/<key>.log")
     ("shard", po::value(&shard_text), "I/N: run only the training jobs whose key hash (or whose feature cache's key hash) mod N == I, plus the cache builds they need — one shard per Slurm array task; all shards share --out, each writes results.shard-I-of-N.jsonl")
     ("threads-per-rank", po::value(&threads), "intra-op threads of every child (overrides the config's threads_per_rank; 0 = the rank's cores: its CPU affinity shared among the node's ranks with the same affinity)")
     ("job-timeout", po::value(&timeout), "seconds a job may run (overrides job_timeout_s; 0 = no limit): then SIGTERM to its process group, SIGKILL 10 s later, recorded failed")
-    ("retry-failed", po::bool_switch(&retry), "re-run jobs whose journal record is failed (also: config retry_failed: true)")
-    ("grace-s", po::value(&grace)->default_value(20), "on SIGTERM/SIGUSR2/SIGINT: seconds between SIGTERM and SIGKILL to the running jobs")
+    ("retry-failed", po::bool_switch(&a.retry), "re-run jobs whose journal record is failed (also: config retry_failed: true)")
+    ("grace-s", po::value(&a.grace)->default_value(20), "on SIGTERM/SIGUSR2/SIGINT: seconds between SIGTERM and SIGKILL to the running jobs")
     ("state-every", po::value(&state_every), "every training job saves its full training state to <out>/jobs/<key>/state/ at the first epoch boundary at least this many minutes after its last save (petl run --state-every; default 10, 0 = every epoch, off = never) and when the sweep stops it; a re-run continues each stopped job from its state")
-    ("memory-budget", po::value(&memory_budget), "every training job keeps its training peak under SIZE (overrides the config's memory_budget; petl run --memory-budget: micro-batches, or a does_not_fit record); part of the training jobs' keys")
-    ("gpus-per-node", po::value(&gpus)->default_value(0), "> 0: training jobs get --device cuda:<node-local rank % G> (run one rank per GPU)")
-    ("petl", po::value(&petl_bin)->default_value("/proc/self/exe"), "the petl binary the children run (default: this one)");
+    ("memory-budget", po::value(&a.memory_budget), "every training job keeps its training peak under SIZE (overrides the config's memory_budget; petl run --memory-budget: micro-batches, or a does_not_fit record); part of the training jobs' keys")
+    ("gpus-per-node", po::value(&a.gpus)->default_value(0), "> 0: training jobs run on cuda:<node-local rank % G> (run one rank per GPU)")
+    ("petl", po::value(&a.petl_bin)->default_value("/proc/self/exe"), "the petl binary the children run (default: this one)");
   po::positional_options_description pos;
   pos.add("config", 1);
   po::variables_map vm;
@@ -86,60 +103,106 @@ int cmd_sweep(const Args& args) {
     po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
     if (vm.count("help")) {
       std::cout << kSweepUsage << "\n\n" << d << "\n";
-      return 0;
+      return std::nullopt;
     }
     po::notify(vm);
   } catch (const po::error& e) {
     PETL_FAIL(e.what(), " (see petl sweep --help)");
   }
-  PETL_CHECK(!vm.count("threads-per-rank") || threads >= 0, "--threads-per-rank ", threads, ": expected >= 0");
-  PETL_CHECK(!vm.count("job-timeout") || timeout >= 0, "--job-timeout ", timeout, ": expected >= 0");
-  PETL_CHECK(grace >= 0, "--grace-s ", grace, ": expected >= 0");
-  PETL_CHECK(gpus >= 0, "--gpus-per-node ", gpus, ": expected >= 0");
-  if (!state_every.empty()) parse_state_every(state_every, "--state-every");  // checked here, used by the children
-  Shard shard;
-  if (!shard_text.empty()) shard = parse_shard(shard_text);
-
-  auto make_plan = [&](SweepConfig& cfg) {
-    cfg = load_sweep_config(config_file);
-    if (vm.count("threads-per-rank")) cfg.threads_per_rank = threads;
-    if (vm.count("job-timeout")) cfg.job_timeout_s = timeout;
-    if (retry) cfg.retry_failed = true;
-    if (!memory_budget.empty()) {
-      PETL_CHECK(parse_size(memory_budget, "--memory-budget") > 0, "--memory-budget '", memory_budget,
-                 "': expected a size > 0 (e.g. 4G)");
-      cfg.memory_budget = memory_budget;
-    }
-    PlanOptions po;
-    po.out = out;
-    po.state_every = state_every;
-    po.embedded_backbone = embedded_backbone_path();
-    po.cache_need = [](const std::string& m, const std::string& t, const std::string& r,
-                       const std::map<std::string, std::string>& s) { return method_cache_need(m, t, r, s);
-    };
-    po.backbone_dims = backbone_dims;
-    SweepPlan plan = plan_sweep(cfg, po);
-    if (shard.count > 1) plan.jobs = shard_jobs(plan.jobs, shard);
-    plan.journal = journal_path(plan.out, shard.index, shard.count);
-    return plan;
-  };
-
-  if (dry_run) {
-    SweepConfig cfg;
-    SweepPlan plan = make_plan(cfg);
-    std::vector<std::string> journals = sibling_journals(plan.out, plan.journal);
-    journals.insert(journals.begin(), plan.journal);
-    std::vector<std::string> warnings;
-    auto status = merged_status(journals, &warnings);
-    for (const auto& j : plan.jobs)  // jobs stopped mid-way: how far their saved state got
-      if (!j.is_cache && !journal_done(status[j.key]))
-        if (auto st = mid_job_state_summary(j.out_dir); !st.empty())
-          status[j.key] = (status[j.key].empty() ? "" : status[j.key] + "; ") + "state: " + st;
-    for (auto& w : warnings) std::fprintf(stderr, "petl sweep: warning: %s\n", w.c_str());
-    if (shard.count > 1) std::printf("shard %d/%d\n", shard.index, shard.count);
-    print_plan(std::cout, plan, plan.jobs, status);
-    return 0;
+  if (vm.count("threads-per-rank")) {
+    PETL_CHECK(threads >= 0, "--threads-per-rank ", threads, ": expected >= 0");
+    a.threads = threads;
   }
+  if (vm.count("job-timeout")) {
+    PETL_CHECK(timeout >= 0, "--job-timeout ", timeout, ": expected >= 0");
+    a.timeout = timeout;
+  }
+  PETL_CHECK(a.grace >= 0, "--grace-s ", a.grace, ": expected >= 0");
+  PETL_CHECK(a.gpus >= 0, "--gpus-per-node ", a.gpus, ": expected >= 0");
+  if (!state_every.empty()) a.state_every_min = parse_state_every(state_every, "--state-every");
+  if (!shard_text.empty()) a.shard = parse_shard(shard_text);
+  return a;
+}
+
+// The config with the command line's overrides, planned and sharded.
+SweepPlan make_plan(const SweepArgs& a, SweepConfig& cfg) {
+  cfg = load_sweep_config(a.config_file);
+  if (a.threads) cfg.threads_per_rank = *a.threads;
+  if (a.timeout) cfg.job_timeout_s = *a.timeout;
+  if (a.retry) cfg.retry_failed = true;
+  if (!a.memory_budget.empty()) {
+    cfg.memory_budget = parse_size(a.memory_budget, "--memory-budget");
+    PETL_CHECK(cfg.memory_budget > 0, "--memory-budget '", a.memory_budget, "': expected a size > 0 (e.g. 4G)");
+  }
+  PlanOptions po;
+  po.out = a.out;
+  po.state_every_min = a.state_every_min;
+  po.embedded_backbone = embedded_backbone_path();
+  po.cache_need = [](const std::string& m, const std::string& t, const std::string& r,
+                     const std::map<std::string, std::string>& s) { return method_cache_need(m, t, r, s); };
+  po.backbone_dims = backbone_dims;
+  SweepPlan plan = plan_sweep(cfg, po);
+  if (a.shard.count > 1) plan.jobs = shard_jobs(plan.jobs, a.shard);
+  plan.journal = journal_path(plan.out, a.shard.index, a.shard.count);
+  return plan;
+}
+
+// --dry-run: the plan with each job's journal status and saved state.
+int print_dry_run(const SweepArgs& a) {
+  SweepConfig cfg;
+  SweepPlan plan = make_plan(a, cfg);
+  std::vector<std::string> journals = sibling_journals(plan.out, plan.journal);
+  journals.insert(journals.begin(), plan.journal);
+  std::vector<std::string> warnings;
+  std::map<std::string, PlannedJobStatus> status;
+  for (const auto& [k, st] : merged_status(journals, &warnings)) status[k].journal = st;
+  for (const auto& j : plan.jobs) {  // jobs stopped mid-way: how far their saved state got
+    PlannedJobStatus& s = status[j.key];
+    if (!j.is_cache && !(s.journal && journal_done(*s.journal))) s.state = mid_job_state_summary(j.out_dir);
+  }
+  for (auto& w : warnings) std::fprintf(stderr, "petl sweep: warning: %s\n", w.c_str());
+  if (a.shard.count > 1) std::printf("shard %d/%d\n", a.shard.index, a.shard.count);
+  print_plan(std::cout, plan, plan.jobs, status);
+  return 0;
+}
+
+// Rank 0 plans (hashing the backbone once), takes the journal's lock and says what every rank needs;
+// {"error": ...} when it cannot.
+json plan_on_rank0(const SweepArgs& a, std::vector<FarmJob>& jobs, std::unique_ptr<io::ProcessLock>& lock) {
+  try {
+    SweepConfig cfg;
+    SweepPlan plan = make_plan(a, cfg);
+    io::check_writable_dir(plan.out, "the sweep's output directory (--out or the config's `out`)");
+    lock = std::make_unique<io::ProcessLock>(plan.journal + ".lock", "the sweep journal " + plan.journal);
+    jobs = farm_jobs_from_plan(plan.jobs, a.gpus);
+    fs::create_directories(fs::path(plan.out) / "logs");
+    return {{"program", resolve_program(a.petl_bin)},
+            {"journal", plan.journal},
+            {"other_journals", sibling_journals(plan.out, plan.journal)},
+            {"name", cfg.name},
+            {"threads", cfg.threads_per_rank},
+            {"timeout", cfg.job_timeout_s},
+            {"retry", cfg.retry_failed}};
+  } catch (const std::exception& e) {
+    return {{"error", e.what()}};
+  }
+}
+
+json broadcast(const json& j, int rank) {
+  std::string buf = rank == 0 ? j.dump() : std::string();
+  int n = int(buf.size());
+  MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  buf.resize(size_t(n));
+  MPI_Bcast(buf.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return json::parse(buf);
+}
+
+}  // namespace
+
+int cmd_sweep(const Args& args) {
+  const std::optional<SweepArgs> a = parse_sweep_args(args);
+  if (!a) return 0;
+  if (a->dry_run) return print_dry_run(*a);
 
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
@@ -154,37 +217,10 @@ int cmd_sweep(const Args& args) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 
-  // Rank 0 plans (hashing the backbone once) and shares the options; only it needs the jobs.
+  // Rank 0 plans and shares the options; only it needs the jobs.
   std::vector<FarmJob> jobs;
-  std::string error;
-  json shared;
   std::unique_ptr<io::ProcessLock> out_lock;  // one sweep per journal; released when this process ends
-  if (rank == 0) {
-    try {
-      SweepConfig cfg;
-      SweepPlan plan = make_plan(cfg);
-      io::check_writable_dir(plan.out, "the sweep's output directory (--out or the config's `out`)");
-      out_lock = std::make_unique<io::ProcessLock>(plan.journal + ".lock", "the sweep journal " + plan.journal);
-      jobs = farm_jobs_from_plan(plan.jobs, cfg.protocol);
-      shared = {{"program", resolve_program(petl_bin)},
-                {"journal", plan.journal},
-                {"other_journals", sibling_journals(plan.out, plan.journal)},
-                {"name", cfg.name},
-                {"threads", cfg.threads_per_rank},
-                {"timeout", cfg.job_timeout_s},
-                {"retry", cfg.retry_failed}};
-      fs::create_directories(fs::path(plan.out) / "logs");
-    } catch (const std::exception& e) {
-      error = e.what();
-      shared = json{{"error", error}};
-    }
-  }
-  std::string buf = rank == 0 ? shared.dump() : std::string();
-  int n = int(buf.size());
-  MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  buf.resize(size_t(n));
-  MPI_Bcast(buf.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
-  shared = json::parse(buf);
+  const json shared = broadcast(rank == 0 ? plan_on_rank0(*a, jobs, out_lock) : json(), rank);
   if (shared.contains("error")) {
     if (own_mpi) MPI_Finalize();
     if (rank == 0) throw Error(shared["error"].get<std::string>());
@@ -193,16 +229,21 @@ int cmd_sweep(const Args& args) {
 
   FarmOptions fo;
   fo.program = shared["program"];
-  fo.journal = shared["journal"];
-  fo.other_journals = shared["other_journals"].get<std::vector<std::string>>();
-  fo.sweep_name = shared["name"];
   fo.threads = shared["threads"];
+  fo.threads_by = fo.threads > 0 ? "petl sweep: threads_per_rank" : "petl sweep: the rank's share of its node's cores";
   fo.job_timeout_s = shared["timeout"];
   fo.retry_failed = shared["retry"];
-  fo.grace_s = grace;
-  fo.gpus_per_node = gpus;
-  fo.provenance = provenance_base();
-  int code = run_farm(jobs, fo, MPI_COMM_WORLD);
+  fo.grace_s = a->grace;
+  fo.gpus_per_node = a->gpus;
+  fo.bundle_command = bundle_command;
+  SweepReporter::Options ro;
+  ro.journal = shared["journal"];
+  ro.other_journals = shared["other_journals"].get<std::vector<std::string>>();
+  ro.sweep_name = shared["name"];
+  ro.provenance = provenance_base();
+  ro.retry_failed = fo.retry_failed;
+  SweepReporter reporter(ro);
+  const int code = run_farm(jobs, fo, reporter, MPI_COMM_WORLD);
   if (own_mpi) MPI_Finalize();
   return code;
 }

@@ -3,18 +3,14 @@
 #include <string>
 #include <vector>
 
-namespace petl {
-struct JobSpec;
-}
-
 namespace petl::cli {
 
 using Args = std::vector<std::string>;
 int cmd_list(const Args& args);
 int cmd_run(const Args& args);
 int cmd_bundle(const Args& args);
-// `petl run`'s options into a JobSpec (also each job of `petl bundle`); false when --help was printed.
-bool parse_run_options(const Args& args, JobSpec& spec, std::string& record_file);
+// The registry's method keys, for the help of --set (petl run, bundle, eval).
+std::string method_keys_help();
 int cmd_eval(const Args& args);
 int cmd_suite(const Args& args);
 int cmd_pretrain(const Args& args);

@@ -11,8 +11,8 @@
 //                          (prctl(PR_SET_PDEATHSIG)) when this is its parent's pid
 //   PETL_SWEEP_JOB_KEY     set by the sweep farm: the child's job key (logs)
 //   PETL_SWEEP_RANK        set by the sweep farm: the rank that runs the child (logs)
-//   PETL_THREADS_BY        set by `petl demo` for its worker children: how their --threads was
-//                          chosen (recorded in provenance.threads_chosen_by)
+//   PETL_THREADS_BY        set by the job farm (`petl sweep`, `petl demo`) for its children: how their
+//                          threads were chosen (recorded in provenance.threads_chosen_by)
 //   PETL_WAIT_POLICY_BY_PETL set by petl itself when it started the OpenMP runtime under its default
 //                          wait policy (core/threads.h); provenance then says "petl" set it
 //   PETL_TEST_STOP_AFTER   tests only: N > 0 makes the N-th stop check of a training loop (one before

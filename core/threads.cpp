@@ -76,7 +76,9 @@ bool parse_cpu_line(const std::string& line, int* cpu, unsigned long long* idle,
 
 void apply_default_wait_policy(char** argv) {
   if (set_by_user(env::kOmpWaitPolicy) || set_by_user(env::kGompSpincount)) return;
-  // One thread has no team to wait in: no re-exec for `--threads 1` (e.g. petl demo's workers).
+  // One thread has no team to wait in: no re-exec for `--threads 1` (e.g. petl demo's workers) or
+  // OMP_NUM_THREADS=1 (a farm's one-thread jobs).
+  if (env::get(env::kOmpNumThreads) == "1") return;
   for (char** a = argv; *a; ++a) {
     if (!std::strcmp(*a, "--threads=1") || (!std::strcmp(*a, "--threads") && a[1] && !std::strcmp(a[1], "1"))) return;
   }
@@ -137,7 +139,7 @@ ThreadChoice choose_threads(int requested, double window_s) {
     const long n = std::strtol(omp.c_str(), &end, 10);
     if (n > 0 && end != omp.c_str()) {
       c.threads = int(n);
-      c.chosen_by = "OMP_NUM_THREADS";
+      c.chosen_by = by.empty() ? "OMP_NUM_THREADS" : by;  // a parent that set both says how it chose
       return c;
     }
   }

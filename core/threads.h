@@ -59,7 +59,8 @@ struct ThreadChoice {
 };
 
 // requested > 0: that many (chosen_by "--threads", or PETL_THREADS_BY when set). 0: as described
-// above. window_s is the measuring window for free cores.
+// above (from OMP_NUM_THREADS, chosen_by says PETL_THREADS_BY when set: a farm's children). window_s
+// is the measuring window for free cores.
 ThreadChoice choose_threads(int requested, double window_s = 0.1);
 
 // Free cores of this process's affinity mask over window_s seconds (sleeps that long): idle CPU

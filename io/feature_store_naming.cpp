@@ -32,7 +32,7 @@ std::string cache_key(const AttributeMap& identity) {
     PETL_CHECK(v.find('\n') == std::string::npos, "cache_key: value of identity key '", k, "' contains a newline");
     lines += k + "=" + v + "\n";
   }
-  return sha256_string(lines).substr(0, 16);
+  return key_of_text(lines);
 }
 
 std::string cache_path(const std::string& root, const std::string& key) {

@@ -18,7 +18,7 @@ namespace {
 struct AdapterOptions {
   int adapter_dim{};
   double adapter_dropout{};
-  std::string init;
+  methods::NoahInit init{};
 };
 
 const methods::OptionTable<AdapterOptions> kOptions =
@@ -26,7 +26,7 @@ const methods::OptionTable<AdapterOptions> kOptions =
         .add("adapter_dim", &AdapterOptions::adapter_dim, 8, methods::Range::at_least(1), "bottleneck width r")
         .add("adapter_dropout", &AdapterOptions::adapter_dropout, 0.1, methods::Range::probability(),
              "dropout after the bottleneck's QuickGELU")
-        .add("init", &AdapterOptions::init, "noah",
+        .add("init", &AdapterOptions::init, methods::NoahInit::kNoah,
              "noah: what NOAH's code does at step 0 (its model-wide _init_vit_weights re-initialises the "
              "adapter: trunc_normal(.02) weights, zero biases); module: the Adapter module's own init "
              "(xavier_uniform weights, N(0, 1e-6) biases)");
@@ -36,15 +36,13 @@ class Adapter : public methods::HookedMethod {
   explicit Adapter(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
     const auto& cfg = backbone_->cfg_;
     o_ = kOptions.parse(ctx.settings);
-    PETL_CHECK(o_.init == "noah" || o_.init == "module", "setting 'init': expected noah or module, got '", o_.init,
-               "'");
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
       const std::string path = "blocks." + std::to_string(i) + ".adapter";
       auto f1 = methods::register_under(*this, path, "ln1", torch::nn::Linear(cfg.embed_dim, o_.adapter_dim));
       auto f2 = methods::register_under(*this, path, "ln2", torch::nn::Linear(o_.adapter_dim, cfg.embed_dim));
       for (auto* l : {&f1, &f2}) {
-        if (o_.init == "noah") {
+        if (o_.init == methods::NoahInit::kNoah) {
           methods::trunc_normal((*l)->weight, 0.02);
           (*l)->bias.zero_();
         } else {

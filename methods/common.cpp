@@ -74,7 +74,7 @@ BackboneNeeds HookedMethod::needs() const {
   BackboneNeeds n;
   n.grad_through_backbone = true;
   n.backbone_stochastic = ctx_.backbone_drop_path > 0 && !backbone_always_eval_;
-  n.memory_class = "heavy";
+  n.memory_class = MemoryClass::kHeavy;
   return n;
 }
 

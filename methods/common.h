@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_text.h"
 #include "methods/method.h"
 #include "methods/task_config.h"
 
@@ -28,6 +29,11 @@ M register_under(torch::nn::Module& root, const std::string& path, const std::st
 }
 torch::Tensor register_param_under(torch::nn::Module& root, const std::string& path, const std::string& name,
                                    torch::Tensor t);
+
+// The init of an added module in NOAH's baselines (adapter, lora: their `init` option): what NOAH's
+// code does at step 0 (its model-wide _init_vit_weights re-initialises every Linear with
+// trunc_normal(.02) weights and zero biases), or the module's own init.
+enum class NoahInit { kNoah, kModule };
 
 // QuickGELU(x) = x·σ(1.702x) (CLIP; used by NOAH's adapter and Convpass).
 inline torch::Tensor quick_gelu(const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); }
@@ -88,3 +94,13 @@ inline const char* backbone_micro_batch_help() {
 }
 
 }  // namespace petl::methods
+
+namespace petl {
+template <>
+struct EnumText<methods::NoahInit> {
+  static constexpr const char* kWhat = "init";
+  static constexpr std::array<EnumName<methods::NoahInit>, 2> kNames{
+      {{methods::NoahInit::kNoah, "noah"}, {methods::NoahInit::kModule, "module"}}};
+  static constexpr std::array<EnumName<methods::NoahInit>, 0> kAliases{};
+};
+}  // namespace petl

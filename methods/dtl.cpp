@@ -85,7 +85,7 @@ class Dtl : public Method, public BlockHooks {
     BackboneNeeds n;
     n.grad_through_backbone = true;
     n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "partial";
+    n.memory_class = MemoryClass::kPartial;
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {

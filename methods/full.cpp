@@ -15,7 +15,7 @@ class FullFinetune : public Method {
     BackboneNeeds n;
     n.grad_through_backbone = true;
     n.backbone_stochastic = ctx_.backbone_drop_path > 0;
-    n.memory_class = "heavy";
+    n.memory_class = MemoryClass::kHeavy;
     return n;
   }
   torch::Tensor forward(const torch::Tensor& images) override { return head(backbone_->forward_cls(images)); }

@@ -26,7 +26,7 @@ class LinearProbe : public Method {
   BackboneNeeds needs() const override {
     BackboneNeeds n;
     n.final_cls = true;
-    n.memory_class = "light";
+    n.memory_class = MemoryClass::kLight;
     return n;
   }
   torch::Tensor forward(const torch::Tensor& images) override {

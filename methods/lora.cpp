@@ -21,7 +21,7 @@ namespace {
 struct LoraOptions {
   int lora_dim{};
   double lora_dropout{}, lora_scale{};
-  std::string init;
+  methods::NoahInit init{};
 };
 
 const methods::OptionTable<LoraOptions> kOptions =
@@ -31,7 +31,7 @@ const methods::OptionTable<LoraOptions> kOptions =
              "dropout on LN1 x before A")
         .add("lora_scale", &LoraOptions::lora_scale, 1.0, methods::Range::any(),
              "scale of the qkv delta (NOAH: 1; loralib's α/r when set)")
-        .add("init", &LoraOptions::init, "noah",
+        .add("init", &LoraOptions::init, methods::NoahInit::kNoah,
              "noah: what NOAH's code does at step 0 (its model-wide _init_vit_weights re-initialises A and B "
              "with trunc_normal(.02): B is not zero); module: loralib's init (A kaiming_uniform(a=√5), B zeros)");
 
@@ -40,8 +40,6 @@ class LoRA : public methods::HookedMethod {
   explicit LoRA(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
     const auto& cfg = backbone_->cfg_;
     o_ = kOptions.parse(ctx.settings);
-    PETL_CHECK(o_.init == "noah" || o_.init == "module", "setting 'init': expected noah or module, got '", o_.init,
-               "'");
     const int r = o_.lora_dim;
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
@@ -50,7 +48,7 @@ class LoRA : public methods::HookedMethod {
                                        torch::nn::Linear(torch::nn::LinearOptions(cfg.embed_dim, r).bias(false)));
       auto b = methods::register_under(*this, path, "LoRA_b",
                                        torch::nn::Linear(torch::nn::LinearOptions(r, 3 * cfg.embed_dim).bias(false)));
-      if (o_.init == "noah") {
+      if (o_.init == methods::NoahInit::kNoah) {
         methods::trunc_normal(a->weight, 0.02);
         methods::trunc_normal(b->weight, 0.02);
       } else {

@@ -81,7 +81,7 @@ class Lst : public Method {
   BackboneNeeds needs() const override {
     BackboneNeeds n;
     n.block_tokens = true;  // every block's output tokens (not served by the feature cache)
-    n.memory_class = "light";
+    n.memory_class = MemoryClass::kLight;
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/enums.h"
 #include "core/settings.h"
 #include "models/vit.h"
 
@@ -25,7 +26,7 @@ struct BackboneNeeds {
   bool block_kv = false;               // every block's K and V (SynQT, VQT)
   bool block_tokens = false;           // every block's output tokens (LST's side network)
   bool backbone_stochastic = false;    // backbone path random in training (stochastic depth on)
-  std::string memory_class = "light";  // light | partial | heavy (docs/spec/baselines.md)
+  MemoryClass memory_class = MemoryClass::kLight;  // docs/spec/baselines.md
   // The fewest images a training forward accepts in one chunk of a micro-batched step: 2 for a
   // BatchNorm head (training statistics need two values per channel), else 1.
   int64_t min_chunk = 1;
@@ -34,12 +35,12 @@ struct BackboneNeeds {
   bool cacheable() const { return !grad_through_backbone && !backbone_stochastic; }
 };
 
-// Frozen-backbone features served by the feature cache (harness/train/feature_cache.h) instead of a
-// live backbone pass: the final-norm cls token (B, D) and/or every block's K and V (B, H, N, D/H).
-// Frozen-backbone features of a batch: cls float32; k, v per block (B, H, N, dh) in the dtype they
-// are held in (float16 from a float16 feature cache) — attend_with converts them per use.
-// rows (optional): k[l], v[l] are the resident store's views (R, H, N, dh) and image b of the batch is
-// row rows[b] — read in place by the attention (models/kv_attention.h), never gathered into a copy.
+// The frozen-backbone features of a batch, served by a feature cache (harness/train/feature_cache.h)
+// or a live backbone pass instead of images: the final-norm cls token (B, D) in float32 and/or
+// every block's K and V (B, H, N, D/H) in the dtype they are held in (float16 from a float16 cache;
+// attend_with converts them per use). rows (optional): k[l], v[l] are then the resident store's
+// views (R, H, N, D/H) and image b of the batch is row rows[b] — read in place by the attention
+// (models/kv_attention.h), never gathered into a copy.
 struct CachedFeatures {
   torch::Tensor cls;
   std::vector<torch::Tensor> k, v;
@@ -96,12 +97,6 @@ class Method : public torch::nn::Module {
 
  private:
   friend std::shared_ptr<Method> build_method(const std::string& name, const MethodContext& ctx);
-
-// What `method` needs from the backbone with settings `s` (defaults when empty), asked of an
-// instance built on the small stand-in petl_vit_mini_p8_32 (random weights) for a task outside
-// every per-task config. `s` is copied: probing marks none of its keys used. Throws petl::Error for
-// an unknown method or invalid settings.
-BackboneNeeds probe_needs(const std::string& method, const Settings& s = {}, double backbone_drop_path = 0.0);
   std::string name_;
 };
 
@@ -123,12 +118,26 @@ struct OptionRange {
   std::string str() const;  // ">= 1", "> 0", "in [0, 1)", "(any value)"
 };
 
+// The value type of a method option.
+enum class OptionType { kInt, kDouble, kBool, kString, kChoice };
+template <>
+struct EnumText<OptionType> {
+  static constexpr const char* kWhat = "option type";
+  static constexpr std::array<EnumName<OptionType>, 5> kNames{{{OptionType::kInt, "int"},
+                                                              {OptionType::kDouble, "double"},
+                                                              {OptionType::kBool, "bool"},
+                                                              {OptionType::kString, "string"},
+                                                              {OptionType::kChoice, "choice"}}};
+  static constexpr std::array<EnumName<OptionType>, 0> kAliases{};
+};
+
 // One `--set` option of a method, as `petl list` shows it (methods/options.h builds these).
 struct OptionInfo {
   std::string key;
-  std::string type;          // int | double | bool | string
-  std::string default_text;  // as written in effective settings
-  OptionRange range;         // for int and double options
+  OptionType type = OptionType::kString;
+  std::string default_text;          // as written in effective settings
+  OptionRange range;                 // for int and double options
+  std::vector<std::string> choices;  // for choice options
   std::string meaning;
 };
 

@@ -13,13 +13,14 @@
 //   const OptionTable<LoraOptions> kOptions = OptionTable<LoraOptions>()
 //       .add("lora_dim", &LoraOptions::lora_dim, 8, Range::at_least(1), "rank r of the update");
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <type_traits>
 #include <utility>
-#include <variant>
 #include <vector>
 
+#include "core/enum_text.h"
 #include "core/error.h"
 #include "core/settings.h"
 #include "core/text.h"
@@ -36,17 +37,55 @@ template <typename O>
 class OptionTable {
  public:
   OptionTable& add(std::string key, int O::*member, int def, Range range, std::string meaning) {
-    return push(std::move(key), member, def, range, BoolText::true_false, std::move(meaning), "int");
+    Field f = base_field(std::move(key), OptionType::kInt, std::to_string(def), std::move(meaning));
+    f.range = range;
+    f.set_default = [member, def](O& o) { o.*member = def; };
+    f.read = [member, k = f.key](const Settings& s, O& o) { o.*member = s.get_int(k, o.*member); };
+    f.validate = [member, k = f.key, range](const O& o) {
+      PETL_CHECK(range.contains(o.*member), "setting '", k, "': expected an integer ", range.str(), ", got ",
+                 o.*member);
+    };
+    f.text = [member](const O& o) { return std::to_string(o.*member); };
+    return push(std::move(f));
   }
   OptionTable& add(std::string key, double O::*member, double def, Range range, std::string meaning) {
-    return push(std::move(key), member, def, range, BoolText::true_false, std::move(meaning), "double");
+    Field f = base_field(std::move(key), OptionType::kDouble, format_double(def), std::move(meaning));
+    f.range = range;
+    f.set_default = [member, def](O& o) { o.*member = def; };
+    f.read = [member, k = f.key](const Settings& s, O& o) { o.*member = s.get_double(k, o.*member); };
+    f.validate = [member, k = f.key, range](const O& o) {
+      PETL_CHECK(range.contains(o.*member), "setting '", k, "': expected a number ", range.str(), ", got ",
+                 format_double(o.*member));
+    };
+    f.text = [member](const O& o) { return format_double(o.*member); };
+    return push(std::move(f));
   }
   OptionTable& add(std::string key, bool O::*member, bool def, BoolText text, std::string meaning) {
-    return push(std::move(key), member, def, Range::any(), text, std::move(meaning), "bool");
+    Field f = base_field(std::move(key), OptionType::kBool, bool_text(def, text), std::move(meaning));
+    f.set_default = [member, def](O& o) { o.*member = def; };
+    f.read = [member, k = f.key](const Settings& s, O& o) { o.*member = s.get_bool(k, o.*member); };
+    f.text = [member, text](const O& o) { return bool_text(o.*member, text); };
+    return push(std::move(f));
   }
   OptionTable& add(std::string key, std::string O::*member, std::string def, std::string meaning) {
-    return push(std::move(key), member, std::move(def), Range::any(), BoolText::true_false, std::move(meaning),
-                "string");
+    Field f = base_field(std::move(key), OptionType::kString, def, std::move(meaning));
+    f.set_default = [member, def](O& o) { o.*member = def; };
+    f.read = [member, k = f.key](const Settings& s, O& o) { o.*member = s.get_string(k, o.*member); };
+    f.text = [member](const O& o) { return o.*member; };
+    return push(std::move(f));
+  }
+  // A choice among the names of an enum class E (core/enum_text.h: its EnumText lists them);
+  // written by its canonical name, any other text an error naming the key and the choices.
+  template <typename E, typename = std::enable_if_t<std::is_enum_v<E>>>
+  OptionTable& add(std::string key, E O::*member, E def, std::string meaning) {
+    Field f = base_field(std::move(key), OptionType::kChoice, to_string(def), std::move(meaning));
+    for (const auto& n : EnumText<E>::kNames) f.choices.push_back(n.name);
+    f.set_default = [member, def](O& o) { o.*member = def; };
+    f.read = [member, k = f.key](const Settings& s, O& o) {
+      if (s.has(k)) o.*member = parse_enum<E>(s.get_string(k, ""), "setting '" + k + "'");
+    };
+    f.text = [member](const O& o) { return std::string(to_string(o.*member)); };
+    return push(std::move(f));
   }
   // The default as `petl list` shows it, for the option added last, when the table's value is only
   // a stand-in (e.g. "depth / 2": the method computes it from the backbone).
@@ -57,41 +96,25 @@ class OptionTable {
 
   O defaults() const {
     O o{};
-    for (auto& f : fields_) std::visit([&](auto m) { o.*m = std::get<Member<decltype(m)>>(f.def); }, f.member);
+    for (auto& f : fields_) f.set_default(o);
     return o;
   }
   // `base` with every key present in `s` replaced by its value, then validated.
   O parse(const Settings& s, O base) const {
-    for (auto& f : fields_) {
-      if (auto m = std::get_if<int O::*>(&f.member)) base.*(*m) = s.get_int(f.key, base.*(*m));
-      if (auto m = std::get_if<double O::*>(&f.member)) base.*(*m) = s.get_double(f.key, base.*(*m));
-      if (auto m = std::get_if<bool O::*>(&f.member)) base.*(*m) = s.get_bool(f.key, base.*(*m));
-      if (auto m = std::get_if<std::string O::*>(&f.member)) base.*(*m) = s.get_string(f.key, base.*(*m));
-    }
+    for (auto& f : fields_) f.read(s, base);
     validate(base);
     return base;
   }
   O parse(const Settings& s) const { return parse(s, defaults()); }
 
   void validate(const O& o) const {
-    for (auto& f : fields_) {
-      if (auto m = std::get_if<int O::*>(&f.member))
-        PETL_CHECK(f.range.contains(o.*(*m)), "setting '", f.key, "': expected an integer ", f.range.str(), ", got ",
-                   o.*(*m));
-      if (auto m = std::get_if<double O::*>(&f.member))
-        PETL_CHECK(f.range.contains(o.*(*m)), "setting '", f.key, "': expected a number ", f.range.str(), ", got ",
-                   format_double(o.*(*m)));
-    }
+    for (auto& f : fields_)
+      if (f.validate) f.validate(o);
   }
 
   std::map<std::string, std::string> effective(const O& o) const {
     std::map<std::string, std::string> out;
-    for (auto& f : fields_) {
-      if (auto m = std::get_if<int O::*>(&f.member)) out[f.key] = std::to_string(o.*(*m));
-      if (auto m = std::get_if<double O::*>(&f.member)) out[f.key] = format_double(o.*(*m));
-      if (auto m = std::get_if<bool O::*>(&f.member)) out[f.key] = bool_text(o.*(*m), f.bool_text);
-      if (auto m = std::get_if<std::string O::*>(&f.member)) out[f.key] = o.*(*m);
-    }
+    for (auto& f : fields_) out[f.key] = f.text(o);
     return out;
   }
 
@@ -103,6 +126,7 @@ class OptionTable {
       i.type = f.type;
       i.default_text = f.default_text;
       i.range = f.range;
+      i.choices = f.choices;
       i.meaning = f.meaning;
       out.push_back(i);
     }
@@ -110,31 +134,30 @@ class OptionTable {
   }
 
  private:
-  template <typename P> struct MemberOf;
-  template <typename T> struct MemberOf<T O::*> { using type = T; };
-  template <typename P> using Member = typename MemberOf<P>::type;
-  using Value = std::variant<int, double, bool, std::string>;
-
   struct Field {
     std::string key;
-    std::variant<int O::*, double O::*, bool O::*, std::string O::*> member;
-    Value def;
-    Range range;
-    BoolText bool_text;
-    std::string meaning, type, default_text;
+    OptionType type = OptionType::kString;
+    std::string default_text, meaning;
+    Range range;                       // int and double options
+    std::vector<std::string> choices;  // choice options
+    std::function<void(O&)> set_default;
+    std::function<void(const Settings&, O&)> read;  // through Settings' getters: used keys are recorded
+    std::function<void(const O&)> validate;         // empty: any value of the type
+    std::function<std::string(const O&)> text;      // as written in effective settings
   };
 
   static std::string bool_text(bool v, BoolText t) {
     return t == BoolText::on_off ? (v ? "on" : "off") : (v ? "true" : "false");
   }
-  template <typename M, typename T>
-  OptionTable& push(std::string key, M member, T def, Range range, BoolText text, std::string meaning,
-                    const char* type) {
-    Field f{std::move(key), member, Value(std::in_place_type<T>, def), range, text, std::move(meaning), type, ""};
-    if constexpr (std::is_same_v<T, int>) f.default_text = std::to_string(def);
-    else if constexpr (std::is_same_v<T, double>) f.default_text = format_double(def);
-    else if constexpr (std::is_same_v<T, bool>) f.default_text = bool_text(def, text);
-    else f.default_text = def;
+  static Field base_field(std::string key, OptionType type, std::string default_text, std::string meaning) {
+    Field f;
+    f.key = std::move(key);
+    f.type = type;
+    f.default_text = std::move(default_text);
+    f.meaning = std::move(meaning);
+    return f;
+  }
+  OptionTable& push(Field f) {
     fields_.push_back(std::move(f));
     return *this;
   }

@@ -136,13 +136,25 @@ struct OutCombineImpl : torch::nn::Module {
 };
 TORCH_MODULE(OutCombine);
 
+// When the query path keeps only each layer's input for backward (see query_recompute below).
+enum class QueryRecompute { kLive, kOn, kOff };
+}  // namespace
+template <>
+struct EnumText<QueryRecompute> {
+  static constexpr const char* kWhat = "query_recompute setting";
+  static constexpr std::array<EnumName<QueryRecompute>, 3> kNames{
+      {{QueryRecompute::kLive, "live"}, {QueryRecompute::kOn, "on"}, {QueryRecompute::kOff, "off"}}};
+  static constexpr std::array<EnumName<QueryRecompute>, 0> kAliases{};
+};
+namespace {
+
 struct SynQTOptions {
   int token_nums{};
   double attn_scale{}, ffn_scale{}, feat_scale{};
   bool backbone_drop_path{}, kem_drop_path{};
   int backbone_micro_batch{};
   double dropout{}, combine_drop_path{};
-  std::string query_recompute;
+  QueryRecompute query_recompute{};
 };
 
 const methods::OptionTable<SynQTOptions> kOptions =
@@ -165,7 +177,7 @@ const methods::OptionTable<SynQTOptions> kOptions =
              "dropout of the query-synthesis modules (the reference's fixed 0.1 everywhere)")
         .add("combine_drop_path", &SynQTOptions::combine_drop_path, 0.3, methods::Range::probability(),
              "drop path on the combined layer outputs j >= 1 (the reference's fixed 0.3)")
-        .add("query_recompute", &SynQTOptions::query_recompute, "live",
+        .add("query_recompute", &SynQTOptions::query_recompute, QueryRecompute::kLive,
              "live|on|off: keep only each layer's query input for backward and recompute the layer's query "
              "path there (same random draws), so training holds the K/V floor plus one layer's activations; "
              "live: when K/V come from the live backbone pass, and from resident features only where the kept "
@@ -320,8 +332,6 @@ class SynQT : public Method, QueryLayers {
     if (s.has("token_nums") || s.has("attn_scale") || s.has("ffn_scale") || s.has("feat_scale"))
       source_ += " + --set overrides";
     o_ = kOptions.parse(s, base);
-    PETL_CHECK(o_.query_recompute == "live" || o_.query_recompute == "on" || o_.query_recompute == "off",
-               "setting 'query_recompute': expected live, on or off, got '", o_.query_recompute, "'");
     synqt = register_module("synqt", SynQTModule(cfg.embed_dim, cfg.depth, o_));
     head = register_module("head", torch::nn::Linear(cfg.embed_dim, ctx.num_classes));
     {  // head_norm starts as the backbone's final norm (set_synqt in the reference)
@@ -337,7 +347,7 @@ class SynQT : public Method, QueryLayers {
     BackboneNeeds n;
     n.block_kv = true;
     n.backbone_stochastic = o_.backbone_drop_path && ctx_.backbone_drop_path > 0;
-    n.memory_class = "light";
+    n.memory_class = MemoryClass::kLight;
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {
@@ -414,7 +424,7 @@ class SynQT : public Method, QueryLayers {
   // At ViT-B/L that is T ≥ 14 (VTAB's T = 16 tasks), so training from stored features never peaks
   // above the live run; smaller T keep their activations (recomputing would cost throughput).
   bool resident_recompute() const {
-    if (o_.query_recompute != "live") return o_.query_recompute == "on";
+    if (o_.query_recompute != QueryRecompute::kLive) return o_.query_recompute == QueryRecompute::kOn;
     const auto& cfg = backbone_->cfg_;
     const int64_t T = o_.token_nums, D = cfg.embed_dim, H = cfg.num_heads, N = cfg.num_tokens();
     return T * (27 * D + H * N) > 2 * N * D;
@@ -425,7 +435,7 @@ class SynQT : public Method, QueryLayers {
   Tensor forward(const Tensor& images) override {
     std::vector<Tensor> k, v;
     backbone_kv(images, k, v);
-    return forward_from_kv(k, v, o_.query_recompute != "off");
+    return forward_from_kv(k, v, o_.query_recompute != QueryRecompute::kOff);
   }
 
   SynQTOptions o_;

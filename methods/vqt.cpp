@@ -62,7 +62,7 @@ class Vqt : public Method {
     BackboneNeeds n;
     n.final_cls = true;
     n.block_kv = true;
-    n.memory_class = "light";
+    n.memory_class = MemoryClass::kLight;
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {

@@ -122,7 +122,8 @@ const std::set<std::string>& known_fields() {
       "seed",     "protocol",       "accuracy", "accuracy_by_protocol", "evals",    "epoch_train_loss",
       "trainable_params", "backbone_params", "timing", "memory", "settings",        "backbone",
       "data",     "provenance",     "job_key",  "checkpoint",    "feature_cache",   "data_parallel",
-      "sweep_key", "sweep",         "log",      "reused"};
+      "sweep_key", "sweep",         "log",      "reused",        "memory_budget",   "resumed",
+      "bundle",   "sweep_rank",     "sweep_wall_s"};
   return k;
 }
 
@@ -225,8 +226,8 @@ void check_header(const json& j, const std::string& where) {
   auto st = j.find("status");
   PETL_CHECK(st != j.end() && st->is_string(), where, ": missing field(s): status");
   const std::string status = *st;
-  PETL_CHECK(status == "ok" || status == "failed" || status == "dry_run" || status == "does_not_fit", where,
-             ": unknown status '", status, "' (expected ok, failed, dry_run or does_not_fit)");
+  PETL_CHECK(try_parse_enum<RecordStatus>(status), where, ": unknown status '", status, "' (expected ",
+             enum_choices<RecordStatus>(""), ")");
 }
 
 json provenance_json(const Provenance& p) {
@@ -286,12 +287,12 @@ json to_json(const Record& r) {
   json o = r.extra.is_object() ? r.extra : json::object();
   o["schema"] = kRecordSchema;
   o["schema_version"] = kRecordSchemaVersion;
-  o["status"] = r.status;
-  if (r.status == "failed" || !r.error.empty()) o["error"] = r.error;
+  o["status"] = to_string(r.status);
+  if (r.status == RecordStatus::kFailed || !r.error.empty()) o["error"] = r.error;
   o["method"] = r.method;
   o["task"] = r.task;
   o["seed"] = r.seed;
-  o["protocol"] = r.protocol;
+  o["protocol"] = to_string(r.protocol);
   if (r.accuracy) o["accuracy"] = *r.accuracy;
   if (r.ok() || r.best_of_10 || r.final_accuracy || !r.best_of_10_epochs.empty() || !r.other_protocols.empty()) {
     json abp = r.other_protocols.is_object() ? r.other_protocols : json::object();
@@ -316,7 +317,10 @@ json to_json(const Record& r) {
   const std::pair<const char*, const json*> sections[] = {{"memory", &r.memory},   {"settings", &r.settings},
                                                           {"backbone", &r.backbone}, {"data", &r.data},
                                                           {"feature_cache", &r.feature_cache},
-                                                          {"data_parallel", &r.data_parallel}};
+                                                          {"data_parallel", &r.data_parallel},
+                                                          {"memory_budget", &r.memory_budget},
+                                                          {"resumed", &r.resumed},
+                                                          {"bundle", &r.bundle}};
   for (auto& [name, v] : sections)
     if (!v->is_null()) o[name] = *v;
   if (r.provenance) o["provenance"] = provenance_json(*r.provenance);
@@ -325,6 +329,8 @@ json to_json(const Record& r) {
       {"log", &r.log}};
   for (auto& [name, v] : strings)
     if (!v->empty()) o[name] = *v;
+  if (r.sweep_rank) o["sweep_rank"] = *r.sweep_rank;
+  if (r.sweep_wall_s) o["sweep_wall_s"] = *r.sweep_wall_s;
   if (r.reused) o["reused"] = true;
   return o;
 }
@@ -343,7 +349,7 @@ Provenance provenance_from_json(const json& j, const std::string& where) {
 Record record_from_json(const json& j, const std::string& where) {
   check_header(j, where);
   Record r;
-  r.status = j["status"].get<std::string>();
+  r.status = parse_enum<RecordStatus>(j["status"].get<std::string>(), where + ": status");
   const bool ok = r.ok();
   FieldReader f(j);
   // Required fields of an ok record first, in the order messages list them.
@@ -357,7 +363,12 @@ Record record_from_json(const json& j, const std::string& where) {
   f.at("settings.recipe", Kind::kObject, ok);
   f.at("settings.method", Kind::kObject, ok);
   read_evals(f, ok, r);
-  if (auto p = f.at("protocol", Kind::kString, ok)) r.protocol = p->get<std::string>();
+  if (auto p = f.at("protocol", Kind::kString, ok)) {
+    if (auto v = try_parse_enum<Protocol>(p->get<std::string>()))
+      r.protocol = *v;
+    else
+      f.mistyped("protocol", enum_choices<Protocol>(""), *p);
+  }
   r.accuracy = f.number_at("accuracy", ok);
   // Optional fields.
   r.error = f.string_at("error");
@@ -377,6 +388,9 @@ Record record_from_json(const json& j, const std::string& where) {
   r.data = f.object_at("data");
   r.feature_cache = f.object_at("feature_cache");
   r.data_parallel = f.object_at("data_parallel");
+  r.memory_budget = f.object_at("memory_budget");
+  r.resumed = f.object_at("resumed");
+  r.bundle = f.object_at("bundle");
   if (const json* p = f.at("provenance", Kind::kObject, false)) {
     r.provenance.emplace();
     read_provenance(f, *p, "provenance.", *r.provenance);
@@ -390,6 +404,8 @@ Record record_from_json(const json& j, const std::string& where) {
   else
     r.log = f.string_at("log");
   if (const json* u = f.at("reused", Kind::kBool, false)) r.reused = u->get<bool>();
+  if (const json* w = f.at("sweep_rank", Kind::kInteger, false)) r.sweep_rank = w->get<int>();
+  r.sweep_wall_s = f.number_at("sweep_wall_s");
   for (auto& [k, v] : j.items())
     if (!known_fields().count(k)) r.extra[k] = v;
   f.throw_if_any(where);
@@ -398,10 +414,10 @@ Record record_from_json(const json& j, const std::string& where) {
 
 // ------------------------------------------------------------------ failed records
 
-Record failed_record(const std::string& method, const std::string& task, int seed, const std::string& protocol,
+Record failed_record(const std::string& method, const std::string& task, int seed, Protocol protocol,
                      const std::string& message, const Provenance& provenance) {
   Record r;
-  r.status = "failed";
+  r.status = RecordStatus::kFailed;
   r.error = message;
   r.method = method;
   r.task = task;

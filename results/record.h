@@ -13,12 +13,13 @@
 //   train_images_per_s}, settings {recipe, recipe_source, recipe_task_overrides, method, requested,
 //   needs}, backbone {arch, config, path, format, sha256}, data {...}, provenance {git_commit,
 //   host, threads, libtorch_version, time_utc, argv, device, ...}, job_key, checkpoint,
-//   feature_cache {...}, data_parallel {...}; sweep journals add sweep_key, sweep, log; a reused
-//   record (resume) carries reused: true.
+//   feature_cache {...}, data_parallel {...}, memory_budget {...} (--memory-budget), resumed {...}
+//   (continued from a saved state), bundle {...} (trained in a bundle); sweep journals add
+//   sweep_key, sweep, log, sweep_rank, sweep_wall_s; a reused record (resume) carries reused: true.
 // Fields a writer did not set are omitted (a failed record has no accuracy; empty strings, unset
 // optionals and null sections are not written; an ok record always has evals and
 // accuracy_by_protocol, a provenance always threads and argv). Unknown fields of a record read
-// back are kept in `extra` (top level), Provenance::extra and Record::other_protocols (members of
+// back (none of the above) are kept in `extra` (top level), Provenance::extra and Record::other_protocols (members of
 // accuracy_by_protocol) and written again, so to_json(record_from_json(j)) == j for every record
 // petl writes.
 #pragma once
@@ -27,6 +28,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "core/enums.h"
 
 namespace petl {
 
@@ -57,11 +60,11 @@ struct Provenance {
 };
 
 struct Record {
-  std::string status = "ok";  // ok | failed | dry_run | does_not_fit
-  std::string error;          // failed only
+  RecordStatus status = RecordStatus::kOk;
+  std::string error;  // failed only
   std::string method, task;
   int seed = -1;
-  std::string protocol = "best_of_10";
+  Protocol protocol = Protocol::kBestOf10;
   // Results (ok records).
   std::optional<double> accuracy;  // under `protocol`
   std::optional<double> best_of_10, final_accuracy;  // accuracy_by_protocol.best_of_10 / .final
@@ -73,14 +76,19 @@ struct Record {
   std::optional<Timing> timing;
   // Sections kept as JSON objects (their fields are documented in README.md; null = absent).
   nlohmann::json memory, settings, backbone, data, feature_cache, data_parallel;
+  nlohmann::json memory_budget;  // the budget, the memory model, the choice and the measured peak
+  nlohmann::json resumed;        // where a job resumed from its saved state
+  nlohmann::json bundle;         // the bundle the job trained in and its shared test pass
   std::optional<Provenance> provenance;
   std::string job_key, checkpoint;
   // Sweep journal fields.
   std::string sweep_key, sweep, log;  // "" = absent (a null log stays in extra)
+  std::optional<int> sweep_rank;       // the rank that ran the job
+  std::optional<double> sweep_wall_s;  // the job's child process, start to end
   bool reused = false;
   nlohmann::json extra = nlohmann::json::object();  // unknown fields read back, written again
 
-  bool ok() const { return status == "ok"; }
+  bool ok() const { return status == RecordStatus::kOk; }
   // accuracy_by_protocol[protocol] when it is a number (best_of_10, final or another member).
   std::optional<double> accuracy_under(const std::string& protocol) const;
   // The members of accuracy_by_protocol that are numbers, in key order.
@@ -91,10 +99,11 @@ struct Record {
 nlohmann::json to_json(const Record& r);
 // Reads a record. Throws petl::Error "<where>: ..." naming the field(s) and what was expected when
 // j is not an object, the schema is not petl.result, the version is not 1, the status is not ok /
-// failed / dry_run, a field has the wrong type, an evals entry lacks a numeric epoch or test_acc,
+// failed / dry_run / does_not_fit, a field has the wrong type, an evals entry lacks a numeric epoch or test_acc,
 // or an ok record lacks a required field (method, task, seed, accuracy_by_protocol,
 // trainable_params, memory.peak_train_mib, backbone.sha256, settings.recipe, settings.method,
-// evals, protocol, accuracy). Every problem of the record is listed in the one message.
+// evals, protocol, accuracy), or the protocol is not one petl knows. Every problem of the record is
+// listed in the one message.
 Record record_from_json(const nlohmann::json& j, const std::string& where);
 // True when j is an object of schema petl.result (any version).
 bool is_result_record(const nlohmann::json& j);
@@ -106,7 +115,7 @@ nlohmann::json to_json(const Provenance& p);
 Provenance provenance_from_json(const nlohmann::json& j, const std::string& where);
 
 // A failed job's record: status failed, the message, the identity and the provenance.
-Record failed_record(const std::string& method, const std::string& task, int seed, const std::string& protocol,
+Record failed_record(const std::string& method, const std::string& task, int seed, Protocol protocol,
                      const std::string& message, const Provenance& provenance);
 
 }  // namespace petl

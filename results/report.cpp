@@ -158,7 +158,9 @@ ReportResult write_report(const std::vector<std::string>& inputs, const ReportOp
 
   ReportResult res;
   for (auto& s : t.records.skipped)
-    (s.status == "failed" ? res.n_failed : s.status == "does_not_fit" ? res.n_does_not_fit : res.n_dry_run)++;
+    (s.status == RecordStatus::kFailed       ? res.n_failed
+     : s.status == RecordStatus::kDoesNotFit ? res.n_does_not_fit
+                                             : res.n_dry_run)++;
   res.n_ok = int(t.records.runs.size());
   if (!opts.out_dir.empty()) write_files(t, opts, res);
   res.table_markdown = render_markdown_table(t) + render_budget_view(t);

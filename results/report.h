@@ -86,7 +86,8 @@ struct Run {
 // A record that was read but not tabulated (failed or dry run).
 struct Skipped {
   Source src;
-  std::string status, method, task, message;
+  RecordStatus status = RecordStatus::kFailed;
+  std::string method, task, message;
   int seed = -1;
 };
 

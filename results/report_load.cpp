@@ -80,8 +80,8 @@ Skipped skipped_of(const Record& rec, const Source& src) {
   s.task = rec.task.empty() ? "?" : rec.task;
   s.seed = rec.seed;
   s.message = rec.error;
-  if (rec.status == "does_not_fit") {
-    const auto mb = rec.extra.value("memory_budget", nlohmann::json::object());
+  if (rec.status == RecordStatus::kDoesNotFit) {
+    const auto mb = rec.memory_budget.is_object() ? rec.memory_budget : nlohmann::json::object();
     s.message = str_cat("does not fit a memory budget of ", mb.value("budget_mib", 0.0), " MiB (minimum peak ",
                         mb.value("minimum_peak_mib", 0.0), " MiB)");
   }
@@ -93,7 +93,7 @@ Skipped skipped_of(const Record& rec, const Source& src) {
 bool take_accuracy(const Record& rec, const std::string& protocol, Run& r, const std::string& where,
                    Problems& problems) {
   if (protocol.empty()) {
-    r.protocol = rec.protocol;
+    r.protocol = to_string(rec.protocol);
     r.accuracy = *rec.accuracy;
     return true;
   }
@@ -135,8 +135,8 @@ void fill_run(Record rec, bool headline, Run& r) {
   // bf16 runs are other rows (fp32 records, older ones without the field included, are one).
   if (auto it = rec.settings.find("precision"); it != rec.settings.end() && value_text(*it) != "fp32")
     r.identity["precision"] = value_text(*it);
-  if (auto it = rec.extra.find("memory_budget"); it != rec.extra.end() && it->is_object())
-    r.identity["memory_budget_mib"] = value_text(it->value("budget_mib", nlohmann::json()));
+  if (rec.memory_budget.is_object())
+    r.identity["memory_budget_mib"] = value_text(rec.memory_budget.value("budget_mib", nlohmann::json()));
   // Properties that must agree across a table; with allow_mixed they split rows instead.
   r.identity["backbone"] = arch + "@" + r.backbone_sha256.substr(0, 8);
   if (!img.empty()) r.identity["image_size"] = img;

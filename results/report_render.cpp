@@ -270,10 +270,10 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
   }
   std::vector<const Skipped*> failed;
   for (auto& s : t.records.skipped)
-    if (s.status == "failed") failed.push_back(&s);
+    if (s.status == RecordStatus::kFailed) failed.push_back(&s);
   std::string unfit;
   for (auto& s : t.records.skipped)
-    if (s.status == "does_not_fit")
+    if (s.status == RecordStatus::kDoesNotFit)
       unfit += "- " + s.method + "/" + s.task + (s.seed >= 0 ? " seed " + std::to_string(s.seed) : std::string()) +
                " (" + s.src.where() + "): " + s.message + "\n";
   if (!unfit.empty()) md += "\n### Jobs that do not fit their memory budget (not tabulated)\n\n" + unfit;

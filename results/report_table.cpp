@@ -48,7 +48,7 @@ void fail_without_runs(const Records& records) {
   int failed = 0, dry = 0;
   const Skipped* first_failed = nullptr;
   for (auto& s : records.skipped) {
-    if (s.status == "failed") {
+    if (s.status == RecordStatus::kFailed) {
       if (!first_failed) first_failed = &s;
       ++failed;
     } else {
@@ -421,7 +421,7 @@ void add_reference(const Reference& reference, Table& t) {
 // Notes: what was read and what defines the rows.
 void add_notes(const std::vector<std::string>& methods, Table& t) {
   int n_failed = 0, n_dry = 0, n_lines = int(t.records.runs.size());
-  for (auto& s : t.records.skipped) (s.status == "failed" ? n_failed : n_dry)++;
+  for (auto& s : t.records.skipped) (s.status == RecordStatus::kFailed ? n_failed : n_dry)++;
   std::string read = "Read " + std::to_string(t.records.files.size()) + " file(s): " + std::to_string(n_lines) +
                      " ok record(s) tabulated, " + std::to_string(n_failed) + " failed, " + std::to_string(n_dry) +
                      " dry run(s)";

@@ -163,7 +163,7 @@ TEST(FeatureCache, CachedLogitsEqualLiveLogits) {
     o.load.progress = false;
     auto path = ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "train800val200");
     auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "train800val200", "imagenet", o.taps,
-                                   "float32");
+                                   CacheDtype::kFloat32);
     data::LoadOptions lo = o.load;
     lo.offset = 128;  // the second chunk
     lo.limit = 128;
@@ -190,7 +190,7 @@ TEST(FeatureCache, DamagedOrTruncatedCacheIsRebuiltNeverUsed) {
   EXPECT_TRUE(built);
   ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "test", &built);
   EXPECT_FALSE(built) << "a valid cache is reused";
-  auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "test", "imagenet", o.taps, "float32");
+  auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "test", "imagenet", o.taps, CacheDtype::kFloat32);
   auto good = CachedSplit(path, identity, o.taps).batch(torch::arange(5), torch::kCPU).cls.clone();
   {  // bit for bit the live backbone's features for the same batch (the first cache chunk)
     data::LoadOptions lo = o.load;

@@ -107,7 +107,7 @@ TEST(MemoryMeter, MemoryClassesOrderAsSpecified) {
     VisionTransformer probe(cfg_vit);
     auto cls = test::make_method(name, probe, 10)->needs().memory_class;
     auto mb = train_steps(name, 32);
-    by_class[cls].push_back({name, MemoryMeter::mib(mb.activations_other())});
+    by_class[to_string(cls)].push_back({name, MemoryMeter::mib(mb.activations_other())});
   }
   auto max_of = [&](const std::string& c) {
     double m = 0;

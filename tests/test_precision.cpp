@@ -16,13 +16,13 @@ struct PrecisionReset {
 };
 
 TEST(Precision, ParsesItsNamesAndRejectsOthersNamingTheFlag) {
-  EXPECT_EQ(parse_precision("fp32", "--precision"), Precision::kFp32);
-  EXPECT_EQ(parse_precision("float32", "--precision"), Precision::kFp32);
-  EXPECT_EQ(parse_precision("bf16", "--precision"), Precision::kBf16);
-  EXPECT_EQ(parse_precision("bfloat16", "--precision"), Precision::kBf16);
+  EXPECT_EQ(parse_enum<Precision>("fp32", "--precision"), Precision::kFp32);
+  EXPECT_EQ(parse_enum<Precision>("float32", "--precision"), Precision::kFp32);
+  EXPECT_EQ(parse_enum<Precision>("bf16", "--precision"), Precision::kBf16);
+  EXPECT_EQ(parse_enum<Precision>("bfloat16", "--precision"), Precision::kBf16);
   EXPECT_STREQ(to_string(Precision::kBf16), "bf16");
   try {
-    parse_precision("fp16", "--precision");
+    parse_enum<Precision>("fp16", "--precision");
     FAIL() << "fp16 accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--precision 'fp16': expected fp32 or bf16"), std::string::npos) << e.what();

@@ -2,6 +2,10 @@
 // Expected values were computed independently (python, from the formulas in recipes.yaml).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 #include "core/error.h"
 #include "harness/train/recipe.h"
 
@@ -78,4 +82,28 @@ TEST(Recipe, NormalisationFollowsEachReferencePipeline) {
   EXPECT_EQ(load_recipe("dtl").normalisation, "inception");
   EXPECT_EQ(load_recipe("ssf").normalisation, "inception");
   for (const char* r : {"synqt", "petl_vit", "vqt"}) EXPECT_EQ(load_recipe(r).normalisation, "imagenet") << r;
+}
+
+// `petl pretrain` trains on the recipe code's schedule: a linear warmup from 0, then a cosine to 0,
+// per iteration — the closed form its own loop used to compute, to the last bits (the fractional
+// epoch is rounded once more: at most a few ulp of lr), with AdamW's decay on every tensor.
+TEST(Recipe, TheUpstreamRecipeIsPretrainsWarmupCosine) {
+  const double lr = 1e-3;
+  const int warmup = 1, epochs = 10, per_epoch = 279;
+  const Recipe r = upstream_recipe(lr, 0.05, warmup, epochs, 128, 0);
+  EXPECT_EQ(r.min_lr, 0.0);
+  EXPECT_FALSE(r.no_decay_1d);
+  EXPECT_DOUBLE_EQ(r.weight_decay, 0.05);
+  double worst = 0;
+  for (int e = 0; e < epochs; ++e)
+    for (int i = 0; i < per_epoch; ++i) {
+      const double t = double(e * per_epoch + i) / per_epoch;
+      const double closed =
+          t < warmup ? lr * t / warmup : 0.5 * lr * (1 + std::cos(M_PI * (t - warmup) / std::max(1, epochs - warmup)));
+      worst = std::max(worst, std::abs(learning_rate(r, e, i, per_epoch) - closed));
+    }
+  EXPECT_LE(worst, 8 * std::numeric_limits<double>::epsilon() * lr);
+  EXPECT_EQ(learning_rate(r, 0, 0, per_epoch), 0.0);
+  EXPECT_EQ(learning_rate(r, warmup, 0, per_epoch), lr);
+  EXPECT_THROW(upstream_recipe(lr, 0.05, 11, 10, 128, 0), Error);  // warmup longer than the run
 }

@@ -48,10 +48,11 @@ std::map<std::string, std::string> without_sources(std::map<std::string, std::st
 // no bool otherwise.
 std::vector<std::string> invalid_values(const OptionInfo& o) {
   std::vector<std::string> out;
-  if (o.type == "bool") return {"maybe"};
-  if (o.type != "int" && o.type != "double") return {};
-  const double step = o.type == "int" ? 1.0 : 0.5;
-  auto text = [&](double v) { return o.type == "int" ? std::to_string(int64_t(v)) : format_double(v); };
+  if (o.type == OptionType::kBool) return {"maybe"};
+  if (o.type == OptionType::kChoice) return {"not_a_choice"};
+  if (o.type != OptionType::kInt && o.type != OptionType::kDouble) return {};
+  const double step = o.type == OptionType::kInt ? 1.0 : 0.5;
+  auto text = [&](double v) { return o.type == OptionType::kInt ? std::to_string(int64_t(v)) : format_double(v); };
   if (o.range.has_min()) out.push_back(text(o.range.min_open ? o.range.min : o.range.min - step));
   if (o.range.has_max()) out.push_back(text(o.range.max_open ? o.range.max : o.range.max + step));
   out.push_back("not_a_number");
@@ -115,7 +116,9 @@ TEST_P(EveryMethod, OptionsRejectInvalidValuesNamingTheKey) {
         const std::string msg = e.what();
         EXPECT_NE(msg.find("'" + o.key + "'"), std::string::npos) << msg;
         EXPECT_NE(msg.find(bad), std::string::npos) << msg;
-        if (bad != "not_a_number" && o.type != "bool") EXPECT_NE(msg.find(o.range.str()), std::string::npos) << msg;
+        const bool number = o.type == OptionType::kInt || o.type == OptionType::kDouble;
+        if (bad != "not_a_number" && number) EXPECT_NE(msg.find(o.range.str()), std::string::npos) << msg;
+        for (auto& c : o.choices) EXPECT_NE(msg.find(c), std::string::npos) << msg;  // a choice names every choice
       }
     }
   }
@@ -124,7 +127,7 @@ TEST_P(EveryMethod, OptionsRejectInvalidValuesNamingTheKey) {
 TEST_P(EveryMethod, DoubleSettingsKeepTheirExactValue) {
   const auto name = GetParam();
   for (auto& o : options_of(name)) {
-    if (o.type != "double") continue;
+    if (o.type != OptionType::kDouble) continue;
     const double a = o.range.contains(0.0) ? 0.0 : 2e-7, b = 1e-7;
     ASSERT_TRUE(o.range.contains(a) && o.range.contains(b)) << o.key;
     auto ea = build_tiny(name, one(o.key, format_double(a)))->effective_settings();

@@ -34,8 +34,8 @@ TEST(TrainParity, ThreeStepsOfEveryMethodMatchAReferenceLoop) {
     // Dropout off: every double option whose key names a dropout rate.
     std::vector<std::string> sets;
     for (auto& o : MethodRegistry::instance().get(name).options) {
-      if (o.type == "double" && o.key.find("drop") != std::string::npos) sets.push_back(o.key + "=0");
-      if (o.type == "bool" && o.key.find("drop_path") != std::string::npos) sets.push_back(o.key + "=off");
+      if (o.type == OptionType::kDouble && o.key.find("drop") != std::string::npos) sets.push_back(o.key + "=0");
+      if (o.type == OptionType::kBool && o.key.find("drop_path") != std::string::npos) sets.push_back(o.key + "=off");
     }
     torch::manual_seed(5);
     auto m = test::make_method(name, vit, 5, "test_task", Settings::parse(sets), 0.0);
@@ -64,7 +64,7 @@ TEST(TrainParity, ThreeStepsOfEveryMethodMatchAReferenceLoop) {
       if (!backbone_named.find(k)) all.emplace_back("method." + k, v.clone());
     }
     DataParallel dp(1, torch::kCPU);
-    Trainer trainer(*m, r, dp, torch::kCPU, -1, name, false);
+    Trainer trainer(*m, r, dp, torch::kCPU, name, false);
     nlohmann::json losses = nlohmann::json::array(), lrs = nlohmann::json::array();
     for (int e = 0; e < 3; ++e) {
       lrs.push_back(learning_rate(r, e, 0, 1));

@@ -4,6 +4,7 @@
 // the tensor allocators (no training memory).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "harness/train/feature_cache.h"
@@ -36,9 +37,7 @@ TEST_P(SnapshotMethods, OnePassEqualsEachSnapshotAloneAndTheLiveForward) {
   VisionTransformer vit(test::tiny_config());
   vit->init_weights(1);
   vit->set_trainable(false);
-  Settings s;
-  if (name == "synqt") s = Settings::parse({"backbone_drop_path=off"});
-  auto m = test::make_method(name, vit, 5, "test_task", s);
+  auto m = test::make_method(name, vit, 5, "test_task");
   const auto taps = eval_taps_for(m->needs());
   ASSERT_TRUE(taps.any()) << name;
   auto test = random_split(70, 5);
@@ -69,7 +68,11 @@ TEST_P(SnapshotMethods, OnePassEqualsEachSnapshotAloneAndTheLiveForward) {
   EXPECT_GT(accs.size(), 1u) << name;
 }
 
-INSTANTIATE_TEST_SUITE_P(QueryOnly, SnapshotMethods, ::testing::Values("linear", "synqt", "vqt"),
+// Every registered method whose evaluation runs from frozen-backbone features (by its declaration).
+INSTANTIATE_TEST_SUITE_P(QueryOnly, SnapshotMethods,
+                         ::testing::ValuesIn(test::methods_where([](const BackboneNeeds& n) {
+                           return eval_taps_for(n).any();
+                         })),
                          [](const auto& info) { return info.param; });
 
 TEST(Snapshot, KeptOutsideTheTensorAllocators) {
@@ -88,10 +91,16 @@ TEST(Snapshot, KeptOutsideTheTensorAllocators) {
 
 TEST(Snapshot, HeavyMethodsHaveNoEvaluationTaps) {
   VisionTransformer vit(test::tiny_config());
-  for (auto name : {"lora", "full", "vpt_deep", "lst"}) {
+  const auto heavy = test::methods_where([](const BackboneNeeds& n) { return n.grad_through_backbone; });
+  EXPECT_GE(heavy.size(), 10u);
+  for (const auto& name : heavy) {
     auto m = test::make_method(name, vit, 3);
     EXPECT_FALSE(eval_taps_for(m->needs()).any()) << name;
   }
+  // The query-only methods the snapshot test runs: at least the three the paper compares.
+  const auto snap = test::methods_where([](const BackboneNeeds& n) { return eval_taps_for(n).any(); });
+  for (const char* n : {"linear", "synqt", "vqt"})
+    EXPECT_NE(std::find(snap.begin(), snap.end(), n), snap.end()) << n;
   // SynQT with the reference's stochastic backbone path cannot train from a cache, but its
   // evaluation (eval mode, no stochastic depth) runs from K/V.
   auto synqt = test::make_method("synqt", vit, 3);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "methods/method.h"
 #include "models/vit.h"
@@ -40,6 +41,17 @@ inline std::shared_ptr<Method> make_method(const std::string& name, VisionTransf
   ctx.settings = s;
   ctx.backbone_drop_path = drop_path;
   return build_method(name, ctx);
+}
+
+// The registered methods whose declaration (BackboneNeeds with default settings: probe_needs)
+// satisfies `pred`, by name: tests pick their methods by what each declares, so a new method is
+// tested by being registered.
+template <typename Pred>
+std::vector<std::string> methods_where(Pred pred) {
+  std::vector<std::string> out;
+  for (const auto& n : MethodRegistry::instance().names())
+    if (pred(probe_needs(n))) out.push_back(n);
+  return out;
 }
 
 inline double max_rel_diff(const torch::Tensor& a, const torch::Tensor& ref) {

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/text.h"
 #include "core/hashing.h"
+#include "datasets/vtab.h"
 #include "harness/sweep/sweep_journal.h"
 #include "io/tensor_file.h"
 
@@ -85,6 +86,12 @@ bool as_bool(const Ctx& c, const YAML::Node& n, const std::string& key) {
   if (l == "true" || l == "yes" || l == "on") return true;
   if (l == "false" || l == "no" || l == "off") return false;
   PETL_FAIL(c.at(n), ": key '", key, "': expected true or false, got '", s, "'");
+}
+
+// A value of the closed set E (core/enums.h), its error naming file:line and key.
+template <typename E>
+E choice(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  return parse_enum<E>(scalar(c, n, key), c.at(n) + ": key '" + key + "':");
 }
 
 std::vector<std::string> string_list(const Ctx& c, const YAML::Node& n, const std::string& key) {
@@ -165,19 +172,6 @@ std::string abs_path(const std::string& p) {
   return p.empty() ? std::string() : fs::absolute(fs::path(p)).lexically_normal().string();
 }
 
-int64_t count_list_lines(const std::string& file, int64_t fallback) {
-  std::ifstream is(file);
-  if (!is) return fallback;
-  int64_t n = 0;
-  std::string line;
-  while (std::getline(is, line))
-    if (line.find_first_not_of(" \t\r") != std::string::npos) ++n;
-  return n > 0 ? n : fallback;
-}
-
-std::string key_of(const json& canonical) { return sha256_string(canonical.dump()).substr(0, 16); }
-
-
 // Cartesian product of a grid (keys sorted, values in listed order, last key fastest).
 std::vector<std::map<std::string, std::string>> grid_points(const std::map<std::string, std::vector<std::string>>& g) {
   std::vector<std::map<std::string, std::string>> pts(1);
@@ -196,10 +190,10 @@ std::vector<std::map<std::string, std::string>> grid_points(const std::map<std::
 
 }  // namespace
 
-int64_t feature_bytes_per_image(const std::string& taps, const BackboneDims& d, int dtype_bytes) {
+int64_t feature_bytes_per_image(const CacheTaps& taps, const BackboneDims& d, int dtype_bytes) {
   int64_t values = 0;
-  if (taps.find("cls") != std::string::npos) values += d.width;
-  if (taps.find("kv") != std::string::npos) values += int64_t(2) * d.depth * d.tokens * d.width;
+  if (taps.cls) values += d.width;
+  if (taps.kv) values += int64_t(2) * d.depth * d.tokens * d.width;
   return values * dtype_bytes;
 }
 
@@ -229,11 +223,8 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
       else if (k == "data_root") cfg.data_root = scalar(c, v, k);
       else if (k == "backbone") cfg.backbone = scalar(c, v, k, true);
       else if (k == "arch") cfg.arch = scalar(c, v, k, true);
-      else if (k == "protocol") {
-        cfg.protocol = scalar(c, v, k);
-        PETL_CHECK(cfg.protocol == "best_of_10" || cfg.protocol == "final", c.at(v), ": key 'protocol': '",
-                   cfg.protocol, "' is not a protocol (expected best_of_10 or final)");
-      } else if (k == "recipe") cfg.recipe = scalar(c, v, k, true);
+      else if (k == "protocol") cfg.protocol = choice<Protocol>(c, v, k);
+      else if (k == "recipe") cfg.recipe = scalar(c, v, k, true);
       else if (k == "methods") cfg.methods = string_list(c, v, k);
       else if (k == "tasks") cfg.tasks = string_list(c, v, k);
       else if (k == "seeds") {
@@ -254,15 +245,9 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
       else if (k == "task_overrides") cfg.task_overrides = override_map(c, v, k, false);
       else if (k == "method_task_overrides") cfg.method_task_overrides = override_map(c, v, k, false);
       else if (k == "feature_cache") cfg.feature_cache = as_bool(c, v, k);
-      else if (k == "cache_dtype") {
-        cfg.cache_dtype = scalar(c, v, k);
-        PETL_CHECK(cfg.cache_dtype == "float16" || cfg.cache_dtype == "float32", c.at(v), ": key 'cache_dtype': '",
-                   cfg.cache_dtype, "' (expected float16 or float32)");
-      } else if (k == "precision") {
-        cfg.precision = scalar(c, v, k);
-        PETL_CHECK(cfg.precision == "fp32" || cfg.precision == "bf16", c.at(v), ": key 'precision': '",
-                   cfg.precision, "' (expected fp32 or bf16)");
-      } else if (k == "threads_per_rank") {
+      else if (k == "cache_dtype") cfg.cache_dtype = choice<CacheDtype>(c, v, k);
+      else if (k == "precision") cfg.precision = choice<Precision>(c, v, k);
+      else if (k == "threads_per_rank") {
         cfg.threads_per_rank = as_int(c, v, k);
         PETL_CHECK(cfg.threads_per_rank >= 0, c.at(v), ": key 'threads_per_rank': expected ≥ 0 (0 = auto)");
       } else if (k == "job_timeout_s") {
@@ -274,14 +259,13 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         PETL_CHECK(cfg.bundle_jobs >= 1, c.at(v), ": key 'bundle_jobs': expected an integer ≥ 1 (1 = no bundles)");
       }
       else if (k == "memory_budget") {
-        cfg.memory_budget = scalar(c, v, k);
-        int64_t b = 0;
+        const std::string text = scalar(c, v, k);
         try {
-          b = parse_size(cfg.memory_budget, "memory_budget");
+          cfg.memory_budget = parse_size(text, "memory_budget");
         } catch (const Error& e) {
           PETL_FAIL(c.at(v), ": key 'memory_budget': ", e.what());
         }
-        PETL_CHECK(b > 0, c.at(v), ": key 'memory_budget': expected a size > 0 (e.g. 4G)");
+        PETL_CHECK(cfg.memory_budget > 0, c.at(v), ": key 'memory_budget': expected a size > 0 (e.g. 4G)");
       } else
         PETL_FAIL(c.at(it->first), ": unknown key '", k,
                   "' (expected one of: name, out, data_root, backbone, arch, protocol, recipe, methods, tasks, seeds, "
@@ -345,13 +329,29 @@ struct PlanContext {
   const PlanOptions& opts;
   std::string out, data_root, backbone, backbone_sha;
   BackboneDims dims;
-  int dtype_bytes = 4;
-  std::string task_list(const std::string& task, const std::string& split) const {
-    return (fs::path(data_root) / task / (split + ".txt")).string();
+  // The samples of a task's split, read through datasets/ (txt or json lists, folder aliases);
+  // `fallback` when the task or the list cannot be read (the job itself then fails, recorded).
+  int64_t samples(const std::string& task, const std::string& split, int64_t fallback = 1000) const {
+    auto it = tasks_.find(task);
+    if (it == tasks_.end()) {
+      std::optional<data::TaskInfo> info;
+      try {
+        info = data::find_task(data_root, task);
+      } catch (const Error&) {
+      }
+      it = tasks_.emplace(task, info).first;
+    }
+    if (!it->second) return fallback;
+    try {
+      const int64_t n = data::count_samples(*it->second, split);
+      return n > 0 ? n : fallback;
+    } catch (const Error&) {
+      return fallback;
+    }
   }
-};
 
-const std::string kThreadsPlaceholder = "{threads}";
+  mutable std::map<std::string, std::optional<data::TaskInfo>> tasks_ = {};  // found once per task
+};
 
 // The identity of one task's feature cache (cn: splits sorted and unique); its key names the cache.
 json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed& cn) {
@@ -359,9 +359,9 @@ json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed
   json ccanon = {{"v", 1},           {"kind", "cache"},         {"backbone", c.backbone},
                  {"backbone_sha256", c.backbone_sha},           {"arch", cfg.arch},
                  {"data_root", c.data_root},                    {"task", t},
-                 {"splits", cn.splits},                         {"taps", cn.taps},
-                 {"dtype", cfg.cache_dtype},                    {"normalisation", cn.normalisation}};
-  if (cfg.precision != "fp32") ccanon["precision"] = cfg.precision;  // fp32 keys as before
+                 {"splits", cn.splits},                         {"taps", cn.taps.str()},
+                 {"dtype", to_string(cfg.cache_dtype)},         {"normalisation", cn.normalisation}};
+  if (cfg.precision != Precision::kFp32) ccanon["precision"] = to_string(cfg.precision);  // fp32 keys as before
   return ccanon;
 }
 
@@ -369,7 +369,7 @@ json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed
 SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& cn, const json& ccanon) {
   const SweepConfig& cfg = c.cfg;
   SweepJob cj;
-  cj.key = key_of(ccanon);
+  cj.key = key_of_text(ccanon.dump());
   cj.is_cache = true;
   cj.task = t;
   cj.cache = cn;
@@ -377,17 +377,23 @@ SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& 
   cj.canonical = ccanon.dump();
   cj.out_dir = (fs::path(c.out) / "cache" / cj.key).string();
   cj.log_file = (fs::path(c.out) / "logs" / (cj.key + ".log")).string();
-  cj.args = {"cache", "build", "--data-root", c.data_root, "--task", t};
-  if (!c.backbone.empty()) cj.args.insert(cj.args.end(), {"--backbone", c.backbone});
-  if (!cfg.arch.empty()) cj.args.insert(cj.args.end(), {"--arch", cfg.arch});
-  cj.args.insert(cj.args.end(), {"--taps", cn.taps, "--splits", join(cn.splits, ","), "--dtype", cfg.cache_dtype});
-  if (!cn.normalisation.empty()) cj.args.insert(cj.args.end(), {"--normalisation", cn.normalisation});
-  if (cfg.precision != "fp32") cj.args.insert(cj.args.end(), {"--precision", cfg.precision});
-  cj.args.insert(cj.args.end(), {"--out", cj.out_dir, "--no-progress", "--threads", kThreadsPlaceholder});
+  CacheBuildSpec b;
+  b.data_root = c.data_root;
+  b.task = t;
+  b.backbone_file = c.backbone;
+  b.arch = cfg.arch;
+  b.taps = cn.taps;
+  b.splits = cn.splits;
+  b.dtype = cfg.cache_dtype;
+  if (!cn.normalisation.empty()) b.normalisation = cn.normalisation;
+  b.precision = cfg.precision;
+  b.out_dir = cj.out_dir;
+  b.progress = false;
+  cj.build = b;  // threads: the rank's, through OMP_NUM_THREADS (harness/sweep/farm.h)
   double images = 0;
-  for (auto& s : cn.splits) images += double(count_list_lines(c.task_list(t, s), 1000));
+  for (auto& s : cn.splits) images += double(c.samples(t, s));
   cj.cost = images;
-  cj.disk_bytes = int64_t(images) * feature_bytes_per_image(cn.taps, c.dims, c.dtype_bytes);
+  cj.disk_bytes = int64_t(images) * feature_bytes_per_image(cn.taps, c.dims, bytes_per_value(cfg.cache_dtype));
   return cj;
 }
 
@@ -407,16 +413,16 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
                 {"recipe", cfg.recipe},
                 {"epochs", cfg.epochs},
                 {"batch_size", cfg.batch_size},
-                {"protocol", cfg.protocol},
+                {"protocol", to_string(cfg.protocol)},
                 {"data_root", c.data_root},
                 {"backbone", c.backbone},
                 {"backbone_sha256", c.backbone_sha},
                 {"arch", cfg.arch},
                 {"feature_cache", cache_key}};
-  if (!cfg.memory_budget.empty()) canon["memory_budget"] = parse_size(cfg.memory_budget, "memory_budget");
-  if (cfg.precision != "fp32") canon["precision"] = cfg.precision;
+  if (cfg.memory_budget > 0) canon["memory_budget"] = cfg.memory_budget;
+  if (cfg.precision != Precision::kFp32) canon["precision"] = to_string(cfg.precision);
   SweepJob j;
-  j.key = key_of(canon);
+  j.key = key_of_text(canon.dump());
   j.method = m;
   j.task = t;
   j.seed = seed;
@@ -426,19 +432,29 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   j.out_dir = (fs::path(c.out) / "jobs" / j.key).string();
   j.result_file = (fs::path(j.out_dir) / "results.jsonl").string();
   j.log_file = (fs::path(c.out) / "logs" / (j.key + ".log")).string();
-  j.args = {"run", "--method", m, "--task", t, "--data-root", c.data_root};
-  if (!c.backbone.empty()) j.args.insert(j.args.end(), {"--backbone", c.backbone});
-  if (!cfg.arch.empty()) j.args.insert(j.args.end(), {"--arch", cfg.arch});
-  if (!cfg.recipe.empty()) j.args.insert(j.args.end(), {"--recipe", cfg.recipe});
-  if (cfg.epochs > 0) j.args.insert(j.args.end(), {"--epochs", std::to_string(cfg.epochs)});
-  if (cfg.batch_size > 0) j.args.insert(j.args.end(), {"--batch-size", std::to_string(cfg.batch_size)});
-  j.args.insert(j.args.end(), {"--seed", std::to_string(seed), "--protocol", cfg.protocol});
-  for (auto& [k, v] : sets) j.args.insert(j.args.end(), {"--set", k + "=" + v});
-  j.args.insert(j.args.end(), {"--out", j.out_dir, "--resume", "--no-progress", "--threads", kThreadsPlaceholder});
-  if (!c.opts.state_every.empty()) j.args.insert(j.args.end(), {"--state-every", c.opts.state_every});
-  if (!cfg.memory_budget.empty()) j.args.insert(j.args.end(), {"--memory-budget", cfg.memory_budget});
-  if (cfg.precision != "fp32") j.args.insert(j.args.end(), {"--precision", cfg.precision});
-  if (cache) j.args.insert(j.args.end(), {"--feature-cache", cache->out_dir, "--cache-dtype", cfg.cache_dtype});
+  JobSpec r;
+  r.method = m;
+  r.task = t;
+  r.data_root = c.data_root;
+  r.backbone_file = c.backbone;
+  r.arch = cfg.arch;
+  r.recipe = cfg.recipe;
+  if (cfg.epochs > 0) r.epochs = cfg.epochs;
+  if (cfg.batch_size > 0) r.batch_size = cfg.batch_size;
+  r.seed = seed;
+  r.protocol = cfg.protocol;
+  for (auto& [k, v] : sets) r.set.push_back(k + "=" + v);
+  r.out_dir = j.out_dir;
+  r.reuse_done = true;
+  r.progress = false;
+  if (c.opts.state_every_min) r.state_every_min = *c.opts.state_every_min;
+  r.memory_budget = cfg.memory_budget;
+  r.precision = cfg.precision;
+  if (cache) {
+    r.feature_cache = cache->out_dir;
+    r.cache_dtype = cfg.cache_dtype;
+  }
+  j.run = r;  // threads: the rank's, through OMP_NUM_THREADS (harness/sweep/farm.h)
   // Cost.
   double epochs = cfg.epochs > 0 ? cfg.epochs : 100;
   if (cfg.epochs <= 0 && sets.count("epochs")) {
@@ -448,10 +464,10 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
     }
   }
   const double factor = !need ? 3.0 : cache ? 0.2 : 1.0;
-  j.cost = double(count_list_lines(c.task_list(t, "train800val200"), 1000)) * epochs * factor;
+  j.cost = double(c.samples(t, "train800val200")) * epochs * factor;
   if (cache)  // the train split's features, resident in their stored dtype
-    j.ram_bytes = count_list_lines(c.task_list(t, need->splits.front()), 1000) *
-                  feature_bytes_per_image(need->taps, c.dims, c.dtype_bytes);
+    j.ram_bytes = c.samples(t, need->splits.front()) *
+                  feature_bytes_per_image(need->taps, c.dims, bytes_per_value(cfg.cache_dtype));
   return j;
 }
 
@@ -471,7 +487,7 @@ std::map<std::string, std::string> point_settings(const SweepConfig& cfg, const 
 }
 
 PlanContext plan_context(const SweepConfig& cfg, const PlanOptions& opts, const std::string& out) {
-  PlanContext c{cfg, opts, out, abs_path(cfg.data_root), abs_path(cfg.backbone), "", {}, 4};
+  PlanContext c{cfg, opts, out, abs_path(cfg.data_root), abs_path(cfg.backbone), "", {}};
   PETL_CHECK(fs::is_directory(c.data_root), cfg.file, ": key 'data_root': directory '", cfg.data_root,
              "' does not exist");
   if (!c.backbone.empty()) {
@@ -481,7 +497,6 @@ PlanContext plan_context(const SweepConfig& cfg, const PlanOptions& opts, const 
     c.backbone_sha = sha256_file(opts.embedded_backbone);
   }
   if (opts.backbone_dims) c.dims = opts.backbone_dims(c.backbone, cfg.arch);
-  c.dtype_bytes = cfg.cache_dtype == "float16" ? 2 : 4;
   return c;
 }
 
@@ -517,12 +532,12 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
           const SweepJob* cache = nullptr;
           if (need && cfg.feature_cache) {
             CacheNeed cn = *need;
-            PETL_CHECK(!cn.taps.empty() && !cn.splits.empty(), "method ", m,
+            PETL_CHECK(cn.taps.any() && !cn.splits.empty(), "method ", m,
                        ": its feature-cache need has no taps or no splits (internal: the method's declaration)");
             std::sort(cn.splits.begin(), cn.splits.end());
             cn.splits.erase(std::unique(cn.splits.begin(), cn.splits.end()), cn.splits.end());
             const json ccanon = cache_canonical(ctx, t, cn);
-            const std::string key = key_of(ccanon);
+            const std::string key = key_of_text(ccanon.dump());
             if (!cache_index.count(key)) {
               cache_index[key] = caches.size();
               caches.push_back(cache_job(ctx, t, cn, ccanon));
@@ -565,7 +580,7 @@ std::vector<SweepJob> shard_jobs(const std::vector<SweepJob>& jobs, const Shard&
   for (const auto& j : jobs) {
     if (j.is_cache) continue;
     const std::string& sk = j.depends_on.empty() ? j.key : j.depends_on;
-    uint64_t h = std::stoull(sk.substr(0, 16), nullptr, 16);
+    uint64_t h = std::stoull(sk.substr(0, kKeyHexDigits), nullptr, 16);
     if (h % uint64_t(shard.count) == uint64_t(shard.index)) {
       keep.insert(j.key);
       if (!j.depends_on.empty()) caches_needed.insert(j.depends_on);
@@ -598,7 +613,14 @@ std::string mid_job_state_summary(const std::string& job_out_dir) {
 namespace {
 // The dry run's bundles: jobs, still to run, task, cache, resident RAM (once per bundle), the
 // cache's disk bytes and the estimated cost.
-void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs, const std::map<std::string, std::string>& done) {
+// Whether a planned job is finished (journal ok or does_not_fit).
+bool is_done(const std::map<std::string, PlannedJobStatus>& status, const std::string& key) {
+  auto it = status.find(key);
+  return it != status.end() && it->second.journal && journal_done(*it->second.journal);
+}
+
+void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs,
+                   const std::map<std::string, PlannedJobStatus>& status) {
   struct B {
     int jobs = 0, todo = 0;
     std::string task, cache;
@@ -612,9 +634,8 @@ void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs, const st
   for (const auto& j : jobs) {
     if (j.bundle.empty()) continue;
     B& b = bundles[j.bundle];
-    auto it = done.find(j.key);
     ++b.jobs;
-    if (it == done.end() || !journal_done(it->second)) ++b.todo;
+    if (!is_done(status, j.key)) ++b.todo;
     b.task = j.task;
     b.cache = j.depends_on;
     b.ram = std::max(b.ram, j.ram_bytes);
@@ -636,15 +657,15 @@ void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs, const st
 }  // namespace
 
 void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<SweepJob>& jobs,
-                const std::map<std::string, std::string>& done) {
+                const std::map<std::string, PlannedJobStatus>& status) {
   const auto& c = plan.config;
   os << "sweep '" << c.name << "' from " << c.file << "\n"
      << "  out " << plan.out << "  (journal " << plan.journal << ")\n"
      << "  data_root " << c.data_root << ", backbone " << (c.backbone.empty() ? "(embedded)" : c.backbone)
-     << (c.arch.empty() ? "" : ", arch " + c.arch) << ", protocol " << c.protocol
+     << (c.arch.empty() ? "" : ", arch " + c.arch) << ", protocol " << to_string(c.protocol)
      << (c.recipe.empty() ? "" : ", recipe " + c.recipe) << "\n"
-     << "  feature_cache " << (c.feature_cache ? "on (" + c.cache_dtype + ")" : std::string("off"))
-     << ", precision " << c.precision << ", job_timeout_s " << c.job_timeout_s << ", retry_failed " << (c.retry_failed ? "yes" : "no") << "\n\n";
+     << "  feature_cache " << (c.feature_cache ? "on (" + std::string(to_string(c.cache_dtype)) + ")" : std::string("off"))
+     << ", precision " << to_string(c.precision) << ", job_timeout_s " << c.job_timeout_s << ", retry_failed " << (c.retry_failed ? "yes" : "no") << "\n\n";
   auto row = [&](const std::string& key, const std::string& what, const std::string& task, const std::string& seed,
                  const std::string& sets, const std::string& dep, const std::string& cost, const std::string& bytes,
                  const std::string& st) {
@@ -665,19 +686,23 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& j : jobs) {
       if (j.is_cache != (pass == 0)) continue;
-      auto it = done.find(j.key);
-      std::string st = it == done.end() ? "" : it->second;
+      const auto it = status.find(j.key);
+      const PlannedJobStatus ps = it == status.end() ? PlannedJobStatus{} : it->second;
+      const bool done = ps.journal && journal_done(*ps.journal);
+      std::string st = ps.journal ? to_string(*ps.journal) : "";
+      if (!ps.state.empty()) st += (st.empty() ? "" : "; ") + std::string("state: ") + ps.state;
       (j.is_cache ? n_cache : n_train)++;
-      if (journal_done(st)) ++n_ok;
-      if (st.rfind("failed", 0) == 0) ++n_failed;
-      if (st.find("state: ") != std::string::npos) ++n_state;
+      if (done) ++n_ok;
+      if (ps.journal == RecordStatus::kFailed) ++n_failed;
+      if (!ps.state.empty()) ++n_state;
       cost_all += j.cost;
-      if (!journal_done(st)) cost_todo += j.cost;
+      if (!done) cost_todo += j.cost;
       disk_all += j.disk_bytes;
-      if (!journal_done(st)) disk_todo += j.disk_bytes;
+      if (!done) disk_todo += j.disk_bytes;
       ram_max = std::max(ram_max, j.ram_bytes);
       if (j.is_cache) {
-        row(j.key, "[cache " + j.cache.taps + "]", j.task, "-", join(j.cache.splits, ",") + " " + j.cache_dtype, "-",
+        row(j.key, "[cache " + j.cache.taps.str() + "]", j.task, "-",
+            join(j.cache.splits, ",") + " " + to_string(j.cache_dtype), "-",
             fmt_cost(j.cost), fmt_bytes("disk", j.disk_bytes), st);
       } else {
         std::vector<std::string> s;
@@ -695,12 +720,12 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << " of " << fmt_cost(cost_all) << " still to run"
      << (c.retry_failed ? " (failed jobs will be retried)" : " (failed jobs are skipped; retry_failed re-runs them)")
      << "\n";
-  print_bundles(os, jobs, done);
+  print_bundles(os, jobs, status);
   if (disk_all > 0 || ram_max > 0)
     os << "feature caches: " << format_bytes(double(disk_all)) << " on disk (" << format_bytes(double(disk_todo))
        << " still to build; train-split K/V and cls taps only: a test split's K/V is never stored); a training job "
           "holds at most "
-       << format_bytes(double(ram_max)) << " of train-split features in memory (" << c.cache_dtype
+       << format_bytes(double(ram_max)) << " of train-split features in memory (" << to_string(c.cache_dtype)
        << "; one such job per rank at a time)\n";
 }
 

@@ -1,6 +1,7 @@
 // `petl sweep` planning: a YAML sweep config → a deterministic list of jobs (training runs and
-// the feature-cache builds they depend on), each with a content-derived key, the argv of the
-// `petl` child that runs it, and a relative cost estimate. Pure functions: no MPI, no torch.
+// the feature-cache builds they depend on), each with a content-derived key, the typed spec of the
+// `petl` child that runs it (harness/spec/job_spec.h; its command line comes from app/job_args.h),
+// and a relative cost estimate. Pure functions: no MPI, no torch.
 //
 // Config keys (anything else is an error naming the file, line and key):
 //   name              sweep name (default: the config file's stem); written into every record
@@ -25,8 +26,8 @@
 //                     frozen-backbone features built once per (backbone, data, task, splits, taps,
 //                     dtype, normalisation)
 //   cache_dtype       float16 | float32 (default float16)
-//   precision         fp32 | bf16 (default fp32): every job's and cache build's forward passes
-//                     (petl run --precision); part of the keys when bf16
+//   precision         fp32 | bf16 (also float32 | bfloat16, as petl run --precision; default fp32):
+//                     every job's and cache build's forward passes; part of the keys when bf16
 //   threads_per_rank  0 = auto (cores of the node shared among the ranks of the node)
 //   job_timeout_s     0 = no limit; a job running longer is stopped and recorded failed
 //   retry_failed      bool (default false): re-run jobs whose journal record is failed
@@ -54,12 +55,13 @@
 //
 // Cost model (relative units, used only to dispatch longest-first; shown by --dry-run):
 //   training job  = n_train × epochs × factor, where
-//                   n_train  = lines of <data_root>/<task>/train800val200.txt (1000 when absent),
+//                   n_train  = samples of the task's train800val200 list, read through datasets/ (txt
+//                              or json lists, folder aliases; 1000 when the task or list is absent),
 //                   epochs   = config epochs, else a pinned `epochs` set/grid value, else 100,
 //                   factor   = 3 for methods that back-propagate through the backbone (no cache
 //                              need declared), 1 for cacheable methods run without a cache,
 //                              0.2 for methods training on cached features;
-//   cache job     = Σ over its splits of the split's list lines (1000 when absent) × 1
+//   cache job     = Σ over its splits of the split's samples (1000 when absent) × 1
 //                   (one forward pass per image ≈ a third of a training step).
 #pragma once
 #include <functional>
@@ -70,11 +72,15 @@
 #include <utility>
 #include <vector>
 
+#include "core/cache_taps.h"
+#include "core/enums.h"
+#include "harness/spec/job_spec.h"
+
 namespace petl {
 
 // What a method needs from a frozen-backbone feature cache.
 struct CacheNeed {
-  std::string taps;                  // e.g. "cls" or "kv" (passed to `cache build --taps`)
+  CacheTaps taps;                    // e.g. cls or kv (what `cache build --taps` stores)
   std::vector<std::string> splits;   // e.g. {"train800val200", "test"}
   std::string normalisation;         // "" = the cache builder's default; else part of the key
 };
@@ -94,19 +100,20 @@ struct SweepOverride {
 
 struct SweepConfig {
   std::string file;  // where it was read from (messages)
-  std::string name, out, data_root, backbone, arch, protocol = "best_of_10", recipe;
+  std::string name, out, data_root, backbone, arch, recipe;
+  Protocol protocol = Protocol::kBestOf10;
   std::vector<std::string> methods, tasks;
   std::vector<int> seeds;
   int epochs = -1, batch_size = -1;
   std::map<std::string, std::vector<std::string>> grid;
   std::map<std::string, SweepOverride> method_overrides, task_overrides, method_task_overrides;
   bool feature_cache = true;
-  std::string cache_dtype = "float16";
-  std::string precision = "fp32";
+  CacheDtype cache_dtype = CacheDtype::kFloat16;
+  Precision precision = Precision::kFp32;
   int threads_per_rank = 0;
   double job_timeout_s = 0;
   bool retry_failed = false;
-  std::string memory_budget;  // "" = none; else a size as `petl run --memory-budget` takes it
+  int64_t memory_budget = 0;  // bytes (the config's size, e.g. 4G); 0 = none
   int bundle_jobs = 16;       // most jobs per bundle (1 = no bundles)
 };
 
@@ -123,8 +130,8 @@ struct SweepJob {
   std::string task;
   int seed = -1;              // -1 for cache jobs
   std::map<std::string, std::string> sets;  // the job's --set values (sorted by key)
-  std::vector<std::string> args;  // argv of the petl child without the binary; the token
-                                  // "{threads}" is replaced by the rank's thread count at run time
+  std::optional<JobSpec> run;           // training jobs: the `petl run` child
+  std::optional<CacheBuildSpec> build;  // cache jobs: the `petl cache build` child
   double cost = 0;
   std::string depends_on;     // key of the cache job it trains on, or ""
   std::string out_dir;        // <out>/jobs/<key> or <out>/cache/<key>
@@ -134,7 +141,7 @@ struct SweepJob {
   // Estimates (0 = unknown): a cache job's bytes on disk (every split it stores); a training job's
   // bytes of resident train-split features in memory (from its cache).
   int64_t disk_bytes = 0, ram_bytes = 0;
-  std::string cache_dtype;    // cache jobs
+  CacheDtype cache_dtype = CacheDtype::kFloat32;  // cache jobs
   // Bundle id ("" = none): the training jobs on one feature cache (query-only methods), at most
   // bundle_jobs per bundle, run in one `petl bundle` child (harness/sweep/farm.h).
   std::string bundle;
@@ -150,14 +157,14 @@ struct BackboneDims {
 using BackboneDimsFn = std::function<BackboneDims(const std::string& backbone, const std::string& arch)>;
 
 // Bytes one image's features take in a cache (and in memory, where a train split is resident):
-// cls = width, kv = 2 * depth * tokens * width, at dtype_bytes per value ("cls+kv": both).
-int64_t feature_bytes_per_image(const std::string& taps, const BackboneDims& dims, int dtype_bytes);
+// cls = width, kv = 2 * depth * tokens * width, at dtype_bytes per value (cls+kv: both).
+int64_t feature_bytes_per_image(const CacheTaps& taps, const BackboneDims& dims, int dtype_bytes);
 
 struct PlanOptions {
   std::string out;                // non-empty: overrides the config's out
   std::string embedded_backbone;  // the embedded backbone file, hashed into keys when backbone is empty
   CacheNeedFn cache_need;         // null: no job uses a feature cache
-  std::string state_every;        // non-empty: --state-every for every training job
+  std::optional<double> state_every_min;  // set: every training job's JobSpec::state_every_min
   BackboneDimsFn backbone_dims;   // null: no byte estimates in the plan
 };
 
@@ -188,9 +195,14 @@ std::vector<SweepJob> shard_jobs(const std::vector<SweepJob>& jobs, const Shard&
 // there is none.
 std::string mid_job_state_summary(const std::string& job_out_dir);
 
+// What the journals (and a job's saved state) say of a planned job, for the --dry-run table.
+struct PlannedJobStatus {
+  std::optional<RecordStatus> journal;  // ok, does_not_fit or failed; nullopt: no line
+  std::string state;                    // mid_job_state_summary(), "" when none
+};
 // The --dry-run table: cache builds first, then training jobs; key, kind/method, task, seed,
-// sets, depends_on, cost, journal status ("ok", "failed" or "" from `done`); then totals.
+// sets, depends_on, cost, journal status (from `status`); then totals.
 void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<SweepJob>& jobs,
-                const std::map<std::string, std::string>& done);
+                const std::map<std::string, PlannedJobStatus>& status);
 
 }  // namespace petl

@@ -32,14 +32,16 @@ Journal read_journal(const std::string& path) {
     auto k = rec.find("sweep_key");
     if (k == rec.end() || !k->is_string()) continue;
     const std::string key = *k;
-    auto s = rec.find("status");  // a status that is not a string counts as not ok
-    const std::string st = s != rec.end() && s->is_string() ? s->get<std::string>() : std::string();
+    auto s = rec.find("status");  // a status that is not one petl writes counts as failed
+    const std::optional<RecordStatus> st =
+        s != rec.end() && s->is_string() ? try_parse_enum<RecordStatus>(s->get<std::string>()) : std::nullopt;
     j.count[key]++;
-    if (journal_done(st)) {
-      j.status[key] = st;
+    auto known = j.status.find(key);
+    if (st && journal_done(*st)) {
+      j.status[key] = *st;
       j.record[key] = rec;
-    } else if (!journal_done(j.status[key])) {
-      j.status[key] = "failed";
+    } else if (known == j.status.end() || !journal_done(known->second)) {
+      j.status[key] = RecordStatus::kFailed;
       j.record[key] = rec;
     }
   }
@@ -78,9 +80,9 @@ std::vector<std::string> sibling_journals(const std::string& out_dir, const std:
   return out;
 }
 
-std::map<std::string, std::string> merged_status(const std::vector<std::string>& journals,
-                                                 std::vector<std::string>* warnings) {
-  std::map<std::string, std::string> st;
+std::map<std::string, RecordStatus> merged_status(const std::vector<std::string>& journals,
+                                                  std::vector<std::string>* warnings) {
+  std::map<std::string, RecordStatus> st;
   for (const auto& p : journals) {
     Journal j = read_journal(p);
     if (warnings) warnings->insert(warnings->end(), j.warnings.begin(), j.warnings.end());
@@ -92,8 +94,9 @@ std::map<std::string, std::string> merged_status(const std::vector<std::string>&
 
 Record failed_job_record(const json& identity, const std::string& message, const Provenance& provenance) {
   return failed_record(identity.value("method", std::string()), identity.value("task", std::string()),
-                       identity.value("seed", -1), identity.value("protocol", std::string("best_of_10")), message,
-                       provenance);
+                       identity.value("seed", -1),
+                       try_parse_enum<Protocol>(identity.value("protocol", std::string())).value_or(Protocol::kBestOf10),
+                       message, provenance);
 }
 
 json sweep_cache_record(const json& identity, bool ok, const std::string& message, const json& provenance) {

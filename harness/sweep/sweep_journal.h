@@ -25,7 +25,7 @@
 namespace petl {
 
 struct Journal {
-  std::map<std::string, std::string> status;     // sweep_key → "ok" | "does_not_fit" | "failed"
+  std::map<std::string, RecordStatus> status;    // sweep_key → ok | does_not_fit | failed
   std::map<std::string, nlohmann::json> record;  // sweep_key → its ok line, else its last failed line
   std::map<std::string, int> count;              // sweep_key → number of lines (duplicates show as > 1)
   int64_t lines = 0;                             // complete lines read
@@ -53,11 +53,13 @@ std::string journal_path(const std::string& out_dir, int shard_index = 0, int sh
 std::vector<std::string> sibling_journals(const std::string& out_dir, const std::string& own);
 // A key whose journal status is this is finished: never run again (ok, or a result that says the
 // job does not fit its memory budget).
-inline bool journal_done(const std::string& status) { return status == "ok" || status == "does_not_fit"; }
+inline bool journal_done(RecordStatus status) {
+  return status == RecordStatus::kOk || status == RecordStatus::kDoesNotFit;
+}
 
-// Merged status over several journals: ok if any says ok, else failed.
-std::map<std::string, std::string> merged_status(const std::vector<std::string>& journals,
-                                                 std::vector<std::string>* warnings = nullptr);
+// Merged status over several journals: finished if any says so, else failed.
+std::map<std::string, RecordStatus> merged_status(const std::vector<std::string>& journals,
+                                                  std::vector<std::string>* warnings = nullptr);
 
 // A failed training job's record: petl::failed_record with the job's identity (method, task, seed
 // (-1 when absent), protocol (best_of_10 when absent)); the farm writes to_json() of it.

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "datasets/image.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/stop.h"
 #include "core/hashing.h"
@@ -18,22 +19,6 @@
 namespace fs = std::filesystem;
 
 namespace petl {
-
-std::string CacheTaps::str() const {
-  if (cls && kv) return "cls+kv";
-  if (cls) return "cls";
-  if (kv) return "kv";
-  return "none";
-}
-
-CacheTaps CacheTaps::parse(const std::string& s) {
-  CacheTaps t;
-  if (s == "cls") t.cls = true;
-  else if (s == "kv") t.kv = true;
-  else if (s == "cls+kv" || s == "kv+cls") t.cls = t.kv = true;
-  else PETL_FAIL("taps '", s, "': expected cls, kv or cls+kv");
-  return t;
-}
 
 CacheTaps cache_taps_for(const BackboneNeeds& needs) {
   CacheTaps t;
@@ -52,7 +37,7 @@ CacheTaps eval_taps_for(const BackboneNeeds& needs) {
 
 io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitConfig& cfg, const data::TaskInfo& task,
                                 const std::string& split, const std::string& normalisation, const CacheTaps& taps,
-                                const std::string& dtype) {
+                                CacheDtype dtype) {
   const auto list = fs::path(task.dir) / (split + "." + task.format);
   PETL_CHECK(fs::exists(list), "task ", task.name, ": no list file ", list.string(), " for split ", split);
   io::AttributeMap id = {{"backbone_sha256", backbone_sha256},
@@ -65,7 +50,7 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
           {"normalisation", normalisation},
           {"image_size", std::to_string(cfg.img_size)},
           {"taps", taps.str()},
-          {"dtype", dtype}};
+          {"dtype", to_string(dtype)}};
   // Features computed under bf16 autocast are other features; fp32 caches carry no such attribute
   // (so caches built before petl had --precision stay valid).
   if (current_precision() != Precision::kFp32) id["precision"] = to_string(current_precision());
@@ -113,8 +98,8 @@ void build(const CacheBuildOptions& o, VisionTransformer backbone, const data::T
   const int64_t n = data::count_samples(task, split);
   const int L = cfg.depth, H = cfg.num_heads, T = cfg.num_tokens(), dh = cfg.embed_dim / cfg.num_heads;
   std::vector<io::FeatureSpec> specs;
-  if (o.taps.cls) specs.push_back({"cls", {cfg.embed_dim}, o.dtype});
-  if (o.taps.kv) specs.push_back({"kv", {L, 2, H, T, dh}, o.dtype});
+  if (o.taps.cls) specs.push_back({"cls", {cfg.embed_dim}, to_string(o.dtype)});
+  if (o.taps.kv) specs.push_back({"kv", {L, 2, H, T, dh}, to_string(o.dtype)});
   auto attrs = identity;
   attrs["petl_commit"] = git_commit();
   attrs["created_utc"] = now_utc();
@@ -156,7 +141,6 @@ std::string ensure_feature_cache(const CacheBuildOptions& o, VisionTransformer b
                                  const std::string& backbone_sha256, const data::TaskInfo& task,
                                  const std::string& split, bool* built) {
   PETL_CHECK(o.taps.any(), "feature cache: no taps requested");
-  PETL_CHECK(o.dtype == "float32" || o.dtype == "float16", "cache dtype '", o.dtype, "': expected float32 or float16");
   auto identity = cache_identity(backbone_sha256, backbone->cfg_, task, split, data::to_string(o.load.norm), o.taps,
                                  o.dtype);
   const std::string path = io::cache_path(o.root, io::cache_key(identity));
@@ -174,11 +158,11 @@ std::string ensure_feature_cache(const CacheBuildOptions& o, VisionTransformer b
     std::fprintf(stderr, "[petl] feature cache %s is unusable (%s): rebuilding it\n", path.c_str(), problem.c_str());
     fs::remove(path);
   }
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = SteadyClock::now();
   build(o, backbone, task, split, path, identity);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double s = seconds_since(t0);
   std::fprintf(stderr, "[petl] built feature cache %s (%s/%s, %s, %s) in %.1f s\n", path.c_str(), task.name.c_str(),
-               split.c_str(), o.taps.str().c_str(), o.dtype.c_str(), s);
+               split.c_str(), o.taps.str().c_str(), to_string(o.dtype), s);
   if (built) *built = true;
   return path;
 }

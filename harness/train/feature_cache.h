@@ -12,18 +12,13 @@
 #include <memory>
 #include <string>
 
+#include "core/cache_taps.h"
+#include "core/enums.h"
 #include "datasets/vtab.h"
 #include "io/feature_store.h"
 #include "methods/method.h"
 
 namespace petl {
-
-struct CacheTaps {
-  bool cls = false, kv = false;
-  bool any() const { return cls || kv; }
-  std::string str() const;                        // "cls", "kv", "cls+kv" or "none"
-  static CacheTaps parse(const std::string& s);   // inverse of str(); petl::Error otherwise
-};
 
 // The taps a method's declaration asks for; none when it is not cacheable (gradients through the
 // backbone or a stochastic backbone path) or needs something no cache holds.
@@ -40,11 +35,11 @@ CachedFeatures backbone_features(VisionTransformer backbone, const torch::Tensor
 // Everything that determines a split's cached features; cache_key() of it names the file.
 io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitConfig& cfg, const data::TaskInfo& task,
                                 const std::string& split, const std::string& normalisation, const CacheTaps& taps,
-                                const std::string& dtype);
+                                CacheDtype dtype);
 
 struct CacheBuildOptions {
   std::string root;               // directory of <key>.h5 files
-  std::string dtype = "float32";  // float32 | float16
+  CacheDtype dtype = CacheDtype::kFloat32;
   CacheTaps taps;
   int64_t chunk_images = 256;     // images decoded and passed through the backbone at a time
   data::LoadOptions load;         // image size, normalisation, threads, progress

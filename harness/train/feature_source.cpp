@@ -208,18 +208,18 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
   const auto& cfg0 = bb.model->cfg_;
   const int64_t row = (taps.cls ? cfg0.embed_dim : 0) + (taps.kv ? int64_t(cfg0.depth) * 2 * cfg0.num_tokens() * cfg0.embed_dim : 0);
   const double need = double(data::count_samples(job.task, job.recipe().train_split)) * double(row) *
-                      (spec.cache_dtype == "float16" ? 2.0 : 4.0);
+                      double(bytes_per_value(spec.cache_dtype));
   const double budget = spec.feature_memory_budget > 0 ? double(spec.feature_memory_budget)
                                                        : 0.5 * double(available_memory_bytes());
   if (budget > 0 && need > budget) {
     const std::string why = "the train split's " + taps.str() + " features (" + format_bytes(need) + ", " +
-                            spec.cache_dtype + ") exceed the feature memory budget (" + format_bytes(budget) +
+                            to_string(spec.cache_dtype) + ") exceed the feature memory budget (" + format_bytes(budget) +
                             (spec.feature_memory_budget > 0 ? ", --feature-memory-budget" : ", half the available memory") +
                             "): trained live";
     std::fprintf(stderr, "[petl] %s/%s: %s\n", spec.method.c_str(), job.task.name.c_str(), why.c_str());
     FeatureSources s = live_sources(job, bb, eval_taps_for(needs).any());
     s.cache_info = {{"fallback", why}, {"root", fs::absolute(spec.feature_cache).string()}, {"taps", taps.str()},
-                    {"dtype", spec.cache_dtype}, {"resident_bytes", need}, {"budget_bytes", budget}};
+                    {"dtype", to_string(spec.cache_dtype)}, {"resident_bytes", need}, {"budget_bytes", budget}};
     return s;
   }
   CacheBuildOptions co;
@@ -250,7 +250,7 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
         test_path, cache_identity(sha, cfg, job.task, r.test_split, norm, taps, co.dtype), taps, /*resident=*/false);
     test_info = test_path;
   }
-  s.cache_info = {{"train", train_path}, {"test", test_info}, {"taps", taps.str()}, {"dtype", co.dtype},
+  s.cache_info = {{"train", train_path}, {"test", test_info}, {"taps", taps.str()}, {"dtype", to_string(co.dtype)},
                   {"root", fs::absolute(spec.feature_cache).string()}};
   return s;
 }

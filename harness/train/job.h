@@ -1,5 +1,6 @@
-// One training job: a pure function of a typed JobSpec → one flat result record (results/record.h),
-// plus a checkpoint of the trainable tensors under the reference code's names.
+// One training job: a pure function of a typed JobSpec (harness/spec/job_spec.h) → one flat result
+// record (results/record.h), plus a checkpoint of the trainable tensors under the reference code's
+// names.
 //
 // The pieces, as google/benchmark's BenchmarkRunner and timm's train.py split them:
 //   resolve_job()       the one place a spec becomes effective settings: recipe file + the recipe's
@@ -9,7 +10,9 @@
 //   build_job_method()  the one place a method is built for a resolved job (MethodContext).
 //   FeatureSource       where a split's inputs come from: images through the live backbone or
 //                       frozen features from a cache (harness/train/feature_source.h).
-//   Trainer             train_one_epoch() and evaluate() (harness/train/trainer.h).
+//   Trainer             the epoch loop's iterations and evaluations (harness/train/trainer.h).
+//   JobRunner           the run of one job in named steps, shared by run_job and bundles
+//                       (harness/train/job_runner.h).
 //   run_job()           resolve → backbone → method → sources → epochs → record.
 #pragma once
 #include <torch/torch.h>
@@ -25,59 +28,13 @@
 #include "core/settings.h"
 #include "core/threads.h"
 #include "datasets/vtab.h"
+#include "harness/spec/job_spec.h"
 #include "harness/train/recipe.h"
 #include "methods/method.h"
 #include "models/backbone.h"
 #include "results/record.h"
 
 namespace petl {
-
-struct JobSpec {
-  std::string method;
-  std::string task;
-  std::string data_root;      // empty: no data (bench, sweep planning); the task is then a name only
-  std::string backbone_file;  // empty: the embedded backbone (unless arch is given)
-  std::string arch;           // timm name; with no backbone file → random weights (dry-run only)
-  std::string recipe;         // empty: the method's default recipe
-  std::string protocol = "best_of_10";  // best_of_10 | final
-  std::string out_dir;        // records (results.jsonl), checkpoints/, logs
-  // kRecipeValue: the recipe's value; anything else given is validated (epochs, batch ≥ 1, seed ≥ 0).
-  static constexpr int kRecipeValue = std::numeric_limits<int>::min();
-  int epochs = kRecipeValue, batch_size = kRecipeValue, seed = kRecipeValue;
-  int threads = 0;            // 0: cores available to the process
-  std::string device = "cpu"; // cpu | cuda | cuda:N (CUDA LibTorch builds only)
-  // fp32 | bf16: the forward passes (frozen and trainable) under bfloat16 autocast
-  // (harness/train/precision.h); part of the job key and of a feature cache's identity when bf16.
-  std::string precision = "fp32";
-  std::vector<std::string> set;  // key=value overrides (recipe keys and method keys)
-  bool dry_run = false;
-  bool skip_bad = false;      // skip undecodable / missing images (counted in the record)
-  bool progress = true;
-  bool save_checkpoint = true;
-  bool reuse_done = false;    // an ok record with the same job key in out_dir: return it, train nothing
-  int64_t limit_train = -1, limit_test = -1;  // for tests and benchmarks
-  // Train from frozen-backbone features cached in this directory (built when missing) instead of
-  // live backbone passes; only for methods whose needs() are cacheable. Empty: live.
-  std::string feature_cache;
-  std::string cache_dtype = "float32";  // float32 (exact: same losses and logits as live) | float16
-  // The train split's features are held in memory in their stored dtype; when they would take
-  // more than this many bytes the job trains live instead and its record says why. 0: half of
-  // the memory available when the job starts.
-  int64_t feature_memory_budget = 0;
-  // Mid-job state (harness/train/job_state.h) in <out_dir>/state/: saved at the first epoch
-  // boundary at least this many minutes after the last save (0: every epoch; < 0: never) and
-  // when a stop signal arrives; with reuse_done a job resumes from it.
-  double state_every_min = 10;
-  // Micro-batches of at most this many images per rank, gradients accumulated (0: whole batch), or
-  // chosen from a memory budget in bytes (harness/train/memory_budget.h; 0: none). Both are part of
-  // the job key when set (as --dp is): the same steps up to float summation order, but a budget may
-  // not fit at all.
-  int micro_batch = 0;
-  int64_t memory_budget = 0;
-  // Data parallelism over this many MPI ranks (the job runs under mpirun -np dp; rank 0 writes).
-  int dp = 1;
-  std::vector<std::string> argv;  // for provenance
-};
 
 // The effective recipe of a method: its recipe (or `recipe_name`) with the recipe's per-method
 // overrides, then the method's per-task reference values (below --set), then --set and the
@@ -103,10 +60,9 @@ struct ResolvedJob {
   int threads = 1;
   threads::ThreadChoice threading;  // how `threads` was chosen (core/threads.h), for provenance
   torch::Device device{torch::kCPU};
-  int cuda_index = -1;  // the device's index for the memory meter, -1 on CPU
 };
-// Validates the spec (protocol, device, method, recipe keys) and resolves it; sets the intra-op
-// thread count. Throws petl::Error naming the flag or key.
+// Validates the spec (threads, dp, device, method, recipe keys) and resolves it; sets the intra-op
+// thread count and the process's precision. Throws petl::Error naming the flag or key.
 ResolvedJob resolve_job(const JobSpec& spec);
 
 // The job's backbone (drop-path rate from the recipe); random weights only for dry runs.
@@ -128,7 +84,7 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
 // is set and returns it. Errors propagate as exceptions (petl::Error for user mistakes).
 Record run_job(const JobSpec& spec);
 
-// A failed job's record (status "failed" with the message), same identity fields.
+// A failed job's record (status failed with the message), same identity fields.
 Record failed_record(const JobSpec& spec, const std::string& message);
 
 // The provenance of a job run in this process (commit, host, LibTorch, time, argv, the OpenMP wait

@@ -192,4 +192,32 @@ std::optional<LoopProgress> load_job_state(const std::string& path, const std::s
   }
 }
 
+StateSaver::StateSaver(std::string path, std::string key, double every_min, Trainer& trainer, std::string label)
+    : path_(std::move(path)), key_(std::move(key)), every_s_(every_min * 60.0), trainer_(trainer),
+      label_(std::move(label)), last_(SteadyClock::now()) {}
+
+bool StateSaver::due() const { return active() && seconds_since(last_) >= every_s_; }
+
+void StateSaver::save(const LoopProgress& p) {
+  if (!active()) return;
+  trainer_.pause_peak();  // host copies of the state are not training memory
+  const auto t0 = SteadyClock::now();
+  LoopProgress q = p;
+  q.eval_s += trainer_.eval_seconds();
+  if (trainer_.started()) {  // paused: the peak so far is final
+    q.peak_train = trainer_.peak().train_peak();
+    q.peak_baseline = trainer_.peak().baseline();
+    q.peak_reserved = trainer_.peak().train_peak_reserved();
+  }
+  save_job_state(path_, key_, q, trainer_.method(), trainer_.optimizer(), trainer_.device());
+  last_ = SteadyClock::now();
+  trainer_.resume_peak();
+  std::fprintf(stderr, "[petl] %s: training state saved (%zu/%d epochs trained%s) to %s in %.2f s\n", label_.c_str(),
+               p.epoch_train_loss.size(), p.total_epochs,
+               p.current.next_iteration > 0
+                   ? str_cat(", epoch ", p.epoch + 1, " at iteration ", p.current.next_iteration).c_str()
+                   : "",
+               path_.c_str(), std::chrono::duration<double>(last_ - t0).count());
+}
+
 }  // namespace petl

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "harness/train/trainer.h"
 #include "methods/method.h"
 #include "results/record.h"
@@ -52,5 +53,25 @@ void save_job_state(const std::string& path, const std::string& job_key, const L
 // names or shapes) — nothing is changed then and the job trains from the start.
 std::optional<LoopProgress> load_job_state(const std::string& path, const std::string& job_key, Method& method,
                                            torch::optim::AdamW& optimizer, torch::Device device);
+
+// Saves a training job's state at epoch boundaries at most every `every_min` minutes, and at once
+// when a stop was requested. Inactive without a path (no --out, --dp, or --state-every off).
+class StateSaver {
+ public:
+  StateSaver(std::string path, std::string key, double every_min, Trainer& trainer, std::string label);
+  bool active() const { return !path_.empty(); }
+  const std::string& path() const { return path_; }
+  // At an epoch boundary: whether the interval has passed since the last save.
+  bool due() const;
+  // Saves `p` (with the trainer's peak so far, paused meanwhile: host copies are not training memory).
+  void save(const LoopProgress& p);
+
+ private:
+  std::string path_, key_;
+  double every_s_;
+  Trainer& trainer_;
+  std::string label_;
+  SteadyClock::time_point last_;
+};
 
 }  // namespace petl

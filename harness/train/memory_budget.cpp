@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 
 #include "harness/train/memory_meter.h"
@@ -137,6 +138,30 @@ BudgetChoice under_budget(BudgetChoice c, int64_t budget) {
 
 BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t budget) {
   return under_budget(fit_memory_model(trainer, train, batch, budget), budget);
+}
+
+void BudgetCheck::before_step(Trainer& trainer) {
+  if (steps_to_check_ <= 0) return;
+  trainer.fold_peak();  // the probe resets the meter: the training peak keeps the steps before it
+  alive_before_ = gradient_bytes(trainer.optimizer()) + optimizer_bytes(trainer.optimizer());
+  probe_.emplace(trainer.memory());
+}
+
+void BudgetCheck::after_step(Trainer& trainer, int64_t images) {
+  if (!probe_) return;
+  const int64_t step_peak = probe_->growth() + model_bytes(trainer.method()) + alive_before_;
+  probe_.reset();
+  checked_peak_ = std::max(checked_peak_, step_peak);
+  --steps_to_check_;
+  if (budget_ <= 0 || step_peak <= budget_) return;
+  const int64_t m = trainer.micro_batch() > 0 ? trainer.micro_batch() : images;
+  if (m > trainer.min_chunk()) {
+    trainer.set_micro_batch(std::max(trainer.min_chunk(), m / 2));
+    steps_to_check_ = 2;
+  }
+  std::fprintf(stderr, "[petl] %s: the step peaked at %.1f MiB, above the %.1f MiB budget: micro-batch %lld -> %lld\n",
+               trainer.label().c_str(), MemoryMeter::mib(step_peak), MemoryMeter::mib(budget_), (long long)m,
+               (long long)trainer.micro_batch());
 }
 
 }  // namespace petl

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -58,5 +59,26 @@ int64_t largest_chunk_under(const BudgetChoice& c, int64_t cap);
 BudgetChoice under_budget(BudgetChoice model, int64_t budget);
 // Both: probes, fits and chooses. `batch`: this rank's images per step.
 BudgetChoice choose_micro_batch(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t budget);
+
+// The budget check, a step observer of a budgeted job's trainer: it measures the first two training
+// steps exactly (a PeakProbe, counting what was alive before each: the gradients and AdamW's
+// state), and when a step peaks above the budget it halves the trainer's micro-batch (down to the
+// method's min_chunk; the next two steps are checked again) and says so on stderr. The second step
+// is the one that counts: the first allocates the gradients and AdamW's state as it goes, every
+// later step starts with them. budget 0: measures only.
+class BudgetCheck : public StepObserver {
+ public:
+  explicit BudgetCheck(int64_t budget_bytes) : budget_(budget_bytes) {}
+  void before_step(Trainer& trainer) override;
+  void after_step(Trainer& trainer, int64_t images) override;
+  // The largest peak of the steps measured so far (-1 before the first).
+  int64_t checked_peak() const { return checked_peak_; }
+
+ private:
+  int64_t budget_;
+  int steps_to_check_ = 2;
+  int64_t checked_peak_ = -1, alive_before_ = 0;
+  std::optional<PeakProbe> probe_;
+};
 
 }  // namespace petl

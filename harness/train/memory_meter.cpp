@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <vector>
 #include <unordered_map>
@@ -183,55 +184,81 @@ void MemoryMeter::release_cache() {
   g_cached.store(0);
 }
 
+namespace {
+
+class CpuMemory final : public DeviceMemory {
+ public:
+  std::string name() const override { return "cpu"; }
+  void reset_peak() const override { MemoryMeter::reset_peak(); }
+  int64_t allocated() const override { return MemoryMeter::live_bytes(); }
+  int64_t peak_allocated() const override { return MemoryMeter::peak_bytes(); }
+  int64_t peak_reserved() const override { return 0; }
+  bool has_reserved() const override { return false; }
+};
+
 #ifdef PETL_WITH_CUDA
 // The allocator's statistics arrays are indexed by StatType, whose AGGREGATE (all pools) is 0 in
 // every LibTorch; its namespace moved in 2.x (c10::CachingAllocator), so the index is spelled out.
 constexpr size_t kAggregate = 0;
-bool CudaMemory::available() { return true; }
-void CudaMemory::reset_peak(int d) { c10::cuda::CUDACachingAllocator::resetPeakStats(d); }
-int64_t CudaMemory::allocated(int d) {
-  return c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes[kAggregate].current;
-}
-int64_t CudaMemory::peak_allocated(int d) {
-  return c10::cuda::CUDACachingAllocator::getDeviceStats(d).allocated_bytes[kAggregate].peak;
-}
-int64_t CudaMemory::peak_reserved(int d) {
-  return c10::cuda::CUDACachingAllocator::getDeviceStats(d).reserved_bytes[kAggregate].peak;
-}
-#else
-bool CudaMemory::available() { return false; }
-void CudaMemory::reset_peak(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
-int64_t CudaMemory::allocated(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
-int64_t CudaMemory::peak_allocated(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
-int64_t CudaMemory::peak_reserved(int) { PETL_FAIL("CUDA memory statistics need a CUDA LibTorch build"); }
+class CudaMemory final : public DeviceMemory {
+ public:
+  explicit CudaMemory(int device) : device_(device) {}
+  std::string name() const override { return "cuda:" + std::to_string(device_); }
+  void reset_peak() const override { c10::cuda::CUDACachingAllocator::resetPeakStats(device_); }
+  int64_t allocated() const override { return stats().allocated_bytes[kAggregate].current; }
+  int64_t peak_allocated() const override { return stats().allocated_bytes[kAggregate].peak; }
+  int64_t peak_reserved() const override { return stats().reserved_bytes[kAggregate].peak; }
+  bool has_reserved() const override { return true; }
+
+ private:
+  auto stats() const { return c10::cuda::CUDACachingAllocator::getDeviceStats(device_); }
+  int device_;
+};
 #endif
 
-PeakProbe::PeakProbe(int cuda_device) : cuda_device_(cuda_device) {
-  if (cuda_device_ >= 0) {
-    CudaMemory::reset_peak(cuda_device_);
-    base_ = CudaMemory::allocated(cuda_device_);
-  } else {
-    MemoryMeter::reset_peak();
-    base_ = MemoryMeter::live_bytes();
-  }
-}
-int64_t PeakProbe::peak() const {
-  return cuda_device_ >= 0 ? CudaMemory::peak_allocated(cuda_device_) : MemoryMeter::peak_bytes();
+}  // namespace
+
+bool cuda_memory_available() {
+#ifdef PETL_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
 }
 
-int64_t TrainingPeak::now_peak() const {
-  return cuda_device_ >= 0 ? CudaMemory::peak_allocated(cuda_device_) : MemoryMeter::peak_bytes();
-}
-void TrainingPeak::reset() const {
-  if (cuda_device_ >= 0)
-    CudaMemory::reset_peak(cuda_device_);
-  else
-    MemoryMeter::reset_peak();
+const DeviceMemory& DeviceMemory::cpu() {
+  static const CpuMemory m;
+  return m;
 }
 
+const DeviceMemory& DeviceMemory::of(const c10::Device& device) {
+  if (!device.is_cuda()) return cpu();
+#ifdef PETL_WITH_CUDA
+  static std::mutex mu;
+  static std::map<int, std::unique_ptr<CudaMemory>> meters;
+  const int index = std::max<int>(0, device.index());
+  std::lock_guard<std::mutex> lock(mu);
+  auto& m = meters[index];
+  if (!m) m = std::make_unique<CudaMemory>(index);
+  return *m;
+#else
+  PETL_FAIL("device ", device.str(), ": measuring GPU memory needs a CUDA LibTorch build");
+#endif
+}
+
+PeakProbe::PeakProbe(const DeviceMemory& memory) : memory_(memory) {
+  memory_.reset_peak();
+  base_ = memory_.allocated();
+}
+int64_t PeakProbe::peak() const { return memory_.peak_allocated(); }
+
+void TrainingPeak::take_peak() {
+  train_peak_ = std::max(train_peak_, memory_->peak_allocated());
+  if (memory_->has_reserved()) train_reserved_ = std::max(train_reserved_, memory_->peak_reserved());
+}
 void TrainingPeak::begin() {
-  reset();
-  baseline_ = cuda_device_ >= 0 ? CudaMemory::allocated(cuda_device_) : MemoryMeter::live_bytes();
+  memory_->reset_peak();
+  baseline_ = memory_->allocated();
   train_peak_ = baseline_;
   eval_peak_ = 0;
   train_reserved_ = 0;
@@ -244,27 +271,23 @@ void TrainingPeak::continue_from(int64_t train_peak, int64_t baseline, int64_t r
   train_reserved_ = std::max(train_reserved_, reserved);
 }
 void TrainingPeak::fold() {
-  if (in_eval_) return;
-  train_peak_ = std::max(train_peak_, now_peak());
-  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
+  if (!in_eval_) take_peak();
 }
 void TrainingPeak::pause() {
   if (in_eval_) return;
-  train_peak_ = std::max(train_peak_, now_peak());
-  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
-  reset();
+  take_peak();
+  memory_->reset_peak();
   in_eval_ = true;
 }
 void TrainingPeak::resume() {
   if (!in_eval_) return;
-  eval_peak_ = std::max(eval_peak_, now_peak());
-  reset();
+  eval_peak_ = std::max(eval_peak_, memory_->peak_allocated());
+  memory_->reset_peak();
   in_eval_ = false;
 }
 void TrainingPeak::end() {
   if (in_eval_) resume();
-  train_peak_ = std::max(train_peak_, now_peak());
-  if (cuda_device_ >= 0) train_reserved_ = std::max(train_reserved_, CudaMemory::peak_reserved(cuda_device_));
+  take_peak();
 }
 
 }  // namespace petl

@@ -5,8 +5,10 @@
 // not counted (it does not go through c10). Freed blocks of cache_min() (128 KiB) or more are kept for the next
 // allocation of the same (page-rounded) size, as CUDA's caching allocator does; blocks held by
 // tensors plus blocks kept never exceed the highest live count since install + cache_slack().
-// CUDA (CUDA LibTorch builds only): the caching allocator's peak allocated / reserved.
+// CUDA (CUDA LibTorch builds only): the caching allocator's peak allocated / reserved (DeviceMemory).
 #pragma once
+#include <c10/core/Device.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -35,35 +37,44 @@ class MemoryMeter {
   static double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
 };
 
-// CUDA caching-allocator statistics, compiled in only with a CUDA LibTorch (PETL_WITH_CUDA);
-// elsewhere available() is false and the other calls throw petl::Error.
-struct CudaMemory {
-  static bool available();
-  static void reset_peak(int device);
-  static int64_t allocated(int device);       // bytes currently allocated by tensors
-  static int64_t peak_allocated(int device);  // torch.cuda.max_memory_allocated
-  static int64_t peak_reserved(int device);   // torch.cuda.max_memory_reserved
+// The memory figures of one device's tensor allocator, chosen once per device (as google/benchmark's
+// MemoryManager): the CPU's counting allocator above, or (CUDA LibTorch builds) a GPU's caching
+// allocator — its allocated bytes, and the bytes it reserved from the driver. Everything that
+// measures memory (PeakProbe, TrainingPeak, the trainer, the bench) takes one of these.
+class DeviceMemory {
+ public:
+  virtual ~DeviceMemory() = default;
+  // The meter of `device` (the CPU's, or that GPU's); petl::Error for a GPU without a CUDA build.
+  static const DeviceMemory& of(const c10::Device& device);
+  static const DeviceMemory& cpu();
+  virtual std::string name() const = 0;          // "cpu", "cuda:0"
+  virtual void reset_peak() const = 0;           // peak := what is allocated now
+  virtual int64_t allocated() const = 0;         // bytes held by live tensors
+  virtual int64_t peak_allocated() const = 0;    // since the last reset_peak()
+  virtual int64_t peak_reserved() const = 0;     // bytes reserved from the driver (0 on the CPU)
+  virtual bool has_reserved() const = 0;         // whether peak_reserved() means anything
 };
 
-// The peak of one stretch of work: reset at construction, read with peak() (CPU counting allocator,
-// or the CUDA device's caching allocator when cuda_device >= 0).
+// Whether this build can measure GPU memory (a CUDA LibTorch: PETL_WITH_CUDA).
+bool cuda_memory_available();
+
+// The peak of one stretch of work: reset at construction, read with peak().
 class PeakProbe {
  public:
-  explicit PeakProbe(int cuda_device = -1);
+  explicit PeakProbe(const DeviceMemory& memory = DeviceMemory::cpu());
   int64_t peak() const;
   int64_t growth() const { return peak() - base_; }  // above what was alive at construction
 
  private:
-  int cuda_device_;
+  const DeviceMemory& memory_;
   int64_t base_ = 0;
 };
 
 // Tracks a training peak that excludes evaluation phases: call begin() right before the first
 // training step, pause() before an evaluation, resume() after it, and end() when done.
-// cuda_device < 0: the CPU counting allocator; otherwise that GPU's caching allocator.
 class TrainingPeak {
  public:
-  explicit TrainingPeak(int cuda_device = -1) : cuda_device_(cuda_device) {}
+  explicit TrainingPeak(const DeviceMemory& memory = DeviceMemory::cpu()) : memory_(&memory) {}
   void begin();
   void pause();
   void resume();
@@ -77,13 +88,12 @@ class TrainingPeak {
   int64_t train_peak() const { return train_peak_; }  // max live bytes during training phases
   int64_t eval_peak() const { return eval_peak_; }    // max live bytes during evaluations
   int64_t baseline() const { return baseline_; }      // live bytes at begin()
-  int64_t train_peak_reserved() const { return train_reserved_; }  // CUDA only, else 0
-  int cuda_device() const { return cuda_device_; }
+  int64_t train_peak_reserved() const { return train_reserved_; }  // where the device reserves (CUDA), else 0
+  const DeviceMemory& memory() const { return *memory_; }
 
  private:
-  int64_t now_peak() const;
-  void reset() const;
-  int cuda_device_ = -1;
+  void take_peak();  // the meter's peak (and reserved peak) into the training peak
+  const DeviceMemory* memory_;
   int64_t train_peak_ = 0, eval_peak_ = 0, baseline_ = 0, train_reserved_ = 0;
   bool in_eval_ = false;
 };

@@ -38,14 +38,6 @@ namespace {
 std::atomic<int> g_precision{int(Precision::kFp32)};
 }
 
-Precision parse_precision(const std::string& text, const std::string& flag) {
-  if (text == "fp32" || text == "float32") return Precision::kFp32;
-  if (text == "bf16" || text == "bfloat16") return Precision::kBf16;
-  PETL_FAIL(flag, " '", text, "': expected fp32 or bf16");
-}
-
-const char* to_string(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
-
 at::Tensor widen(const at::Tensor& t) {
   const auto s = t.scalar_type();
   return s == at::kBFloat16 || s == at::kHalf ? t.to(at::kFloat) : t;

@@ -2,7 +2,7 @@
 // (autocast: matrix products and convolutions in bfloat16, reductions, norms and the loss in
 // float32 — what torch.autocast(device_type, dtype=torch.bfloat16) does in PyTorch).
 //
-// The precision is set once per process for the job(s) it runs (set_precision); every forward
+// The enum and its names are in core/enums.h. The precision is set once per process for the job(s) it runs (set_precision); every forward
 // call site (training step, evaluation, the frozen backbone pass of feature sources and cache
 // builds) opens an Autocast scope, which is a no-op in fp32. Backward passes run outside it, as
 // PyTorch recommends. Parameters and optimizer state stay float32. TensorFloat-32 is off in both
@@ -13,13 +13,9 @@
 
 #include <string>
 
+#include "core/enums.h"
+
 namespace petl {
-
-enum class Precision { kFp32, kBf16 };
-
-// "fp32" | "bf16" (also "float32", "bfloat16"); petl::Error naming `flag` otherwise.
-Precision parse_precision(const std::string& text, const std::string& flag);
-const char* to_string(Precision p);
 
 // The precision of this process's jobs (default fp32).
 void set_precision(Precision p);

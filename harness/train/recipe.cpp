@@ -129,6 +129,23 @@ void apply_overrides(Recipe& r, const Settings& s) {
              " must lie in [0, epochs=", r.epochs, "]");
 }
 
+Recipe upstream_recipe(double lr, double weight_decay, int warmup_epochs, int epochs, int batch_size, int seed) {
+  Recipe r;
+  r.name = "upstream";
+  r.source = "petl pretrain";
+  r.lr = lr;
+  r.weight_decay = weight_decay;
+  r.min_lr = 0;
+  r.schedule = "iter_warmup_cosine";
+  r.warmup_epochs = warmup_epochs;
+  r.epochs = epochs;
+  r.batch_size = batch_size;
+  r.seed = seed;
+  Settings none;
+  apply_overrides(r, none);  // the recipe checks (lr > 0, warmup within the epochs, ...)
+  return r;
+}
+
 double timm_cosine_lr(const Recipe& r, double t) {
   if (t < r.warmup_epochs) {
     double step = (r.lr - r.warmup_lr_init) / r.warmup_epochs;

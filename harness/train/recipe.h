@@ -37,6 +37,11 @@ Recipe load_recipe(const std::string& name, const std::string& file = "", const 
 // Applies the recipe keys present in `s` (lr, weight_decay, epochs, ...) and marks them used.
 void apply_overrides(Recipe& r, const Settings& s);
 
+// The recipe of `petl pretrain` (the embedded backbone's upstream training): AdamW with weight
+// decay `weight_decay` on every tensor, a linear warmup over `warmup_epochs` from 0, then a
+// per-iteration cosine from `lr` to 0 at the end of `epochs`.
+Recipe upstream_recipe(double lr, double weight_decay, int warmup_epochs, int epochs, int batch_size, int seed);
+
 // Learning rate for iteration `iter` (0-based) of epoch `epoch` (0-based).
 double learning_rate(const Recipe& r, int epoch, int iter, int iters_per_epoch);
 // timm 0.4.12 CosineLRScheduler._get_lr(t) with cycle_limit 1, warmup_prefix False.

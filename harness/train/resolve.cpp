@@ -53,16 +53,11 @@ EffectiveRecipe resolve_recipe(const std::string& method, const std::string& rec
 }
 
 ResolvedJob resolve_job(const JobSpec& spec) {
-  PETL_CHECK(spec.protocol == "best_of_10" || spec.protocol == "final", "--protocol '", spec.protocol,
-             "': expected best_of_10 or final");
   PETL_CHECK(spec.threads >= 0, "--threads ", spec.threads, ": expected an integer >= 0 (0 = the cores available)");
   PETL_CHECK(spec.dp >= 1, "--dp ", spec.dp, ": expected an integer >= 1");
-  // This process's forward passes; the spec keeps the canonical name (fp32 | bf16) for keys and records.
-  const Precision precision = parse_precision(spec.precision, "--precision");
-  set_precision(precision);
+  set_precision(spec.precision);  // this process's forward passes
   ResolvedJob j;
   j.spec = spec;
-  j.spec.precision = to_string(precision);
   j.info = &MethodRegistry::instance().get(spec.method);
   if (!spec.data_root.empty()) {
     j.task = data::find_task(spec.data_root, spec.task);
@@ -79,9 +74,8 @@ ResolvedJob resolve_job(const JobSpec& spec) {
     PETL_FAIL("--device '", spec.device, "': expected cpu, cuda or cuda:N");
   }
   if (j.device.is_cuda())
-    PETL_CHECK(torch::cuda::is_available() && CudaMemory::available(), "--device ", spec.device,
+    PETL_CHECK(torch::cuda::is_available() && cuda_memory_available(), "--device ", spec.device,
                ": no GPU found (this LibTorch has no CUDA, or no device is visible)");
-  j.cuda_index = j.device.is_cuda() ? std::max<int>(0, j.device.index()) : -1;
   return j;
 }
 
@@ -130,12 +124,13 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
               {"limits", {spec.limit_train, spec.limit_test}},
               {"device", spec.device}};
   // Cached float32 features give the live run's exact losses and logits; float16 ones do not.
-  if (!spec.feature_cache.empty() && spec.cache_dtype != "float32") src["feature_cache_dtype"] = spec.cache_dtype;
+  if (!spec.feature_cache.empty() && spec.cache_dtype != CacheDtype::kFloat32)
+    src["feature_cache_dtype"] = to_string(spec.cache_dtype);
   if (spec.dp > 1) src["data_parallel_ranks"] = spec.dp;  // same maths, another summation order
   if (spec.micro_batch > 0) src["micro_batch"] = spec.micro_batch;  // likewise (and per-chunk BatchNorm)
   if (spec.memory_budget > 0) src["memory_budget"] = spec.memory_budget;  // may not fit: another result
-  if (spec.precision != "fp32") src["precision"] = spec.precision;  // canonical since resolve_job
-  return sha256_string(src.dump()).substr(0, 16);
+  if (spec.precision != Precision::kFp32) src["precision"] = to_string(spec.precision);
+  return key_of_text(src.dump());
 }
 
 }  // namespace petl

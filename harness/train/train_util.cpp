@@ -103,10 +103,8 @@ MemoryBreakdown memory_breakdown(Method& method, const NamedTensors& trainable, 
   m.other_model = model - m.frozen_backbone - m.trainable_params;
   m.peak_train = peak.train_peak() - peak.baseline() + model;
   m.peak_eval = peak.eval_peak() > 0 ? peak.eval_peak() - peak.baseline() + model : 0;
-  if (peak.cuda_device() >= 0) {
-    m.device = "cuda:" + std::to_string(peak.cuda_device());
-    m.peak_reserved = peak.train_peak_reserved();
-  }
+  m.device = peak.memory().name();
+  if (peak.memory().has_reserved()) m.peak_reserved = peak.train_peak_reserved();
   return m;
 }
 

@@ -5,22 +5,18 @@
 #include <cstdio>
 #include <optional>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/stop.h"
 #include "harness/train/precision.h"
 
 namespace petl {
-namespace {
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-}  // namespace
 
-Trainer::Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::Device device, int cuda_index,
-                 std::string label, bool progress)
+Trainer::Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::Device device, std::string label,
+                 bool progress)
     : method_(method), recipe_(recipe), dp_(dp), device_(device), label_(std::move(label)), progress_(progress),
-      trainable_(method.trainable_parameters()), peak_(cuda_index), cuda_index_(cuda_index) {
+      memory_(DeviceMemory::of(device)), trainable_(method.trainable_parameters()), peak_(memory_) {
   for (auto& [k, t] : trainable_) trainable_tensors_.push_back(t);
   opt_ = make_optimizer(trainable_, recipe_);
   min_chunk_ = std::max<int64_t>(1, method.needs().min_chunk);
@@ -53,7 +49,7 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
   bar.add(p.next_iteration);
   for (int64_t it = p.next_iteration; it < iters; ++it) {
     stop::check();
-    auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = SteadyClock::now();
     const double lr = learning_rate(recipe_, epoch, int(it), int(iters));
     set_learning_rate(*opt_, lr);
     if (!started_) {
@@ -67,32 +63,12 @@ void Trainer::train_iterations(const FeatureSource& train, EpochProgress& p) {
       idx = idx.narrow(0, b0, b1 - b0);
     }
     opt_->zero_grad();
-    std::optional<PeakProbe> check;
-    int64_t alive_before = 0;  // from the second step on: the gradients and AdamW's state
-    if (steps_to_check_ > 0) {
-      peak_.fold();  // the probe resets the meter: the training peak keeps the steps before it
-      alive_before = gradient_bytes(*opt_) + optimizer_bytes(*opt_);
-      check.emplace(cuda_index_);
-    }
+    for (StepObserver* o : observers_) o->before_step(*this);
     double l = forward_backward(train, idx, global);
     dp_.allreduce_gradients(trainable_tensors_);
     l = dp_.allreduce_sum(l);
     opt_->step();
-    if (check) {
-      const int64_t step_peak = check->growth() + model_bytes(method_) + alive_before;
-      checked_peak_ = std::max(checked_peak_, step_peak);
-      --steps_to_check_;
-      if (budget_ > 0 && step_peak > budget_) {
-        const int64_t m = micro_batch_ > 0 ? micro_batch_ : idx.size(0);
-        if (m > min_chunk_) {
-          micro_batch_ = std::max(min_chunk_, m / 2);
-          steps_to_check_ = 2;
-        }
-        std::fprintf(stderr, "[petl] %s: the step peaked at %.1f MiB, above the %.1f MiB budget: micro-batch %lld -> %lld\n",
-                     label_.c_str(), MemoryMeter::mib(step_peak), MemoryMeter::mib(budget_), (long long)m,
-                     (long long)micro_batch_);
-      }
-    }
+    for (StepObserver* o : observers_) o->after_step(*this, idx.size(0));
     PETL_CHECK(std::isfinite(l), "training diverged: loss ", l, " at epoch ", epoch + 1, " iteration ", it);
     p.loss_sum += l;
     p.images += global;
@@ -148,7 +124,7 @@ int64_t Trainer::probe_peak(const FeatureSource& train, int64_t m) {
   const int64_t grad_bytes = gradient_bytes(*opt_);
   int64_t peak = 0;
   {
-    PeakProbe probe(cuda_index_);
+    PeakProbe probe(memory_);
     forward_backward(train, torch::arange(std::min(m, train.size()), torch::kInt64), m);
     peak = probe.growth() + model_bytes(method_) + grad_bytes;  // as the record's peak_train counts it
   }
@@ -258,7 +234,7 @@ std::vector<EvalResult> evaluate_snapshots(Method& method, const FeatureSource& 
 std::vector<EvalResult> Trainer::evaluate_snapshots(const FeatureSource& test, const std::vector<Snapshot>& snapshots,
                                                     VisionTransformer backbone, const CacheTaps& taps) {
   peak_.pause();
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = SteadyClock::now();
   auto r = petl::evaluate_snapshots(method_, test, snapshots, backbone, taps, recipe_.eval_batch_size, device_,
                                     progress_, "eval " + label_);
   eval_seconds_ += seconds_since(t0);
@@ -268,7 +244,7 @@ std::vector<EvalResult> Trainer::evaluate_snapshots(const FeatureSource& test, c
 
 EvalResult Trainer::evaluate(const FeatureSource& test) {
   peak_.pause();
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = SteadyClock::now();
   auto ev = test.evaluate(method_, recipe_.eval_batch_size, device_, progress_, "eval " + label_);
   eval_seconds_ += seconds_since(t0);
   peak_.resume();

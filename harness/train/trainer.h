@@ -70,11 +70,25 @@ struct EpochProgress {
   int64_t images = 0;            // global images seen
 };
 
+class Trainer;
+
+// Watches the training steps of a Trainer: called right before each step's forward pass (after the
+// gradients were zeroed) and right after its optimizer step. The budget check is one
+// (harness/train/memory_budget.h: BudgetCheck).
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  virtual void before_step(Trainer& trainer) = 0;
+  // `images`: this rank's images in the step.
+  virtual void after_step(Trainer& trainer, int64_t images) = 0;
+};
+
 class Trainer {
  public:
-  // `label` names the job in progress bars and log lines ("lora/cifar").
-  Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::Device device, int cuda_index,
-          std::string label, bool progress);
+  // `label` names the job in progress bars and log lines ("lora/cifar"). Memory is measured on
+  // `device`'s meter (DeviceMemory::of).
+  Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::Device device, std::string label,
+          bool progress);
   // Iterations per epoch for `n` training rows (drop_last as the recipe says); petl::Error when 0.
   int64_t iterations(int64_t n) const;
   EpochResult train_one_epoch(const FeatureSource& train, int epoch);
@@ -88,20 +102,15 @@ class Trainer {
   // A last chunk below the method's min_chunk (BackboneNeeds) is avoided: the chunk before it gives
   // it images, or takes it along where it has none to spare (one chunk then has m + 1 images).
   void set_micro_batch(int64_t m) { micro_batch_ = m; }
-  // The budget check, on the first two steps: when a step's peak exceeds `bytes`, the micro-batch
-  // is halved (once per step that exceeds it, down to the method's min_chunk; the next two steps
-  // are checked again) and a line says so. The second step is the one that counts: the first
-  // allocates the gradients and AdamW's state as it goes, every later step starts with them.
-  void set_memory_budget(int64_t bytes) { budget_ = bytes; }
   int64_t micro_batch() const { return micro_batch_; }
   int64_t min_chunk() const { return min_chunk_; }
+  // `observer` (not owned; it must outlive the training) watches every later step.
+  void add_observer(StepObserver* observer) { observers_.push_back(observer); }
   // The peak bytes (counted as the record's peak_train: the model's tensors plus what the work
   // allocates) of one forward and backward over the first `m` training rows in chunks of `m`
   // (no optimizer step). Gradients, trained buffers and the random generators are left as they
   // were, so training is unchanged by the probe.
   int64_t probe_peak(const FeatureSource& train, int64_t m);
-  // The largest peak of the steps the budget check measured in this process (-1 before the first).
-  int64_t checked_peak() const { return checked_peak_; }
   // The mean loss of a finished epoch.
   double mean_loss(const FeatureSource& train, const EpochProgress& p) const {
     return p.loss_sum / double(iterations(train.size()));
@@ -115,37 +124,44 @@ class Trainer {
   void finish() { peak_.end(); }
   // Excludes work between training steps (saving the job's state) from the training peak.
   void pause_peak() { peak_.pause(); }
+  void resume_peak() { peak_.resume(); }
+  // Takes the meter's peak so far into the training peak (before a probe resets the meter).
+  void fold_peak() { peak_.fold(); }
   bool started() const { return started_; }  // a training step has run in this process
   // The training peak of the part of this job trained before (a resumed job; see TrainingPeak).
   void continue_peak(int64_t train_peak, int64_t baseline, int64_t reserved) {
     peak_.continue_from(train_peak, baseline, reserved);
     started_ = true;
   }
-  void resume_peak() { peak_.resume(); }
 
+  Method& method() { return method_; }
+  torch::Device device() const { return device_; }
+  const std::string& label() const { return label_; }
+  const DeviceMemory& memory() const { return memory_; }
   const NamedTensors& trainable() const { return trainable_; }
   torch::optim::AdamW& optimizer() { return *opt_; }
   const TrainingPeak& peak() const { return peak_; }
   double eval_seconds() const { return eval_seconds_; }
 
  private:
+  // Forward + backward of rows `idx` (this rank's part of a global batch of `global` images) in
+  // micro-batches; returns the summed loss.
+  double forward_backward(const FeatureSource& train, const torch::Tensor& idx, int64_t global);
+
   Method& method_;
   const Recipe& recipe_;
   DataParallel& dp_;
   torch::Device device_;
   std::string label_;
   bool progress_;
+  const DeviceMemory& memory_;
   NamedTensors trainable_;
   std::vector<torch::Tensor> trainable_tensors_;
   std::unique_ptr<torch::optim::AdamW> opt_;
   TrainingPeak peak_;
+  std::vector<StepObserver*> observers_;
   bool started_ = false;
-  int64_t micro_batch_ = 0, checked_peak_ = -1, budget_ = 0, min_chunk_ = 1;
-  int steps_to_check_ = 2;
-  int cuda_index_ = -1;
-  // Forward + backward of rows `idx` (this rank's part of a global batch of `global` images) in
-  // micro-batches; returns the summed loss.
-  double forward_backward(const FeatureSource& train, const torch::Tensor& idx, int64_t global);
+  int64_t micro_batch_ = 0, min_chunk_ = 1;
   double eval_seconds_ = 0;
 };
 

@@ -87,21 +87,22 @@ TEST(Cuda, TrainingStepGradientsMatchCpu) {
 
 TEST(Cuda, MemoryMeterSeesAKnownAllocationPattern) {
   PETL_SKIP_WITHOUT_CUDA();
-  ASSERT_TRUE(CudaMemory::available());
+  ASSERT_TRUE(cuda_memory_available());
+  const DeviceMemory& gpu = DeviceMemory::of(torch::Device(torch::kCUDA, 0));
   const int64_t mib = 1 << 20;
   torch::cuda::synchronize();
-  PeakProbe probe(0);
-  const int64_t base = CudaMemory::allocated(0);
+  PeakProbe probe(gpu);
+  const int64_t base = gpu.allocated();
   {
     auto a = torch::empty({16 * mib / 4}, torch::TensorOptions().device(torch::kCUDA));  // 16 MiB
-    EXPECT_EQ(CudaMemory::allocated(0) - base, 16 * mib);
+    EXPECT_EQ(gpu.allocated() - base, 16 * mib);
     auto b = torch::empty({32 * mib / 4}, torch::TensorOptions().device(torch::kCUDA));  // + 32 MiB
-    EXPECT_EQ(CudaMemory::allocated(0) - base, 48 * mib);
+    EXPECT_EQ(gpu.allocated() - base, 48 * mib);
   }
-  EXPECT_EQ(CudaMemory::allocated(0), base);
+  EXPECT_EQ(gpu.allocated(), base);
   { auto c = torch::empty({8 * mib / 4}, torch::TensorOptions().device(torch::kCUDA)); }
   EXPECT_EQ(probe.growth(), 48 * mib);  // the peak: a and b together
-  EXPECT_GE(CudaMemory::peak_reserved(0) - base, 48 * mib);
+  EXPECT_GE(gpu.peak_reserved() - base, 48 * mib);
 }
 
 TEST(Cuda, NcclAllReducesOnOneRank) {

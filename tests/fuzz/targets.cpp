@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "app/job_args.h"
 #include "core/error.h"
 #include "datasets/vtab.h"
 #include "harness/sweep/sweep_config.h"
@@ -121,12 +122,19 @@ void read_sweep_config(const std::string& dir, const std::string& bytes) {
   o.out = dir + "/out";
   o.cache_need = [](const std::string& method, const std::string&, const std::string&,
                     const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
-    if (method == "linear") return CacheNeed{"cls", {"train800val200", "test"}, ""};
+    if (method == "linear") return CacheNeed{CacheTaps::parse("cls"), {"train800val200", "test"}, ""};
     return std::nullopt;
   };
   SweepPlan plan = plan_sweep(cfg, o);
   std::ostringstream os;
   print_plan(os, plan, plan.jobs, {});
+  // Whatever the config held, every planned child's command line reads back as its spec.
+  for (const auto& j : plan.jobs) {
+    if (j.run && *cli::parse_run_args(cli::run_args(*j.run)) != *j.run)
+      throw std::logic_error("a planned job's petl run arguments do not read back as its spec");
+    if (j.build && *cli::parse_cache_build_args(cli::cache_build_args(*j.build)) != *j.build)
+      throw std::logic_error("a planned cache build's arguments do not read back as its spec");
+  }
   shard_jobs(plan.jobs, Shard{1, 3});
 }
 

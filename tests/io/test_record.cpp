@@ -55,7 +55,7 @@ Record full_record() {
   r.method = "synqt";
   r.task = "cifar";
   r.seed = 42;
-  r.protocol = "best_of_10";
+  r.protocol = Protocol::kBestOf10;
   r.accuracy = 71.25;
   r.best_of_10 = 71.25;
   r.final_accuracy = 70.5;
@@ -117,7 +117,7 @@ TEST(Record, FullOkRecordRoundTrips) {
 }
 
 TEST(Record, FailedRecordRoundTrips) {
-  const Record f = failed_record("full", "dtd", 7, "final", "CUDA out of memory\nsecond line", full_provenance());
+  const Record f = failed_record("full", "dtd", 7, Protocol::kFinal, "CUDA out of memory\nsecond line", full_provenance());
   const json j = to_json(f);
   for (auto* k : {"schema", "schema_version", "status", "error", "method", "task", "seed", "protocol", "provenance"})
     EXPECT_TRUE(j.contains(k)) << k;
@@ -132,12 +132,12 @@ TEST(Record, FailedRecordRoundTrips) {
   EXPECT_EQ(r.seed, 7);
   EXPECT_EQ(to_json(r), j);
   // An empty error is still written: a failed record always says why (even when it cannot).
-  EXPECT_TRUE(to_json(failed_record("m", "t", 1, "best_of_10", "", Provenance{})).contains("error"));
+  EXPECT_TRUE(to_json(failed_record("m", "t", 1, Protocol::kBestOf10, "", Provenance{})).contains("error"));
 }
 
 TEST(Record, DryRunNeedsNoResults) {
   Record d;
-  d.status = "dry_run";
+  d.status = RecordStatus::kDryRun;
   d.method = "synqt";
   d.task = "dtd";
   d.seed = 42;
@@ -158,7 +158,9 @@ TEST(Record, UnknownFieldsArePreserved) {
   j["accuracy_by_protocol"]["best_of_5"] = 70.0;
   j["log"] = nullptr;  // a sweep job that never ran
   const Record r = record_from_json(j, "x:1");
-  EXPECT_EQ(r.extra["sweep_rank"], 3);
+  EXPECT_EQ(r.sweep_rank, 3);  // known sweep fields are typed, not "unknown"
+  EXPECT_EQ(r.sweep_wall_s, 12.5);
+  EXPECT_FALSE(r.extra.contains("sweep_rank"));
   EXPECT_EQ(r.extra["future"]["nested"][2], 3);
   EXPECT_EQ(r.provenance->extra["slurm_job_id"], "123");
   EXPECT_DOUBLE_EQ(r.accuracy_under("best_of_5").value(), 70.0);

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "app/job_args.h"
 #include "core/error.h"
 #include "core/text.h"
 #include "harness/sweep/sweep_config.h"
@@ -21,6 +22,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+// A planned job's child command line, as the farm runs it (app/job_args.h).
+std::vector<std::string> args_of(const SweepJob& j) {
+  return j.is_cache ? cli::cache_build_command(*j.build) : cli::run_command(*j.run);
+}
+const CacheTaps kCls = CacheTaps::parse("cls"), kKv = CacheTaps::parse("kv");
 
 class SweepConfigTest : public ::testing::Test {
  protected:
@@ -44,7 +51,7 @@ class SweepConfigTest : public ::testing::Test {
     PlanOptions o;
     o.cache_need = [](const std::string& m, const std::string&, const std::string&,
                       const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
-      if (m.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
+      if (m.rfind("lin", 0) == 0) return CacheNeed{kCls, {"train800val200", "test"}, ""};
       return std::nullopt;
     };
     return o;
@@ -92,7 +99,7 @@ retry_failed: yes
 )"),
                                 "x.yaml");
   EXPECT_EQ(cfg.name, "unit");
-  EXPECT_EQ(cfg.protocol, "final");
+  EXPECT_EQ(cfg.protocol, Protocol::kFinal);
   EXPECT_EQ(cfg.recipe, "mini");
   EXPECT_EQ(cfg.arch, "vit_tiny");
   EXPECT_EQ(cfg.epochs, 3);
@@ -104,7 +111,7 @@ retry_failed: yes
   EXPECT_EQ(cfg.task_overrides.at("t2").set.at("warmup_epochs"), "1");
   EXPECT_EQ(cfg.method_task_overrides.at("heavy/t1").set.at("lr"), "0.9");
   EXPECT_FALSE(cfg.feature_cache);
-  EXPECT_EQ(cfg.cache_dtype, "float32");
+  EXPECT_EQ(cfg.cache_dtype, CacheDtype::kFloat32);
   EXPECT_EQ(cfg.threads_per_rank, 2);
   EXPECT_DOUBLE_EQ(cfg.job_timeout_s, 3600);
   EXPECT_TRUE(cfg.retry_failed);
@@ -121,7 +128,7 @@ TEST_F(SweepConfigTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("bad.yaml:7"), std::string::npos) << e;
 
   e = error_of(base_yaml("protocol: best_of_5\n"));
-  EXPECT_NE(e.find("'best_of_5' is not a protocol"), std::string::npos) << e;
+  EXPECT_NE(e.find("key 'protocol': 'best_of_5': expected best_of_10 or final"), std::string::npos) << e;
   e = error_of(base_yaml("cache_dtype: int8\n"));
   EXPECT_NE(e.find("cache_dtype"), std::string::npos) << e;
   e = error_of(base_yaml("grid: {lr: 0.1}\n"));
@@ -182,12 +189,20 @@ TEST_F(SweepConfigTest, ExpandsMethodsTasksSeedsAndGridWithChildArgv) {
   EXPECT_EQ(first.sets, (std::map<std::string, std::string>{{"lr", "0.1"}, {"wd", "0"}}));
   const std::string out = fs::absolute(dir_ / "out").lexically_normal().string();
   const std::string data = fs::absolute(dir_ / "data").lexically_normal().string();
-  std::vector<std::string> want = {"run",      "--method",     "heavy", "--task",   "t1",     "--data-root", data,
-                                   "--recipe", "mini",         "--epochs", "3",      "--batch-size", "16", "--seed",
-                                   "1",        "--protocol",   "best_of_10", "--set", "lr=0.1", "--set", "wd=0",
-                                   "--out",    out + "/jobs/" + first.key, "--resume", "--no-progress", "--threads",
-                                   "{threads}"};
-  EXPECT_EQ(first.args, want);
+  // The spec, and its command line (flags at their default left out; threads come from the farm).
+  ASSERT_TRUE(first.run && !first.build);
+  EXPECT_EQ(first.run->recipe, "mini");
+  EXPECT_EQ(first.run->epochs, 3);
+  EXPECT_EQ(first.run->batch_size, 16);
+  EXPECT_EQ(first.run->seed, 1);
+  EXPECT_TRUE(first.run->reuse_done);
+  EXPECT_FALSE(first.run->progress);
+  EXPECT_EQ(first.run->threads, 0);
+  std::vector<std::string> want = {"run",          "--method", "heavy",  "--task",   "t1",         "--data-root",
+                                   data,           "--recipe", "mini",   "--epochs", "3",          "--batch-size",
+                                   "16",           "--seed",   "1",      "--set",    "lr=0.1",     "--set",
+                                   "wd=0",         "--no-progress", "--out", out + "/jobs/" + first.key, "--resume"};
+  EXPECT_EQ(args_of(first), want);
   EXPECT_EQ(first.result_file, out + "/jobs/" + first.key + "/results.jsonl");
   EXPECT_EQ(first.log_file, out + "/logs/" + first.key + ".log");
   EXPECT_EQ(p.journal, out + "/results.jsonl");
@@ -204,12 +219,15 @@ TEST_F(SweepConfigTest, ExpandsMethodsTasksSeedsAndGridWithChildArgv) {
   ASSERT_NE(cache, nullptr);
   EXPECT_TRUE(cache->is_cache);
   EXPECT_EQ(cache->task, "t2");
-  std::vector<std::string> cwant = {"cache", "build", "--data-root", data, "--task", "t2", "--taps", "cls", "--splits",
-                                    "test,train800val200", "--dtype", "float16", "--out", out + "/cache/" + cache->key,
-                                    "--no-progress", "--threads", "{threads}"};
-  EXPECT_EQ(cache->args, cwant);
-  auto it = std::find(lin->args.begin(), lin->args.end(), "--feature-cache");
-  ASSERT_NE(it, lin->args.end());
+  std::vector<std::string> cwant = {"cache",  "build", "--data-root", data, "--task", "t2", "--taps", "cls",
+                                    "--splits", "test,train800val200", "--dtype", "float16", "--out",
+                                    out + "/cache/" + cache->key, "--no-progress"};
+  EXPECT_EQ(args_of(*cache), cwant);
+  EXPECT_EQ(lin->run->feature_cache, out + "/cache/" + cache->key);
+  EXPECT_EQ(lin->run->cache_dtype, CacheDtype::kFloat16);
+  const auto la = args_of(*lin);
+  auto it = std::find(la.begin(), la.end(), "--feature-cache");
+  ASSERT_NE(it, la.end());
   EXPECT_EQ(*(it + 1), out + "/cache/" + cache->key);
   // Every lin job of t2 uses the same cache; heavy jobs none.
   for (auto& j : p.jobs) {
@@ -225,7 +243,7 @@ TEST_F(SweepConfigTest, KeysAreStableAndOnlyChangedGridValuesChangeKeys) {
   ASSERT_EQ(p1.jobs.size(), p2.jobs.size());
   for (size_t i = 0; i < p1.jobs.size(); ++i) {
     EXPECT_EQ(p1.jobs[i].key, p2.jobs[i].key);
-    EXPECT_EQ(p1.jobs[i].args, p2.jobs[i].args);
+    EXPECT_EQ(args_of(p1.jobs[i]), args_of(p2.jobs[i]));
   }
   // Change one grid value: lr 0.2 → 0.3. The lr=0.1 jobs keep their keys, the lr=0.2 ones go.
   auto p3 = plan(base_yaml("grid: {lr: [0.1, 0.3]}\n"));
@@ -252,13 +270,53 @@ TEST_F(SweepConfigTest, KeysAreStableAndOnlyChangedGridValuesChangeKeys) {
   EXPECT_NE(keys(plan(base_yaml("grid: {lr: [0.1, 0.2]}\nrecipe: mini\n"))), keys(p1));
 }
 
+// The cost and byte estimates count a task's samples through datasets/, as training reads them:
+// a task in SynQT's json format and a task whose folder has an alias name are counted, not taken as
+// the 1000-image fallback (they used to be: the planner read <root>/<task>/<split>.txt by hand).
+TEST_F(SweepConfigTest, PlannerCountsJsonAndAliasedTasksThroughTheDatasetReaders) {
+  // cifar (canonical) lives in a folder named cifar100 (an alias) with a 12-line txt list; t_json in
+  // the json format with 7 samples in train800val200.json and 5 in test.json.
+  fs::create_directories(dir_ / "data" / "cifar100");
+  {
+    std::ofstream tl(dir_ / "data" / "cifar100" / "train800val200.txt");
+    for (int i = 0; i < 12; ++i) tl << "images/" << i << ".png " << i % 3 << "\n";
+  }
+  fs::create_directories(dir_ / "data" / "t_json" / "images");
+  {
+    json train = json::array(), test = json::array();
+    for (int i = 0; i < 7; ++i) train.push_back({{std::to_string(i) + ".png", i % 2}});
+    for (int i = 0; i < 5; ++i) test.push_back({{"t" + std::to_string(i) + ".png", i % 2}});
+    std::ofstream(dir_ / "data" / "t_json" / "train800val200.json") << train.dump();
+    std::ofstream(dir_ / "data" / "t_json" / "test.json") << test.dump();
+  }
+  const BackboneDims dims{2, 17, 32};
+  PlanOptions o = opts();
+  o.backbone_dims = [&](const std::string&, const std::string&) { return dims; };
+  auto p = plan("name: unit\nout: " + (dir_ / "out").string() + "\ndata_root: " + (dir_ / "data").string() +
+                    "\nmethods: [heavy, lin]\ntasks: [cifar, t_json]\nseeds: [1]\ncache_dtype: float32\n",
+                o);
+  auto job = [&](const std::string& m, const std::string& t) -> const SweepJob& {
+    for (auto& j : p.jobs)
+      if (!j.is_cache && j.method == m && j.task == t) return j;
+    throw std::runtime_error("no job " + m + "/" + t);
+  };
+  EXPECT_DOUBLE_EQ(job("heavy", "cifar").cost, 12 * 100 * 3.0);
+  EXPECT_DOUBLE_EQ(job("heavy", "t_json").cost, 7 * 100 * 3.0);
+  EXPECT_EQ(job("lin", "t_json").ram_bytes, 7 * feature_bytes_per_image(kCls, dims, 4));
+  for (auto& j : p.jobs)
+    if (j.is_cache && j.task == "t_json") {
+      EXPECT_DOUBLE_EQ(j.cost, 7 + 5);  // both splits counted from the json lists
+      EXPECT_EQ(j.disk_bytes, 12 * feature_bytes_per_image(kCls, dims, 4));
+    }
+}
+
 TEST_F(SweepConfigTest, BackboneContentIsPartOfTheKey) {
   const fs::path bb = dir_ / "bb.safetensors";
   std::ofstream(bb) << "weights v1";
   const std::string y = base_yaml("backbone: " + bb.string() + "\n");
   auto p1 = plan(y);
-  auto it = std::find(p1.jobs[0].args.begin(), p1.jobs[0].args.end(), "--backbone");
-  ASSERT_NE(it, p1.jobs[0].args.end());
+  const auto a1 = args_of(p1.jobs[0]);
+  ASSERT_NE(std::find(a1.begin(), a1.end(), "--backbone"), a1.end());
   std::ofstream(bb) << "weights v2";
   auto p2 = plan(y);
   for (auto& k : keys(p1)) EXPECT_FALSE(keys(p2).count(k));
@@ -270,7 +328,10 @@ TEST_F(SweepConfigTest, BackboneContentIsPartOfTheKey) {
   std::ofstream(bb) << "weights v3";
   auto e2 = plan(base_yaml(), o);
   EXPECT_NE(keys(e1), keys(e2));
-  for (auto& j : e1.jobs) EXPECT_EQ(std::count(j.args.begin(), j.args.end(), "--backbone"), 0);
+  for (auto& j : e1.jobs) {
+    const auto a = args_of(j);
+    EXPECT_EQ(std::count(a.begin(), a.end(), "--backbone"), 0);
+  }
   // A backbone file that does not exist is an error naming the key.
   try {
     plan(base_yaml("backbone: " + (dir_ / "missing.npz").string() + "\n"));
@@ -291,13 +352,20 @@ TEST_F(SweepConfigTest, Bf16PrecisionIsOtherJobsAndOtherCaches) {
   for (auto& k : keys(bf16, false)) EXPECT_FALSE(keys(fp32, false).count(k)) << k;
   for (auto& k : keys(bf16, true)) EXPECT_FALSE(keys(fp32, true).count(k)) << k;
   for (auto& j : bf16.jobs) {
-    auto it = std::find(j.args.begin(), j.args.end(), "--precision");
-    ASSERT_NE(it, j.args.end()) << j.key;
+    const auto a = args_of(j);
+    auto it = std::find(a.begin(), a.end(), "--precision");
+    ASSERT_NE(it, a.end()) << j.key;
     EXPECT_EQ(*(it + 1), "bf16");
   }
-  for (auto& j : fp32.jobs) EXPECT_EQ(std::count(j.args.begin(), j.args.end(), "--precision"), 0);
+  for (auto& j : fp32.jobs) {
+    const auto a = args_of(j);
+    EXPECT_EQ(std::count(a.begin(), a.end(), "--precision"), 0);
+  }
   const std::string e = error_of(base_yaml("precision: fp16\n"));
-  EXPECT_NE(e.find("key 'precision': 'fp16' (expected fp32 or bf16)"), std::string::npos) << e;
+  EXPECT_NE(e.find("key 'precision': 'fp16': expected fp32 or bf16"), std::string::npos) << e;
+  // The same names as petl run --precision (one parser): float32 / bfloat16 are accepted too.
+  EXPECT_EQ(keys(plan(base_yaml("precision: bfloat16\n"))), keys(bf16));
+  EXPECT_EQ(keys(plan(base_yaml("precision: float32\n"))), keys(fp32));
 }
 
 TEST_F(SweepConfigTest, FeatureCacheSettingsChangeOnlyCachedJobs) {
@@ -314,7 +382,7 @@ TEST_F(SweepConfigTest, FeatureCacheSettingsChangeOnlyCachedJobs) {
     if (j.method == "lin") {
       lin_off.insert(j.key);
       EXPECT_TRUE(j.depends_on.empty());
-      EXPECT_EQ(std::count(j.args.begin(), j.args.end(), "--feature-cache"), 0);
+      EXPECT_TRUE(j.run->feature_cache.empty());
     }
   }
   EXPECT_EQ(heavy_on, heavy_f32);
@@ -415,21 +483,25 @@ TEST_F(SweepConfigTest, ShardsPartitionTrainingJobsAndKeepCachesWithTheirUsers) 
 
 TEST_F(SweepConfigTest, DryRunTableShowsCachesFirstTotalsAndJournalStatus) {
   auto p = plan(base_yaml());
-  std::map<std::string, std::string> done;
+  std::map<std::string, PlannedJobStatus> done;
   std::string ok_key, failed_key;
   for (auto& j : p.jobs)
     if (!j.is_cache) {
       if (ok_key.empty()) ok_key = j.key;
       else if (failed_key.empty()) failed_key = j.key;
     }
-  done[ok_key] = "ok";
-  done[failed_key] = "failed";
+  done[ok_key].journal = RecordStatus::kOk;
+  done[failed_key].journal = RecordStatus::kFailed;
+  done[failed_key].state = "2/10 epochs trained, saved 2026-01-01T00:00:00Z";
   std::ostringstream os;
   print_plan(os, p, p.jobs, done);
   const std::string s = os.str();
   EXPECT_NE(s.find("[cache cls]"), std::string::npos) << s;
   EXPECT_LT(s.find("[cache cls]"), s.find(" heavy "));
-  EXPECT_NE(s.find("8 training job(s), 2 cache build(s); journal: 1 ok, 1 failed, 8 not run"), std::string::npos) << s;
+  EXPECT_NE(s.find("8 training job(s), 2 cache build(s); journal: 1 ok, 1 failed, 8 not run, 1 with a mid-job state"),
+            std::string::npos)
+      << s;
+  EXPECT_NE(s.find("failed; state: 2/10 epochs trained"), std::string::npos) << s;
   EXPECT_NE(s.find(ok_key), std::string::npos);
   EXPECT_NE(s.find("depends_on"), std::string::npos);
 }
@@ -437,15 +509,15 @@ TEST_F(SweepConfigTest, DryRunTableShowsCachesFirstTotalsAndJournalStatus) {
 TEST_F(SweepConfigTest, DryRunShowsDiskAndResidentBytesAndNoTestSplitKv) {
   // ViT-B/16 sizes: one image's K/V is 2 * 12 * 197 * 768 values (7.26 MB at float16), its cls 768.
   const BackboneDims b16{12, 197, 768};
-  EXPECT_EQ(feature_bytes_per_image("kv", b16, 2), int64_t(2) * 12 * 197 * 768 * 2);
-  EXPECT_EQ(feature_bytes_per_image("cls", b16, 4), 768 * 4);
-  EXPECT_EQ(feature_bytes_per_image("cls+kv", b16, 2), (int64_t(2) * 12 * 197 * 768 + 768) * 2);
+  EXPECT_EQ(feature_bytes_per_image(kKv, b16, 2), int64_t(2) * 12 * 197 * 768 * 2);
+  EXPECT_EQ(feature_bytes_per_image(kCls, b16, 4), 768 * 4);
+  EXPECT_EQ(feature_bytes_per_image(CacheTaps::parse("cls+kv"), b16, 2), (int64_t(2) * 12 * 197 * 768 + 768) * 2);
   PlanOptions o = opts();
   o.backbone_dims = [&](const std::string&, const std::string&) { return b16; };
   o.cache_need = [](const std::string& m, const std::string&, const std::string&,
                     const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
-    if (m == "lin") return CacheNeed{"cls", {"train800val200", "test"}, ""};
-    if (m == "kvm") return CacheNeed{"kv", {"train800val200"}, ""};  // K/V of the train split only
+    if (m == "lin") return CacheNeed{kCls, {"train800val200", "test"}, ""};
+    if (m == "kvm") return CacheNeed{kKv, {"train800val200"}, ""};  // K/V of the train split only
     return std::nullopt;
   };
   std::string yaml = base_yaml("cache_dtype: float16\n");
@@ -453,10 +525,10 @@ TEST_F(SweepConfigTest, DryRunShowsDiskAndResidentBytesAndNoTestSplitKv) {
   auto p = plan(yaml, o);
   int64_t disk = 0;
   for (auto& j : p.jobs) {
-    if (j.is_cache && j.task == "t1" && j.cache.taps == "kv") EXPECT_EQ(j.disk_bytes, 10 * feature_bytes_per_image("kv", b16, 2));
-    if (j.is_cache && j.task == "t1" && j.cache.taps == "cls")  // t1: 10 train lines; no test list: 1000 assumed
+    if (j.is_cache && j.task == "t1" && j.cache.taps == kKv) EXPECT_EQ(j.disk_bytes, 10 * feature_bytes_per_image(kKv, b16, 2));
+    if (j.is_cache && j.task == "t1" && j.cache.taps == kCls)  // t1: 10 train lines; no test list: 1000 assumed
       EXPECT_EQ(j.disk_bytes, (10 + 1000) * 768 * 2);
-    if (!j.is_cache && j.method == "kvm" && j.task == "t2") EXPECT_EQ(j.ram_bytes, 1000 * feature_bytes_per_image("kv", b16, 2));
+    if (!j.is_cache && j.method == "kvm" && j.task == "t2") EXPECT_EQ(j.ram_bytes, 1000 * feature_bytes_per_image(kKv, b16, 2));
     if (!j.is_cache && j.method == "heavy") EXPECT_EQ(j.ram_bytes, 0);
     disk += j.disk_bytes;
   }
@@ -476,9 +548,11 @@ TEST_F(SweepConfigTest, MemoryBudgetReachesEveryTrainingJobAndItsKey) {
   for (auto& k : keys(budget)) EXPECT_FALSE(keys(plain).count(k)) << "a budget is another training job";
   for (auto& j : budget.jobs) {
     if (j.is_cache) continue;
-    auto it = std::find(j.args.begin(), j.args.end(), "--memory-budget");
-    ASSERT_NE(it, j.args.end());
-    EXPECT_EQ(*(it + 1), "4G");
+    EXPECT_EQ(j.run->memory_budget, int64_t(4) << 30);
+    const auto a = args_of(j);
+    auto it = std::find(a.begin(), a.end(), "--memory-budget");
+    ASSERT_NE(it, a.end());
+    EXPECT_EQ(*(it + 1), std::to_string(int64_t(4) << 30));
   }
   EXPECT_NE(error_of(base_yaml("memory_budget: lots\n")).find("key 'memory_budget'"), std::string::npos)
       << error_of(base_yaml("memory_budget: lots\n"));
@@ -501,8 +575,8 @@ TEST_F(SweepConfigTest, JournalReadsStatusesAndCutsATornLastLine) {
   EXPECT_TRUE(j.torn);
   EXPECT_EQ(j.good_bytes, int64_t(good));
   EXPECT_EQ(j.lines, 5);
-  EXPECT_EQ(j.status.at("a"), "ok");
-  EXPECT_EQ(j.status.at("b"), "failed");
+  EXPECT_EQ(j.status.at("a"), RecordStatus::kOk);
+  EXPECT_EQ(j.status.at("b"), RecordStatus::kFailed);
   EXPECT_EQ(j.record.at("b")["error"], "second");
   EXPECT_FALSE(j.status.count("c"));
   EXPECT_EQ(j.count.at("a"), 2);
@@ -514,12 +588,12 @@ TEST_F(SweepConfigTest, JournalReadsStatusesAndCutsATornLastLine) {
   EXPECT_FALSE(j2.torn);
   EXPECT_FALSE(repair_journal(path, j2));
   append_journal_line(path, {{"sweep_key", "c"}, {"status", "ok"}});
-  EXPECT_EQ(read_journal(path).status.at("c"), "ok");
+  EXPECT_EQ(read_journal(path).status.at("c"), RecordStatus::kOk);
   // A corrupt complete line in the middle is skipped with a warning, not fatal.
   { std::ofstream(path, std::ios::app) << "garbage\n"; }
   append_journal_line(path, {{"sweep_key", "d"}, {"status", "ok"}});
   Journal j3 = read_journal(path);
-  EXPECT_EQ(j3.status.at("d"), "ok");
+  EXPECT_EQ(j3.status.at("d"), RecordStatus::kOk);
   EXPECT_EQ(j3.warnings.size(), 1u);
   EXPECT_FALSE(j3.torn);
 }
@@ -537,8 +611,8 @@ TEST_F(SweepConfigTest, ShardJournalsAndMergedStatus) {
   EXPECT_EQ(fs::path(sib[1]).filename(), "results.shard-1-of-2.jsonl");
   sib.push_back(journal_path(out, 0, 2));
   auto st = merged_status(sib);
-  EXPECT_EQ(st.at("a"), "ok");
-  EXPECT_EQ(st.at("b"), "failed");
+  EXPECT_EQ(st.at("a"), RecordStatus::kOk);
+  EXPECT_EQ(st.at("b"), RecordStatus::kFailed);
 }
 
 TEST_F(SweepConfigTest, FailedAndCacheRecordsHaveTheSchemaFields) {

@@ -3,7 +3,7 @@
 
     layer 0  core/  io/            (io may include core)
     layer 1  datasets/  models/
-    layer 2  methods/  results/
+    layer 2  methods/  results/  harness/spec/
     layer 3  harness/train/  harness/sweep/
     layer 5  app/
 
@@ -21,7 +21,7 @@ import tempfile
 RANK = {
     "core": 0, "io": 1,
     "datasets": 2, "models": 2,
-    "methods": 3, "results": 3,
+    "methods": 3, "results": 3, "harness/spec": 3,
     "harness/train": 4, "harness/sweep": 4,
     "app": 6,
 }

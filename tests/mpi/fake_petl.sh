@@ -1,7 +1,8 @@
 #!/bin/sh
 # A fake `petl` for the sweep tests: it honours the argv contract of `petl run` and
 # `petl cache build` (parses --method/--task/--seed/--protocol/--out/--threads, appends its
-# record to <out>/results.jsonl like petl run) without training anything.
+# record to <out>/results.jsonl like petl run) without training anything. Its threads are
+# --threads, else OMP_NUM_THREADS (which the farm sets to the rank's threads per job).
 # Behaviour by method name prefix (`run`) or task name prefix (`cache build`):
 #   run:   ok*        ok record after $FAKE_SLEEP seconds (default 0.05); accuracy 50 + seed % 10
 #          fail*      appends a failed record like petl run, prints an error, exits 2
@@ -38,7 +39,8 @@ while i < len(args):
 failed = False
 for j in jobs:
     j = j[1:] if j and j[0] == "run" else j
-    j = [threads if x == "{threads}" else x for x in j]
+    if threads:
+        j = j + ["--threads", threads]
     env = dict(os.environ, PETL_SWEEP_JOB_KEY=os.path.basename(j[j.index("--out") + 1]))
     r = subprocess.run([me, "run"] + j, env=env)
     if r.returncode < 0:
@@ -71,6 +73,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$out" ] || { echo "fake petl: no --out" >&2; exit 64; }
+[ -n "$threads" ] || threads="$OMP_NUM_THREADS"
 case "$threads" in ''|*[!0-9]*) echo "fake petl: --threads '$threads' is not a number" >&2; exit 64 ;; esac
 [ "$threads" = "$OMP_NUM_THREADS" ] || { echo "fake petl: OMP_NUM_THREADS $OMP_NUM_THREADS != --threads $threads" >&2; exit 65; }
 key="${PETL_SWEEP_JOB_KEY:-nokey}"

@@ -13,7 +13,7 @@
 namespace petl {
 std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string&, const std::string&,
                                            const std::map<std::string, std::string>&) {
-  if (method.rfind("lin", 0) == 0) return CacheNeed{"cls", {"train800val200", "test"}, ""};
+  if (method.rfind("lin", 0) == 0) return CacheNeed{CacheTaps::parse("cls"), {"train800val200", "test"}, ""};
   return std::nullopt;
 }
 // Fixed dimensions (2 blocks, 17 tokens, width 32) for the plan's byte estimates.

@@ -16,7 +16,10 @@
 #include <map>
 #include <set>
 
+#include "app/job_args.h"
+#include "app/sweep_jobs.h"
 #include "harness/sweep/farm.h"
+#include "harness/sweep/farm_reporter.h"
 #include "harness/sweep/sweep_config.h"
 #include "harness/sweep/sweep_journal.h"
 
@@ -98,28 +101,32 @@ class Sweep {
     o.cache_need = [anywhere](const std::string& m, const std::string&, const std::string&,
                               const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
       if (anywhere ? m.find("lin") != std::string::npos : m.rfind("lin", 0) == 0)
-        return CacheNeed{"cls", {"train800val200", "test"}, ""};
+        return CacheNeed{CacheTaps::parse("cls"), {"train800val200", "test"}, ""};
       return std::nullopt;
     };
     return plan_sweep(parse_sweep_config(yaml, "farmtest.yaml"), o);
   }
 
-  FarmOptions options(const SweepPlan& p, double sleep_s = 0.02) const {
+  FarmOptions options(const SweepPlan&, double sleep_s = 0.02) const {
     FarmOptions f;
     f.program = fake_;
-    f.journal = p.journal;
-    f.sweep_name = p.config.name;
     f.poll_s = 0.01;
-    f.verbose = false;
     f.grace_s = 5;
     f.env = {{"FAKE_RUNS_LOG", runs_log_}, {"FAKE_STATE_DIR", dir_ + "/state"}, {"FAKE_SLEEP", std::to_string(sleep_s)}};
+    f.bundle_command = cli::bundle_command;
     return f;
   }
 
   int run(const SweepPlan& p, const FarmOptions& f, std::vector<FarmJob> extra = {}) const {
-    auto jobs = farm_jobs_from_plan(p.jobs, p.config.protocol);
+    auto jobs = cli::farm_jobs_from_plan(p.jobs);
     for (auto& e : extra) jobs.push_back(e);
-    return run_farm(g_rank == 0 ? jobs : std::vector<FarmJob>{}, f, MPI_COMM_WORLD);
+    SweepReporter::Options ro;
+    ro.journal = p.journal;
+    ro.sweep_name = p.config.name;
+    ro.retry_failed = f.retry_failed;
+    ro.verbose = false;
+    SweepReporter reporter(ro);
+    return run_farm(g_rank == 0 ? jobs : std::vector<FarmJob>{}, f, reporter, MPI_COMM_WORLD);
   }
 
   const std::string& dir() const { return dir_; }
@@ -399,7 +406,7 @@ TEST(Farm, ASignalOnOneRankStopsEveryRankAndAReRunCompletes) {
   f.env["FAKE_SIGNAL_RANK"] = std::to_string(g_size - 1);
   std::vector<FarmJob> sigs;
   for (int r = 0; r < g_size; ++r) {
-    FarmJob sig = farm_jobs_from_plan({p.jobs[0]}, "best_of_10")[0];
+    FarmJob sig = cli::farm_jobs_from_plan({p.jobs[0]})[0];
     sig.key = "516700000000000" + std::to_string(r);
     for (size_t i = 0; i + 1 < sig.argv.size(); ++i) {
       if (sig.argv[i] == "--method") sig.argv[i + 1] = "sigparent_x";
@@ -452,6 +459,66 @@ TEST(Farm, ASignalOnOneRankStopsEveryRankAndAReRunCompletes) {
     for (auto& sj : sigs) restarted += st[sj.key] == 2;
     EXPECT_GE(restarted, 1) << "the signalling job was not run again";
   }
+}
+
+// The demo's farm: one process, no MPI, several slots. Every job runs once, at most `slots` at a
+// time and (with jobs long enough to overlap) `slots` at once; a reporter of the caller's own gets
+// every outcome. Runs on rank 0 alone.
+TEST(Farm, OneProcessRunsSlotsChildrenAtOnceWithoutMpi) {
+  Sweep s("local");
+  auto p = s.plan("methods: [ok_a, ok_b, fail_c]\ntasks: [t1, t2]\nseeds: [1]\n");
+  if (g_rank != 0) return;
+  struct Collect final : FarmReporter {
+    std::map<std::string, FarmOutcome> got;
+    void finished(const FarmJob& job, const FarmOutcome& o, int, int) override { got[job.key] = o; }
+  } collect;
+  FarmOptions f = s.options(p, 0.4);
+  f.slots = 3;
+  f.threads = 1;
+  const int code = run_local_farm(cli::farm_jobs_from_plan(p.jobs), f, collect);
+  EXPECT_EQ(code, kFarmJobsFailed);
+  ASSERT_EQ(collect.got.size(), p.jobs.size());
+  for (auto& j : p.jobs) {
+    const FarmOutcome& o = collect.got.at(j.key);
+    EXPECT_EQ(o.ok, j.method != "fail_c") << j.method;
+    EXPECT_EQ(o.rank, 0);
+    EXPECT_EQ(o.threads, 1);
+    if (o.ok) EXPECT_EQ(o.record.value("method", ""), j.method);
+    if (!o.ok) EXPECT_NE(o.error.find("training diverged"), std::string::npos) << o.error;
+  }
+  // Concurrency from the runs log: +1 at each start, -1 at each end (failed jobs log no end: they
+  // exit at once).
+  std::ifstream is(s.runs_log());
+  std::string key, kind, what;
+  int now = 0, most = 0;
+  while (is >> key >> kind >> what) {
+    if (what == "start") most = std::max(most, ++now);
+    if (what == "end") --now;
+  }
+  EXPECT_EQ(most, 3) << "three slots: three 0.4 s jobs at once";
+}
+
+TEST(Farm, OutcomesSurviveAMessageRoundTrip) {
+  FarmOutcome o;
+  o.key = "bundle:x";
+  FarmOutcome m;
+  m.key = "k";
+  m.ok = true;
+  m.record = {{"status", "ok"}, {"accuracy", 51.5}};
+  m.rank = 3;
+  m.host = "h";
+  m.threads = 2;
+  m.wall_s = 1.25;
+  m.argv = {"petl", "run"};
+  m.time_utc = "2026-12-06T00:00:00Z";
+  o.members = {m, m};
+  o.members[1].ok = false;
+  o.members[1].error = "exit status 2: boom";
+  const FarmOutcome b = farm_outcome_from_json(json::parse(farm_outcome_to_json(o).dump()));
+  EXPECT_EQ(farm_outcome_to_json(b), farm_outcome_to_json(o));
+  ASSERT_EQ(b.members.size(), 2u);
+  EXPECT_EQ(b.members[0].record["accuracy"], 51.5);
+  EXPECT_EQ(b.members[1].error, "exit status 2: boom");
 }
 
 TEST(Farm, JobsSurviveAMessageRoundTrip) {
