@@ -2,12 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
-
 #include <cstdlib>
 #include <memory>
-
 #include <sys/resource.h>
-
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "core/clock.h"
@@ -54,7 +51,8 @@ BenchSteps bench_train_steps(Method& method, const Recipe& recipe, int steps, in
     }
   }
   peak.end();
-  return {double(bs) * steps / secs, double(faults) / std::max(1, steps), memory_breakdown(method, trainable, *opt, peak)};
+  return {double(bs) * steps / secs, double(faults) / std::max(1, steps),
+          memory_breakdown(method, trainable, *opt, peak)};
 }
 
 }  // namespace petl::cli

@@ -1,9 +1,8 @@
 // The timed training loop shared by `petl bench` and `petl bench --cached`: one untimed step, then
 // `steps` timed ones, with the training peak measured as `petl run` measures it.
 #pragma once
-#include <torch/torch.h>
-
 #include <functional>
+#include <torch/torch.h>
 
 #include "harness/train/recipe.h"
 #include "harness/train/train_util.h"

@@ -20,12 +20,12 @@ int cmd_cache_build(const std::vector<std::string>& args);
 namespace petl {
 // The sweep planner's view of the method registry (harness/sweep/sweep_config.h CacheNeedFn):
 // which taps / splits / normalisation `method` needs on `task` under `recipe` with `sets` (resolved
-// exactly as `petl run` resolves them), or nullopt when it cannot train from cached features. Defined with the torch code (app/cmd_cache_build.cpp); the
-// torch-free test stand-in of `petl sweep` defines its own.
-// The sweep's backbone dimensions for its byte estimates: the architecture by name when given,
-// else the backbone file's ("" = the embedded one); zeros when neither can be read (no estimate).
+// exactly as `petl run` resolves them), or nullopt when it cannot train from cached features. Defined with the torch
+// code (app/cmd_cache_build.cpp); the torch-free test stand-in of `petl sweep` defines its own. The sweep's backbone
+// dimensions for its byte estimates: the architecture by name when given, else the backbone file's ("" = the embedded
+// one); zeros when neither can be read (no estimate).
 BackboneDims backbone_dims(const std::string& backbone, const std::string& arch);
 
-std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task, const std::string& recipe,
-                                           const std::map<std::string, std::string>& sets);
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task,
+                                           const std::string& recipe, const std::map<std::string, std::string>& sets);
 }  // namespace petl

@@ -8,8 +8,8 @@
 #include "app/cli_util.h"
 #include "app/commands.h"
 #include "core/system.h"
-#include "core/threads.h"
 #include "core/text.h"
+#include "core/threads.h"
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
 #include "harness/train/train_util.h"
@@ -33,26 +33,34 @@ int cmd_bench(const Args& args) {
   int steps = 2, threads = 0, num_classes = 100;
   std::vector<std::string> sets;
   po::options_description d("petl bench options");
-  d.add_options()("arch", po::value(&arch)->default_value(arch), "backbone architecture (random weights; speed and memory do not depend on them)")
-      ("methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all'")
-      ("baseline", po::value(&baseline)->default_value(baseline), "method the ratios are taken against")
-      ("batch-sizes", po::value(&batches_csv)->default_value(batches_csv), "comma-separated batch sizes")
-      ("steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")
-      ("num-classes", po::value(&num_classes)->default_value(num_classes), "head size")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
-      ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA LibTorch builds; memory is then the caching allocator's peak allocated and reserved)")
-      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (bfloat16 autocast of the forward passes, as petl run --precision)")
-      ("set", po::value(&sets)->composing(), set_help.c_str())
-      ("json", po::value(&json_out), "also write the figures as JSON lines to this file")
-      ("cached", "the other mode: query-only methods trained live vs from resident frozen features (petl bench --cached --help)")
-      ("budget", po::value<std::string>(), "the other mode: LIST of memory budgets (e.g. 4G,8G): micro-batch, peak and speed under each (petl bench --budget 4G --help)");
+  d.add_options()("arch", po::value(&arch)->default_value(arch),
+                  "backbone architecture (random weights; speed and memory do not depend on them)")(
+      "methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all'")(
+      "baseline", po::value(&baseline)->default_value(baseline), "method the ratios are taken against")(
+      "batch-sizes", po::value(&batches_csv)->default_value(batches_csv), "comma-separated batch sizes")(
+      "steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")(
+      "num-classes", po::value(&num_classes)->default_value(num_classes), "head size")(
+      "threads", po::value(&threads)->default_value(0),
+      "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")(
+      "device", po::value(&device)->default_value(device),
+      "cpu, cuda or cuda:N (CUDA LibTorch builds; memory is then the caching allocator's peak allocated and reserved)")(
+      "precision", po::value(&precision)->default_value(precision),
+      "fp32 or bf16 (bfloat16 autocast of the forward passes, as petl run --precision)")(
+      "set", po::value(&sets)->composing(), set_help.c_str())("json", po::value(&json_out),
+                                                              "also write the figures as JSON lines to this file")(
+      "cached",
+      "the other mode: query-only methods trained live vs from resident frozen features (petl bench --cached --help)")(
+      "budget", po::value<std::string>(),
+      "the other mode: LIST of memory budgets (e.g. 4G,8G): micro-batch, peak and speed under each (petl bench "
+      "--budget 4G --help)");
   po::variables_map vm;
-  if (!parse_args(args, d, vm,
-                  "usage: petl bench [--arch NAME] [--methods a,b,c] [--batch-sizes 64,8] [--steps N]\n"
-                  "       petl bench --cached ...   (query-only methods live vs resident features; --cached --help)\n"
-                  "       petl bench --budget 4G,8G ...   (micro-batch and speed per memory budget; --budget X --help)\n"
-                  "Peak training memory (exact CPU tensor bytes, by category) and training images/s per method,\n"
-                  "measured in this process; ratios are against --baseline at the same batch size."))
+  if (!parse_args(
+          args, d, vm,
+          "usage: petl bench [--arch NAME] [--methods a,b,c] [--batch-sizes 64,8] [--steps N]\n"
+          "       petl bench --cached ...   (query-only methods live vs resident features; --cached --help)\n"
+          "       petl bench --budget 4G,8G ...   (micro-batch and speed per memory budget; --budget X --help)\n"
+          "Peak training memory (exact CPU tensor bytes, by category) and training images/s per method,\n"
+          "measured in this process; ratios are against --baseline at the same batch size."))
     return 0;
   const threads::ThreadChoice tc = threads::choose_threads(threads);
   const int nthreads = tc.threads;
@@ -86,21 +94,28 @@ int cmd_bench(const Args& args) {
       method->to(job.device);
       const VitConfig& cfg = bb.model->cfg_;
       auto x = torch::randn({bs, 3, cfg.img_size, cfg.img_size}).to(job.device);
-      auto r = bench_train_steps(*method, recipe, steps, bs, num_classes, [&] { return method->forward(x); },
-                                 job.device);
+      auto r = bench_train_steps(
+          *method, recipe, steps, bs, num_classes, [&] { return method->forward(x); }, job.device);
       const auto& mem = r.mem;
-      json row = {{"method", m}, {"batch_size", bs}, {"arch", arch}, {"threads", nthreads}, {"device", device},
+      json row = {{"method", m},
+                  {"batch_size", bs},
+                  {"arch", arch},
+                  {"threads", nthreads},
+                  {"device", device},
                   {"precision", precision},
                   {"trainable_params", method->num_trainable()},
-                  {"images_per_s", r.images_per_s}, {"memory", mem.to_json(bs, cfg.img_size)}};
+                  {"images_per_s", r.images_per_s},
+                  {"memory", mem.to_json(bs, cfg.img_size)}};
       rows.push_back(row);
       if (json_file.is_open()) json_file << row.dump() << std::endl;
       std::fprintf(stderr, "[bench] %s bs %d: peak %.1f MiB, %.2f img/s\n", m.c_str(), bs,
                    MemoryMeter::mib(mem.peak_train), r.images_per_s);
     }
   }
-  std::printf("\n| method | batch | trainable | peak train MiB | backbone weights | trainable+grad+optim | activations+other | img/s | peak vs %s | speed vs %s |\n",
-              baseline.c_str(), baseline.c_str());
+  std::printf(
+      "\n| method | batch | trainable | peak train MiB | backbone weights | trainable+grad+optim | activations+other | "
+      "img/s | peak vs %s | speed vs %s |\n",
+      baseline.c_str(), baseline.c_str());
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& r : rows) {
     const json* base = nullptr;
@@ -109,14 +124,15 @@ int cmd_bench(const Args& args) {
     auto& mm = r["memory"];
     char pr[32] = "-", sr[32] = "-";
     if (base) {
-      std::snprintf(pr, sizeof pr, "%.3f", mm["peak_train_mib"].get<double>() / (*base)["memory"]["peak_train_mib"].get<double>());
+      std::snprintf(pr, sizeof pr, "%.3f",
+                    mm["peak_train_mib"].get<double>() / (*base)["memory"]["peak_train_mib"].get<double>());
       std::snprintf(sr, sizeof sr, "%.2f", r["images_per_s"].get<double>() / (*base)["images_per_s"].get<double>());
     }
-    std::printf("| %s | %d | %lld | %.1f | %.1f | %.1f | %.1f | %.2f | %s | %s |\n", r["method"].get<std::string>().c_str(),
-                r["batch_size"].get<int>(), (long long)r["trainable_params"].get<int64_t>(),
-                mm["peak_train_mib"].get<double>(), mm["backbone_weights_mib"].get<double>(),
-                mm["trainable_state_mib"].get<double>(), mm["activations_other_mib"].get<double>(),
-                r["images_per_s"].get<double>(), pr, sr);
+    std::printf("| %s | %d | %lld | %.1f | %.1f | %.1f | %.1f | %.2f | %s | %s |\n",
+                r["method"].get<std::string>().c_str(), r["batch_size"].get<int>(),
+                (long long)r["trainable_params"].get<int64_t>(), mm["peak_train_mib"].get<double>(),
+                mm["backbone_weights_mib"].get<double>(), mm["trainable_state_mib"].get<double>(),
+                mm["activations_other_mib"].get<double>(), r["images_per_s"].get<double>(), pr, sr);
   }
   return 0;
 }

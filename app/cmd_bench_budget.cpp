@@ -117,8 +117,8 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
     DataParallel dp(1, torch::kCPU);
     Trainer t(*method, recipe, dp, torch::kCPU, m, false);
     model = fit_memory_model(t, train, sh.batch, sh.cap, [&](int64_t images, int64_t peak) {
-      std::fprintf(stderr, "[bench] %s %s: probe at %lld images: %.1f MiB\n", arch.c_str(), m.c_str(), (long long)images,
-                   MemoryMeter::mib(peak));
+      std::fprintf(stderr, "[bench] %s %s: probe at %lld images: %.1f MiB\n", arch.c_str(), m.c_str(),
+                   (long long)images, MemoryMeter::mib(peak));
     });
   }
   const int64_t batch = model.batch;
@@ -130,10 +130,15 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
   };
   json probes = model.to_json()["probes"];
   // A flat line probed below the batch (fixed bytes above the cap) knows nothing of bigger chunks.
-  const std::string unknown = str_cat("not known: probes flat to ", model.probed_up_to(), " images, above --measure-up-to");
-  json row = {{"arch", arch}, {"method", m}, {"batch_size", batch},
+  const std::string unknown =
+      str_cat("not known: probes flat to ", model.probed_up_to(), " images, above --measure-up-to");
+  json row = {{"arch", arch},
+              {"method", m},
+              {"batch_size", batch},
               {"peak_mib", model.known(batch) ? json(MemoryMeter::mib(model.predicted(batch))) : json(nullptr)},
-              {"model", model.to_json()["model"]}, {"probes", probes}, {"measure_up_to_mib", MemoryMeter::mib(sh.cap)},
+              {"model", model.to_json()["model"]},
+              {"probes", probes},
+              {"measure_up_to_mib", MemoryMeter::mib(sh.cap)},
               {"budgets", json::array()}};
   std::string line = str_cat("| ", arch, " | ", m, " | ",
                              model.known(batch) ? fixed(MemoryMeter::mib(model.predicted(batch)), 1) : unknown, " | ");
@@ -171,7 +176,8 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
         if (full) line += str_cat(", ", fixed(t->images_per_s / full->images_per_s, 2), "× speed");
       }
     } else {
-      line += str_cat(", ", mib0(c.predicted(c.micro_batch)), " MiB predicted (above ", mib0(sh.cap), ": not measured)");
+      line +=
+          str_cat(", ", mib0(c.predicted(c.micro_batch)), " MiB predicted (above ", mib0(sh.cap), ": not measured)");
     }
     line += " |";
     row["budgets"].push_back(cell);
@@ -182,24 +188,28 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
 }  // namespace
 
 int cmd_bench_budget(const Args& args) {
-  std::string budgets_csv, archs_csv = "vit_small_patch16_224_in21k,vit_base_patch16_224_in21k,"
-                                       "vit_large_patch16_224_in21k,vit_huge_patch14_224_in21k",
-                           methods_csv = "all", json_out, measure_csv;
+  std::string budgets_csv,
+      archs_csv =
+          "vit_small_patch16_224_in21k,vit_base_patch16_224_in21k,"
+          "vit_large_patch16_224_in21k,vit_huge_patch14_224_in21k",
+      methods_csv = "all", json_out, measure_csv;
   int64_t batch = 64;
   int steps = 1, threads = 0, num_classes = 100;
   po::options_description d("petl bench --budget options");
-  d.add_options()("budget", po::value(&budgets_csv)->required(), "comma-separated budgets (e.g. 4G,8G,16G,24G,80G)")
-      ("archs", po::value(&archs_csv)->default_value(archs_csv), "comma-separated backbones (random weights)")
-      ("methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all'")
-      ("batch-size", po::value(&batch)->default_value(batch), "images per optimizer step")
-      ("steps", po::value(&steps)->default_value(steps), "timed steps per micro-batch (after one untimed); 0: peaks only "
-       "(the full batch is not run; one untimed step over two micro-batches measures each budget's peak)")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS, else the free cores)")
-      ("num-classes", po::value(&num_classes)->default_value(num_classes), "head size")
-      ("measure-up-to", po::value(&measure_csv), "host memory a probe or measured step may use (default: 80 % of the "
-       "memory available at start); bigger peaks are predicted by the model (fitted from probes that fit) and "
-       "marked so, not measured")
-      ("json", po::value(&json_out), "also write the rows as JSON lines to this file (each row as it is measured)");
+  d.add_options()("budget", po::value(&budgets_csv)->required(), "comma-separated budgets (e.g. 4G,8G,16G,24G,80G)")(
+      "archs", po::value(&archs_csv)->default_value(archs_csv), "comma-separated backbones (random weights)")(
+      "methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all'")(
+      "batch-size", po::value(&batch)->default_value(batch), "images per optimizer step")(
+      "steps", po::value(&steps)->default_value(steps),
+      "timed steps per micro-batch (after one untimed); 0: peaks only "
+      "(the full batch is not run; one untimed step over two micro-batches measures each budget's peak)")(
+      "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS, else the free cores)")(
+      "num-classes", po::value(&num_classes)->default_value(num_classes), "head size")(
+      "measure-up-to", po::value(&measure_csv),
+      "host memory a probe or measured step may use (default: 80 % of the "
+      "memory available at start); bigger peaks are predicted by the model (fitted from probes that fit) and "
+      "marked so, not measured")("json", po::value(&json_out),
+                                 "also write the rows as JSON lines to this file (each row as it is measured)");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
                   "usage: petl bench --budget 4G,8G,16G [--archs a,b] [--methods all|a,b] [--batch-size 64]\n"

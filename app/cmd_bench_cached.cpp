@@ -8,16 +8,15 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-
 #include <torch/csrc/autograd/profiler_legacy.h>
 
-#include "core/clock.h"
 #include "app/bench_steps.h"
 #include "app/cli_util.h"
 #include "app/commands.h"
+#include "core/clock.h"
 #include "core/system.h"
-#include "core/threads.h"
 #include "core/text.h"
+#include "core/threads.h"
 #include "harness/train/feature_cache.h"
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
@@ -29,7 +28,6 @@ namespace petl::cli {
 using json = nlohmann::json;
 
 namespace {
-
 
 struct Case {
   std::string label, method;
@@ -115,9 +113,10 @@ json compare_block_cache(const std::string& label, const std::function<BenchStep
     faults[which] += b.page_faults_per_step / 2;
   }
   MemoryMeter::set_cache_min(dflt);
-  std::fprintf(stderr, "[bench] %s resident, freed-block cache from 1 MiB: %.2f img/s, %.0f page faults per step; "
-               "from %lld KiB: %.2f img/s (%.2f×), %.0f page faults per step\n", label.c_str(), img_s[0], faults[0],
-               (long long)(dflt >> 10), img_s[1], img_s[1] / img_s[0], faults[1]);
+  std::fprintf(stderr,
+               "[bench] %s resident, freed-block cache from 1 MiB: %.2f img/s, %.0f page faults per step; "
+               "from %lld KiB: %.2f img/s (%.2f×), %.0f page faults per step\n",
+               label.c_str(), img_s[0], faults[0], (long long)(dflt >> 10), img_s[1], img_s[1] / img_s[0], faults[1]);
   return {{"block_cache_1mib_images_per_s", img_s[0]},
           {"block_cache_default_images_per_s", img_s[1]},
           {"block_cache_1mib_page_faults_per_step", faults[0]},
@@ -158,47 +157,52 @@ json time_snapshot_eval(Method& method, VisionTransformer backbone, const CacheT
   const int64_t f2 = minor_page_faults();
   const double again = one_pass();
   const double one = (first + again) / 2;
-  return {{"eval_snapshots", snapshots},
-          {"eval_one_pass_s", one},
-          {"eval_one_pass_runs_s", {first, again}},
-          {"eval_single_pass_s", each},
-          {"eval_one_pass_vs_single", one / each},
-          {"eval_page_faults_per_pass", {{"one_pass", double(f1 - f0 + minor_page_faults() - f2) / 2},
-                                         {"single_pass", double(f2 - f1) / snapshots}}}};
+  return {
+      {"eval_snapshots", snapshots},
+      {"eval_one_pass_s", one},
+      {"eval_one_pass_runs_s", {first, again}},
+      {"eval_single_pass_s", each},
+      {"eval_one_pass_vs_single", one / each},
+      {"eval_page_faults_per_pass",
+       {{"one_pass", double(f1 - f0 + minor_page_faults() - f2) / 2}, {"single_pass", double(f2 - f1) / snapshots}}}};
 }
 
 void print_cached_table(const std::vector<json>& rows, int bs) {
-  std::printf("\n| case | trainable | live img/s | resident img/s | resident/live | ceiling | live peak MiB | resident peak MiB | K/V floor MiB | live/floor | gathered img/s | gathered peak MiB | gather share |\n");
+  std::printf(
+      "\n| case | trainable | live img/s | resident img/s | resident/live | ceiling | live peak MiB | resident peak "
+      "MiB | K/V floor MiB | live/floor | gathered img/s | gathered peak MiB | gather share |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& r : rows) {
     char ceiling[32] = "";
-    if (r.contains("speedup_ceiling")) std::snprintf(ceiling, sizeof ceiling, "%.1f", r["speedup_ceiling"].get<double>());
-    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %s | %.1f | %.1f | %.1f | %.3f | %.2f | %.1f | %.2f |\n", r["case"].get<std::string>().c_str(),
-                (long long)r["trainable_params"].get<int64_t>(), r["live_images_per_s"].get<double>(),
-                r["resident_images_per_s"].get<double>(), r["speedup"].get<double>(),
-                ceiling,
-                r["live_peak_mib"].get<double>(),
+    if (r.contains("speedup_ceiling"))
+      std::snprintf(ceiling, sizeof ceiling, "%.1f", r["speedup_ceiling"].get<double>());
+    std::printf("| %s | %lld | %.2f | %.2f | %.1f | %s | %.1f | %.1f | %.1f | %.3f | %.2f | %.1f | %.2f |\n",
+                r["case"].get<std::string>().c_str(), (long long)r["trainable_params"].get<int64_t>(),
+                r["live_images_per_s"].get<double>(), r["resident_images_per_s"].get<double>(),
+                r["speedup"].get<double>(), ceiling, r["live_peak_mib"].get<double>(),
                 r["resident_peak_mib"].get<double>(), r["kv_floor_mib"].get<double>(),
                 r["live_peak_vs_floor"].get<double>(), r["resident_gathered_images_per_s"].get<double>(),
                 r["resident_gathered_peak_mib"].get<double>(), r["resident_gather_share"].get<double>());
   }
   for (auto& r : rows)
     if (r.contains("kv_attention_kernel_s"))
-      std::printf("\n%s: attention over the stored float16 K/V, all layers, forward + backward: %.1f ms with the CPU "
-                  "kernel (%.0f %% of a resident step), %.1f ms with ATen's operations (%.2f×)",
-                  r["case"].get<std::string>().c_str(), 1e3 * r["kv_attention_kernel_s"].get<double>(),
-                  100 * r["kv_attention_share"].get<double>(), 1e3 * r["kv_attention_aten_s"].get<double>(),
-                  r["kv_attention_aten_s"].get<double>() / r["kv_attention_kernel_s"].get<double>());
+      std::printf(
+          "\n%s: attention over the stored float16 K/V, all layers, forward + backward: %.1f ms with the CPU "
+          "kernel (%.0f %% of a resident step), %.1f ms with ATen's operations (%.2f×)",
+          r["case"].get<std::string>().c_str(), 1e3 * r["kv_attention_kernel_s"].get<double>(),
+          100 * r["kv_attention_share"].get<double>(), 1e3 * r["kv_attention_aten_s"].get<double>(),
+          r["kv_attention_aten_s"].get<double>() / r["kv_attention_kernel_s"].get<double>());
   std::printf("\n");
   for (auto& r : rows)
     if (r.contains("eval_snapshots"))
-      std::printf("\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s (mean of %.2f and %.2f, "
-                  "before and after the single passes), %.2f× one pass (%.2f s); page faults per pass %.0f and %.0f\n",
-                  r["case"].get<std::string>().c_str(), r["eval_snapshots"].get<int>(), bs,
-                  r["eval_one_pass_s"].get<double>(), r["eval_one_pass_runs_s"][0].get<double>(),
-                  r["eval_one_pass_runs_s"][1].get<double>(), r["eval_one_pass_vs_single"].get<double>(),
-                  r["eval_single_pass_s"].get<double>(), r["eval_page_faults_per_pass"]["one_pass"].get<double>(),
-                  r["eval_page_faults_per_pass"]["single_pass"].get<double>());
+      std::printf(
+          "\n%s: %d snapshots evaluated in one pass over %d test images took %.2f s (mean of %.2f and %.2f, "
+          "before and after the single passes), %.2f× one pass (%.2f s); page faults per pass %.0f and %.0f\n",
+          r["case"].get<std::string>().c_str(), r["eval_snapshots"].get<int>(), bs, r["eval_one_pass_s"].get<double>(),
+          r["eval_one_pass_runs_s"][0].get<double>(), r["eval_one_pass_runs_s"][1].get<double>(),
+          r["eval_one_pass_vs_single"].get<double>(), r["eval_single_pass_s"].get<double>(),
+          r["eval_page_faults_per_pass"]["one_pass"].get<double>(),
+          r["eval_page_faults_per_pass"]["single_pass"].get<double>());
 }
 
 }  // namespace
@@ -207,20 +211,27 @@ int cmd_bench_cached(const Args& args) {
   std::string arch = "vit_base_patch16_224_in21k", tokens_csv = "1,4,16", json_out, device = "cpu", precision = "fp32";
   int steps = 2, threads = 0, classes = 100, bs = 64, snapshots = 5, micro = -1;
   po::options_description d("petl bench --cached options");
-  d.add_options()("arch", po::value(&arch)->default_value(arch), "backbone architecture (random weights)")
-      ("batch-size", po::value(&bs)->default_value(bs), "training batch size (also the test images of the evaluation timing)")
-      ("tokens", po::value(&tokens_csv)->default_value(tokens_csv), "SynQT query tokens T to measure, comma-separated")
-      ("steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")
-      ("snapshots", po::value(&snapshots)->default_value(snapshots), "snapshots evaluated in one pass vs one pass each (SynQT, the middle T)")
-      ("micro-batch", po::value(&micro)->default_value(micro), "SynQT backbone_micro_batch for the live runs (-1: its default)")
-      ("synqt-only", "measure SynQT only (no linear / vqt cases)")
-      ("compare-block-cache", "also time the resident steps with the memory meter's freed-block cache starting at 1 MiB "
-       "(as before) vs its default 128 KiB, alternating twice in one process: img/s and page faults per step")
-      ("resident-only", "skip the live runs (profiling the resident path; live figures are then 0)")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
-      ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA builds: the resident features are then held in GPU memory)")
-      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (bfloat16 autocast of the forward passes)")
-      ("json", po::value(&json_out), "also write the figures as JSON lines to this file");
+  d.add_options()("arch", po::value(&arch)->default_value(arch), "backbone architecture (random weights)")(
+      "batch-size", po::value(&bs)->default_value(bs),
+      "training batch size (also the test images of the evaluation timing)")(
+      "tokens", po::value(&tokens_csv)->default_value(tokens_csv), "SynQT query tokens T to measure, comma-separated")(
+      "steps", po::value(&steps)->default_value(steps), "timed training steps per case (after one untimed step)")(
+      "snapshots", po::value(&snapshots)->default_value(snapshots),
+      "snapshots evaluated in one pass vs one pass each (SynQT, the middle T)")(
+      "micro-batch", po::value(&micro)->default_value(micro),
+      "SynQT backbone_micro_batch for the live runs (-1: its default)")("synqt-only",
+                                                                        "measure SynQT only (no linear / vqt cases)")(
+      "compare-block-cache",
+      "also time the resident steps with the memory meter's freed-block cache starting at 1 MiB "
+      "(as before) vs its default 128 KiB, alternating twice in one process: img/s and page faults per step")(
+      "resident-only", "skip the live runs (profiling the resident path; live figures are then 0)")(
+      "threads", po::value(&threads)->default_value(0),
+      "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")(
+      "device", po::value(&device)->default_value(device),
+      "cpu, cuda or cuda:N (CUDA builds: the resident features are then held in GPU memory)")(
+      "precision", po::value(&precision)->default_value(precision),
+      "fp32 or bf16 (bfloat16 autocast of the forward passes)")("json", po::value(&json_out),
+                                                                "also write the figures as JSON lines to this file");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
                   "usage: petl bench --cached [--arch NAME] [--batch-size 64] [--tokens 1,4,16] [--steps N]\n"
@@ -238,8 +249,10 @@ int cmd_bench_cached(const Args& args) {
   const size_t first_synqt = cases.size();
   for (auto& t : split_list(tokens_csv))
     cases.push_back({"synqt T=" + t, "synqt", {"backbone_drop_path=off", "token_nums=" + t}});
-  std::printf("petl bench --cached: %s, batch %d, %s compute, float16 resident features, %s, %d threads, %d timed "
-              "steps (+1 untimed)\n", arch.c_str(), bs, precision.c_str(), device.c_str(), nthreads, steps);
+  std::printf(
+      "petl bench --cached: %s, batch %d, %s compute, float16 resident features, %s, %d threads, %d timed "
+      "steps (+1 untimed)\n",
+      arch.c_str(), bs, precision.c_str(), device.c_str(), nthreads, steps);
   std::vector<json> rows;
   for (auto& c : cases) {
     JobSpec spec;
@@ -263,7 +276,8 @@ int cmd_bench_cached(const Args& args) {
     const auto taps = cache_taps_for(method->needs());
     BenchSteps live;
     if (!vm.count("resident-only"))
-      live = bench_train_steps(*method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); }, dev);
+      live = bench_train_steps(
+          *method, job.recipe(), steps, bs, classes, [&] { return method->forward(images); }, dev);
     CachedSplit resident = resident_features(bb.model, images, taps, bs);
     // A shuffled batch, as training draws it. Twice, in one process: with the batch's K/V gathered into
     // a copy first (as before the attention read the store in place), then read in place.
@@ -273,12 +287,15 @@ int cmd_bench_cached(const Args& args) {
       auto m2 = build_job_method(job, bb.model, classes);
       m2->to(dev);
       int calls = 0;
-      return bench_train_steps(*m2, job.recipe(), steps, bs, classes, [&] {
-        auto t0 = SteadyClock::now();
-        auto features = resident.batch(index, dev, in_place);
-        if (!in_place && calls++ > 0) gather_s += seconds_since(t0);
-        return m2->forward_cached(features);
-      }, dev);
+      return bench_train_steps(
+          *m2, job.recipe(), steps, bs, classes,
+          [&] {
+            auto t0 = SteadyClock::now();
+            auto features = resident.batch(index, dev, in_place);
+            if (!in_place && calls++ > 0) gather_s += seconds_since(t0);
+            return m2->forward_cached(features);
+          },
+          dev);
     };
     json row_extra = json::object();
     const BenchSteps gathered = resident_steps(false), cached = resident_steps(true);
@@ -288,9 +305,14 @@ int cmd_bench_cached(const Args& args) {
     const double kv_floor = double(2 * L * bs * N * D * 4);
     const double floor = kv_floor + live.mem.frozen_backbone + live.mem.trainable_params + live.mem.gradients +
                          live.mem.optimizer_state + live.mem.other_model;
-    json row = {{"case", c.label}, {"method", c.method}, {"batch_size", bs}, {"arch", arch}, {"threads", nthreads},
+    json row = {{"case", c.label},
+                {"method", c.method},
+                {"batch_size", bs},
+                {"arch", arch},
+                {"threads", nthreads},
                 {"trainable_params", method->num_trainable()},
-                {"live_images_per_s", live.images_per_s}, {"resident_images_per_s", cached.images_per_s},
+                {"live_images_per_s", live.images_per_s},
+                {"resident_images_per_s", cached.images_per_s},
                 {"speedup", cached.images_per_s / live.images_per_s},
                 {"live_peak_mib", MemoryMeter::mib(live.mem.peak_train)},
                 {"resident_peak_mib", MemoryMeter::mib(cached.mem.peak_train)},
@@ -315,11 +337,13 @@ int cmd_bench_cached(const Args& args) {
       row["kv_attention_aten_s"] = aten_s;
       row["kv_attention_share"] = kernel_s / step_s;
     }
-    std::fprintf(stderr, "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB (page faults per step: live "
-                 "%.0f, resident %.0f)\n", c.label.c_str(), live.images_per_s, MemoryMeter::mib(live.mem.peak_train),
-                 cached.images_per_s, MemoryMeter::mib(cached.mem.peak_train), live.page_faults_per_step,
-                 cached.page_faults_per_step);
-    if (c.method == "synqt" && c.label == cases[first_synqt + (cases.size() - first_synqt) / 2].label && snapshots > 1) {
+    std::fprintf(stderr,
+                 "[bench] %s: live %.2f img/s %.0f MiB, resident %.2f img/s %.0f MiB (page faults per step: live "
+                 "%.0f, resident %.0f)\n",
+                 c.label.c_str(), live.images_per_s, MemoryMeter::mib(live.mem.peak_train), cached.images_per_s,
+                 MemoryMeter::mib(cached.mem.peak_train), live.page_faults_per_step, cached.page_faults_per_step);
+    if (c.method == "synqt" && c.label == cases[first_synqt + (cases.size() - first_synqt) / 2].label &&
+        snapshots > 1) {
       row.update(time_snapshot_eval(*method, bb.model, taps, bs, cfg.img_size, snapshots, dev));
     }
     row.update(row_extra);

@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli_util.h"
-#include "app/job_args.h"
 #include "app/commands.h"
+#include "app/job_args.h"
 #include "core/text.h"
 #include "harness/train/bundle.h"
 #include "harness/train/job.h"
@@ -21,20 +21,21 @@ int cmd_bundle(const Args& args) {
                   "one job: a JSON array of `petl run` arguments, e.g. '[\"--method\",\"synqt\",\"--task\",\"cifar\","
                   "\"--data-root\",\"vtab\",\"--seed\",\"1\",\"--out\",\"runs/a\"]' (a leading \"run\" is allowed); "
                   "repeatable, run in the order given. The jobs must share --data-root, --task, --backbone/--arch, "
-                  "--device and --threads")
-      ("threads", po::value(&threads), "intra-op threads for every job (replaces each job's --threads)")
-      ("device", po::value(&device), "device for every job (replaces each job's --device)")
-      ("no-progress", "no progress bars");
+                  "--device and --threads")("threads", po::value(&threads),
+                                            "intra-op threads for every job (replaces each job's --threads)")(
+      "device", po::value(&device), "device for every job (replaces each job's --device)")("no-progress",
+                                                                                           "no progress bars");
   po::variables_map vm;
-  if (!parse_args(args, d, vm,
-                  "usage: petl bundle --job JSON [--job JSON ...] [--threads N] [--device D]\n"
-                  "Runs several `petl run` jobs of one task in one process: the backbone, the train split (its cached\n"
-                  "features resident in memory) and the test split are loaded once; the jobs train one after another;\n"
-                  "ONE pass over the test split evaluates every snapshot of every job whose evaluation runs from\n"
-                  "frozen-backbone features (linear, vqt, synqt). Each job writes its own record, checkpoint and state\n"
-                  "as `petl run` would (--resume in a job's arguments reuses or continues it). A job that fails gets its\n"
-                  "failed record and the others go on; exit status 1 when any failed. SIGTERM/SIGUSR2/SIGINT save the\n"
-                  "state of the job in training; the trained jobs' states are already saved."))
+  if (!parse_args(
+          args, d, vm,
+          "usage: petl bundle --job JSON [--job JSON ...] [--threads N] [--device D]\n"
+          "Runs several `petl run` jobs of one task in one process: the backbone, the train split (its cached\n"
+          "features resident in memory) and the test split are loaded once; the jobs train one after another;\n"
+          "ONE pass over the test split evaluates every snapshot of every job whose evaluation runs from\n"
+          "frozen-backbone features (linear, vqt, synqt). Each job writes its own record, checkpoint and state\n"
+          "as `petl run` would (--resume in a job's arguments reuses or continues it). A job that fails gets its\n"
+          "failed record and the others go on; exit status 1 when any failed. SIGTERM/SIGUSR2/SIGINT save the\n"
+          "state of the job in training; the trained jobs' states are already saved."))
     return 0;
   PETL_CHECK(!members.empty(), "petl bundle: no --job given (see --help)");
   std::vector<JobSpec> specs;

@@ -15,8 +15,8 @@
 #include "app/cache_build.h"
 #include "app/cli_util.h"
 #include "app/commands.h"
-#include "io/feature_store.h"
 #include "core/progress.h"
+#include "io/feature_store.h"
 
 namespace petl::cli {
 
@@ -69,7 +69,8 @@ const char* kRmUsage =
 std::string resolve_root(const std::string& dir) {
   std::error_code ec;
   PETL_CHECK(fs::exists(dir, ec), "cache directory ", dir, " does not exist");
-  PETL_CHECK(fs::is_directory(dir, ec), dir, " is not a directory (expected a cache root or a sweep out dir holding cache/)");
+  PETL_CHECK(fs::is_directory(dir, ec), dir,
+             " is not a directory (expected a cache root or a sweep out dir holding cache/)");
   fs::path sub = fs::path(dir) / "cache";
   return fs::is_directory(sub, ec) ? sub.string() : dir;
 }
@@ -156,8 +157,8 @@ std::vector<TmpFile> tmp_files(const std::string& root) {
 int cache_ls(const Args& args) {
   std::vector<std::string> dirs;
   po::options_description d("petl cache ls options");
-  d.add_options()("dir", po::value(&dirs)->composing(), "cache roots or sweep out dirs (also positional: DIR...)")
-      ("long", "also print every attribute of each cache (identity and provenance)");
+  d.add_options()("dir", po::value(&dirs)->composing(), "cache roots or sweep out dirs (also positional: DIR...)")(
+      "long", "also print every attribute of each cache (identity and provenance)");
   po::variables_map vm;
   if (!parse_with_positional(args, d, "dir", vm, kLsUsage)) return 0;
   if (dirs.empty()) dirs.push_back(".");
@@ -210,7 +211,8 @@ int cache_ls(const Args& args) {
 int cache_verify(const Args& args) {
   std::vector<std::string> targets;
   po::options_description d("petl cache verify options");
-  d.add_options()("path", po::value(&targets)->composing(), "cache files or directories (also positional: PATH|DIR...)");
+  d.add_options()("path", po::value(&targets)->composing(),
+                  "cache files or directories (also positional: PATH|DIR...)");
   po::variables_map vm;
   if (!parse_with_positional(args, d, "path", vm, kVerifyUsage)) return 0;
   PETL_CHECK(!targets.empty(), "no PATH or DIR given (see petl cache verify --help)");
@@ -257,12 +259,12 @@ int cache_rm(const Args& args) {
   std::string root_arg;
   po::options_description d("petl cache rm options");
   d.add_options()("target", po::value(&targets)->composing(),
-                  "cache files (PATH) or keys (KEY, with --root) to delete (also positional: KEY|PATH...)")
-      ("root", po::value(&root_arg), "cache root (or a sweep out dir holding cache/) for KEYs, --all and --incomplete; "
-                                     "its stale tmp files are removed too")
-      ("all", "delete every cache in --root")
-      ("incomplete", "delete the caches in --root that are incomplete (complete != 1) or unreadable")
-      ("dry-run", "print what would be deleted, delete nothing");
+                  "cache files (PATH) or keys (KEY, with --root) to delete (also positional: KEY|PATH...)")(
+      "root", po::value(&root_arg),
+      "cache root (or a sweep out dir holding cache/) for KEYs, --all and --incomplete; "
+      "its stale tmp files are removed too")("all", "delete every cache in --root")(
+      "incomplete", "delete the caches in --root that are incomplete (complete != 1) or unreadable")(
+      "dry-run", "print what would be deleted, delete nothing");
   po::variables_map vm;
   if (!parse_with_positional(args, d, "target", vm, kRmUsage)) return 0;
   const bool all = vm.count("all") > 0, incomplete = vm.count("incomplete") > 0, dry = vm.count("dry-run") > 0;
@@ -279,8 +281,8 @@ int cache_rm(const Args& args) {
   };
   std::error_code ec;
   for (const std::string& t : targets) {
-    const bool is_key = t.size() == 16 && t.find_first_not_of("0123456789abcdef") == std::string::npos &&
-                        !fs::exists(t, ec);
+    const bool is_key =
+        t.size() == 16 && t.find_first_not_of("0123456789abcdef") == std::string::npos && !fs::exists(t, ec);
     if (is_key) {
       PETL_CHECK(!root.empty(), "cache key ", t, " given without --root DIR (or pass the file's path)");
       std::string p = io::cache_path(root, t);
@@ -298,9 +300,12 @@ int cache_rm(const Args& args) {
   }
   if (!root.empty()) {
     for (const auto& e : io::list_caches(root)) {
-      if (all) add(e.path, "--all");
-      else if (incomplete && !e.error.empty()) add(e.path, "--incomplete (unreadable: " + e.error + ")");
-      else if (incomplete && !e.complete) add(e.path, "--incomplete (complete != 1)");
+      if (all)
+        add(e.path, "--all");
+      else if (incomplete && !e.error.empty())
+        add(e.path, "--incomplete (unreadable: " + e.error + ")");
+      else if (incomplete && !e.complete)
+        add(e.path, "--incomplete (complete != 1)");
     }
     for (const std::string& t : io::stale_tmp_files(root)) add(t, "stale tmp file (writer not running)");
   }

@@ -1,25 +1,25 @@
 // `petl list`, `petl run`, `petl eval`.
-#include <H5Cpp.h>
 #include <mpi.h>
 
+#include <H5Cpp.h>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 
 #include "app/cli_util.h"
+#include "app/commands.h"
 #include "app/job_args.h"
 #include "core/paths.h"
 #include "core/system.h"
 #include "core/text.h"
-#include "app/commands.h"
 #include "datasets/vtab.h"
 #include "harness/train/evaluate.h"
 #include "harness/train/job.h"
-#include "methods/method.h"
 #include "harness/train/recipe.h"
 #include "harness/train/task_data.h"
 #include "io/journal.h"
 #include "io/tensor_file.h"
+#include "methods/method.h"
 #include "models/checkpoint.h"
 
 namespace petl::cli {
@@ -39,8 +39,8 @@ int cmd_list(const Args& args) {
                 probe_needs(n).grad_through_backbone ? "yes" : "no", m.default_recipe.c_str(), m.description.c_str());
     for (auto& o : m.options) {
       const std::string range = o.type == OptionType::kInt || o.type == OptionType::kDouble ? o.range.str()
-                                : o.type == OptionType::kChoice                          ? join(o.choices, "|")
-                                                                                         : to_string(o.type);
+                                : o.type == OptionType::kChoice                             ? join(o.choices, "|")
+                                                                                            : to_string(o.type);
       std::printf("      %-22s = %-7s %-12s %s\n", o.key.c_str(), o.default_text.c_str(), range.c_str(),
                   o.meaning.c_str());
     }
@@ -48,11 +48,12 @@ int cmd_list(const Args& args) {
   std::printf("architectures:\n");
   for (auto& a : known_archs()) {
     auto c = vit_config_by_name(a);
-    std::printf("  %-30s img %d patch %d dim %d depth %d heads %d\n", a.c_str(), c.img_size, c.patch_size,
-                c.embed_dim, c.depth, c.num_heads);
+    std::printf("  %-30s img %d patch %d dim %d depth %d heads %d\n", a.c_str(), c.img_size, c.patch_size, c.embed_dim,
+                c.depth, c.num_heads);
   }
-  std::printf("evaluation protocols:\n  best_of_10  max test accuracy over the evaluations every eval_every epochs\n"
-              "  final       test accuracy after the last epoch\n");
+  std::printf(
+      "evaluation protocols:\n  best_of_10  max test accuracy over the evaluations every eval_every epochs\n"
+      "  final       test accuracy after the last epoch\n");
   if (!root.empty()) {
     std::printf("tasks under %s:\n", root.c_str());
     for (auto& t : data::list_tasks(root))
@@ -167,28 +168,35 @@ void write_logits_h5(const std::string& path, const torch::Tensor& logits, const
 
 int cmd_eval(const Args& args) {
   std::string method_name, task_name, root, backbone, ckpt, split, logits_path, arch, device = "cpu",
-                                                                                     precision = "fp32";
-  const std::string set_help = "method setting key=value (e.g. token_nums=4), when the checkpoint's metadata does "
-                               "not carry it" + method_keys_help();
+                                                                                      precision = "fp32";
+  const std::string set_help =
+      "method setting key=value (e.g. token_nums=4), when the checkpoint's metadata does "
+      "not carry it" +
+      method_keys_help();
   int threads = 0, batch = 512;
   std::vector<std::string> sets;
   po::options_description d("petl eval options");
-  d.add_options()("method", po::value(&method_name)->required(), "method name")
-      ("task", po::value(&task_name)->required(), "task under --data-root")
-      ("data-root", po::value(&root)->required(), "data root (VTAB-1k txt or json layout)")
-      ("backbone", po::value(&backbone), "backbone file the checkpoint was trained on (default: the embedded one)")
-      ("arch", po::value(&arch), "architecture, when the backbone file does not say")
-      ("checkpoint", po::value(&ckpt)->required(), "safetensors of the trained tensors (petl's or exported from the reference code, same names)")
-      ("split", po::value(&split)->default_value("test"), "split to evaluate")
-      ("logits", po::value(&logits_path), "write logits in file-list order: .h5 (datasets logits (N,C) f32, labels (N,) i64, paths (N,) str) or .npy (logits only)")
-      ("batch-size", po::value(&batch)->default_value(512), "evaluation batch size")
-      ("threads", po::value(&threads)->default_value(0), "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
-      ("device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA LibTorch builds)")
-      ("precision", po::value(&precision)->default_value(precision), "fp32 or bf16 (the forward passes under bfloat16 autocast)")
-      ("set", po::value(&sets)->composing(), set_help.c_str())
-      ("no-progress", "no progress bars");
+  d.add_options()("method", po::value(&method_name)->required(), "method name")(
+      "task", po::value(&task_name)->required(), "task under --data-root")("data-root", po::value(&root)->required(),
+                                                                           "data root (VTAB-1k txt or json layout)")(
+      "backbone", po::value(&backbone), "backbone file the checkpoint was trained on (default: the embedded one)")(
+      "arch", po::value(&arch), "architecture, when the backbone file does not say")(
+      "checkpoint", po::value(&ckpt)->required(),
+      "safetensors of the trained tensors (petl's or exported from the reference code, same names)")(
+      "split", po::value(&split)->default_value("test"), "split to evaluate")(
+      "logits", po::value(&logits_path),
+      "write logits in file-list order: .h5 (datasets logits (N,C) f32, labels (N,) i64, paths (N,) str) or .npy "
+      "(logits only)")("batch-size", po::value(&batch)->default_value(512), "evaluation batch size")(
+      "threads", po::value(&threads)->default_value(0),
+      "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now)")(
+      "device", po::value(&device)->default_value(device), "cpu, cuda or cuda:N (CUDA LibTorch builds)")(
+      "precision", po::value(&precision)->default_value(precision),
+      "fp32 or bf16 (the forward passes under bfloat16 autocast)")("set", po::value(&sets)->composing(),
+                                                                   set_help.c_str())("no-progress", "no progress bars");
   po::variables_map vm;
-  if (!parse_args(args, d, vm, "usage: petl eval --method M --task T --data-root DIR --backbone FILE --checkpoint FILE [--split test] [--logits FILE]"))
+  if (!parse_args(args, d, vm,
+                  "usage: petl eval --method M --task T --data-root DIR --backbone FILE --checkpoint FILE [--split "
+                  "test] [--logits FILE]"))
     return 0;
   std::map<std::string, std::string> meta;
   auto tensors = load_named_tensors(ckpt, &meta);
@@ -245,7 +253,8 @@ int cmd_eval(const Args& args) {
       seen.insert(name);
     }
     for (auto& [k, v] : tensors)
-      PETL_CHECK(seen.count(k), ckpt, ": unexpected tensor '", k, "' ", v.sizes(), " (not trainable in ", method_name, ")");
+      PETL_CHECK(seen.count(k), ckpt, ": unexpected tensor '", k, "' ", v.sizes(), " (not trainable in ", method_name,
+                 ")");
   }
   data::LoadOptions lo;
   lo.image_size = cfg.img_size;

@@ -11,11 +11,11 @@ int cmd_suite(const Args& args) {
   std::string out;
   data::SuiteOptions so;
   po::options_description d("petl suite options");
-  d.add_options()("out", po::value(&out)->required(), "directory to write the suite into (created)")
-      ("fashion-mnist", po::value(&so.fashion_mnist_dir)->default_value(so.fashion_mnist_dir),
-       "folder of Debian's dataset-fashion-mnist (*-ubyte.gz)")
-      ("test-size", po::value(&so.test_size)->default_value(so.test_size), "images per test split (>= 1000)")
-      ("no-progress", "no progress bars");
+  d.add_options()("out", po::value(&out)->required(), "directory to write the suite into (created)")(
+      "fashion-mnist", po::value(&so.fashion_mnist_dir)->default_value(so.fashion_mnist_dir),
+      "folder of Debian's dataset-fashion-mnist (*-ubyte.gz)")(
+      "test-size", po::value(&so.test_size)->default_value(so.test_size), "images per test split (>= 1000)")(
+      "no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
                   "usage: petl suite --out DIR\n"

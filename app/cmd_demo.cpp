@@ -16,16 +16,16 @@
 #include <thread>
 
 #include "app/cli_util.h"
-#include "app/job_args.h"
 #include "app/commands.h"
+#include "app/job_args.h"
 #include "core/clock.h"
+#include "core/error.h"
 #include "core/process.h"
 #include "core/system.h"
 #include "core/text.h"
 #include "core/threads.h"
 #include "datasets/suite_mini.h"
 #include "datasets/vtab.h"
-#include "core/error.h"
 #include "harness/sweep/farm.h"
 #include "harness/sweep/farm_reporter.h"
 #include "harness/train/job.h"
@@ -44,7 +44,7 @@ struct DemoJob {
 struct DemoOptions {
   std::string out, data, recipe, backbone;
   int epochs = JobSpec::kRecipeValue;  // the recipe's unless --epochs
-  int threads = 0;  // per job; 0: chosen per job (in process) or 1 (workers)
+  int threads = 0;                     // per job; 0: chosen per job (in process) or 1 (workers)
   bool progress = true, fresh = false;
   Args argv;
 };
@@ -108,7 +108,8 @@ struct WorkerPolicy {
   int max_workers = 1;
   bool adaptive = false;
   std::string describe() const {
-    return adaptive ? str_cat("up to ", max_workers, " at once, one per free core") : str_cat(max_workers, " at once (--jobs)");
+    return adaptive ? str_cat("up to ", max_workers, " at once, one per free core")
+                    : str_cat(max_workers, " at once (--jobs)");
   }
 };
 
@@ -166,7 +167,8 @@ class DemoReporter final : public FarmReporter {
 // no fork after OpenMP started), as many at once as the policy allows. Children append their records
 // to <out>/results.jsonl themselves (one O_APPEND write each) and hand the record back through
 // --record-file.
-std::vector<Record> run_on_the_farm(const std::vector<DemoJob>& jobs, const DemoOptions& o, const WorkerPolicy& policy) {
+std::vector<Record> run_on_the_farm(const std::vector<DemoJob>& jobs, const DemoOptions& o,
+                                    const WorkerPolicy& policy) {
   const fs::path logs = fs::path(o.out) / "logs" / "demo";
   fs::create_directories(logs);
   std::fprintf(stderr, "[petl] %zu jobs, %s, each a `petl run` process with %d thread(s); logs in %s\n", jobs.size(),
@@ -209,23 +211,28 @@ int cmd_demo(const Args& args) {
   o.recipe = "mini";
   int jobs_opt = 0;
   po::options_description d("petl demo options");
-  d.add_options()("out", po::value(&o.out)->default_value(o.out), "output directory (results.jsonl, checkpoints/)")
-      ("data", po::value(&o.data)->default_value(o.data), "embedded suite directory (built with `petl suite` when missing)")
-      ("methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all' registered")
-      ("tasks", po::value(&tasks_csv), "comma-separated tasks (default: every task of the suite)")
-      ("recipe", po::value(&o.recipe)->default_value(o.recipe), "recipe for every job (config/recipes.yaml)")
-      ("epochs", po::value(&o.epochs), "override the recipe's epochs")
-      ("backbone", po::value(&o.backbone), "backbone file (default: the embedded one)")
-      ("jobs", po::value(&jobs_opt)->default_value(0), "jobs trained at once, each a `petl run` process (0 = one per free core: a further job starts while a core is idle; 1 = one after another in this process)")
-      ("threads", po::value(&o.threads)->default_value(0), "intra-op threads per job (0 = one per job, or with --jobs 1 the cores free at each job's start)")
-      ("fresh", "train every job again even when --out already holds its finished record")
-      ("no-progress", "no progress bars");
+  d.add_options()("out", po::value(&o.out)->default_value(o.out), "output directory (results.jsonl, checkpoints/)")(
+      "data", po::value(&o.data)->default_value(o.data),
+      "embedded suite directory (built with `petl suite` when missing)")(
+      "methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all' registered")(
+      "tasks", po::value(&tasks_csv), "comma-separated tasks (default: every task of the suite)")(
+      "recipe", po::value(&o.recipe)->default_value(o.recipe), "recipe for every job (config/recipes.yaml)")(
+      "epochs", po::value(&o.epochs), "override the recipe's epochs")("backbone", po::value(&o.backbone),
+                                                                      "backbone file (default: the embedded one)")(
+      "jobs", po::value(&jobs_opt)->default_value(0),
+      "jobs trained at once, each a `petl run` process (0 = one per free core: a further job starts while a core is "
+      "idle; 1 = one after another in this process)")(
+      "threads", po::value(&o.threads)->default_value(0),
+      "intra-op threads per job (0 = one per job, or with --jobs 1 the cores free at each job's start)")(
+      "fresh", "train every job again even when --out already holds its finished record")("no-progress",
+                                                                                          "no progress bars");
   po::variables_map vm;
-  if (!parse_args(args, d, vm,
-                  "usage: petl demo [--out DIR] [--data DIR] [--methods all|a,b] [--tasks a,b] [--jobs N] [--threads N]\n"
-                  "The main job: trains every registered method on every task of the embedded suite with the\n"
-                  "embedded backbone and prints accuracy, trainable parameters and peak training memory.\n"
-                  "Jobs run at once in `petl run` processes with one thread each, one per free core (--jobs)."))
+  if (!parse_args(
+          args, d, vm,
+          "usage: petl demo [--out DIR] [--data DIR] [--methods all|a,b] [--tasks a,b] [--jobs N] [--threads N]\n"
+          "The main job: trains every registered method on every task of the embedded suite with the\n"
+          "embedded backbone and prints accuracy, trainable parameters and peak training memory.\n"
+          "Jobs run at once in `petl run` processes with one thread each, one per free core (--jobs)."))
     return 0;
   PETL_CHECK(jobs_opt >= 0, "--jobs ", jobs_opt, ": expected an integer >= 0 (0 = one per free core)");
   PETL_CHECK(!vm.count("epochs") || o.epochs >= 1, "--epochs ", o.epochs, ": expected an integer >= 1");
@@ -266,7 +273,9 @@ int cmd_demo(const Args& args) {
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\nembedded suite %s, backbone %s, recipe %s, protocol best_of_10 (final in brackets)\n", data.c_str(),
               backbone.empty() ? "petl_vit_mini_p8_32 (embedded)" : backbone.c_str(), recipe.c_str());
-  std::printf("| method | task | classes | chance %% | accuracy %% | trainable params | peak train MiB | activations+other MiB | train img/s |\n");
+  std::printf(
+      "| method | task | classes | chance %% | accuracy %% | trainable params | peak train MiB | activations+other MiB "
+      "| train img/s |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& r : recs) {
     if (!r.ok()) {

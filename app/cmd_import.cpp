@@ -15,10 +15,11 @@ namespace petl::cli {
 int cmd_import_checkpoint(const Args& args) {
   std::string method, from = "authors", in, out;
   po::options_description d("petl import-checkpoint options");
-  d.add_options()("method", po::value(&method)->required(), "method the checkpoint trained (see `petl list`)")
-      ("from", po::value(&from)->default_value(from), "layout of the input: authors (the reference code's state_dict)")
-      ("in", po::value(&in)->required(), "input checkpoint (.safetensors; convert a .pth with tools/pth_to_safetensors.py)")
-      ("out", po::value(&out)->required(), "output petl checkpoint (.safetensors) for `petl eval --checkpoint`");
+  d.add_options()("method", po::value(&method)->required(), "method the checkpoint trained (see `petl list`)")(
+      "from", po::value(&from)->default_value(from), "layout of the input: authors (the reference code's state_dict)")(
+      "in", po::value(&in)->required(),
+      "input checkpoint (.safetensors; convert a .pth with tools/pth_to_safetensors.py)")(
+      "out", po::value(&out)->required(), "output petl checkpoint (.safetensors) for `petl eval --checkpoint`");
   po::positional_options_description pos;
   pos.add("in", 1).add("out", 1);
   po::variables_map vm;
@@ -51,8 +52,8 @@ int cmd_import_checkpoint(const Args& args) {
   }
   std::vector<std::pair<std::string, torch::Tensor>> named(tensors.begin(), tensors.end());
   save_named_tensors(out, named, {{"method", method}, {"imported_from", in}, {"format", "pt"}});
-  std::printf("%s: %zu tensors imported for %s, %zu of the authors' frozen-backbone tensors dropped → %s\n",
-              in.c_str(), named.size(), method.c_str(), dropped.size(), out.c_str());
+  std::printf("%s: %zu tensors imported for %s, %zu of the authors' frozen-backbone tensors dropped → %s\n", in.c_str(),
+              named.size(), method.c_str(), dropped.size(), out.c_str());
   for (auto& [k, v] : named) std::printf("  %-40s %s\n", k.c_str(), c10::str(v.sizes()).c_str());
   return 0;
 }

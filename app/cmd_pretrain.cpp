@@ -13,16 +13,16 @@
 #include <thread>
 
 #include "app/cli_util.h"
+#include "app/commands.h"
 #include "core/clock.h"
+#include "core/progress.h"
 #include "core/system.h"
 #include "core/threads.h"
-#include "app/commands.h"
 #include "datasets/image.h"
 #include "datasets/suite_mini.h"
 #include "harness/train/job.h"
 #include "harness/train/recipe.h"
 #include "harness/train/train_util.h"
-#include "core/progress.h"
 #include "models/checkpoint.h"
 
 namespace petl::cli {
@@ -50,8 +50,8 @@ GenData make_data(const std::string& gen, int64_t n, int size, int threads, bool
   auto work = [&]() {
     for (int64_t i; (i = next++) < n;) {
       auto s = data::upstream_sample(gen, uint64_t(i));
-      auto img = (s.image.width == size && s.image.height == size) ? s.image
-                                                                   : data::resize_bicubic_pil(s.image, size, size);
+      auto img =
+          (s.image.width == size && s.image.height == size) ? s.image : data::resize_bicubic_pil(s.image, size, size);
       data::to_normalised_chw(img, data::Normalisation::imagenet, px + i * 3 * size * size);
       for (int64_t a = 0; a < A; ++a) lb[i * A + a] = s.attributes.at(g.attrs[a].name);
       bar.add(1);
@@ -71,18 +71,20 @@ int cmd_pretrain(const Args& args) {
   int epochs = 10, batch = 128, threads = 0, seed = 0, warmup = 1;
   double lr = 1e-3, wd = 0.05;
   po::options_description d("petl pretrain options");
-  d.add_options()("out", po::value(&out)->required(), "output safetensors file (timm names)")
-      ("arch", po::value(&arch)->default_value(arch), "architecture to pretrain")
-      ("samples-per-generator", po::value(&per_gen)->default_value(per_gen), "upstream training images per generator (fashion, sprites, objects)")
-      ("holdout", po::value(&holdout)->default_value(holdout), "further upstream images per generator for the printed accuracies")
-      ("epochs", po::value(&epochs)->default_value(epochs), "passes over the upstream data")
-      ("batch-size", po::value(&batch)->default_value(batch), "batch size (each batch from one generator, round-robin)")
-      ("lr", po::value(&lr)->default_value(lr), "AdamW peak learning rate (warmup then per-iteration cosine to 0)")
-      ("weight-decay", po::value(&wd)->default_value(wd), "AdamW weight decay")
-      ("warmup-epochs", po::value(&warmup)->default_value(warmup), "linear warmup epochs")
-      ("seed", po::value(&seed)->default_value(seed), "initialisation and shuffling seed")
-      ("threads", po::value(&threads)->default_value(0), "threads (0 = OMP_NUM_THREADS when set, else the cores free now)")
-      ("no-progress", "no progress bars");
+  d.add_options()("out", po::value(&out)->required(), "output safetensors file (timm names)")(
+      "arch", po::value(&arch)->default_value(arch), "architecture to pretrain")(
+      "samples-per-generator", po::value(&per_gen)->default_value(per_gen),
+      "upstream training images per generator (fashion, sprites, objects)")(
+      "holdout", po::value(&holdout)->default_value(holdout),
+      "further upstream images per generator for the printed accuracies")(
+      "epochs", po::value(&epochs)->default_value(epochs), "passes over the upstream data")(
+      "batch-size", po::value(&batch)->default_value(batch), "batch size (each batch from one generator, round-robin)")(
+      "lr", po::value(&lr)->default_value(lr), "AdamW peak learning rate (warmup then per-iteration cosine to 0)")(
+      "weight-decay", po::value(&wd)->default_value(wd), "AdamW weight decay")(
+      "warmup-epochs", po::value(&warmup)->default_value(warmup), "linear warmup epochs")(
+      "seed", po::value(&seed)->default_value(seed), "initialisation and shuffling seed")(
+      "threads", po::value(&threads)->default_value(0),
+      "threads (0 = OMP_NUM_THREADS when set, else the cores free now)")("no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
                   "usage: petl pretrain --out FILE [--samples-per-generator N] [--epochs E]\n"
@@ -159,8 +161,9 @@ int cmd_pretrain(const Args& args) {
   for (auto& a : args) cmd << " " << a;
   save_backbone(vit, out,
                 {{"petl_pretrain_command", cmd.str()},
-                 {"petl_pretrain_upstream", "fashion (Fashion-MNIST train images unused by the mini suite), sprites, objects "
-                                            "(procedural scenes from seeds disjoint from the suite)"},
+                 {"petl_pretrain_upstream",
+                  "fashion (Fashion-MNIST train images unused by the mini suite), sprites, objects "
+                  "(procedural scenes from seeds disjoint from the suite)"},
                  {"petl_pretrain_heldout_accuracy", acc.dump()}});
   std::printf("embedded backbone written to %s (%lld parameters)\n", out.c_str(), (long long)vit->num_parameters());
   return 0;

@@ -42,20 +42,25 @@ int cmd_report(const Args& args) {
   std::string reference = "default", budgets;
   po::options_description d("petl report options");
   d.add_options()("results", po::value(&inputs)->composing(),
-                  "result files or directories (also positional: RESULTS...)")
-      ("format", po::value(&o.format)->default_value(o.format),
-       "what is printed: md | csv | tex (report.md and report.csv are always written; report.tex with tex)")
-      ("protocol", po::value(&o.protocol),
-       "tabulate accuracy_by_protocol[P] (best_of_10 | final) instead of each record's headline accuracy")
-      ("reference", po::value(&reference)->default_value(reference),
-       "CSV of published numbers (method,<task>...,mean,params_m); 'default' = the project's copy of the "
-       "V-PETL Bench table (results/vpetl_bench_vtab1k.csv), 'none' = no reference rows")
-      ("reference-label", po::value(&o.reference_label),
-       "label of the reference rows (default: the source for the project's copy, else the file name)")
-      ("out", po::value(&o.out_dir), "output directory (default: <first RESULTS directory, or its file's folder>/report)")
-      ("no-plots", "write no plots (they need gnuplot)")
-      ("allow-mixed", "tabulate records that mix backbones, protocols or preprocessing as separate rows (a warning, not an error)")
-      ("budget-view", po::value(&budgets), "comma-separated memory budgets (e.g. 4G,8G,24G): a table of each method's best mean accuracy over the rows (backbones, micro-batches, settings) whose peak training memory fits each budget, and the accuracy-vs-memory Pareto front; implies --allow-mixed");
+                  "result files or directories (also positional: RESULTS...)")(
+      "format", po::value(&o.format)->default_value(o.format),
+      "what is printed: md | csv | tex (report.md and report.csv are always written; report.tex with tex)")(
+      "protocol", po::value(&o.protocol),
+      "tabulate accuracy_by_protocol[P] (best_of_10 | final) instead of each record's headline accuracy")(
+      "reference", po::value(&reference)->default_value(reference),
+      "CSV of published numbers (method,<task>...,mean,params_m); 'default' = the project's copy of the "
+      "V-PETL Bench table (results/vpetl_bench_vtab1k.csv), 'none' = no reference rows")(
+      "reference-label", po::value(&o.reference_label),
+      "label of the reference rows (default: the source for the project's copy, else the file name)")(
+      "out", po::value(&o.out_dir),
+      "output directory (default: <first RESULTS directory, or its file's folder>/report)")(
+      "no-plots", "write no plots (they need gnuplot)")(
+      "allow-mixed",
+      "tabulate records that mix backbones, protocols or preprocessing as separate rows (a warning, not an error)")(
+      "budget-view", po::value(&budgets),
+      "comma-separated memory budgets (e.g. 4G,8G,24G): a table of each method's best mean accuracy over the rows "
+      "(backbones, micro-batches, settings) whose peak training memory fits each budget, and the accuracy-vs-memory "
+      "Pareto front; implies --allow-mixed");
   d.add_options()("help,h", "show this help and exit");
   po::positional_options_description pos;
   pos.add("results", -1);
@@ -85,7 +90,8 @@ int cmd_report(const Args& args) {
   auto res = report::write_report(inputs, o);
   std::cout << res.printed;
   std::fflush(stdout);
-  std::fprintf(stderr, "[petl] report: %d ok record(s) tabulated, %d failed, %d dry run(s), %d does_not_fit (memory "
+  std::fprintf(stderr,
+               "[petl] report: %d ok record(s) tabulated, %d failed, %d dry run(s), %d does_not_fit (memory "
                "budget), %zu warning(s); written to %s:\n",
                res.n_ok, res.n_failed, res.n_dry_run, res.n_does_not_fit, res.warnings.size(), o.out_dir.c_str());
   for (auto& f : res.files) std::fprintf(stderr, "  %s\n", f.c_str());

@@ -7,15 +7,15 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <optional>
-#include <iostream>
 
 #include "app/cache_build.h"
 #include "app/cli_util.h"
+#include "app/commands.h"
 #include "app/job_args.h"
 #include "app/sweep_jobs.h"
-#include "app/commands.h"
 #include "core/build_info.h"
 #include "core/paths.h"
 #include "core/text.h"
@@ -24,7 +24,6 @@
 #include "harness/sweep/sweep_config.h"
 #include "harness/sweep/sweep_journal.h"
 #include "io/journal.h"
-
 
 namespace petl::cli {
 namespace fs = std::filesystem;
@@ -82,19 +81,38 @@ std::optional<SweepArgs> parse_sweep_args(const Args& args) {
   int threads = -1;
   double timeout = -1;
   po::options_description d("petl sweep options");
-  d.add_options()
-    ("config", po::value(&a.config_file)->required(), "sweep config (YAML; positional): methods, tasks, seeds, grid, overrides (see config/sweeps/mini.yaml)")
-    ("dry-run", po::bool_switch(&a.dry_run), "print the plan (cache builds first; key, method, task, seed, sets, depends_on, estimated cost, journal status) and totals; run nothing, no MPI")
-    ("out", po::value(&a.out), "output directory (overrides the config's `out`): results.jsonl (the journal), jobs/<key>/, cache/<key>/, logs/<key>.log")
-    ("shard", po::value(&shard_text), "I/N: run only the training jobs whose key hash (or whose feature cache's key hash) mod N == I, plus the cache builds they need — one shard per Slurm array task; all shards share --out, each writes results.shard-I-of-N.jsonl")
-    ("threads-per-rank", po::value(&threads), "intra-op threads of every child (overrides the config's threads_per_rank; 0 = the rank's cores: its CPU affinity shared among the node's ranks with the same affinity)")
-    ("job-timeout", po::value(&timeout), "seconds a job may run (overrides job_timeout_s; 0 = no limit): then SIGTERM to its process group, SIGKILL 10 s later, recorded failed")
-    ("retry-failed", po::bool_switch(&a.retry), "re-run jobs whose journal record is failed (also: config retry_failed: true)")
-    ("grace-s", po::value(&a.grace)->default_value(20), "on SIGTERM/SIGUSR2/SIGINT: seconds between SIGTERM and SIGKILL to the running jobs")
-    ("state-every", po::value(&state_every), "every training job saves its full training state to <out>/jobs/<key>/state/ at the first epoch boundary at least this many minutes after its last save (petl run --state-every; default 10, 0 = every epoch, off = never) and when the sweep stops it; a re-run continues each stopped job from its state")
-    ("memory-budget", po::value(&a.memory_budget), "every training job keeps its training peak under SIZE (overrides the config's memory_budget; petl run --memory-budget: micro-batches, or a does_not_fit record); part of the training jobs' keys")
-    ("gpus-per-node", po::value(&a.gpus)->default_value(0), "> 0: training jobs run on cuda:<node-local rank % G> (run one rank per GPU)")
-    ("petl", po::value(&a.petl_bin)->default_value("/proc/self/exe"), "the petl binary the children run (default: this one)");
+  d.add_options()(
+      "config", po::value(&a.config_file)->required(),
+      "sweep config (YAML; positional): methods, tasks, seeds, grid, overrides (see config/sweeps/mini.yaml)")(
+      "dry-run", po::bool_switch(&a.dry_run),
+      "print the plan (cache builds first; key, method, task, seed, sets, depends_on, estimated cost, journal status) "
+      "and totals; run nothing, no MPI")("out", po::value(&a.out),
+                                         "output directory (overrides the config's `out`): results.jsonl (the "
+                                         "journal), jobs/<key>/, cache/<key>/, logs/<key>.log")(
+      "shard", po::value(&shard_text),
+      "I/N: run only the training jobs whose key hash (or whose feature cache's key hash) mod N == I, plus the cache "
+      "builds they need — one shard per Slurm array task; all shards share --out, each writes "
+      "results.shard-I-of-N.jsonl")(
+      "threads-per-rank", po::value(&threads),
+      "intra-op threads of every child (overrides the config's threads_per_rank; 0 = the rank's cores: its CPU "
+      "affinity shared among the node's ranks with the same affinity)")(
+      "job-timeout", po::value(&timeout),
+      "seconds a job may run (overrides job_timeout_s; 0 = no limit): then SIGTERM to its process group, SIGKILL 10 s "
+      "later, recorded failed")("retry-failed", po::bool_switch(&a.retry),
+                                "re-run jobs whose journal record is failed (also: config retry_failed: true)")(
+      "grace-s", po::value(&a.grace)->default_value(20),
+      "on SIGTERM/SIGUSR2/SIGINT: seconds between SIGTERM and SIGKILL to the running jobs")(
+      "state-every", po::value(&state_every),
+      "every training job saves its full training state to <out>/jobs/<key>/state/ at the first epoch boundary at "
+      "least this many minutes after its last save (petl run --state-every; default 10, 0 = every epoch, off = never) "
+      "and when the sweep stops it; a re-run continues each stopped job from its state")(
+      "memory-budget", po::value(&a.memory_budget),
+      "every training job keeps its training peak under SIZE (overrides the config's memory_budget; petl run "
+      "--memory-budget: micro-batches, or a does_not_fit record); part of the training jobs' keys")(
+      "gpus-per-node", po::value(&a.gpus)->default_value(0),
+      "> 0: training jobs run on cuda:<node-local rank % G> (run one rank per GPU)")(
+      "petl", po::value(&a.petl_bin)->default_value("/proc/self/exe"),
+      "the petl binary the children run (default: this one)");
   po::positional_options_description pos;
   pos.add("config", 1);
   po::variables_map vm;

@@ -31,19 +31,32 @@ struct Flag {
 template <typename S>
 Flag<S> value(std::string name, std::string default_text, std::string help,
               std::function<void(S&, const std::string&)> read, std::function<std::string(const S&)> write) {
-  return {std::move(name), Flag<S>::kValue, std::move(default_text), false, std::move(help), std::move(read),
+  return {std::move(name),
+          Flag<S>::kValue,
+          std::move(default_text),
+          false,
+          std::move(help),
+          std::move(read),
           [write](const S& s) { return std::vector<std::string>{write(s)}; }};
 }
 template <typename S>
 Flag<S> required(std::string name, std::string help, std::string S::*member) {
-  return {std::move(name), Flag<S>::kValue, "", true, std::move(help),
+  return {std::move(name),
+          Flag<S>::kValue,
+          "",
+          true,
+          std::move(help),
           [member](S& s, const std::string& v) { s.*member = v; },
           [member](const S& s) { return std::vector<std::string>{s.*member}; }};
 }
 // An optional text flag: written when not empty.
 template <typename S>
 Flag<S> text(std::string name, std::string help, std::string S::*member) {
-  return {std::move(name), Flag<S>::kValue, "", false, std::move(help),
+  return {std::move(name),
+          Flag<S>::kValue,
+          "",
+          false,
+          std::move(help),
           [member](S& s, const std::string& v) { s.*member = v; },
           [member](const S& s) {
             return (s.*member).empty() ? std::vector<std::string>{} : std::vector<std::string>{s.*member};
@@ -51,7 +64,11 @@ Flag<S> text(std::string name, std::string help, std::string S::*member) {
 }
 template <typename S>
 Flag<S> on_off(std::string name, std::string help, bool S::*member, bool when_given) {
-  return {std::move(name), Flag<S>::kSwitch, "", false, std::move(help),
+  return {std::move(name),
+          Flag<S>::kSwitch,
+          "",
+          false,
+          std::move(help),
           [member, when_given](S& s, const std::string&) { s.*member = when_given; },
           [member, when_given](const S& s) {
             return s.*member == when_given ? std::vector<std::string>{""} : std::vector<std::string>{};
@@ -85,10 +102,15 @@ int to_int(const std::string& text, const std::string& flag) {
 template <typename S>
 Flag<S> integer(std::string name, std::string help, int S::*member, int absent, std::string default_text = "") {
   const std::string flag = "--" + name;
-  return {std::move(name), Flag<S>::kValue, std::move(default_text), false, std::move(help),
+  return {std::move(name),
+          Flag<S>::kValue,
+          std::move(default_text),
+          false,
+          std::move(help),
           [member, flag](S& s, const std::string& v) { s.*member = to_int(v, flag); },
           [member, absent](const S& s) {
-            return s.*member == absent ? std::vector<std::string>{} : std::vector<std::string>{std::to_string(s.*member)};
+            return s.*member == absent ? std::vector<std::string>{}
+                                       : std::vector<std::string>{std::to_string(s.*member)};
           }};
 }
 
@@ -158,9 +180,10 @@ const std::vector<Flag<JobSpec>>& run_flags() {
       required<JobSpec>("task", "task folder name under --data-root (aliases like cifar100 accepted)", &JobSpec::task),
       required<JobSpec>("data-root", "root holding <task>/ folders in the VTAB-1k txt or json format",
                         &JobSpec::data_root),
-      text<JobSpec>("backbone",
-                    "pretrained backbone: Google ViT .npz or timm .safetensors (default: the embedded petl_vit_mini_p8_32)",
-                    &JobSpec::backbone_file),
+      text<JobSpec>(
+          "backbone",
+          "pretrained backbone: Google ViT .npz or timm .safetensors (default: the embedded petl_vit_mini_p8_32)",
+          &JobSpec::backbone_file),
       text<JobSpec>("arch",
                     "architecture (timm name, e.g. vit_base_patch16_224_in21k); without --backbone only for --dry-run",
                     &JobSpec::arch),
@@ -230,7 +253,8 @@ const std::vector<Flag<JobSpec>>& run_flags() {
           },
           [](const JobSpec& s) { return std::to_string(s.micro_batch); }),
       F{"memory-budget", F::kValue, "", false,
-        "keep the training peak under SIZE (e.g. 4G, 512M): the largest micro-batch predicted to fit (a memory model of "
+        "keep the training peak under SIZE (e.g. 4G, 512M): the largest micro-batch predicted to fit (a memory model "
+        "of "
         "this job fitted on probe steps of doubling size, checked by the meter on the first two steps, the "
         "micro-batch halved if one peaks above SIZE) is used; the record's memory_budget section holds the budget, "
         "the model, the prediction and the measured peak. A job that cannot fit even one image per chunk is recorded "
@@ -284,8 +308,7 @@ const std::vector<Flag<CacheBuildSpec>>& cache_build_flags() {
       text<S>("backbone", "pretrained backbone file (.npz or .safetensors; default: the embedded one)",
               &S::backbone_file),
       text<S>("arch", "architecture, when the backbone file does not say", &S::arch),
-      F{"taps", F::kValue, "", true,
-        "what to store: cls (final-norm cls token), kv (every block's K and V) or cls+kv",
+      F{"taps", F::kValue, "", true, "what to store: cls (final-norm cls token), kv (every block's K and V) or cls+kv",
         [](S& s, const std::string& v) { s.taps = CacheTaps::parse(v); },
         [](const S& s) { return std::vector<std::string>{s.taps.str()}; }},
       value<S>(

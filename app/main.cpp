@@ -1,7 +1,6 @@
 // petl — entry point: installs the memory meter, dispatches to a subcommand, turns user errors
 // into one clear line and exit status 2.
 #include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -9,6 +8,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <sys/prctl.h>
 
 #include "app/commands.h"
 #include "core/env.h"
@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
   // default (a short spin, core/threads.h) needs one re-exec with it set. Commands that compute.
   if (argc >= 2) {
     const std::string c = argv[1];
-    if (c == "run" || c == "bundle" || c == "eval" || c == "bench" || c == "demo" || c == "pretrain" || c == "cache" || c == "sweep")
+    if (c == "run" || c == "bundle" || c == "eval" || c == "bench" || c == "demo" || c == "pretrain" || c == "cache" ||
+        c == "sweep")
       petl::threads::apply_default_wait_policy(argv);
   }
   // A job a sweep rank started dies with that rank (e.g. mpirun killed with SIGKILL): no orphan
@@ -59,10 +60,12 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   petl::cli::Args args(argv + 2, argv + argc);
   const std::map<std::string, int (*)(const petl::cli::Args&)> table = {
-      {"list", petl::cli::cmd_list},   {"run", petl::cli::cmd_run},  {"bundle", petl::cli::cmd_bundle},         {"eval", petl::cli::cmd_eval},
-      {"suite", petl::cli::cmd_suite}, {"pretrain", petl::cli::cmd_pretrain}, {"bench", petl::cli::cmd_bench},
-      {"demo", petl::cli::cmd_demo},   {"report", petl::cli::cmd_report}, {"cache", petl::cli::cmd_cache},
-      {"sweep", petl::cli::cmd_sweep}, {"import-checkpoint", petl::cli::cmd_import_checkpoint}};
+      {"list", petl::cli::cmd_list},     {"run", petl::cli::cmd_run},
+      {"bundle", petl::cli::cmd_bundle}, {"eval", petl::cli::cmd_eval},
+      {"suite", petl::cli::cmd_suite},   {"pretrain", petl::cli::cmd_pretrain},
+      {"bench", petl::cli::cmd_bench},   {"demo", petl::cli::cmd_demo},
+      {"report", petl::cli::cmd_report}, {"cache", petl::cli::cmd_cache},
+      {"sweep", petl::cli::cmd_sweep},   {"import-checkpoint", petl::cli::cmd_import_checkpoint}};
   auto it = table.find(cmd);
   if (it == table.end()) {
     std::fprintf(stderr, "petl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);

@@ -5,7 +5,7 @@
 
 namespace petl {
 
-std::string git_commit();         // "abc1234" (+ "-dirty"), or "unknown" outside a git checkout
-std::string libtorch_version();   // e.g. "1.13.1"
+std::string git_commit();        // "abc1234" (+ "-dirty"), or "unknown" outside a git checkout
+std::string libtorch_version();  // e.g. "1.13.1"
 
 }  // namespace petl

@@ -33,7 +33,7 @@ std::string str_cat(const Args&... args) {
 }  // namespace petl
 
 #define PETL_FAIL(...) throw ::petl::Error(::petl::str_cat(__VA_ARGS__))
-#define PETL_CHECK(cond, ...) \
-  do {                        \
+#define PETL_CHECK(cond, ...)            \
+  do {                                   \
     if (!(cond)) PETL_FAIL(__VA_ARGS__); \
   } while (0)

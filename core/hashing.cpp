@@ -2,12 +2,11 @@
 // Files are streamed in 1 MiB chunks so large checkpoints never sit in memory twice.
 #include "core/hashing.h"
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <openssl/evp.h>
 #include <vector>
 
 #include "core/error.h"
@@ -27,8 +26,7 @@ struct FileCloser {
 MdCtx new_sha256_ctx() {
   MdCtx ctx(EVP_MD_CTX_new());
   PETL_CHECK(ctx != nullptr, "sha256: EVP_MD_CTX_new failed");
-  PETL_CHECK(EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1,
-             "sha256: EVP_DigestInit_ex failed");
+  PETL_CHECK(EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1, "sha256: EVP_DigestInit_ex failed");
   return ctx;
 }
 
@@ -62,8 +60,7 @@ std::string sha256_file(const std::string& path) {
   while (true) {
     size_t n = std::fread(buf.data(), 1, buf.size(), f.get());
     if (n > 0)
-      PETL_CHECK(EVP_DigestUpdate(ctx.get(), buf.data(), n) == 1,
-                 "sha256: EVP_DigestUpdate failed for '", path, "'");
+      PETL_CHECK(EVP_DigestUpdate(ctx.get(), buf.data(), n) == 1, "sha256: EVP_DigestUpdate failed for '", path, "'");
     if (n < buf.size()) {
       PETL_CHECK(!std::ferror(f.get()), "sha256: read error on file '", path, "'");
       break;

@@ -3,13 +3,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <sys/wait.h>
 
 #include "core/error.h"
 
@@ -96,8 +96,10 @@ std::optional<ExitStatus> poll(pid_t pid) {
     s.code = 255;
     return s;
   }
-  if (WIFSIGNALED(status)) s.signal = WTERMSIG(status);
-  else if (WIFEXITED(status)) s.code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status))
+    s.signal = WTERMSIG(status);
+  else if (WIFEXITED(status))
+    s.code = WEXITSTATUS(status);
   return s;
 }
 

@@ -2,11 +2,10 @@
 // LibTorch threads must not fork), stdin /dev/null, stdout and stderr into a log file, polled
 // without blocking. Torch-free. `petl demo` runs its parallel jobs as `petl run` children with it.
 #pragma once
-#include <sys/types.h>
-
 #include <map>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace petl::process {
@@ -18,7 +17,7 @@ struct SpawnOptions {
   bool append_log = false;                 // append to log_file instead of truncating it
   // Variables of this process's environment left out (prefixes: "OMPI_" drops OMPI_COMM_WORLD_RANK, ...).
   std::vector<std::string> drop_env_prefixes;
-  bool new_process_group = false;          // the child leads a group of its own (killpg reaches its children)
+  bool new_process_group = false;  // the child leads a group of its own (killpg reaches its children)
 };
 
 // Starts the child (in this process's process group unless new_process_group: a terminal's Ctrl-C

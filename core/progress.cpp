@@ -1,11 +1,11 @@
 #include "core/progress.h"
 
-#include "core/env.h"
-
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+
+#include "core/env.h"
 
 namespace petl {
 
@@ -58,9 +58,9 @@ void ProgressBar::draw(bool force) {
   int filled = int(frac * width);
   std::string bar(filled, '#');
   bar += std::string(width - filled, '.');
-  std::fprintf(stderr, "%s%s [%s] %3d%% %lld/%lld %.1f/s eta %.0fs %s%s", tty_ ? "\r" : "",
-               label_.c_str(), bar.c_str(), int(frac * 100), (long long)done, (long long)total_,
-               rate, eta, postfix_.c_str(), tty_ ? "\033[K" : "\n");
+  std::fprintf(stderr, "%s%s [%s] %3d%% %lld/%lld %.1f/s eta %.0fs %s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
+               int(frac * 100), (long long)done, (long long)total_, rate, eta, postfix_.c_str(),
+               tty_ ? "\033[K" : "\n");
   std::fflush(stderr);
 }
 

@@ -14,7 +14,7 @@ class ProgressBar {
  public:
   ProgressBar(std::string label, int64_t total, bool enabled = true);
   ~ProgressBar();
-  void add(int64_t n = 1);         // thread-safe
+  void add(int64_t n = 1);                 // thread-safe
   void set_postfix(const std::string& s);  // e.g. "loss 0.53"
   void finish();
 

@@ -1,9 +1,8 @@
 #include "core/stop.h"
 
 #include <signal.h>
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -80,10 +79,14 @@ void check() {
 
 std::string signal_name(int sig) {
   switch (sig) {
-    case SIGTERM: return "SIGTERM";
-    case SIGUSR2: return "SIGUSR2";
-    case SIGINT: return "SIGINT";
-    default: return "signal " + std::to_string(sig);
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGUSR2:
+      return "SIGUSR2";
+    case SIGINT:
+      return "SIGINT";
+    default:
+      return "signal " + std::to_string(sig);
   }
 }
 

@@ -35,8 +35,8 @@ class Scope {
   bool enabled_;
 };
 
-int requested();       // the signal that asked for a stop, 0 when none
-void check();          // throws Stopped when requested() != 0
+int requested();                   // the signal that asked for a stop, 0 when none
+void check();                      // throws Stopped when requested() != 0
 std::string signal_name(int sig);  // "SIGTERM", ...
 // Restores the default action of `sig` and raises it (the process ends as if petl had no handler).
 [[noreturn]] void die(int sig);

@@ -43,7 +43,7 @@ struct CsvTable {
   std::string file;
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
-  std::vector<int> line_numbers;  // of each row in the file (1-based)
+  std::vector<int> line_numbers;              // of each row in the file (1-based)
   int column(const std::string& name) const;  // index, or -1
   std::string where(size_t row) const { return file + ":" + std::to_string(line_numbers.at(row)); }
 };

@@ -51,11 +51,11 @@ struct WaitPolicy {
 WaitPolicy wait_policy();
 
 struct ThreadChoice {
-  int threads = 1;          // intra-op threads to use
-  int cores = 1;            // CPUs in the affinity mask
-  double free_cores = -1;   // measured free cores; -1 when not measured
-  std::string chosen_by;    // "--threads", "OMP_NUM_THREADS", "free cores", "one core", or the
-                            // caller's description (PETL_THREADS_BY, set by `petl demo` for its workers)
+  int threads = 1;         // intra-op threads to use
+  int cores = 1;           // CPUs in the affinity mask
+  double free_cores = -1;  // measured free cores; -1 when not measured
+  std::string chosen_by;   // "--threads", "OMP_NUM_THREADS", "free cores", "one core", or the
+                           // caller's description (PETL_THREADS_BY, set by `petl demo` for its workers)
 };
 
 // requested > 0: that many (chosen_by "--threads", or PETL_THREADS_BY when set). 0: as described

@@ -1,14 +1,11 @@
-// Image decoding (PNG through Debian's compiled stb, JPEG through libjpeg-turbo as Pillow does), Pillow-exact bicubic resizing and
-// the docs/spec/vtab1k.md normalisation profiles. The resize follows Pillow's src/libImaging/Resample.c
+// Image decoding (PNG through Debian's compiled stb, JPEG through libjpeg-turbo as Pillow does), Pillow-exact bicubic
+// resizing and the docs/spec/vtab1k.md normalisation profiles. The resize follows Pillow's src/libImaging/Resample.c
 // (precompute_coeffs, normalize_coeffs_8bpc, ImagingResampleHorizontal/Vertical_8bpc and the
 // pass selection of ImagingResampleInner) so results are bit-identical to
 // Image.resize((w, h), Image.BICUBIC) on 8-bit L/RGB images.
 #include "datasets/image.h"
 
-#include <csetjmp>
-#include <cstdio>
 #include <jpeglib.h>
-
 #include <stb_image.h>
 #include <stb_image_write.h>
 
@@ -16,6 +13,8 @@
 #include <cerrno>
 #include <climits>
 #include <cmath>
+#include <csetjmp>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -58,8 +57,8 @@ inline uint8_t clip8(int32_t in) {
 // Per output position: first input index, number of taps, and ksize fixed-point taps.
 struct Coeffs {
   int ksize = 0;
-  std::vector<int> bounds;     // 2 per output: xmin, xmax (count)
-  std::vector<int32_t> taps;   // out_size * ksize, already normalised to kPrecisionBits
+  std::vector<int> bounds;    // 2 per output: xmin, xmax (count)
+  std::vector<int32_t> taps;  // out_size * ksize, already normalised to kPrecisionBits
 };
 
 // precompute_coeffs + normalize_coeffs_8bpc for the box [in0, in1) of an axis of in_size.
@@ -226,8 +225,7 @@ Image8 decode_image_memory(const uint8_t* data, size_t size, const std::string& 
   PETL_CHECK(size > 0, "cannot decode image ", name_for_errors, ": empty file");
   if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
     return decode_jpeg(data, size, name_for_errors);
-  PETL_CHECK(size <= size_t(INT_MAX), "cannot decode image ", name_for_errors, ": file too large (",
-             size, " bytes)");
+  PETL_CHECK(size <= size_t(INT_MAX), "cannot decode image ", name_for_errors, ": file too large (", size, " bytes)");
   const int len = static_cast<int>(size);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
@@ -265,14 +263,12 @@ Image8 decode_image_file(const std::string& path) {
 // ------------------------------------------------------------------ resizing
 
 Image8 resize_bicubic_pil(const Image8& src, int out_w, int out_h) {
-  PETL_CHECK(src.width > 0 && src.height > 0 && src.channels > 0,
-             "resize_bicubic_pil: empty source image (", src.width, "x", src.height, "x",
-             src.channels, ")");
+  PETL_CHECK(src.width > 0 && src.height > 0 && src.channels > 0, "resize_bicubic_pil: empty source image (", src.width,
+             "x", src.height, "x", src.channels, ")");
   PETL_CHECK(src.pixels.size() == size_t(src.width) * src.height * src.channels,
              "resize_bicubic_pil: pixel buffer holds ", src.pixels.size(), " bytes, expected ",
              size_t(src.width) * src.height * src.channels);
-  PETL_CHECK(out_w > 0 && out_h > 0, "resize_bicubic_pil: output size must be positive, got ",
-             out_w, "x", out_h);
+  PETL_CHECK(out_w > 0 && out_h > 0, "resize_bicubic_pil: output size must be positive, got ", out_w, "x", out_h);
   // Image.resize returns a copy when the size is unchanged and the box is the whole image.
   if (out_w == src.width && out_h == src.height) return src;
 
@@ -310,16 +306,18 @@ Normalisation parse_normalisation(const std::string& name) {
 
 std::string to_string(Normalisation n) {
   switch (n) {
-    case Normalisation::imagenet: return "imagenet";
-    case Normalisation::inception: return "inception";
-    case Normalisation::none: return "none";
+    case Normalisation::imagenet:
+      return "imagenet";
+    case Normalisation::inception:
+      return "inception";
+    case Normalisation::none:
+      return "none";
   }
   return "?";
 }
 
 void to_normalised_chw(const Image8& rgb, Normalisation norm, float* out) {
-  PETL_CHECK(rgb.channels == 3, "to_normalised_chw: expected an RGB image, got ", rgb.channels,
-             " channel(s)");
+  PETL_CHECK(rgb.channels == 3, "to_normalised_chw: expected an RGB image, got ", rgb.channels, " channel(s)");
   PETL_CHECK(rgb.pixels.size() == size_t(rgb.width) * rgb.height * 3,
              "to_normalised_chw: pixel buffer size does not match ", rgb.width, "x", rgb.height);
   // float32 arithmetic in torchvision's order: ToTensor (x / 255), Normalize ((x - mean) / std).
@@ -338,8 +336,7 @@ void to_normalised_chw(const Image8& rgb, Normalisation norm, float* out) {
     if (norm == Normalisation::none) {
       for (size_t i = 0; i < plane; ++i) dst[i] = float(rgb.pixels[i * 3 + c]) / 255.0f;
     } else {
-      for (size_t i = 0; i < plane; ++i)
-        dst[i] = (float(rgb.pixels[i * 3 + c]) / 255.0f - mean[c]) / stdev[c];
+      for (size_t i = 0; i < plane; ++i) dst[i] = (float(rgb.pixels[i * 3 + c]) / 255.0f - mean[c]) / stdev[c];
     }
   }
 }
@@ -347,13 +344,11 @@ void to_normalised_chw(const Image8& rgb, Normalisation norm, float* out) {
 // ------------------------------------------------------------------ writing
 
 void write_png(const std::string& path, const Image8& img) {
-  PETL_CHECK(img.channels == 1 || img.channels == 3, "write_png ", path,
-             ": expected 1 or 3 channels, got ", img.channels);
-  PETL_CHECK(img.width > 0 && img.height > 0 &&
-                 img.pixels.size() == size_t(img.width) * img.height * img.channels,
+  PETL_CHECK(img.channels == 1 || img.channels == 3, "write_png ", path, ": expected 1 or 3 channels, got ",
+             img.channels);
+  PETL_CHECK(img.width > 0 && img.height > 0 && img.pixels.size() == size_t(img.width) * img.height * img.channels,
              "write_png ", path, ": bad image ", img.width, "x", img.height, "x", img.channels);
-  if (!stbi_write_png(path.c_str(), img.width, img.height, img.channels, img.pixels.data(),
-                      img.width * img.channels))
+  if (!stbi_write_png(path.c_str(), img.width, img.height, img.channels, img.pixels.data(), img.width * img.channels))
     PETL_FAIL("write_png: cannot write ", path, ": ", std::strerror(errno));
 }
 

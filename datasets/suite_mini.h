@@ -35,15 +35,14 @@ void build_mini_suite(const std::string& out_dir, const SuiteOptions& opts = {})
 // One rendered or real sample with every attribute the generator knows (e.g. "class",
 // "x_bin", "y_bin", "orientation_bin", "count", "shape", "nearest_distance_bin").
 struct SceneSample {
-  Image8 image;                          // RGB
+  Image8 image;  // RGB
   std::map<std::string, int> attributes;
 };
 
 // Upstream data for pretraining, disjoint from every downstream split: Fashion-MNIST training
 // images whose indices the suite never uses, and procedural scenes drawn from seeds the suite
 // never uses. `index` selects the sample deterministically.
-SceneSample upstream_sample(const std::string& generator, uint64_t index,
-                            const SuiteOptions& opts = {});
+SceneSample upstream_sample(const std::string& generator, uint64_t index, const SuiteOptions& opts = {});
 // Names accepted by upstream_sample ("fashion", "sprites", "objects").
 const std::vector<std::string>& upstream_generators();
 

@@ -33,12 +33,24 @@ struct TaskEntry {
 };
 // docs/spec/vtab1k.md, table order: natural (7), specialized (4), structured (8).
 constexpr TaskEntry kTasks[] = {
-    {"cifar", 100},          {"caltech101", 102},   {"dtd", 47},
-    {"oxford_flowers102", 102}, {"oxford_iiit_pet", 37}, {"svhn", 10},
-    {"sun397", 397},         {"patch_camelyon", 2}, {"eurosat", 10},
-    {"resisc45", 45},        {"diabetic_retinopathy", 5}, {"clevr_count", 8},
-    {"clevr_dist", 6},       {"dmlab", 6},          {"kitti", 4},
-    {"dsprites_loc", 16},    {"dsprites_ori", 16},  {"smallnorb_azi", 18},
+    {"cifar", 100},
+    {"caltech101", 102},
+    {"dtd", 47},
+    {"oxford_flowers102", 102},
+    {"oxford_iiit_pet", 37},
+    {"svhn", 10},
+    {"sun397", 397},
+    {"patch_camelyon", 2},
+    {"eurosat", 10},
+    {"resisc45", 45},
+    {"diabetic_retinopathy", 5},
+    {"clevr_count", 8},
+    {"clevr_dist", 6},
+    {"dmlab", 6},
+    {"kitti", 4},
+    {"dsprites_loc", 16},
+    {"dsprites_ori", 16},
+    {"smallnorb_azi", 18},
     {"smallnorb_ele", 9},
 };
 
@@ -91,8 +103,7 @@ std::string detect_format(const fs::path& dir) {
   std::error_code ec;
   for (const char* split : kSplits)
     if (fs::is_regular_file(dir / (std::string(split) + ".txt"), ec)) return "txt";
-  if (fs::is_regular_file(dir / "train800val200.json", ec) || fs::is_regular_file(dir / "test.json", ec))
-    return "json";
+  if (fs::is_regular_file(dir / "train800val200.json", ec) || fs::is_regular_file(dir / "test.json", ec)) return "json";
   return "";
 }
 
@@ -123,13 +134,11 @@ TaskInfo make_task_info(const fs::path& dir, const std::string& name, const std:
              j.type_name());
   if (j.contains("num_classes")) {
     const auto& c = j["num_classes"];
-    PETL_CHECK(c.is_number_integer() && c.get<int64_t>() > 0 &&
-                   c.get<int64_t>() <= std::numeric_limits<int>::max(),
+    PETL_CHECK(c.is_number_integer() && c.get<int64_t>() > 0 && c.get<int64_t>() <= std::numeric_limits<int>::max(),
                meta.string(), ": num_classes must be a positive integer, got ", c.dump());
     const int declared = c.get<int>();
-    PETL_CHECK(info.num_classes < 0 || info.num_classes == declared, "class-count mismatch: ",
-               meta.string(), " says num_classes = ", declared, " but VTAB-1k task '", name,
-               "' has ", info.num_classes, " classes");
+    PETL_CHECK(info.num_classes < 0 || info.num_classes == declared, "class-count mismatch: ", meta.string(),
+               " says num_classes = ", declared, " but VTAB-1k task '", name, "' has ", info.num_classes, " classes");
     info.num_classes = declared;
   }
   if (j.contains("description")) {
@@ -167,8 +176,8 @@ bool parse_int64(const std::string& s, int64_t* out) {
 
 void check_label(int64_t label, int num_classes, const std::string& loc, const std::string& content) {
   PETL_CHECK(label >= 0, loc, ": negative label ", label, " in '", content, "'");
-  PETL_CHECK(num_classes <= 0 || label < num_classes, loc, ": label ", label, " out of range [0, ",
-             num_classes, ") in '", content, "'");
+  PETL_CHECK(num_classes <= 0 || label < num_classes, loc, ": label ", label, " out of range [0, ", num_classes,
+             ") in '", content, "'");
 }
 
 std::vector<Sample> parse_txt(const TaskInfo& task, const std::string& file, const std::string& text) {
@@ -181,8 +190,7 @@ std::vector<Sample> parse_txt(const TaskInfo& task, const std::string& file, con
     std::string line = text.substr(pos, eol - pos);
     pos = eol + 1;
     ++line_no;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
-      line.pop_back();
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
     if (line.empty()) continue;
 
     const std::string loc = str_cat(file, ":", line_no);
@@ -192,8 +200,7 @@ std::vector<Sample> parse_txt(const TaskInfo& task, const std::string& file, con
     const std::string& rel = fields[0];
     const std::string& token = fields[1];
     Sample s;
-    PETL_CHECK(parse_int64(token, &s.label), loc, ": label '", token, "' is not an integer in '",
-               line, "'");
+    PETL_CHECK(parse_int64(token, &s.label), loc, ": label '", token, "' is not an integer in '", line, "'");
     check_label(s.label, task.num_classes, loc, line);
     s.rel_path = rel;
     s.abs_path = (fs::path(task.dir) / rel).string();
@@ -211,15 +218,14 @@ std::vector<Sample> parse_json(const TaskInfo& task, const std::string& file, co
   } catch (const nlohmann::json::exception& e) {
     PETL_FAIL(file, ": invalid JSON: ", e.what());
   }
-  PETL_CHECK(j.is_array(), file, ": expected a JSON list of {\"<relpath>\": label} objects, got ",
-             j.type_name());
+  PETL_CHECK(j.is_array(), file, ": expected a JSON list of {\"<relpath>\": label} objects, got ", j.type_name());
   std::vector<Sample> out;
   out.reserve(j.size());
   for (size_t i = 0; i < j.size(); ++i) {
     const auto& el = j[i];
     const std::string loc = str_cat(file, "[", i, "]");
-    PETL_CHECK(el.is_object() && el.size() == 1, loc,
-               ": expected a one-key object {\"<relpath>\": label}, got ", el.dump());
+    PETL_CHECK(el.is_object() && el.size() == 1, loc, ": expected a one-key object {\"<relpath>\": label}, got ",
+               el.dump());
     const std::string rel = el.begin().key();
     const auto& v = el.begin().value();
     const std::string content = el.dump();
@@ -227,8 +233,7 @@ std::vector<Sample> parse_json(const TaskInfo& task, const std::string& file, co
     Sample s;
     if (v.is_number_unsigned()) {
       const uint64_t u = v.get<uint64_t>();
-      s.label = u > uint64_t(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max()
-                                                                  : int64_t(u);
+      s.label = u > uint64_t(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max() : int64_t(u);
     } else if (v.is_number_integer()) {
       s.label = v.get<int64_t>();
     } else {
@@ -325,24 +330,22 @@ std::vector<TaskInfo> list_tasks(const std::string& root) {
     if (format.empty()) continue;
     out.push_back(make_task_info(dir, canonical_task_name(dir.filename().string()), format));
   }
-  std::sort(out.begin(), out.end(), [](const TaskInfo& a, const TaskInfo& b) {
-    return a.name != b.name ? a.name < b.name : a.dir < b.dir;
-  });
+  std::sort(out.begin(), out.end(),
+            [](const TaskInfo& a, const TaskInfo& b) { return a.name != b.name ? a.name < b.name : a.dir < b.dir; });
   return out;
 }
 
 // ------------------------------------------------------------------ lists
 
 std::vector<Sample> read_split(const TaskInfo& task, const std::string& split) {
-  PETL_CHECK(std::find(std::begin(kSplits), std::end(kSplits), split) != std::end(kSplits),
-             "unknown split '", split, "': expected train800, val200, train800val200 or test");
-  PETL_CHECK(task.format == "txt" || task.format == "json", "task '", task.name,
-             "': unknown list format '", task.format, "' (expected txt or json)");
+  PETL_CHECK(std::find(std::begin(kSplits), std::end(kSplits), split) != std::end(kSplits), "unknown split '", split,
+             "': expected train800, val200, train800val200 or test");
+  PETL_CHECK(task.format == "txt" || task.format == "json", "task '", task.name, "': unknown list format '",
+             task.format, "' (expected txt or json)");
   const std::string file = list_path(task, split);
   std::error_code ec;
-  PETL_CHECK(fs::is_regular_file(file, ec), "missing list file ", file, " for task '", task.name,
-             "' (", task.format, " format",
-             task.format == "json" ? ", which has only train800val200 and test)" : ")");
+  PETL_CHECK(fs::is_regular_file(file, ec), "missing list file ", file, " for task '", task.name, "' (", task.format,
+             " format", task.format == "json" ? ", which has only train800val200 and test)" : ")");
   const std::string text = read_text_file(file);
   auto samples = task.format == "txt" ? parse_txt(task, file, text) : parse_json(task, file, text);
   PETL_CHECK(!samples.empty(), "list file ", file, " of task '", task.name, "' lists no sample (an empty ", split,
@@ -352,7 +355,9 @@ std::vector<Sample> read_split(const TaskInfo& task, const std::string& split) {
 
 // ------------------------------------------------------------------ loading
 
-int64_t count_samples(const TaskInfo& task, const std::string& split) { return int64_t(read_split(task, split).size()); }
+int64_t count_samples(const TaskInfo& task, const std::string& split) {
+  return int64_t(read_split(task, split).size());
+}
 
 LoadedSplit load_split(const TaskInfo& task, const std::string& split, const LoadOptions& opts) {
   PETL_CHECK(opts.image_size > 0, "load_split: image_size must be positive, got ", opts.image_size);
@@ -411,14 +416,12 @@ LoadedSplit load_split(const TaskInfo& task, const std::string& split, const Loa
     const Sample& smp = samples[size_t(i)];
     if (!ok[size_t(i)]) {
       if (errors[size_t(i)].empty()) continue;  // never claimed (only after an abort)
-      if (!opts.skip_bad)
-        PETL_FAIL("cannot load sample ", where(smp), " ", smp.rel_path, ": ", errors[size_t(i)]);
+      if (!opts.skip_bad) PETL_FAIL("cannot load sample ", where(smp), " ", smp.rel_path, ": ", errors[size_t(i)]);
       out.skipped.push_back(str_cat(where(smp), " ", smp.rel_path, ": ", errors[size_t(i)]));
       continue;
     }
     if (kept != i)
-      std::copy_n(out.pixels.data() + size_t(i) * per_image, per_image,
-                  out.pixels.data() + size_t(kept) * per_image);
+      std::copy_n(out.pixels.data() + size_t(i) * per_image, per_image, out.pixels.data() + size_t(kept) * per_image);
     out.labels.push_back(smp.label);
     out.rel_paths.push_back(smp.rel_path);
     ++kept;

@@ -33,8 +33,8 @@ TaskInfo find_task(const std::string& root, const std::string& task);
 std::vector<TaskInfo> list_tasks(const std::string& root);
 
 struct Sample {
-  std::string rel_path;   // as written in the list
-  std::string abs_path;   // resolved image path
+  std::string rel_path;  // as written in the list
+  std::string abs_path;  // resolved image path
   int64_t label = -1;
   std::string list_file;  // the list it came from
   int line = 0;           // 1-based line (txt) or element index + 1 (json)
@@ -46,13 +46,13 @@ struct Sample {
 std::vector<Sample> read_split(const TaskInfo& task, const std::string& split);
 
 struct LoadOptions {
-  int image_size = 224;                       // output S×S (PIL bicubic resize)
+  int image_size = 224;  // output S×S (PIL bicubic resize)
   Normalisation norm = Normalisation::imagenet;
-  int threads = 0;                            // decode threads; 0 = hardware concurrency
-  bool skip_bad = false;                      // skip missing/undecodable images instead of failing
-  bool progress = true;                       // progress bar on stderr
-  int64_t limit = -1;                         // load only the first `limit` samples (tests)
-  int64_t offset = 0;                         // skip the first `offset` samples (chunked loading)
+  int threads = 0;        // decode threads; 0 = hardware concurrency
+  bool skip_bad = false;  // skip missing/undecodable images instead of failing
+  bool progress = true;   // progress bar on stderr
+  int64_t limit = -1;     // load only the first `limit` samples (tests)
+  int64_t offset = 0;     // skip the first `offset` samples (chunked loading)
 };
 
 struct LoadedSplit {

@@ -1,8 +1,6 @@
 #include "io/journal.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <sys/file.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/system.h"
@@ -110,8 +110,10 @@ int64_t cut_torn_tail_locked(int fd, const std::string& path, const std::string&
   PETL_CHECK(::ftruncate(fd, off_t(good)) == 0, "cannot cut the torn last line of ", what, " '", path, "' at byte ",
              good, ": ", std::strerror(errno));
   ::fsync(fd);
-  std::fprintf(stderr, "[petl] warning: %s '%s': cut a torn last line (bytes %lld..%lld, a writer was killed "
-               "mid-write)\n", what.c_str(), path.c_str(), (long long)good, (long long)size);
+  std::fprintf(stderr,
+               "[petl] warning: %s '%s': cut a torn last line (bytes %lld..%lld, a writer was killed "
+               "mid-write)\n",
+               what.c_str(), path.c_str(), (long long)good, (long long)size);
   return good;
 }
 
@@ -144,10 +146,9 @@ void append_json_line(const std::string& path, const json& record, const std::st
     // A full disk or a file-size limit: leave no fragment behind.
     const bool cut = ::ftruncate(f.fd, off_t(size)) == 0;
     ::fsync(f.fd);
-    PETL_FAIL("short write to ", what, " '", path, "' (", w < 0 ? 0 : w, " of ", line.size(), " bytes: ",
-              w < 0 ? std::strerror(err) : "disk full or file too large", "); ",
-              cut ? "the partial line was removed, the file is as before"
-                  : "could not remove the partial line");
+    PETL_FAIL("short write to ", what, " '", path, "' (", w < 0 ? 0 : w, " of ", line.size(),
+              " bytes: ", w < 0 ? std::strerror(err) : "disk full or file too large", "); ",
+              cut ? "the partial line was removed, the file is as before" : "could not remove the partial line");
   }
   PETL_CHECK(::fsync(f.fd) == 0, "fsync of ", what, " '", path, "' failed: ", std::strerror(errno));
 }

@@ -4,7 +4,6 @@
 #include "io/tensor_file.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
 
@@ -18,6 +17,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sys/stat.h>
 #include <utility>
 
 #include "core/error.h"
@@ -104,8 +104,7 @@ std::vector<uint8_t> read_whole_file(const std::string& path, const char* format
     ~FdCloser() { ::close(fd); }
   } closer{fd};
   struct stat st {};
-  PETL_CHECK(::fstat(fd, &st) == 0, format, " file '", path,
-             "': fstat failed: ", std::strerror(errno));
+  PETL_CHECK(::fstat(fd, &st) == 0, format, " file '", path, "': fstat failed: ", std::strerror(errno));
   PETL_CHECK(S_ISREG(st.st_mode), format, " file '", path, "': not a regular file");
   std::vector<uint8_t> buf(static_cast<size_t>(st.st_size));
   size_t done = 0;
@@ -124,8 +123,7 @@ void write_file_atomic(const std::string& path, const char* format,
                        const std::vector<std::pair<const void*, size_t>>& pieces) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  PETL_CHECK(f != nullptr, format, " file '", path, "': cannot create '", tmp,
-             "': ", std::strerror(errno));
+  PETL_CHECK(f != nullptr, format, " file '", path, "': cannot create '", tmp, "': ", std::strerror(errno));
   bool ok = true;
   for (const auto& [ptr, size] : pieces)
     if (size > 0 && std::fwrite(ptr, 1, size, f) != size) ok = false;
@@ -172,12 +170,11 @@ class PyLiteralParser {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    PETL_FAIL(name_, ": cannot parse header \"", printable(text_), "\": ", what, " at offset ",
-              pos_);
+    PETL_FAIL(name_, ": cannot parse header \"", printable(text_), "\": ", what, " at offset ", pos_);
   }
   void skip_ws() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
-                                   text_[pos_] == '\r' || text_[pos_] == '\n'))
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\r' || text_[pos_] == '\n'))
       ++pos_;
   }
   char peek() {
@@ -235,8 +232,7 @@ class PyLiteralParser {
     } else if (consume_word("None")) {
       v.kind = PyValue::Kind::none;
     } else {
-      fail(c == '\0' ? "unexpected end of header"
-                     : std::string("unexpected character '") + c + "'");
+      fail(c == '\0' ? "unexpected end of header" : std::string("unexpected character '") + c + "'");
     }
     --depth_;
     return v;
@@ -246,9 +242,7 @@ class PyLiteralParser {
     const size_t n = std::strlen(word);
     if (text_.compare(pos_, n, word) != 0) return false;
     const size_t end = pos_ + n;
-    if (end < text_.size() &&
-        (std::isalnum(static_cast<unsigned char>(text_[end])) || text_[end] == '_'))
-      return false;
+    if (end < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[end])) || text_[end] == '_')) return false;
     pos_ = end;
     return true;
   }
@@ -277,12 +271,10 @@ class PyLiteralParser {
       negative = true;
       ++pos_;
     }
-    if (pos_ >= text_.size() || !std::isdigit(static_cast<unsigned char>(text_[pos_])))
-      fail("expected digits");
+    if (pos_ >= text_.size() || !std::isdigit(static_cast<unsigned char>(text_[pos_]))) fail("expected digits");
     uint64_t v = 0;
     while (pos_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[pos_]))) {
-      if (__builtin_mul_overflow(v, uint64_t{10}, &v) ||
-          __builtin_add_overflow(v, uint64_t(text_[pos_] - '0'), &v) ||
+      if (__builtin_mul_overflow(v, uint64_t{10}, &v) || __builtin_add_overflow(v, uint64_t(text_[pos_] - '0'), &v) ||
           v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         fail("integer too large");
       ++pos_;
@@ -316,8 +308,8 @@ DType npy_dtype_from_descr(const std::string& descr, const std::string& name) {
 }
 
 // Copies a Fortran-order (column-major) buffer into C order.
-std::vector<uint8_t> fortran_to_c_order(const uint8_t* src, const std::vector<int64_t>& shape,
-                                        size_t item_size, size_t nbytes) {
+std::vector<uint8_t> fortran_to_c_order(const uint8_t* src, const std::vector<int64_t>& shape, size_t item_size,
+                                        size_t nbytes) {
   std::vector<uint8_t> dst(nbytes);
   const size_t ndim = shape.size();
   if (ndim <= 1 || nbytes == 0) {
@@ -349,8 +341,7 @@ std::vector<uint8_t> fortran_to_c_order(const uint8_t* src, const std::vector<in
 
 std::string npy_header_dict(const RawTensor& t) {
   const DTypeInfo& info = info_of(t.dtype);
-  PETL_CHECK(info.npy_code != nullptr, "npy: dtype ", info.safetensors_name,
-             " has no numpy equivalent");
+  PETL_CHECK(info.npy_code != nullptr, "npy: dtype ", info.safetensors_name, " has no numpy equivalent");
   std::string descr = std::string(info.size == 1 ? "|" : "<") + info.npy_code;
   std::string shape = "(";
   for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
@@ -389,8 +380,8 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
   PETL_CHECK(file.size() >= 8, where, ": file too small (", file.size(),
              " bytes; expected at least the 8-byte header size)");
   const uint64_t header_size = read_u64_le(file.data());
-  PETL_CHECK(header_size <= file.size() - 8, where, ": header size ", header_size,
-             " exceeds the file (", file.size(), " bytes; truncated or not a safetensors file)");
+  PETL_CHECK(header_size <= file.size() - 8, where, ": header size ", header_size, " exceeds the file (", file.size(),
+             " bytes; truncated or not a safetensors file)");
   const uint8_t* data = file.data() + 8 + header_size;
   const uint64_t data_size = file.size() - 8 - header_size;
 
@@ -409,8 +400,8 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
     if (key == "__metadata__") {
       PETL_CHECK(entry.is_object(), where, ": key '__metadata__' is not an object");
       for (const auto& [mkey, mval] : entry.items()) {
-        PETL_CHECK(mval.is_string(), where, ": __metadata__ key '", mkey,
-                   "' is not a string (found ", mval.dump(), ")");
+        PETL_CHECK(mval.is_string(), where, ": __metadata__ key '", mkey, "' is not a string (found ", mval.dump(),
+                   ")");
         if (metadata) (*metadata)[mkey] = mval.get<std::string>();
       }
       continue;
@@ -434,25 +425,21 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
     RawTensor t;
     t.dtype = info->dtype;
     for (const json& d : jshape) {
-      PETL_CHECK(d.is_number_unsigned() &&
-                     d.get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max()),
-                 at, ": shape ", jshape.dump(), " has an entry that is not a non-negative integer");
+      PETL_CHECK(d.is_number_unsigned() && d.get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max()), at,
+                 ": shape ", jshape.dump(), " has an entry that is not a non-negative integer");
       t.shape.push_back(static_cast<int64_t>(d.get<uint64_t>()));
     }
     uint64_t nbytes = 0;
-    PETL_CHECK(checked_nbytes(t.shape, info->size, &nbytes), at, ": shape ", jshape.dump(),
-               " is too large");
+    PETL_CHECK(checked_nbytes(t.shape, info->size, &nbytes), at, ": shape ", jshape.dump(), " is too large");
 
     const json& joff = entry["data_offsets"];
-    PETL_CHECK(joff.is_array() && joff.size() == 2 && joff[0].is_number_unsigned() &&
-                   joff[1].is_number_unsigned(),
-               at, ": data_offsets ", joff.dump(), " is not a pair of non-negative integers");
+    PETL_CHECK(joff.is_array() && joff.size() == 2 && joff[0].is_number_unsigned() && joff[1].is_number_unsigned(), at,
+               ": data_offsets ", joff.dump(), " is not a pair of non-negative integers");
     const uint64_t begin = joff[0].get<uint64_t>(), end = joff[1].get<uint64_t>();
     PETL_CHECK(begin <= end && end <= data_size, at, ": data_offsets [", begin, ", ", end,
                "] out of range (data section has ", data_size, " bytes; file truncated?)");
-    PETL_CHECK(end - begin == nbytes, at, ": data_offsets [", begin, ", ", end, "] span ",
-               end - begin, " bytes but dtype ", dtype_str, " shape ", jshape.dump(), " needs ",
-               nbytes, " bytes");
+    PETL_CHECK(end - begin == nbytes, at, ": data_offsets [", begin, ", ", end, "] span ", end - begin,
+               " bytes but dtype ", dtype_str, " shape ", jshape.dump(), " needs ", nbytes, " bytes");
 
     t.data.assign(data + begin, data + end);
     ranges.push_back({{begin, end}, key});
@@ -463,10 +450,9 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
   const std::pair<std::pair<uint64_t, uint64_t>, std::string>* prev = nullptr;
   for (const auto& r : ranges) {
     if (r.first.first == r.first.second) continue;  // empty tensors occupy no bytes
-    PETL_CHECK(prev == nullptr || prev->first.second <= r.first.first, where, ": tensor '",
-               r.second, "' data_offsets [", r.first.first, ", ", r.first.second,
-               "] overlap tensor '", prev->second, "' [", prev->first.first, ", ",
-               prev->first.second, "]");
+    PETL_CHECK(prev == nullptr || prev->first.second <= r.first.first, where, ": tensor '", r.second,
+               "' data_offsets [", r.first.first, ", ", r.first.second, "] overlap tensor '", prev->second, "' [",
+               prev->first.first, ", ", prev->first.second, "]");
     prev = &r;
   }
   return tensors;
@@ -479,8 +465,8 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
   const uint64_t file_size = uint64_t(in.tellg());
   uint8_t size_bytes[8];
   in.seekg(0);
-  PETL_CHECK(file_size >= 8 && in.read(reinterpret_cast<char*>(size_bytes), 8), where, ": file too small (",
-             file_size, " bytes; expected at least the 8-byte header size)");
+  PETL_CHECK(file_size >= 8 && in.read(reinterpret_cast<char*>(size_bytes), 8), where, ": file too small (", file_size,
+             " bytes; expected at least the 8-byte header size)");
   const uint64_t header_size = read_u64_le(size_bytes);
   PETL_CHECK(header_size <= file_size - 8, where, ": header size ", header_size, " exceeds the file (", file_size,
              " bytes; truncated or not a safetensors file)");
@@ -523,14 +509,11 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
     const RawTensor& t = kv->second;
     PETL_CHECK(name != "__metadata__", where, ": '__metadata__' cannot be a tensor name");
     uint64_t nbytes = 0;
-    PETL_CHECK(checked_nbytes(t.shape, dtype_size(t.dtype), &nbytes), where, ": tensor '", name,
-               "': invalid shape ", shape_str(t.shape));
-    PETL_CHECK(t.data.size() == nbytes, where, ": tensor '", name, "': has ", t.data.size(),
-               " data bytes but dtype ", dtype_name(t.dtype), " shape ", shape_str(t.shape),
-               " needs ", nbytes);
-    header[name] = {{"dtype", dtype_name(t.dtype)},
-                    {"shape", t.shape},
-                    {"data_offsets", {offset, offset + nbytes}}};
+    PETL_CHECK(checked_nbytes(t.shape, dtype_size(t.dtype), &nbytes), where, ": tensor '", name, "': invalid shape ",
+               shape_str(t.shape));
+    PETL_CHECK(t.data.size() == nbytes, where, ": tensor '", name, "': has ", t.data.size(), " data bytes but dtype ",
+               dtype_name(t.dtype), " shape ", shape_str(t.shape), " needs ", nbytes);
+    header[name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
     pieces.emplace_back(t.data.data(), t.data.size());
   }
@@ -570,8 +553,8 @@ RawTensor parse_npy(const uint8_t* data, size_t size, const std::string& name_fo
   } else {
     PETL_FAIL(name, ": unsupported format version ", major, ".", minor);
   }
-  PETL_CHECK(header_len <= size - header_start, name, ": header length ", header_len,
-             " exceeds the ", size, "-byte file (truncated?)");
+  PETL_CHECK(header_len <= size - header_start, name, ": header length ", header_len, " exceeds the ", size,
+             "-byte file (truncated?)");
   const std::string header(reinterpret_cast<const char*>(data + header_start), header_len);
 
   const PyValue dict = PyLiteralParser(header, name).parse_all();
@@ -591,10 +574,8 @@ RawTensor parse_npy(const uint8_t* data, size_t size, const std::string& name_fo
              ": header lacks one of 'descr', 'fortran_order', 'shape': ", printable(header));
   PETL_CHECK(descr->kind == PyValue::Kind::string, name,
              ": structured or non-string dtype descr is not supported: ", printable(header));
-  PETL_CHECK(fortran->kind == PyValue::Kind::boolean, name,
-             ": 'fortran_order' is not True/False: ", printable(header));
-  PETL_CHECK(shape->kind == PyValue::Kind::sequence, name,
-             ": 'shape' is not a tuple: ", printable(header));
+  PETL_CHECK(fortran->kind == PyValue::Kind::boolean, name, ": 'fortran_order' is not True/False: ", printable(header));
+  PETL_CHECK(shape->kind == PyValue::Kind::sequence, name, ": 'shape' is not a tuple: ", printable(header));
 
   RawTensor t;
   t.dtype = npy_dtype_from_descr(descr->str, name);
@@ -604,11 +585,11 @@ RawTensor parse_npy(const uint8_t* data, size_t size, const std::string& name_fo
     t.shape.push_back(d.integer);
   }
   uint64_t nbytes = 0;
-  PETL_CHECK(checked_nbytes(t.shape, dtype_size(t.dtype), &nbytes), name, ": shape ",
-             shape_str(t.shape), " is too large");
+  PETL_CHECK(checked_nbytes(t.shape, dtype_size(t.dtype), &nbytes), name, ": shape ", shape_str(t.shape),
+             " is too large");
   const size_t data_start = header_start + header_len;
-  PETL_CHECK(size - data_start == nbytes, name, ": expected ", nbytes, " data bytes for descr '",
-             descr->str, "' shape ", shape_str(t.shape), ", found ", size - data_start,
+  PETL_CHECK(size - data_start == nbytes, name, ": expected ", nbytes, " data bytes for descr '", descr->str,
+             "' shape ", shape_str(t.shape), ", found ", size - data_start,
              size - data_start < nbytes ? " (truncated)" : "");
   if (fortran->boolean) {
     t.data = fortran_to_c_order(data + data_start, t.shape, dtype_size(t.dtype), nbytes);
@@ -625,9 +606,9 @@ RawTensor read_npy(const std::string& path) {
 
 void write_npy(const std::string& path, const RawTensor& t) {
   uint64_t nbytes = 0;
-  PETL_CHECK(checked_nbytes(t.shape, dtype_size(t.dtype), &nbytes) && t.data.size() == nbytes,
-             "npy file '", path, "': tensor has ", t.data.size(), " data bytes but dtype ",
-             dtype_name(t.dtype), " shape ", shape_str(t.shape), " needs ", nbytes);
+  PETL_CHECK(checked_nbytes(t.shape, dtype_size(t.dtype), &nbytes) && t.data.size() == nbytes, "npy file '", path,
+             "': tensor has ", t.data.size(), " data bytes but dtype ", dtype_name(t.dtype), " shape ",
+             shape_str(t.shape), " needs ", nbytes);
   std::string dict = npy_header_dict(t);
   // Total header (magic + version + length + dict + '\n') is padded to a multiple of 64.
   const size_t unpadded = 10 + dict.size() + 1;
@@ -660,13 +641,12 @@ TensorMap read_npz(const std::string& path) {
   for (zip_int64_t i = 0; i < count; ++i) {
     zip_stat_t st;
     zip_stat_init(&st);
-    PETL_CHECK(zip_stat_index(archive.get(), i, 0, &st) == 0 && (st.valid & ZIP_STAT_NAME) &&
-                   (st.valid & ZIP_STAT_SIZE),
-               "npz file '", path, "': cannot stat member #", i, ": ", zip_strerror(archive.get()));
+    PETL_CHECK(
+        zip_stat_index(archive.get(), i, 0, &st) == 0 && (st.valid & ZIP_STAT_NAME) && (st.valid & ZIP_STAT_SIZE),
+        "npz file '", path, "': cannot stat member #", i, ": ", zip_strerror(archive.get()));
     const std::string member = st.name;
     const std::string suffix = ".npy";
-    if (member.size() < suffix.size() ||
-        member.compare(member.size() - suffix.size(), suffix.size(), suffix) != 0)
+    if (member.size() < suffix.size() || member.compare(member.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;  // directories and non-array members (numpy only writes .npy members)
     const std::string key = member.substr(0, member.size() - suffix.size());
     const std::string where = "npz file '" + path + "' member '" + member + "'";
@@ -688,8 +668,7 @@ TensorMap read_npz(const std::string& path) {
       uint8_t* dst = done < buf.size() ? buf.data() + done : scratch;
       const zip_uint64_t want = done < buf.size() ? buf.size() - done : 1;
       const zip_int64_t n = zip_fread(file.get(), dst, want);
-      PETL_CHECK(n >= 0, where,
-                 ": read failed (corrupt archive?): ", zip_file_strerror(file.get()));
+      PETL_CHECK(n >= 0, where, ": read failed (corrupt archive?): ", zip_file_strerror(file.get()));
       if (n == 0) break;
       PETL_CHECK(done < buf.size(), where, ": member is larger than its recorded size ", st.size);
       done += static_cast<size_t>(n);

@@ -24,8 +24,7 @@ using TensorMap = std::map<std::string, RawTensor>;
 
 // safetensors: 8-byte LE header length, JSON header {name: {dtype, shape, data_offsets}} with
 // optional "__metadata__" (string → string), then the data. Errors name the file and the key.
-TensorMap read_safetensors(const std::string& path,
-                           std::map<std::string, std::string>* metadata = nullptr);
+TensorMap read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 // The "__metadata__" of a safetensors file, reading only its header (cheap for large files).
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 // Written to path + ".tmp" and renamed, so a crash never leaves a half file.

@@ -94,8 +94,10 @@ PETL_REGISTER_METHOD(MethodSpec("adaptformer")
                              const bool keep = k.find(".adaptmlp.") != std::string::npos ||
                                                k.rfind("head.1.", 0) == 0 || k == "head.0.running_mean" ||
                                                k == "head.0.running_var";
-                             if (keep) out[k] = v;
-                             else dropped.push_back(k);
+                             if (keep)
+                               out[k] = v;
+                             else
+                               dropped.push_back(k);
                            }
                            PETL_CHECK(out.count("head.0.running_mean") && out.count("head.1.weight"),
                                       "authors' checkpoint: no BatchNorm head (head.0.running_mean, head.1.weight)");

@@ -53,7 +53,9 @@ void trunc_normal(torch::Tensor t, double std) {
 void init_head(torch::nn::Linear& head, HeadInit how) {
   torch::NoGradGuard ng;
   switch (how) {
-    case HeadInit::torch_default: torch_default_init(head); break;
+    case HeadInit::torch_default:
+      torch_default_init(head);
+      break;
     case HeadInit::trunc_normal:
       trunc_normal(head->weight, 0.02);
       head->bias.zero_();
@@ -78,15 +80,14 @@ BackboneNeeds HookedMethod::needs() const {
   return n;
 }
 
-torch::Tensor HookedMethod::forward(const torch::Tensor& images) {
-  return head(backbone_->forward_cls(images, this));
-}
+torch::Tensor HookedMethod::forward(const torch::Tensor& images) { return head(backbone_->forward_cls(images, this)); }
 
 namespace {
 
 const torch::Tensor& authors_tensor(const std::map<std::string, torch::Tensor>& a, const std::string& name) {
   auto it = a.find(name);
-  PETL_CHECK(it != a.end(), "authors' checkpoint: no tensor '", name, "' (expected the state_dict of the authors' code)");
+  PETL_CHECK(it != a.end(), "authors' checkpoint: no tensor '", name,
+             "' (expected the state_dict of the authors' code)");
   return it->second;
 }
 
@@ -194,4 +195,3 @@ FrozenPass frozen_pass(VisionTransformer& backbone, const torch::Tensor& images,
 }
 
 }  // namespace petl::methods
-

@@ -2,10 +2,9 @@
 // reference code's layout, QuickGELU, and a base class for methods that plug
 // BlockHooks into the frozen backbone and put a head on the final-norm cls token.
 #pragma once
-#include <torch/torch.h>
-
 #include <map>
 #include <string>
+#include <torch/torch.h>
 #include <vector>
 
 #include "core/enum_text.h"

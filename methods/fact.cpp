@@ -36,8 +36,7 @@ methods::OptionTable<FacTOptions> fact_options(int rank0, double scale0) {
   return methods::OptionTable<FacTOptions>()
       .add("fact_dim", &FacTOptions::fact_dim, rank0, methods::Range::at_least(1),
            "rank r of U: D→r, V: r→D (per task: config/baselines/fact_*_task_configs.csv)")
-      .add("fact_scale", &FacTOptions::fact_scale, scale0, methods::Range::any(),
-           "scale s of every update (per task)")
+      .add("fact_scale", &FacTOptions::fact_scale, scale0, methods::Range::any(), "scale s of every update (per task)")
       .add("fact_dropout", &FacTOptions::fact_dropout, 0.1, methods::Range::probability(),
            "dropout on the r-dimensional core output");
 }
@@ -67,7 +66,8 @@ class FacTBase : public methods::HookedMethod {
     s_ = o_.fact_scale;
     drop_ = o_.fact_dropout;
     D_ = cfg.embed_dim;
-    PETL_CHECK(cfg.mlp_hidden() == 4 * D_, "FacT needs an MLP ratio of 4 (hidden ", cfg.mlp_hidden(), ", width ", D_, ")");
+    PETL_CHECK(cfg.mlp_hidden() == 4 * D_, "FacT needs an MLP ratio of 4 (hidden ", cfg.mlp_hidden(), ", width ", D_,
+               ")");
     U = register_module("FacTu", no_bias(D_, r_));
     V = register_module("FacTv", no_bias(r_, D_));
     torch::NoGradGuard ng;
@@ -82,7 +82,7 @@ class FacTBase : public methods::HookedMethod {
 
   const methods::OptionTable<FacTOptions>& options_;
   FacTOptions o_;
-  int r_ = 8, D_ = 768;         // o_.fact_dim and the width, short for the factor shapes below
+  int r_ = 8, D_ = 768;          // o_.fact_dim and the width, short for the factor shapes below
   double s_ = 1.0, drop_ = 0.1;  // o_.fact_scale, o_.fact_dropout
   std::string source_;
   Linear U{nullptr}, V{nullptr};

@@ -59,8 +59,8 @@ class Lst : public Method {
     sc.drop_path_rate = 0.0;
     torch::NoGradGuard ng;
     for (int i = 0; i <= cfg.depth; ++i) {
-      auto w = methods::register_under(*this, "side_downsamples", std::to_string(i),
-                                       torch::nn::Linear(cfg.embed_dim, d_));
+      auto w =
+          methods::register_under(*this, "side_downsamples", std::to_string(i), torch::nn::Linear(cfg.embed_dim, d_));
       methods::trunc_normal(w->weight, 0.02);
       w->bias.zero_();
       down_.push_back(w);

@@ -4,13 +4,12 @@
 // them under the reference code's names. A method's `--set` options are declared once, in an
 // OptionTable (methods/options.h); the registry entry carries their description.
 #pragma once
-#include <torch/torch.h>
-
 #include <functional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <string>
+#include <torch/torch.h>
 #include <vector>
 
 #include "core/enums.h"
@@ -21,11 +20,11 @@ namespace petl {
 
 // What a method needs from the frozen backbone.
 struct BackboneNeeds {
-  bool grad_through_backbone = false;  // back-propagation through the N-token path ("heavy")
-  bool final_cls = false;              // final-norm cls token (linear probe)
-  bool block_kv = false;               // every block's K and V (SynQT, VQT)
-  bool block_tokens = false;           // every block's output tokens (LST's side network)
-  bool backbone_stochastic = false;    // backbone path random in training (stochastic depth on)
+  bool grad_through_backbone = false;              // back-propagation through the N-token path ("heavy")
+  bool final_cls = false;                          // final-norm cls token (linear probe)
+  bool block_kv = false;                           // every block's K and V (SynQT, VQT)
+  bool block_tokens = false;                       // every block's output tokens (LST's side network)
+  bool backbone_stochastic = false;                // backbone path random in training (stochastic depth on)
   MemoryClass memory_class = MemoryClass::kLight;  // docs/spec/baselines.md
   // The fewest images a training forward accepts in one chunk of a micro-batched step: 2 for a
   // BatchNorm head (training statistics need two values per channel), else 1.
@@ -51,7 +50,7 @@ struct MethodContext {
   VisionTransformer backbone{nullptr};
   int num_classes = 0;
   std::string task;
-  Settings settings;  // --set key=value; each method reads its own keys
+  Settings settings;                // --set key=value; each method reads its own keys
   double backbone_drop_path = 0.0;  // from the recipe
 };
 
@@ -70,7 +69,7 @@ class Method : public torch::nn::Module {
   // Trainable tensors under the reference code's names: the method's own registered tensors plus
   // any backbone tensor it made trainable (timm names). Checkpoints hold exactly these.
   virtual std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters();
-  int64_t num_trainable() ;
+  int64_t num_trainable();
   // Trained state that is not a parameter (a BatchNorm head's running statistics), under the
   // reference names. Checkpoints hold trainable_parameters() and these: checkpoint_tensors().
   virtual std::vector<std::pair<std::string, torch::Tensor>> trained_buffers() { return {}; }
@@ -124,10 +123,10 @@ template <>
 struct EnumText<OptionType> {
   static constexpr const char* kWhat = "option type";
   static constexpr std::array<EnumName<OptionType>, 5> kNames{{{OptionType::kInt, "int"},
-                                                              {OptionType::kDouble, "double"},
-                                                              {OptionType::kBool, "bool"},
-                                                              {OptionType::kString, "string"},
-                                                              {OptionType::kChoice, "choice"}}};
+                                                               {OptionType::kDouble, "double"},
+                                                               {OptionType::kBool, "bool"},
+                                                               {OptionType::kString, "string"},
+                                                               {OptionType::kChoice, "choice"}}};
   static constexpr std::array<EnumName<OptionType>, 0> kAliases{};
 };
 
@@ -160,7 +159,7 @@ struct MethodInfo {
   std::vector<OptionInfo> options;  // the --set keys the method reads
   MethodFactory factory;
   TaskRecipe task_recipe;
-  AuthorsImport import_authors;     // empty: the authors' names are petl's (load directly)
+  AuthorsImport import_authors;  // empty: the authors' names are petl's (load directly)
 };
 
 // Labelled registration:
@@ -169,12 +168,30 @@ struct MethodInfo {
 class MethodSpec {
  public:
   explicit MethodSpec(std::string name) { info_.name = std::move(name); }
-  MethodSpec& describe(std::string d) { info_.description = std::move(d); return *this; }
-  MethodSpec& recipe(std::string r) { info_.default_recipe = std::move(r); return *this; }
-  MethodSpec& options(std::vector<OptionInfo> o) { info_.options = std::move(o); return *this; }
-  MethodSpec& task_recipe(TaskRecipe t) { info_.task_recipe = std::move(t); return *this; }
-  MethodSpec& factory(MethodFactory f) { info_.factory = std::move(f); return *this; }
-  MethodSpec& import_authors(AuthorsImport f) { info_.import_authors = std::move(f); return *this; }
+  MethodSpec& describe(std::string d) {
+    info_.description = std::move(d);
+    return *this;
+  }
+  MethodSpec& recipe(std::string r) {
+    info_.default_recipe = std::move(r);
+    return *this;
+  }
+  MethodSpec& options(std::vector<OptionInfo> o) {
+    info_.options = std::move(o);
+    return *this;
+  }
+  MethodSpec& task_recipe(TaskRecipe t) {
+    info_.task_recipe = std::move(t);
+    return *this;
+  }
+  MethodSpec& factory(MethodFactory f) {
+    info_.factory = std::move(f);
+    return *this;
+  }
+  MethodSpec& import_authors(AuthorsImport f) {
+    info_.import_authors = std::move(f);
+    return *this;
+  }
   // Factory constructing M(ctx, args...).
   template <typename M, typename... Args>
   MethodSpec& make(Args... args) {

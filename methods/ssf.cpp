@@ -3,12 +3,12 @@
 // β ~ N(0, 0.02), after the patch projection (D); in every block after norm1 (D), after qkv (3D),
 // after proj (D), after norm2 (D), after fc1 (4D, before GELU), after fc2 (D); after the final
 // norm (D). ViT-B/16: 2·(768 + 12·11·768 + 768) = 205,824 trainable without the head.
-// Names as the reference: patch_embed.ssf_scale_1/ssf_shift_1 (its PatchEmbed); blocks.{i}.ssf_scale_1/_shift_1 (norm1),
-// blocks.{i}.ssf_scale_2/_shift_2 (norm2), blocks.{i}.attn.ssf_scale_1/_shift_1 (qkv),
+// Names as the reference: patch_embed.ssf_scale_1/ssf_shift_1 (its PatchEmbed); blocks.{i}.ssf_scale_1/_shift_1
+// (norm1), blocks.{i}.ssf_scale_2/_shift_2 (norm2), blocks.{i}.attn.ssf_scale_1/_shift_1 (qkv),
 // blocks.{i}.attn.ssf_scale_2/_shift_2 (proj), blocks.{i}.mlp.ssf_scale_1/_shift_1 (fc1),
 // blocks.{i}.mlp.ssf_scale_2/_shift_2 (fc2); ssf_scale_1/ssf_shift_1 (final norm).
-// Head: timm's init (trunc_normal .02, zero bias). Recipe "ssf" with per-task lr / weight decay / drop path from config/baselines/ssf_task_configs.csv
-// (SSF's train_scripts/vit/vtab). Settings: none.
+// Head: timm's init (trunc_normal .02, zero bias). Recipe "ssf" with per-task lr / weight decay / drop path from
+// config/baselines/ssf_task_configs.csv (SSF's train_scripts/vit/vtab). Settings: none.
 #include "core/error.h"
 #include "methods/common.h"
 
@@ -41,14 +41,22 @@ class Ssf : public methods::HookedMethod {
   }
   torch::Tensor scale_shift(int layer, HookPoint point, torch::Tensor t) override {
     switch (point) {
-      case HookPoint::patch_embed: return patch_.apply(t);
-      case HookPoint::final_norm: return final_.apply(t);
-      case HookPoint::norm1: return blocks_[layer].norm1.apply(t);
-      case HookPoint::qkv: return blocks_[layer].qkv.apply(t);
-      case HookPoint::proj: return blocks_[layer].proj.apply(t);
-      case HookPoint::norm2: return blocks_[layer].norm2.apply(t);
-      case HookPoint::fc1: return blocks_[layer].fc1.apply(t);
-      case HookPoint::fc2: return blocks_[layer].fc2.apply(t);
+      case HookPoint::patch_embed:
+        return patch_.apply(t);
+      case HookPoint::final_norm:
+        return final_.apply(t);
+      case HookPoint::norm1:
+        return blocks_[layer].norm1.apply(t);
+      case HookPoint::qkv:
+        return blocks_[layer].qkv.apply(t);
+      case HookPoint::proj:
+        return blocks_[layer].proj.apply(t);
+      case HookPoint::norm2:
+        return blocks_[layer].norm2.apply(t);
+      case HookPoint::fc1:
+        return blocks_[layer].fc1.apply(t);
+      case HookPoint::fc2:
+        return blocks_[layer].fc2.apply(t);
     }
     return t;
   }

@@ -25,12 +25,11 @@
 //    0.1/0.1/0.1 unless overridden with --set.
 // Settings: see kOptions below (per-task values apply below --set values).
 #include <array>
-#include <cmath>
-#include <mutex>
-#include <fstream>
-#include <sstream>
-
 #include <c10/core/impl/LocalDispatchKeySet.h>
+#include <cmath>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 
 #include "core/error.h"
 #include "methods/common.h"
@@ -399,8 +398,8 @@ class SynQT : public Method, QueryLayers {
       std::array<Tensor, 3> out;
       if (recompute) {
         auto r = RecomputedLayer::apply(prev.defined() ? prev : torch::empty({0}, k[i].device()), k[i], v[i],
-                                        rows.defined() ? rows : torch::empty({0}, torch::kInt64),
-                                        synqt->q, static_cast<QueryLayers*>(this), int64_t(i));
+                                        rows.defined() ? rows : torch::empty({0}, torch::kInt64), synqt->q,
+                                        static_cast<QueryLayers*>(this), int64_t(i));
         out = {r[0], r[1], r[2]};
       } else {
         out = layer(i, prev, k[i], v[i], rows);

@@ -62,22 +62,22 @@ class Vpt : public methods::HookedMethod {
   torch::Tensor prompt, deep_prompt;
 };
 
-PETL_REGISTER_METHOD(MethodSpec("vpt_shallow")
-                         .describe("VPT-shallow: Np prompt tokens at the input")
-                         .recipe("noah")
-                         .options(kOptions.describe())
-                         .import_authors(methods::rename_import(
-                             {{"enc.transformer.prompt_embeddings", "prompt_embeddings"}}, true))
-                         .make<Vpt>(false));
-PETL_REGISTER_METHOD(MethodSpec("vpt_deep")
-                         .describe("VPT-deep: Np prompt tokens replaced before every block")
-                         .recipe("noah")
-                         .options(kOptions.describe())
-                         .import_authors(methods::rename_import(
-                             {{"enc.transformer.prompt_embeddings", "prompt_embeddings"},
-                              {"enc.transformer.deep_prompt_embeddings", "deep_prompt_embeddings"}},
-                             true))
-                         .make<Vpt>(true));
+PETL_REGISTER_METHOD(
+    MethodSpec("vpt_shallow")
+        .describe("VPT-shallow: Np prompt tokens at the input")
+        .recipe("noah")
+        .options(kOptions.describe())
+        .import_authors(methods::rename_import({{"enc.transformer.prompt_embeddings", "prompt_embeddings"}}, true))
+        .make<Vpt>(false));
+PETL_REGISTER_METHOD(
+    MethodSpec("vpt_deep")
+        .describe("VPT-deep: Np prompt tokens replaced before every block")
+        .recipe("noah")
+        .options(kOptions.describe())
+        .import_authors(methods::rename_import({{"enc.transformer.prompt_embeddings", "prompt_embeddings"},
+                                                {"enc.transformer.deep_prompt_embeddings", "deep_prompt_embeddings"}},
+                                               true))
+        .make<Vpt>(true));
 
 }  // namespace
 }  // namespace petl

@@ -75,14 +75,15 @@ class Vqt : public Method {
   Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, const Tensor& cls,
                          const Tensor& rows = {}) {
     const int64_t B = cls.size(0);
-    std::vector<Tensor> feats{torch::nn::functional::normalize(cls, torch::nn::functional::NormalizeFuncOptions().dim(-1))};
+    std::vector<Tensor> feats{
+        torch::nn::functional::normalize(cls, torch::nn::functional::NormalizeFuncOptions().dim(-1))};
     for (int l = 0; l < backbone_->cfg_.depth; ++l) {
       auto& blk = backbone_->block_list_[l];
       auto p = torch::dropout(q[l].unsqueeze(0).expand({B, -1, -1}), o_.query_dropout, is_training());
       p = p + blk->attend_with(blk->norm1(p), k[l], v[l], rows);
       p = p + blk->mlp_branch(p);
-      feats.push_back(torch::nn::functional::normalize(p.reshape({B, -1}),
-                                                       torch::nn::functional::NormalizeFuncOptions().dim(-1)));
+      feats.push_back(
+          torch::nn::functional::normalize(p.reshape({B, -1}), torch::nn::functional::NormalizeFuncOptions().dim(-1)));
     }
     return head(torch::cat(feats, 1));
   }

@@ -15,32 +15,53 @@ namespace fs = std::filesystem;
 namespace {
 torch::ScalarType scalar_type(io::DType d) {
   switch (d) {
-    case io::DType::f64: return torch::kFloat64;
-    case io::DType::f32: return torch::kFloat32;
-    case io::DType::f16: return torch::kFloat16;
-    case io::DType::bf16: return torch::kBFloat16;
-    case io::DType::i64: return torch::kInt64;
-    case io::DType::i32: return torch::kInt32;
-    case io::DType::i16: return torch::kInt16;
-    case io::DType::i8: return torch::kInt8;
-    case io::DType::u8: return torch::kUInt8;
-    case io::DType::boolean: return torch::kBool;
+    case io::DType::f64:
+      return torch::kFloat64;
+    case io::DType::f32:
+      return torch::kFloat32;
+    case io::DType::f16:
+      return torch::kFloat16;
+    case io::DType::bf16:
+      return torch::kBFloat16;
+    case io::DType::i64:
+      return torch::kInt64;
+    case io::DType::i32:
+      return torch::kInt32;
+    case io::DType::i16:
+      return torch::kInt16;
+    case io::DType::i8:
+      return torch::kInt8;
+    case io::DType::u8:
+      return torch::kUInt8;
+    case io::DType::boolean:
+      return torch::kBool;
   }
   return torch::kFloat32;
 }
 io::DType dtype_of(torch::ScalarType s) {
   switch (s) {
-    case torch::kFloat64: return io::DType::f64;
-    case torch::kFloat32: return io::DType::f32;
-    case torch::kFloat16: return io::DType::f16;
-    case torch::kBFloat16: return io::DType::bf16;
-    case torch::kInt64: return io::DType::i64;
-    case torch::kInt32: return io::DType::i32;
-    case torch::kInt16: return io::DType::i16;
-    case torch::kInt8: return io::DType::i8;
-    case torch::kUInt8: return io::DType::u8;
-    case torch::kBool: return io::DType::boolean;
-    default: PETL_FAIL("cannot store tensors of type ", c10::toString(s));
+    case torch::kFloat64:
+      return io::DType::f64;
+    case torch::kFloat32:
+      return io::DType::f32;
+    case torch::kFloat16:
+      return io::DType::f16;
+    case torch::kBFloat16:
+      return io::DType::bf16;
+    case torch::kInt64:
+      return io::DType::i64;
+    case torch::kInt32:
+      return io::DType::i32;
+    case torch::kInt16:
+      return io::DType::i16;
+    case torch::kInt8:
+      return io::DType::i8;
+    case torch::kUInt8:
+      return io::DType::u8;
+    case torch::kBool:
+      return io::DType::boolean;
+    default:
+      PETL_FAIL("cannot store tensors of type ", c10::toString(s));
   }
 }
 
@@ -113,8 +134,7 @@ std::map<std::string, torch::Tensor> map_npz(const std::string& path) {
 
 torch::Tensor to_torch(const io::RawTensor& t) {
   auto out = torch::empty(t.shape, torch::TensorOptions().dtype(scalar_type(t.dtype)));
-  PETL_CHECK(size_t(out.nbytes()) == t.data.size(), "tensor byte size mismatch: ", out.nbytes(), " vs ",
-             t.data.size());
+  PETL_CHECK(size_t(out.nbytes()) == t.data.size(), "tensor byte size mismatch: ", out.nbytes(), " vs ", t.data.size());
   if (!t.data.empty()) std::memcpy(out.data_ptr(), t.data.data(), t.data.size());
   return out;
 }
@@ -146,7 +166,8 @@ std::map<std::string, torch::Tensor> read_backbone_tensors(const std::string& pa
     }
     return out;
   }
-  PETL_FAIL("backbone file ", path, ": unsupported format (expected a Google ViT .npz or a timm state dict in "
+  PETL_FAIL("backbone file ", path,
+            ": unsupported format (expected a Google ViT .npz or a timm state dict in "
             ".safetensors; convert .pth files with tools/pth_to_safetensors.py)");
 }
 
@@ -230,8 +251,8 @@ LoadedBackbone load_backbone(VisionTransformer& model, const std::string& path) 
   }
   for (auto& [k, v] : tensors)
     if (!seen.count(k))
-      PETL_FAIL(path, ": unexpected tensor '", k, "' ", shape_str(v.sizes().vec()),
-                " (not a parameter of ", model->cfg_.arch, ")");
+      PETL_FAIL(path, ": unexpected tensor '", k, "' ", shape_str(v.sizes().vec()), " (not a parameter of ",
+                model->cfg_.arch, ")");
   LoadedBackbone lb;
   lb.path = fs::absolute(path).string();
   lb.format = ends_with(path, ".npz") ? "npz" : "safetensors";

@@ -3,10 +3,9 @@
 // error naming the key and both shapes); torch <-> RawTensor conversion; safetensors saving of
 // named tensors (checkpoints keep the reference code's parameter names).
 #pragma once
-#include <torch/torch.h>
-
 #include <map>
 #include <string>
+#include <torch/torch.h>
 #include <utility>
 #include <vector>
 
@@ -15,8 +14,8 @@
 
 namespace petl {
 
-torch::Tensor to_torch(const io::RawTensor& t);          // copies; keeps dtype
-io::RawTensor from_torch(const torch::Tensor& t);        // contiguous CPU copy
+torch::Tensor to_torch(const io::RawTensor& t);    // copies; keeps dtype
+io::RawTensor from_torch(const torch::Tensor& t);  // contiguous CPU copy
 
 // The backbone tensors of a checkpoint file under timm names ("blocks.0.attn.qkv.weight", ...),
 // float32. Google .npz keys are mapped as timm's loader does; head/pre_logits tensors are dropped

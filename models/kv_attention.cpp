@@ -1,10 +1,9 @@
 #include "models/kv_attention.h"
 
 #include <ATen/Parallel.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
-
 #include <algorithm>
 #include <atomic>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <tuple>
 #include <utility>
 
@@ -65,8 +64,9 @@ bool kernel_applies(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
 }
 
 kv_kernel::Rows rows_of(const Tensor& t, const Tensor& rows) {
-  return {t.data_ptr(), t.scalar_type() == torch::kFloat16, t.stride(0), t.stride(1), t.stride(2),
-          rows.defined() ? rows.data_ptr<int64_t>() : nullptr};
+  return {t.data_ptr(), t.scalar_type() == torch::kFloat16,
+          t.stride(0),  t.stride(1),
+          t.stride(2),  rows.defined() ? rows.data_ptr<int64_t>() : nullptr};
 }
 
 // {attention probabilities (B, H, T, N), output (B, H, T, dh)}.
@@ -178,7 +178,7 @@ Tensor frozen_kv_attention(const Tensor& q, const Tensor& k_in, const Tensor& v_
                   "): ", lo < 0 ? lo : hi);
     }
   }
-  if (autocast_on()) return plain(q, k, v, scale);  // autocast casts K/V itself
+  if (autocast_on()) return plain(q, k, v, scale);              // autocast casts K/V itself
   if (!(torch::GradMode::is_enabled() && q.requires_grad())) {  // evaluation, a recomputation's first pass
     if (kernel_applies(q, k, v, rows)) return kernel_forward(q, k, v, rows, scale).second;
     return plain(q, as_dtype(k, q), as_dtype(v, q), scale);

@@ -1,9 +1,8 @@
 #include "models/kv_attention_kernel.h"
 
-#include <c10/util/Half.h>
-
 #include <algorithm>
 #include <atomic>
+#include <c10/util/Half.h>
 #include <cmath>
 #include <cstring>
 #include <limits>

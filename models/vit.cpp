@@ -12,9 +12,7 @@ BlockHooks& no_hooks() {
   static BlockHooks hooks;
   return hooks;
 }
-inline torch::Tensor add_if(torch::Tensor a, const torch::Tensor& b) {
-  return b.defined() ? a + b : a;
-}
+inline torch::Tensor add_if(torch::Tensor a, const torch::Tensor& b) { return b.defined() ? a + b : a; }
 // timm's trunc_normal_ (bounds a, b absolute), via the inverse CDF like torch.nn.init.
 void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0) {
   torch::NoGradGuard ng;
@@ -37,16 +35,28 @@ VitConfig vit_config_by_name(const std::string& arch) {
   VitConfig c;
   c.arch = arch;
   auto set = [&](int img, int patch, int dim, int depth, int heads) {
-    c.img_size = img; c.patch_size = patch; c.embed_dim = dim; c.depth = depth; c.num_heads = heads;
+    c.img_size = img;
+    c.patch_size = patch;
+    c.embed_dim = dim;
+    c.depth = depth;
+    c.num_heads = heads;
   };
-  if (arch == "vit_base_patch16_224_in21k" || arch == "vit_base_patch16_224") set(224, 16, 768, 12, 12);
-  else if (arch == "vit_base_patch32_224_in21k" || arch == "vit_base_patch32_224") set(224, 32, 768, 12, 12);
-  else if (arch == "vit_large_patch16_224_in21k" || arch == "vit_large_patch16_224") set(224, 16, 1024, 24, 16);
-  else if (arch == "vit_huge_patch14_224_in21k" || arch == "vit_huge_patch14_224") set(224, 14, 1280, 32, 16);
-  else if (arch == "vit_small_patch16_224_in21k" || arch == "vit_small_patch16_224") set(224, 16, 384, 12, 6);
-  else if (arch == "vit_tiny_patch16_224_in21k" || arch == "vit_tiny_patch16_224") set(224, 16, 192, 12, 3);
-  else if (arch == "petl_vit_mini_p4_32") set(32, 4, 96, 6, 3);
-  else if (arch == "petl_vit_mini_p8_32") set(32, 8, 96, 6, 3);
+  if (arch == "vit_base_patch16_224_in21k" || arch == "vit_base_patch16_224")
+    set(224, 16, 768, 12, 12);
+  else if (arch == "vit_base_patch32_224_in21k" || arch == "vit_base_patch32_224")
+    set(224, 32, 768, 12, 12);
+  else if (arch == "vit_large_patch16_224_in21k" || arch == "vit_large_patch16_224")
+    set(224, 16, 1024, 24, 16);
+  else if (arch == "vit_huge_patch14_224_in21k" || arch == "vit_huge_patch14_224")
+    set(224, 14, 1280, 32, 16);
+  else if (arch == "vit_small_patch16_224_in21k" || arch == "vit_small_patch16_224")
+    set(224, 16, 384, 12, 6);
+  else if (arch == "vit_tiny_patch16_224_in21k" || arch == "vit_tiny_patch16_224")
+    set(224, 16, 192, 12, 3);
+  else if (arch == "petl_vit_mini_p4_32")
+    set(32, 4, 96, 6, 3);
+  else if (arch == "petl_vit_mini_p8_32")
+    set(32, 8, 96, 6, 3);
   else {
     std::string names;
     for (auto& n : known_archs()) names += " " + n;
@@ -56,9 +66,9 @@ VitConfig vit_config_by_name(const std::string& arch) {
 }
 
 std::vector<std::string> known_archs() {
-  return {"vit_base_patch16_224_in21k", "vit_base_patch16_224", "vit_base_patch32_224_in21k",
-          "vit_large_patch16_224_in21k", "vit_huge_patch14_224_in21k", "vit_small_patch16_224_in21k", "vit_tiny_patch16_224_in21k",
-          "petl_vit_mini_p4_32", "petl_vit_mini_p8_32"};
+  return {"vit_base_patch16_224_in21k",  "vit_base_patch16_224",       "vit_base_patch32_224_in21k",
+          "vit_large_patch16_224_in21k", "vit_huge_patch14_224_in21k", "vit_small_patch16_224_in21k",
+          "vit_tiny_patch16_224_in21k",  "petl_vit_mini_p4_32",        "petl_vit_mini_p8_32"};
 }
 
 MlpImpl::MlpImpl(int dim, int hidden) {
@@ -126,17 +136,13 @@ torch::Tensor BlockImpl::attend_with(const torch::Tensor& p_normed, const torch:
   return attn->proj(o);
 }
 
-torch::Tensor BlockImpl::mlp_branch(const torch::Tensor& p) {
-  return mlp->fc2(torch::gelu(mlp->fc1(norm2(p))));
-}
+torch::Tensor BlockImpl::mlp_branch(const torch::Tensor& p) { return mlp->fc2(torch::gelu(mlp->fc1(norm2(p)))); }
 
 PatchEmbedImpl::PatchEmbedImpl(int patch, int in_chans, int dim) {
   proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch).stride(patch)));
 }
 
-torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) {
-  return proj(images).flatten(2).transpose(1, 2);
-}
+torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) { return proj(images).flatten(2).transpose(1, 2); }
 
 VisionTransformerImpl::VisionTransformerImpl(const VitConfig& cfg) : cfg_(cfg) {
   PETL_CHECK(cfg.img_size % cfg.patch_size == 0, "img_size ", cfg.img_size, " is not a multiple of patch_size ",
@@ -185,8 +191,8 @@ void VisionTransformerImpl::init_weights(uint64_t seed) {
 torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images, BlockHooks* hooks) {
   PETL_CHECK(images.dim() == 4 && images.size(1) == cfg_.in_chans && images.size(2) == cfg_.img_size &&
                  images.size(3) == cfg_.img_size,
-             "backbone ", cfg_.arch, " expects images (B, ", cfg_.in_chans, ", ", cfg_.img_size, ", ",
-             cfg_.img_size, "), got ", images.sizes());
+             "backbone ", cfg_.arch, " expects images (B, ", cfg_.in_chans, ", ", cfg_.img_size, ", ", cfg_.img_size,
+             "), got ", images.sizes());
   auto x = patch_embed(images);
   if (hooks) x = hooks->scale_shift(-1, HookPoint::patch_embed, x);
   auto cls = cls_token.expand({x.size(0), -1, -1});

@@ -11,9 +11,8 @@
 //   BlockImpl::attend_with / mlp_branch / apply_drop_path
 //                   query-only attention of extra tokens against a block's own K/V (SynQT, VQT).
 #pragma once
-#include <torch/torch.h>
-
 #include <string>
+#include <torch/torch.h>
 #include <vector>
 
 namespace petl {

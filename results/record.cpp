@@ -17,24 +17,36 @@ enum class Kind { kString, kNumber, kInteger, kObject, kArray, kBool };
 
 const char* expected_text(Kind k) {
   switch (k) {
-    case Kind::kString: return "a string";
-    case Kind::kNumber: return "a number";
-    case Kind::kInteger: return "an integer";
-    case Kind::kObject: return "an object";
-    case Kind::kArray: return "an array";
-    case Kind::kBool: return "true or false";
+    case Kind::kString:
+      return "a string";
+    case Kind::kNumber:
+      return "a number";
+    case Kind::kInteger:
+      return "an integer";
+    case Kind::kObject:
+      return "an object";
+    case Kind::kArray:
+      return "an array";
+    case Kind::kBool:
+      return "true or false";
   }
   return "?";
 }
 
 bool is_kind(const json& v, Kind k) {
   switch (k) {
-    case Kind::kString: return v.is_string();
-    case Kind::kNumber: return v.is_number();
-    case Kind::kInteger: return v.is_number_integer();
-    case Kind::kObject: return v.is_object();
-    case Kind::kArray: return v.is_array();
-    case Kind::kBool: return v.is_boolean();
+    case Kind::kString:
+      return v.is_string();
+    case Kind::kNumber:
+      return v.is_number();
+    case Kind::kInteger:
+      return v.is_number_integer();
+    case Kind::kObject:
+      return v.is_object();
+    case Kind::kArray:
+      return v.is_array();
+    case Kind::kBool:
+      return v.is_boolean();
   }
   return false;
 }
@@ -117,20 +129,46 @@ class FieldReader {
 
 // Top-level fields this module knows; everything else goes to Record::extra.
 const std::set<std::string>& known_fields() {
-  static const std::set<std::string> k = {
-      "schema",   "schema_version", "status",   "error",         "method",          "task",
-      "seed",     "protocol",       "accuracy", "accuracy_by_protocol", "evals",    "epoch_train_loss",
-      "trainable_params", "backbone_params", "timing", "memory", "settings",        "backbone",
-      "data",     "provenance",     "job_key",  "checkpoint",    "feature_cache",   "data_parallel",
-      "sweep_key", "sweep",         "log",      "reused",        "memory_budget",   "resumed",
-      "bundle",   "sweep_rank",     "sweep_wall_s"};
+  static const std::set<std::string> k = {"schema",
+                                          "schema_version",
+                                          "status",
+                                          "error",
+                                          "method",
+                                          "task",
+                                          "seed",
+                                          "protocol",
+                                          "accuracy",
+                                          "accuracy_by_protocol",
+                                          "evals",
+                                          "epoch_train_loss",
+                                          "trainable_params",
+                                          "backbone_params",
+                                          "timing",
+                                          "memory",
+                                          "settings",
+                                          "backbone",
+                                          "data",
+                                          "provenance",
+                                          "job_key",
+                                          "checkpoint",
+                                          "feature_cache",
+                                          "data_parallel",
+                                          "sweep_key",
+                                          "sweep",
+                                          "log",
+                                          "reused",
+                                          "memory_budget",
+                                          "resumed",
+                                          "bundle",
+                                          "sweep_rank",
+                                          "sweep_wall_s"};
   return k;
 }
 
 const std::set<std::string>& known_provenance_fields() {
-  static const std::set<std::string> k = {"git_commit",      "host",       "libtorch_version", "time_utc",
-                                          "device",          "threads",    "threads_chosen_by", "cores",
-                                          "free_cores",      "omp_wait_policy", "omp_wait_policy_by", "argv"};
+  static const std::set<std::string> k = {
+      "git_commit", "host",       "libtorch_version", "time_utc",           "device", "threads", "threads_chosen_by",
+      "cores",      "free_cores", "omp_wait_policy",  "omp_wait_policy_by", "argv"};
   return k;
 }
 
@@ -303,7 +341,8 @@ json to_json(const Record& r) {
   }
   if (r.ok() || !r.evals.empty()) {
     json evals = json::array();
-    for (auto& e : r.evals) evals.push_back({{"epoch", e.epoch}, {"test_acc", e.test_acc}, {"train_loss", e.train_loss}});
+    for (auto& e : r.evals)
+      evals.push_back({{"epoch", e.epoch}, {"test_acc", e.test_acc}, {"train_loss", e.train_loss}});
     o["evals"] = evals;
   }
   if (r.ok() || !r.epoch_train_loss.empty()) o["epoch_train_loss"] = r.epoch_train_loss;
@@ -314,8 +353,10 @@ json to_json(const Record& r) {
                    {"train_s", r.timing->train_s},
                    {"eval_s", r.timing->eval_s},
                    {"train_images_per_s", r.timing->train_images_per_s}};
-  const std::pair<const char*, const json*> sections[] = {{"memory", &r.memory},   {"settings", &r.settings},
-                                                          {"backbone", &r.backbone}, {"data", &r.data},
+  const std::pair<const char*, const json*> sections[] = {{"memory", &r.memory},
+                                                          {"settings", &r.settings},
+                                                          {"backbone", &r.backbone},
+                                                          {"data", &r.data},
                                                           {"feature_cache", &r.feature_cache},
                                                           {"data_parallel", &r.data_parallel},
                                                           {"memory_budget", &r.memory_budget},
@@ -324,9 +365,11 @@ json to_json(const Record& r) {
   for (auto& [name, v] : sections)
     if (!v->is_null()) o[name] = *v;
   if (r.provenance) o["provenance"] = provenance_json(*r.provenance);
-  const std::pair<const char*, const std::string*> strings[] = {
-      {"job_key", &r.job_key}, {"checkpoint", &r.checkpoint}, {"sweep_key", &r.sweep_key}, {"sweep", &r.sweep},
-      {"log", &r.log}};
+  const std::pair<const char*, const std::string*> strings[] = {{"job_key", &r.job_key},
+                                                                {"checkpoint", &r.checkpoint},
+                                                                {"sweep_key", &r.sweep_key},
+                                                                {"sweep", &r.sweep},
+                                                                {"log", &r.log}};
   for (auto& [name, v] : strings)
     if (!v->empty()) o[name] = *v;
   if (r.sweep_rank) o["sweep_rank"] = *r.sweep_rank;

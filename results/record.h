@@ -53,7 +53,7 @@ struct Provenance {
   // "free cores", ...), the CPUs of the affinity mask, the free cores measured when they chose it,
   // and the OpenMP wait policy the runtime started with and who set it ("petl", "environment").
   std::string threads_chosen_by, omp_wait_policy, omp_wait_policy_by;  // "" = absent
-  int cores = 0;                                                        // 0 = absent
+  int cores = 0;                                                       // 0 = absent
   std::optional<double> free_cores;
   std::vector<std::string> argv;
   nlohmann::json extra = nlohmann::json::object();  // anything else a writer adds (rank, ...)
@@ -66,7 +66,7 @@ struct Record {
   int seed = -1;
   Protocol protocol = Protocol::kBestOf10;
   // Results (ok records).
-  std::optional<double> accuracy;  // under `protocol`
+  std::optional<double> accuracy;                    // under `protocol`
   std::optional<double> best_of_10, final_accuracy;  // accuracy_by_protocol.best_of_10 / .final
   std::vector<int> best_of_10_epochs;
   nlohmann::json other_protocols = nlohmann::json::object();  // other members of accuracy_by_protocol
@@ -82,7 +82,7 @@ struct Record {
   std::optional<Provenance> provenance;
   std::string job_key, checkpoint;
   // Sweep journal fields.
-  std::string sweep_key, sweep, log;  // "" = absent (a null log stays in extra)
+  std::string sweep_key, sweep, log;   // "" = absent (a null log stays in extra)
   std::optional<int> sweep_rank;       // the rank that ran the job
   std::optional<double> sweep_wall_s;  // the job's child process, start to end
   bool reused = false;

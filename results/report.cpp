@@ -78,10 +78,10 @@ std::string recipe_value(const Run& r, const std::string& key) {
 
 const std::vector<std::string>& vtab_tasks() {
   static const std::vector<std::string> t = {
-      "cifar",          "caltech101",    "dtd",          "oxford_flowers102", "oxford_iiit_pet",
-      "svhn",           "sun397",        "patch_camelyon", "eurosat",         "resisc45",
-      "diabetic_retinopathy", "clevr_count", "clevr_dist", "dmlab",           "kitti",
-      "dsprites_loc",   "dsprites_ori",  "smallnorb_azi", "smallnorb_ele"};
+      "cifar",        "caltech101",     "dtd",     "oxford_flowers102", "oxford_iiit_pet",      "svhn",
+      "sun397",       "patch_camelyon", "eurosat", "resisc45",          "diabetic_retinopathy", "clevr_count",
+      "clevr_dist",   "dmlab",          "kitti",   "dsprites_loc",      "dsprites_ori",         "smallnorb_azi",
+      "smallnorb_ele"};
   return t;
 }
 
@@ -119,7 +119,8 @@ Reference options_reference(const ReportOptions& opts, std::vector<std::string>&
   if (ref_path == "default") {
     ref_path = default_reference_csv();
     if (ref_path.empty())
-      notes.push_back(std::string("The published reference ") + kReferenceFileName + " was not found; no reference rows.");
+      notes.push_back(std::string("The published reference ") + kReferenceFileName +
+                      " was not found; no reference rows.");
   }
   if (ref_path == "none") ref_path.clear();
   return ref_path.empty() ? Reference{} : load_reference(ref_path, opts.reference_label);
@@ -137,8 +138,8 @@ void write_files(Table& t, const ReportOptions& opts, ReportResult& res) {
   write_text(out / "report.md", render_markdown(t, images));
   write_text(out / "report.csv", render_csv(t));
   write_text(out / "report_cells.csv", render_cells_csv(t));
-  res.files.insert(res.files.begin(), {(out / "report.md").string(), (out / "report.csv").string(),
-                                       (out / "report_cells.csv").string()});
+  res.files.insert(res.files.begin(),
+                   {(out / "report.md").string(), (out / "report.csv").string(), (out / "report_cells.csv").string()});
   if (opts.format == "tex") {
     write_text(out / "report.tex", render_tex(t));
     res.files.push_back((out / "report.tex").string());

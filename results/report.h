@@ -5,9 +5,9 @@
 // Pipeline: load_records (files or directories of *.jsonl; every petl.result line is read and
 // validated by record_from_json, results/record.h; then the protocol) → build_table (duplicates,
 // mixed backbones / protocols / preprocessing, row identities, mean ± sample std over seeds,
-// group means) → render_markdown / render_csv / render_tex, write_plots. write_report runs all of it and writes the files.
-// Sources: report_load.cpp (records, reference CSV), report_table.cpp (build_table),
-// report_render.cpp (markdown / csv / tex), report_plots.cpp (gnuplot), report.cpp (the rest).
+// group means) → render_markdown / render_csv / render_tex, write_plots. write_report runs all of it and writes the
+// files. Sources: report_load.cpp (records, reference CSV), report_table.cpp (build_table), report_render.cpp (markdown
+// / csv / tex), report_plots.cpp (gnuplot), report.cpp (the rest).
 //
 // What is an error and what is a warning (user mistakes throw petl::Error naming file:line):
 //   errors   — unreadable path, a directory without *.jsonl, invalid JSON, a line that is not an
@@ -27,14 +27,13 @@
 //              sweep journal's own entries; counted and skipped), what varies between rows.
 // Warnings go to stderr (ReportOptions::warn_to_stderr) and into the report's notes section.
 #pragma once
-#include <nlohmann/json.hpp>
-
-#include "results/record.h"
-
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "results/record.h"
 
 namespace petl::report {
 
@@ -78,8 +77,8 @@ struct Run {
   std::vector<std::pair<double, double>> evals;  // (epoch, test accuracy %)
   std::string backbone;                          // "arch (sha256 0123456789ab)"
   std::string backbone_sha256;
-  std::string preprocessing;                     // "imagenet, 224 px"
-  std::map<std::string, std::string> identity;   // method settings (non-"_") + recipe minus seed (+ mixed props)
+  std::string preprocessing;                    // "imagenet, 224 px"
+  std::map<std::string, std::string> identity;  // method settings (non-"_") + recipe minus seed (+ mixed props)
   Record record;
 };
 
@@ -92,10 +91,10 @@ struct Skipped {
 };
 
 struct Records {
-  std::vector<Run> runs;          // status ok, in input order
-  std::vector<Skipped> skipped;   // status failed / dry_run
+  std::vector<Run> runs;                     // status ok, in input order
+  std::vector<Skipped> skipped;              // status failed / dry_run
   std::map<std::string, int> other_schemas;  // lines of another schema, counted
-  std::vector<std::string> files; // files read, in order
+  std::vector<std::string> files;            // files read, in order
   std::vector<std::string> warnings;
 };
 
@@ -124,14 +123,14 @@ struct Reference {
 Reference load_reference(const std::string& file, const std::string& label = "");
 
 struct ReportOptions {
-  std::string format = "md";     // what `printed` holds: md | csv | tex (report.tex is written for tex)
-  std::string protocol;          // "" → the records' own headline protocol
+  std::string format = "md";          // what `printed` holds: md | csv | tex (report.tex is written for tex)
+  std::string protocol;               // "" → the records' own headline protocol
   std::string reference = "default";  // CSV path; "default" → default_reference_csv(); "" or "none" → none
-  std::string reference_label;   // "" → kDefaultReferenceLabel for the default file, else the file name
-  std::string out_dir;           // where report.md, report.csv, report_cells.csv, plots/ go; "" → nothing written
+  std::string reference_label;        // "" → kDefaultReferenceLabel for the default file, else the file name
+  std::string out_dir;  // where report.md, report.csv, report_cells.csv, plots/ go; "" → nothing written
   std::string title = "petl report";
-  bool plots = true;             // write gnuplot scripts + data and render PNG + SVG
-  bool allow_mixed = false;      // mixed backbones / protocols / preprocessing: warn instead of fail
+  bool plots = true;         // write gnuplot scripts + data and render PNG + SVG
+  bool allow_mixed = false;  // mixed backbones / protocols / preprocessing: warn instead of fail
   bool warn_to_stderr = true;
   // Budget view (bytes, ascending): for each budget, each method's best mean accuracy over the
   // rows whose peak training memory fits on every task. Implies allow_mixed (rows per backbone).
@@ -159,9 +158,9 @@ struct Row {
 };
 
 struct TaskGroup {
-  std::string name;                // Natural / Specialized / Structured / Tasks / Other
+  std::string name;  // Natural / Specialized / Structured / Tasks / Other
   std::vector<std::string> tasks;
-  bool has_mean = false;           // VTAB groups get a group mean column
+  bool has_mean = false;  // VTAB groups get a group mean column
 };
 
 // A reference row laid out in the table's columns.
@@ -183,18 +182,18 @@ struct DeltaLine {
 };
 
 struct Table {
-  bool vtab = false;                 // the 19-column paper layout
+  bool vtab = false;  // the 19-column paper layout
   std::vector<TaskGroup> groups;
-  std::vector<std::string> tasks;    // every column, in order
+  std::vector<std::string> tasks;  // every column, in order
   std::vector<Row> rows;
-  std::string caption;               // protocol, backbone (hash), preprocessing, recipe, epochs, batch size
+  std::string caption;  // protocol, backbone (hash), preprocessing, recipe, epochs, batch size
   std::string protocol;
   std::map<std::string, std::vector<std::string>> varying;  // per method: identity keys that vary within a task
-  Reference reference;               // empty rows → no reference section
+  Reference reference;                                      // empty rows → no reference section
   std::vector<RefLine> ref_lines;
   std::vector<DeltaLine> deltas;
-  std::vector<std::string> notes;    // facts for the notes section (inputs, what varies, ...)
-  std::vector<std::string> warnings; // warnings (also in the notes section)
+  std::vector<std::string> notes;     // facts for the notes section (inputs, what varies, ...)
+  std::vector<std::string> warnings;  // warnings (also in the notes section)
   Records records;
   // Rows on the accuracy-vs-peak-memory Pareto front (complete rows: no row reaches a higher mean
   // at the same or a lower peak; peak = the table's Peak train column), by ascending peak.
@@ -212,9 +211,10 @@ double row_max_peak_mib(const Row& row);
 Table build_table(Records records, const ReportOptions& opts, const Reference& reference = {});
 
 std::string render_markdown_table(const Table& t);  // caption + the main table (+ reference rows)
-std::string render_budget_view(const Table& t);    // the budget table and the Pareto front ("" without budgets)
+std::string render_budget_view(const Table& t);     // the budget table and the Pareto front ("" without budgets)
 std::string render_markdown(const Table& t, const std::vector<std::string>& plot_files = {});  // the whole report.md
-std::string render_csv(const Table& t);        // wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,complete
+std::string render_csv(
+    const Table& t);  // wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,complete
 std::string render_cells_csv(const Table& t);  // long: one line per (row, task)
 std::string render_tex(const Table& t);        // booktabs table*
 

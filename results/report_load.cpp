@@ -99,8 +99,8 @@ bool take_accuracy(const Record& rec, const std::string& protocol, Run& r, const
   }
   auto acc = rec.accuracy_under(protocol);
   if (!acc) {
-    problems.add(where + ": accuracy_by_protocol has no number for protocol '" + protocol + "' (it has: " +
-                 join(rec.protocols(), ", ") + ")");
+    problems.add(where + ": accuracy_by_protocol has no number for protocol '" + protocol +
+                 "' (it has: " + join(rec.protocols(), ", ") + ")");
     return false;
   }
   r.protocol = protocol;
@@ -207,15 +207,15 @@ Reference load_reference(const std::string& file, const std::string& label) {
   PETL_CHECK(is, "cannot open reference CSV '", file, "'");
   Reference ref;
   ref.file = file;
-  ref.label = !label.empty() ? label
+  ref.label = !label.empty()                                    ? label
               : fs::path(file).filename() == kReferenceFileName ? std::string(kDefaultReferenceLabel)
-                                                                 : fs::path(file).filename().string();
+                                                                : fs::path(file).filename().string();
   std::string line;
   int lineno = 0;
   std::vector<std::string> header;
   int c_method = -1, c_setting = -1, c_kind = -1, c_mean = -1, c_params = -1;
   std::vector<std::pair<int, std::string>> task_cols;
-  static const std::set<std::string> reserved = {"kind",    "method",   "setting",        "source", "mean",
+  static const std::set<std::string> reserved = {"kind",     "method",         "setting", "source",  "mean",
                                                  "params_m", "peak_train_mib", "n_tasks", "complete"};
   while (std::getline(is, line)) {
     ++lineno;
@@ -226,14 +226,21 @@ Reference load_reference(const std::string& file, const std::string& label) {
       header = f;
       for (int i = 0; i < int(f.size()); ++i) {
         const std::string& h = f[i];
-        if (h == "method") c_method = i;
-        else if (h == "setting") c_setting = i;
-        else if (h == "kind") c_kind = i;
-        else if (h == "mean") c_mean = i;
-        else if (h == "params_m") c_params = i;
-        else if (reserved.count(h) || (h.size() > 5 && (h.rfind("_mean") == h.size() - 5 || h.rfind("_std") == h.size() - 4)))
+        if (h == "method")
+          c_method = i;
+        else if (h == "setting")
+          c_setting = i;
+        else if (h == "kind")
+          c_kind = i;
+        else if (h == "mean")
+          c_mean = i;
+        else if (h == "params_m")
+          c_params = i;
+        else if (reserved.count(h) ||
+                 (h.size() > 5 && (h.rfind("_mean") == h.size() - 5 || h.rfind("_std") == h.size() - 4)))
           continue;
-        else if (!h.empty()) task_cols.emplace_back(i, h);
+        else if (!h.empty())
+          task_cols.emplace_back(i, h);
       }
       PETL_CHECK(c_method >= 0, where, ": reference CSV has no 'method' column (header: ", line, ")");
       PETL_CHECK(!task_cols.empty(), where, ": reference CSV has no task columns");

@@ -57,7 +57,8 @@ long rgb_int(const std::string& hex) { return std::strtol(hex.c_str() + 1, nullp
 
 // The same plot body rendered twice: PNG (pngcairo) and SVG.
 std::string two_terminals(const std::string& name, int w, int h, const std::string& body) {
-  std::string s = "# " + name + ".gp: written by `petl report`; render with `gnuplot " + name + ".gp` in this folder.\n";
+  std::string s =
+      "# " + name + ".gp: written by `petl report`; render with `gnuplot " + name + ".gp` in this folder.\n";
   s += "set terminal pngcairo size " + std::to_string(w) + "," + std::to_string(h) +
        " noenhanced font 'DejaVu Sans,11'\nset output '" + name + ".png'\n" + body + "set output\nreset\n";
   s += "set terminal svg size " + std::to_string(w) + "," + std::to_string(h) +
@@ -93,11 +94,13 @@ std::string x_axis(const std::vector<double>& xs, bool* log_out = nullptr) {
 // Plain key panel of a multiplot: one invisible sample per row.
 std::string key_panel(const Table& t, const std::string& style) {
   std::string s =
-      "unset border\nunset tics\nunset xlabel\nunset ylabel\nunset grid\nunset logscale\nunset title\nset offsets 0,0,0,0\n"
-      "set xrange [0:1]\nset yrange [0:1]\nset key center center vertical Left reverse box spacing 1.3 width 1 height 0.6\nplot ";
+      "unset border\nunset tics\nunset xlabel\nunset ylabel\nunset grid\nunset logscale\nunset title\nset offsets "
+      "0,0,0,0\n"
+      "set xrange [0:1]\nset yrange [0:1]\nset key center center vertical Left reverse box spacing 1.3 width 1 height "
+      "0.6\nplot ";
   for (size_t i = 0; i < t.rows.size(); ++i)
-    s += std::string(i ? ", \\\n     " : "") + "-1 with " + style + " pt " + std::to_string(pt_of(i)) + " ps 1.5 lw 2 lc rgb '" +
-         color_of(i) + "' title " + gp_sq(t.rows[i].label());
+    s += std::string(i ? ", \\\n     " : "") + "-1 with " + style + " pt " + std::to_string(pt_of(i)) +
+         " ps 1.5 lw 2 lc rgb '" + color_of(i) + "' title " + gp_sq(t.rows[i].label());
   return s + "\n";
 }
 
@@ -106,8 +109,9 @@ std::string key_panel(const Table& t, const std::string& style) {
 std::string row_series(const Table& t, const std::string& dat, const std::vector<std::string>& labels) {
   std::string s = "plot ";
   for (size_t i = 0; i < t.rows.size(); ++i)
-    s += std::string(i ? ", \\\n     " : "") + gp_sq(dat) + " index " + std::to_string(i) + " using 2:3 with points pt " +
-         std::to_string(pt_of(i)) + " ps 2 lc rgb '" + color_of(i) + "' title " + gp_sq(labels[i]);
+    s += std::string(i ? ", \\\n     " : "") + gp_sq(dat) + " index " + std::to_string(i) +
+         " using 2:3 with points pt " + std::to_string(pt_of(i)) + " ps 2 lc rgb '" + color_of(i) + "' title " +
+         gp_sq(labels[i]);
   for (size_t i = 0; i < t.rows.size(); ++i)
     s += ", \\\n     " + gp_sq(dat) + " index " + std::to_string(i) + " using 2:3:1 with labels offset char 1.2," +
          (i % 2 ? "-0.9" : "0.9") + " left font ',9' tc rgb '" + color_of(i) + "' notitle";
@@ -118,10 +122,10 @@ std::string row_series(const Table& t, const std::string& dat, const std::vector
 struct PlotContext {
   const Table& t;
   fs::path dir;
-  std::string sub;                  // protocol, backbone, batch size
-  bool any_incomplete = false;      // a row's mean is over the tasks present only
-  std::vector<std::string> labels;  // row labels, "*" for incomplete rows
-  std::vector<std::string> panel_tasks;  // tasks with at least one cell
+  std::string sub;                             // protocol, backbone, batch size
+  bool any_incomplete = false;                 // a row's mean is over the tasks present only
+  std::vector<std::string> labels;             // row labels, "*" for incomplete rows
+  std::vector<std::string> panel_tasks;        // tasks with at least one cell
   int prow = 1, cols = 1, mw = 900, mh = 420;  // multiplot layout and size
 
   PlotContext(const Table& table, const fs::path& d) : t(table), dir(d) {
@@ -150,8 +154,8 @@ struct PlotContext {
   }
   // The multiplot header of a per-task figure.
   std::string multiplot(const std::string& head) const {
-    return "set multiplot layout " + std::to_string(prow) + "," + std::to_string(cols) + " title " + title(head, false) +
-           "\n";
+    return "set multiplot layout " + std::to_string(prow) + "," + std::to_string(cols) + " title " +
+           title(head, false) + "\n";
   }
 };
 
@@ -171,21 +175,23 @@ std::string plot_acc_vs_memory(const PlotContext& c) {
   std::string front = "# peak_train_mib mean_accuracy label: the Pareto front (best mean at or below each peak)\n";
   for (size_t i : t.pareto) {
     char b[256];
-    std::snprintf(b, sizeof b, "%.6g %.6g %s\n", t.rows[i].peak_train_mib, t.rows[i].mean, gp_dq(t.rows[i].label()).c_str());
+    std::snprintf(b, sizeof b, "%.6g %.6g %s\n", t.rows[i].peak_train_mib, t.rows[i].mean,
+                  gp_dq(t.rows[i].label()).c_str());
     front += b;
   }
   write_text(c.dir / "acc_vs_memory_pareto.dat", front);
   bool log = false;
   std::string xa = x_axis(xs, &log);
-  std::string body = "set title " + c.title("Accuracy vs peak training memory (mean over tasks)", true) +
-                     "\nset xlabel 'Peak training memory (MiB)" + (log ? ", log scale" : "") +
-                     "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
-                     "set grid\nset key outside right top box spacing 1.2 height 0.6\nset offsets 0, 0, graph 0.1, graph 0.1\n" + xa +
-                     row_series(t, "acc_vs_memory.dat", c.labels) +
-                     (t.pareto.empty() ? std::string()
-                                       : ", \\\n     'acc_vs_memory_pareto.dat' using 1:2 with steps dt 2 lw 2 lc rgb '#404040' "
-                                         "title 'Pareto front (best accuracy at or below each peak)'") +
-                     "\n";
+  std::string body =
+      "set title " + c.title("Accuracy vs peak training memory (mean over tasks)", true) +
+      "\nset xlabel 'Peak training memory (MiB)" + (log ? ", log scale" : "") +
+      "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
+      "set grid\nset key outside right top box spacing 1.2 height 0.6\nset offsets 0, 0, graph 0.1, graph 0.1\n" +
+      xa + row_series(t, "acc_vs_memory.dat", c.labels) +
+      (t.pareto.empty() ? std::string()
+                        : ", \\\n     'acc_vs_memory_pareto.dat' using 1:2 with steps dt 2 lw 2 lc rgb '#404040' "
+                          "title 'Pareto front (best accuracy at or below each peak)'") +
+      "\n";
   write_text(c.dir / "acc_vs_memory.gp", two_terminals("acc_vs_memory", 1100, 650, body));
   return "acc_vs_memory";
 }
@@ -245,20 +251,22 @@ std::string plot_acc_vs_params(const PlotContext& c) {
   bool log = false;
   std::string xa = x_axis(xs, &log);
   std::string head = "Accuracy vs trainable parameters (mean over tasks)";
-  std::string ptitle =
-      ref_dat.empty() ? c.title(head, true)
-                      : gp_lines({head, c.sub, "grey: published, " + t.reference.label +
-                                                   (c.any_incomplete ? "; " + std::string(PlotContext::kStarNote) : "")});
-  std::string body = "set title " + ptitle + "\nset xlabel 'Trainable parameters (M)" +
-                     std::string(log ? ", log scale" : "") +
-                     "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
-                     "set grid\nset key outside right top box spacing 1.2 height 0.6\nset offsets 0, 0, graph 0.1, graph 0.1\n" + xa +
-                     row_series(t, "acc_vs_params.dat", c.labels);
+  std::string ptitle = ref_dat.empty()
+                           ? c.title(head, true)
+                           : gp_lines({head, c.sub,
+                                       "grey: published, " + t.reference.label +
+                                           (c.any_incomplete ? "; " + std::string(PlotContext::kStarNote) : "")});
+  std::string body =
+      "set title " + ptitle + "\nset xlabel 'Trainable parameters (M)" + std::string(log ? ", log scale" : "") +
+      "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
+      "set grid\nset key outside right top box spacing 1.2 height 0.6\nset offsets 0, 0, graph 0.1, graph 0.1\n" +
+      xa + row_series(t, "acc_vs_params.dat", c.labels);
   if (!ref_dat.empty()) {
     write_text(c.dir / "acc_vs_params_ref.dat", "# label params_m mean_accuracy (published)\n" + ref_dat);
     body += ", \\\n     'acc_vs_params_ref.dat' using 2:3 with points pt 6 ps 1.5 lc rgb '#999999' title " +
             gp_sq("published") +
-            ", \\\n     'acc_vs_params_ref.dat' using 2:3:1 with labels offset char 1,-0.8 left font ',8' tc rgb '#777777' notitle";
+            ", \\\n     'acc_vs_params_ref.dat' using 2:3:1 with labels offset char 1,-0.8 left font ',8' tc rgb "
+            "'#777777' notitle";
   }
   body += "\n";
   write_text(c.dir / "acc_vs_params.gp", two_terminals("acc_vs_params", 1100, 650, body));
@@ -289,8 +297,9 @@ std::string plot_evals(const PlotContext& c) {
   }
   write_text(c.dir / "evals.dat", dat);
   std::string body = c.multiplot("Test accuracy over evaluations, one line per run (seed)");
-  body += "set grid\nunset key\nset xlabel 'Epoch'\nset ylabel 'Top-1 test accuracy (%)'\n"
-          "set offsets graph 0.03, graph 0.03, graph 0.08, graph 0.08\n";
+  body +=
+      "set grid\nunset key\nset xlabel 'Epoch'\nset ylabel 'Top-1 test accuracy (%)'\n"
+      "set offsets graph 0.03, graph 0.03, graph 0.08, graph 0.08\n";
   for (size_t k = 0; k < c.panel_tasks.size(); ++k)
     body += "set title " + gp_sq(c.panel_tasks[k]) + "\nplot 'evals.dat' index " + std::to_string(k) +
             " using 1:2:3 with linespoints pt 7 ps 0.6 lw 1.5 lc rgb variable notitle\n";
@@ -311,7 +320,8 @@ std::vector<std::string> render_plots(const fs::path& dir, const std::vector<std
   }
   for (auto& s : scripts) {
     fs::path log = dir / (s + ".log");
-    std::string cmd = "cd " + sh_sq(dir.string()) + " && gnuplot " + sh_sq(s + ".gp") + " > " + sh_sq(s + ".log") + " 2>&1";
+    std::string cmd =
+        "cd " + sh_sq(dir.string()) + " && gnuplot " + sh_sq(s + ".gp") + " > " + sh_sq(s + ".log") + " 2>&1";
     int rc = std::system(cmd.c_str());
     std::error_code ec;
     bool ok = rc == 0 && fs::exists(dir / (s + ".png"), ec) && fs::exists(dir / (s + ".svg"), ec);

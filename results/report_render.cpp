@@ -47,18 +47,39 @@ std::string tex_escape(const std::string& s) {
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
     switch (c) {
-      case '_': case '%': case '&': case '#': case '$': case '{': case '}': o += '\\'; o += c; break;
-      case '~': o += "\\textasciitilde{}"; break;
-      case '^': o += "\\textasciicircum{}"; break;
-      case '\\': o += "\\textbackslash{}"; break;
-      case '<': o += "$<$"; break;
-      case '>': o += "$>$"; break;
-      default: o += c;
+      case '_':
+      case '%':
+      case '&':
+      case '#':
+      case '$':
+      case '{':
+      case '}':
+        o += '\\';
+        o += c;
+        break;
+      case '~':
+        o += "\\textasciitilde{}";
+        break;
+      case '^':
+        o += "\\textasciicircum{}";
+        break;
+      case '\\':
+        o += "\\textbackslash{}";
+        break;
+      case '<':
+        o += "$<$";
+        break;
+      case '>':
+        o += "$>$";
+        break;
+      default:
+        o += c;
     }
   }
   // UTF-8 symbols used in captions and cells.
   auto rep = [&](const std::string& from, const std::string& to) {
-    for (size_t p = o.find(from); p != std::string::npos; p = o.find(from, p + to.size())) o.replace(p, from.size(), to);
+    for (size_t p = o.find(from); p != std::string::npos; p = o.find(from, p + to.size()))
+      o.replace(p, from.size(), to);
   };
   rep("±", "$\\pm$");
   rep("–", "--");
@@ -163,8 +184,11 @@ std::vector<std::vector<std::string>> main_body(const Table& t, const Layout& l)
         auto it = rl.ref.acc.find(task);
         r.push_back(it == rl.ref.acc.end() ? std::string(kMissing) : short_fixed(it->second));
       }
-      for (int g : l.mean_groups) r.push_back(std::isfinite(rl.group_means[g]) ? fixed(rl.group_means[g], 2) : kMissing);
-      r.push_back(!std::isfinite(rl.mean) ? std::string(kMissing) : rl.mean_published ? short_fixed(rl.mean) : fixed(rl.mean, 2));
+      for (int g : l.mean_groups)
+        r.push_back(std::isfinite(rl.group_means[g]) ? fixed(rl.group_means[g], 2) : kMissing);
+      r.push_back(!std::isfinite(rl.mean) ? std::string(kMissing)
+                  : rl.mean_published     ? short_fixed(rl.mean)
+                                          : fixed(rl.mean, 2));
       r.push_back(params_text(rl.ref.params_m));
       r.push_back(kMissing);
       body.push_back(r);
@@ -199,11 +223,12 @@ std::string render_budget_view(const Table& t) {
     }
     body.push_back(line);
   }
-  std::string md = "\n## Accuracy under a memory budget\n\n**Table B.** For each budget, each method's best mean "
-                   "accuracy over its complete rows (backbones, micro-batches, settings) whose peak training memory "
-                   "fits the budget on every task, with that row's setting and peak; \"does not fit\": no row of the "
-                   "method does. Records with status does_not_fit are listed below the table.\n\n" +
-                   md_table(header, body, right);
+  std::string md =
+      "\n## Accuracy under a memory budget\n\n**Table B.** For each budget, each method's best mean "
+      "accuracy over its complete rows (backbones, micro-batches, settings) whose peak training memory "
+      "fits the budget on every task, with that row's setting and peak; \"does not fit\": no row of the "
+      "method does. Records with status does_not_fit are listed below the table.\n\n" +
+      md_table(header, body, right);
   if (!t.pareto.empty()) {
     md += "\nPareto front (accuracy vs peak training memory; no other row is better at the same or a lower peak): ";
     for (size_t k = 0; k < t.pareto.size(); ++k) {
@@ -236,8 +261,9 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
         r.push_back(it == d.delta.end() ? std::string(kMissing) : signed_fixed(it->second, 2));
       }
       for (int g : l.mean_groups)
-        r.push_back(std::isfinite(d.group_means[g]) ? signed_fixed(d.group_means[g], 2) + (d.group_complete[g] ? "" : "*")
-                                                    : kMissing);
+        r.push_back(std::isfinite(d.group_means[g])
+                        ? signed_fixed(d.group_means[g], 2) + (d.group_complete[g] ? "" : "*")
+                        : kMissing);
       r.push_back(std::isfinite(d.mean) ? signed_fixed(d.mean, 2) + (d.complete ? "" : "*") : kMissing);
       body.push_back(r);
     }
@@ -402,7 +428,8 @@ std::string render_tex(const Table& t) {
   auto tex_cell = [](const Cell& c) {
     if (c.acc.n == 0) return std::string("--");
     if (c.acc.n == 1) return fixed(c.acc.mean, 2);
-    return fixed(c.acc.mean, 2) + "{\\scriptsize$\\pm$" + fixed(c.acc.std, 2) + "$^{n=" + std::to_string(c.acc.n) + "}$}";
+    return fixed(c.acc.mean, 2) + "{\\scriptsize$\\pm$" + fixed(c.acc.std, 2) + "$^{n=" + std::to_string(c.acc.n) +
+           "}$}";
   };
   auto tex_mean = [](double v, bool complete) {
     if (!std::isfinite(v)) return std::string("--");
@@ -444,8 +471,8 @@ std::string render_tex(const Table& t) {
     o += join(r, " & ") + " \\\\\n";
   }
   if (!t.ref_lines.empty()) {
-    o += "\\midrule\n\\multicolumn{" + std::to_string(ncol) + "}{l}{\\emph{published: " + tex_escape(t.reference.label) +
-         "}} \\\\\n";
+    o += "\\midrule\n\\multicolumn{" + std::to_string(ncol) +
+         "}{l}{\\emph{published: " + tex_escape(t.reference.label) + "}} \\\\\n";
     for (auto& rl : t.ref_lines) {
       std::vector<std::string> r{tex_escape(rl.ref.label())};
       for (auto& task : t.tasks) {
@@ -453,7 +480,9 @@ std::string render_tex(const Table& t) {
         r.push_back(it == rl.ref.acc.end() ? std::string("--") : short_fixed(it->second));
       }
       for (int g : l.mean_groups) r.push_back(tex_mean(rl.group_means[g], true));
-      r.push_back(!std::isfinite(rl.mean) ? std::string("--") : rl.mean_published ? short_fixed(rl.mean) : fixed(rl.mean, 2));
+      r.push_back(!std::isfinite(rl.mean) ? std::string("--")
+                  : rl.mean_published     ? short_fixed(rl.mean)
+                                          : fixed(rl.mean, 2));
       r.push_back(tex_escape(params_text(rl.ref.params_m)));
       r.push_back("--");
       o += join(r, " & ") + " \\\\\n";

@@ -81,9 +81,10 @@ void drop_duplicates(std::vector<Run>& runs, std::vector<std::string>& warnings)
   if (dups.size() <= 5) {
     for (auto& d : dups) warnings.push_back("duplicate record " + d);
   } else {
-    warnings.push_back(std::to_string(dups.size()) +
-                       " duplicate records (same method, task, seed and settings; the later one is used each time), e.g. " +
-                       dups[0] + "; " + dups[1] + "; " + dups[2]);
+    warnings.push_back(
+        std::to_string(dups.size()) +
+        " duplicate records (same method, task, seed and settings; the later one is used each time), e.g. " + dups[0] +
+        "; " + dups[1] + "; " + dups[2]);
   }
   std::vector<Run> kept;
   for (size_t i = 0; i < runs.size(); ++i)
@@ -105,20 +106,25 @@ void check_mixed(const std::vector<Run>& runs, const ReportOptions& opts, const 
   if (order.size() <= 1) return;
   std::vector<std::string> parts;
   for (auto& v : order)
-    parts.push_back("'" + v + "' in " + std::to_string(groups[v].size()) + " record(s) (" + sources_text(groups[v]) + ")");
+    parts.push_back("'" + v + "' in " + std::to_string(groups[v].size()) + " record(s) (" + sources_text(groups[v]) +
+                    ")");
   std::string msg = "records mix " + what + ": " + join(parts, "; ");
   if (!opts.allow_mixed) PETL_FAIL(msg, ". ", hint, ", or pass --allow-mixed to tabulate them as separate rows");
   warnings.push_back(msg + "; tabulated as separate rows (--allow-mixed)");
 }
 
-void check_mixed_properties(const std::vector<Run>& runs, const ReportOptions& opts, std::vector<std::string>& warnings) {
-  check_mixed(runs, opts, "backbones", [](const Run& r) { return r.backbone; }, "Report one backbone's records at a time",
-              warnings);
+void check_mixed_properties(const std::vector<Run>& runs, const ReportOptions& opts,
+                            std::vector<std::string>& warnings) {
+  check_mixed(
+      runs, opts, "backbones", [](const Run& r) { return r.backbone; }, "Report one backbone's records at a time",
+      warnings);
   if (opts.protocol.empty())
-    check_mixed(runs, opts, "headline protocols", [](const Run& r) { return r.protocol; },
-                "Pass --protocol best_of_10 (or final) to re-derive every accuracy under one protocol", warnings);
-  check_mixed(runs, opts, "preprocessing (normalisation, image size)", [](const Run& r) { return r.preprocessing; },
-              "Report one preprocessing at a time", warnings);
+    check_mixed(
+        runs, opts, "headline protocols", [](const Run& r) { return r.protocol; },
+        "Pass --protocol best_of_10 (or final) to re-derive every accuracy under one protocol", warnings);
+  check_mixed(
+      runs, opts, "preprocessing (normalisation, image size)", [](const Run& r) { return r.preprocessing; },
+      "Report one preprocessing at a time", warnings);
 }
 
 // The same task on different test lists: numbers not comparable.
@@ -306,25 +312,29 @@ void write_caption(const std::vector<Run>& runs, Table& t) {
   else if (t.protocol == "final")
     protocol_text += " (test accuracy after the last epoch)";
   std::string caption = "Top-1 test accuracy (%) on ";
-  caption += t.vtab && t.groups.size() == 3 ? std::string("VTAB-1k")
-                                            : std::to_string(t.tasks.size()) + " task" + (t.tasks.size() == 1 ? "" : "s");
+  caption += t.vtab && t.groups.size() == 3
+                 ? std::string("VTAB-1k")
+                 : std::to_string(t.tasks.size()) + " task" + (t.tasks.size() == 1 ? "" : "s");
   caption += ", " + protocol_text + ". ";
   caption += "Backbone " + describe(runs, [](const Run& r) { return r.backbone; }) + ". ";
   caption += "Preprocessing " + describe(runs, [](const Run& r) { return r.preprocessing; }) + ". ";
-  caption += "Recipe " + recipe("recipe") + ": " + recipe("epochs") + " epochs, batch size " + recipe("batch_size") + ", " +
+  caption += "Recipe " + recipe("recipe") + ": " + recipe("epochs") + " epochs, batch size " + recipe("batch_size") +
+             ", " +
              describe(runs,
                       [](const Run& r) {
                         return member_text(r.record.memory, "precision", "?") + " on " +
                                member_text(r.record.memory, "device", "?");
                       }) +
              ". ";
-  caption += "Cells: mean ± sample std over seeds, n shown where n > 1; – no record; * mean over the tasks present only. ";
+  caption +=
+      "Cells: mean ± sample std over seeds, n shown where n > 1; – no record; * mean over the tasks present only. ";
   if (t.vtab)
     caption += "Natural / Specialized / Structured: group means; Mean: plain mean over the " +
                std::to_string(t.tasks.size()) + " task columns. ";
   else
     caption += "Mean: plain mean over the task columns. ";
-  caption += "Params: trainable parameters (M); Peak train: peak training memory (MiB); both the mean over the row's tasks.";
+  caption +=
+      "Params: trainable parameters (M); Peak train: peak training memory (MiB); both the mean over the row's tasks.";
   t.caption = caption;
 }
 
@@ -396,7 +406,8 @@ void add_reference(const Reference& reference, Table& t) {
   bool common = std::any_of(t.tasks.begin(), t.tasks.end(), [&](auto& s) { return ref_tasks.count(s) > 0; });
   if (!common) {
     if (reference.label == kDefaultReferenceLabel)
-      t.notes.push_back("Published VTAB-1k numbers (" + reference.label + ") not shown: the table has no VTAB-1k task.");
+      t.notes.push_back("Published VTAB-1k numbers (" + reference.label +
+                        ") not shown: the table has no VTAB-1k task.");
     else
       t.warnings.push_back("reference " + reference.label + " (" + reference.file +
                            ") shares no task with this table; not shown");

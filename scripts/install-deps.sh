@@ -3,7 +3,7 @@
 # only checks. Called by both README commands and by .ci/run.
 set -euo pipefail
 PKGS=(
-  cmake g++ make pkg-config ninja-build ccache
+  cmake g++ make pkg-config ninja-build ccache clang-format
   libtorch-dev libopenblas0-openmp          # LibTorch (CPU) + the OpenMP OpenBLAS (docs/spec/platform.md BLAS trap)
   libopenmpi-dev openmpi-bin                # MPI job farming
   libhdf5-dev                               # feature cache / logits files

@@ -3,9 +3,8 @@
 // counts: ViT-B/16 85,798,656 and ViT-H/14 630,764,800 with num_classes=0), and for those small enough
 // to write here, a checkpoint in timm names whose shapes alone infer the same architecture, loaded
 // back strictly, and a forward pass of the expected shape.
-#include <gtest/gtest.h>
-
 #include <filesystem>
+#include <gtest/gtest.h>
 
 #include "models/checkpoint.h"
 #include "models/vit.h"

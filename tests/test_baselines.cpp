@@ -3,10 +3,8 @@
 // gradients, and per-method maths checks (identity at init where the reference's zero init implies
 // it, DTL's side path, VQT's query-only tokens, SSF's scale/shift points).
 #include <gtest/gtest.h>
-
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/error.h"
 #include "harness/train/recipe.h"
@@ -47,15 +45,15 @@ TEST(Baselines, TrainableParameterCountsAtViTB16) {
       {"lora", "cifar", 294912},
       {"ssf", "cifar", 205824},
       {"convpass", "cifar", 327552},
-      {"fact_tt", "cifar", 1536 * 8 + 144 * 8 * 8},             // cifar: rank 8
-      {"fact_tt", "svhn", 1536 * 16 + 144 * 16 * 16},           // svhn: rank 16
-      {"fact_tk", "cifar", 1536 * 32 + 144 * 32 + 32 * 32 * 32}, // cifar: rank 32
-      {"fact_tk", "dtd", 1536 * 16 + 144 * 16 + 16 * 16 * 16},   // dtd: rank 16
+      {"fact_tt", "cifar", 1536 * 8 + 144 * 8 * 8},               // cifar: rank 8
+      {"fact_tt", "svhn", 1536 * 16 + 144 * 16 * 16},             // svhn: rank 16
+      {"fact_tk", "cifar", 1536 * 32 + 144 * 32 + 32 * 32 * 32},  // cifar: rank 32
+      {"fact_tk", "dtd", 1536 * 16 + 144 * 16 + 16 * 16 * 16},    // dtd: rank 16
       {"dtl", "cifar", 36864},
       {"dtl_plus", "cifar", 36864 + 768 * 3 * 3},  // cifar: kernel 3
       {"dtl_plus", "dtd", 36864 + 768 * 5 * 5},    // dtd: kernel 5
-      {"vqt", "cifar", L * 1 * D},                  // T = 1
-      {"vqt", "svhn", L * 20 * D},                  // T = 20
+      {"vqt", "cifar", L * 1 * D},                 // T = 1
+      {"vqt", "svhn", L * 20 * D},                 // T = 20
       {"lst", "cifar", 13 * (768 * 96 + 96) + 12 * (12 * 96 * 96 + 13 * 96) + 12 + 2 * 96},
       {"synqt", "cifar", 2613650 + 9216 * 4},
   };
@@ -73,8 +71,9 @@ TEST(Baselines, AuthorsParameterNames) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"ssf", {"patch_embed.ssf_scale_1", "patch_embed.ssf_shift_1", "blocks.0.attn.ssf_scale_1", "ssf_scale_1"}},
       {"adapter", {"blocks.0.adapter.ln1.weight", "blocks.11.adapter.ln2.bias"}},
-      {"adaptformer", {"blocks.0.adaptmlp.down_proj.weight", "blocks.0.adaptmlp.up_proj.bias", "head.1.weight",
-                       "head.1.bias", "head.0.running_mean", "head.0.running_var"}},
+      {"adaptformer",
+       {"blocks.0.adaptmlp.down_proj.weight", "blocks.0.adaptmlp.up_proj.bias", "head.1.weight", "head.1.bias",
+        "head.0.running_mean", "head.0.running_var"}},
       {"lora", {"blocks.0.attn.LoRA_a.weight", "blocks.0.attn.LoRA_b.weight"}},
   };
   for (auto& [method, names] : cases) {

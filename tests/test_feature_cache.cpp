@@ -4,19 +4,18 @@
 // the backbone's batched GEMM / conv kernels sum in another order when the batch composition
 // differs (cache chunks vs random training batches), ~1e-8 relative here; a damaged or truncated
 // cache is detected and rebuilt; the taps follow the methods' declarations.
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 
-#include "datasets/suite_mini.h"
 #include "core/error.h"
-#include "harness/train/feature_cache.h"
-#include "harness/train/memory_meter.h"
 #include "core/system.h"
+#include "datasets/suite_mini.h"
+#include "harness/train/feature_cache.h"
 #include "harness/train/job.h"
-#include "models/backbone.h"
+#include "harness/train/memory_meter.h"
 #include "harness/train/task_data.h"
+#include "models/backbone.h"
 #include "models/checkpoint.h"
 #include "test_util.h"
 
@@ -172,7 +171,8 @@ TEST(FeatureCache, CachedLogitsEqualLiveLogits) {
     torch::NoGradGuard ng;
     auto live = m->forward(imgs.images);
     auto cached = m->forward_cached(CachedSplit(path, identity, o.taps).batch(torch::arange(128, 256), torch::kCPU));
-    EXPECT_TRUE(torch::equal(live, cached)) << method << ": max abs diff " << (live - cached).abs().max().item<double>();
+    EXPECT_TRUE(torch::equal(live, cached))
+        << method << ": max abs diff " << (live - cached).abs().max().item<double>();
   }
 }
 
@@ -190,7 +190,8 @@ TEST(FeatureCache, DamagedOrTruncatedCacheIsRebuiltNeverUsed) {
   EXPECT_TRUE(built);
   ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "test", &built);
   EXPECT_FALSE(built) << "a valid cache is reused";
-  auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "test", "imagenet", o.taps, CacheDtype::kFloat32);
+  auto identity =
+      cache_identity(bb.info["sha256"], bb.model->cfg_, task, "test", "imagenet", o.taps, CacheDtype::kFloat32);
   auto good = CachedSplit(path, identity, o.taps).batch(torch::arange(5), torch::kCPU).cls.clone();
   {  // bit for bit the live backbone's features for the same batch (the first cache chunk)
     data::LoadOptions lo = o.load;
@@ -295,13 +296,14 @@ TEST(FeatureCache, ResidentSynqtRecomputesOnlyAboveTheKvThreshold) {
     ctx.backbone = bb.model;
     ctx.num_classes = 3;
     ctx.task = "sprites_loc";
-    ctx.settings = Settings::parse({"backbone_drop_path=off", "token_nums=" + std::to_string(T),
-                                    "query_recompute=" + recompute});
+    ctx.settings =
+        Settings::parse({"backbone_drop_path=off", "token_nums=" + std::to_string(T), "query_recompute=" + recompute});
     auto m = build_method("synqt", ctx);
     auto f = backbone_features(bb.model, images, cache_taps_for(m->needs()));
     std::vector<torch::Tensor> layers;
     for (size_t l = 0; l < f.k.size(); ++l) layers.push_back(torch::stack({f.k[l], f.v[l]}, 1));
-    const CachedSplit store(torch::Tensor(), torch::stack(layers, 1).to(torch::kHalf), torch::zeros({4}, torch::kInt64));
+    const CachedSplit store(torch::Tensor(), torch::stack(layers, 1).to(torch::kHalf),
+                            torch::zeros({4}, torch::kInt64));
     auto feats = store.batch(torch::arange(4), torch::kCPU, true);
     torch::manual_seed(3);
     m->train(true);

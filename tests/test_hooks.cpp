@@ -20,12 +20,30 @@ VisionTransformer tiny_vit() {
 
 struct IdentityHooks : BlockHooks {
   int calls = 0;
-  torch::Tensor before_block(int, torch::Tensor x) override { ++calls; return x; }
-  torch::Tensor after_block(int, torch::Tensor x) override { ++calls; return x; }
-  torch::Tensor scale_shift(int, HookPoint, torch::Tensor t) override { ++calls; return t; }
-  torch::Tensor qkv_delta(int, const torch::Tensor& u) override { ++calls; return torch::zeros({u.size(-1) * 3}); }
-  torch::Tensor mlp_bypass(int, const torch::Tensor& x, const torch::Tensor&) override { ++calls; return torch::zeros_like(x); }
-  torch::Tensor after_mlp(int, torch::Tensor b) override { ++calls; return b; }
+  torch::Tensor before_block(int, torch::Tensor x) override {
+    ++calls;
+    return x;
+  }
+  torch::Tensor after_block(int, torch::Tensor x) override {
+    ++calls;
+    return x;
+  }
+  torch::Tensor scale_shift(int, HookPoint, torch::Tensor t) override {
+    ++calls;
+    return t;
+  }
+  torch::Tensor qkv_delta(int, const torch::Tensor& u) override {
+    ++calls;
+    return torch::zeros({u.size(-1) * 3});
+  }
+  torch::Tensor mlp_bypass(int, const torch::Tensor& x, const torch::Tensor&) override {
+    ++calls;
+    return torch::zeros_like(x);
+  }
+  torch::Tensor after_mlp(int, torch::Tensor b) override {
+    ++calls;
+    return b;
+  }
 };
 }  // namespace
 

@@ -47,7 +47,7 @@ TEST(Job, RecipeLayersApplyInOrder) {
   EXPECT_EQ(ssf.eff.task_overrides.at("lr"), "1e-2");
   auto set = resolve("ssf", "svhn", {"lr=0.5"});
   EXPECT_DOUBLE_EQ(set.recipe().lr, 0.5);
-  EXPECT_FALSE(set.eff.task_overrides.count("lr"));  // --set wins and the task value is not recorded
+  EXPECT_FALSE(set.eff.task_overrides.count("lr"));     // --set wins and the task value is not recorded
   auto shorter = resolve("synqt", "cifar", {}, "", 5);  // 50 epochs with 10 warmup → 5 with 1
   EXPECT_EQ(shorter.recipe().epochs, 5);
   EXPECT_EQ(shorter.recipe().warmup_epochs, 1);
@@ -68,9 +68,11 @@ TEST(Job, UnknownSetKeysAreErrors) {
 
 TEST(Job, KeysHashEffectiveValuesExactly) {
   // Recipe doubles: 1e-7 and 0 are different jobs (std::to_string made both "0.000000").
-  EXPECT_NE(key_of(resolve("lora", "cifar", {"weight_decay=1e-7"})), key_of(resolve("lora", "cifar", {"weight_decay=0"})));
+  EXPECT_NE(key_of(resolve("lora", "cifar", {"weight_decay=1e-7"})),
+            key_of(resolve("lora", "cifar", {"weight_decay=0"})));
   // Method doubles too.
-  EXPECT_NE(key_of(resolve("lora", "cifar", {"lora_dropout=1e-7"})), key_of(resolve("lora", "cifar", {"lora_dropout=0"})));
+  EXPECT_NE(key_of(resolve("lora", "cifar", {"lora_dropout=1e-7"})),
+            key_of(resolve("lora", "cifar", {"lora_dropout=0"})));
   // The same effective value, however it is written, is the same job.
   EXPECT_EQ(key_of(resolve("lora", "cifar", {"lr=1e-3"})), key_of(resolve("lora", "cifar", {"lr=0.001"})));
   EXPECT_EQ(key_of(resolve("lora", "cifar", {})), key_of(resolve("lora", "cifar", {"lora_dim=8"})));

@@ -3,9 +3,8 @@
 // K/V (resident features, converted per use); the kernel deterministic across threads and
 // layouts; backward keeps the float16 K/V, not a float32 copy; under autocast and without
 // gradients it is the plain expression.
-#include <gtest/gtest.h>
-
 #include <cmath>
+#include <gtest/gtest.h>
 #include <tuple>
 
 #include "harness/train/memory_meter.h"
@@ -49,10 +48,10 @@ TEST(KvAttention, MatchesThePlainExpression) {
       auto kk = k.to(dtype), vv = v.to(dtype);
       auto plain = run(false, q, kk, vv, go, scale);
       auto fused = run(true, q, kk, vv, go, scale);
-      EXPECT_TRUE(torch::allclose(plain.o, fused.o, 1e-5, 1e-6)) << dtype << " T " << T << " max diff "
-                                                                  << (plain.o - fused.o).abs().max().item<double>();
-      EXPECT_TRUE(torch::allclose(plain.gq, fused.gq, 1e-5, 1e-6)) << dtype << " T " << T << " max diff "
-                                                                    << (plain.gq - fused.gq).abs().max().item<double>();
+      EXPECT_TRUE(torch::allclose(plain.o, fused.o, 1e-5, 1e-6))
+          << dtype << " T " << T << " max diff " << (plain.o - fused.o).abs().max().item<double>();
+      EXPECT_TRUE(torch::allclose(plain.gq, fused.gq, 1e-5, 1e-6))
+          << dtype << " T " << T << " max diff " << (plain.gq - fused.gq).abs().max().item<double>();
       EXPECT_FALSE(torch::equal(plain.gq, fused.gq) && dh == 64) << "the kernel did not run";
     }
   }
@@ -73,8 +72,8 @@ TEST(KvAttention, PortableLoopsMatchTheVectorCode) {
   auto portable = run(true, q, k, v, go, 0.3);
   kv_kernel::force_portable(false);
 #if defined(__x86_64__)
-  EXPECT_EQ(kv_kernel::vectorized(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                                         __builtin_cpu_supports("f16c"));
+  EXPECT_EQ(kv_kernel::vectorized(),
+            __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"));
 #endif
   for (const auto* other : {&plain, &vector}) {
     EXPECT_TRUE(torch::allclose(portable.o, other->o, 1e-5, 1e-6));
@@ -120,7 +119,7 @@ TEST(KvAttention, KernelIsDeterministicAcrossThreadsAndLayouts) {
   const int64_t B = 6, H = 4, T = 2, N = 50, dh = 24;
   auto q = torch::randn({B, T, H, dh});
   auto go = torch::randn({B, H, T, dh});
-  auto kv_cache = torch::randn({B, 2, H, N, dh}).to(torch::kHalf);                        // (B, 2, H, N, dh)
+  auto kv_cache = torch::randn({B, 2, H, N, dh}).to(torch::kHalf);                         // (B, 2, H, N, dh)
   auto kv_live = kv_cache.permute({0, 3, 1, 2, 4}).contiguous().permute({0, 2, 3, 1, 4});  // tokens outer
   ASSERT_TRUE(torch::equal(kv_cache, kv_live));
   ASSERT_NE(kv_cache.strides(), kv_live.strides());

@@ -41,8 +41,8 @@ TEST(MemoryMeter, ActivationsAndGradientsCountedExactly) {
   tp.begin();
   const int64_t base = MemoryMeter::live_bytes();
   auto y = torch::relu(torch::matmul(x, w.t()));
-  EXPECT_EQ(MemoryMeter::live_bytes() - base, 16 * 64 * 4);       // the relu output alone
-  EXPECT_EQ(MemoryMeter::peak_bytes() - base, 2 * 16 * 64 * 4);   // matmul output was live too
+  EXPECT_EQ(MemoryMeter::live_bytes() - base, 16 * 64 * 4);      // the relu output alone
+  EXPECT_EQ(MemoryMeter::peak_bytes() - base, 2 * 16 * 64 * 4);  // matmul output was live too
   y.sum().backward();
   tp.end();
   ASSERT_TRUE(w.grad().defined());
@@ -151,9 +151,7 @@ TEST(MemoryMeter, LargeFreedBlocksAreReusedAndBounded) {
     EXPECT_EQ(MemoryMeter::live_bytes() - live0, (3 << 20) - 100);  // the tensor's bytes, not the block's
     EXPECT_EQ(MemoryMeter::cached_bytes(), 0);
   }
-  {
-    auto small = torch::empty({1000}, torch::kUInt8);
-  }
+  { auto small = torch::empty({1000}, torch::kUInt8); }
   EXPECT_EQ(MemoryMeter::cached_bytes(), 3 << 20);  // the small block was not kept
   {  // just under the minimum: not kept; at the minimum (one query activation of a batch): kept, reused
     auto below = torch::empty({MemoryMeter::cache_min() - 4096}, torch::kUInt8);

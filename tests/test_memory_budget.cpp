@@ -3,9 +3,8 @@
 // a declared min_chunk above 1) keeps every chunk at that minimum or more; the budget's
 // memory model predicts the measured peak within 5 % on a small backbone, the chosen micro-batch's
 // peak stays under the budget, and a budget below one image is refused.
-#include <gtest/gtest.h>
-
 #include <cmath>
+#include <gtest/gtest.h>
 
 #include "harness/train/memory_budget.h"
 #include "harness/train/memory_meter.h"
@@ -356,7 +355,12 @@ TEST(MemoryBudget, ProbeSearchFindsTheSlopePastAFlatStart) {
 
   // Growth from the first probes (activations above the fixed bytes at once): probes up to the chunk.
   asked.clear();
-  const BudgetChoice grows = fit_memory_model([&](int64_t k) { asked.push_back(k); return W + 10 * s * k; }, 64, 1, 0, cap);
+  const BudgetChoice grows = fit_memory_model(
+      [&](int64_t k) {
+        asked.push_back(k);
+        return W + 10 * s * k;
+      },
+      64, 1, 0, cap);
   EXPECT_EQ(asked, (std::vector<int64_t>{1, 2, 4}));
   EXPECT_EQ(grows.predicted(4), W + 10 * s * 4);
 }

@@ -1,8 +1,7 @@
 // --precision (harness/train/precision.h) on the CPU: bf16 autocast takes effect inside a scope
 // and only there; fp32 scopes change nothing. (CUDA: tests/cuda/test_cuda.cpp.)
-#include <gtest/gtest.h>
-
 #include <cmath>
+#include <gtest/gtest.h>
 
 #include "core/error.h"
 #include "harness/train/precision.h"

@@ -1,9 +1,8 @@
 // Recipes as data and the exact learning-rate schedules of the reference training loops.
 // Expected values were computed independently (python, from the formulas in recipes.yaml).
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cmath>
+#include <gtest/gtest.h>
 #include <limits>
 
 #include "core/error.h"
@@ -53,7 +52,8 @@ TEST(Recipe, NoahTimmEpochScheduleWithStepLag) {
 
 TEST(Recipe, OverridesAndErrors) {
   auto r = load_recipe("petl_vit");
-  Settings s(std::map<std::string, std::string>{{"lr", "0.01"}, {"epochs", "7"}, {"warmup_epochs", "2"}, {"token_nums", "4"}});
+  Settings s(
+      std::map<std::string, std::string>{{"lr", "0.01"}, {"epochs", "7"}, {"warmup_epochs", "2"}, {"token_nums", "4"}});
   apply_overrides(r, s);
   EXPECT_DOUBLE_EQ(r.lr, 0.01);
   EXPECT_EQ(r.epochs, 7);

@@ -62,9 +62,9 @@ std::vector<std::string> invalid_values(const OptionInfo& o) {
 }  // namespace
 
 TEST(Registry, ExpectedMethodsRegistered) {
-  const std::vector<std::string> expected = {"linear",      "full",     "synqt", "bitfit",  "vpt_shallow", "vpt_deep",
-                                             "adapter",     "adaptformer", "lora", "ssf",   "convpass",    "fact_tt",
-                                             "fact_tk",     "dtl",      "dtl_plus", "vqt",  "lst"};
+  const std::vector<std::string> expected = {"linear",  "full",        "synqt",    "bitfit", "vpt_shallow", "vpt_deep",
+                                             "adapter", "adaptformer", "lora",     "ssf",    "convpass",    "fact_tt",
+                                             "fact_tk", "dtl",         "dtl_plus", "vqt",    "lst"};
   for (auto& n : expected) EXPECT_TRUE(MethodRegistry::instance().has(n)) << n;
   EXPECT_GE(MethodRegistry::instance().names().size(), expected.size());
   EXPECT_THROW(MethodRegistry::instance().get("no_such_method"), petl::Error);

@@ -21,8 +21,8 @@ int64_t count_at_vit_b(const std::string& task, int classes) {
 
 TEST(SynQT, ParameterCountAtViTB16) {
   // 2,613,650 + 9,216·T + 769·C
-  EXPECT_EQ(count_at_vit_b("cifar", 100), 2727414);                 // T=4 from synqt_task_configs.csv
-  EXPECT_EQ(count_at_vit_b("dtd", 47), 2613650 + 9216 * 1 + 769 * 47);   // T=1
+  EXPECT_EQ(count_at_vit_b("cifar", 100), 2727414);                          // T=4 from synqt_task_configs.csv
+  EXPECT_EQ(count_at_vit_b("dtd", 47), 2613650 + 9216 * 1 + 769 * 47);       // T=1
   EXPECT_EQ(count_at_vit_b("eurosat", 10), 2613650 + 9216 * 16 + 769 * 10);  // T=16
 }
 
@@ -111,8 +111,9 @@ TEST(SynQT, MicroBatchedBackbonePassMatchesAndLowersThePeak) {
   };
   auto step = [&](const std::string& micro) {
     torch::manual_seed(7);
-    auto m = test::make_method("synqt", vit, 5, "test_task",
-                               Settings::parse({"backbone_drop_path=off", "kem_drop_path=off", "backbone_micro_batch=" + micro}));
+    auto m = test::make_method(
+        "synqt", vit, 5, "test_task",
+        Settings::parse({"backbone_drop_path=off", "kem_drop_path=off", "backbone_micro_batch=" + micro}));
     m->train(false);  // no dropout in the query path: the two passes see identical randomness
     MemoryMeter::reset_peak();
     const int64_t base = MemoryMeter::live_bytes();
@@ -149,8 +150,9 @@ TEST(SynQT, RecomputedQueryPathMatchesAndLowersThePeak) {
   };
   auto step = [&](const std::string& recompute) {
     torch::manual_seed(11);
-    auto m = test::make_method("synqt", vit, 5, "test_task",
-                               Settings::parse({"backbone_drop_path=off", "token_nums=3", "query_recompute=" + recompute}));
+    auto m =
+        test::make_method("synqt", vit, 5, "test_task",
+                          Settings::parse({"backbone_drop_path=off", "token_nums=3", "query_recompute=" + recompute}));
     m->train(true);
     torch::manual_seed(12);
     MemoryMeter::reset_peak();
@@ -159,7 +161,8 @@ TEST(SynQT, RecomputedQueryPathMatchesAndLowersThePeak) {
     torch::nn::functional::cross_entropy(logits, y).backward();
     Out o{logits.detach().clone(), torch::rand({4}), {}, MemoryMeter::peak_bytes() - base};
     for (auto& p : m->named_parameters())
-      if (p.value().requires_grad()) o.grads[p.key()] = p.value().grad().defined() ? p.value().grad().clone() : torch::Tensor();
+      if (p.value().requires_grad())
+        o.grads[p.key()] = p.value().grad().defined() ? p.value().grad().clone() : torch::Tensor();
     return o;
   };
   auto kept = step("off"), again = step("live");
@@ -172,10 +175,12 @@ TEST(SynQT, RecomputedQueryPathMatchesAndLowersThePeak) {
     EXPECT_TRUE(torch::allclose(again.grads.at(name), g, 1e-5, 1e-7)) << name;
   }
   // The K/V that backward needs (2 · L · B · N · D floats) and the trainable tensors' gradients.
-  const int64_t kv = 2 * 4 * 16 * 65 * 48 * 4 +
-                     4 * test::make_method("synqt", vit, 5, "test_task", Settings::parse({"token_nums=3"}))->num_trainable();
+  const int64_t kv =
+      2 * 4 * 16 * 65 * 48 * 4 +
+      4 * test::make_method("synqt", vit, 5, "test_task", Settings::parse({"token_nums=3"}))->num_trainable();
   EXPECT_LT(again.peak, kept.peak);
-  EXPECT_LT(double(again.peak - kv), 0.6 * double(kept.peak - kv)) << "recomputed " << again.peak << " kept " << kept.peak;
+  EXPECT_LT(double(again.peak - kv), 0.6 * double(kept.peak - kv))
+      << "recomputed " << again.peak << " kept " << kept.peak;
   EXPECT_THROW(test::make_method("synqt", vit, 5, "t", Settings::parse({"query_recompute=maybe"})), petl::Error);
 }
 

@@ -6,9 +6,8 @@
 // reference formulas (ref_baselines.py, ref_models.py) and trains it with python3-torch's AdamW,
 // all in float64. Losses and the updated tensors must agree to 1e-9 relative (elements whose
 // gradient is round-off are counted and left out; see the script).
-#include <gtest/gtest.h>
-
 #include <cstdlib>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "harness/train/data_parallel.h"
@@ -21,9 +20,9 @@
 using namespace petl;
 
 TEST(TrainParity, ThreeStepsOfEveryMethodMatchAReferenceLoop) {
-  const std::vector<std::string> methods = {"linear", "full", "synqt", "bitfit", "vpt_shallow", "vpt_deep", "adapter", "adaptformer",
-                                            "lora",   "ssf",         "convpass", "fact_tt", "fact_tk",
-                                            "dtl",    "dtl_plus",    "vqt",      "lst"};
+  const std::vector<std::string> methods = {"linear",  "full",        "synqt",    "bitfit", "vpt_shallow", "vpt_deep",
+                                            "adapter", "adaptformer", "lora",     "ssf",    "convpass",    "fact_tt",
+                                            "fact_tk", "dtl",         "dtl_plus", "vqt",    "lst"};
   auto dir = test::scratch_dir("train_parity");
   auto cfg = test::tiny_config(32, 8, 48, 4, 4);
   cfg.drop_path_rate = 0.0;

@@ -2,9 +2,8 @@
 // one pass over the test split — bit-identical accuracies to evaluating each snapshot alone, the
 // same accuracy as the live forward, the method's tensors left untouched, snapshots kept outside
 // the tensor allocators (no training memory).
-#include <gtest/gtest.h>
-
 #include <algorithm>
+#include <gtest/gtest.h>
 #include <set>
 
 #include "harness/train/feature_cache.h"
@@ -99,8 +98,7 @@ TEST(Snapshot, HeavyMethodsHaveNoEvaluationTaps) {
   }
   // The query-only methods the snapshot test runs: at least the three the paper compares.
   const auto snap = test::methods_where([](const BackboneNeeds& n) { return eval_taps_for(n).any(); });
-  for (const char* n : {"linear", "synqt", "vqt"})
-    EXPECT_NE(std::find(snap.begin(), snap.end(), n), snap.end()) << n;
+  for (const char* n : {"linear", "synqt", "vqt"}) EXPECT_NE(std::find(snap.begin(), snap.end(), n), snap.end()) << n;
   // SynQT with the reference's stochastic backbone path cannot train from a cache, but its
   // evaluation (eval mode, no stochastic depth) runs from K/V.
   auto synqt = test::make_method("synqt", vit, 3);

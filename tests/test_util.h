@@ -1,9 +1,8 @@
 // Helpers shared by the torch tests: scratch directories, small backbones, building methods.
 #pragma once
-#include <torch/torch.h>
-
 #include <filesystem>
 #include <string>
+#include <torch/torch.h>
 #include <vector>
 
 #include "methods/method.h"

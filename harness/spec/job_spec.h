@@ -22,8 +22,8 @@ struct JobSpec {
   std::string arch;           // timm name; with no backbone file → random weights (dry-run only)
   std::string recipe;         // empty: the method's default recipe
   Protocol protocol = Protocol::kBestOf10;
-  std::string out_dir;        // records (results.jsonl), checkpoints/, state/
-  std::string record_file;    // also write the job's record to this file as one JSON line ("": no)
+  std::string out_dir;      // records (results.jsonl), checkpoints/, state/
+  std::string record_file;  // also write the job's record to this file as one JSON line ("": no)
   // kRecipeValue: the recipe's value; anything else given is validated (epochs, batch ≥ 1, seed ≥ 0).
   static constexpr int kRecipeValue = std::numeric_limits<int>::min();
   int epochs = kRecipeValue, batch_size = kRecipeValue, seed = kRecipeValue;
@@ -37,7 +37,7 @@ struct JobSpec {
   bool skip_bad = false;  // skip undecodable / missing images (counted in the record)
   bool progress = true;
   bool save_checkpoint = true;
-  bool reuse_done = false;  // --resume: an ok record with the same job key in out_dir is returned
+  bool reuse_done = false;                    // --resume: an ok record with the same job key in out_dir is returned
   int64_t limit_train = -1, limit_test = -1;  // tests and benchmarks only (no flag)
   // Train from frozen-backbone features cached in this directory (built when missing) instead of
   // live backbone passes; only for methods whose needs() are cacheable. Empty: live.

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <optional>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "core/error.h"
@@ -77,9 +77,9 @@ FarmJob farm_job_from_json(const json& j) {
 }
 
 json farm_outcome_to_json(const FarmOutcome& o) {
-  json j = {{"key", o.key},        {"ok", o.ok},       {"error", o.error},   {"ended", o.ended}, {"record", o.record},
-            {"rank", o.rank},      {"host", o.host},   {"threads", o.threads}, {"wall_s", o.wall_s},
-            {"argv", o.argv},      {"time_utc", o.time_utc}, {"members", json::array()}};
+  json j = {{"key", o.key},       {"ok", o.ok},     {"error", o.error},       {"ended", o.ended},
+            {"record", o.record}, {"rank", o.rank}, {"host", o.host},         {"threads", o.threads},
+            {"wall_s", o.wall_s}, {"argv", o.argv}, {"time_utc", o.time_utc}, {"members", json::array()}};
   for (const auto& m : o.members) j["members"].push_back(farm_outcome_to_json(m));
   return j;
 }
@@ -107,9 +107,13 @@ namespace {
 
 class Scheduler {
  public:
-  Scheduler(const std::vector<FarmJob>& jobs, const FarmOptions& opts, FarmReporter& reporter,
-            FarmTransport& transport)
-      : jobs_(jobs), opts_(opts), reporter_(reporter), transport_(transport), info_(transport.info()), pool_(opts, info_) {}
+  Scheduler(const std::vector<FarmJob>& jobs, const FarmOptions& opts, FarmReporter& reporter, FarmTransport& transport)
+      : jobs_(jobs),
+        opts_(opts),
+        reporter_(reporter),
+        transport_(transport),
+        info_(transport.info()),
+        pool_(opts, info_) {}
 
   int run() {
     for (int w = 1; w < info_.size; ++w) slots_of_[w] = 0;

@@ -125,18 +125,18 @@ class AdmissionPolicy {
 class FarmReporter;
 
 struct FarmOptions {
-  std::string program;   // binary of the children (petl sweep passes /proc/self/exe, resolved)
+  std::string program;               // binary of the children (petl sweep passes /proc/self/exe, resolved)
   std::string label = "petl sweep";  // who runs the children, in each attempt's header line of a log
-  int slots = 1;         // children at once per rank
-  int threads = 0;       // per job; 0 → auto (see above)
-  std::string threads_by;  // PETL_THREADS_BY of the children: how their threads were chosen
-  int gpus_per_node = 0;   // > 0: the token {device} becomes cuda:<local rank % gpus_per_node>
-  double job_timeout_s = 0;  // 0 → no limit
-  double kill_after_s = 10;  // time limit: SIGTERM → SIGKILL delay
-  double grace_s = 20;       // stop by signal: SIGTERM → SIGKILL delay
+  int slots = 1;                     // children at once per rank
+  int threads = 0;                   // per job; 0 → auto (see above)
+  std::string threads_by;            // PETL_THREADS_BY of the children: how their threads were chosen
+  int gpus_per_node = 0;             // > 0: the token {device} becomes cuda:<local rank % gpus_per_node>
+  double job_timeout_s = 0;          // 0 → no limit
+  double kill_after_s = 10;          // time limit: SIGTERM → SIGKILL delay
+  double grace_s = 20;               // stop by signal: SIGTERM → SIGKILL delay
   bool retry_failed = false;
-  double poll_s = 0.02;      // sleep between polls when nothing happens
-  std::map<std::string, std::string> env;  // extra environment for children
+  double poll_s = 0.02;                        // sleep between polls when nothing happens
+  std::map<std::string, std::string> env;      // extra environment for children
   std::shared_ptr<AdmissionPolicy> admission;  // null: every free slot may start a child
   // The argv of one child running several jobs of a bundle, from the members' argv (required when
   // the jobs have bundle ids).

@@ -42,7 +42,7 @@ class SweepReporter final : public FarmReporter {
     std::vector<std::string> other_journals;
     std::string sweep_name;
     nlohmann::json provenance = nlohmann::json::object();  // the sweep's (git_commit, libtorch_version)
-    bool retry_failed = false;  // (for the start line: whether failed jobs run again)
+    bool retry_failed = false;                             // (for the start line: whether failed jobs run again)
     bool verbose = true;
   };
   explicit SweepReporter(Options o) : o_(std::move(o)) {}

@@ -13,8 +13,7 @@ namespace {
 bool finished(RecordStatus s) { return s == RecordStatus::kOk || s == RecordStatus::kDoesNotFit; }
 }  // namespace
 
-JobGraph::JobGraph(std::vector<FarmJob> jobs, const std::map<std::string, EarlierOutcome>& earlier,
-                   bool retry_failed)
+JobGraph::JobGraph(std::vector<FarmJob> jobs, const std::map<std::string, EarlierOutcome>& earlier, bool retry_failed)
     : jobs_(std::move(jobs)), state_(jobs_.size(), State::kWait), prio_(jobs_.size(), 0.0) {
   for (size_t i = 0; i < jobs_.size(); ++i) {
     PETL_CHECK(!index_.count(jobs_[i].key), "sweep: sweep key ", jobs_[i].key, " appears twice in the plan");

@@ -2,8 +2,6 @@
 #include "harness/sweep/process_pool.h"
 
 #include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "core/enums.h"
 #include "core/env.h"
@@ -114,7 +114,8 @@ ProcessPool::~ProcessPool() { kill_now(); }
 int ProcessPool::running() const { return int(children_.size()); }
 
 bool ProcessPool::may_start() {
-  if (running() >= std::max(1, opts_.slots)) return false;
+  // A held outcome keeps its slot: its child may have been stopped with the whole step.
+  if (running() + int(held_.size()) >= std::max(1, opts_.slots)) return false;
   return !opts_.admission || opts_.admission->may_start(running());
 }
 
@@ -182,7 +183,7 @@ std::optional<FarmOutcome> ProcessPool::poll(Child& c) {
   ::kill(-c.pid, SIGKILL);  // whatever the job left behind in its process group
   c.pid = -1;
   if (c.reason == Child::kStop) return std::nullopt;  // interrupted: not reported
-  std::string failure;                               // "" = exit status 0
+  std::string failure;                                // "" = exit status 0
   if (lost)
     failure = "the child process was lost (waitpid: " + std::string(std::strerror(wait_errno)) + ")";
   else if (c.reason == Child::kTimeout)
@@ -191,8 +192,8 @@ std::optional<FarmOutcome> ProcessPool::poll(Child& c) {
     failure = "exit status " + std::to_string(WEXITSTATUS(status));
   else if (!WIFEXITED(status))
     failure = signal_text(WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  FarmOutcome o = c.job.members.empty() ? job_outcome(c, c.job, c.result_offset, failure, true)
-                                        : bundle_outcome(c, failure);
+  FarmOutcome o =
+      c.job.members.empty() ? job_outcome(c, c.job, c.result_offset, failure, true) : bundle_outcome(c, failure);
   const int sig = !lost && c.reason == Child::kNone && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
     // Not sent by us: most likely the whole step is being stopped (scancel, mpirun) and the signal
@@ -261,8 +262,8 @@ FarmOutcome ProcessPool::bundle_outcome(const Child& c, const std::string& failu
   FarmOutcome o;
   o.key = c.job.key;
   for (size_t k = 0; k < c.job.members.size(); ++k)
-    o.members.push_back(job_outcome(c, c.job.members[k], k < c.member_offsets.size() ? c.member_offsets[k] : 0,
-                                    failure, false));
+    o.members.push_back(
+        job_outcome(c, c.job.members[k], k < c.member_offsets.size() ? c.member_offsets[k] : 0, failure, false));
   return o;
 }
 
@@ -302,8 +303,8 @@ std::string ProcessPool::spawn(Child& c) {
     if (!log) return "cannot open log " + job.log_file + ": " + std::strerror(errno);
     std::string cmd;
     for (const auto& a : c.argv) cmd += (cmd.empty() ? "" : " ") + a;
-    log << "\n=== " << opts_.label << " " << now_utc() << " rank " << info_.rank << " on " << info_.host << ", " << info_.threads
-        << " thread(s): " << cmd << "\n";
+    log << "\n=== " << opts_.label << " " << now_utc() << " rank " << info_.rank << " on " << info_.host << ", "
+        << info_.threads << " thread(s): " << cmd << "\n";
   }
   c.log_offset = file_size(job.log_file);
   c.result_offset = job.result_file.empty() ? 0 : file_size(job.result_file);

@@ -3,10 +3,9 @@
 // stopped at its time limit, and read back as a FarmOutcome (its result file and the end of its
 // log). The one process pool of petl: `petl sweep` (each MPI rank) and `petl demo` run on it.
 #pragma once
-#include <sys/types.h>
-
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 #include "core/clock.h"

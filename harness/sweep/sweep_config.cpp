@@ -2,8 +2,6 @@
 // config keys, the key definition and the cost model.
 #include "harness/sweep/sweep_config.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -13,10 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
-#include "core/text.h"
 #include "core/hashing.h"
+#include "core/text.h"
 #include "datasets/vtab.h"
 #include "harness/sweep/sweep_journal.h"
 #include "io/tensor_file.h"
@@ -39,11 +38,16 @@ struct Ctx {
 
 const char* type_name(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Null: return "nothing (null)";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a map";
-    default: return "an undefined node";
+    case YAML::NodeType::Null:
+      return "nothing (null)";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "an undefined node";
   }
 }
 
@@ -109,8 +113,8 @@ std::vector<std::string> string_list(const Ctx& c, const YAML::Node& n, const st
 }
 
 void check_set_key(const Ctx& c, const YAML::Node& n, const std::string& where, const std::string& k) {
-  PETL_CHECK(!k.empty() && k.find('=') == std::string::npos && k.find_first_of(" \t\n") == std::string::npos,
-             c.at(n), ": ", where, ": '", k, "' is not a valid setting name");
+  PETL_CHECK(!k.empty() && k.find('=') == std::string::npos && k.find_first_of(" \t\n") == std::string::npos, c.at(n),
+             ": ", where, ": '", k, "' is not a valid setting name");
 }
 
 std::map<std::string, std::string> set_map(const Ctx& c, const YAML::Node& n, const std::string& where) {
@@ -148,8 +152,8 @@ SweepOverride override_entry(const Ctx& c, const YAML::Node& n, const std::strin
     else if (k == "grid" && allow_grid)
       o.grid = grid_map(c, it->second, where + ".grid");
     else
-      PETL_FAIL(c.at(it->first), ": unknown key '", where, ".", k, "' (expected ",
-                allow_grid ? "set or grid" : "set", ")");
+      PETL_FAIL(c.at(it->first), ": unknown key '", where, ".", k, "' (expected ", allow_grid ? "set or grid" : "set",
+                ")");
   }
   return o;
 }
@@ -197,7 +201,6 @@ int64_t feature_bytes_per_image(const CacheTaps& taps, const BackboneDims& d, in
   return values * dtype_bytes;
 }
 
-
 // ------------------------------------------------------------------ config
 
 SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& label) {
@@ -218,15 +221,24 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
       const std::string k = scalar(c, it->first, "(top level)");
       const YAML::Node v = it->second;
       PETL_CHECK(seen.insert(k).second, c.at(it->first), ": key '", k, "' given twice");
-      if (k == "name") cfg.name = scalar(c, v, k);
-      else if (k == "out") cfg.out = scalar(c, v, k, true);
-      else if (k == "data_root") cfg.data_root = scalar(c, v, k);
-      else if (k == "backbone") cfg.backbone = scalar(c, v, k, true);
-      else if (k == "arch") cfg.arch = scalar(c, v, k, true);
-      else if (k == "protocol") cfg.protocol = choice<Protocol>(c, v, k);
-      else if (k == "recipe") cfg.recipe = scalar(c, v, k, true);
-      else if (k == "methods") cfg.methods = string_list(c, v, k);
-      else if (k == "tasks") cfg.tasks = string_list(c, v, k);
+      if (k == "name")
+        cfg.name = scalar(c, v, k);
+      else if (k == "out")
+        cfg.out = scalar(c, v, k, true);
+      else if (k == "data_root")
+        cfg.data_root = scalar(c, v, k);
+      else if (k == "backbone")
+        cfg.backbone = scalar(c, v, k, true);
+      else if (k == "arch")
+        cfg.arch = scalar(c, v, k, true);
+      else if (k == "protocol")
+        cfg.protocol = choice<Protocol>(c, v, k);
+      else if (k == "recipe")
+        cfg.recipe = scalar(c, v, k, true);
+      else if (k == "methods")
+        cfg.methods = string_list(c, v, k);
+      else if (k == "tasks")
+        cfg.tasks = string_list(c, v, k);
       else if (k == "seeds") {
         PETL_CHECK(v.IsSequence() && v.size() > 0, c.at(v), ": key 'seeds': expected a non-empty list of integers");
         std::set<int> s;
@@ -240,25 +252,32 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         int n = as_int(c, v, k);
         PETL_CHECK(n > 0, c.at(v), ": key '", k, "': expected a positive integer, got ", n);
         (k == "epochs" ? cfg.epochs : cfg.batch_size) = n;
-      } else if (k == "grid") cfg.grid = grid_map(c, v, "grid");
-      else if (k == "method_overrides") cfg.method_overrides = override_map(c, v, k, true);
-      else if (k == "task_overrides") cfg.task_overrides = override_map(c, v, k, false);
-      else if (k == "method_task_overrides") cfg.method_task_overrides = override_map(c, v, k, false);
-      else if (k == "feature_cache") cfg.feature_cache = as_bool(c, v, k);
-      else if (k == "cache_dtype") cfg.cache_dtype = choice<CacheDtype>(c, v, k);
-      else if (k == "precision") cfg.precision = choice<Precision>(c, v, k);
+      } else if (k == "grid")
+        cfg.grid = grid_map(c, v, "grid");
+      else if (k == "method_overrides")
+        cfg.method_overrides = override_map(c, v, k, true);
+      else if (k == "task_overrides")
+        cfg.task_overrides = override_map(c, v, k, false);
+      else if (k == "method_task_overrides")
+        cfg.method_task_overrides = override_map(c, v, k, false);
+      else if (k == "feature_cache")
+        cfg.feature_cache = as_bool(c, v, k);
+      else if (k == "cache_dtype")
+        cfg.cache_dtype = choice<CacheDtype>(c, v, k);
+      else if (k == "precision")
+        cfg.precision = choice<Precision>(c, v, k);
       else if (k == "threads_per_rank") {
         cfg.threads_per_rank = as_int(c, v, k);
         PETL_CHECK(cfg.threads_per_rank >= 0, c.at(v), ": key 'threads_per_rank': expected ≥ 0 (0 = auto)");
       } else if (k == "job_timeout_s") {
         cfg.job_timeout_s = as_double(c, v, k);
         PETL_CHECK(cfg.job_timeout_s >= 0, c.at(v), ": key 'job_timeout_s': expected ≥ 0 (0 = no limit)");
-      } else if (k == "retry_failed") cfg.retry_failed = as_bool(c, v, k);
+      } else if (k == "retry_failed")
+        cfg.retry_failed = as_bool(c, v, k);
       else if (k == "bundle_jobs") {
         cfg.bundle_jobs = as_int(c, v, k);
         PETL_CHECK(cfg.bundle_jobs >= 1, c.at(v), ": key 'bundle_jobs': expected an integer ≥ 1 (1 = no bundles)");
-      }
-      else if (k == "memory_budget") {
+      } else if (k == "memory_budget") {
         const std::string text = scalar(c, v, k);
         try {
           cfg.memory_budget = parse_size(text, "memory_budget");
@@ -356,11 +375,17 @@ struct PlanContext {
 // The identity of one task's feature cache (cn: splits sorted and unique); its key names the cache.
 json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed& cn) {
   const SweepConfig& cfg = c.cfg;
-  json ccanon = {{"v", 1},           {"kind", "cache"},         {"backbone", c.backbone},
-                 {"backbone_sha256", c.backbone_sha},           {"arch", cfg.arch},
-                 {"data_root", c.data_root},                    {"task", t},
-                 {"splits", cn.splits},                         {"taps", cn.taps.str()},
-                 {"dtype", to_string(cfg.cache_dtype)},         {"normalisation", cn.normalisation}};
+  json ccanon = {{"v", 1},
+                 {"kind", "cache"},
+                 {"backbone", c.backbone},
+                 {"backbone_sha256", c.backbone_sha},
+                 {"arch", cfg.arch},
+                 {"data_root", c.data_root},
+                 {"task", t},
+                 {"splits", cn.splits},
+                 {"taps", cn.taps.str()},
+                 {"dtype", to_string(cfg.cache_dtype)},
+                 {"normalisation", cn.normalisation}};
   if (cfg.precision != Precision::kFp32) ccanon["precision"] = to_string(cfg.precision);  // fp32 keys as before
   return ccanon;
 }
@@ -473,9 +498,8 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
 
 // The settings of one grid point of method m on task t, overrides applied (method, task,
 // method/task, in that order).
-std::map<std::string, std::string> point_settings(const SweepConfig& cfg, const SweepOverride* mo,
-                                                  const std::string& m, const std::string& t,
-                                                  const std::map<std::string, std::string>& pt) {
+std::map<std::string, std::string> point_settings(const SweepConfig& cfg, const SweepOverride* mo, const std::string& m,
+                                                  const std::string& t, const std::map<std::string, std::string>& pt) {
   std::map<std::string, std::string> sets = pt;
   if (mo)
     for (auto& [k, v] : mo->set) sets[k] = v;
@@ -643,15 +667,16 @@ void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs,
     b.cost += j.cost;
   }
   if (bundles.empty()) return;
-  os << bundles.size() << " bundle(s): the query-only jobs that train on one feature cache run in one child (`petl "
+  os << bundles.size()
+     << " bundle(s): the query-only jobs that train on one feature cache run in one child (`petl "
         "bundle`): train features loaded once, ONE test pass for every snapshot of every job (bundle_jobs caps "
         "the jobs per bundle)\n";
   for (const auto& [id, b] : bundles) {
     std::ostringstream cost;
     cost << std::fixed << std::setprecision(0) << b.cost;
-    os << "  bundle " << std::left << std::setw(20) << id << std::right << std::setw(4) << b.jobs << " jobs ("
-       << b.todo << " to run)  task " << b.task << "  RAM " << (b.ram > 0 ? format_bytes(double(b.ram)) : "-")
-       << "  disk " << (b.disk > 0 ? format_bytes(double(b.disk)) : "-") << "  cost " << cost.str() << "\n";
+    os << "  bundle " << std::left << std::setw(20) << id << std::right << std::setw(4) << b.jobs << " jobs (" << b.todo
+       << " to run)  task " << b.task << "  RAM " << (b.ram > 0 ? format_bytes(double(b.ram)) : "-") << "  disk "
+       << (b.disk > 0 ? format_bytes(double(b.disk)) : "-") << "  cost " << cost.str() << "\n";
   }
 }
 }  // namespace
@@ -664,8 +689,10 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << "  data_root " << c.data_root << ", backbone " << (c.backbone.empty() ? "(embedded)" : c.backbone)
      << (c.arch.empty() ? "" : ", arch " + c.arch) << ", protocol " << to_string(c.protocol)
      << (c.recipe.empty() ? "" : ", recipe " + c.recipe) << "\n"
-     << "  feature_cache " << (c.feature_cache ? "on (" + std::string(to_string(c.cache_dtype)) + ")" : std::string("off"))
-     << ", precision " << to_string(c.precision) << ", job_timeout_s " << c.job_timeout_s << ", retry_failed " << (c.retry_failed ? "yes" : "no") << "\n\n";
+     << "  feature_cache "
+     << (c.feature_cache ? "on (" + std::string(to_string(c.cache_dtype)) + ")" : std::string("off")) << ", precision "
+     << to_string(c.precision) << ", job_timeout_s " << c.job_timeout_s << ", retry_failed "
+     << (c.retry_failed ? "yes" : "no") << "\n\n";
   auto row = [&](const std::string& key, const std::string& what, const std::string& task, const std::string& seed,
                  const std::string& sets, const std::string& dep, const std::string& cost, const std::string& bytes,
                  const std::string& st) {
@@ -673,7 +700,9 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
        << std::setw(34) << sets << std::setw(17) << dep << std::right << std::setw(10) << cost << std::setw(15) << bytes
        << "  " << st << "\n";
   };
-  auto fmt_bytes = [](const char* where, int64_t b) { return b > 0 ? std::string(where) + " " + format_bytes(double(b)) : std::string("-"); };
+  auto fmt_bytes = [](const char* where, int64_t b) {
+    return b > 0 ? std::string(where) + " " + format_bytes(double(b)) : std::string("-");
+  };
   auto fmt_cost = [](double v) {
     std::ostringstream s;
     s << std::fixed << std::setprecision(0) << v;
@@ -702,8 +731,8 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
       ram_max = std::max(ram_max, j.ram_bytes);
       if (j.is_cache) {
         row(j.key, "[cache " + j.cache.taps.str() + "]", j.task, "-",
-            join(j.cache.splits, ",") + " " + to_string(j.cache_dtype), "-",
-            fmt_cost(j.cost), fmt_bytes("disk", j.disk_bytes), st);
+            join(j.cache.splits, ",") + " " + to_string(j.cache_dtype), "-", fmt_cost(j.cost),
+            fmt_bytes("disk", j.disk_bytes), st);
       } else {
         std::vector<std::string> s;
         for (auto& [k, v] : j.sets) s.push_back(k + "=" + v);
@@ -716,8 +745,7 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << n_train << " training job(s), " << n_cache << " cache build(s); journal: " << n_ok << " ok, " << n_failed
      << " failed, " << (n_train + n_cache - n_ok - n_failed) << " not run"
      << (n_state ? ", " + std::to_string(n_state) + " with a mid-job state (continued, not restarted)" : std::string())
-     << "; estimated cost " << fmt_cost(cost_todo)
-     << " of " << fmt_cost(cost_all) << " still to run"
+     << "; estimated cost " << fmt_cost(cost_todo) << " of " << fmt_cost(cost_all) << " still to run"
      << (c.retry_failed ? " (failed jobs will be retried)" : " (failed jobs are skipped; retry_failed re-runs them)")
      << "\n";
   print_bundles(os, jobs, status);

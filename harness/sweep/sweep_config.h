@@ -80,18 +80,18 @@ namespace petl {
 
 // What a method needs from a frozen-backbone feature cache.
 struct CacheNeed {
-  CacheTaps taps;                    // e.g. cls or kv (what `cache build --taps` stores)
-  std::vector<std::string> splits;   // e.g. {"train800val200", "test"}
-  std::string normalisation;         // "" = the cache builder's default; else part of the key
+  CacheTaps taps;                   // e.g. cls or kv (what `cache build --taps` stores)
+  std::vector<std::string> splits;  // e.g. {"train800val200", "test"}
+  std::string normalisation;        // "" = the cache builder's default; else part of the key
 };
 
 // Returns the cache need of `method` on `task` under `recipe` ("" = the method's default recipe)
 // with the job's `--set` values, or nullopt when the method cannot train on cached features (it changes the
 // backbone's forward or needs its gradients). The app supplies it from the method registry, so this
 // torch-free layer never sees a method.
-using CacheNeedFn = std::function<std::optional<CacheNeed>(
-    const std::string& method, const std::string& task, const std::string& recipe,
-    const std::map<std::string, std::string>& sets)>;
+using CacheNeedFn =
+    std::function<std::optional<CacheNeed>(const std::string& method, const std::string& task,
+                                           const std::string& recipe, const std::map<std::string, std::string>& sets)>;
 
 struct SweepOverride {
   std::map<std::string, std::string> set;
@@ -124,20 +124,20 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
 
 // One planned job.
 struct SweepJob {
-  std::string key;            // 16 hex chars
+  std::string key;  // 16 hex chars
   bool is_cache = false;
-  std::string method;         // empty for cache jobs
+  std::string method;  // empty for cache jobs
   std::string task;
-  int seed = -1;              // -1 for cache jobs
+  int seed = -1;                            // -1 for cache jobs
   std::map<std::string, std::string> sets;  // the job's --set values (sorted by key)
-  std::optional<JobSpec> run;           // training jobs: the `petl run` child
-  std::optional<CacheBuildSpec> build;  // cache jobs: the `petl cache build` child
+  std::optional<JobSpec> run;               // training jobs: the `petl run` child
+  std::optional<CacheBuildSpec> build;      // cache jobs: the `petl cache build` child
   double cost = 0;
-  std::string depends_on;     // key of the cache job it trains on, or ""
-  std::string out_dir;        // <out>/jobs/<key> or <out>/cache/<key>
-  std::string result_file;    // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
-  std::string log_file;       // <out>/logs/<key>.log
-  CacheNeed cache;            // cache jobs: what is built
+  std::string depends_on;   // key of the cache job it trains on, or ""
+  std::string out_dir;      // <out>/jobs/<key> or <out>/cache/<key>
+  std::string result_file;  // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
+  std::string log_file;     // <out>/logs/<key>.log
+  CacheNeed cache;          // cache jobs: what is built
   // Estimates (0 = unknown): a cache job's bytes on disk (every split it stores); a training job's
   // bytes of resident train-split features in memory (from its cache).
   int64_t disk_bytes = 0, ram_bytes = 0;
@@ -145,7 +145,7 @@ struct SweepJob {
   // Bundle id ("" = none): the training jobs on one feature cache (query-only methods), at most
   // bundle_jobs per bundle, run in one `petl bundle` child (harness/sweep/farm.h).
   std::string bundle;
-  std::string canonical;      // the canonical JSON hashed into the key
+  std::string canonical;  // the canonical JSON hashed into the key
 };
 
 // The sizes of a backbone's features: blocks, tokens per image, width.
@@ -161,19 +161,19 @@ using BackboneDimsFn = std::function<BackboneDims(const std::string& backbone, c
 int64_t feature_bytes_per_image(const CacheTaps& taps, const BackboneDims& dims, int dtype_bytes);
 
 struct PlanOptions {
-  std::string out;                // non-empty: overrides the config's out
-  std::string embedded_backbone;  // the embedded backbone file, hashed into keys when backbone is empty
-  CacheNeedFn cache_need;         // null: no job uses a feature cache
+  std::string out;                        // non-empty: overrides the config's out
+  std::string embedded_backbone;          // the embedded backbone file, hashed into keys when backbone is empty
+  CacheNeedFn cache_need;                 // null: no job uses a feature cache
   std::optional<double> state_every_min;  // set: every training job's JobSpec::state_every_min
-  BackboneDimsFn backbone_dims;   // null: no byte estimates in the plan
+  BackboneDimsFn backbone_dims;           // null: no byte estimates in the plan
 };
 
 struct SweepPlan {
   SweepConfig config;
-  std::string out;                // effective output directory
-  std::string journal;            // <out>/results.jsonl
-  std::vector<SweepJob> jobs;     // cache jobs first (in order of first use), then training jobs in
-                                  // expansion order: method, task, seed, grid point
+  std::string out;             // effective output directory
+  std::string journal;         // <out>/results.jsonl
+  std::vector<SweepJob> jobs;  // cache jobs first (in order of first use), then training jobs in
+                               // expansion order: method, task, seed, grid point
 };
 
 // Expands the config into jobs. Deterministic: the same config, files and options give the same

@@ -13,13 +13,12 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "io/journal.h"
 #include "core/system.h"
+#include "io/journal.h"
 
 namespace petl {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
 
 Journal read_journal(const std::string& path) {
   Journal j;
@@ -60,8 +59,8 @@ void append_journal_line(const std::string& path, const json& record) {
 
 std::string journal_path(const std::string& out_dir, int shard_index, int shard_count) {
   if (shard_count <= 1) return (fs::path(out_dir) / "results.jsonl").string();
-  return (fs::path(out_dir) / ("results.shard-" + std::to_string(shard_index) + "-of-" + std::to_string(shard_count) +
-                               ".jsonl"))
+  return (fs::path(out_dir) /
+          ("results.shard-" + std::to_string(shard_index) + "-of-" + std::to_string(shard_count) + ".jsonl"))
       .string();
 }
 
@@ -93,10 +92,10 @@ std::map<std::string, RecordStatus> merged_status(const std::vector<std::string>
 }
 
 Record failed_job_record(const json& identity, const std::string& message, const Provenance& provenance) {
-  return failed_record(identity.value("method", std::string()), identity.value("task", std::string()),
-                       identity.value("seed", -1),
-                       try_parse_enum<Protocol>(identity.value("protocol", std::string())).value_or(Protocol::kBestOf10),
-                       message, provenance);
+  return failed_record(
+      identity.value("method", std::string()), identity.value("task", std::string()), identity.value("seed", -1),
+      try_parse_enum<Protocol>(identity.value("protocol", std::string())).value_or(Protocol::kBestOf10), message,
+      provenance);
 }
 
 json sweep_cache_record(const json& identity, bool ok, const std::string& message, const json& provenance) {

@@ -69,5 +69,4 @@ Record failed_job_record(const nlohmann::json& identity, const std::string& mess
 nlohmann::json sweep_cache_record(const nlohmann::json& identity, bool ok, const std::string& message,
                                   const nlohmann::json& provenance);
 
-
 }  // namespace petl

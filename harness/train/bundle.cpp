@@ -142,8 +142,9 @@ class BundleRunner {
     const auto t0 = SteadyClock::now();
     std::vector<std::vector<EvalResult>> results;
     try {
-      results = evaluate_snapshot_sets(sets, *first.sources().test, first.backbone().model, taps, eval_batch,
-                                       first.job().device, first.spec().progress, "eval bundle " + first.job().task.name);
+      results =
+          evaluate_snapshot_sets(sets, *first.sources().test, first.backbone().model, taps, eval_batch,
+                                 first.job().device, first.spec().progress, "eval bundle " + first.job().task.name);
     } catch (const stop::Stopped&) {
       throw;
     } catch (const std::exception& e) {
@@ -154,9 +155,10 @@ class BundleRunner {
     const double share = pass_s / double(group.size());
     std::fprintf(stderr, "[petl] bundle %s: one test pass evaluated %zu snapshots of %zu jobs in %.1f s\n",
                  first.job().task.name.c_str(), n_snap, group.size(), pass_s);
-    const std::string how = "snapshots of the trainable tensors at each evaluation epoch, evaluated in one pass over "
-                            "the test split's frozen-backbone features (" + taps.str() + ") shared by the " +
-                            std::to_string(group.size()) + " job(s) of a bundle";
+    const std::string how =
+        "snapshots of the trainable tensors at each evaluation epoch, evaluated in one pass over "
+        "the test split's frozen-backbone features (" +
+        taps.str() + ") shared by the " + std::to_string(group.size()) + " job(s) of a bundle";
     for (size_t j = 0; j < group.size(); ++j) {
       Member& m = *group[j];
       JobRunner& r = *m.runner;

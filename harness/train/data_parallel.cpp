@@ -6,9 +6,10 @@
 #include "core/error.h"
 
 #ifdef PETL_WITH_NCCL
+#include <nccl.h>
+
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
-#include <nccl.h>
 #endif
 
 namespace petl {

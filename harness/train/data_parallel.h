@@ -5,9 +5,8 @@
 // its share of the global batch, so the summed gradient is that of the global-batch mean loss:
 // N ranks train like one rank with the same global batch (up to float summation order).
 #pragma once
-#include <torch/torch.h>
-
 #include <memory>
+#include <torch/torch.h>
 #include <vector>
 
 namespace petl {

@@ -1,8 +1,8 @@
 #include "harness/train/evaluate.h"
 
-#include "harness/train/feature_cache.h"
 #include "core/progress.h"
 #include "core/stop.h"
+#include "harness/train/feature_cache.h"
 #include "harness/train/precision.h"
 
 namespace petl {

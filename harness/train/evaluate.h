@@ -1,9 +1,8 @@
 // Evaluation of a method on a split: accuracy (%) and optionally the logits in input order.
 #pragma once
-#include <torch/torch.h>
-
 #include <map>
 #include <string>
+#include <torch/torch.h>
 
 #include "methods/method.h"
 

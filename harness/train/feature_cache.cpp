@@ -5,14 +5,14 @@
 #include <ctime>
 #include <filesystem>
 
-#include "datasets/image.h"
+#include "core/build_info.h"
 #include "core/clock.h"
 #include "core/error.h"
-#include "core/stop.h"
 #include "core/hashing.h"
-#include "core/build_info.h"
-#include "core/system.h"
 #include "core/progress.h"
+#include "core/stop.h"
+#include "core/system.h"
+#include "datasets/image.h"
 #include "harness/train/precision.h"
 #include "harness/train/task_data.h"
 
@@ -41,16 +41,16 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
   const auto list = fs::path(task.dir) / (split + "." + task.format);
   PETL_CHECK(fs::exists(list), "task ", task.name, ": no list file ", list.string(), " for split ", split);
   io::AttributeMap id = {{"backbone_sha256", backbone_sha256},
-          {"arch_img_patch_dim_depth_heads",
-           str_cat(cfg.img_size, "/", cfg.patch_size, "/", cfg.embed_dim, "/", cfg.depth, "/", cfg.num_heads)},
-          {"task", task.name},
-          {"data_dir", fs::absolute(task.dir).string()},
-          {"split", split},
-          {"list_sha256", sha256_file(list.string())},
-          {"normalisation", normalisation},
-          {"image_size", std::to_string(cfg.img_size)},
-          {"taps", taps.str()},
-          {"dtype", to_string(dtype)}};
+                         {"arch_img_patch_dim_depth_heads", str_cat(cfg.img_size, "/", cfg.patch_size, "/",
+                                                                    cfg.embed_dim, "/", cfg.depth, "/", cfg.num_heads)},
+                         {"task", task.name},
+                         {"data_dir", fs::absolute(task.dir).string()},
+                         {"split", split},
+                         {"list_sha256", sha256_file(list.string())},
+                         {"normalisation", normalisation},
+                         {"image_size", std::to_string(cfg.img_size)},
+                         {"taps", taps.str()},
+                         {"dtype", to_string(dtype)}};
   // Features computed under bf16 autocast are other features; fp32 caches carry no such attribute
   // (so caches built before petl had --precision stay valid).
   if (current_precision() != Precision::kFp32) id["precision"] = to_string(current_precision());
@@ -58,7 +58,6 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
 }
 
 namespace {
-
 
 struct KvCollect : BlockHooks {
   std::vector<torch::Tensor> k, v;
@@ -141,8 +140,8 @@ std::string ensure_feature_cache(const CacheBuildOptions& o, VisionTransformer b
                                  const std::string& backbone_sha256, const data::TaskInfo& task,
                                  const std::string& split, bool* built) {
   PETL_CHECK(o.taps.any(), "feature cache: no taps requested");
-  auto identity = cache_identity(backbone_sha256, backbone->cfg_, task, split, data::to_string(o.load.norm), o.taps,
-                                 o.dtype);
+  auto identity =
+      cache_identity(backbone_sha256, backbone->cfg_, task, split, data::to_string(o.load.norm), o.taps, o.dtype);
   const std::string path = io::cache_path(o.root, io::cache_key(identity));
   if (built) *built = false;
   if (fs::exists(path)) {

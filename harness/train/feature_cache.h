@@ -6,11 +6,10 @@
 //   cls: /features/cls (N, D)                 final-norm cls token
 //   kv:  /features/kv  (N, L, 2, H, T, D/H)   every block's K and V as its attention uses them
 #pragma once
-#include <torch/torch.h>
-
 #include <functional>
 #include <memory>
 #include <string>
+#include <torch/torch.h>
 
 #include "core/cache_taps.h"
 #include "core/enums.h"
@@ -38,12 +37,12 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
                                 CacheDtype dtype);
 
 struct CacheBuildOptions {
-  std::string root;               // directory of <key>.h5 files
+  std::string root;  // directory of <key>.h5 files
   CacheDtype dtype = CacheDtype::kFloat32;
   CacheTaps taps;
-  int64_t chunk_images = 256;     // images decoded and passed through the backbone at a time
-  data::LoadOptions load;         // image size, normalisation, threads, progress
-  std::string backbone_file;      // provenance only
+  int64_t chunk_images = 256;  // images decoded and passed through the backbone at a time
+  data::LoadOptions load;      // image size, normalisation, threads, progress
+  std::string backbone_file;   // provenance only
 };
 
 // Returns the path of the split's cache, building it when missing. An existing file that is

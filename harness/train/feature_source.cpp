@@ -112,9 +112,8 @@ EvalResult StreamedImages::evaluate(Method& method, int64_t batch_size, torch::D
 void StreamedImages::for_each_features(VisionTransformer backbone, const CacheTaps& taps, int64_t batch_size,
                                        torch::Device device, bool progress, const std::string& label,
                                        const FeatureFn& fn) const {
-  for_each_batch(batch_size, device, progress, label, [&](const torch::Tensor& x, const torch::Tensor& y) {
-    fn(backbone_features(backbone, x, taps), y);
-  });
+  for_each_batch(batch_size, device, progress, label,
+                 [&](const torch::Tensor& x, const torch::Tensor& y) { fn(backbone_features(backbone, x, taps), y); });
 }
 
 CachedFeatureSource::CachedFeatureSource(const std::string& path, const io::AttributeMap& identity,
@@ -143,8 +142,7 @@ EvalResult CachedFeatureSource::evaluate(Method& method, int64_t batch_size, tor
 }
 
 void CachedFeatureSource::for_each_features(VisionTransformer, const CacheTaps& taps, int64_t batch_size,
-                                            torch::Device device, bool, const std::string&,
-                                            const FeatureFn& fn) const {
+                                            torch::Device device, bool, const std::string&, const FeatureFn& fn) const {
   PETL_CHECK((!taps.cls || taps_.cls) && (!taps.kv || taps_.kv), "feature cache ", path_, " holds ", taps_.str(),
              ", not the taps ", taps.str(), " asked of it");
   for_each_cached_batch(path_, identity_, taps, batch_size, device, fn);
@@ -166,8 +164,8 @@ int job_num_classes(const ResolvedJob& job) {
   int64_t k = 0;
   for (auto& s : data::read_split(job.task, job.recipe().test_split)) {
     if (test_limit >= 0 && k++ >= test_limit) break;
-    PETL_CHECK(s.label < n, s.list_file, ":", s.line, ": label ", s.label, " is outside the ", n,
-               " classes [0, ", n, ") of the train list ", train_file, " (task '", job.task.name,
+    PETL_CHECK(s.label < n, s.list_file, ":", s.line, ": label ", s.label, " is outside the ", n, " classes [0, ", n,
+               ") of the train list ", train_file, " (task '", job.task.name,
                "' declares no class count: add <task>/petl_task.json {\"num_classes\": C})");
   }
   return n;
@@ -206,20 +204,23 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
              ")");
   // Resident train features: n × (cls D + kv L·2·N·D) elements in the stored dtype.
   const auto& cfg0 = bb.model->cfg_;
-  const int64_t row = (taps.cls ? cfg0.embed_dim : 0) + (taps.kv ? int64_t(cfg0.depth) * 2 * cfg0.num_tokens() * cfg0.embed_dim : 0);
+  const int64_t row =
+      (taps.cls ? cfg0.embed_dim : 0) + (taps.kv ? int64_t(cfg0.depth) * 2 * cfg0.num_tokens() * cfg0.embed_dim : 0);
   const double need = double(data::count_samples(job.task, job.recipe().train_split)) * double(row) *
                       double(bytes_per_value(spec.cache_dtype));
-  const double budget = spec.feature_memory_budget > 0 ? double(spec.feature_memory_budget)
-                                                       : 0.5 * double(available_memory_bytes());
+  const double budget =
+      spec.feature_memory_budget > 0 ? double(spec.feature_memory_budget) : 0.5 * double(available_memory_bytes());
   if (budget > 0 && need > budget) {
-    const std::string why = "the train split's " + taps.str() + " features (" + format_bytes(need) + ", " +
-                            to_string(spec.cache_dtype) + ") exceed the feature memory budget (" + format_bytes(budget) +
-                            (spec.feature_memory_budget > 0 ? ", --feature-memory-budget" : ", half the available memory") +
-                            "): trained live";
+    const std::string why =
+        "the train split's " + taps.str() + " features (" + format_bytes(need) + ", " + to_string(spec.cache_dtype) +
+        ") exceed the feature memory budget (" + format_bytes(budget) +
+        (spec.feature_memory_budget > 0 ? ", --feature-memory-budget" : ", half the available memory") +
+        "): trained live";
     std::fprintf(stderr, "[petl] %s/%s: %s\n", spec.method.c_str(), job.task.name.c_str(), why.c_str());
     FeatureSources s = live_sources(job, bb, eval_taps_for(needs).any());
-    s.cache_info = {{"fallback", why}, {"root", fs::absolute(spec.feature_cache).string()}, {"taps", taps.str()},
-                    {"dtype", to_string(spec.cache_dtype)}, {"resident_bytes", need}, {"budget_bytes", budget}};
+    s.cache_info = {{"fallback", why},        {"root", fs::absolute(spec.feature_cache).string()},
+                    {"taps", taps.str()},     {"dtype", to_string(spec.cache_dtype)},
+                    {"resident_bytes", need}, {"budget_bytes", budget}};
     return s;
   }
   CacheBuildOptions co;
@@ -250,7 +251,10 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
         test_path, cache_identity(sha, cfg, job.task, r.test_split, norm, taps, co.dtype), taps, /*resident=*/false);
     test_info = test_path;
   }
-  s.cache_info = {{"train", train_path}, {"test", test_info}, {"taps", taps.str()}, {"dtype", to_string(co.dtype)},
+  s.cache_info = {{"train", train_path},
+                  {"test", test_info},
+                  {"taps", taps.str()},
+                  {"dtype", to_string(co.dtype)},
                   {"root", fs::absolute(spec.feature_cache).string()}};
   return s;
 }

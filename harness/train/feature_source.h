@@ -5,12 +5,11 @@
 //                   from the HDF5 file in row order (bounded memory).
 // make_feature_sources() picks one for a resolved job from the method's declared needs.
 #pragma once
-#include <torch/torch.h>
-
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <torch/torch.h>
 #include <vector>
 
 #include "harness/train/evaluate.h"

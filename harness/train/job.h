@@ -15,14 +15,13 @@
 //                       (harness/train/job_runner.h).
 //   run_job()           resolve → backbone → method → sources → epochs → record.
 #pragma once
-#include <torch/torch.h>
-
 #include <limits>
 #include <map>
 #include <memory>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <torch/torch.h>
 #include <vector>
 
 #include "core/settings.h"
@@ -43,8 +42,8 @@ namespace petl {
 struct EffectiveRecipe {
   Recipe recipe;
   std::map<std::string, std::string> task_overrides;  // per-task values applied (recorded)
-  Settings requested;  // --set as given (recorded)
-  Settings settings;   // --set + the flags; method keys are read from it (unknown keys are errors)
+  Settings requested;                                 // --set as given (recorded)
+  Settings settings;  // --set + the flags; method keys are read from it (unknown keys are errors)
 };
 EffectiveRecipe resolve_recipe(const std::string& method, const std::string& recipe_name, const std::string& task,
                                const std::vector<std::string>& sets, int epochs = JobSpec::kRecipeValue,

@@ -34,8 +34,8 @@ Provenance job_provenance(const JobSpec& spec, const threads::ThreadChoice* thre
 }
 
 Record failed_record(const JobSpec& spec, const std::string& message) {
-  return petl::failed_record(spec.method, spec.task, spec.seed == JobSpec::kRecipeValue ? -1 : spec.seed, spec.protocol, message,
-                             job_provenance(spec));
+  return petl::failed_record(spec.method, spec.task, spec.seed == JobSpec::kRecipeValue ? -1 : spec.seed, spec.protocol,
+                             message, job_provenance(spec));
 }
 
 void append_record(const std::string& out_dir, const Record& record) {
@@ -47,7 +47,7 @@ namespace job_record {
 // The last ok record with this job key whose checkpoint (if any) still exists, or nullopt.
 std::optional<Record> find_finished(const std::string& out_dir, const std::string& key) {
   const std::string path = (fs::path(out_dir) / "results.jsonl").string();
-  auto lines = io::read_json_lines(path, "results file");  // a torn last line after a kill is skipped
+  auto lines = io::read_json_lines(path, "results file");       // a torn last line after a kill is skipped
   if (lines.torn) io::cut_torn_tail_now(path, "results file");  // ... and cut, under the writers' lock
   std::optional<Record> found;
   for (size_t i = 0; i < lines.objects.size(); ++i) {
@@ -134,10 +134,10 @@ json data_section(const ResolvedJob& job, int num_classes, int image_size, const
 
 void save_checkpoint(const ResolvedJob& job, Method& method, Record& r, int num_classes) {
   const auto& spec = job.spec;
-  std::string ck = (fs::path(spec.out_dir) / "checkpoints" /
-                    (spec.method + "_" + job.task.name + "_s" + std::to_string(r.seed) + "_" + r.job_key +
-                     ".safetensors"))
-                       .string();
+  std::string ck =
+      (fs::path(spec.out_dir) / "checkpoints" /
+       (spec.method + "_" + job.task.name + "_s" + std::to_string(r.seed) + "_" + r.job_key + ".safetensors"))
+          .string();
   std::map<std::string, std::string> meta = {{"method", spec.method},
                                              {"task", job.task.name},
                                              {"num_classes", std::to_string(num_classes)},

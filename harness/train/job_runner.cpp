@@ -67,8 +67,7 @@ std::shared_ptr<FeatureSources> JobInputs::sources(const ResolvedJob& job, const
 
 std::optional<std::vector<EvalResult>> EvaluateNow::evaluate(Trainer& trainer, const FeatureSource& test,
                                                              VisionTransformer backbone,
-                                                             std::vector<Snapshot>& snapshots,
-                                                             const CacheTaps& taps) {
+                                                             std::vector<Snapshot>& snapshots, const CacheTaps& taps) {
   return trainer.evaluate_snapshots(test, snapshots, backbone, taps);
 }
 
@@ -148,8 +147,10 @@ void JobRunner::train() {
   DataParallel dp(spec_.dp, job_->device);
   rank_ = dp.rank();
   if (dp.active())
-    r_.data_parallel = {{"ranks", dp.size()}, {"backend", dp.backend()},
-                        {"note", "each rank trains on its slice of every global batch; gradients summed; no mid-job state"}};
+    r_.data_parallel = {
+        {"ranks", dp.size()},
+        {"backend", dp.backend()},
+        {"note", "each rank trains on its slice of every global batch; gradients summed; no mid-job state"}};
   Trainer trainer(*method_, recipe, dp, job_->device, label(), spec_.progress);
   trainer.iterations(src_->train->size());  // fails early when there is not one batch
   if (spec_.micro_batch > 0) {
@@ -209,8 +210,9 @@ void JobRunner::resume(Trainer& trainer, LoopProgress& p) {
                 {"evaluation_pending", p.eval_pending},
                 {"resumes", p.resumes},
                 {"state_file", fs::absolute(path).string()},
-                {"note", "losses and accuracies continue the saved run exactly; the training-memory peak is the "
-                         "larger of the saved part's and this process's"}};
+                {"note",
+                 "losses and accuracies continue the saved run exactly; the training-memory peak is the "
+                 "larger of the saved part's and this process's"}};
 }
 
 void JobRunner::log_eval(LoopProgress& p, int epoch, double loss, double accuracy) const {
@@ -272,8 +274,10 @@ void JobRunner::evaluate_snapshots(Trainer& trainer, StateSaver& saver, LoopProg
   }
   for (size_t i = 0; i < p.snapshots.size(); ++i)
     log_eval(p, p.snapshots[i].epoch, p.snapshots[i].train_loss, (*results)[i].accuracy);
-  r_.settings["evaluation"] = "snapshots of the trainable tensors at each evaluation epoch, evaluated in one pass "
-                              "over the test split's frozen-backbone features (" + taps.str() + ")";
+  r_.settings["evaluation"] =
+      "snapshots of the trainable tensors at each evaluation epoch, evaluated in one pass "
+      "over the test split's frozen-backbone features (" +
+      taps.str() + ")";
 }
 
 void JobRunner::record_training(Trainer& trainer, const LoopProgress& p, double eval_s_before) {

@@ -47,8 +47,7 @@ class EvaluationPolicy {
   // The snapshots' evaluations in snapshot order, or nullopt when they are deferred (the policy
   // then keeps the snapshots).
   virtual std::optional<std::vector<EvalResult>> evaluate(Trainer& trainer, const FeatureSource& test,
-                                                          VisionTransformer backbone,
-                                                          std::vector<Snapshot>& snapshots,
+                                                          VisionTransformer backbone, std::vector<Snapshot>& snapshots,
                                                           const CacheTaps& taps) = 0;
 };
 

@@ -24,7 +24,8 @@ torch::Tensor bytes_tensor(const std::vector<uint8_t>& b) {
 
 json progress_json(const LoopProgress& p) {
   json evals = json::array();
-  for (const auto& e : p.evals) evals.push_back({{"epoch", e.epoch}, {"test_acc", e.test_acc}, {"train_loss", e.train_loss}});
+  for (const auto& e : p.evals)
+    evals.push_back({{"epoch", e.epoch}, {"test_acc", e.test_acc}, {"train_loss", e.train_loss}});
   json snaps = json::array();
   for (const auto& s : p.snapshots) snaps.push_back({{"epoch", s.epoch}, {"train_loss", s.train_loss}});
   return {{"epoch", p.epoch},
@@ -80,12 +81,12 @@ void save_job_state(const std::string& path, const std::string& job_key, const L
   meta["method"] = method.name();
   meta["optimizer_steps"] = steps;
   meta["saved_utc"] = now_utc();
-  meta["summary"] = str_cat(progress.epoch_train_loss.size(), "/", progress.total_epochs, " epochs trained",
-                            progress.current.next_iteration > 0
-                                ? str_cat(", epoch ", progress.epoch + 1, " at iteration ", progress.current.next_iteration)
-                                : std::string(),
-                            progress.eval_pending ? str_cat(", evaluation of epoch ", progress.epoch + 1, " pending")
-                                                  : std::string());
+  meta["summary"] = str_cat(
+      progress.epoch_train_loss.size(), "/", progress.total_epochs, " epochs trained",
+      progress.current.next_iteration > 0
+          ? str_cat(", epoch ", progress.epoch + 1, " at iteration ", progress.current.next_iteration)
+          : std::string(),
+      progress.eval_pending ? str_cat(", evaluation of epoch ", progress.epoch + 1, " pending") : std::string());
   fs::create_directories(fs::path(path).parent_path());
   save_named_tensors(path, tensors, {{"petl_job_state", meta.dump()}, {"job_key", job_key}, {"format", "pt"}});
 }
@@ -181,7 +182,8 @@ std::optional<LoopProgress> load_job_state(const std::string& path, const std::s
       s->step(steps.at(name).get<int64_t>());
       s->exp_avg(t.at("optim." + name + ".exp_avg").to(v.device()));
       s->exp_avg_sq(t.at("optim." + name + ".exp_avg_sq").to(v.device()));
-      if (auto it = t.find("optim." + name + ".max_exp_avg_sq"); it != t.end()) s->max_exp_avg_sq(it->second.to(v.device()));
+      if (auto it = t.find("optim." + name + ".max_exp_avg_sq"); it != t.end())
+        s->max_exp_avg_sq(it->second.to(v.device()));
       states[optimizer_key(v)] = std::move(s);
     }
     set_generator_state(torch::kCPU, t.at("rng.cpu"));
@@ -193,8 +195,12 @@ std::optional<LoopProgress> load_job_state(const std::string& path, const std::s
 }
 
 StateSaver::StateSaver(std::string path, std::string key, double every_min, Trainer& trainer, std::string label)
-    : path_(std::move(path)), key_(std::move(key)), every_s_(every_min * 60.0), trainer_(trainer),
-      label_(std::move(label)), last_(SteadyClock::now()) {}
+    : path_(std::move(path)),
+      key_(std::move(key)),
+      every_s_(every_min * 60.0),
+      trainer_(trainer),
+      label_(std::move(label)),
+      last_(SteadyClock::now()) {}
 
 bool StateSaver::due() const { return active() && seconds_since(last_) >= every_s_; }
 

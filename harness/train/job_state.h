@@ -7,13 +7,13 @@
 // query-only methods, and the time spent. One safetensors file per job key,
 // <out>/state/<job_key>.safetensors, written atomically (temporary file, fsync, rename); tensors
 // under "model.", "optim.", "rng.", "perm" and "snapshot.<k>.<i>", the rest as JSON in the
-// metadata "petl_job_state" (whose "summary" and "saved_utc" the sweep's dry run shows). A state is only ever loaded for the job key it was written for.
+// metadata "petl_job_state" (whose "summary" and "saved_utc" the sweep's dry run shows). A state is only ever loaded
+// for the job key it was written for.
 #pragma once
-#include <torch/torch.h>
-
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <torch/torch.h>
 #include <vector>
 
 #include "core/clock.h"
@@ -25,16 +25,16 @@ namespace petl {
 
 // Where the epoch loop stands, and what it has produced so far.
 struct LoopProgress {
-  int total_epochs = 0;        // the recipe's (for the summary)
-  int epoch = 0;               // the epoch in progress (0-based); total_epochs when training is done
-  bool eval_pending = false;   // epoch `epoch` is trained; its evaluation has not run
-  EpochProgress current;       // the iterations of epoch `epoch` done so far
+  int total_epochs = 0;       // the recipe's (for the summary)
+  int epoch = 0;              // the epoch in progress (0-based); total_epochs when training is done
+  bool eval_pending = false;  // epoch `epoch` is trained; its evaluation has not run
+  EpochProgress current;      // the iterations of epoch `epoch` done so far
   std::vector<double> epoch_train_loss;
   std::vector<EvalPoint> evals;
   std::vector<Snapshot> snapshots;
   double train_s = 0, eval_s = 0;  // before this process (a resumed job adds its own)
   int64_t images = 0;
-  int resumes = 0;             // how many times the job was resumed from a state
+  int resumes = 0;  // how many times the job was resumed from a state
   // The training-memory peak so far (bytes; TrainingPeak), -1 before the first training step.
   int64_t peak_train = -1, peak_baseline = 0, peak_reserved = 0;
 };

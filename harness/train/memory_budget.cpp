@@ -16,12 +16,14 @@ nlohmann::json BudgetChoice::to_json() const {
                       {"batch", batch},
                       {"micro_batch", micro_batch},
                       {"fits", fits},
-                      {"model", {{"fixed_mib", MemoryMeter::mib(int64_t(a))},
-                                 {"per_image_mib", MemoryMeter::mib(int64_t(b))},
-                                 {"floor_mib", MemoryMeter::mib(floor)},
-                                 {"optimizer_state_mib", MemoryMeter::mib(optimizer_state)}}},
+                      {"model",
+                       {{"fixed_mib", MemoryMeter::mib(int64_t(a))},
+                        {"per_image_mib", MemoryMeter::mib(int64_t(b))},
+                        {"floor_mib", MemoryMeter::mib(floor)},
+                        {"optimizer_state_mib", MemoryMeter::mib(optimizer_state)}}},
                       {"probes", p}};
-  j[fits ? "predicted_peak_mib" : "minimum_peak_mib"] = MemoryMeter::mib(predicted(fits ? micro_batch : min_micro_batch));
+  j[fits ? "predicted_peak_mib" : "minimum_peak_mib"] =
+      MemoryMeter::mib(predicted(fits ? micro_batch : min_micro_batch));
   if (min_micro_batch > 1) j["min_micro_batch"] = min_micro_batch;
   return j;
 }
@@ -75,8 +77,7 @@ BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int6
     if (on_probe) on_probe(m, peak);
     return peak;
   };
-  return fit_memory_model(probe, batch,
-                          std::min(batch, trainer.min_chunk()), optimizer_state, cap);
+  return fit_memory_model(probe, batch, std::min(batch, trainer.min_chunk()), optimizer_state, cap);
 }
 
 BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int64_t batch, int64_t min_chunk,

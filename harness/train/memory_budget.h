@@ -20,13 +20,13 @@
 namespace petl {
 
 struct BudgetChoice {
-  int64_t budget = 0;       // bytes
-  int64_t batch = 0;        // images per rank and step
-  int64_t micro_batch = 0;  // chosen; == batch: no split
-  bool fits = true;         // false: even the smallest chunk is predicted above the budget
+  int64_t budget = 0;           // bytes
+  int64_t batch = 0;            // images per rank and step
+  int64_t micro_batch = 0;      // chosen; == batch: no split
+  bool fits = true;             // false: even the smallest chunk is predicted above the budget
   int64_t min_micro_batch = 1;  // the method's smallest chunk (BackboneNeeds::min_chunk)
-  double a = 0, b = 0;      // the fitted model (bytes, bytes per image)
-  int64_t floor = 0;        // the smallest probe's peak: no bigger chunk needs less (a hinge's flat part)
+  double a = 0, b = 0;          // the fitted model (bytes, bytes per image)
+  int64_t floor = 0;            // the smallest probe's peak: no bigger chunk needs less (a hinge's flat part)
   int64_t optimizer_state = 0;
   std::vector<std::pair<int64_t, int64_t>> probes;  // (images, measured peak bytes)
   int64_t predicted(int64_t m) const { return std::max(int64_t(a + b * double(m)), floor) + optimizer_state; }

@@ -6,15 +6,15 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#include "core/error.h"
-
 #include <algorithm>
 #include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <vector>
 #include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
 
 namespace petl {
 namespace {

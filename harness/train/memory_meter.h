@@ -7,9 +7,8 @@
 // tensors plus blocks kept never exceed the highest live count since install + cache_slack().
 // CUDA (CUDA LibTorch builds only): the caching allocator's peak allocated / reserved (DeviceMemory).
 #pragma once
-#include <c10/core/Device.h>
-
 #include <atomic>
+#include <c10/core/Device.h>
 #include <cstdint>
 #include <string>
 
@@ -21,18 +20,18 @@ class MemoryMeter {
   // are allocated; `petl` installs it first thing in main().
   static void install();
   static bool installed();
-  static int64_t live_bytes();   // bytes of tensor memory currently allocated on the CPU
-  static int64_t peak_bytes();   // maximum of live_bytes since the last reset_peak()
-  static void reset_peak();      // peak := live
-  static int64_t allocations();  // number of allocations since install
-  static int64_t cached_bytes();  // freed blocks kept for reuse
-  static int64_t held_bytes();    // blocks held by live tensors (sizes page-rounded from cache_min())
-  static int64_t high_bytes();    // highest live_bytes since install (never reset)
-  static int64_t reuses();        // allocations served from kept blocks
-  static int64_t cache_slack();   // held + cached <= max(high, held) + this
-  static int64_t cache_min();     // freed blocks of at least this many bytes are kept (128 KiB)
+  static int64_t live_bytes();               // bytes of tensor memory currently allocated on the CPU
+  static int64_t peak_bytes();               // maximum of live_bytes since the last reset_peak()
+  static void reset_peak();                  // peak := live
+  static int64_t allocations();              // number of allocations since install
+  static int64_t cached_bytes();             // freed blocks kept for reuse
+  static int64_t held_bytes();               // blocks held by live tensors (sizes page-rounded from cache_min())
+  static int64_t high_bytes();               // highest live_bytes since install (never reset)
+  static int64_t reuses();                   // allocations served from kept blocks
+  static int64_t cache_slack();              // held + cached <= max(high, held) + this
+  static int64_t cache_min();                // freed blocks of at least this many bytes are kept (128 KiB)
   static void set_cache_min(int64_t bytes);  // for benchmarks comparing minima (bench --cached)
-  static void release_cache();    // frees every kept block
+  static void release_cache();               // frees every kept block
 
   static double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
 };
@@ -47,12 +46,12 @@ class DeviceMemory {
   // The meter of `device` (the CPU's, or that GPU's); petl::Error for a GPU without a CUDA build.
   static const DeviceMemory& of(const c10::Device& device);
   static const DeviceMemory& cpu();
-  virtual std::string name() const = 0;          // "cpu", "cuda:0"
-  virtual void reset_peak() const = 0;           // peak := what is allocated now
-  virtual int64_t allocated() const = 0;         // bytes held by live tensors
-  virtual int64_t peak_allocated() const = 0;    // since the last reset_peak()
-  virtual int64_t peak_reserved() const = 0;     // bytes reserved from the driver (0 on the CPU)
-  virtual bool has_reserved() const = 0;         // whether peak_reserved() means anything
+  virtual std::string name() const = 0;        // "cpu", "cuda:0"
+  virtual void reset_peak() const = 0;         // peak := what is allocated now
+  virtual int64_t allocated() const = 0;       // bytes held by live tensors
+  virtual int64_t peak_allocated() const = 0;  // since the last reset_peak()
+  virtual int64_t peak_reserved() const = 0;   // bytes reserved from the driver (0 on the CPU)
+  virtual bool has_reserved() const = 0;       // whether peak_reserved() means anything
 };
 
 // Whether this build can measure GPU memory (a CUDA LibTorch: PETL_WITH_CUDA).
@@ -85,9 +84,9 @@ class TrainingPeak {
   // begin(), then the peak, baseline and reserved bytes of an earlier part of the same training
   // (a job resumed from its saved state) count as if measured here.
   void continue_from(int64_t train_peak, int64_t baseline, int64_t reserved);
-  int64_t train_peak() const { return train_peak_; }  // max live bytes during training phases
-  int64_t eval_peak() const { return eval_peak_; }    // max live bytes during evaluations
-  int64_t baseline() const { return baseline_; }      // live bytes at begin()
+  int64_t train_peak() const { return train_peak_; }               // max live bytes during training phases
+  int64_t eval_peak() const { return eval_peak_; }                 // max live bytes during evaluations
+  int64_t baseline() const { return baseline_; }                   // live bytes at begin()
   int64_t train_peak_reserved() const { return train_reserved_; }  // where the device reserves (CUDA), else 0
   const DeviceMemory& memory() const { return *memory_; }
 

@@ -2,9 +2,8 @@
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
-#include <torch/version.h>
-
 #include <atomic>
+#include <torch/version.h>
 
 #include "core/error.h"
 

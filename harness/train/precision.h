@@ -2,15 +2,14 @@
 // (autocast: matrix products and convolutions in bfloat16, reductions, norms and the loss in
 // float32 — what torch.autocast(device_type, dtype=torch.bfloat16) does in PyTorch).
 //
-// The enum and its names are in core/enums.h. The precision is set once per process for the job(s) it runs (set_precision); every forward
-// call site (training step, evaluation, the frozen backbone pass of feature sources and cache
-// builds) opens an Autocast scope, which is a no-op in fp32. Backward passes run outside it, as
-// PyTorch recommends. Parameters and optimizer state stay float32. TensorFloat-32 is off in both
-// (fp32 on a GPU is float32 arithmetic, as on the CPU).
+// The enum and its names are in core/enums.h. The precision is set once per process for the job(s) it runs
+// (set_precision); every forward call site (training step, evaluation, the frozen backbone pass of feature sources and
+// cache builds) opens an Autocast scope, which is a no-op in fp32. Backward passes run outside it, as PyTorch
+// recommends. Parameters and optimizer state stay float32. TensorFloat-32 is off in both (fp32 on a GPU is float32
+// arithmetic, as on the CPU).
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
-
 #include <string>
 
 #include "core/enums.h"

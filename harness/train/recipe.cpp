@@ -1,11 +1,11 @@
 #include "harness/train/recipe.h"
 
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
 #include "core/paths.h"
@@ -39,7 +39,6 @@ std::map<std::string, std::string> Recipe::to_map() const {
           {"adam_betas", d(adam_beta1) + "," + d(adam_beta2)},
           {"adam_eps", d(adam_eps)}};
 }
-
 
 Recipe load_recipe(const std::string& name, const std::string& file_in, const std::string& method) {
   std::string file = file_in.empty() ? config_dir() + "/recipes.yaml" : file_in;
@@ -92,9 +91,9 @@ void apply_overrides(Recipe& r, const Settings& s) {
   r.warmup_lr_init = s.get_double("warmup_lr_init", r.warmup_lr_init);
   r.no_decay_1d = s.get_bool("no_decay_1d", r.no_decay_1d);
   r.schedule = s.get_string("schedule", r.schedule);
-  PETL_CHECK(r.schedule == "iter_warmup_cosine" || r.schedule == "timm_epoch_cosine" ||
-                 r.schedule == "timm_train_cosine",
-             "schedule '", r.schedule, "': expected iter_warmup_cosine, timm_epoch_cosine or timm_train_cosine");
+  PETL_CHECK(
+      r.schedule == "iter_warmup_cosine" || r.schedule == "timm_epoch_cosine" || r.schedule == "timm_train_cosine",
+      "schedule '", r.schedule, "': expected iter_warmup_cosine, timm_epoch_cosine or timm_train_cosine");
   r.warmup_epochs = s.get_int("warmup_epochs", r.warmup_epochs);
   r.epochs = s.get_int("epochs", r.epochs);
   r.cooldown_epochs = s.get_int("cooldown_epochs", r.cooldown_epochs);
@@ -118,8 +117,8 @@ void apply_overrides(Recipe& r, const Settings& s) {
   at_least(r.min_lr, 0, false, "min_lr");
   at_least(r.warmup_lr_init, 0, false, "warmup_lr_init");
   at_least(r.adam_eps, 0, true, "adam_eps");
-  PETL_CHECK(r.drop_path_rate >= 0 && r.drop_path_rate < 1, "setting 'drop_path_rate': expected a number in [0, 1), got ",
-             r.drop_path_rate);
+  PETL_CHECK(r.drop_path_rate >= 0 && r.drop_path_rate < 1,
+             "setting 'drop_path_rate': expected a number in [0, 1), got ", r.drop_path_rate);
   PETL_CHECK(r.eval_batch_size > 0, "eval_batch_size must be positive, got ", r.eval_batch_size);
   PETL_CHECK(r.seed >= 0, "seed must be >= 0, got ", r.seed);
   PETL_CHECK(r.epochs > 0, "epochs must be positive, got ", r.epochs);

@@ -12,7 +12,7 @@ struct Recipe {
   std::string name, source;
   std::string optimizer = "adamw";
   double lr = 1e-3, weight_decay = 1e-2, min_lr = 1e-6, warmup_lr_init = 0.0;
-  bool no_decay_1d = false;       // no weight decay on 1-D tensors (biases, norms, scales)
+  bool no_decay_1d = false;  // no weight decay on 1-D tensors (biases, norms, scales)
   std::string schedule = "iter_warmup_cosine";
   int warmup_epochs = 10, epochs = 50, batch_size = 64;
   // timm train.py's cooldown: epochs trained at min_lr after the cosine cycle of `epochs`
@@ -20,8 +20,8 @@ struct Recipe {
   int cooldown_epochs = 0;
   int total_epochs() const { return epochs + cooldown_epochs; }
   bool drop_last = false;
-  double drop_path_rate = 0.1;    // backbone stochastic depth (linear ramp)
-  int eval_every = 10;            // test accuracy after every eval_every-th epoch (and the last)
+  double drop_path_rate = 0.1;  // backbone stochastic depth (linear ramp)
+  int eval_every = 10;          // test accuracy after every eval_every-th epoch (and the last)
   int eval_batch_size = 512;
   int seed = 42;
   std::string train_split = "train800val200", test_split = "test";

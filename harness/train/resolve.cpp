@@ -98,7 +98,7 @@ std::shared_ptr<Method> build_job_method(const ResolvedJob& job, VisionTransform
   {
     auto unused = job.eff.settings.unused();
     for (auto& k : unused)
-    if (!may_be_unused.count(k)) u += " " + k;
+      if (!may_be_unused.count(k)) u += " " + k;
   }
   PETL_CHECK(u.empty(), "unknown --set key(s) for method ", job.spec.method, " / recipe ", job.recipe().name, ":", u);
   return method;
@@ -126,8 +126,8 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   // Cached float32 features give the live run's exact losses and logits; float16 ones do not.
   if (!spec.feature_cache.empty() && spec.cache_dtype != CacheDtype::kFloat32)
     src["feature_cache_dtype"] = to_string(spec.cache_dtype);
-  if (spec.dp > 1) src["data_parallel_ranks"] = spec.dp;  // same maths, another summation order
-  if (spec.micro_batch > 0) src["micro_batch"] = spec.micro_batch;  // likewise (and per-chunk BatchNorm)
+  if (spec.dp > 1) src["data_parallel_ranks"] = spec.dp;                  // same maths, another summation order
+  if (spec.micro_batch > 0) src["micro_batch"] = spec.micro_batch;        // likewise (and per-chunk BatchNorm)
   if (spec.memory_budget > 0) src["memory_budget"] = spec.memory_budget;  // may not fit: another result
   if (spec.precision != Precision::kFp32) src["precision"] = to_string(spec.precision);
   return key_of_text(src.dump());

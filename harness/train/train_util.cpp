@@ -1,10 +1,9 @@
 #include "harness/train/train_util.h"
 
 #include <ATen/Context.h>
+#include <mutex>
 
 #include "harness/train/precision.h"
-
-#include <mutex>
 
 namespace petl {
 

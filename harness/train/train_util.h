@@ -1,17 +1,16 @@
 // Pieces of the training step shared by `petl run` and `petl bench`: the optimizer with the
 // recipe's weight-decay groups, and the memory breakdown of a measured training peak.
 #pragma once
-#include <torch/torch.h>
-
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <torch/torch.h>
 #include <utility>
 #include <vector>
 
 #include "harness/train/memory_meter.h"
-#include "methods/method.h"
 #include "harness/train/recipe.h"
+#include "methods/method.h"
 
 namespace petl {
 

@@ -15,8 +15,15 @@ namespace petl {
 
 Trainer::Trainer(Method& method, const Recipe& recipe, DataParallel& dp, torch::Device device, std::string label,
                  bool progress)
-    : method_(method), recipe_(recipe), dp_(dp), device_(device), label_(std::move(label)), progress_(progress),
-      memory_(DeviceMemory::of(device)), trainable_(method.trainable_parameters()), peak_(memory_) {
+    : method_(method),
+      recipe_(recipe),
+      dp_(dp),
+      device_(device),
+      label_(std::move(label)),
+      progress_(progress),
+      memory_(DeviceMemory::of(device)),
+      trainable_(method.trainable_parameters()),
+      peak_(memory_) {
   for (auto& [k, t] : trainable_) trainable_tensors_.push_back(t);
   opt_ = make_optimizer(trainable_, recipe_);
   min_chunk_ = std::max<int64_t>(1, method.needs().min_chunk);
@@ -158,17 +165,18 @@ void Snapshot::restore(const NamedTensors& trainable) const {
   torch::NoGradGuard ng;
   for (size_t i = 0; i < trainable.size(); ++i) {
     const auto& t = trainable[i].second;
-    TORCH_INTERNAL_ASSERT(size_t(t.nbytes()) == bytes[i].size(), "snapshot tensor ", trainable[i].first, " changed size");
+    TORCH_INTERNAL_ASSERT(size_t(t.nbytes()) == bytes[i].size(), "snapshot tensor ", trainable[i].first,
+                          " changed size");
     auto host = torch::from_blob(const_cast<uint8_t*>(bytes[i].data()), t.sizes(), t.options().device(torch::kCPU));
     t.copy_(host);
   }
 }
 
 std::vector<std::vector<EvalResult>> evaluate_snapshot_sets(const std::vector<SnapshotSet>& sets,
-                                                          const FeatureSource& test, VisionTransformer backbone,
-                                                          const CacheTaps& taps, int64_t batch_size,
-                                                          torch::Device device, bool progress,
-                                                          const std::string& label) {
+                                                            const FeatureSource& test, VisionTransformer backbone,
+                                                            const CacheTaps& taps, int64_t batch_size,
+                                                            torch::Device device, bool progress,
+                                                            const std::string& label) {
   PETL_CHECK(taps.any(), "evaluate_snapshot_sets: no frozen-backbone features to evaluate from");
   // The methods' own tensors come back afterwards, even when a stop interrupts the pass.
   struct Keep {
@@ -197,9 +205,9 @@ std::vector<std::vector<EvalResult>> evaluate_snapshot_sets(const std::vector<Sn
   std::vector<std::vector<int64_t>> correct(sets.size());
   for (size_t j = 0; j < sets.size(); ++j) correct[j].assign(sets[j].snapshots->size(), 0);
   int64_t n = 0;
-  const std::string what = sets.size() == 1 ? std::to_string(total) + " snapshots, one pass"
-                                            : std::to_string(sets.size()) + " jobs, " + std::to_string(total) +
-                                                  " snapshots, one pass";
+  const std::string what =
+      sets.size() == 1 ? std::to_string(total) + " snapshots, one pass"
+                       : std::to_string(sets.size()) + " jobs, " + std::to_string(total) + " snapshots, one pass";
   test.for_each_features(backbone, taps, batch_size, device, progress, label + " (" + what + ")",
                          [&](const CachedFeatures& f, const torch::Tensor& labels) {
                            const auto y = labels.to(torch::kCPU);

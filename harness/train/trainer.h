@@ -2,10 +2,9 @@
 // per-iteration learning rate, shuffled batches, cross-entropy, data-parallel gradient sums,
 // AdamW step) and evaluate() on a FeatureSource; the training-memory peak excludes evaluations.
 #pragma once
-#include <torch/torch.h>
-
 #include <memory>
 #include <string>
+#include <torch/torch.h>
 
 #include "harness/train/data_parallel.h"
 #include "harness/train/evaluate.h"
@@ -49,10 +48,10 @@ struct SnapshotSet {
 // (a bundle of jobs: harness/train/bundle.h). Results per set, in snapshot order; the methods'
 // tensors are left as they were.
 std::vector<std::vector<EvalResult>> evaluate_snapshot_sets(const std::vector<SnapshotSet>& sets,
-                                                          const FeatureSource& test, VisionTransformer backbone,
-                                                          const CacheTaps& taps, int64_t batch_size,
-                                                          torch::Device device, bool progress,
-                                                          const std::string& label);
+                                                            const FeatureSource& test, VisionTransformer backbone,
+                                                            const CacheTaps& taps, int64_t batch_size,
+                                                            torch::Device device, bool progress,
+                                                            const std::string& label);
 
 struct EpochResult {
   double mean_loss = 0;  // mean over the epoch's iterations of the global-batch loss
@@ -64,10 +63,10 @@ struct EpochResult {
 // done, with their sums. A job stopped between iterations resumes from it exactly.
 struct EpochProgress {
   int epoch = 0;
-  torch::Tensor perm;            // the epoch's order; undefined until the epoch starts
-  int64_t next_iteration = 0;    // iterations done
+  torch::Tensor perm;          // the epoch's order; undefined until the epoch starts
+  int64_t next_iteration = 0;  // iterations done
   double loss_sum = 0, seconds = 0;
-  int64_t images = 0;            // global images seen
+  int64_t images = 0;  // global images seen
 };
 
 class Trainer;

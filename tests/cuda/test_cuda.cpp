@@ -5,17 +5,17 @@
 //   - the caching-allocator meter on a known allocation pattern;
 //   - NCCL all-reduce on a one-rank communicator (builds with NCCL).
 #include <gtest/gtest.h>
-
 #include <torch/cuda.h>
 
+#include "../test_util.h"
 #include "harness/train/memory_meter.h"
 #include "harness/train/precision.h"
 #include "models/backbone.h"
-#include "../test_util.h"
 
 #ifdef PETL_WITH_NCCL
-#include <c10/cuda/CUDAStream.h>
 #include <nccl.h>
+
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace petl {
@@ -72,14 +72,16 @@ TEST(Cuda, TrainingStepGradientsMatchCpu) {
         if (t.grad().defined()) t.mutable_grad() = torch::Tensor();
       torch::nn::functional::cross_entropy(m->forward(x.to(d)), y.to(d)).backward();
       std::vector<torch::Tensor> g;
-      for (auto& [k, t] : m->trainable_parameters()) g.push_back(t.grad().defined() ? t.grad().to(torch::kCPU) : torch::Tensor());
+      for (auto& [k, t] : m->trainable_parameters())
+        g.push_back(t.grad().defined() ? t.grad().to(torch::kCPU) : torch::Tensor());
       return g;
     };
     auto cpu = grads(torch::kCPU), gpu = grads(torch::kCUDA);
     ASSERT_EQ(cpu.size(), gpu.size());
     double worst = 0;
     for (size_t i = 0; i < cpu.size(); ++i)
-      if (cpu[i].defined() && cpu[i].abs().max().item<double>() > 0) worst = std::max(worst, test::max_rel_diff(gpu[i], cpu[i]));
+      if (cpu[i].defined() && cpu[i].abs().max().item<double>() > 0)
+        worst = std::max(worst, test::max_rel_diff(gpu[i], cpu[i]));
     std::printf("%s: gradients, max relative difference CUDA vs CPU %.3g\n", name, worst);
     EXPECT_LE(worst, 1e-4) << name;
   }
@@ -116,9 +118,9 @@ TEST(Cuda, NcclAllReducesOnOneRank) {
   auto t = torch::arange(1000, torch::TensorOptions().dtype(torch::kFloat).device(torch::kCUDA));
   auto out = torch::empty_like(t);
   auto stream = c10::cuda::getCurrentCUDAStream(0);
-  ASSERT_EQ(ncclAllReduce(t.data_ptr<float>(), out.data_ptr<float>(), t.numel(), ncclFloat, ncclSum, comm,
-                          stream.stream()),
-            ncclSuccess);
+  ASSERT_EQ(
+      ncclAllReduce(t.data_ptr<float>(), out.data_ptr<float>(), t.numel(), ncclFloat, ncclSum, comm, stream.stream()),
+      ncclSuccess);
   torch::cuda::synchronize();
   EXPECT_TRUE(torch::equal(out.cpu(), t.cpu()));
   ncclCommDestroy(comm);

@@ -2,7 +2,6 @@
 // value's name parses back to it, aliases parse, anything else is an error naming where it came from
 // and the choices; and the record reads its typed sections as such (results/record.h).
 #include <gtest/gtest.h>
-
 #include <set>
 
 #include "core/cache_taps.h"

@@ -3,26 +3,26 @@
 // by search, ties to even), chunked partial reads, every reader error (missing, not HDF5,
 // truncated, incomplete, wrong attribute, wrong schema, corrupt chunk), atomic finish, cache
 // naming and listing, and an h5py check of our files (tests/py/test_cache_h5py.py --file).
-#include <gtest/gtest.h>
-#include <H5Cpp.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <H5Cpp.h>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <iterator>
 #include <limits>
 #include <random>
 #include <string>
+#include <sys/wait.h>
 #include <vector>
 
 #include "core/error.h"
-#include "io/feature_store.h"
 #include "core/hashing.h"
+#include "io/feature_store.h"
 
 namespace petl::io {
 namespace {
@@ -36,8 +36,8 @@ class FeatureStoreTest : public ::testing::Test {
   void SetUp() override {
     static std::atomic<int> counter{0};
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("petl_feature_store_" + std::to_string(::getpid()) + "_" + info->name() +
-                                        "_" + std::to_string(counter++));
+    dir_ = fs::temp_directory_path() /
+           ("petl_feature_store_" + std::to_string(::getpid()) + "_" + info->name() + "_" + std::to_string(counter++));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -50,9 +50,15 @@ class FeatureStoreTest : public ::testing::Test {
 };
 
 AttributeMap identity(const std::string& task = "dtd") {
-  return {{"backbone_sha256", std::string(64, 'a')}, {"task", task},           {"split", "train800val200"},
-          {"normalisation", "imagenet"},             {"taps", "cls"},           {"dtype", "float32"},
-          {"list_sha256", std::string(64, 'b')},     {"petl_commit", "abc123"}, {"created_utc", "2024-01-01T00:00:00Z"}};
+  return {{"backbone_sha256", std::string(64, 'a')},
+          {"task", task},
+          {"split", "train800val200"},
+          {"normalisation", "imagenet"},
+          {"taps", "cls"},
+          {"dtype", "float32"},
+          {"list_sha256", std::string(64, 'b')},
+          {"petl_commit", "abc123"},
+          {"created_utc", "2024-01-01T00:00:00Z"}};
 }
 
 // Deterministic test values: smooth plus a row/element pattern, with a sign.
@@ -70,7 +76,8 @@ std::vector<float> make_rows(int64_t row0, int64_t count, int64_t elems) {
 
 std::vector<std::string> make_paths(int64_t n) {
   std::vector<std::string> p;
-  for (int64_t i = 0; i < n; ++i) p.push_back("images/class_" + std::to_string(i % 3) + "/img_\xc3\xa9" + std::to_string(i) + ".jpg");
+  for (int64_t i = 0; i < n; ++i)
+    p.push_back("images/class_" + std::to_string(i % 3) + "/img_\xc3\xa9" + std::to_string(i) + ".jpg");
   return p;
 }
 
@@ -81,8 +88,8 @@ std::vector<int64_t> make_labels(int64_t n) {
 }
 
 // Writes a complete cache with the given features; writes in pieces of `piece` rows.
-void write_cache(const std::string& file, int64_t n, const std::vector<FeatureSpec>& specs,
-                 const AttributeMap& attrs, int64_t piece = 16) {
+void write_cache(const std::string& file, int64_t n, const std::vector<FeatureSpec>& specs, const AttributeMap& attrs,
+                 int64_t piece = 16) {
   FeatureStoreWriter w(file, n, specs, attrs);
   for (const FeatureSpec& s : specs)
     for (int64_t r = 0; r < n; r += piece) {
@@ -132,7 +139,8 @@ double ref_half_value(uint16_t h) {
   int sign = (h & 0x8000) ? -1 : 1;
   int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
   if (exp == 0) return sign * std::ldexp(static_cast<double>(mant), -24);
-  if (exp == 31) return mant ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
+  if (exp == 31)
+    return mant ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
   return sign * std::ldexp(1.0 + mant / 1024.0, exp - 15);
 }
 
@@ -168,19 +176,40 @@ void expect_half_matches(float f) {
 
 TEST(Float16, EdgeCasesMatchReference) {
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> cases = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, -65504.0f, 65519.99f, 65520.0f, -65520.0f,
-                              65536.0f, 1e6f, -1e30f, inf, -inf, 3.4e38f,
-                              std::ldexp(1.0f, -14), std::ldexp(1.0f, -24), -std::ldexp(1.0f, -24),
-                              std::ldexp(1.0f, -25),                       // tie between 0 and min subnormal → 0
+  std::vector<float> cases = {0.0f,
+                              -0.0f,
+                              1.0f,
+                              -1.0f,
+                              65504.0f,
+                              -65504.0f,
+                              65519.99f,
+                              65520.0f,
+                              -65520.0f,
+                              65536.0f,
+                              1e6f,
+                              -1e30f,
+                              inf,
+                              -inf,
+                              3.4e38f,
+                              std::ldexp(1.0f, -14),
+                              std::ldexp(1.0f, -24),
+                              -std::ldexp(1.0f, -24),
+                              std::ldexp(1.0f, -25),                        // tie between 0 and min subnormal → 0
                               std::nextafter(std::ldexp(1.0f, -25), 1.0f),  // just above the tie → min subnormal
-                              std::ldexp(3.0f, -25),                       // tie 1.5 units → 2 (even)
-                              std::ldexp(5.0f, -25),                       // tie 2.5 units → 2 (even)
-                              std::ldexp(1023.5f, -24),                    // tie at the top of subnormals → 0x400
-                              std::ldexp(1.0f, -26), 1e-10f, std::numeric_limits<float>::denorm_min(),
-                              1.0f + std::ldexp(1.0f, -11),                // tie → 1.0 (even)
-                              1.0f + 3 * std::ldexp(1.0f, -11),            // tie → 1 + 2^-9 (even)
-                              2048.0f + 1.0f, 2048.0f + 3.0f,              // ties at spacing 2
-                              0.1f, 0.333333f, -2.71828f, 1000.06f};
+                              std::ldexp(3.0f, -25),                        // tie 1.5 units → 2 (even)
+                              std::ldexp(5.0f, -25),                        // tie 2.5 units → 2 (even)
+                              std::ldexp(1023.5f, -24),                     // tie at the top of subnormals → 0x400
+                              std::ldexp(1.0f, -26),
+                              1e-10f,
+                              std::numeric_limits<float>::denorm_min(),
+                              1.0f + std::ldexp(1.0f, -11),      // tie → 1.0 (even)
+                              1.0f + 3 * std::ldexp(1.0f, -11),  // tie → 1 + 2^-9 (even)
+                              2048.0f + 1.0f,
+                              2048.0f + 3.0f,  // ties at spacing 2
+                              0.1f,
+                              0.333333f,
+                              -2.71828f,
+                              1000.06f};
   for (float f : cases) expect_half_matches(f);
   EXPECT_EQ(float_to_half(65520.0f), 0x7C00);
   EXPECT_EQ(float_to_half(-65520.0f), 0xFC00);
@@ -200,7 +229,8 @@ TEST(Float16, EdgeCasesMatchReference) {
 TEST(Float16, EveryMidpointAndNeighboursMatchReference) {
   // For every pair of adjacent finite halves: the exact midpoint (a tie) and the floats either side.
   for (uint32_t h = 0; h < 0x7C00; ++h) {
-    double a = ref_half_value(static_cast<uint16_t>(h)), b = h + 1 == 0x7C00 ? 65536.0 : ref_half_value(static_cast<uint16_t>(h + 1));
+    double a = ref_half_value(static_cast<uint16_t>(h)),
+           b = h + 1 == 0x7C00 ? 65536.0 : ref_half_value(static_cast<uint16_t>(h + 1));
     float mid = static_cast<float>((a + b) / 2);  // exact in float (halves have 11 significant bits)
     ASSERT_EQ(static_cast<double>(mid), (a + b) / 2);
     for (float f : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f), static_cast<float>(a)}) {
@@ -286,7 +316,8 @@ TEST_F(FeatureStoreTest, RoundTripFloat16) {
   std::vector<float> got(n * 9);
   r.read_rows("cls", 0, n, got.data());
   auto src = make_rows(0, n, 9);
-  for (size_t i = 0; i < src.size(); ++i) ASSERT_EQ(bits_of(got[i]), bits_of(half_to_float(float_to_half(src[i])))) << i;
+  for (size_t i = 0; i < src.size(); ++i)
+    ASSERT_EQ(bits_of(got[i]), bits_of(half_to_float(float_to_half(src[i])))) << i;
   // Partial read at an odd offset (the in-place widening must not depend on alignment of row0).
   std::vector<float> part(3 * 9);
   r.read_rows("cls", 5, 3, part.data());
@@ -295,7 +326,8 @@ TEST_F(FeatureStoreTest, RoundTripFloat16) {
   {
     std::vector<FeatureSpec> s1 = {{"x", {8}, "float16"}};
     const float inf = std::numeric_limits<float>::infinity();
-    std::vector<float> v = {1e6f, -1e6f, inf, std::nanf(""), std::ldexp(1.0f, -24), std::ldexp(3.0f, -25), -0.0f, 65504.0f};
+    std::vector<float> v = {1e6f,  -1e6f,   inf, std::nanf(""), std::ldexp(1.0f, -24), std::ldexp(3.0f, -25),
+                            -0.0f, 65504.0f};
     FeatureStoreWriter w(path("s.h5"), 1, s1, {});
     w.write_rows("x", 0, 1, v.data());
     int64_t l = 0;
@@ -462,21 +494,28 @@ TEST_F(FeatureStoreTest, FinishRequiresEveryRowOfEveryDataset) {
     EXPECT_NE(err.find(tmp), std::string::npos) << err;
     EXPECT_FALSE(fs::exists(path("a.h5")));
     EXPECT_NE(error_of([&] { w.write_rows("kv", 4, 2, k.data()); }).find("outside 0..4"), std::string::npos);
-    EXPECT_NE(error_of([&] { w.write_rows("nope", 0, 1, k.data()); }).find("no feature dataset 'nope'"), std::string::npos);
+    EXPECT_NE(error_of([&] { w.write_rows("nope", 0, 1, k.data()); }).find("no feature dataset 'nope'"),
+              std::string::npos);
   }
   EXPECT_FALSE(fs::exists(tmp));
 }
 
 TEST_F(FeatureStoreTest, WriterRejectsBadSpecs) {
-  EXPECT_NE(error_of([&] { FeatureStoreWriter w(path("a.h5"), 3, {{"x", {2}, "bfloat16"}}, {}); })
-                .find("expected float16 or float32"),
+  EXPECT_NE(error_of([&] {
+              FeatureStoreWriter w(path("a.h5"), 3, {{"x", {2}, "bfloat16"}}, {});
+            }).find("expected float16 or float32"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { FeatureStoreWriter w(path("a.h5"), 3, {{"a/b", {2}, "float32"}}, {}); }).find("no '/'"),
+  EXPECT_NE(error_of([&] {
+              FeatureStoreWriter w(path("a.h5"), 3, {{"a/b", {2}, "float32"}}, {});
+            }).find("no '/'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { FeatureStoreWriter w(path("a.h5"), 3, {{"x", {2}, "float32"}}, {{"complete", "1"}}); })
-                .find("reserved"),
+  EXPECT_NE(error_of([&] {
+              FeatureStoreWriter w(path("a.h5"), 3, {{"x", {2}, "float32"}}, {{"complete", "1"}});
+            }).find("reserved"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { FeatureStoreWriter w(path("a.h5"), 0, {{"x", {2}, "float32"}}, {}); }).find("n_rows"),
+  EXPECT_NE(error_of([&] {
+              FeatureStoreWriter w(path("a.h5"), 0, {{"x", {2}, "float32"}}, {});
+            }).find("n_rows"),
             std::string::npos);
   EXPECT_TRUE(fs::is_empty(dir_));
 }
@@ -536,14 +575,17 @@ TEST_F(FeatureStoreErrors, WrongSchemaAndVersionAndShapes) {
     int64_t two = 2;
     f.openAttribute("schema_version").write(H5::PredType::NATIVE_INT64, &two);
   }
-  EXPECT_NE(error_of([&] { FeatureStoreReader r(path("s.h5")); }).find("has schema_version 2, this petl reads version 1"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { FeatureStoreReader r(path("s.h5")); }).find("has schema_version 2, this petl reads version 1"),
+      std::string::npos);
   {
     H5::H5File f(path("o.h5"), H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, v110_access());
     H5::StrType st(H5::PredType::C_S1, 11);
     f.createAttribute("schema", st, H5::DataSpace(H5S_SCALAR)).write(st, std::string("petl.result"));
   }
-  EXPECT_NE(error_of([&] { FeatureStoreReader r(path("o.h5")); }).find("has schema 'petl.result', expected 'petl.feature_cache'"),
+  EXPECT_NE(error_of([&] {
+              FeatureStoreReader r(path("o.h5"));
+            }).find("has schema 'petl.result', expected 'petl.feature_cache'"),
             std::string::npos);
   fs::copy_file(good_, path("n.h5"));
   {
@@ -668,7 +710,7 @@ TEST_F(FeatureStoreErrors, CorruptChunkIsDetected) {
   const std::string c = path("corrupt.h5");
   fs::copy_file(good_, c);
   auto [a, b] = corrupt_chunk(c, "features/cls", 1);  // the edge chunk: rows 512..599
-  FeatureStoreReader r(c);  // attributes and metadata are intact
+  FeatureStoreReader r(c);                            // attributes and metadata are intact
   const int64_t cr = r.chunk_rows("cls");
   ASSERT_EQ(a, cr);
   std::vector<float> buf(static_cast<size_t>(600 * 1024));

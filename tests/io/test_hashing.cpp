@@ -1,11 +1,11 @@
 // Tests for harness/hashing: SHA-256 of the FIPS 180-2 test vectors, and of files (empty, smaller
 // than, exactly, and larger than the 1 MiB read chunk) compared with python's hashlib.
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <random>
 #include <string>
 
@@ -19,8 +19,7 @@ namespace fs = std::filesystem;
 
 TEST(HashingTest, KnownVectors) {
   EXPECT_EQ(sha256_string(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(sha256_string("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_string("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_string("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   const std::string million_a(1000000, 'a');
@@ -44,8 +43,7 @@ TEST(HashingTest, FilesMatchPythonHashlib) {
     EXPECT_EQ(hex, sha256_string(data));
     EXPECT_EQ(hex.size(), 64u);
     EXPECT_EQ(hex.find_first_not_of("0123456789abcdef"), std::string::npos);
-    const std::string cmd =
-        std::string(PETL_PYTHON " '" PETL_TEST_DIR "/io/py/sha256_check.py' '") + p + "' " + hex;
+    const std::string cmd = std::string(PETL_PYTHON " '" PETL_TEST_DIR "/io/py/sha256_check.py' '") + p + "' " + hex;
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   fs::remove_all(dir);

@@ -2,9 +2,6 @@
 // Pillow-exact bicubic resize vs Image.resize(..., Image.BICUBIC), normalisation vs torchvision's
 // ToTensor + Normalize, and write_png. References come from tests/io/py/pil_reference.py run
 // with Debian's python3-pil on real Fashion-MNIST pictures (plain, tiled, colourised, odd sizes).
-#include "datasets/image.h"
-
-#include <gtest/gtest.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -15,10 +12,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "datasets/image.h"
 
 namespace fs = std::filesystem;
 using petl::data::Image8;
@@ -49,8 +48,7 @@ Image8 raw_image(const std::string& path, int w, int h, int c) {
 
 // Max |a - b| over two images of equal shape (256 when the shapes differ).
 int max_abs_diff(const Image8& a, const Image8& b) {
-  if (a.width != b.width || a.height != b.height || a.channels != b.channels ||
-      a.pixels.size() != b.pixels.size())
+  if (a.width != b.width || a.height != b.height || a.channels != b.channels || a.pixels.size() != b.pixels.size())
     return 256;
   int m = 0;
   for (size_t i = 0; i < a.pixels.size(); ++i) m = std::max(m, std::abs(int(a.pixels[i]) - int(b.pixels[i])));
@@ -106,8 +104,8 @@ class PilReference : public ::testing::Test {
       setup_error_ = e.what();
       return;
     }
-    const std::string cmd = std::string(PETL_PYTHON) + " " + PETL_TEST_DIR +
-                            "/io/py/pil_reference.py --fmnist " + kFashionMnist + " --out " + dir_;
+    const std::string cmd = std::string(PETL_PYTHON) + " " + PETL_TEST_DIR + "/io/py/pil_reference.py --fmnist " +
+                            kFashionMnist + " --out " + dir_;
     if (std::system(cmd.c_str()) != 0) {
       setup_error_ = "reference script failed: " + cmd;
       return;
@@ -163,8 +161,10 @@ TEST_F(PilReference, PngDecodeEqualsPilConvertRgb) {
     ++files;
   }
   EXPECT_GE(files, 15);
-  std::printf("[ PIL ] PNG decode: %d files (L, LA, RGB, RGBA, P, P+tRNS, 4-bit P, 1-bit, 16-bit grey),"
-              " max abs diff %d\n", files, worst);
+  std::printf(
+      "[ PIL ] PNG decode: %d files (L, LA, RGB, RGBA, P, P+tRNS, 4-bit P, 1-bit, 16-bit grey),"
+      " max abs diff %d\n",
+      files, worst);
 }
 
 TEST_F(PilReference, JpegDecodeEqualsPil) {
@@ -177,8 +177,7 @@ TEST_F(PilReference, JpegDecodeEqualsPil) {
     const Image8 ref = pil_decoded(e);
     const int d = max_abs_diff(ours, ref);
     const double m = mean_abs_diff(ours, ref);
-    std::printf("[ PIL ] JPEG decode %-22s max abs diff %d, mean %.4f\n",
-                e["file"].get<std::string>().c_str(), d, m);
+    std::printf("[ PIL ] JPEG decode %-22s max abs diff %d, mean %.4f\n", e["file"].get<std::string>().c_str(), d, m);
     EXPECT_LE(d, kJpegMaxAbsDiff) << e["file"];
     EXPECT_LE(m, kJpegMeanAbsDiff) << e["file"];
     worst = std::max(worst, d);
@@ -193,8 +192,10 @@ TEST_F(PilReference, JpegDecodeEqualsPil) {
     }
   }
   EXPECT_GE(files, 5);
-  std::printf("[ PIL ] JPEG decode: %d files, max abs diff %d, worst mean %.4f; after resize "
-              "max abs diff %d\n", files, worst, worst_mean, worst_resized);
+  std::printf(
+      "[ PIL ] JPEG decode: %d files, max abs diff %d, worst mean %.4f; after resize "
+      "max abs diff %d\n",
+      files, worst, worst_mean, worst_resized);
 }
 
 // The resize of the same decoded input (PIL's own decode) must equal PIL's resize bit for bit.
@@ -211,15 +212,17 @@ TEST_F(PilReference, ResizeBicubicBitExact) {
       const int w = r["w"], h = r["h"], c = r["channels"];
       const Image8 ours = petl::data::resize_bicubic_pil(c == 3 ? rgb : grey, w, h);
       const int d = max_abs_diff(ours, raw_image(path(r["file"]), w, h, c));
-      EXPECT_EQ(d, 0) << e["file"] << " " << rgb.width << "x" << rgb.height << " -> " << w << "x"
-                      << h << " (" << c << " channel(s))";
+      EXPECT_EQ(d, 0) << e["file"] << " " << rgb.width << "x" << rgb.height << " -> " << w << "x" << h << " (" << c
+                      << " channel(s))";
       worst = std::max(worst, d);
       ++cases;
     }
   }
   EXPECT_GE(cases, 40);
-  std::printf("[ PIL ] bicubic resize: %d cases (up, down, mixed, one axis, same size), "
-              "max abs diff %d\n", cases, worst);
+  std::printf(
+      "[ PIL ] bicubic resize: %d cases (up, down, mixed, one axis, same size), "
+      "max abs diff %d\n",
+      cases, worst);
 }
 
 // decode + resize end to end on PNGs (where decoding is exact) gives PIL's pixels.
@@ -345,8 +348,8 @@ TEST(ImageDecode, TruncatedPngThrows) {
 }
 
 TEST(ImageNormalise, ProfilesAndNames) {
-  for (auto n : {petl::data::Normalisation::imagenet, petl::data::Normalisation::inception,
-                 petl::data::Normalisation::none})
+  for (auto n :
+       {petl::data::Normalisation::imagenet, petl::data::Normalisation::inception, petl::data::Normalisation::none})
     EXPECT_EQ(petl::data::parse_normalisation(petl::data::to_string(n)), n);
   EXPECT_THROW(petl::data::parse_normalisation("imagenet21k"), petl::Error);
 
@@ -354,18 +357,17 @@ TEST(ImageNormalise, ProfilesAndNames) {
   img.pixels = {0, 128, 255, 255, 0, 51};
   std::vector<float> out(6);
   petl::data::to_normalised_chw(img, petl::data::Normalisation::none, out.data());
-  EXPECT_EQ(out[0], 0.0f);                 // R of pixel 0
-  EXPECT_EQ(out[1], 1.0f);                 // R of pixel 1
-  EXPECT_EQ(out[2], 128 / 255.0f);         // G plane
-  EXPECT_EQ(out[5], 51 / 255.0f);          // B plane
+  EXPECT_EQ(out[0], 0.0f);          // R of pixel 0
+  EXPECT_EQ(out[1], 1.0f);          // R of pixel 1
+  EXPECT_EQ(out[2], 128 / 255.0f);  // G plane
+  EXPECT_EQ(out[5], 51 / 255.0f);   // B plane
   petl::data::to_normalised_chw(img, petl::data::Normalisation::inception, out.data());
   EXPECT_EQ(out[0], -1.0f);
   EXPECT_EQ(out[1], 1.0f);
   petl::data::to_normalised_chw(img, petl::data::Normalisation::imagenet, out.data());
   EXPECT_EQ(out[0], (0.0f - 0.485f) / 0.229f);
   EXPECT_EQ(out[4], (255 / 255.0f - 0.406f) / 0.225f);
-  EXPECT_THROW(petl::data::to_normalised_chw(constant_image(2, 2, 1, 0),
-                                             petl::data::Normalisation::none, out.data()),
+  EXPECT_THROW(petl::data::to_normalised_chw(constant_image(2, 2, 1, 0), petl::data::Normalisation::none, out.data()),
                petl::Error);
 }
 

@@ -2,9 +2,8 @@
 // back is the same spec, for every flag of `petl run` and `petl cache build` (each field changed
 // alone, and all at once); flags at their default are left out; bundles carry their members'
 // arguments; bad values are errors naming the flag.
-#include <gtest/gtest.h>
-
 #include <functional>
+#include <gtest/gtest.h>
 #include <set>
 
 #include "app/job_args.h"
@@ -35,7 +34,10 @@ const std::vector<std::pair<std::string, std::function<void(JobSpec&)>>>& run_mu
       {"threads", [](JobSpec& s) { s.threads = 3; }},
       {"device", [](JobSpec& s) { s.device = "cuda:1"; }},
       {"precision", [](JobSpec& s) { s.precision = Precision::kBf16; }},
-      {"set", [](JobSpec& s) { s.set = {"lr=0.1", "token_nums=4", "lr=0.2"}; }},
+      {"set",
+       [](JobSpec& s) {
+         s.set = {"lr=0.1", "token_nums=4", "lr=0.2"};
+       }},
       {"skip-bad", [](JobSpec& s) { s.skip_bad = true; }},
       {"no-progress", [](JobSpec& s) { s.progress = false; }},
       {"out", [](JobSpec& s) { s.out_dir = "/tmp/out dir"; }},
@@ -141,8 +143,7 @@ TEST(JobArgs, CacheBuildFlagsRoundTrip) {
   base.out_dir = "/cache";
   auto back = [](const CacheBuildSpec& s) { return parse_cache_build_args(cache_build_args(s)).value(); };
   EXPECT_EQ(back(base), base);
-  EXPECT_EQ(cache_build_args(base),
-            (Args{"--data-root", "/data", "--task", "dtd", "--taps", "kv", "--out", "/cache"}));
+  EXPECT_EQ(cache_build_args(base), (Args{"--data-root", "/data", "--task", "dtd", "--taps", "kv", "--out", "/cache"}));
   const std::vector<std::function<void(CacheBuildSpec&)>> mutations = {
       [](CacheBuildSpec& s) { s.backbone_file = "b.npz"; },
       [](CacheBuildSpec& s) { s.arch = "vit_small_patch16_224_in21k"; },

@@ -61,9 +61,8 @@ TEST(JobGraph, AFailedDependencyFailsItsDependentsWithoutRunningThem) {
 }
 
 TEST(JobGraph, EarlierOutcomesResumeAndUnneededDependenciesAreSkipped) {
-  const std::map<std::string, EarlierOutcome> earlier = {{"a", {RecordStatus::kOk, ""}},
-                                                         {"b", {RecordStatus::kDoesNotFit, ""}},
-                                                         {"x", {RecordStatus::kFailed, "boom"}}};
+  const std::map<std::string, EarlierOutcome> earlier = {
+      {"a", {RecordStatus::kOk, ""}}, {"b", {RecordStatus::kDoesNotFit, ""}}, {"x", {RecordStatus::kFailed, "boom"}}};
   // c is needed only by a and b, both finished: c is not built.
   JobGraph g({cache("c", 1), job("a", 10, "c"), job("b", 20, "c"), job("x", 5)}, earlier, false);
   EXPECT_EQ(g.earlier_ok(), 2);
@@ -101,9 +100,7 @@ TEST(JobGraph, ABundlesReadyJobsGoTogetherInPlanOrderAtTheBundlesCost) {
   EXPECT_EQ(keys(g, g.take_next()), std::vector<std::string>{"solo"});
 }
 
-TEST(JobGraph, AKeyTwiceIsAnError) {
-  EXPECT_THROW(JobGraph({job("a", 1), job("a", 2)}, {}, false), Error);
-}
+TEST(JobGraph, AKeyTwiceIsAnError) { EXPECT_THROW(JobGraph({job("a", 1), job("a", 2)}, {}, false), Error); }
 
 }  // namespace
 }  // namespace petl

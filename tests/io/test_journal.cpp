@@ -1,14 +1,14 @@
 // The one append path of every journal (io/journal.h): torn tails cut before appending, a short
 // write (full disk, simulated with RLIMIT_FSIZE) leaves the file as it was, concurrent appenders in
 // separate processes never interleave.
-#include <gtest/gtest.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "core/error.h"
 #include "io/journal.h"

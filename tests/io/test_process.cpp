@@ -1,12 +1,12 @@
 // Tests for core/process (children without fork): spawn and poll — exit status, a signal, the log
 // file (stdout + stderr, stdin /dev/null), the added environment, a missing program or log
 // directory, and this executable's path.
-#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <gtest/gtest.h>
 #include <thread>
 
 #include "core/error.h"

@@ -2,14 +2,12 @@
 // trips of a full ok record, a failed record and a dry run; unknown fields kept; the golden report
 // inputs read back and re-write to the same JSON; every error names the where-string and the field
 // (wrong schema, version 2, an ok record without accuracy, wrong types, bad evals).
-#include "results/record.h"
-
-#include <gtest/gtest.h>
-
 #include <fstream>
+#include <gtest/gtest.h>
 #include <string>
 
 #include "core/error.h"
+#include "results/record.h"
 
 namespace petl {
 namespace {
@@ -66,7 +64,8 @@ Record full_record() {
   r.backbone_params = 85798656;
   r.timing = Timing{100.5, 90.25, 10.25, 512.0};
   r.memory = {{"peak_train_mib", 1500.25}, {"device", "cuda"}, {"precision", "fp32"}, {"image_size", 224}};
-  r.settings = {{"recipe", {{"lr", "0.001"}, {"seed", "42"}}}, {"method", {{"token_nums", 2}}}, {"requested", json::object()}};
+  r.settings = {
+      {"recipe", {{"lr", "0.001"}, {"seed", "42"}}}, {"method", {{"token_nums", 2}}}, {"requested", json::object()}};
   r.backbone = {{"arch", "vit_base_patch16_224_in21k"}, {"sha256", "5b2f6e0c9d8e"}, {"config", {{"depth", 12}}}};
   r.data = {{"task", "cifar"}, {"n_train", 1000}, {"test_list_sha256", "abc"}};
   r.feature_cache = {{"train", "/c/train.h5"}, {"taps", "cls"}};
@@ -117,7 +116,8 @@ TEST(Record, FullOkRecordRoundTrips) {
 }
 
 TEST(Record, FailedRecordRoundTrips) {
-  const Record f = failed_record("full", "dtd", 7, Protocol::kFinal, "CUDA out of memory\nsecond line", full_provenance());
+  const Record f =
+      failed_record("full", "dtd", 7, Protocol::kFinal, "CUDA out of memory\nsecond line", full_provenance());
   const json j = to_json(f);
   for (auto* k : {"schema", "schema_version", "status", "error", "method", "task", "seed", "protocol", "provenance"})
     EXPECT_TRUE(j.contains(k)) << k;

@@ -4,9 +4,6 @@
 // numbers by hand), every validation error and warning (messages name file:line), reference
 // CSVs (the project's copy, a report.csv round trip, errors), other task sets, and the plots:
 // the files exist and hold one point per (method, task).
-#include "results/report.h"
-
-#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -15,9 +12,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <sstream>
 
 #include "core/error.h"
+#include "results/report.h"
 
 namespace fs = std::filesystem;
 using namespace petl::report;
@@ -362,8 +361,7 @@ TEST(ReportWarnings, TornLastLineIsSkippedWithAWarning) {
   EXPECT_EQ(recs.runs.size(), 2u);
   ASSERT_EQ(recs.warnings.size(), 1u);
   EXPECT_TRUE(has(recs.warnings[0], d / "r.jsonl:3: torn last line (")) << recs.warnings[0];
-  write_file(d / "r.jsonl", "{\"schema\": \"petl.result\", \"meth\n" +
-                                lines({make_record("linear", "cifar", 42, 60)}));
+  write_file(d / "r.jsonl", "{\"schema\": \"petl.result\", \"meth\n" + lines({make_record("linear", "cifar", 42, 60)}));
   EXPECT_TRUE(has(error_of([&] { load_records({d.path()}); }), d / "r.jsonl:1: invalid JSON"));
 }
 
@@ -374,7 +372,7 @@ TEST(ReportValidation, PathsAndEmptyInputs) {
   EXPECT_TRUE(has(error_of([&] { load_records({d / "empty"}); }), "holds no *.jsonl"));
   EXPECT_TRUE(has(error_of([&] { load_records({}); }), "no result files"));
   // Only a failed record: nothing to tabulate, the failure is named.
-  nlohmann::json f = {{"schema", "petl.result"}, {"schema_version", 1}, {"status", "failed"}, {"method", "full"},
+  nlohmann::json f = {{"schema", "petl.result"}, {"schema_version", 1}, {"status", "failed"},      {"method", "full"},
                       {"task", "cifar"},         {"seed", 42},          {"error", "out of memory"}};
   write_file(d / "f.jsonl", f.dump() + "\n");
   auto m = error_of([&] { build_table(load_records({d / "f.jsonl"}), quiet()); });
@@ -390,7 +388,8 @@ TEST(ReportValidation, MixedBackbonesFailOrSplitRows) {
   write_file(d / "b.jsonl", lines({other}));
   auto m = error_of([&] { build_table(load_records({d.path()}), quiet()); });
   EXPECT_TRUE(has(m, "records mix backbones")) << m;
-  EXPECT_TRUE(has(m, "(sha256 5b2f6e0c9d8e)' in 2 record(s) (" + (d / "a.jsonl:1") + ", " + (d / "a.jsonl:2") + ")")) << m;
+  EXPECT_TRUE(has(m, "(sha256 5b2f6e0c9d8e)' in 2 record(s) (" + (d / "a.jsonl:1") + ", " + (d / "a.jsonl:2") + ")"))
+      << m;
   EXPECT_TRUE(has(m, "(sha256 ffffffffffff)' in 1 record(s) (" + (d / "b.jsonl:1") + ")")) << m;
   EXPECT_TRUE(has(m, "--allow-mixed")) << m;
   auto o = quiet();
@@ -404,8 +403,8 @@ TEST(ReportValidation, MixedBackbonesFailOrSplitRows) {
 }
 
 TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
-  // Two methods on two backbones (two tasks of a non-VTAB set, so that two tasks make a complete row), peaks 100/300 MiB (small backbone) and
-  // 400/900 MiB (large); full on the large backbone also as a micro-batched run at 500 MiB.
+  // Two methods on two backbones (two tasks of a non-VTAB set, so that two tasks make a complete row), peaks 100/300
+  // MiB (small backbone) and 400/900 MiB (large); full on the large backbone also as a micro-batched run at 500 MiB.
   TempDir d;
   auto f1 = [](double v, int digits) {
     char b[64];
@@ -422,10 +421,10 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   };
   const std::string s = "5b2f6e0c9d8e0000", l = "ffffffffffff0000";
   write_file(d / "r.jsonl",
-             lines({rec("linear", "alpha", 60, 100, s), rec("linear", "beta", 50, 100, s),   // mean 55 @ 100
-                    rec("full", "alpha", 70, 300, s), rec("full", "beta", 60, 290, s),       // mean 65 @ 295 (max 300)
-                    rec("linear", "alpha", 64, 400, l), rec("linear", "beta", 56, 400, l),   // mean 60 @ 400
-                    rec("full", "alpha", 80, 900, l), rec("full", "beta", 70, 900, l),       // mean 75 @ 900
+             lines({rec("linear", "alpha", 60, 100, s), rec("linear", "beta", 50, 100, s),  // mean 55 @ 100
+                    rec("full", "alpha", 70, 300, s), rec("full", "beta", 60, 290, s),      // mean 65 @ 295 (max 300)
+                    rec("linear", "alpha", 64, 400, l), rec("linear", "beta", 56, 400, l),  // mean 60 @ 400
+                    rec("full", "alpha", 80, 900, l), rec("full", "beta", 70, 900, l),      // mean 75 @ 900
                     rec("full", "alpha", 79, 500, l, "8"), rec("full", "beta", 69, 500, l, "8")}));  // 74 @ 500
   auto o = quiet();
   o.allow_mixed = true;
@@ -433,7 +432,9 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   Table t = build_table(load_records({d.path()}), o);
   ASSERT_EQ(t.budgets, (std::vector<int64_t>{50LL << 20, 350LL << 20, 600LL << 20, int64_t(1) << 30}));
   ASSERT_EQ(t.budget_best.size(), 2u);
-  auto label = [&](int i) { return i < 0 ? std::string("-") : t.rows[size_t(i)].label() + " " + f1(t.rows[size_t(i)].mean, 1); };
+  auto label = [&](int i) {
+    return i < 0 ? std::string("-") : t.rows[size_t(i)].label() + " " + f1(t.rows[size_t(i)].mean, 1);
+  };
   std::vector<std::string> lin, full;
   for (auto& [m, picks] : t.budget_best)
     for (int p : picks) (m == "linear" ? lin : full).push_back(label(p));
@@ -441,7 +442,8 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   EXPECT_TRUE(has(lin[1], "5b2f6e0c) 55.0")) << lin[1];
   EXPECT_TRUE(has(lin[2], "ffffffff) 60.0")) << lin[2];
   EXPECT_EQ(full[0], "-");
-  EXPECT_TRUE(has(full[1], "@5b2f6e0c, micro_batch=(unset)) 65.0")) << full[1];  // 300 MiB fits 350; the large backbone does not
+  EXPECT_TRUE(has(full[1], "@5b2f6e0c, micro_batch=(unset)) 65.0"))
+      << full[1];  // 300 MiB fits 350; the large backbone does not
   EXPECT_TRUE(has(full[2], "micro_batch=8") && has(full[2], "74.0")) << full[2];  // 500 MiB: the micro-batched run
   EXPECT_TRUE(has(full[3], "75.0")) << full[3];
   // Pareto front by the Peak train column: linear small 55 @100, full small 65 @295, full micro 74 @500,
@@ -453,11 +455,12 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   for (auto* h : {"≤ 50.0 MiB", "≤ 350.0 MiB", "≤ 600.0 MiB", "≤ 1.0 GiB", "does not fit", "74.00 ("})
     EXPECT_TRUE(has(md, h)) << h << "\n" << md;
   EXPECT_TRUE(has(md, "Pareto front")) << md;
-  EXPECT_EQ(render_budget_view(build_table(load_records({d.path()}), [&] {
-              auto q = o;
-              q.budgets.clear();
-              return q;
-            }())),
+  EXPECT_EQ(render_budget_view(build_table(load_records({d.path()}),
+                                           [&] {
+                                             auto q = o;
+                                             q.budgets.clear();
+                                             return q;
+                                           }())),
             "");
 }
 
@@ -499,8 +502,8 @@ TEST(ReportWarnings, DuplicatesLaterWinsAndFileNamedTwiceIsReadOnce) {
   Table t = build_table(load_records({d / "a.jsonl", d.path(), d / "a.jsonl"}), quiet());
   EXPECT_EQ(t.records.files.size(), 1u);
   ASSERT_EQ(t.warnings.size(), 1u);
-  EXPECT_TRUE(has(t.warnings[0], "duplicate record linear/cifar seed 42 (same settings): " + (d / "a.jsonl:1") + " and " +
-                                     (d / "a.jsonl:2") + "; the later one is used"))
+  EXPECT_TRUE(has(t.warnings[0], "duplicate record linear/cifar seed 42 (same settings): " + (d / "a.jsonl:1") +
+                                     " and " + (d / "a.jsonl:2") + "; the later one is used"))
       << t.warnings[0];
   EXPECT_EQ(t.rows[0].cells.at("cifar").acc.n, 1);
   EXPECT_DOUBLE_EQ(t.rows[0].cells.at("cifar").acc.mean, 70);
@@ -571,7 +574,8 @@ TEST(ReportReference, ReportCsvRoundTripsAsReference) {
 TEST(ReportReference, Errors) {
   TempDir d;
   write_file(d / "a.csv", "method,cifar,mean\nfull,68.9,68.9\nlinear,abc,1\n");
-  EXPECT_TRUE(has(error_of([&] { load_reference(d / "a.csv"); }), d / "a.csv:3: column 'cifar': 'abc' is not a number"));
+  EXPECT_TRUE(
+      has(error_of([&] { load_reference(d / "a.csv"); }), d / "a.csv:3: column 'cifar': 'abc' is not a number"));
   write_file(d / "b.csv", "name,cifar\nfull,68.9\n");
   EXPECT_TRUE(has(error_of([&] { load_reference(d / "b.csv"); }), "no 'method' column"));
   write_file(d / "c.csv", "method,cifar\nfull,68.9,1\n");

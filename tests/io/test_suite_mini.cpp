@@ -4,7 +4,6 @@
 // tasks, and the disjointness of the upstream (pretraining) data from every downstream split.
 // The suite is built once per test binary (about ten seconds); tests skip when Debian's
 // dataset-fashion-mnist is not installed.
-#include <gtest/gtest.h>
 #include <stb_image.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -14,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -23,8 +23,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "datasets/suite_mini.h"
 #include "core/error.h"
+#include "datasets/suite_mini.h"
 
 namespace fs = std::filesystem;
 using namespace petl::data;
@@ -36,8 +36,8 @@ constexpr int kTestSize = 1000;
 
 bool fashion_available() {
   const std::string dir = SuiteOptions{}.fashion_mnist_dir;
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"})
     if (!fs::exists(dir + "/" + f)) return false;
   return true;
 }
@@ -117,16 +117,14 @@ class SuiteMiniTest : public ::testing::Test {
     const auto t0 = std::chrono::steady_clock::now();
     build_mini_suite((root_ / "a").string(), opts);
     build_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("[   suite  ] mini suite (5 tasks, test_size %d) built in %.2f s\n", kTestSize,
-                build_seconds_);
+    std::printf("[   suite  ] mini suite (5 tasks, test_size %d) built in %.2f s\n", kTestSize, build_seconds_);
   }
   static void TearDownTestSuite() {
     if (!root_.empty()) fs::remove_all(root_);
   }
   void SetUp() override {
     if (!fashion_available())
-      GTEST_SKIP() << "Debian's dataset-fashion-mnist is not installed under "
-                   << SuiteOptions{}.fashion_mnist_dir;
+      GTEST_SKIP() << "Debian's dataset-fashion-mnist is not installed under " << SuiteOptions{}.fashion_mnist_dir;
   }
   static fs::path suite() { return root_ / "a"; }
 
@@ -166,8 +164,7 @@ TEST_F(SuiteMiniTest, TaskTableAndMetadata) {
   const auto& tasks = mini_suite_tasks();
   ASSERT_GE(tasks.size(), 5u);
   const std::vector<std::pair<std::string, int>> expected = {
-      {"fashion_mnist", 10}, {"sprites_loc", 8}, {"sprites_ori", 8},
-      {"objects_count", 8},  {"objects_dist", 6}};
+      {"fashion_mnist", 10}, {"sprites_loc", 8}, {"sprites_ori", 8}, {"objects_count", 8}, {"objects_dist", 6}};
   ASSERT_EQ(tasks.size(), expected.size());
   const std::string readme = read_file(suite() / "SUITE.md");
   for (size_t t = 0; t < tasks.size(); ++t) {
@@ -195,14 +192,13 @@ TEST_F(SuiteMiniTest, ListsFollowTheVtabTxtLayout) {
     std::vector<std::string> joined = train;
     joined.insert(joined.end(), val.begin(), val.end());
     EXPECT_EQ(trainval, joined) << task.name << ": train800val200 != train800 + val200";
-    EXPECT_EQ(read_file(dir / "train800val200.txt"),
-              read_file(dir / "train800.txt") + read_file(dir / "val200.txt"));
+    EXPECT_EQ(read_file(dir / "train800val200.txt"), read_file(dir / "train800.txt") + read_file(dir / "val200.txt"));
     for (const std::string split : {"train800", "val200", "test"}) {
       const auto lines = read_lines(dir / (split + ".txt"));
       for (size_t i = 0; i < lines.size(); ++i) {
         std::smatch m;
-        ASSERT_TRUE(std::regex_match(lines[i], m, line_re)) << task.name << "/" << split << ".txt line "
-                                                            << i + 1 << ": " << lines[i];
+        ASSERT_TRUE(std::regex_match(lines[i], m, line_re))
+            << task.name << "/" << split << ".txt line " << i + 1 << ": " << lines[i];
         EXPECT_EQ(m[1].str(), split);
         EXPECT_EQ(std::stoi(m[2].str()), int(i));
         const fs::path image = dir / lines[i].substr(0, lines[i].find(' '));
@@ -222,8 +218,7 @@ TEST_F(SuiteMiniTest, LabelsAreInRangeBalancedAndEveryClassIsPresent) {
         ++counts[e.label];
       }
       if (split == "train800val200" || split == "test") {
-        EXPECT_EQ(int(counts.size()), task.num_classes) << task.name << "/" << split
-                                                        << ": some class is missing";
+        EXPECT_EQ(int(counts.size()), task.num_classes) << task.name << "/" << split << ": some class is missing";
       }
       int lo = 1 << 30, hi = 0, n = 0;
       for (const auto& [label, count] : counts) {
@@ -266,8 +261,8 @@ TEST_F(SuiteMiniTest, ImagesHaveTheDocumentedFormat) {
 // The fashion_mnist images and labels are the source's, unchanged, at the listed indices.
 TEST_F(SuiteMiniTest, FashionImagesAreTheSourceImages) {
   const std::string dir = SuiteOptions{}.fashion_mnist_dir;
-  for (const auto& [split, prefix] : std::vector<std::pair<std::string, std::string>>{
-           {"train800", "train"}, {"val200", "train"}, {"test", "t10k"}}) {
+  for (const auto& [split, prefix] :
+       std::vector<std::pair<std::string, std::string>>{{"train800", "train"}, {"val200", "train"}, {"test", "t10k"}}) {
     const std::string images = gunzip(dir + "/" + prefix + "-images-idx3-ubyte.gz");
     const std::string labels = gunzip(dir + "/" + prefix + "-labels-idx1-ubyte.gz");
     const auto indices = mini_fashion_indices(split, kTestSize);
@@ -345,11 +340,10 @@ TEST_F(SuiteMiniTest, RenderedLabelsAreVisible) {
 TEST(SuiteMiniUpstream, AttributeTables) {
   EXPECT_EQ(upstream_generators(), (std::vector<std::string>{"fashion", "sprites", "objects"}));
   EXPECT_EQ(attribute_names("fashion"), (std::vector<std::string>{"class"}));
-  EXPECT_EQ(attribute_names("sprites"), (std::vector<std::string>{"shape", "x_bin", "y_bin",
-                                                                   "orientation_bin", "scale_bin"}));
+  EXPECT_EQ(attribute_names("sprites"),
+            (std::vector<std::string>{"shape", "x_bin", "y_bin", "orientation_bin", "scale_bin"}));
   EXPECT_EQ(attribute_names("objects"),
-            (std::vector<std::string>{"count", "nearest_distance_bin", "largest_colour",
-                                      "largest_shape"}));
+            (std::vector<std::string>{"count", "nearest_distance_bin", "largest_colour", "largest_shape"}));
   EXPECT_EQ(attribute_num_classes("fashion", "class"), 10);
   EXPECT_EQ(attribute_num_classes("sprites", "x_bin"), 8);
   EXPECT_EQ(attribute_num_classes("sprites", "scale_bin"), 4);
@@ -383,8 +377,7 @@ TEST(SuiteMiniUpstream, ScenesAreDeterministicAndCoverEveryAttributeClass) {
       }
       distinct.insert(pixels_of(s.image));
     }
-    for (const auto& a : attrs)
-      EXPECT_EQ(int(seen[a.name].size()), a.num_classes) << generator << " " << a.name;
+    for (const auto& a : attrs) EXPECT_EQ(int(seen[a.name].size()), a.num_classes) << generator << " " << a.name;
     EXPECT_GT(distinct.size(), size_t(n * 9 / 10)) << generator;
     for (uint64_t i : {0, 17, 123456789}) {
       const SceneSample a = upstream_sample(generator, i), b = upstream_sample(generator, i);
@@ -420,14 +413,14 @@ TEST_F(SuiteMiniTest, UpstreamFashionNeverUsesASuiteImage) {
       ASSERT_EQ(s.image.pixels[3 * p], s.image.pixels[3 * p + 1]);
       ASSERT_EQ(s.image.pixels[3 * p], s.image.pixels[3 * p + 2]);
     }
-    EXPECT_EQ(s.attributes, (std::map<std::string, int>{
-                                {"class", int(uint8_t(labels[8 + size_t(upstream_fashion_index(i))]))}}));
+    EXPECT_EQ(s.attributes,
+              (std::map<std::string, int>{{"class", int(uint8_t(labels[8 + size_t(upstream_fashion_index(i))]))}}));
   }
 }
 
 TEST_F(SuiteMiniTest, UpstreamScenesAreNotDownstreamImages) {
-  const std::map<std::string, std::vector<std::string>> downstream = {
-      {"sprites", {"sprites_loc", "sprites_ori"}}, {"objects", {"objects_count", "objects_dist"}}};
+  const std::map<std::string, std::vector<std::string>> downstream = {{"sprites", {"sprites_loc", "sprites_ori"}},
+                                                                      {"objects", {"objects_count", "objects_dist"}}};
   for (const auto& [generator, tasks] : downstream) {
     std::unordered_set<std::string> images;
     for (const auto& task : tasks)

@@ -2,12 +2,12 @@
 // config errors that name file, line and key; expansion and child argv; key stability (the same
 // config gives the same keys, changing one grid value changes only the affected keys); feature-
 // cache jobs and dependencies; override precedence; shards; torn-journal handling.
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <set>
 #include <sstream>
 
@@ -167,9 +167,9 @@ TEST_F(SweepConfigTest, ErrorsNameFileLineAndKey) {
     EXPECT_NE(std::string(err.what()).find("nope.yaml"), std::string::npos);
   }
   try {
-    plan_sweep(parse_sweep_config("data_root: /nonexistent/petl\nmethods: [a]\ntasks: [t]\nseeds: [1]\nout: o\n",
-                                  "x.yaml"),
-               opts());
+    plan_sweep(
+        parse_sweep_config("data_root: /nonexistent/petl\nmethods: [a]\ntasks: [t]\nseeds: [1]\nout: o\n", "x.yaml"),
+        opts());
     ADD_FAILURE() << "no error";
   } catch (const Error& err) {
     EXPECT_NE(std::string(err.what()).find("key 'data_root'"), std::string::npos) << err.what();
@@ -198,10 +198,18 @@ TEST_F(SweepConfigTest, ExpandsMethodsTasksSeedsAndGridWithChildArgv) {
   EXPECT_TRUE(first.run->reuse_done);
   EXPECT_FALSE(first.run->progress);
   EXPECT_EQ(first.run->threads, 0);
-  std::vector<std::string> want = {"run",          "--method", "heavy",  "--task",   "t1",         "--data-root",
-                                   data,           "--recipe", "mini",   "--epochs", "3",          "--batch-size",
-                                   "16",           "--seed",   "1",      "--set",    "lr=0.1",     "--set",
-                                   "wd=0",         "--no-progress", "--out", out + "/jobs/" + first.key, "--resume"};
+  std::vector<std::string> want = {"run",     "--method",
+                                   "heavy",   "--task",
+                                   "t1",      "--data-root",
+                                   data,      "--recipe",
+                                   "mini",    "--epochs",
+                                   "3",       "--batch-size",
+                                   "16",      "--seed",
+                                   "1",       "--set",
+                                   "lr=0.1",  "--set",
+                                   "wd=0",    "--no-progress",
+                                   "--out",   out + "/jobs/" + first.key,
+                                   "--resume"};
   EXPECT_EQ(args_of(first), want);
   EXPECT_EQ(first.result_file, out + "/jobs/" + first.key + "/results.jsonl");
   EXPECT_EQ(first.log_file, out + "/logs/" + first.key + ".log");
@@ -219,9 +227,10 @@ TEST_F(SweepConfigTest, ExpandsMethodsTasksSeedsAndGridWithChildArgv) {
   ASSERT_NE(cache, nullptr);
   EXPECT_TRUE(cache->is_cache);
   EXPECT_EQ(cache->task, "t2");
-  std::vector<std::string> cwant = {"cache",  "build", "--data-root", data, "--task", "t2", "--taps", "cls",
-                                    "--splits", "test,train800val200", "--dtype", "float16", "--out",
-                                    out + "/cache/" + cache->key, "--no-progress"};
+  std::vector<std::string> cwant = {
+      "cache",        "build",    "--data-root",         data,      "--task",  "t2",    "--taps",
+      "cls",          "--splits", "test,train800val200", "--dtype", "float16", "--out", out + "/cache/" + cache->key,
+      "--no-progress"};
   EXPECT_EQ(args_of(*cache), cwant);
   EXPECT_EQ(lin->run->feature_cache, out + "/cache/" + cache->key);
   EXPECT_EQ(lin->run->cache_dtype, CacheDtype::kFloat16);
@@ -231,9 +240,15 @@ TEST_F(SweepConfigTest, ExpandsMethodsTasksSeedsAndGridWithChildArgv) {
   EXPECT_EQ(*(it + 1), out + "/cache/" + cache->key);
   // Every lin job of t2 uses the same cache; heavy jobs none.
   for (auto& j : p.jobs) {
-    if (j.method == "lin") { EXPECT_FALSE(j.depends_on.empty()); }
-    if (j.method == "lin" && j.task == "t2") { EXPECT_EQ(j.depends_on, cache->key); }
-    if (j.method == "heavy") { EXPECT_TRUE(j.depends_on.empty()); }
+    if (j.method == "lin") {
+      EXPECT_FALSE(j.depends_on.empty());
+    }
+    if (j.method == "lin" && j.task == "t2") {
+      EXPECT_EQ(j.depends_on, cache->key);
+    }
+    if (j.method == "heavy") {
+      EXPECT_TRUE(j.depends_on.empty());
+    }
   }
 }
 
@@ -403,7 +418,9 @@ TEST_F(SweepConfigTest, FeatureCacheSettingsChangeOnlyCachedJobs) {
   EXPECT_DOUBLE_EQ(cost(off, "lin", "t2"), 1000 * 100 * 1.0);
   EXPECT_DOUBLE_EQ(cost(on, "lin", "t2"), 1000 * 100 * 0.2);
   for (auto& j : on.jobs)
-    if (j.is_cache && j.task == "t2") { EXPECT_DOUBLE_EQ(j.cost, 2000); }  // two splits × 1000 (fallback)
+    if (j.is_cache && j.task == "t2") {
+      EXPECT_DOUBLE_EQ(j.cost, 2000);
+    }  // two splits × 1000 (fallback)
 }
 
 TEST_F(SweepConfigTest, OverridePrecedenceAndDeduplication) {
@@ -432,9 +449,9 @@ method_task_overrides:
       EXPECT_TRUE(j.sets.count("r"));
     }
   }
-  EXPECT_EQ(heavy_t1, 2);   // 2 seeds, lr grid collapsed by the pin
-  EXPECT_EQ(heavy_t2, 4);   // 2 seeds × 2 lr
-  EXPECT_EQ(lin_all, 8);    // 2 tasks × 2 seeds × r ∈ {1, 2}
+  EXPECT_EQ(heavy_t1, 2);  // 2 seeds, lr grid collapsed by the pin
+  EXPECT_EQ(heavy_t2, 4);  // 2 seeds × 2 lr
+  EXPECT_EQ(lin_all, 8);   // 2 tasks × 2 seeds × r ∈ {1, 2}
 }
 
 TEST_F(SweepConfigTest, ShardsPartitionTrainingJobsAndKeepCachesWithTheirUsers) {
@@ -455,13 +472,17 @@ TEST_F(SweepConfigTest, ShardsPartitionTrainingJobsAndKeepCachesWithTheirUsers) 
         continue;
       }
       seen.insert(j.key);
-      if (!j.depends_on.empty()) { EXPECT_TRUE(cache_here.count(j.depends_on)) << "cache missing in shard " << i; }
+      if (!j.depends_on.empty()) {
+        EXPECT_TRUE(cache_here.count(j.depends_on)) << "cache missing in shard " << i;
+      }
     }
     // Cache jobs first, in the plan's order.
     bool training = false;
     for (auto& j : s) {
       if (!j.is_cache) training = true;
-      if (training) { EXPECT_FALSE(j.is_cache); }
+      if (training) {
+        EXPECT_FALSE(j.is_cache);
+      }
     }
   }
   auto all = keys(p);
@@ -487,8 +508,10 @@ TEST_F(SweepConfigTest, DryRunTableShowsCachesFirstTotalsAndJournalStatus) {
   std::string ok_key, failed_key;
   for (auto& j : p.jobs)
     if (!j.is_cache) {
-      if (ok_key.empty()) ok_key = j.key;
-      else if (failed_key.empty()) failed_key = j.key;
+      if (ok_key.empty())
+        ok_key = j.key;
+      else if (failed_key.empty())
+        failed_key = j.key;
     }
   done[ok_key].journal = RecordStatus::kOk;
   done[failed_key].journal = RecordStatus::kFailed;
@@ -525,10 +548,12 @@ TEST_F(SweepConfigTest, DryRunShowsDiskAndResidentBytesAndNoTestSplitKv) {
   auto p = plan(yaml, o);
   int64_t disk = 0;
   for (auto& j : p.jobs) {
-    if (j.is_cache && j.task == "t1" && j.cache.taps == kKv) EXPECT_EQ(j.disk_bytes, 10 * feature_bytes_per_image(kKv, b16, 2));
+    if (j.is_cache && j.task == "t1" && j.cache.taps == kKv)
+      EXPECT_EQ(j.disk_bytes, 10 * feature_bytes_per_image(kKv, b16, 2));
     if (j.is_cache && j.task == "t1" && j.cache.taps == kCls)  // t1: 10 train lines; no test list: 1000 assumed
       EXPECT_EQ(j.disk_bytes, (10 + 1000) * 768 * 2);
-    if (!j.is_cache && j.method == "kvm" && j.task == "t2") EXPECT_EQ(j.ram_bytes, 1000 * feature_bytes_per_image(kKv, b16, 2));
+    if (!j.is_cache && j.method == "kvm" && j.task == "t2")
+      EXPECT_EQ(j.ram_bytes, 1000 * feature_bytes_per_image(kKv, b16, 2));
     if (!j.is_cache && j.method == "heavy") EXPECT_EQ(j.ram_bytes, 0);
     disk += j.disk_bytes;
   }

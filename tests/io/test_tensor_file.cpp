@@ -2,7 +2,6 @@
 // hand-rolled python writer, and our files checked by an independent python reader), numpy
 // .npy/.npz written by numpy (savez, savez_compressed, format versions, Fortran order), and every
 // error path, whose messages must name the file and the offending key.
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <gtest/gtest.h>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -33,8 +33,8 @@ class TensorFileTest : public ::testing::Test {
   void SetUp() override {
     static std::atomic<int> counter{0};
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("petl_tensor_file_" + std::to_string(::getpid()) + "_" +
-                                        info->name() + "_" + std::to_string(counter++));
+    dir_ = fs::temp_directory_path() /
+           ("petl_tensor_file_" + std::to_string(::getpid()) + "_" + info->name() + "_" + std::to_string(counter++));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -166,8 +166,7 @@ RawTensor make_expected(DType d, std::vector<int64_t> shape) {
 }
 
 // Checks dtype, shape and every value (decoded, not just bytes) against tensor_values.py.
-void expect_values(const RawTensor& t, DType d, const std::vector<int64_t>& shape,
-                   const std::string& what) {
+void expect_values(const RawTensor& t, DType d, const std::vector<int64_t>& shape, const std::string& what) {
   SCOPED_TRACE(what);
   ASSERT_EQ(dtype_name(t.dtype), dtype_name(d));
   ASSERT_EQ(t.shape, shape);
@@ -245,8 +244,7 @@ const std::vector<TableEntry>& safetensors_table() {
   };
   return table;
 }
-const std::map<std::string, std::string> kPyMetadata = {{"format", "pt"},
-                                                        {"note", "h\xc3\xa9llo \xe2\x9c\x93"}};
+const std::map<std::string, std::string> kPyMetadata = {{"format", "pt"}, {"note", "h\xc3\xa9llo \xe2\x9c\x93"}};
 
 // The arrays of tests/io/py/make_npz.py NPZ_TABLE (as C-order results).
 const std::vector<TableEntry>& npz_table() {
@@ -341,8 +339,7 @@ TEST_F(TensorFileTest, SafetensorsRoundTripEveryDtype) {
     EXPECT_EQ(out[name].shape, t.shape);
     EXPECT_EQ(out[name].data, t.data);
   }
-  for (const TableEntry& e : safetensors_table())
-    expect_values(out[e.name], e.dtype, e.shape, e.name);
+  for (const TableEntry& e : safetensors_table()) expect_values(out[e.name], e.dtype, e.shape, e.name);
 
   // No metadata: read works with and without the out-parameter; overwriting works.
   write_safetensors(p, {{"a", make_expected(DType::f32, {2})}});
@@ -377,9 +374,8 @@ TEST_F(TensorFileTest, SafetensorsWrittenFileReadByPython) {
 TEST_F(TensorFileTest, SafetensorsHeaderMayBeSpacePaddedAndUnordered) {
   std::string data;
   for (float f : {1.5f, -2.0f}) data.append(reinterpret_cast<const char*>(&f), 4);
-  const std::string header =
-      R"({ "b" : {"shape":[1],"data_offsets":[4,8],"dtype":"F32"}, "a": {"dtype": "F32",)"
-      R"( "shape": [1], "data_offsets": [0, 4]}}       )";
+  const std::string header = R"({ "b" : {"shape":[1],"data_offsets":[4,8],"dtype":"F32"}, "a": {"dtype": "F32",)"
+                             R"( "shape": [1], "data_offsets": [0, 4]}}       )";
   const std::string p = path("pad.safetensors");
   write_bytes(p, safetensors_bytes(header, data));
   TensorMap t = read_safetensors(p);
@@ -396,8 +392,7 @@ TEST_F(TensorFileTest, SafetensorsReadErrors) {
     needles.push_back(p);
     expect_error([&] { read_safetensors(p); }, needles);
   };
-  expect_error([&] { read_safetensors(path("missing.safetensors")); },
-               {path("missing.safetensors"), "cannot open"});
+  expect_error([&] { read_safetensors(path("missing.safetensors")); }, {path("missing.safetensors"), "cannot open"});
   expect_read_error("", {"too small"});
   expect_read_error("abcde", {"too small"});
   expect_read_error(safetensors_bytes("{}", "").substr(0, 7), {"too small"});
@@ -409,41 +404,32 @@ TEST_F(TensorFileTest, SafetensorsReadErrors) {
   }
   expect_read_error(safetensors_bytes("{\"w\": {\"dtype\": ", ""), {"not valid JSON"});
   expect_read_error(safetensors_bytes("[1, 2]", ""), {"not an object"});
-  expect_read_error(
-      safetensors_bytes(R"({"w": {"dtype": "F8", "shape": [1], "data_offsets": [0, 1]}})", "x"),
-      {"'w'", "unknown dtype 'F8'"});
+  expect_read_error(safetensors_bytes(R"({"w": {"dtype": "F8", "shape": [1], "data_offsets": [0, 1]}})", "x"),
+                    {"'w'", "unknown dtype 'F8'"});
   expect_read_error(safetensors_bytes(R"({"w": {"shape": [1], "data_offsets": [0, 1]}})", "x"),
                     {"'w'", "missing field 'dtype'"});
+  expect_read_error(safetensors_bytes(R"({"w": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 1]}})", "x"),
+                    {"'w'", "non-negative"});
+  expect_read_error(safetensors_bytes(R"({"w": {"dtype": "U8", "shape": [1], "data_offsets": [0]}})", "x"),
+                    {"'w'", "data_offsets"});
   expect_read_error(
-      safetensors_bytes(R"({"w": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 1]}})", "x"),
-      {"'w'", "non-negative"});
-  expect_read_error(
-      safetensors_bytes(R"({"w": {"dtype": "U8", "shape": [1], "data_offsets": [0]}})", "x"),
-      {"'w'", "data_offsets"});
-  expect_read_error(
-      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})",
-                        std::string(8, '\0')),
+      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", std::string(8, '\0')),
       {"'w'", "out of range"});
   expect_read_error(
-      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}})",
-                        std::string(8, '\0')),
+      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}})", std::string(8, '\0')),
       {"'w'", "out of range"});
   expect_read_error(
-      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})",
-                        std::string(8, '\0')),
+      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", std::string(8, '\0')),
       {"'w'", "needs 12 bytes"});
-  expect_read_error(
-      safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},)"
-                        R"( "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
-                        std::string(12, '\0')),
-      {"'a'", "'b'", "overlap"});
-  expect_read_error(safetensors_bytes(R"({"__metadata__": {"epoch": 3}})", ""),
-                    {"'epoch'", "not a string"});
-  expect_read_error(
-      safetensors_bytes(R"({"w": {"dtype": "U8", "shape": [4294967296, 4294967296, 4294967296],)"
-                        R"( "data_offsets": [0, 0]}})",
-                        ""),
-      {"'w'", "too large"});
+  expect_read_error(safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},)"
+                                      R"( "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                                      std::string(12, '\0')),
+                    {"'a'", "'b'", "overlap"});
+  expect_read_error(safetensors_bytes(R"({"__metadata__": {"epoch": 3}})", ""), {"'epoch'", "not a string"});
+  expect_read_error(safetensors_bytes(R"({"w": {"dtype": "U8", "shape": [4294967296, 4294967296, 4294967296],)"
+                                      R"( "data_offsets": [0, 0]}})",
+                                      ""),
+                    {"'w'", "too large"});
 }
 
 TEST_F(TensorFileTest, SafetensorsTruncatedFile) {
@@ -474,23 +460,10 @@ TEST_F(TensorFileTest, SafetensorsWriteErrors) {
   const std::string p = path("w.safetensors");
   RawTensor bad = make_expected(DType::f32, {3});
   bad.data.pop_back();
-  expect_error(
-      [&] {
-        write_safetensors(p, {{"layer.weight", bad}});
-      },
-      {p, "'layer.weight'", "needs 12"});
-  expect_error(
-      [&] {
-        write_safetensors(p, {{"__metadata__", make_expected(DType::u8, {1})}});
-      },
-      {p, "__metadata__"});
-  expect_error(
-      [&] {
-        write_safetensors(p, {{"x\xff", make_expected(DType::u8, {1})}});
-      },
-      {p, "UTF-8"});
-  expect_error([&] { write_safetensors(path("no/such/dir/x.safetensors"), {}); },
-               {"no/such/dir/x.safetensors"});
+  expect_error([&] { write_safetensors(p, {{"layer.weight", bad}}); }, {p, "'layer.weight'", "needs 12"});
+  expect_error([&] { write_safetensors(p, {{"__metadata__", make_expected(DType::u8, {1})}}); }, {p, "__metadata__"});
+  expect_error([&] { write_safetensors(p, {{"x\xff", make_expected(DType::u8, {1})}}); }, {p, "UTF-8"});
+  expect_error([&] { write_safetensors(path("no/such/dir/x.safetensors"), {}); }, {"no/such/dir/x.safetensors"});
   EXPECT_FALSE(fs::exists(p));
   EXPECT_FALSE(fs::exists(p + ".tmp"));
 }
@@ -500,45 +473,38 @@ TEST_F(TensorFileTest, SafetensorsWriteErrors) {
 
 TEST_F(TensorFileTest, NpyFormatVersions) {
   ASSERT_TRUE(run_python("make_npz.py", {dir_.string()}));
-  for (const char* v : {"v1.npy", "v2.npy", "v3.npy"})
-    expect_values(read_npy(path(v)), DType::f32, {3, 4}, v);
+  for (const char* v : {"v1.npy", "v2.npy", "v3.npy"}) expect_values(read_npy(path(v)), DType::f32, {3, 4}, v);
   expect_values(read_npy(path("fortran.npy")), DType::i32, {2, 3, 4}, "fortran.npy");
-  expect_error([&] { read_npy(path("bigendian.npy")); },
-               {path("bigendian.npy"), "big-endian", ">f4"});
+  expect_error([&] { read_npy(path("bigendian.npy")); }, {path("bigendian.npy"), "big-endian", ">f4"});
 }
 
 TEST(NpyParseTest, HeaderSpellings) {
   const std::string data(12, '\x01');
   // Odd spacing, key order, double quotes, no trailing comma.
-  RawTensor t = parse_npy_string(
-      npy_bytes("{ \"shape\" : ( 3 ,  1 ) ,'fortran_order':False,  'descr':'<i4'   }  ", data));
+  RawTensor t =
+      parse_npy_string(npy_bytes("{ \"shape\" : ( 3 ,  1 ) ,'fortran_order':False,  'descr':'<i4'   }  ", data));
   EXPECT_EQ(t.dtype, DType::i32);
   EXPECT_EQ(t.shape, (std::vector<int64_t>{3, 1}));
   // Python 2 long literals, '=' byte order.
-  t = parse_npy_string(
-      npy_bytes("{'descr': '=i2', 'fortran_order': False, 'shape': (2L, 3L), }", data));
+  t = parse_npy_string(npy_bytes("{'descr': '=i2', 'fortran_order': False, 'shape': (2L, 3L), }", data));
   EXPECT_EQ(t.dtype, DType::i16);
   EXPECT_EQ(t.shape, (std::vector<int64_t>{2, 3}));
   // Scalar, 1-d, zero-size.
-  t = parse_npy_string(
-      npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", std::string(8, '\0')));
+  t = parse_npy_string(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", std::string(8, '\0')));
   EXPECT_TRUE(t.shape.empty());
   EXPECT_EQ(t.numel(), 1);
-  t = parse_npy_string(
-      npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", std::string(5, '\0')));
+  t = parse_npy_string(npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", std::string(5, '\0')));
   EXPECT_EQ(t.shape, (std::vector<int64_t>{5}));
   t = parse_npy_string(npy_bytes("{'descr': '<f2', 'fortran_order': True, 'shape': (0, 4), }", ""));
   EXPECT_EQ(t.shape, (std::vector<int64_t>{0, 4}));
   EXPECT_TRUE(t.data.empty());
   // Every supported descr.
   const std::vector<std::pair<std::string, DType>> descrs = {
-      {"<f8", DType::f64}, {"<f4", DType::f32}, {"<f2", DType::f16},
-      {"<i8", DType::i64}, {"<i4", DType::i32}, {"<i2", DType::i16},
-      {"|i1", DType::i8},  {"|u1", DType::u8},  {"|b1", DType::boolean}};
+      {"<f8", DType::f64}, {"<f4", DType::f32}, {"<f2", DType::f16}, {"<i8", DType::i64},    {"<i4", DType::i32},
+      {"<i2", DType::i16}, {"|i1", DType::i8},  {"|u1", DType::u8},  {"|b1", DType::boolean}};
   for (const auto& [descr, dtype] : descrs) {
-    t = parse_npy_string(
-        npy_bytes("{'descr': '" + descr + "', 'fortran_order': False, 'shape': (1,), }",
-                  std::string(dtype_size(dtype), '\0')));
+    t = parse_npy_string(npy_bytes("{'descr': '" + descr + "', 'fortran_order': False, 'shape': (1,), }",
+                                   std::string(dtype_size(dtype), '\0')));
     EXPECT_EQ(t.dtype, dtype) << descr;
   }
 }
@@ -547,8 +513,7 @@ TEST(NpyParseTest, FortranOrderIsTransposed) {
   // Fortran layout of [[0, 1, 2], [3, 4, 5]] is 0 3 1 4 2 5.
   std::string data;
   for (int32_t v : {0, 3, 1, 4, 2, 5}) data.append(reinterpret_cast<const char*>(&v), 4);
-  RawTensor t = parse_npy_string(
-      npy_bytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }", data));
+  RawTensor t = parse_npy_string(npy_bytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }", data));
   for (int i = 0; i < 6; ++i) EXPECT_EQ(get<int32_t>(t, i), i);
 }
 
@@ -566,33 +531,24 @@ TEST(NpyParseTest, Errors) {
   v4[6] = 4;
   expect_parse_error(v4, {"version 4.0"});
   expect_parse_error(ok.substr(0, 30), {"header length"});
-  expect_parse_error(ok.substr(0, ok.size() - 1),
-                     {"expected 8 data bytes", "found 7", "truncated"});
+  expect_parse_error(ok.substr(0, ok.size() - 1), {"expected 8 data bytes", "found 7", "truncated"});
   expect_parse_error(ok + "x", {"expected 8 data bytes", "found 9"});
-  expect_parse_error(
-      npy_bytes("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", std::string(8, '\0')),
-      {"big-endian", "'>f4'"});
-  expect_parse_error(
-      npy_bytes("{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", std::string(16, '\0')),
-      {"unsupported dtype", "'<c8'"});
+  expect_parse_error(npy_bytes("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", std::string(8, '\0')),
+                     {"big-endian", "'>f4'"});
+  expect_parse_error(npy_bytes("{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", std::string(16, '\0')),
+                     {"unsupported dtype", "'<c8'"});
   expect_parse_error(npy_bytes("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", ""),
                      {"unsupported dtype", "'|O'"});
-  expect_parse_error(
-      npy_bytes("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", ""),
-      {"structured"});
+  expect_parse_error(npy_bytes("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", ""),
+                     {"structured"});
   expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False}", ""), {"'shape'"});
-  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", ""),
-                     {"fortran_order"});
-  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", ""),
-                     {"non-negative"});
-  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", ""),
-                     {"cannot parse header"});
+  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", ""), {"fortran_order"});
+  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", ""), {"non-negative"});
+  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", ""), {"cannot parse header"});
   expect_parse_error(npy_bytes("{'descr': '<f4' 'fortran_order': False}", ""),
                      {"cannot parse header", "expected ',' or '}'"});
-  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': Fals, 'shape': ()}", ""),
-                     {"cannot parse header"});
-  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': ()} x", ""),
-                     {"trailing"});
+  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': Fals, 'shape': ()}", ""), {"cannot parse header"});
+  expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': ()} x", ""), {"trailing"});
   expect_parse_error(npy_bytes("(1, 2)", ""), {"not a dict"});
   expect_parse_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': "
                                "(99999999999999999999,)}",
@@ -615,13 +571,11 @@ TEST_F(TensorFileTest, NpyWriteReadAndNumpyLoads) {
     EXPECT_EQ((bytes[8] | bytes[9] << 8) % 64, 54) << "header must end on a 64-byte boundary";
     expect_values(read_npy(p), e.dtype, e.shape, e.name);
     std::string shape;
-    for (size_t i = 0; i < e.shape.size(); ++i)
-      shape += (i ? "," : "") + std::to_string(e.shape[i]);
+    for (size_t i = 0; i < e.shape.size(); ++i) shape += (i ? "," : "") + std::to_string(e.shape[i]);
     args.push_back(p + ":" + dtype_name(e.dtype) + ":" + shape);
   }
   EXPECT_TRUE(run_python("check_npy.py", args));
-  expect_error([&] { write_npy(path("bf16.npy"), make_expected(DType::bf16, {2})); },
-               {"BF16", "numpy"});
+  expect_error([&] { write_npy(path("bf16.npy"), make_expected(DType::bf16, {2})); }, {"BF16", "numpy"});
   RawTensor bad = make_expected(DType::f32, {3});
   bad.data.resize(4);
   expect_error([&] { write_npy(path("bad.npy"), bad); }, {path("bad.npy"), "needs 12"});
@@ -652,8 +606,7 @@ TEST_F(TensorFileTest, NpzErrors) {
   expect_error([&] { read_npz(text); }, {text, "zip"});
   expect_error([&] { read_npz(path("missing.npz")); }, {path("missing.npz")});
   // A member that is not .npy data.
-  expect_error([&] { read_npz(path("bad_member.npz")); },
-               {path("bad_member.npz"), "'layer/bad.npy'", "magic"});
+  expect_error([&] { read_npz(path("bad_member.npz")); }, {path("bad_member.npz"), "'layer/bad.npy'", "magic"});
   // A stored member whose bytes were corrupted: the CRC check must catch it.
   const auto bytes = read_bytes(path("pattern.npz"));
   std::string s(bytes.begin(), bytes.end());

@@ -1,12 +1,12 @@
 // Tests for core/threads (the thread policy): /proc/stat parsing, the thread choice (--threads,
 // OMP_NUM_THREADS, PETL_THREADS_BY, free cores, this process's own busy threads) and the wait
 // policy's description (who set it).
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <gtest/gtest.h>
 #include <thread>
 
 #include "core/env.h"
@@ -20,12 +20,16 @@ namespace {
 class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* value) : name_(name), old_(env::get(name)), had_(!old_.empty()) {
-    if (value) ::setenv(name, value, 1);
-    else ::unsetenv(name);
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
   }
   ~ScopedEnv() {
-    if (had_) ::setenv(name_, old_.c_str(), 1);
-    else ::unsetenv(name_);
+    if (had_)
+      ::setenv(name_, old_.c_str(), 1);
+    else
+      ::unsetenv(name_);
   }
 
  private:
@@ -39,7 +43,7 @@ TEST(Threads, ParsesCpuLines) {
   unsigned long long idle = 0, total = 0;
   ASSERT_TRUE(threads::parse_cpu_line("cpu  100 5 50 1000 20 1 2 3 0 0", &cpu, &idle, &total));
   EXPECT_EQ(cpu, -1);
-  EXPECT_EQ(idle, 1020u);              // idle + iowait
+  EXPECT_EQ(idle, 1020u);                                   // idle + iowait
   EXPECT_EQ(total, 100u + 5 + 50 + 1000 + 20 + 1 + 2 + 3);  // guest time is already in user
   ASSERT_TRUE(threads::parse_cpu_line("cpu13 1 2 3 4", &cpu, &idle, &total));
   EXPECT_EQ(cpu, 13);
@@ -112,8 +116,8 @@ TEST(Threads, OwnBusyThreadsCountAsFree) {
   stop = true;
   spin.join();
   const double after = threads::measure_free_cores(0.2);
-  EXPECT_GE(during, std::min(before, after) - 0.35) << "free cores while a thread of ours spins (before " << before
-                                                     << ", after " << after << ")";
+  EXPECT_GE(during, std::min(before, after) - 0.35)
+      << "free cores while a thread of ours spins (before " << before << ", after " << after << ")";
 }
 
 TEST(Threads, WaitPolicyNamesWhoSetIt) {

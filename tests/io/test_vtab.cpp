@@ -1,17 +1,16 @@
 // Tests of datasets/vtab.{h,cpp}: task names, aliases and class counts, folder lookup, both list
 // formats, every list error (message names the file and line / element), and load_split
 // (order, skip_bad, single- vs multi-threaded equality) on tiny task folders in a temp dir.
-#include "datasets/vtab.h"
-
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <numeric>
 
 #include "core/error.h"
 #include "core/hashing.h"
+#include "datasets/vtab.h"
 
 namespace fs = std::filesystem;
 using namespace petl::data;
@@ -45,8 +44,7 @@ Image8 pattern(int w, int h, int channels, int seed) {
   img.height = h;
   img.channels = channels;
   img.pixels.resize(size_t(w) * h * channels);
-  for (size_t i = 0; i < img.pixels.size(); ++i)
-    img.pixels[i] = uint8_t(((i + seed * 7919) * 2654435761u) >> 11);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t(((i + seed * 7919) * 2654435761u) >> 11);
   return img;
 }
 
@@ -89,15 +87,28 @@ TEST(VtabNames, TableAndAliases) {
   const auto& names = vtab_task_names();
   ASSERT_EQ(names.size(), 19u);
   EXPECT_EQ(names.front(), "cifar");
-  EXPECT_EQ(names[7], "patch_camelyon");   // first specialized task
-  EXPECT_EQ(names[11], "clevr_count");     // first structured task
+  EXPECT_EQ(names[7], "patch_camelyon");  // first specialized task
+  EXPECT_EQ(names[11], "clevr_count");    // first structured task
   EXPECT_EQ(names.back(), "smallnorb_ele");
-  const std::pair<const char*, int> expected[] = {
-      {"cifar", 100}, {"caltech101", 102}, {"dtd", 47}, {"oxford_flowers102", 102},
-      {"oxford_iiit_pet", 37}, {"svhn", 10}, {"sun397", 397}, {"patch_camelyon", 2},
-      {"eurosat", 10}, {"resisc45", 45}, {"diabetic_retinopathy", 5}, {"clevr_count", 8},
-      {"clevr_dist", 6}, {"dmlab", 6}, {"kitti", 4}, {"dsprites_loc", 16}, {"dsprites_ori", 16},
-      {"smallnorb_azi", 18}, {"smallnorb_ele", 9}};
+  const std::pair<const char*, int> expected[] = {{"cifar", 100},
+                                                  {"caltech101", 102},
+                                                  {"dtd", 47},
+                                                  {"oxford_flowers102", 102},
+                                                  {"oxford_iiit_pet", 37},
+                                                  {"svhn", 10},
+                                                  {"sun397", 397},
+                                                  {"patch_camelyon", 2},
+                                                  {"eurosat", 10},
+                                                  {"resisc45", 45},
+                                                  {"diabetic_retinopathy", 5},
+                                                  {"clevr_count", 8},
+                                                  {"clevr_dist", 6},
+                                                  {"dmlab", 6},
+                                                  {"kitti", 4},
+                                                  {"dsprites_loc", 16},
+                                                  {"dsprites_ori", 16},
+                                                  {"smallnorb_azi", 18},
+                                                  {"smallnorb_ele", 9}};
   for (const auto& [name, classes] : expected) EXPECT_EQ(known_num_classes(name), classes) << name;
   EXPECT_EQ(known_num_classes("imagenet"), -1);
 
@@ -118,12 +129,12 @@ class VtabRoot : public ::testing::Test {
  protected:
   void SetUp() override {
     const fs::path r = root_.path();
-    write_file(r / "cifar100" / "train800val200.txt", "images/a.png 3\n");   // alias folder
-    write_file(r / "clevr-count" / "test.txt", "images/a.png 7\n");          // hyphenated
-    write_file(r / "eurosat" / "test.json", R"([{"a.png": 1}])");             // json format
-    write_file(r / "mytask" / "train800val200.txt", "images/a.png 2\n");     // unknown task
+    write_file(r / "cifar100" / "train800val200.txt", "images/a.png 3\n");  // alias folder
+    write_file(r / "clevr-count" / "test.txt", "images/a.png 7\n");         // hyphenated
+    write_file(r / "eurosat" / "test.json", R"([{"a.png": 1}])");           // json format
+    write_file(r / "mytask" / "train800val200.txt", "images/a.png 2\n");    // unknown task
     write_file(r / "mytask" / "petl_task.json", R"({"num_classes": 3, "description": "toy"})");
-    fs::create_directories(r / "notes");                                      // no lists
+    fs::create_directories(r / "notes");  // no lists
   }
   TempDir root_;
 };
@@ -258,8 +269,7 @@ class VtabLoad : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::path(root_.path()) / "pets";  // alias of oxford_iiit_pet (37 classes)
     // Sizes: already the target (fast path), up, down, mixed; RGB and grey.
-    const int sizes[][3] = {{16, 16, 3}, {20, 12, 3}, {9, 9, 1}, {40, 40, 3},
-                            {16, 16, 1}, {33, 17, 3}, {5, 30, 1}};
+    const int sizes[][3] = {{16, 16, 3}, {20, 12, 3}, {9, 9, 1}, {40, 40, 3}, {16, 16, 1}, {33, 17, 3}, {5, 30, 1}};
     std::string list;
     for (int i = 0; i < 7; ++i) {
       const std::string rel = "images/test/00000" + std::to_string(i) + ".png";
@@ -306,8 +316,7 @@ TEST_F(VtabLoad, MatchesPerImagePipelineInListOrder) {
     const Image8 img = resize_bicubic_pil(decode_image_file(samples[i].abs_path), 16, 16);
     std::vector<float> expected(3 * 16 * 16);
     to_normalised_chw(img, Normalisation::imagenet, expected.data());
-    EXPECT_TRUE(std::equal(expected.begin(), expected.end(), one.pixels.begin() + i * 3 * 16 * 16))
-        << "sample " << i;
+    EXPECT_TRUE(std::equal(expected.begin(), expected.end(), one.pixels.begin() + i * 3 * 16 * 16)) << "sample " << i;
   }
   EXPECT_EQ(one.list_sha256, petl::sha256_file((dir_ / "test.txt").string()));
   EXPECT_EQ(one.list_sha256.size(), 64u);
@@ -324,8 +333,7 @@ TEST_F(VtabLoad, MatchesPerImagePipelineInListOrder) {
   const LoadedSplit three = load_split(task_, "test", limited);
   EXPECT_EQ(three.n, 3);
   EXPECT_EQ(three.labels, (std::vector<int64_t>{0, 5, 10}));
-  EXPECT_TRUE(std::all_of(three.pixels.begin(), three.pixels.end(),
-                          [](float v) { return v >= 0.f && v <= 1.f; }));
+  EXPECT_TRUE(std::all_of(three.pixels.begin(), three.pixels.end(), [](float v) { return v >= 0.f && v <= 1.f; }));
 }
 
 TEST_F(VtabLoad, BadImagesThrowWithListLineAndPath) {
@@ -341,8 +349,8 @@ TEST_F(VtabLoad, SkipBadKeepsTheRestInOrder) {
   EXPECT_EQ(one.n, 4);
   EXPECT_EQ(one.labels, (std::vector<int64_t>{1, 2, 4, 6}));
   ASSERT_EQ(one.skipped.size(), 2u);
-  EXPECT_TRUE(contains(one.skipped[0], "train800.txt:3") &&
-              contains(one.skipped[0], "images/train800/missing.png")) << one.skipped[0];
+  EXPECT_TRUE(contains(one.skipped[0], "train800.txt:3") && contains(one.skipped[0], "images/train800/missing.png"))
+      << one.skipped[0];
   EXPECT_TRUE(contains(one.skipped[1], "train800.txt:5") && contains(one.skipped[1], "cannot decode"))
       << one.skipped[1];
   EXPECT_EQ(one.pixels.size(), size_t(4) * 3 * 16 * 16);
@@ -353,7 +361,8 @@ TEST_F(VtabLoad, SkipBadKeepsTheRestInOrder) {
   const int clean_index[] = {0, 1, 3, 5};
   for (int k = 0; k < 4; ++k)
     EXPECT_TRUE(std::equal(one.pixels.begin() + k * per, one.pixels.begin() + (k + 1) * per,
-                           clean.pixels.begin() + clean_index[k] * per)) << k;
+                           clean.pixels.begin() + clean_index[k] * per))
+        << k;
 
   const LoadedSplit four = load_split(task_, "train800", options(4, true));
   EXPECT_EQ(four.labels, one.labels);

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
 #include "app/cache_build.h"
+#include "core/error.h"
 
 namespace petl {
 std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string&, const std::string&,

@@ -5,16 +5,16 @@
 // The jobs are tests/mpi/fake_petl.sh, which honours the argv contract of `petl run` and
 // `petl cache build`. Run under mpirun with any number of ranks (1, 2, 4); this file has its own
 // main() calling MPI_Init/MPI_Finalize. Checks run on rank 0; every TEST is collective.
-#include <gtest/gtest.h>
 #include <mpi.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <map>
 #include <set>
+#include <sys/stat.h>
 
 #include "app/job_args.h"
 #include "app/sweep_jobs.h"
@@ -112,7 +112,8 @@ class Sweep {
     f.program = fake_;
     f.poll_s = 0.01;
     f.grace_s = 5;
-    f.env = {{"FAKE_RUNS_LOG", runs_log_}, {"FAKE_STATE_DIR", dir_ + "/state"}, {"FAKE_SLEEP", std::to_string(sleep_s)}};
+    f.env = {
+        {"FAKE_RUNS_LOG", runs_log_}, {"FAKE_STATE_DIR", dir_ + "/state"}, {"FAKE_SLEEP", std::to_string(sleep_s)}};
     f.bundle_command = cli::bundle_command;
     return f;
   }
@@ -182,11 +183,15 @@ TEST(Farm, EveryJobRunsAndIsJournaledExactlyOnce) {
         EXPECT_EQ(r["seed"], j.seed);
         EXPECT_TRUE(r["accuracy"].is_number());
       }
-      if (!j.depends_on.empty()) { EXPECT_LT(order[j.depends_on], order[j.key]) << "ran before its cache"; }
+      if (!j.depends_on.empty()) {
+        EXPECT_LT(order[j.depends_on], order[j.key]) << "ran before its cache";
+      }
       ranks.insert(r["sweep_rank"].get<int>());
     }
     EXPECT_EQ(lines.size(), p.jobs.size());
-    if (g_size > 1) { EXPECT_GT(ranks.size(), 1u) << "only one rank ran jobs"; }
+    if (g_size > 1) {
+      EXPECT_GT(ranks.size(), 1u) << "only one rank ran jobs";
+    }
     // The 4 lin jobs of each task share its cache: one bundle child per task ran them.
     std::map<std::string, int> bundles;
     for (auto& j : p.jobs)
@@ -332,7 +337,9 @@ TEST(Farm, AFailedFeatureCacheFailsItsDependentsWithoutRunningThem) {
     auto st = starts(s.runs_log());
     EXPECT_EQ(st[bad_cache], 2);
     for (auto& j : p.jobs)
-      if (j.depends_on == bad_cache) { EXPECT_EQ(st[j.key], 0); }
+      if (j.depends_on == bad_cache) {
+        EXPECT_EQ(st[j.key], 0);
+      }
   }
 }
 
@@ -341,8 +348,12 @@ TEST(Farm, ATornJournalLineIsCutAndFinishedJobsAreSkipped) {
   auto p = s.plan("methods: [ok_a]\ntasks: [t1, t2]\nseeds: [1, 2]\n");
   std::string done_key = p.jobs[1].key;
   if (g_rank == 0) {
-    append_journal_line(p.journal, {{"schema", "petl.result"}, {"schema_version", 1}, {"status", "ok"},
-                                    {"method", "ok_a"}, {"sweep_key", done_key}, {"sweep", "farmtest"}});
+    append_journal_line(p.journal, {{"schema", "petl.result"},
+                                    {"schema_version", 1},
+                                    {"status", "ok"},
+                                    {"method", "ok_a"},
+                                    {"sweep_key", done_key},
+                                    {"sweep", "farmtest"}});
     std::ofstream(p.journal, std::ios::app) << "{\"schema\":\"petl.result\",\"status\":\"ok\",\"sweep_key\":\""
                                             << p.jobs[2].key << "\",\"acc";  // killed mid-write
   }
