@@ -1,6 +1,7 @@
 // `petl bench --budget 4G,8G,...`: for every method × backbone, the training peak at the full batch
 // (the job's memory model: two exact probe steps, harness/train/memory_budget.h), the micro-batch
 // each budget needs and the training throughput it costs, or "does not fit" with the minimum peak.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -167,10 +168,15 @@ std::pair<json, std::string> bench_row(const std::string& arch, const std::strin
     }
     cell["micro_batch"] = c.micro_batch;
     cell["predicted_peak_mib"] = MemoryMeter::mib(c.predicted(c.micro_batch));
+    // A chunk the search probed: its prediction is a measurement of a probe step, not a prediction.
+    const bool probed = std::any_of(c.probes.begin(), c.probes.end(),
+                                    [&](const std::pair<int64_t, int64_t>& p) { return p.first == c.micro_batch; });
+    cell["prediction_is_a_probe"] = probed;
     line += c.micro_batch == batch ? std::string(" full batch") : str_cat(" micro-batch ", c.micro_batch);
     if (const Timed* t = measure(c.micro_batch)) {
       cell["measured_peak_mib"] = MemoryMeter::mib(t->peak);
-      line += str_cat(", ", mib0(t->peak), " MiB measured (", mib0(c.predicted(c.micro_batch)), " predicted)");
+      line += str_cat(", ", mib0(t->peak), " MiB measured (", mib0(c.predicted(c.micro_batch)), " predicted, ",
+                      probed ? "a probe" : "not probed", ")");
       if (sh.steps > 0) {
         cell["images_per_s"] = t->images_per_s;
         if (full) line += str_cat(", ", fixed(t->images_per_s / full->images_per_s, 2), "× speed");

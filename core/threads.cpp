@@ -29,19 +29,9 @@ bool set_by_user(const char* name) { return !env::get(name).empty(); }
 bool read_cpu_ticks(const cpu_set_t& mask, unsigned long long* idle, unsigned long long* total) {
   std::ifstream in("/proc/stat");
   if (!in) return false;
-  std::string line;
-  bool any = false;
-  *idle = *total = 0;
-  while (std::getline(in, line)) {
-    int cpu = -1;
-    unsigned long long i = 0, t = 0;
-    if (!parse_cpu_line(line, &cpu, &i, &t) || cpu < 0) continue;
-    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &mask)) continue;
-    *idle += i;
-    *total += t;
-    any = true;
-  }
-  return any;
+  std::stringstream text;
+  text << in.rdbuf();
+  return mask_ticks(text.str(), mask, idle, total);
 }
 
 double own_cpu_seconds() {
@@ -106,25 +96,48 @@ WaitPolicy wait_policy() {
   return w;
 }
 
+bool mask_ticks(const std::string& proc_stat, const cpu_set_t& mask, unsigned long long* idle,
+                unsigned long long* total) {
+  std::istringstream in(proc_stat);
+  std::string line;
+  bool any = false;
+  *idle = *total = 0;
+  while (std::getline(in, line)) {
+    int cpu = -1;
+    unsigned long long i = 0, t = 0;
+    if (!parse_cpu_line(line, &cpu, &i, &t) || cpu < 0) continue;
+    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &mask)) continue;
+    *idle += i;
+    *total += t;
+    any = true;
+  }
+  return any;
+}
+
+double free_cores_between(const CpuSample& a, const CpuSample& b, double ticks_per_s, int cores) {
+  const double wall = b.wall_s - a.wall_s;
+  if (wall <= 0 || ticks_per_s <= 0) return -1;
+  const double free_s = double(b.idle - a.idle) / ticks_per_s + (b.own_s - a.own_s);
+  return std::clamp(free_s / wall, 0.0, double(cores));
+}
+
 double measure_free_cores(double window_s) {
   cpu_set_t mask;
   CPU_ZERO(&mask);
   if (sched_getaffinity(0, sizeof mask, &mask) != 0) return -1;
-  unsigned long long idle0 = 0, total0 = 0, idle1 = 0, total1 = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  const double own0 = own_cpu_seconds();
-  if (!read_cpu_ticks(mask, &idle0, &total0)) return -1;
+  auto sample = [&](CpuSample* s) {
+    s->wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    s->own_s = own_cpu_seconds();
+    return read_cpu_ticks(mask, &s->idle, &s->total);
+  };
+  CpuSample a, b;
+  if (!sample(&a)) return -1;
   std::this_thread::sleep_for(std::chrono::duration<double>(window_s));
-  if (!read_cpu_ticks(mask, &idle1, &total1)) return -1;
-  const double own = own_cpu_seconds() - own0;
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double hz = double(sysconf(_SC_CLK_TCK));
-  if (wall <= 0 || hz <= 0) return -1;
-  const double free_s = double(idle1 - idle0) / hz + own;
-  return std::clamp(free_s / wall, 0.0, double(CPU_COUNT(&mask)));
+  if (!sample(&b)) return -1;
+  return free_cores_between(a, b, double(sysconf(_SC_CLK_TCK)), CPU_COUNT(&mask));
 }
 
-ThreadChoice choose_threads(int requested, double window_s) {
+ThreadChoice choose_threads(int requested, double window_s, const FreeCoresFn& measure) {
   ThreadChoice c;
   c.cores = available_cores();
   const std::string by = env::get(env::kThreadsBy);
@@ -148,7 +161,7 @@ ThreadChoice choose_threads(int requested, double window_s) {
     c.chosen_by = "one core";
     return c;
   }
-  c.free_cores = measure_free_cores(window_s);
+  c.free_cores = measure ? measure(window_s) : measure_free_cores(window_s);
   if (c.free_cores < 0) {
     c.threads = c.cores;
     c.chosen_by = "all cores (/proc/stat unreadable)";

@@ -28,6 +28,9 @@
 // process's own CPU time (its threads count as free), divided by the window, rounded, between 1
 // and the mask's size. Beside one busy process on 2 cores that is 1 thread.
 #pragma once
+#include <sched.h>
+
+#include <functional>
 #include <string>
 
 namespace petl::threads {
@@ -58,14 +61,31 @@ struct ThreadChoice {
                            // caller's description (PETL_THREADS_BY, set by `petl demo` for its workers)
 };
 
+// Measures the free cores over a window of the given seconds (measure_free_cores; tests inject theirs).
+using FreeCoresFn = std::function<double(double window_s)>;
+
 // requested > 0: that many (chosen_by "--threads", or PETL_THREADS_BY when set). 0: as described
 // above (from OMP_NUM_THREADS, chosen_by says PETL_THREADS_BY when set: a farm's children). window_s
-// is the measuring window for free cores.
-ThreadChoice choose_threads(int requested, double window_s = 0.1);
+// is the measuring window for free cores; `measure` how they are measured (default: the machine's).
+ThreadChoice choose_threads(int requested, double window_s = 0.1, const FreeCoresFn& measure = {});
 
 // Free cores of this process's affinity mask over window_s seconds (sleeps that long): idle CPU
 // time plus this process's own CPU time, per second of the window; -1 when /proc/stat is unreadable.
 double measure_free_cores(double window_s);
+
+// The pieces of that measurement, pure functions of their inputs:
+// one reading of the counters — the idle and all ticks of the CPUs in a mask (from /proc/stat's
+// text), this process's CPU seconds and the wall clock;
+struct CpuSample {
+  unsigned long long idle = 0, total = 0;  // ticks, summed over the mask's CPUs
+  double own_s = 0, wall_s = 0;
+};
+// the mask's CPU lines of /proc/stat text summed into *idle, *total (false: no CPU of the mask);
+bool mask_ticks(const std::string& proc_stat, const cpu_set_t& mask, unsigned long long* idle,
+                unsigned long long* total);
+// and the free cores between two readings: (idle ticks / ticks_per_s + own seconds) per second of
+// wall time, clamped to [0, cores] (-1 when no time passed).
+double free_cores_between(const CpuSample& a, const CpuSample& b, double ticks_per_s, int cores);
 
 // Parses one "cpuN user nice system idle iowait irq softirq steal ..." line of /proc/stat: the CPU
 // index (-1 for the "cpu" total line), idle ticks (idle + iowait) and all ticks (first 8 fields).

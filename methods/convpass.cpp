@@ -9,10 +9,10 @@
 // (xavier_uniform weight when the task's xavier_init flag is set).
 // ViT-B/16: 12·2·(768·8 + 8 + 8·8·9 + 8 + 8·768 + 768) = 327,552 trainable without the head.
 // Names: blocks.{i}.adapter_attn / adapter_mlp .{adapter_down, adapter_conv, adapter_up}.
-// Per-task s and xavier_init: config/baselines/convpass_task_configs.csv (PETL-ViT's configs);
-// oxford_iiit_pet and smallnorb_azi have no convpass config in the reference (only convpass_attn
-// ones), so they and tasks outside VTAB use the median setting s = 1, xavier_init False unless
-// --set scale= / xavier_init=. Head: timm 0.4.12 reset_classifier (nn.Linear default init).
+// Per-task s and xavier_init: config/baselines/convpass_task_configs.csv (PETL-ViT's
+// convpass/vtab/configs/convpass, all 19 tasks; oxford_iiit_pet and smallnorb_azi were missing
+// there until 2026-12-06); tasks outside VTAB use set_Convpass's defaults s = 1, xavier_init False
+// unless --set scale= / xavier_init=. Head: timm 0.4.12 reset_classifier (nn.Linear default init).
 // Settings: see kOptions below (per-task values apply below --set values).
 #include <cmath>
 

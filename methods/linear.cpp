@@ -27,6 +27,7 @@ class LinearProbe : public Method {
     BackboneNeeds n;
     n.final_cls = true;
     n.memory_class = MemoryClass::kLight;
+    n.frozen_chunk = o_.backbone_micro_batch;
     return n;
   }
   torch::Tensor forward(const torch::Tensor& images) override {

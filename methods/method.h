@@ -29,6 +29,10 @@ struct BackboneNeeds {
   // The fewest images a training forward accepts in one chunk of a micro-batched step: 2 for a
   // BatchNorm head (training statistics need two values per channel), else 1.
   int64_t min_chunk = 1;
+  // The chunk of the method's no-grad backbone pass (backbone_micro_batch; 0: none, or the whole
+  // batch at once): one chunk's transient activations are alive at a time, so a step's peak grows
+  // faster up to this many images than beyond it — the memory model draws its line past this bend.
+  int64_t frozen_chunk = 0;
   // Cacheable: nothing flows back through the backbone and its path is deterministic. Whether a
   // cache holds what the method reads is the feature cache's decision (cache_taps_for).
   bool cacheable() const { return !grad_through_backbone && !backbone_stochastic; }

@@ -347,6 +347,7 @@ class SynQT : public Method, QueryLayers {
     n.block_kv = true;
     n.backbone_stochastic = o_.backbone_drop_path && ctx_.backbone_drop_path > 0;
     n.memory_class = MemoryClass::kLight;
+    n.frozen_chunk = o_.backbone_micro_batch;
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {

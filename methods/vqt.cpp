@@ -63,6 +63,7 @@ class Vqt : public Method {
     n.final_cls = true;
     n.block_kv = true;
     n.memory_class = MemoryClass::kLight;
+    n.frozen_chunk = o_.backbone_micro_batch;
     return n;
   }
   std::map<std::string, std::string> effective_settings() const override {

@@ -2,6 +2,7 @@
 // table (per-task settings from the reference configs), exactly the trainable tensors receive
 // gradients, and per-method maths checks (identity at init where the reference's zero init implies
 // it, DTL's side path, VQT's query-only tokens, SSF's scale/shift points).
+#include <algorithm>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -89,8 +90,10 @@ TEST(Baselines, AuthorsParameterNames) {
 TEST(Baselines, HeadSizes) {
   auto vit = vit_b16();
   auto vqt = test::make_method("vqt", vit, 10, "svhn");  // T = 20: head on 768 + 12·20·768 features
-  for (auto& [k, v] : vqt->trainable_parameters())
-    if (k == "head.weight") EXPECT_EQ(v.sizes(), torch::IntArrayRef({10, 768 * (1 + 12 * 20)}));
+  const auto trainable = vqt->trainable_parameters();
+  auto head = std::find_if(trainable.begin(), trainable.end(), [](const auto& t) { return t.first == "head.weight"; });
+  ASSERT_NE(head, trainable.end()) << "vqt has no head.weight";
+  EXPECT_EQ(head->second.sizes(), torch::IntArrayRef({10, 768 * (1 + 12 * 20)}));
 }
 
 class EveryBaseline : public ::testing::TestWithParam<std::string> {};

@@ -1,9 +1,11 @@
 // Feature cache (harness/train/feature_cache.h): the cached features are bit for bit what the live
 // backbone computes for the same images in the same batch; training from them follows live
-// training (deterministic backbone, same seed) to float round-off — the only difference is that
-// the backbone's batched GEMM / conv kernels sum in another order when the batch composition
-// differs (cache chunks vs random training batches), ~1e-8 relative here; a damaged or truncated
-// cache is detected and rebuilt; the taps follow the methods' declarations.
+// training (deterministic backbone, same seed) to float round-off — the only possible difference
+// is that the backbone's batched GEMM / conv kernels may sum in another order when the batch
+// composition differs (cache chunks vs training batches; bit for bit on this machine); a damaged
+// or truncated cache is detected and rebuilt; the taps follow the methods' declarations.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -53,29 +55,39 @@ nlohmann::json run(const std::string& method, const std::string& out, const std:
   return to_json(run_job(s));
 }
 
+// Training from cached features against live training: the same job key, epoch losses within
+// kLossRel relative, the same evaluations (accuracies within kAccuracyPoints), the trained tensors
+// within kWeightRel of their largest element. Measured on this machine (printed): 0, bit for bit.
+// The tolerances are README's claim ("the same training to float round-off"): OpenBLAS kernels that
+// sum a GEMM in an order that depends on its row count (Haswell/Zen) put a 64-image training batch
+// and a 128-image cache chunk 7.5e-6 apart in the losses after two epochs.
+constexpr double kLossRel = 1e-5, kAccuracyPoints = 0.0, kWeightRel = 1e-4;
 void expect_same_training(const nlohmann::json& live, const nlohmann::json& cached) {
   ASSERT_EQ(live["status"], "ok");
   ASSERT_EQ(cached["status"], "ok");
   auto ll = live["epoch_train_loss"], lc = cached["epoch_train_loss"];
   ASSERT_EQ(ll.size(), lc.size());
-  double worst = 0;
+  double loss = 0, acc = 0, weight = 0;
   for (size_t i = 0; i < ll.size(); ++i)
-    worst = std::max(worst, std::abs(ll[i].get<double>() - lc[i].get<double>()) / std::abs(ll[i].get<double>()));
-  std::printf("cached vs live: max relative loss difference %.2e\n", worst);
-  // Bit-exact (0.0) where the BLAS kernels' accumulation order does not depend on how many rows a
-  // GEMM has (OpenBLAS Sandybridge kernels); the Haswell/Zen kernels sum a 64-row training batch
-  // and a 256-row cache-building chunk in different orders: 7.5e-6 after two epochs of AdamW.
-  EXPECT_LT(worst, 1e-4);
+    loss = std::max(loss, std::abs(ll[i].get<double>() - lc[i].get<double>()) / std::abs(ll[i].get<double>()));
   ASSERT_EQ(live["evals"].size(), cached["evals"].size());
   for (size_t i = 0; i < live["evals"].size(); ++i)
-    EXPECT_NEAR(live["evals"][i]["test_acc"].get<double>(), cached["evals"][i]["test_acc"].get<double>(), 0.2);
-  EXPECT_EQ(live["job_key"], cached["job_key"]);
-  EXPECT_TRUE(cached.contains("feature_cache"));
+    acc = std::max(acc,
+                   std::abs(live["evals"][i]["test_acc"].get<double>() - cached["evals"][i]["test_acc"].get<double>()));
   auto a = load_named_tensors(live["checkpoint"]);
   auto b = load_named_tensors(cached["checkpoint"]);
   ASSERT_EQ(a.size(), b.size());
-  // Adam turns round-off in near-zero gradients into full-size steps, so tensors agree to ~1e-4.
-  for (auto& [k, v] : a) EXPECT_TRUE(torch::allclose(v, b.at(k), 0, 1e-3)) << k;
+  for (auto& [k, v] : a) {
+    ASSERT_TRUE(b.count(k)) << k;
+    weight = std::max(weight, (v - b.at(k)).abs().max().item<double>() / std::max(1e-12, v.abs().max().item<double>()));
+  }
+  std::printf("cached vs live: losses %.2e relative, accuracies %.2f points, trained tensors %.2e relative\n", loss,
+              acc, weight);
+  EXPECT_LE(loss, kLossRel);
+  EXPECT_LE(acc, kAccuracyPoints);
+  EXPECT_LE(weight, kWeightRel);
+  EXPECT_EQ(live["job_key"], cached["job_key"]);
+  EXPECT_TRUE(cached.contains("feature_cache"));
 }
 }  // namespace
 
@@ -93,7 +105,7 @@ TEST(FeatureCache, TapsFollowTheDeclaration) {
   EXPECT_THROW(CacheTaps::parse("tokens"), petl::Error);
 }
 
-TEST(FeatureCache, LinearFromCachedClsIsExact) {
+TEST(FeatureCache, LinearFromCachedClsTrainsAsLiveToRoundOff) {
   auto dir = test::scratch_dir("cache_linear");
   auto live = run("linear", dir + "/live", "");
   auto cached = run("linear", dir + "/cached", dir + "/cache");
@@ -101,7 +113,7 @@ TEST(FeatureCache, LinearFromCachedClsIsExact) {
   EXPECT_EQ(cached["feature_cache"]["taps"], "cls");
 }
 
-TEST(FeatureCache, SynqtFromCachedKvIsExact) {
+TEST(FeatureCache, SynqtFromCachedKvTrainsAsLiveToRoundOff) {
   auto dir = test::scratch_dir("cache_synqt");
   auto live = run("synqt", dir + "/live", "", {"backbone_drop_path=off"});
   auto cached = run("synqt", dir + "/cached", dir + "/cache", {"backbone_drop_path=off"});
@@ -120,6 +132,17 @@ TEST(FeatureCache, SynqtFromCachedKvIsExact) {
   EXPECT_THROW(run("full", dir + "/bad", dir + "/cache"), petl::Error);
 }
 
+// VQT reads the final cls token and every block's K/V: both from the cache for the train split, the
+// test split's K/V live.
+TEST(FeatureCache, VqtFromCachedClsAndKvTrainsAsLiveToRoundOff) {
+  auto dir = test::scratch_dir("cache_vqt");
+  auto live = run("vqt", dir + "/live", "");
+  auto cached = run("vqt", dir + "/cached", dir + "/cache");
+  expect_same_training(live, cached);
+  EXPECT_EQ(cached["feature_cache"]["taps"], "cls+kv");
+  EXPECT_EQ(cached["feature_cache"]["test"].get<std::string>().rfind("live", 0), 0u) << cached["feature_cache"];
+}
+
 // Train features above the memory budget: the job trains live (the same numbers as a live run)
 // and its record says why; no cache file is written.
 TEST(FeatureCache, OverTheMemoryBudgetTrainsLiveAndSaysWhy) {
@@ -134,45 +157,53 @@ TEST(FeatureCache, OverTheMemoryBudgetTrainsLiveAndSaysWhy) {
   EXPECT_FALSE(fs::exists(dir + "/cache"));
 }
 
-// Logits from cached features equal the live forward's bit for bit (same batch composition).
-TEST(FeatureCache, CachedLogitsEqualLiveLogits) {
+// Logits from cached features against the live forward: bit for bit where the live backbone pass
+// has the cache chunk's composition (backbone_micro_batch=0: the whole batch at once, as the cache
+// builds it); at the default micro-batches of 4 images the GEMMs sum in another order on processors
+// whose BLAS kernels depend on the row count (OpenBLAS's SkylakeX/Zen kernels), so there the logits
+// agree to kDefaultLogitRel of their largest (README states both).
+constexpr double kDefaultLogitRel = 1e-5;
+TEST(FeatureCache, CachedLogitsEqualLiveLogitsBitForBitAtTheCacheChunkAndToRoundOffByDefault) {
   auto dir = test::scratch_dir("cache_logits");
   auto bb = make_job_backbone("", "", 0.1, false);
   auto task = data::find_task(suite(), "sprites_ori");
-  for (auto [method, sets] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-           // The whole batch in one backbone pass, the composition of the cache chunk (the default
-           // micro-batches of 4 images sum the GEMMs in another order on processors whose BLAS
-           // kernels depend on the row count, e.g. OpenBLAS's SkylakeX/Zen kernels: ~1e-6 apart).
-           {"linear", {"backbone_micro_batch=0"}},
-           {"synqt", {"backbone_drop_path=off", "backbone_micro_batch=0"}},
-           {"vqt", {"backbone_micro_batch=0"}}}) {
-    MethodContext ctx;
-    ctx.backbone = bb.model;
-    ctx.num_classes = 8;
-    ctx.task = task.name;
-    ctx.settings = Settings::parse(sets);
-    ctx.backbone_drop_path = 0.1;
-    auto m = build_method(method, ctx);
-    CacheBuildOptions o;
-    o.root = dir;
-    o.taps = cache_taps_for(m->needs());
-    ASSERT_TRUE(o.taps.any()) << method;
-    o.chunk_images = 128;
-    o.load.image_size = bb.model->cfg_.img_size;
-    o.load.progress = false;
-    auto path = ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "train800val200");
-    auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "train800val200", "imagenet", o.taps,
-                                   CacheDtype::kFloat32);
-    data::LoadOptions lo = o.load;
-    lo.offset = 128;  // the second chunk
-    lo.limit = 128;
-    auto imgs = load_split_tensors(task, "train800val200", lo);
-    m->train(false);
-    torch::NoGradGuard ng;
-    auto live = m->forward(imgs.images);
-    auto cached = m->forward_cached(CachedSplit(path, identity, o.taps).batch(torch::arange(128, 256), torch::kCPU));
-    EXPECT_TRUE(torch::equal(live, cached))
-        << method << ": max abs diff " << (live - cached).abs().max().item<double>();
+  for (const bool whole_batch : {true, false}) {
+    for (auto [method, sets] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+             {"linear", {}}, {"synqt", {"backbone_drop_path=off"}}, {"vqt", {}}}) {
+      if (whole_batch) sets.push_back("backbone_micro_batch=0");
+      MethodContext ctx;
+      ctx.backbone = bb.model;
+      ctx.num_classes = 8;
+      ctx.task = task.name;
+      ctx.settings = Settings::parse(sets);
+      ctx.backbone_drop_path = 0.1;
+      auto m = build_method(method, ctx);
+      CacheBuildOptions o;
+      o.root = dir;
+      o.taps = cache_taps_for(m->needs());
+      ASSERT_TRUE(o.taps.any()) << method;
+      o.chunk_images = 128;
+      o.load.image_size = bb.model->cfg_.img_size;
+      o.load.progress = false;
+      auto path = ensure_feature_cache(o, bb.model, bb.info["sha256"], task, "train800val200");
+      auto identity = cache_identity(bb.info["sha256"], bb.model->cfg_, task, "train800val200", "imagenet", o.taps,
+                                     CacheDtype::kFloat32);
+      data::LoadOptions lo = o.load;
+      lo.offset = 128;  // the second chunk
+      lo.limit = 128;
+      auto imgs = load_split_tensors(task, "train800val200", lo);
+      m->train(false);
+      torch::NoGradGuard ng;
+      auto live = m->forward(imgs.images);
+      auto cached = m->forward_cached(CachedSplit(path, identity, o.taps).batch(torch::arange(128, 256), torch::kCPU));
+      const double diff = (live - cached).abs().max().item<double>() / live.abs().max().item<double>();
+      std::printf("cached vs live logits, %s, %s: %.2e relative\n", method.c_str(),
+                  whole_batch ? "backbone_micro_batch=0" : "default micro-batches", diff);
+      if (whole_batch)
+        EXPECT_TRUE(torch::equal(live, cached)) << method << ": " << diff << " relative";
+      else
+        EXPECT_LE(diff, kDefaultLogitRel) << method;
+    }
   }
 }
 

@@ -70,17 +70,42 @@ TEST(SynQT, NoGradientReachesTheBackbone) {
 }
 
 TEST(SynQT, CacheableOnlyWithDeterministicBackbone) {
-  auto m = test::make_method("synqt", VisionTransformer(test::tiny_config()), 3);
+  auto cfg = test::tiny_config();
+  cfg.drop_path_rate = 0.1;  // as a job builds its backbone: the recipe's stochastic depth
+  auto m = test::make_method("synqt", VisionTransformer(cfg), 3);
   EXPECT_FALSE(m->needs().cacheable());  // reference: backbone stochastic depth on
   EXPECT_TRUE(m->needs().block_kv);
   EXPECT_FALSE(m->needs().grad_through_backbone);
   Settings off;
   off.set("backbone_drop_path", "off");
-  auto m2 = test::make_method("synqt", VisionTransformer(test::tiny_config()), 3, "t", off);
+  auto m2 = test::make_method("synqt", VisionTransformer(cfg), 3, "t", off);
   EXPECT_TRUE(m2->needs().cacheable());
-  // With the backbone deterministic, two training-mode backbone passes give the same K/V.
-  m2->train(true);
-  EXPECT_EQ(m2->backbone()->block_list_[2]->drop_path_prob(), 0.0);
+  // With the backbone deterministic, two training-mode backbone passes give the same K/V (what a
+  // cache stores); with the reference's stochastic depth they do not (the test can fail).
+  struct KvTap : BlockHooks {
+    std::vector<torch::Tensor> kv;
+    bool wants_kv() const override { return true; }
+    void on_kv(int, const torch::Tensor& k, const torch::Tensor& v) override {
+      kv.push_back(k.detach().clone());
+      kv.push_back(v.detach().clone());
+    }
+  };
+  auto two_passes_agree = [](Method& method) {
+    method.train(true);
+    torch::NoGradGuard ng;
+    const auto x = torch::randn({64, 3, 32, 32});  // enough images that some branch is dropped
+    KvTap a, b;
+    torch::manual_seed(1);
+    method.backbone()->forward_cls(x, &a);
+    torch::manual_seed(2);  // other random draws: stochastic depth would drop other blocks
+    method.backbone()->forward_cls(x, &b);
+    EXPECT_EQ(a.kv.size(), 2u * 3);
+    bool same = a.kv.size() == b.kv.size();
+    for (size_t i = 0; same && i < a.kv.size(); ++i) same = torch::equal(a.kv[i], b.kv[i]);
+    return same;
+  };
+  EXPECT_TRUE(two_passes_agree(*m2)) << "backbone_drop_path=off: the K/V are deterministic";
+  EXPECT_FALSE(two_passes_agree(*m)) << "the reference's stochastic depth changes the K/V between passes";
 }
 
 TEST(SynQT, BadSettingsAreNamed) {

@@ -77,11 +77,12 @@ BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int6
     if (on_probe) on_probe(m, peak);
     return peak;
   };
-  return fit_memory_model(probe, batch, std::min(batch, trainer.min_chunk()), optimizer_state, cap);
+  return fit_memory_model(probe, batch, std::min(batch, trainer.min_chunk()), optimizer_state, cap,
+                          trainer.method().needs().frozen_chunk);
 }
 
 BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int64_t batch, int64_t min_chunk,
-                              int64_t optimizer_state, int64_t cap) {
+                              int64_t optimizer_state, int64_t cap, int64_t bend) {
   BudgetChoice c;
   c.batch = c.micro_batch = batch;
   const int64_t lo = c.min_micro_batch = min_chunk;
@@ -101,6 +102,10 @@ BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int6
   // the cap. Small chunks can hide the slope — full fine-tuning's peak is the weights + gradients
   // up to a few images, then the activations — so the line is only trusted once it comes from
   // chunks within a factor of two of the one it chooses; the model is exact where that lies.
+  // A method whose no-grad backbone pass runs in chunks (bend: BackboneNeeds::frozen_chunk) has a
+  // peak that grows faster up to the bend (the pass's transients) than past it (the K/V kept for
+  // backward): where the chosen chunk lies past the bend, the lower probe does not go below it,
+  // so the line is the slope past the bend and lies above the peaks below it.
   int64_t m = batch;
   if (cap > 0 && batch > lo + 1) {
     take(lo);
@@ -118,7 +123,8 @@ BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int6
       take(std::min(batch, 2 * last));
     }
   }
-  const int64_t m1 = std::max<int64_t>(lo, m / 2);
+  int64_t m1 = std::max<int64_t>(lo, m / 2);
+  if (bend > 0 && m > bend) m1 = std::max(m1, bend);
   if (c.probes.empty() || c.probes.back().first != m1) take(m1);
   if (m > m1) take(m);
   return c;

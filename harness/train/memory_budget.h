@@ -48,9 +48,10 @@ struct BudgetChoice {
 BudgetChoice fit_memory_model(Trainer& trainer, const FeatureSource& train, int64_t batch, int64_t cap = 0,
                               const std::function<void(int64_t, int64_t)>& on_probe = {});
 // The same search over any probe (chunk → peak bytes); min_chunk: the smallest chunk the method
-// allows; optimizer_state: bytes the optimizer will add on its first step.
+// allows; optimizer_state: bytes the optimizer will add on its first step; bend: the chunk of a
+// no-grad backbone pass (BackboneNeeds::frozen_chunk, 0: none), past which the peak grows slower.
 BudgetChoice fit_memory_model(const std::function<int64_t(int64_t)>& probe, int64_t batch, int64_t min_chunk,
-                              int64_t optimizer_state, int64_t cap);
+                              int64_t optimizer_state, int64_t cap, int64_t bend = 0);
 // The largest chunk (≤ c.batch) the model predicts at or under `cap` bytes; a line without growth
 // gives, where its fixed bytes fit, its largest probed chunk (the batch if it has no probes), else
 // c.min_micro_batch. May be below c.min_micro_batch: nothing fits.

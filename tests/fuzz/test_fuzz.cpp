@@ -89,14 +89,24 @@ TEST(FuzzRegressions, Replay) {
     }
   }
   std::printf("[fuzz] replayed %d regression inputs\n", replayed);
-  // Folders must name a target (a typo would silently skip its files).
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fs::path(PETL_FUZZ_DIR) / "regressions", ec)) {
+  // The folder exists and every file in it was replayed: a missing or misnamed folder (a typo would
+  // silently skip its files) replays nothing and fails here instead of passing.
+  const fs::path root = fs::path(PETL_FUZZ_DIR) / "regressions";
+  ASSERT_TRUE(fs::is_directory(root)) << root << " is missing";
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(root)) {
     if (!e.is_directory()) continue;
     const std::string n = e.path().filename().string();
     EXPECT_NE(std::find(target_names().begin(), target_names().end(), n), target_names().end())
         << "tests/fuzz/regressions/" << n << " does not name a fuzz target";
+    int here = 0;
+    for (const auto& f : fs::directory_iterator(e.path()))
+      here += f.is_regular_file() && f.path().filename().string()[0] != '.';
+    EXPECT_GT(here, 0) << "tests/fuzz/regressions/" << n << " is empty";
+    files += here;
   }
+  EXPECT_GT(replayed, 0) << "no regression input was replayed";
+  EXPECT_EQ(replayed, files) << "every file under tests/fuzz/regressions/ is replayed";
 }
 
 }  // namespace

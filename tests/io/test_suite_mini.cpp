@@ -134,11 +134,6 @@ class SuiteMiniTest : public ::testing::Test {
 fs::path SuiteMiniTest::root_;
 double SuiteMiniTest::build_seconds_ = 0;
 
-TEST_F(SuiteMiniTest, BuildsWellUnderAMinute) {
-  RecordProperty("build_seconds", std::to_string(build_seconds_));
-  EXPECT_LT(build_seconds_, 60.0);
-}
-
 TEST_F(SuiteMiniTest, TwoBuildsAreByteIdentical) {
   SuiteOptions opts;
   opts.test_size = kTestSize;

@@ -90,14 +90,19 @@ class Runner:
                     "methods: [linear, full, synqt]\ntasks: [t1, t2, t3, t4]\nseeds: [1, 2]\n")
         return path
 
-    def start(self, cfg, sleep_s, extra=(), log_name="mpirun.log"):
+    def start(self, cfg, sleep_s, extra=(), log_name=None):
+        """Starts mpirun; its output goes to a log of its own (p.log), mpirun-<n>.log by default."""
+        self.runs = getattr(self, "runs", 0) + 1
         env = dict(os.environ)
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", FAKE_SLEEP=str(sleep_s),
                    FAKE_STATE_DIR=self.state, FAKE_RUNS_LOG=os.path.join(self.scratch, "runs.log"))
         cmd = [self.a.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", str(self.a.np), self.a.petl, "sweep",
                cfg, "--petl", self.fake, "--grace-s", "5", *extra]
-        log = open(os.path.join(self.scratch, log_name), "ab")
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        path = os.path.join(self.scratch, log_name or f"mpirun-{self.runs}.log")
+        log = open(path, "wb")
+        p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        p.log = path
+        return p
 
     def run(self, cfg, sleep_s=0.05, timeout=300):
         p = self.start(cfg, sleep_s)
@@ -120,6 +125,11 @@ class Runner:
             pass
 
     @staticmethod
+    def nothing_left(p, timeout=15):
+        """Waits (up to `timeout` s) until no process of p's session is left; whether none is."""
+        return wait_until(lambda: not session_pids(p.pid), timeout)
+
+    @staticmethod
     def wait_lines(out_dir, n, p, timeout=120):
         t0 = time.time()
         while time.time() - t0 < timeout and p.poll() is None:
@@ -127,6 +137,17 @@ class Runner:
                 return True
             time.sleep(0.05)
         return False
+
+
+def wait_until(cond, timeout, poll_s=0.05):
+    """Polls cond() until it holds or `timeout` seconds pass; returns whether it held."""
+    t0 = time.time()
+    while True:
+        if cond():
+            return True
+        if time.time() - t0 > timeout:
+            return False
+        time.sleep(poll_s)
 
 
 def main():
@@ -155,8 +176,7 @@ def main():
         reached = r.wait_lines(out, at, p)
         check(reached, f"sweep reached {at} journal lines before the kill")
         r.kill_session(p)
-        time.sleep(0.3)
-        check(not session_pids(p.pid), "nothing of the killed sweep is left running (jobs included)")
+        check(r.nothing_left(p), "nothing of the killed sweep is left running (jobs included)")
         keys, _ = journal(out)
         check(all(v == 1 for v in keys.values()), f"after SIGKILL at {at}: no key twice ({len(keys)} keys)")
     with open(os.path.join(out, "results.jsonl"), "ab") as f:
@@ -181,9 +201,8 @@ def main():
         rc = None
     check(rc is not None and time.time() - t0 < 30, f"mpirun exits after SIGTERM (status {rc}, "
                                                       f"{time.time() - t0:.1f} s)")
-    time.sleep(1.5)
-    check(not session_pids(p.pid), "nothing is left running after SIGTERM")
-    with open(os.path.join(a.scratch, "mpirun.log"), "rb") as f:
+    check(r.nothing_left(p), "nothing is left running after SIGTERM")
+    with open(p.log, "rb") as f:  # this run's own output
         log = f.read().decode(errors="replace")
     check("exit status 143" in log, "rank 0 reported the interruption (exit status 143)")
     keys, _ = journal(out)
@@ -200,8 +219,7 @@ def main():
         r.kill_session(p)
         rc = None
     check(rc == 143, f"SIGUSR2: mpirun exits 143 (got {rc})")
-    time.sleep(0.5)
-    check(not session_pids(p.pid), "nothing is left running after SIGUSR2")
+    check(r.nothing_left(p), "nothing is left running after SIGUSR2")
     rc = r.run(cfg)
     keys, _ = journal(out)
     check(rc == 0, f"resume after SIGTERM/SIGUSR2 exits 0 (got {rc})")
@@ -219,7 +237,7 @@ def main():
     except subprocess.TimeoutExpired:
         r.kill_session(p2)
         rc2 = None
-    with open(os.path.join(a.scratch, "second.log"), "rb") as f:
+    with open(p2.log, "rb") as f:
         log2 = f.read().decode(errors="replace")
     check(rc2 not in (0, None), f"second sweep on a busy --out fails (status {rc2})")
     check("is in use" in log2 and "pid " in log2 and "host " in log2,
@@ -230,7 +248,7 @@ def main():
           f"the first sweep finishes alone: every key once ({len(keys)} keys, status {rc})")
 
     if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed; mpirun output in {a.scratch}/mpirun.log", file=sys.stderr)
+        print(f"{len(FAILURES)} check(s) failed; mpirun output in {a.scratch}/mpirun-<n>.log", file=sys.stderr)
         return 1
     shutil.rmtree(a.scratch, ignore_errors=True)
     print("all checks passed")

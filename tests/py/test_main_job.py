@@ -1,11 +1,12 @@
 """The main job on the embedded default: every registered method on every task of the embedded
 suite must beat chance by a wide margin. Runs `petl demo` exactly as README command 1 does
-(suite built from scratch into the scratch directory) and checks every record."""
+(suite built from scratch into the scratch directory) and checks every record, and that README's
+table of the main job is this run's: every accuracy and every method's mean peak, as printed."""
 import json
 import os
 import time
 
-from common import Checks, parse_args, run
+from common import TESTS, Checks, parse_args, run
 
 a = parse_args()
 c = Checks()
@@ -46,4 +47,27 @@ rep = os.path.join(out, "report")
 c.check(os.path.exists(os.path.join(rep, "report.md")) and os.path.exists(os.path.join(rep, "plots", "acc_vs_memory.png")),
         "the main job writes its report (md + plots) next to its records")
 c.check("| synqt" in p.stdout and "Peak train (MiB)" in p.stdout, "the main job prints the report table")
+
+# README quotes the main job's table (accuracy per task, mean peak training MiB over the tasks): it
+# must be this run's, to the printed digit (the demo is deterministic: one thread per job).
+lines = open(os.path.join(TESTS, "..", "README.md")).read().splitlines()
+start = next((i for i, l in enumerate(lines) if l.startswith("| method | fashion_mnist")), None)
+c.check(start is not None, "README has the main job's table")
+if start is not None:
+    header = [h.strip() for h in lines[start].strip("|").split("|")]
+    readme_tasks, rows = header[1:-1], []
+    for l in lines[start + 2:]:
+        if not l.startswith("|"):
+            break
+        rows.append([x.strip() for x in l.strip("|").split("|")])
+    c.check(sorted(readme_tasks) == tasks and sorted(r[0] for r in rows) == methods,
+            f"README's table has every task and method of the run ({len(rows)} rows)")
+    for row in rows:
+        m = row[0]
+        for t, v in zip(readme_tasks, row[1:-1]):
+            got = f"{by[(m, t)]['accuracy']:.1f}" if (m, t) in by else "failed"
+            c.check(got == v, f"README {m}/{t}: {v}, this run {got}")
+        if all((m, t) in by for t in readme_tasks):
+            peak = f"{sum(by[(m, t)]['memory']['peak_train_mib'] for t in readme_tasks) / len(readme_tasks):.1f}"
+            c.check(peak == row[-1], f"README {m} mean peak {row[-1]} MiB, this run {peak}")
 c.done()

@@ -118,23 +118,16 @@ def make_images(fm, out):
 
 
 def normalise(rgb, norm):
-    """torchvision ToTensor + Normalize, in torch float32 when torch is present."""
+    """torchvision ToTensor + Normalize, in torch float32 (Debian's python3-torch: a missing torch is
+    an error, never a silent fallback to another computation)."""
+    import torch
     arr = np.asarray(rgb, dtype=np.uint8)
-    try:
-        import torch
-        t = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
-        if NORMS[norm] is not None:
-            mean = torch.as_tensor(NORMS[norm][0], dtype=torch.float32)[:, None, None]
-            std = torch.as_tensor(NORMS[norm][1], dtype=torch.float32)[:, None, None]
-            t = t.sub(mean).div(std)
-        return t.numpy().astype("<f4"), "torch"
-    except ImportError:
-        x = arr.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
-        if NORMS[norm] is not None:
-            mean = np.asarray(NORMS[norm][0], np.float32)[:, None, None]
-            std = np.asarray(NORMS[norm][1], np.float32)[:, None, None]
-            x = (x - mean) / std
-        return x.astype("<f4"), "numpy"
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    if NORMS[norm] is not None:
+        mean = torch.as_tensor(NORMS[norm][0], dtype=torch.float32)[:, None, None]
+        std = torch.as_tensor(NORMS[norm][1], dtype=torch.float32)[:, None, None]
+        t = t.sub(mean).div(std)
+    return t.numpy().astype("<f4"), "torch"
 
 
 def main():
