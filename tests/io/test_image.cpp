@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "datasets/image.h"
+#include "tests/ci_skip.h"
 
 namespace fs = std::filesystem;
 using petl::data::Image8;
@@ -119,7 +120,7 @@ class PilReference : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    if (!skip_reason_.empty()) PETL_SKIP_UNLESS_CI(skip_reason_);
     ASSERT_TRUE(setup_error_.empty()) << setup_error_;
   }
 

@@ -27,7 +27,8 @@ The daemons (and anything still running under this cluster's SLURM_CONF) are kil
 temporary directory removed at the end, also on failure or timeout.
 
 usage: test_slurm.py --petl BIN --source REPO [--keep]
-Exit 77 (reported skipped by ctest) when munged/slurmctld/slurmd/sbatch are missing or not root.
+Exit 77 (reported skipped by ctest) when munged/slurmctld/slurmd/sbatch are missing or not root;
+in CI (CI set) that is a failure instead.
 """
 import argparse
 import collections
@@ -346,13 +347,15 @@ def main():
 
     missing = [b for b in ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "srun")
                if not shutil.which(b, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")]
+    # In CI (CI set) a missing prerequisite is an error, not a skip: install-deps.sh installs them.
+    unable = SKIP if os.environ.get("CI", "") in ("", "false", "0") else 1
     if missing:
-        print(f"SKIP: Slurm/munge not installed (missing: {', '.join(missing)}); "
+        print(f"{'SKIP' if unable == SKIP else 'FAIL'}: Slurm/munge not installed (missing: {', '.join(missing)}); "
               "scripts/install-deps.sh installs slurm-wlm and munge")
-        return SKIP
+        return unable
     if os.geteuid() != 0:
-        print("SKIP: the test cluster's slurmd must run as root")
-        return SKIP
+        print(f"{'SKIP' if unable == SKIP else 'FAIL'}: the test cluster's slurmd must run as root")
+        return unable
     os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 
     # Everything (daemons, jobs, the reference) on 2 CPUs, so that on a larger machine the jobs are
