@@ -6,9 +6,25 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace petl::cli {
 namespace po = boost::program_options;
+
+// Every long option of desc as typed ("--epochs"), for "did you mean".
+inline std::vector<std::string> long_option_names(const po::options_description& desc) {
+  std::vector<std::string> names;
+  for (const auto& o : desc.options())
+    if (!o->long_name().empty()) names.push_back("--" + o->long_name());
+  return names;
+}
+
+// A command line boost could not parse, as petl::Error: an unknown flag with the closest known ones.
+[[noreturn]] inline void fail_parse(const po::error& e, const po::options_description& desc, const std::string& see) {
+  if (const auto* u = dynamic_cast<const po::unknown_option*>(&e))
+    PETL_FAIL(e.what(), did_you_mean(u->get_option_name(), long_option_names(desc)), " (", see, ")");
+  PETL_FAIL(e.what(), " (", see, ")");
+}
 
 // Parses args against desc; prints help and returns false when --help is given.
 inline bool parse_args(const std::vector<std::string>& args, po::options_description& desc, po::variables_map& vm,
@@ -22,7 +38,7 @@ inline bool parse_args(const std::vector<std::string>& args, po::options_descrip
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    PETL_FAIL(e.what(), " (see --help)");
+    fail_parse(e, desc, "see --help");
   }
   return true;
 }

@@ -111,7 +111,7 @@ bool parse_with_positional(const Args& args, po::options_description& d, const s
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    PETL_FAIL(e.what(), " (see --help)");
+    fail_parse(e, d, "see --help");
   }
   return true;
 }

@@ -103,6 +103,8 @@ int cmd_run(const Args& args) {
   Record rec;
   try {
     rec = run_job(spec);
+  } catch (const ArgumentError&) {  // no job to record: its arguments are wrong (the message says which)
+    throw;
   } catch (const std::exception& e) {
     if (!spec.dry_run && mpi.rank == 0) {
       const Record f = failed_record(spec, e.what());
@@ -176,9 +178,10 @@ int cmd_eval(const Args& args) {
   int threads = 0, batch = 512;
   std::vector<std::string> sets;
   po::options_description d("petl eval options");
-  d.add_options()("method", po::value(&method_name)->required(), "method name")(
-      "task", po::value(&task_name)->required(), "task under --data-root")("data-root", po::value(&root)->required(),
-                                                                           "data root (VTAB-1k txt or json layout)")(
+  d.add_options()("method", po::value(&method_name),
+                  "method name (default: the one in the checkpoint's metadata; an error when they differ)")(
+      "task", po::value(&task_name), "task under --data-root (default: the checkpoint's)")(
+      "data-root", po::value(&root)->required(), "data root (VTAB-1k txt or json layout)")(
       "backbone", po::value(&backbone), "backbone file the checkpoint was trained on (default: the embedded one)")(
       "arch", po::value(&arch), "architecture, when the backbone file does not say")(
       "checkpoint", po::value(&ckpt)->required(),
@@ -195,11 +198,27 @@ int cmd_eval(const Args& args) {
                                                                    set_help.c_str())("no-progress", "no progress bars");
   po::variables_map vm;
   if (!parse_args(args, d, vm,
-                  "usage: petl eval --method M --task T --data-root DIR --backbone FILE --checkpoint FILE [--split "
-                  "test] [--logits FILE]"))
+                  "usage: petl eval --checkpoint FILE --data-root DIR [--backbone FILE] [--method M] [--task T] "
+                  "[--split test] [--logits FILE]\n"
+                  "A petl checkpoint names its method and task in its metadata; one exported from the reference "
+                  "code needs --method and --task."))
     return 0;
   std::map<std::string, std::string> meta;
   auto tensors = load_named_tensors(ckpt, &meta);
+  // The method and task the checkpoint says it was trained with; what is given must agree.
+  const std::string ck_method = meta.count("method") ? meta["method"] : "";
+  if (method_name.empty()) {
+    PETL_CHECK(!ck_method.empty(), "--checkpoint ", ckpt,
+               ": its metadata names no method (not written by petl): give --method");
+    method_name = ck_method;
+  } else {
+    PETL_CHECK(ck_method.empty() || ck_method == method_name, "--checkpoint ", ckpt, " was trained with method '",
+               ck_method, "' (its metadata), not '", method_name, "': omit --method or pass --method ", ck_method);
+  }
+  if (task_name.empty()) {
+    PETL_CHECK(meta.count("task"), "--checkpoint ", ckpt, ": its metadata names no task: give --task");
+    task_name = meta["task"];
+  }
   // Method settings the checkpoint was trained with, below the ones given here.
   std::set<std::string> given, from_checkpoint;
   for (auto& kv : sets) given.insert(kv.substr(0, kv.find('=')));
@@ -239,6 +258,13 @@ int cmd_eval(const Args& args) {
   PETL_CHECK(num_classes > 0, "cannot tell the number of classes of task ", task.name);
   JobBackbone bb = load_job_backbone(job);
   const auto& cfg = bb.model->cfg_;
+  if (meta.count("backbone_sha256") && meta["backbone_sha256"] != bb.info["sha256"].get<std::string>())
+    std::fprintf(stderr,
+                 "[petl] warning: %s was trained on the backbone with sha256 %s; --backbone %s has %s (the same "
+                 "weights in another file format are fine; other weights give meaningless logits)\n",
+                 ckpt.c_str(), meta["backbone_sha256"].substr(0, 12).c_str(),
+                 backbone.empty() ? "(the embedded one)" : backbone.c_str(),
+                 bb.info["sha256"].get<std::string>().substr(0, 12).c_str());
   auto method = build_job_method(job, bb.model, num_classes, from_checkpoint);
   // Strict load of the trainable tensors (and trained buffers) by name.
   {
@@ -246,7 +272,14 @@ int cmd_eval(const Args& args) {
     std::set<std::string> seen;
     for (auto& [name, p] : method->checkpoint_tensors()) {
       auto it = tensors.find(name);
-      PETL_CHECK(it != tensors.end(), ckpt, ": missing tensor '", name, "' of shape ", p.sizes());
+      if (it == tensors.end()) {
+        std::vector<std::string> held;
+        for (auto& [k, v] : tensors)
+          if (held.size() < 4) held.push_back(k);
+        PETL_FAIL(ckpt, ": missing tensor '", name, "' of shape ", p.sizes(), " that method ", method_name,
+                  " trains; the checkpoint holds ", tensors.size(), " tensors (", join(held, ", "),
+                  tensors.size() > held.size() ? ", ..." : "", ")");
+      }
       PETL_CHECK(it->second.sizes() == p.sizes(), ckpt, ": tensor '", name, "' has shape ", it->second.sizes(),
                  ", method ", method_name, " expects ", p.sizes());
       p.copy_(it->second);

@@ -36,7 +36,7 @@ int cmd_import_checkpoint(const Args& args) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    PETL_FAIL(e.what(), " (see --help)");
+    fail_parse(e, d, "see --help");
   }
   PETL_CHECK(from == "authors", "--from '", from, "': expected authors");
   const MethodInfo& info = MethodRegistry::instance().get(method);

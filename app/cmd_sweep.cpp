@@ -125,7 +125,7 @@ std::optional<SweepArgs> parse_sweep_args(const Args& args) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    PETL_FAIL(e.what(), " (see petl sweep --help)");
+    fail_parse(e, d, "see petl sweep --help");
   }
   if (vm.count("threads-per-rank")) {
     PETL_CHECK(threads >= 0, "--threads-per-rank ", threads, ": expected >= 0");

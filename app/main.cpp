@@ -13,6 +13,7 @@
 #include "app/commands.h"
 #include "core/env.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "core/threads.h"
 #include "harness/train/memory_meter.h"
 
@@ -68,7 +69,10 @@ int main(int argc, char** argv) {
       {"sweep", petl::cli::cmd_sweep},   {"import-checkpoint", petl::cli::cmd_import_checkpoint}};
   auto it = table.find(cmd);
   if (it == table.end()) {
-    std::fprintf(stderr, "petl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    std::vector<std::string> names;
+    for (const auto& [name, fn] : table) names.push_back(name);
+    std::fprintf(stderr, "petl: unknown command '%s'%s\n\n%s", cmd.c_str(), petl::did_you_mean(cmd, names).c_str(),
+                 kUsage);
     return 2;
   }
   try {

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace petl {
 
@@ -64,7 +65,11 @@ std::string enum_choices(const std::string& sep = " | ") {
 template <typename E>
 E parse_enum(const std::string& text, const std::string& where) {
   if (auto v = try_parse_enum<E>(text)) return *v;
-  PETL_FAIL(where, " '", text, "': expected ", enum_choices<E>(""), " (a ", EnumText<E>::kWhat, ")");
+  std::vector<std::string> names;
+  for (const auto& n : EnumText<E>::kNames) names.push_back(n.name);
+  for (const auto& n : EnumText<E>::kAliases) names.push_back(n.name);
+  PETL_FAIL(where, " '", text, "': expected ", enum_choices<E>(""), " (a ", EnumText<E>::kWhat, ")",
+            did_you_mean(text, names));
 }
 
 }  // namespace petl

@@ -13,6 +13,14 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// A job that cannot be set up from its arguments (a flag's value, an unknown method, task, recipe
+// or --set key, an --out it cannot write): `petl run` reports it and writes no failed record —
+// there is no job to record. Errors found in the data or files it reads stay petl::Error.
+class ArgumentError : public Error {
+ public:
+  explicit ArgumentError(const std::string& what) : Error(what) {}
+};
+
 namespace detail {
 inline void append(std::ostringstream&) {}
 template <typename T, typename... Rest>

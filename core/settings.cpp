@@ -18,6 +18,7 @@ Settings Settings::parse(const std::vector<std::string>& items) {
 }
 
 double Settings::get_double(const std::string& key, double def) const {
+  asked_->insert(key);
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
   used_->insert(key);
@@ -29,6 +30,7 @@ double Settings::get_double(const std::string& key, double def) const {
 }
 
 int Settings::get_int(const std::string& key, int def) const {
+  asked_->insert(key);
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
   used_->insert(key);
@@ -40,6 +42,7 @@ int Settings::get_int(const std::string& key, int def) const {
 }
 
 bool Settings::get_bool(const std::string& key, bool def) const {
+  asked_->insert(key);
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
   used_->insert(key);
@@ -50,6 +53,7 @@ bool Settings::get_bool(const std::string& key, bool def) const {
 }
 
 std::string Settings::get_string(const std::string& key, const std::string& def) const {
+  asked_->insert(key);
   auto it = kv_.find(key);
   if (it == kv_.end()) return def;
   used_->insert(key);

@@ -25,11 +25,15 @@ class Settings {
   const std::map<std::string, std::string>& items() const { return kv_; }
   // Keys never read by any getter.
   std::vector<std::string> unused() const;
+  // Every key a getter was asked for, present or not: the keys these settings understand (a
+  // method's options and a recipe's keys, once both have read them), for "did you mean".
+  std::vector<std::string> asked() const { return {asked_->begin(), asked_->end()}; }
 
  private:
   std::map<std::string, std::string> kv_;
   // Shared by copies, so a key read through any copy (e.g. the one a method keeps) counts as used.
   std::shared_ptr<std::set<std::string>> used_ = std::make_shared<std::set<std::string>>();
+  std::shared_ptr<std::set<std::string>> asked_ = std::make_shared<std::set<std::string>>();
 };
 
 }  // namespace petl

@@ -1,10 +1,13 @@
 #include "core/text.h"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -192,6 +195,86 @@ CsvTable read_csv(const std::string& file) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return parse_csv(ss.str(), file);
+}
+
+namespace {
+// Optimal string alignment distance (insertions, deletions, substitutions, adjacent swaps).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i)
+    for (size_t j = 1; j <= m; ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[n][m];
+}
+
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// Words of three or more letters or digits.
+std::set<std::string> words(const std::string& s) {
+  std::set<std::string> out;
+  std::string w;
+  for (char ch : lower(s) + " ") {
+    if (std::isalnum(static_cast<unsigned char>(ch))) {
+      w += ch;
+    } else {
+      if (w.size() >= 3) out.insert(w);
+      w.clear();
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<std::string> closest_names(const std::string& word, const std::vector<std::string>& names,
+                                       const std::vector<std::string>& descriptions) {
+  const std::string w = lower(word);
+  const size_t limit = std::max<size_t>(1, w.size() / 3);
+  std::vector<std::pair<size_t, std::string>> near;
+  for (const auto& n : names) {
+    const size_t d = edit_distance(w, lower(n));
+    if (d > 0 && d <= limit) near.emplace_back(d, n);
+  }
+  if (near.empty()) {  // no spelling close: the names sharing the most words
+    const auto mine = words(word);
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto theirs = words(names[i]);
+      if (i < descriptions.size()) {
+        const auto more = words(descriptions[i]);
+        theirs.insert(more.begin(), more.end());
+      }
+      size_t shared = 0;
+      for (const auto& x : mine) shared += theirs.count(x);
+      if (shared > 0) near.emplace_back(100 - shared, names[i]);  // more shared words first
+    }
+    if (!near.empty()) {  // only the best score
+      const size_t best = std::min_element(near.begin(), near.end())->first;
+      near.erase(std::remove_if(near.begin(), near.end(), [&](const auto& p) { return p.first != best; }), near.end());
+    }
+  }
+  std::stable_sort(near.begin(), near.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<std::string> out;
+  for (const auto& [d, n] : near)
+    if (out.size() < 3 && std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+  return out;
+}
+
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& names,
+                         const std::vector<std::string>& descriptions) {
+  const auto close = closest_names(word, names, descriptions);
+  if (close.empty()) return "";
+  std::string s = " (did you mean ";
+  for (size_t i = 0; i < close.size(); ++i)
+    s += (i == 0 ? "" : i + 1 == close.size() ? " or " : ", ") + ("'" + close[i] + "'");
+  return s + "?)";
 }
 
 }  // namespace petl

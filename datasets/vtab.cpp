@@ -314,8 +314,11 @@ TaskInfo find_task(const std::string& root, const std::string& task) {
   std::string tried_s, existing_s;
   for (const auto& t : tried) tried_s += (tried_s.empty() ? "" : ", ") + t;
   for (const auto& e : existing) existing_s += (existing_s.empty() ? "" : ", ") + e;
-  PETL_FAIL("VTAB task '", task, "' not found under ", root, " (tried folders: ", tried_s,
-            "); folders present: ", existing.empty() ? "none" : existing_s);
+  std::vector<std::string> names = existing;  // what the user may have meant: a folder or a VTAB name
+  for (const auto& n : vtab_task_names()) names.push_back(n);
+  throw ArgumentError(str_cat("VTAB task '", task, "' not found under ", root, did_you_mean(task, names),
+                              " (tried folders: ", tried_s,
+                              "); folders present: ", existing.empty() ? "none" : existing_s));
 }
 
 std::vector<TaskInfo> list_tasks(const std::string& root) {

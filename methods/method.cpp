@@ -59,9 +59,13 @@ bool MethodRegistry::add(MethodInfo info) {
 const MethodInfo& MethodRegistry::get(const std::string& name) const {
   auto it = methods_.find(name);
   if (it == methods_.end()) {
-    std::string known;
-    for (auto& [k, v] : methods_) known += " " + k;
-    PETL_FAIL("unknown method '", name, "'; registered:", known);
+    std::vector<std::string> names, descriptions;
+    for (auto& [k, v] : methods_) {
+      names.push_back(k);
+      descriptions.push_back(v.description);
+    }
+    throw ArgumentError(str_cat("unknown method '", name, "'", did_you_mean(name, names, descriptions),
+                                "; registered: ", join(names, ", ")));
   }
   return it->second;
 }

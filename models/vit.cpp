@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "models/kv_attention.h"
 
 namespace petl {
@@ -58,9 +59,8 @@ VitConfig vit_config_by_name(const std::string& arch) {
   else if (arch == "petl_vit_mini_p8_32")
     set(32, 8, 96, 6, 3);
   else {
-    std::string names;
-    for (auto& n : known_archs()) names += " " + n;
-    PETL_FAIL("unknown architecture '", arch, "'; known:", names);
+    throw ArgumentError(str_cat("unknown architecture '", arch, "'", did_you_mean(arch, known_archs()),
+                                "; known: ", join(known_archs(), ", ")));
   }
   return c;
 }

@@ -25,6 +25,19 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
+// The keys of a sweep config's top level (sweep_config.h documents each).
+const std::vector<std::string> kConfigKeys = {"name",           "out",
+                                              "data_root",      "backbone",
+                                              "arch",           "protocol",
+                                              "recipe",         "methods",
+                                              "tasks",          "seeds",
+                                              "epochs",         "batch_size",
+                                              "grid",           "method_overrides",
+                                              "task_overrides", "method_task_overrides",
+                                              "feature_cache",  "cache_dtype",
+                                              "precision",      "threads_per_rank",
+                                              "job_timeout_s",  "retry_failed",
+                                              "memory_budget",  "bundle_jobs"};
 
 // ------------------------------------------------------------------ YAML helpers
 
@@ -152,8 +165,9 @@ SweepOverride override_entry(const Ctx& c, const YAML::Node& n, const std::strin
     else if (k == "grid" && allow_grid)
       o.grid = grid_map(c, it->second, where + ".grid");
     else
-      PETL_FAIL(c.at(it->first), ": unknown key '", where, ".", k, "' (expected ", allow_grid ? "set or grid" : "set",
-                ")");
+      PETL_FAIL(c.at(it->first), ": unknown key '", where, ".", k, "'",
+                did_you_mean(k, allow_grid ? std::vector<std::string>{"set", "grid"} : std::vector<std::string>{"set"}),
+                " (expected ", allow_grid ? "set or grid" : "set", ")");
   }
   return o;
 }
@@ -286,10 +300,8 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         }
         PETL_CHECK(cfg.memory_budget > 0, c.at(v), ": key 'memory_budget': expected a size > 0 (e.g. 4G)");
       } else
-        PETL_FAIL(c.at(it->first), ": unknown key '", k,
-                  "' (expected one of: name, out, data_root, backbone, arch, protocol, recipe, methods, tasks, seeds, "
-                  "epochs, batch_size, grid, method_overrides, task_overrides, method_task_overrides, feature_cache, "
-                  "cache_dtype, precision, threads_per_rank, job_timeout_s, retry_failed, memory_budget, bundle_jobs)");
+        PETL_FAIL(c.at(it->first), ": unknown key '", k, "'", did_you_mean(k, kConfigKeys),
+                  " (expected one of: ", join(kConfigKeys, ", "), ")");
     }
   } catch (const YAML::Exception& e) {
     PETL_FAIL(label, ":", e.mark.line + 1, ": ", e.msg);

@@ -41,6 +41,7 @@ namespace petl {
 // proportions unless they are given).
 struct EffectiveRecipe {
   Recipe recipe;
+  int recipe_epochs = 0;  // the recipe's own length (with per-task values), before --epochs / --set epochs
   std::map<std::string, std::string> task_overrides;  // per-task values applied (recorded)
   Settings requested;                                 // --set as given (recorded)
   Settings settings;  // --set + the flags; method keys are read from it (unknown keys are errors)

@@ -87,10 +87,33 @@ JobRunner::JobRunner(JobSpec spec, JobInputs& inputs, EvaluationPolicy& evaluati
 
 std::string JobRunner::label() const { return spec_.method + "/" + (job_ ? job_->task.name : spec_.task); }
 
+// Everything here is worked out from the job's arguments alone (flags, names, --set values, the
+// --out folder, the backbone file's existence): an error is an ArgumentError (no job, no record).
 void JobRunner::resolve() {
   const auto t0 = SteadyClock::now();
-  job_.emplace(resolve_job(spec_));
-  if (!spec_.dry_run && !spec_.out_dir.empty()) io::check_writable_dir(spec_.out_dir, "--out");  // before any work
+  try {
+    job_.emplace(resolve_job(spec_));
+    if (!spec_.dry_run && !spec_.out_dir.empty()) io::check_writable_dir(spec_.out_dir, "--out");  // before any work
+    std::error_code ec;
+    PETL_CHECK(spec_.backbone_file.empty() || std::filesystem::is_regular_file(spec_.backbone_file, ec), "--backbone ",
+               spec_.backbone_file, ": no such file");
+  } catch (const ArgumentError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ArgumentError(e.what());
+  }
+  // Say which recipe a job got when none was asked for, and when --epochs cuts its schedule short.
+  const Recipe& r = job_->recipe();
+  if (spec_.recipe.empty())
+    std::fprintf(stderr, "[petl] %s: recipe '%s' (%s; --recipe NAME for another, `petl list` lists them)\n",
+                 label().c_str(), r.name.c_str(),
+                 spec_.backbone_file.empty() && spec_.arch.empty() ? "the embedded backbone's default"
+                                                                   : "the method's reference recipe");
+  if (r.epochs < job_->eff.recipe_epochs)
+    std::fprintf(stderr,
+                 "[petl] %s: recipe '%s' runs %d epochs; shortened to %d (warmup %d, evaluation every %d "
+                 "epochs and after the last)\n",
+                 label().c_str(), r.name.c_str(), job_->eff.recipe_epochs, r.epochs, r.warmup_epochs, r.eval_every);
   wall_s_ += seconds_since(t0);
 }
 

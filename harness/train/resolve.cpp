@@ -1,11 +1,13 @@
 // Job resolution (see job.h): the effective recipe, the task, threads and device, the backbone,
 // the method and the job key — each worked out here and nowhere else.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
 #include "core/error.h"
 #include "core/hashing.h"
 #include "core/system.h"
+#include "core/text.h"
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
 #include "harness/train/precision.h"
@@ -30,6 +32,7 @@ EffectiveRecipe resolve_recipe(const std::string& method, const std::string& rec
     for (auto& k : ts.unused())
       PETL_FAIL("per-task config of ", method, " for ", task, ": '", k, "' is not a recipe key");
   }
+  e.recipe_epochs = e.recipe.epochs;
   auto flag = [&](int v, const char* name, const char* key, int lo) {
     if (v == JobSpec::kRecipeValue) return;
     PETL_CHECK(v >= lo, "--", name, " ", v, ": expected an integer >= ", lo);
@@ -64,7 +67,13 @@ ResolvedJob resolve_job(const JobSpec& spec) {
   } else {
     j.task.name = spec.task;
   }
-  j.eff = resolve_recipe(spec.method, spec.recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
+  // No --recipe: the method's reference recipe, or on the embedded backbone (no --backbone, no
+  // --arch) the recipe made for it, `mini` (10 epochs, lr per method): a reference recipe's 50-100
+  // epochs and its per-task values are the papers' ViT-B/16 settings, not a 6-block 32-px model's.
+  const std::string recipe = !spec.recipe.empty()                              ? spec.recipe
+                             : spec.backbone_file.empty() && spec.arch.empty() ? "mini"
+                                                                               : "";
+  j.eff = resolve_recipe(spec.method, recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
   j.threading = threads::choose_threads(spec.threads);
   j.threads = j.threading.threads;
   at::set_num_threads(j.threads);
@@ -92,15 +101,37 @@ std::shared_ptr<Method> build_job_method(const ResolvedJob& job, VisionTransform
   ctx.settings = job.eff.settings;
   ctx.backbone_drop_path = job.recipe().drop_path_rate;
   torch::manual_seed(job.recipe().seed);
-  auto method = build_method(job.spec.method, ctx);
-  // Recipe keys were read from the same Settings (shared "used" marks), so what is left is unknown.
-  std::string u;
-  {
-    auto unused = job.eff.settings.unused();
-    for (auto& k : unused)
-      if (!may_be_unused.count(k)) u += " " + k;
+  std::shared_ptr<Method> method;
+  try {
+    method = build_method(job.spec.method, ctx);
+  } catch (const ArgumentError&) {
+    throw;
+  } catch (const Error& e) {  // an option's value out of its range, a width it cannot divide
+    throw ArgumentError(e.what());
   }
-  PETL_CHECK(u.empty(), "unknown --set key(s) for method ", job.spec.method, " / recipe ", job.recipe().name, ":", u);
+  // Recipe keys were read from the same Settings (shared "used" marks), so what is left is unknown.
+  std::vector<std::string> unknown;
+  for (auto& k : job.eff.settings.unused())
+    if (!may_be_unused.count(k)) unknown.push_back(k);
+  if (!unknown.empty()) {
+    // The keys these settings understand: the method's options (with their meanings) and the recipe's.
+    std::vector<std::string> method_keys, meanings, recipe_keys;
+    for (const auto& o : job.info->options) {
+      method_keys.push_back(o.key);
+      meanings.push_back(o.meaning);
+    }
+    for (const auto& k : job.eff.settings.asked())
+      if (std::find(method_keys.begin(), method_keys.end(), k) == method_keys.end()) recipe_keys.push_back(k);
+    std::vector<std::string> all = method_keys, texts = meanings;
+    all.insert(all.end(), recipe_keys.begin(), recipe_keys.end());
+    std::string hints;
+    for (const auto& k : unknown) hints += "\n  '" + k + "'" + did_you_mean(k, all, texts);
+    throw ArgumentError(
+        str_cat("unknown --set key", unknown.size() > 1 ? "s" : "", " for method ", job.spec.method, " / recipe ",
+                job.recipe().name, ":", hints,
+                "\n  the method's keys: ", method_keys.empty() ? "none" : join(method_keys, ", "),
+                " (petl list shows their defaults and meanings)\n  the recipe's keys: ", join(recipe_keys, ", ")));
+  }
   return method;
 }
 

@@ -63,14 +63,17 @@ def journal_state():
     return sum(o.get("status") == "ok" for o in objs), sum(o.get("status") == "failed" for o in objs)
 
 
-def petl_run(*extra, task="good", expect=2, out=OUT):
-    return run(a.petl, "run", "--method", "linear", "--task", task, "--data-root", root, "--backbone", backbone,
+def petl_run(*extra, task="good", expect=2, out=OUT, method="linear", weights=None):
+    return run(a.petl, "run", "--method", method, "--task", task, "--data-root", root, "--backbone", weights or backbone,
                "--out", out, "--threads", "1", "--set", "eval_every=1", *extra, expect=expect)
 
 
-def bad(what, extra, needles, task="good", out=OUT):
+def bad(what, extra, needles, task="good", out=OUT, argument=False, method="linear", weights=None):
+    """A job that must fail before training. argument=True: its arguments are wrong (a flag's value,
+    an unknown name or key): no job, so no record at all; else its own failed record names the task
+    and the error."""
     before = journal_records()
-    p = petl_run(*extra, task=task, out=out)
+    p = petl_run(*extra, task=task, out=out, method=method, weights=weights)
     msg = p.stderr
     c.check(all(n in msg for n in needles), f"{what}: exit 2, message names {needles}" +
             ("" if all(n in msg for n in needles) else f"\n{msg}"))
@@ -79,7 +82,9 @@ def bad(what, extra, needles, task="good", out=OUT):
     added = after[len(before):]
     c.check(after[:len(before)] == before and all(r.get("status") != "ok" for r in added),
             f"{what}: no ok record added, nothing before it changed")
-    if out == OUT:  # the job's own failed record, with the error it printed (an --out it cannot write gets none)
+    if argument:
+        c.check(not added, f"{what}: a wrong argument writes no record ({len(added)} added)")
+    elif out == OUT:  # the job's own failed record, with the error it printed (an --out it cannot write gets none)
         c.check(len(added) == 1 and added[0].get("status") == "failed" and added[0].get("task") == task
                 and all(n in added[0].get("error", "") for n in needles[1:] or needles),
                 f"{what}: its failed record names the task and the error" + ("" if len(added) == 1 else f" ({len(added)} added)"))
@@ -104,11 +109,11 @@ c.check("reused the finished record" in p.stdout, "--resume sees the record writ
 # ------------------------------------------------------------------ 2. numbers out of range
 for flag, val in [("--epochs", "0"), ("--epochs", "-1"), ("--batch-size", "0"), ("--batch-size", "-5"),
                   ("--seed", "-3")]:
-    bad(f"{flag} {val}", [flag, val], [f"{flag} {val}", "expected an integer >= "])
+    bad(f"{flag} {val}", [flag, val], [f"{flag} {val}", "expected an integer >= "], argument=True)
 for key, val, expected in [("lr", "nan", "finite"), ("lr", "-1", "> 0"), ("lr", "0", "> 0"),
                            ("weight_decay", "-0.1", ">= 0"), ("drop_path_rate", "1", "[0, 1)"),
                            ("eval_every", "0", "positive")]:
-    bad(f"--set {key}={val}", ["--set", f"{key}={val}"], [key, expected])
+    bad(f"--set {key}={val}", ["--set", f"{key}={val}"], [key, expected], argument=True)
 
 # ------------------------------------------------------------------ 3. --out checked before training
 regular = os.path.join(S, "a_file")
@@ -150,7 +155,24 @@ p = run(a.petl, "run", "--method", "linear", "--task", "good", "--data-root", ro
 c.check(name in p.stderr and "NaN" in p.stderr and nan_bb in p.stderr, f"NaN backbone weights: the tensor {name} is named")
 c.check("epoch 1:" not in p.stderr and journal_state()[0] == ok0, "NaN backbone: found before training, no ok record")
 
-bad("unknown recipe", ["--recipe", "nope"], ["nope"])
+bad("unknown recipe", ["--recipe", "nope"], ["nope"], argument=True)
+
+# ------------------------------------------------------------------ names and keys: did you mean, the valid ones
+bad("unknown --set key", ["--set", "lora_rank=4"],
+    ["'lora_rank' (did you mean 'lora_dim'?)", "the method's keys: lora_dim, lora_dropout, lora_scale, init",
+     "the recipe's keys: ", "weight_decay"], argument=True, method="lora")
+bad("misspelt recipe key", ["--set", "weight_decy=0.1"], ["'weight_decy' (did you mean 'weight_decay'?)"], argument=True)
+bad("unknown method", [], ["unknown method 'lorra' (did you mean 'lora'?)", "registered: adapter, "], argument=True,
+    method="lorra")
+bad("unknown task", [], ["VTAB task 'god' not found", "(did you mean 'good'?)", "folders present: "], argument=True,
+    task="god")
+bad("unknown architecture", ["--arch", "vit_base_patch16"],
+    ["unknown architecture 'vit_base_patch16' (did you mean 'vit_base_patch16_224'?)", "known: "], argument=True)
+bad("misspelt flag", ["--epohcs", "3"], ["unrecognised option '--epohcs' (did you mean '--epochs'?)"], argument=True)
+bad("misspelt protocol", ["--protocol", "best_of10"], ["expected best_of_10 or final", "(did you mean 'best_of_10'?)"],
+    argument=True)
+bad("missing backbone file", [], ["--backbone", "nope.npz: no such file"], argument=True,
+    weights=os.path.join(S, "nope.npz"))
 
 cfg = os.path.join(S, "sweep.yaml")
 open(cfg, "w").write(f"name: s\nout: {os.path.join(S, 'sweep')}\ndata_root: {root}\nmethods: [linear]\n"

@@ -19,7 +19,8 @@ S = a.scratch
 # ------------------------------------------------------------------ --help everywhere
 flags = {"run": ["--method", "--task", "--data-root", "--backbone", "--arch", "--epochs", "--batch-size", "--seed",
                  "--protocol", "--threads", "--out", "--set", "--dry-run", "--skip-bad", "--recipe"],
-         "eval": ["--method", "--task", "--data-root", "--backbone", "--checkpoint", "--split", "--logits"],
+         "eval": ["--method", "--task", "--data-root", "--backbone", "--checkpoint", "--split", "--logits",
+                  "metadata"],
          "list": ["--data-root"], "suite": ["--out"], "pretrain": ["--out", "--epochs"], "bench": ["--methods"],
          "demo": ["--out", "--methods"]}
 for cmd, fl in flags.items():
@@ -27,6 +28,8 @@ for cmd, fl in flags.items():
     c.check(all(f in p.stdout for f in fl), f"petl {cmd} --help documents {', '.join(fl)}")
 p = run(a.petl, "frobnicate", expect=2)
 c.check("unknown command" in p.stderr, "unknown subcommand is a clear error")
+p = run(a.petl, "evl", expect=2)
+c.check("unknown command 'evl' (did you mean 'eval'?)" in p.stderr, "a misspelt subcommand gets a 'did you mean'")
 
 # ------------------------------------------------------------------ a tiny task in SynQT's json format
 root = os.path.join(S, "data")
@@ -102,6 +105,20 @@ c.check("synqt.qsm_block.1.attn.q_proj.mlp.fc1.weight" in ck and "head.weight" i
 p = run(a.petl, "eval", "--method", "synqt", "--task", "golden_task", "--data-root", root, "--backbone", backbone,
         "--checkpoint", r["checkpoint"])
 c.check(f"accuracy {r['accuracy_by_protocol']['final']:.2f}%" in p.stdout, "eval of the saved checkpoint reproduces the final accuracy")
+p = run(a.petl, "eval", "--data-root", root, "--backbone", backbone, "--checkpoint", r["checkpoint"])
+c.check(f"accuracy {r['accuracy_by_protocol']['final']:.2f}%" in p.stdout and p.stdout.startswith("synqt golden_task/"),
+        "eval without --method and --task takes both from the checkpoint's metadata")
+p = run(a.petl, "eval", "--method", "vqt", "--data-root", root, "--backbone", backbone, "--checkpoint", r["checkpoint"],
+        expect=2)
+c.check("was trained with method 'synqt' (its metadata), not 'vqt'" in p.stderr and r["checkpoint"] in p.stderr,
+        "eval with another method's name names the checkpoint's method\n" + p.stderr[-300:])
+p = run(a.petl, "eval", "--data-root", root, "--backbone", backbone, "--checkpoint",
+        os.path.join(GOLDEN, "synqt_t1.safetensors"), expect=2)
+c.check("metadata names no method" in p.stderr and "give --method" in p.stderr,
+        "a checkpoint without petl metadata needs --method, and says so\n" + p.stderr[-300:])
+p = run(a.petl, "eval", "--data-root", root, "--checkpoint", r["checkpoint"], expect=2)  # the embedded backbone
+c.check("was trained on the backbone with sha256 " + r["backbone"]["sha256"][:12] in p.stderr
+        and "(the embedded one) has " in p.stderr, "eval on another backbone than the checkpoint's names both\n" + p.stderr[-300:])
 
 # ------------------------------------------------------------------ --resume: nothing recomputed
 run_args = ["run", "--method", "synqt", "--task", "golden_task", "--data-root", root, "--backbone", backbone,
