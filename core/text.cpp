@@ -236,6 +236,7 @@ std::set<std::string> words(const std::string& s) {
 
 std::vector<std::string> closest_names(const std::string& word, const std::vector<std::string>& names,
                                        const std::vector<std::string>& descriptions) {
+  if (std::find(names.begin(), names.end(), word) != names.end()) return {};  // nothing to correct
   const std::string w = lower(word);
   const size_t limit = std::max<size_t>(1, w.size() / 3);
   std::vector<std::pair<size_t, std::string>> near;

@@ -52,7 +52,8 @@ CsvTable read_csv(const std::string& file);
 // "Did you mean": the names closest to `word` — those within a small edit distance (a swap of two
 // neighbouring letters counts one; at most a third of the word's length), else those sharing the
 // most words of three or more letters with it (split at '_', '-', '.', ' '; a name's description,
-// when given, counts too: lora_rank finds lora_dim, "rank r of A"). Up to three, best first.
+// when given, counts too: lora_rank finds lora_dim, "rank r of A"). Up to three, best first;
+// none when `word` is itself one of the names.
 std::vector<std::string> closest_names(const std::string& word, const std::vector<std::string>& names,
                                        const std::vector<std::string>& descriptions = {});
 // " (did you mean 'x'?)", " (did you mean 'x' or 'y'?)", or "" when nothing is close.

@@ -7,6 +7,7 @@
 #include "core/cache_taps.h"
 #include "core/enums.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "results/record.h"
 
 namespace petl {
@@ -93,6 +94,30 @@ TEST(Enums, RecordSectionsPetlWritesAreTypedNotUnknown) {
     ADD_FAILURE() << "an unknown protocol was read";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("protocol (expected best_of_10 or final"), std::string::npos) << e.what();
+  }
+}
+
+
+// "Did you mean": close spellings first (a swap counts one), else shared words (a description
+// counts), nothing when far; enum errors carry it.
+TEST(DidYouMean, SpellingThenSharedWordsAndNothingWhenFar) {
+  const std::vector<std::string> keys = {"lora_dim", "lora_dropout", "lora_scale", "init"};
+  const std::vector<std::string> meanings = {"rank r of A: D to r, B: r to 3D", "dropout on LN1 x before A",
+                                             "scale of the qkv delta", "noah or module init"};
+  EXPECT_EQ(closest_names("lora_dmi", keys), std::vector<std::string>{"lora_dim"});  // a swap
+  EXPECT_EQ(closest_names("lora_rank", keys, meanings), std::vector<std::string>{"lora_dim"});
+  EXPECT_EQ(closest_names("lora_rank", keys).size(), 3u) << "without meanings: the three lora_ keys tie";
+  EXPECT_TRUE(closest_names("token_nums", keys, meanings).empty());
+  EXPECT_EQ(did_you_mean("lora_dmi", keys), " (did you mean 'lora_dim'?)");
+  EXPECT_EQ(did_you_mean("zzz", keys), "");
+  EXPECT_EQ(did_you_mean("sprites_lo", {"sprites_loc", "sprites_ori", "dsprites_loc"}),
+            " (did you mean 'sprites_loc', 'dsprites_loc' or 'sprites_ori'?)");
+  EXPECT_TRUE(closest_names("lora_dim", keys).empty()) << "a known name needs no correction";
+  try {
+    parse_enum<Precision>("fp23", "--precision");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(did you mean 'fp32'?)"), std::string::npos) << e.what();
   }
 }
 
