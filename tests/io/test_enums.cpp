@@ -97,7 +97,6 @@ TEST(Enums, RecordSectionsPetlWritesAreTypedNotUnknown) {
   }
 }
 
-
 // "Did you mean": close spellings first (a swap counts one), else shared words (a description
 // counts), nothing when far; enum errors carry it.
 TEST(DidYouMean, SpellingThenSharedWordsAndNothingWhenFar) {
