@@ -13,6 +13,7 @@ int cmd_bundle(const Args& args);
 std::string method_keys_help();
 int cmd_eval(const Args& args);
 int cmd_suite(const Args& args);
+int cmd_data(const Args& args);  // petl data check ROOT
 int cmd_pretrain(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_bench_cached(const Args& args);  // petl bench --cached

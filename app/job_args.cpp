@@ -212,6 +212,11 @@ const std::vector<Flag<JobSpec>>& run_flags() {
         [](JobSpec& s, const std::string& v) { s.set.push_back(v); }, [](const JobSpec& s) { return s.set; }},
       on_off<JobSpec>("skip-bad", "skip missing/undecodable images (counted in the record) instead of failing",
                       &JobSpec::skip_bad, true),
+      on_off<JobSpec>("allow-missing-classes",
+                      "train even when some class has no image in the train split (VTAB-1k's own sun397 split "
+                      "always may): a warning names the classes and the record's data.missing_train_classes holds "
+                      "them. Without it such a job stops with an error naming the list and the classes",
+                      &JobSpec::allow_missing_classes, true),
       on_off<JobSpec>("no-progress", "no progress bars", &JobSpec::progress, false),
       value<JobSpec>(
           "out", "runs", "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/",

@@ -28,6 +28,7 @@ commands:
   bundle     several `run` jobs of one task in one process: shared inputs, one test pass for all
   eval       evaluate a saved checkpoint on a split, optionally writing the logits
   suite      build the embedded real-data suite "mini" (VTAB-1k txt format)
+  data       data check ROOT: verify a VTAB-1k download (lists, counts, classes, every image)
   pretrain   build the embedded backbone (small ViT) on upstream data disjoint from the suite
   bench      peak training memory (MiB by category) and images/s of methods, in one process
   demo       the main job: every method on every task of the embedded suite, as a table
@@ -66,7 +67,8 @@ int main(int argc, char** argv) {
       {"suite", petl::cli::cmd_suite},   {"pretrain", petl::cli::cmd_pretrain},
       {"bench", petl::cli::cmd_bench},   {"demo", petl::cli::cmd_demo},
       {"report", petl::cli::cmd_report}, {"cache", petl::cli::cmd_cache},
-      {"sweep", petl::cli::cmd_sweep},   {"import-checkpoint", petl::cli::cmd_import_checkpoint}};
+      {"sweep", petl::cli::cmd_sweep},   {"import-checkpoint", petl::cli::cmd_import_checkpoint},
+      {"data", petl::cli::cmd_data}};
   auto it = table.find(cmd);
   if (it == table.end()) {
     std::vector<std::string> names;

@@ -30,28 +30,37 @@ namespace {
 struct TaskEntry {
   const char* name;
   int num_classes;
+  int64_t test_size;  // images in the task's full test split
 };
-// docs/spec/vtab1k.md, table order: natural (7), specialized (4), structured (8).
+// docs/spec/vtab1k.md, table order: natural (7), specialized (4), structured (8). The test sizes
+// are VTAB's own: `expected_num_samples(test=...)` of google-research/task_adaptation's
+// task_adaptation/data/<task>_test.py (read in the copy vendored by ZhangYuanhan-AI/NOAH at
+// e9c55f3, data/vtab-source/task_adaptation/data/): cifar_test.py:59 (cifar100), caltech_test.py:40,
+// dtd_test.py:37, oxford_flowers102_test.py:41, oxford_iiit_pet_test.py:37, svhn_test.py:41,
+// sun397_test.py:37, patch_camelyon_test.py:37, eurosat_test.py:37, resisc45_test.py:37,
+// diabetic_retinopathy_test.py:39, clevr_test.py:37 (count_all) and :83 (closest_object_distance),
+// dmlab_test.py:41, kitti_test.py:198 (closest_vehicle_distance), dsprites_test.py:108 (x position)
+// and :85 (orientation), smallnorb_test.py:85 (azimuth) and :62 (elevation).
 constexpr TaskEntry kTasks[] = {
-    {"cifar", 100},
-    {"caltech101", 102},
-    {"dtd", 47},
-    {"oxford_flowers102", 102},
-    {"oxford_iiit_pet", 37},
-    {"svhn", 10},
-    {"sun397", 397},
-    {"patch_camelyon", 2},
-    {"eurosat", 10},
-    {"resisc45", 45},
-    {"diabetic_retinopathy", 5},
-    {"clevr_count", 8},
-    {"clevr_dist", 6},
-    {"dmlab", 6},
-    {"kitti", 4},
-    {"dsprites_loc", 16},
-    {"dsprites_ori", 16},
-    {"smallnorb_azi", 18},
-    {"smallnorb_ele", 9},
+    {"cifar", 100, 10000},
+    {"caltech101", 102, 6084},
+    {"dtd", 47, 1880},
+    {"oxford_flowers102", 102, 6149},
+    {"oxford_iiit_pet", 37, 3669},
+    {"svhn", 10, 26032},
+    {"sun397", 397, 21750},
+    {"patch_camelyon", 2, 32768},
+    {"eurosat", 10, 5400},
+    {"resisc45", 45, 6300},
+    {"diabetic_retinopathy", 5, 42670},
+    {"clevr_count", 8, 15000},
+    {"clevr_dist", 6, 15000},
+    {"dmlab", 6, 22735},
+    {"kitti", 4, 711},
+    {"dsprites_loc", 16, 73728},
+    {"dsprites_ori", 16, 73728},
+    {"smallnorb_azi", 18, 12150},
+    {"smallnorb_ele", 9, 12150},
 };
 
 // Folder names seen in the wild (lower case, '_' for '-') → canonical task name.
@@ -267,6 +276,55 @@ std::string canonical_task_name(const std::string& name) {
   return name;
 }
 
+int64_t vtab_split_size(const std::string& canonical_task, const std::string& split) {
+  for (const auto& t : kTasks) {
+    if (canonical_task != t.name) continue;
+    if (split == "train800") return 800;
+    if (split == "val200") return 200;
+    if (split == "train800val200") return 1000;
+    if (split == "test") return t.test_size;
+  }
+  return -1;
+}
+
+bool vtab_train_split_lacks_classes(const std::string& canonical_task) {
+  // google-research/task_adaptation issue #21 (opened by VPT's author, 2022-01-24): SUN397's
+  // VTAB-1k split holds 309 of the 397 classes in train800 and 325 in train800val200 (it is
+  // train[:800] + validation[:200] of TFDS sun397, not stratified). Every other task's train
+  // splits hold every class.
+  return canonical_task == "sun397";
+}
+
+std::vector<int> missing_classes(const std::vector<Sample>& samples, int num_classes) {
+  std::vector<char> seen(size_t(std::max(num_classes, 0)), 0);
+  for (const auto& s : samples)
+    if (s.label >= 0 && s.label < num_classes) seen[size_t(s.label)] = 1;
+  std::vector<int> out;
+  for (int c = 0; c < num_classes; ++c)
+    if (!seen[size_t(c)]) out.push_back(c);
+  return out;
+}
+
+std::string class_list_text(const std::vector<int>& classes, size_t max_items) {
+  std::string out;
+  size_t items = 0, i = 0;
+  while (i < classes.size()) {
+    size_t j = i;
+    while (j + 1 < classes.size() && classes[j + 1] == classes[j] + 1) ++j;
+    if (items == max_items) {
+      out += str_cat(", ... (", classes.size(), " in all)");
+      break;
+    }
+    out += (out.empty() ? "" : ", ") +
+           (j == i ? std::to_string(classes[i]) : str_cat(classes[i], j == i + 1 ? ", " : "-", classes[j]));
+    ++items;
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string sample_location(const Sample& s) { return where(s); }
+
 const std::vector<std::string>& vtab_task_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
@@ -319,6 +377,18 @@ TaskInfo find_task(const std::string& root, const std::string& task) {
   throw ArgumentError(str_cat("VTAB task '", task, "' not found under ", root, did_you_mean(task, names),
                               " (tried folders: ", tried_s,
                               "); folders present: ", existing.empty() ? "none" : existing_s));
+}
+
+std::string list_format(const std::string& dir) { return detect_format(dir); }
+
+TaskInfo read_task_folder(const std::string& dir) {
+  const std::string format = detect_format(dir);
+  PETL_CHECK(!format.empty(), "task folder ", dir,
+             " holds no list file: expected {train800,val200,train800val200,test}.txt (txt format) "
+             "or {train800val200,test}.json (json format)");
+  const fs::path p = fs::path(dir).lexically_normal();
+  const std::string folder = p.has_filename() ? p.filename().string() : p.parent_path().filename().string();
+  return make_task_info(p, canonical_task_name(folder), format);
 }
 
 std::vector<TaskInfo> list_tasks(const std::string& root) {

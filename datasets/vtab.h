@@ -16,6 +16,13 @@ int known_num_classes(const std::string& canonical_task);
 std::string canonical_task_name(const std::string& name);
 // The 19 VTAB-1k task names in table order (natural, specialized, structured).
 const std::vector<std::string>& vtab_task_names();
+// Lines a VTAB-1k list of a canonical task holds: 800 (train800), 200 (val200), 1000
+// (train800val200), the task's full test split (test; task_adaptation's sizes); -1 for other
+// tasks or splits.
+int64_t vtab_split_size(const std::string& canonical_task, const std::string& split);
+// True where VTAB-1k's own train splits lack classes (sun397: 325 of 397 classes in
+// train800val200, task_adaptation issue #21), so a class without a training image is expected there.
+bool vtab_train_split_lacks_classes(const std::string& canonical_task);
 
 struct TaskInfo {
   std::string name;         // canonical name
@@ -29,6 +36,12 @@ struct TaskInfo {
 // exist when the task is absent, and "class-count mismatch" when petl_task.json disagrees with
 // the VTAB table. Tasks with neither a known count nor petl_task.json get num_classes = -1.
 TaskInfo find_task(const std::string& root, const std::string& task);
+// "txt" or "json" from the list files in dir (txt wins when both exist), "" when it holds none.
+std::string list_format(const std::string& dir);
+// One task folder as find_task reads it (canonical name from the folder's name, class count from
+// the VTAB table or petl_task.json); throws petl::Error naming the folder when it holds no list
+// file, and as find_task on a bad petl_task.json.
+TaskInfo read_task_folder(const std::string& dir);
 // Every folder under root holding a list file of either format, sorted by name.
 std::vector<TaskInfo> list_tasks(const std::string& root);
 
@@ -70,5 +83,12 @@ struct LoadedSplit {
 LoadedSplit load_split(const TaskInfo& task, const std::string& split, const LoadOptions& opts);
 // Number of samples listed for a split (no decoding).
 int64_t count_samples(const TaskInfo& task, const std::string& split);
+
+// The classes in [0, num_classes) that none of the samples has, ascending.
+std::vector<int> missing_classes(const std::vector<Sample>& samples, int num_classes);
+// "0, 3-5, 9" (ranges of consecutive classes), at most max_items items then "... (N in all)".
+std::string class_list_text(const std::vector<int>& classes, size_t max_items = 24);
+// Where a sample is listed, as errors name it: "list.txt:12" (txt) or "list.json[11]" (json).
+std::string sample_location(const Sample& s);
 
 }  // namespace petl::data

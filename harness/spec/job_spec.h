@@ -35,6 +35,10 @@ struct JobSpec {
   std::vector<std::string> set;  // key=value overrides (recipe keys and method keys), in order
   bool dry_run = false;
   bool skip_bad = false;  // skip undecodable / missing images (counted in the record)
+  // Train although some class has no image in the train split (a warning naming them, recorded in
+  // the record's data.missing_train_classes) instead of stopping with an error. Not part of the job
+  // key: it changes no result, only whether such a job runs.
+  bool allow_missing_classes = false;
   bool progress = true;
   bool save_checkpoint = true;
   bool reuse_done = false;                    // --resume: an ok record with the same job key in out_dir is returned

@@ -171,6 +171,42 @@ int job_num_classes(const ResolvedJob& job) {
   return n;
 }
 
+std::vector<int> check_train_classes(const ResolvedJob& job, int num_classes) {
+  const int64_t limit = job.spec.feature_cache.empty() ? job.spec.limit_train : -1;
+  const std::string& split = job.recipe().train_split;
+  std::vector<data::Sample> samples = data::read_split(job.task, split);  // not empty: an error there
+  if (limit >= 0 && size_t(limit) < samples.size()) samples.resize(size_t(limit));
+  std::vector<int> missing = data::missing_classes(samples, num_classes);
+  if (missing.empty()) return missing;
+
+  std::string source;  // where the class count comes from
+  if (job.task.num_classes > 0) {
+    source = data::known_num_classes(job.task.name) > 0 ? "VTAB-1k's class count of the task"
+                                                        : "declared in " + job.task.dir + "/petl_task.json";
+  } else {
+    const auto top = std::max_element(samples.begin(), samples.end(),
+                                      [](const data::Sample& a, const data::Sample& b) { return a.label < b.label; });
+    source = str_cat("taken from the highest label, ", top->label, " at ", data::sample_location(*top),
+                     "; the task declares no class count: <task>/petl_task.json {\"num_classes\": C} does");
+  }
+  const std::string what =
+      str_cat("task '", job.task.name, "': ", missing.size(), " of the ", num_classes,
+              " classes have no training image in ", samples.front().list_file, " (the ", split, " split): classes ",
+              data::class_list_text(missing), " (the class count ", num_classes, " is ", source, ")");
+  const bool vtab_gap = data::vtab_train_split_lacks_classes(job.task.name);
+  PETL_CHECK(job.spec.allow_missing_classes || vtab_gap, what,
+             ". A head would be trained for classes it never sees: check the data with `petl data check ",
+             job.spec.data_root,
+             "`, fix the list or the class count, or train anyway with --allow-missing-classes "
+             "(the record's data.missing_train_classes then names them)");
+  std::fprintf(stderr, "[petl] warning: %s; training anyway (%s), recorded in data.missing_train_classes\n",
+               what.c_str(),
+               job.spec.allow_missing_classes ? "--allow-missing-classes"
+                                              : "VTAB-1k's own split of this task lacks classes: task_adaptation "
+                                                "issue #21");
+  return missing;
+}
+
 namespace {
 
 // stream_test: the test split is read once (one pass for every snapshot), so it is streamed.

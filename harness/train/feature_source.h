@@ -128,4 +128,10 @@ FeatureSources make_feature_sources(const ResolvedJob& job, const JobBackbone& b
 // from the list file; no decoding).
 int job_num_classes(const ResolvedJob& job);
 
+// The classes of [0, num_classes) with no image in the job's train split (the samples it trains
+// on). Any is an error naming the list, the classes and where the class count comes from, unless
+// spec.allow_missing_classes or VTAB-1k's own split of the task lacks classes (sun397); then a
+// warning naming them is printed and they are returned for the record (data.missing_train_classes).
+std::vector<int> check_train_classes(const ResolvedJob& job, int num_classes);
+
 }  // namespace petl

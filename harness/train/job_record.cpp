@@ -111,13 +111,15 @@ void set_accuracies(Record& r, int eval_every) {
   r.accuracy = r.protocol == Protocol::kFinal ? *r.final_accuracy : *r.best_of_10;
 }
 
-json data_section(const ResolvedJob& job, int num_classes, int image_size, const FeatureSources& src) {
+json data_section(const ResolvedJob& job, int num_classes, int image_size, const FeatureSources& src,
+                  const std::vector<int>& missing_train_classes) {
   const auto& recipe = job.recipe();
   json d = {{"root", fs::absolute(job.spec.data_root).string()},
             {"task", job.task.name},
             {"task_dir", job.task.dir},
             {"format", job.task.format},
             {"num_classes", num_classes},
+            {"missing_train_classes", missing_train_classes},
             {"normalisation", recipe.normalisation},
             {"image_size", image_size},
             {"train_split", recipe.train_split},

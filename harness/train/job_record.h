@@ -22,7 +22,10 @@ Record record_header(const ResolvedJob& job, Method& method, const JobBackbone& 
 void set_accuracies(Record& r, int eval_every);
 
 // The record's data section (root, task, lists' hashes, sizes, skipped samples).
-nlohmann::json data_section(const ResolvedJob& job, int num_classes, int image_size, const FeatureSources& src);
+// missing_train_classes: the classes without a training image that the job was allowed to train
+// without (check_train_classes; recorded as data.missing_train_classes, empty when none).
+nlohmann::json data_section(const ResolvedJob& job, int num_classes, int image_size, const FeatureSources& src,
+                            const std::vector<int>& missing_train_classes);
 
 // Saves the method's checkpoint tensors under <out>/checkpoints/ and sets r.checkpoint.
 void save_checkpoint(const ResolvedJob& job, Method& method, Record& r, int num_classes);

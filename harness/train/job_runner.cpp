@@ -123,6 +123,7 @@ void JobRunner::build() {
   bb_ = inputs_.backbone(job);
   image_size_ = bb_->model->cfg_.img_size;
   num_classes_ = spec_.dry_run && job.task.num_classes > 0 ? job.task.num_classes : job_num_classes(job);
+  if (!spec_.dry_run) missing_train_classes_ = check_train_classes(job, num_classes_);  // before any work
   method_ = build_job_method(job, bb_->model, num_classes_);
   bb_->model->to(job.device);
   method_->to(job.device);
@@ -334,7 +335,7 @@ void JobRunner::add_evaluations(const std::vector<Snapshot>& snapshots, const st
 }
 
 void JobRunner::finish() {
-  r_.data = data_section(*job_, num_classes_, image_size_, *src_);
+  r_.data = data_section(*job_, num_classes_, image_size_, *src_, missing_train_classes_);
   const bool writes = !spec_.out_dir.empty() && rank_ == 0;  // one record per job, written by rank 0
   if (r_.status == RecordStatus::kDoesNotFit) {
     if (writes) append_record(spec_.out_dir, r_);

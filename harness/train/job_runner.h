@@ -129,6 +129,7 @@ class JobRunner {
   nlohmann::json budget_;  // the record's memory_budget section while training (null: no budget)
   Record r_;
   int num_classes_ = 0, image_size_ = 0, rank_ = 0;
+  std::vector<int> missing_train_classes_;  // allowed to be missing (check_train_classes)
   bool evaluated_ = true;
   double wall_s_ = 0;  // this job's own work so far
 };

@@ -39,6 +39,7 @@ const std::vector<std::pair<std::string, std::function<void(JobSpec&)>>>& run_mu
          s.set = {"lr=0.1", "token_nums=4", "lr=0.2"};
        }},
       {"skip-bad", [](JobSpec& s) { s.skip_bad = true; }},
+      {"allow-missing-classes", [](JobSpec& s) { s.allow_missing_classes = true; }},
       {"no-progress", [](JobSpec& s) { s.progress = false; }},
       {"out", [](JobSpec& s) { s.out_dir = "/tmp/out dir"; }},
       {"dry-run", [](JobSpec& s) { s.dry_run = true; }},

@@ -16,7 +16,7 @@ c.check(len(commands) >= 12 and "run" in commands and "sweep" in commands,
 
 invocations = [[cmd] for cmd in commands if cmd != "cache"]
 invocations += [["cache", sub] for sub in ("ls", "verify", "rm", "build")] + [["cache"]]
-invocations += [["bench", "--cached"], ["bench", "--budget", "4G"]]
+invocations += [["bench", "--cached"], ["bench", "--budget", "4G"], ["data", "check"]]
 for inv in invocations:
     p = run(a.petl, *inv, "--help", expect=None)
     name = " ".join(inv[:2] if inv[0] == "cache" else inv[:1])
