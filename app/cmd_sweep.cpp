@@ -3,6 +3,7 @@
 // (harness/sweep/farm.h). Works without mpirun (one rank). Torch-free: the method registry is reached
 // only through petl::method_cache_need (app/cache_build.h), implemented in a torch translation unit.
 #include <mpi.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,7 +18,10 @@
 #include "app/job_args.h"
 #include "app/sweep_jobs.h"
 #include "core/build_info.h"
+#include "core/env.h"
 #include "core/paths.h"
+#include "core/process.h"
+#include "core/stop.h"
 #include "core/text.h"
 #include "harness/sweep/farm.h"
 #include "harness/sweep/farm_reporter.h"
@@ -66,7 +70,8 @@ namespace {
 
 // The command line of `petl sweep`, checked.
 struct SweepArgs {
-  std::string config_file, out, memory_budget, petl_bin = "/proc/self/exe";
+  std::string config_file, out, memory_budget, petl_bin = "/proc/self/exe", mpirun = "mpirun";
+  int ranks = 0;  // > 0: start `mpirun -np ranks` of this sweep (launch_ranks)
   std::optional<int> threads;
   std::optional<double> timeout, state_every_min;
   int gpus = 0;
@@ -112,7 +117,13 @@ std::optional<SweepArgs> parse_sweep_args(const Args& args) {
       "gpus-per-node", po::value(&a.gpus)->default_value(0),
       "> 0: training jobs run on cuda:<node-local rank % G> (run one rank per GPU)")(
       "petl", po::value(&a.petl_bin)->default_value("/proc/self/exe"),
-      "the petl binary the children run (default: this one)");
+      "the petl binary the children run (default: this one)")(
+      "ranks", po::value(&a.ranks)->default_value(0),
+      "> 0: start the sweep on this many MPI ranks itself (`<--mpirun> -np N petl sweep ...`, in a process group of "
+      "its own) and stop it cleanly on SIGINT / SIGTERM / SIGHUP / SIGUSR2: the stop reaches every rank as SIGUSR2 "
+      "and this command exits 143 (plain mpirun answers SIGINT or SIGTERM with status 1)")(
+      "mpirun", po::value(&a.mpirun)->default_value(a.mpirun),
+      "with --ranks: the launcher and its flags, e.g. \"mpirun --hostfile hosts --oversubscribe\"");
   po::positional_options_description pos;
   pos.add("config", 1);
   po::variables_map vm;
@@ -217,10 +228,84 @@ json broadcast(const json& j, int rank) {
 
 }  // namespace
 
+namespace {
+volatile sig_atomic_t g_launch_signal = 0;
+extern "C" void on_launch_signal(int sig) { g_launch_signal = sig; }
+
+// `program` as given when it names a path, else the first executable of that name on PATH.
+std::string find_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  for (const auto& dir : split(env::get("PATH"), ':', true)) {
+    const std::string p = dir + "/" + program;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  PETL_FAIL("--mpirun: '", program, "' is not on PATH");
+}
+
+// --ranks N: runs `<mpirun words> -np N <this petl> sweep <the same arguments but --ranks/--mpirun>`
+// in a process group of its own, so a terminal's Ctrl-C reaches only this process. A SIGINT,
+// SIGTERM, SIGHUP or SIGUSR2 here is sent on to mpirun as SIGUSR2, which mpirun forwards to every
+// rank: the ranks stop their jobs (SIGKILL after --grace-s) and exit 143, and so does this command
+// (mpirun itself, signalled with SIGINT or SIGTERM, aborts the ranks and exits 1). A second signal
+// sends mpirun SIGTERM.
+int launch_ranks(const Args& args, const SweepArgs& a) {
+  std::vector<std::string> argv = split_whitespace(a.mpirun);
+  PETL_CHECK(!argv.empty(), "--mpirun: empty");
+  argv[0] = find_program(argv[0]);
+  argv.insert(argv.end(), {"-np", std::to_string(a.ranks), process::self_executable(), "sweep"});
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--ranks" || args[i] == "--mpirun") {
+      ++i;
+      continue;
+    }
+    if (args[i].rfind("--ranks=", 0) == 0 || args[i].rfind("--mpirun=", 0) == 0) continue;
+    argv.push_back(args[i]);
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_launch_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR2}) sigaction(sig, &sa, nullptr);
+  process::SpawnOptions o;
+  o.argv = argv;
+  o.new_process_group = true;
+  std::fprintf(stderr, "petl sweep: starting %s\n", join(argv, " ").c_str());
+  const pid_t pid = process::spawn(o);
+  int stopped_by = 0;
+  bool escalated = false;
+  for (;;) {
+    if (const auto st = process::poll(pid)) {
+      const int code = st->signal ? 128 + st->signal : st->code;
+      if (stopped_by && code != 0) {
+        std::fprintf(stderr, "petl sweep: %s stopped the sweep (%s); exit status 143 — re-run to resume\n",
+                     stop::signal_name(stopped_by).c_str(), st->text().c_str());
+        return 143;
+      }
+      return code;
+    }
+    if (const int sig = g_launch_signal) {
+      g_launch_signal = 0;
+      if (!stopped_by) {
+        stopped_by = sig;
+        std::fprintf(stderr, "petl sweep: %s: stopping every rank (SIGUSR2 through mpirun)\n",
+                     stop::signal_name(sig).c_str());
+        ::kill(pid, SIGUSR2);
+      } else if (!escalated) {
+        escalated = true;
+        std::fprintf(stderr, "petl sweep: %s again: SIGTERM to mpirun\n", stop::signal_name(sig).c_str());
+        ::kill(pid, SIGTERM);
+      }
+    }
+    ::usleep(50 * 1000);
+  }
+}
+}  // namespace
+
 int cmd_sweep(const Args& args) {
   const std::optional<SweepArgs> a = parse_sweep_args(args);
   if (!a) return 0;
   if (a->dry_run) return print_dry_run(*a);
+  PETL_CHECK(a->ranks >= 0, "--ranks ", a->ranks, ": expected an integer >= 0");
+  if (a->ranks > 0) return launch_ranks(args, *a);
 
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);

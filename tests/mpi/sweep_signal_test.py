@@ -7,7 +7,9 @@
    line parses, no key twice.
 3. SIGTERM to mpirun → the ranks stop their jobs and exit 143 (mpirun itself reports its own
    status), nothing is left running; SIGUSR2 to mpirun (forwarded to the ranks, what Slurm's
-   --signal=B:USR2 does via the batch script) → mpirun exits 143; a re-run completes the sweep.
+   --signal=B:USR2 does via the batch script) → mpirun exits 143; a re-run completes the sweep;
+   `petl sweep --ranks N` (starts mpirun itself) stopped by SIGINT to its process group → exits
+   143, nothing left, and the same command resumes to a complete journal.
 4. a second sweep on the same --out while one runs → fails at once naming the lock's holder; the
    first finishes with every key once. (After the SIGKILLs of 2. the lock of the dead sweep is
    taken over by the re-run.)
@@ -90,14 +92,19 @@ class Runner:
                     "methods: [linear, full, synqt]\ntasks: [t1, t2, t3, t4]\nseeds: [1, 2]\n")
         return path
 
-    def start(self, cfg, sleep_s, extra=(), log_name=None):
-        """Starts mpirun; its output goes to a log of its own (p.log), mpirun-<n>.log by default."""
+    def start(self, cfg, sleep_s, extra=(), log_name=None, launcher=False):
+        """Starts mpirun (launcher: `petl sweep --ranks N`, which starts mpirun itself); its output goes
+        to a log of its own (p.log), mpirun-<n>.log by default."""
         self.runs = getattr(self, "runs", 0) + 1
         env = dict(os.environ)
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", FAKE_SLEEP=str(sleep_s),
                    FAKE_STATE_DIR=self.state, FAKE_RUNS_LOG=os.path.join(self.scratch, "runs.log"))
-        cmd = [self.a.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", str(self.a.np), self.a.petl, "sweep",
-               cfg, "--petl", self.fake, "--grace-s", "5", *extra]
+        mpirun = [self.a.mpirun, "--allow-run-as-root", "--oversubscribe"]
+        if launcher:
+            cmd = [self.a.petl, "sweep", cfg, "--ranks", str(self.a.np), "--mpirun", " ".join(mpirun)]
+        else:
+            cmd = [*mpirun, "-np", str(self.a.np), self.a.petl, "sweep", cfg]
+        cmd += ["--petl", self.fake, "--grace-s", "5", *extra]
         path = os.path.join(self.scratch, log_name or f"mpirun-{self.runs}.log")
         log = open(path, "wb")
         p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -225,6 +232,29 @@ def main():
     check(rc == 0, f"resume after SIGTERM/SIGUSR2 exits 0 (got {rc})")
     check(set(keys) == set(ref) and all(v == 1 for v in keys.values()),
           "resumed key set equals the uninterrupted one, no key twice")
+
+    # 3c. `petl sweep --ranks N` starts mpirun itself; Ctrl-C (SIGINT to the launcher's process group,
+    # which mpirun is not in) → every rank stops, the launcher exits 143; the same command resumes.
+    cfg = r.config("launcher")
+    out = os.path.join(a.scratch, "launcher")
+    p = r.start(cfg, 0.5, launcher=True)
+    check(r.wait_lines(out, 2, p), "--ranks: sweep reached 2 journal lines before SIGINT")
+    t0 = time.time()
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        rc = p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        r.kill_session(p)
+        rc = None
+    check(rc == 143, f"--ranks: SIGINT → exit 143 (got {rc}, {time.time() - t0:.1f} s)")
+    check(r.nothing_left(p), "--ranks: nothing is left running after SIGINT")
+    keys, _ = journal(out)
+    check(all(v == 1 for v in keys.values()) and len(keys) < len(ref), "--ranks: partial journal, no key twice")
+    p = r.start(cfg, 0.05, launcher=True)
+    rc = p.wait(timeout=300)
+    keys, _ = journal(out)
+    check(rc == 0 and set(keys) == set(ref) and all(v == 1 for v in keys.values()),
+          f"--ranks: the re-run resumes and completes, every key once ({len(keys)} keys, status {rc})")
 
     # 4. a second sweep on the same --out while the first runs stops at once, naming the holder
     cfg = r.config("twice")
