@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/paths.h"
 #include "core/system.h"
+#include "core/text.h"
 #include "core/threads.h"
 #include "datasets/image.h"
 #include "datasets/vtab.h"
@@ -34,32 +35,85 @@ BackboneDims backbone_dims(const std::string& backbone, const std::string& arch)
   }
 }
 
-std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task,
-                                           const std::string& recipe, const std::map<std::string, std::string>& sets) {
+namespace {
+// The job as `petl run` would resolve it, with its method built on a small stand-in backbone (enough
+// to ask what it needs); nullopt for settings the job itself would reject.
+struct PlannedMethod {
+  ResolvedJob job;
+  BackboneNeeds needs;
+};
+std::optional<PlannedMethod> plan_method_uncached(const std::string& method, const std::string& task,
+                                                  const std::string& recipe,
+                                                  const std::map<std::string, std::string>& sets) {
   JobSpec spec;
   spec.method = method;
   spec.task = task;
   spec.recipe = recipe;
   for (auto& [k, v] : sets) spec.set.push_back(k + "=" + v);
-  spec.arch = "petl_vit_mini_p8_32";  // a small stand-in is enough to ask the method what it needs
+  spec.arch = "petl_vit_mini_p8_32";
   spec.dry_run = true;
-  const ResolvedJob job = resolve_job(spec);  // a bad recipe or recipe value fails the plan
-  std::shared_ptr<Method> m;
+  spec.threads = 1;  // no free-core measurement (a sampling window per call) for a question of needs
+  PlannedMethod p{resolve_job(spec), {}};  // a bad recipe or recipe value fails the plan
   try {
-    JobBackbone bb = load_job_backbone(job);
-    m = build_job_method(job, bb.model, 2);
-    auto taps = cache_taps_for(m->needs());
-    if (!taps.any()) return std::nullopt;
-    CacheNeed need;
-    need.taps = taps;
-    // A test split's K/V are never stored (evaluated live, one pass for every snapshot).
-    need.splits = {job.recipe().train_split};
-    if (!taps.kv) need.splits.push_back(job.recipe().test_split);
-    need.normalisation = job.recipe().normalisation;
-    return need;
+    JobBackbone bb = load_job_backbone(p.job);
+    p.needs = build_job_method(p.job, bb.model, 2)->needs();
+    return p;
   } catch (const Error&) {
     return std::nullopt;  // invalid settings: the job itself fails and is recorded as failed
   }
+}
+// The planner asks twice per job (its cache need, its profile): the answer is kept per question.
+const std::optional<PlannedMethod>& plan_method(const std::string& method, const std::string& task,
+                                                const std::string& recipe,
+                                                const std::map<std::string, std::string>& sets) {
+  static std::map<std::string, std::optional<PlannedMethod>> memo;
+  std::string key = method + '\n' + task + '\n' + recipe;
+  for (const auto& [k, v] : sets) key += '\n' + k + '=' + v;
+  auto it = memo.find(key);
+  if (it == memo.end()) it = memo.emplace(key, plan_method_uncached(method, task, recipe, sets)).first;
+  return it->second;
+}
+}  // namespace
+
+std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task,
+                                           const std::string& recipe, const std::map<std::string, std::string>& sets) {
+  const auto& p = plan_method(method, task, recipe, sets);
+  if (!p) return std::nullopt;
+  auto taps = cache_taps_for(p->needs);
+  if (!taps.any()) return std::nullopt;
+  CacheNeed need;
+  need.taps = taps;
+  // A test split's K/V are never stored (evaluated live, one pass for every snapshot).
+  need.splits = {p->job.recipe().train_split};
+  if (!taps.kv) need.splits.push_back(p->job.recipe().test_split);
+  need.normalisation = p->job.recipe().normalisation;
+  return need;
+}
+
+JobProfile method_job_profile(const std::string& method, const std::string& task, const std::string& recipe,
+                              Protocol protocol, const std::map<std::string, std::string>& sets) {
+  JobProfile prof{100, 10, true, "its settings are rejected (the job will fail and be recorded as failed)"};
+  const auto& p = plan_method(method, task, recipe, sets);
+  if (!p) return prof;
+  const Recipe& r = p->job.recipe();
+  const int total = r.total_epochs(), every = std::max(1, r.eval_every);
+  prof.epochs = total;
+  prof.evals = protocol == Protocol::kFinal ? 1 : total / every + (total % every != 0);
+  const BackboneNeeds& n = p->needs;
+  prof.backbone_grad = n.grad_through_backbone;
+  if (n.grad_through_backbone)
+    prof.no_cache_why = "it back-propagates through the backbone (its token path changes with training)";
+  else if (n.backbone_stochastic) {
+    bool has_switch = false;
+    for (const auto& o : p->job.info->options) has_switch |= o.key == "backbone_drop_path";
+    prof.no_cache_why = str_cat("stochastic depth (drop path ", r.drop_path_rate,
+                                ") is on in the frozen backbone while training, so its features differ every step",
+                                has_switch ? " (--set backbone_drop_path=off makes it cacheable)" : "");
+  } else if (n.block_tokens)
+    prof.no_cache_why = "it reads every block's output tokens, which no feature cache holds";
+  else if (!cache_taps_for(n).any())
+    prof.no_cache_why = "it reads nothing a feature cache holds";
+  return prof;
 }
 
 namespace cli {

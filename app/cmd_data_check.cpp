@@ -193,7 +193,8 @@ int cmd_data_check(const Args& args) {
       "json", po::value(&json_file), "also write the report as JSON (schema petl.data_check) to FILE")(
       "max-issues", po::value(&max_issues)->default_value(max_issues),
       "findings printed per task and kind (0 = all; --json holds all)")(
-      "no-progress", "no progress bar (on a terminal a progress line; otherwise a line every 10%)");
+      "no-progress",
+      "no progress (on a terminal a progress bar; otherwise a line every PETL_PROGRESS_EVERY_S seconds, default 30)");
   po::positional_options_description pos;
   pos.add("root", 1);
   d.add_options()("help,h", "show this help and exit");

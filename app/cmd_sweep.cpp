@@ -70,8 +70,9 @@ namespace {
 
 // The command line of `petl sweep`, checked.
 struct SweepArgs {
-  std::string config_file, out, memory_budget, petl_bin = "/proc/self/exe", mpirun = "mpirun";
-  int ranks = 0;  // > 0: start `mpirun -np ranks` of this sweep (launch_ranks)
+  std::string config_file, out, data_root, memory_budget, petl_bin = "/proc/self/exe", mpirun = "mpirun";
+  int ranks = 0;                        // > 0: start `mpirun -np ranks` of this sweep (launch_ranks)
+  std::optional<std::string> backbone;  // --backbone: overrides the config's (an empty value: the embedded one)
   std::optional<int> threads;
   std::optional<double> timeout, state_every_min;
   int gpus = 0;
@@ -90,10 +91,17 @@ std::optional<SweepArgs> parse_sweep_args(const Args& args) {
       "config", po::value(&a.config_file)->required(),
       "sweep config (YAML; positional): methods, tasks, seeds, grid, overrides (see config/sweeps/mini.yaml)")(
       "dry-run", po::bool_switch(&a.dry_run),
-      "print the plan (cache builds first; key, method, task, seed, sets, depends_on, estimated cost, journal status) "
-      "and totals; run nothing, no MPI")("out", po::value(&a.out),
-                                         "output directory (overrides the config's `out`): results.jsonl (the "
-                                         "journal), jobs/<key>/, cache/<key>/, logs/<key>.log")(
+      "print the plan (cache builds first; key, method, task, seed, sets, depends_on, estimated time, journal status), "
+      "the totals (estimated rank-hours, disk and RAM of the feature caches) and why each method trains from a "
+      "feature cache or live; run nothing, no MPI")(
+      "out", po::value(&a.out),
+      "output directory (overrides the config's `out`): results.jsonl (the "
+      "journal), jobs/<key>/, cache/<key>/, logs/<key>.log")(
+      "data-root", po::value(&a.data_root),
+      "root of the task folders (overrides the config's `data_root`; e.g. config/sweeps/vtab1k.yaml with your "
+      "download, checked by `petl data check ROOT`); part of the keys, as in the config")(
+      "backbone", po::value<std::string>(),
+      "backbone checkpoint (overrides the config's `backbone`; '' = the embedded one); part of the keys")(
       "shard", po::value(&shard_text),
       "I/N: run only the training jobs whose key hash (or whose feature cache's key hash) mod N == I, plus the cache "
       "builds they need — one shard per Slurm array task; all shards share --out, each writes "
@@ -138,6 +146,7 @@ std::optional<SweepArgs> parse_sweep_args(const Args& args) {
   } catch (const po::error& e) {
     fail_parse(e, d, "see petl sweep --help");
   }
+  if (vm.count("backbone")) a.backbone = vm["backbone"].as<std::string>();
   if (vm.count("threads-per-rank")) {
     PETL_CHECK(threads >= 0, "--threads-per-rank ", threads, ": expected >= 0");
     a.threads = threads;
@@ -156,6 +165,8 @@ std::optional<SweepArgs> parse_sweep_args(const Args& args) {
 // The config with the command line's overrides, planned and sharded.
 SweepPlan make_plan(const SweepArgs& a, SweepConfig& cfg) {
   cfg = load_sweep_config(a.config_file);
+  if (!a.data_root.empty()) cfg.data_root = a.data_root;
+  if (a.backbone) cfg.backbone = *a.backbone;
   if (a.threads) cfg.threads_per_rank = *a.threads;
   if (a.timeout) cfg.job_timeout_s = *a.timeout;
   if (a.retry) cfg.retry_failed = true;
@@ -170,6 +181,7 @@ SweepPlan make_plan(const SweepArgs& a, SweepConfig& cfg) {
   po.cache_need = [](const std::string& m, const std::string& t, const std::string& r,
                      const std::map<std::string, std::string>& s) { return method_cache_need(m, t, r, s); };
   po.backbone_dims = backbone_dims;
+  po.job_profile = method_job_profile;
   SweepPlan plan = plan_sweep(cfg, po);
   if (a.shard.count > 1) plan.jobs = shard_jobs(plan.jobs, a.shard);
   plan.journal = journal_path(plan.out, a.shard.index, a.shard.count);

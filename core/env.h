@@ -7,6 +7,7 @@
 //                          `petl report` (default: <exe>/../results, else the source tree's results/)
 //   PETL_EMBEDDED_BACKBONE the embedded backbone file (default: <config>/../assets/petl_vit_mini_p8_32.safetensors)
 //   PETL_NO_PROGRESS       "1": no progress bars (sweep children get it)
+//   PETL_PROGRESS_EVERY_S  off a terminal: seconds between progress lines (default 30; core/progress.h)
 //   PETL_SWEEP_PARENT_PID  set by the sweep farm for its children: a child dies with its rank
 //                          (prctl(PR_SET_PDEATHSIG)) when this is its parent's pid
 //   PETL_SWEEP_JOB_KEY     set by the sweep farm: the child's job key (logs)
@@ -30,6 +31,7 @@ constexpr const char* kConfigDir = "PETL_CONFIG_DIR";
 constexpr const char* kResultsDir = "PETL_RESULTS_DIR";
 constexpr const char* kEmbeddedBackbone = "PETL_EMBEDDED_BACKBONE";
 constexpr const char* kNoProgress = "PETL_NO_PROGRESS";
+constexpr const char* kProgressEveryS = "PETL_PROGRESS_EVERY_S";
 constexpr const char* kSweepParentPid = "PETL_SWEEP_PARENT_PID";
 constexpr const char* kSweepJobKey = "PETL_SWEEP_JOB_KEY";
 constexpr const char* kSweepRank = "PETL_SWEEP_RANK";

@@ -123,6 +123,19 @@ std::string format_bytes(double b) {
   return buf;
 }
 
+std::string format_seconds(double s) {
+  char buf[64];
+  if (s >= 2 * 86400.0)
+    std::snprintf(buf, sizeof buf, "%.1f d", s / 86400.0);
+  else if (s >= 3600.0)
+    std::snprintf(buf, sizeof buf, "%.1f h", s / 3600.0);
+  else if (s >= 60.0)
+    std::snprintf(buf, sizeof buf, "%.1f min", s / 60.0);
+  else
+    std::snprintf(buf, sizeof buf, s < 10 ? "%.1f s" : "%.0f s", s);
+  return buf;
+}
+
 std::vector<std::string> csv_split(const std::string& line, const std::string& where) {
   std::vector<std::string> out;
   std::string cur;

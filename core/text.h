@@ -30,6 +30,8 @@ std::string format_double(double v);
 int64_t parse_size(const std::string& s, const std::string& what);
 // "1.5 GiB", "12.0 MiB", "512 B".
 std::string format_bytes(double bytes);
+// A duration for people: "0.4 s", "42 s", "3.5 min", "2.0 h", "3.1 d" (seconds below 10 with one decimal).
+std::string format_seconds(double seconds);
 
 // One CSV line → fields ("" quoting as RFC 4180, '\r' dropped); `where` (file:line) names an
 // unterminated quote in the error.

@@ -59,7 +59,7 @@ struct DataCheckOptions {
   bool quick = false;              // every image's existence; decode only `sample` per split
   int sample = 10;                 // with quick: images decoded per split (evenly spaced)
   int threads = 0;                 // decoding threads; 0 = hardware concurrency
-  bool progress = true;            // a progress bar on stderr (lines every 10% when not a terminal)
+  bool progress = true;            // a progress bar on stderr (off a terminal: a line every PETL_PROGRESS_EVERY_S s)
 };
 
 struct DataCheckReport {

@@ -26,18 +26,31 @@ using json = nlohmann::json;
 
 namespace {
 // The keys of a sweep config's top level (sweep_config.h documents each).
-const std::vector<std::string> kConfigKeys = {"name",           "out",
-                                              "data_root",      "backbone",
-                                              "arch",           "protocol",
-                                              "recipe",         "methods",
-                                              "tasks",          "seeds",
-                                              "epochs",         "batch_size",
-                                              "grid",           "method_overrides",
-                                              "task_overrides", "method_task_overrides",
-                                              "feature_cache",  "cache_dtype",
-                                              "precision",      "threads_per_rank",
-                                              "job_timeout_s",  "retry_failed",
-                                              "memory_budget",  "bundle_jobs"};
+const std::vector<std::string> kConfigKeys = {"name",
+                                              "out",
+                                              "data_root",
+                                              "backbone",
+                                              "arch",
+                                              "protocol",
+                                              "recipe",
+                                              "methods",
+                                              "tasks",
+                                              "seeds",
+                                              "epochs",
+                                              "batch_size",
+                                              "grid",
+                                              "method_overrides",
+                                              "task_overrides",
+                                              "method_task_overrides",
+                                              "feature_cache",
+                                              "cache_dtype",
+                                              "precision",
+                                              "threads_per_rank",
+                                              "job_timeout_s",
+                                              "retry_failed",
+                                              "memory_budget",
+                                              "bundle_jobs",
+                                              "est_gflops_per_rank"};
 
 // ------------------------------------------------------------------ YAML helpers
 
@@ -276,9 +289,13 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         cfg.method_task_overrides = override_map(c, v, k, false);
       else if (k == "feature_cache")
         cfg.feature_cache = as_bool(c, v, k);
-      else if (k == "cache_dtype")
+      else if (k == "cache_dtype") {
         cfg.cache_dtype = choice<CacheDtype>(c, v, k);
-      else if (k == "precision")
+        cfg.cache_dtype_set = true;
+      } else if (k == "est_gflops_per_rank") {
+        cfg.est_gflops_per_rank = as_double(c, v, k);
+        PETL_CHECK(cfg.est_gflops_per_rank > 0, c.at(v), ": key 'est_gflops_per_rank': expected a number > 0");
+      } else if (k == "precision")
         cfg.precision = choice<Precision>(c, v, k);
       else if (k == "threads_per_rank") {
         cfg.threads_per_rank = as_int(c, v, k);
@@ -381,6 +398,15 @@ struct PlanContext {
     }
   }
 
+  // The backbone's forward FLOPs per image (the cost model in sweep_config.h); ViT-B/16's when
+  // the dimensions are unknown.
+  double flops_per_image() const {
+    if (dims.depth <= 0 || dims.tokens <= 0 || dims.width <= 0) return 34.9e9;
+    const double n = dims.tokens, d = dims.width;
+    return dims.depth * (24.0 * n * d * d + 4.0 * n * n * d);
+  }
+  double seconds(double flops) const { return flops / (cfg.est_gflops_per_rank * 1e9); }
+
   mutable std::map<std::string, std::optional<data::TaskInfo>> tasks_ = {};  // found once per task
 };
 
@@ -429,7 +455,7 @@ SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& 
   cj.build = b;  // threads: the rank's, through OMP_NUM_THREADS (harness/sweep/farm.h)
   double images = 0;
   for (auto& s : cn.splits) images += double(c.samples(t, s));
-  cj.cost = images;
+  cj.cost = c.seconds(images * c.flops_per_image());
   cj.disk_bytes = int64_t(images) * feature_bytes_per_image(cn.taps, c.dims, bytes_per_value(cfg.cache_dtype));
   return cj;
 }
@@ -438,7 +464,7 @@ SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& 
 // (nullptr: none), `need` the method's cache need (none: a heavy method).
 SweepJob train_job(const PlanContext& c, const std::string& m, const std::string& t, int seed,
                    const std::map<std::string, std::string>& sets, const std::optional<CacheNeed>& need,
-                   const SweepJob* cache) {
+                   const SweepJob* cache, const JobProfile& profile) {
   const SweepConfig& cfg = c.cfg;
   const std::string cache_key = cache ? cache->key : std::string();
   json canon = {{"v", 1},
@@ -492,16 +518,16 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
     r.cache_dtype = cfg.cache_dtype;
   }
   j.run = r;  // threads: the rank's, through OMP_NUM_THREADS (harness/sweep/farm.h)
-  // Cost.
-  double epochs = cfg.epochs > 0 ? cfg.epochs : 100;
-  if (cfg.epochs <= 0 && sets.count("epochs")) {
-    try {
-      epochs = std::max(1.0, std::stod(sets.at("epochs")));
-    } catch (const std::exception&) {
-    }
-  }
-  const double factor = !need ? 3.0 : cache ? 0.2 : 1.0;
-  j.cost = double(c.samples(t, "train800val200")) * epochs * factor;
+  // Cost (sweep_config.h): training passes, then test passes.
+  const double epochs = cfg.epochs > 0 ? cfg.epochs : std::max(1, profile.epochs);
+  const double evals = std::max(1, profile.evals);
+  const bool cls_only = cache && !cache->cache.taps.kv;
+  const double f = profile.backbone_grad ? 3.0 : !cache ? 1.1 : cls_only ? 0.001 : 0.06;
+  const double e = !cache ? 1.0 : cls_only ? 0.0 : 1.0 / evals;
+  const double F = c.flops_per_image();
+  j.cost =
+      c.seconds(double(c.samples(t, "train800val200")) * epochs * F * f + evals * double(c.samples(t, "test")) * F * e);
+  if (!cache) j.cache_note = need && !cfg.feature_cache ? "feature_cache: false in the config" : profile.no_cache_why;
   if (cache)  // the train split's features, resident in their stored dtype
     j.ram_bytes = c.samples(t, need->splits.front()) *
                   feature_bytes_per_image(need->taps, c.dims, bytes_per_value(cfg.cache_dtype));
@@ -580,11 +606,18 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
             }
             cache = &caches[cache_index.at(key)];
           }
-          SweepJob j = train_job(ctx, m, t, seed, sets, need, cache);
+          JobProfile profile{100, 10, !need, ""};
+          if (opts.job_profile) profile = opts.job_profile(m, t, cfg.recipe, cfg.protocol, sets);
+          SweepJob j = train_job(ctx, m, t, seed, sets, need, cache, profile);
           if (train_keys.insert(j.key).second) trains.push_back(std::move(j));  // identical after overrides: once
         }
   }
   assign_bundles(trains, cfg.bundle_jobs);
+  std::map<std::string, std::set<std::string>> served;  // cache key → the methods training on it
+  for (const auto& j : trains)
+    if (!j.depends_on.empty()) served[j.depends_on].insert(j.method);
+  for (auto& cj : caches)
+    cj.cache_note = join(std::vector<std::string>(served[cj.key].begin(), served[cj.key].end()), ", ");
   plan.jobs = std::move(caches);
   for (auto& j : trains) plan.jobs.push_back(std::move(j));
   return plan;
@@ -655,6 +688,30 @@ bool is_done(const std::map<std::string, PlannedJobStatus>& status, const std::s
   return it != status.end() && it->second.journal && journal_done(*it->second.journal);
 }
 
+// Why each method trains from a feature cache or without one: one line per (method, reason), with
+// the number of jobs.
+void print_cache_reasons(std::ostream& os, const std::vector<SweepJob>& jobs, const SweepConfig& c) {
+  std::map<std::string, std::string> cache_taps;  // cache key → "cls" / "kv"
+  for (const auto& j : jobs)
+    if (j.is_cache) cache_taps[j.key] = j.cache.taps.str();
+  std::map<std::pair<std::string, std::string>, int> lines;  // (method, why) → jobs
+  for (const auto& j : jobs) {
+    if (j.is_cache) continue;
+    std::string why;
+    if (!j.depends_on.empty())
+      why =
+          "cache " + cache_taps[j.depends_on] + " (" + to_string(c.cache_dtype) + "): trains from features built once";
+    else
+      why = "live: " + (j.cache_note.empty() ? std::string("its needs do not match any cache") : j.cache_note);
+    ++lines[{j.method, why}];
+  }
+  if (lines.empty()) return;
+  os << "feature caches, by method (built where a method reads only frozen features of a deterministic backbone):\n";
+  for (const auto& [mw, n] : lines)
+    os << "  " << std::left << std::setw(16) << mw.first << std::right << std::setw(5) << n << " job(s)  " << mw.second
+       << "\n";
+}
+
 void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs,
                    const std::map<std::string, PlannedJobStatus>& status) {
   struct B {
@@ -684,11 +741,9 @@ void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs,
         "bundle`): train features loaded once, ONE test pass for every snapshot of every job (bundle_jobs caps "
         "the jobs per bundle)\n";
   for (const auto& [id, b] : bundles) {
-    std::ostringstream cost;
-    cost << std::fixed << std::setprecision(0) << b.cost;
     os << "  bundle " << std::left << std::setw(20) << id << std::right << std::setw(4) << b.jobs << " jobs (" << b.todo
        << " to run)  task " << b.task << "  RAM " << (b.ram > 0 ? format_bytes(double(b.ram)) : "-") << "  disk "
-       << (b.disk > 0 ? format_bytes(double(b.disk)) : "-") << "  cost " << cost.str() << "\n";
+       << (b.disk > 0 ? format_bytes(double(b.disk)) : "-") << "  est. " << format_seconds(b.cost) << "\n";
   }
 }
 }  // namespace
@@ -702,8 +757,11 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << (c.arch.empty() ? "" : ", arch " + c.arch) << ", protocol " << to_string(c.protocol)
      << (c.recipe.empty() ? "" : ", recipe " + c.recipe) << "\n"
      << "  feature_cache "
-     << (c.feature_cache ? "on (" + std::string(to_string(c.cache_dtype)) + ")" : std::string("off")) << ", precision "
-     << to_string(c.precision) << ", job_timeout_s " << c.job_timeout_s << ", retry_failed "
+     << (!c.feature_cache    ? std::string("off (feature_cache: false): every job runs the backbone live")
+         : c.cache_dtype_set ? "on, cache_dtype " + std::string(to_string(c.cache_dtype))
+                             : "on, cache_dtype " + std::string(to_string(c.cache_dtype)) +
+                                   " (the default; float32 stores exact features at twice the bytes)")
+     << ", precision " << to_string(c.precision) << ", job_timeout_s " << c.job_timeout_s << ", retry_failed "
      << (c.retry_failed ? "yes" : "no") << "\n\n";
   auto row = [&](const std::string& key, const std::string& what, const std::string& task, const std::string& seed,
                  const std::string& sets, const std::string& dep, const std::string& cost, const std::string& bytes,
@@ -715,12 +773,8 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
   auto fmt_bytes = [](const char* where, int64_t b) {
     return b > 0 ? std::string(where) + " " + format_bytes(double(b)) : std::string("-");
   };
-  auto fmt_cost = [](double v) {
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(0) << v;
-    return s.str();
-  };
-  row("key", "method", "task", "seed", "sets", "depends_on", "cost", "disk / RAM", "journal");
+  auto fmt_cost = [](double v) { return format_seconds(v); };
+  row("key", "method", "task", "seed", "sets", "depends_on", "est. time", "disk / RAM", "journal");
   int64_t disk_all = 0, disk_todo = 0, ram_max = 0;
   int n_cache = 0, n_train = 0, n_ok = 0, n_failed = 0, n_state = 0;
   double cost_all = 0, cost_todo = 0;
@@ -757,9 +811,14 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << n_train << " training job(s), " << n_cache << " cache build(s); journal: " << n_ok << " ok, " << n_failed
      << " failed, " << (n_train + n_cache - n_ok - n_failed) << " not run"
      << (n_state ? ", " + std::to_string(n_state) + " with a mid-job state (continued, not restarted)" : std::string())
-     << "; estimated cost " << fmt_cost(cost_todo) << " of " << fmt_cost(cost_all) << " still to run"
      << (c.retry_failed ? " (failed jobs will be retried)" : " (failed jobs are skipped; retry_failed re-runs them)")
-     << "\n";
+     << "\n"
+     << "estimated time: " << std::fixed << std::setprecision(1) << cost_todo / 3600.0 << " rank-hours still to run of "
+     << cost_all / 3600.0 << " (" << format_seconds(cost_todo) << " of " << format_seconds(cost_all)
+     << "; divide by the ranks for the wall time) at " << std::setprecision(0) << c.est_gflops_per_rank
+     << " GFLOP/s per rank (est_gflops_per_rank), a model of FLOPs per image, not a measurement\n";
+  os.unsetf(std::ios::floatfield);
+  print_cache_reasons(os, jobs, c);
   print_bundles(os, jobs, status);
   if (disk_all > 0 || ram_max > 0)
     os << "feature caches: " << format_bytes(double(disk_all)) << " on disk (" << format_bytes(double(disk_todo))

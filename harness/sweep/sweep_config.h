@@ -1,7 +1,7 @@
 // `petl sweep` planning: a YAML sweep config → a deterministic list of jobs (training runs and
 // the feature-cache builds they depend on), each with a content-derived key, the typed spec of the
 // `petl` child that runs it (harness/spec/job_spec.h; its command line comes from app/job_args.h),
-// and a relative cost estimate. Pure functions: no MPI, no torch.
+// and an estimated cost in seconds. Pure functions: no MPI, no torch.
 //
 // Config keys (anything else is an error naming the file, line and key):
 //   name              sweep name (default: the config file's stem); written into every record
@@ -36,6 +36,7 @@
 //                     in bundles of at most this many, one child process per bundle (`petl bundle`):
 //                     train features loaded once, one test pass for every snapshot of every job; each
 //                     job keeps its key, record, checkpoint and state. 1 = every job alone.
+//   est_gflops_per_rank  the dry run's time estimate: one rank's effective GFLOP/s (default 80)
 //   memory_budget     a size (e.g. 4G): every training job keeps its training peak under it
 //                     (petl run --memory-budget: micro-batches, or a does_not_fit record); part
 //                     of the training jobs' keys
@@ -53,16 +54,22 @@
 // sorted splits, taps, dtype, normalisation. The out directory, threads and devices are not part
 // of any key, so a key identifies the same computation wherever it runs.
 //
-// Cost model (relative units, used only to dispatch longest-first; shown by --dry-run):
-//   training job  = n_train × epochs × factor, where
-//                   n_train  = samples of the task's train800val200 list, read through datasets/ (txt
-//                              or json lists, folder aliases; 1000 when the task or list is absent),
-//                   epochs   = config epochs, else a pinned `epochs` set/grid value, else 100,
-//                   factor   = 3 for methods that back-propagate through the backbone (no cache
-//                              need declared), 1 for cacheable methods run without a cache,
-//                              0.2 for methods training on cached features;
-//   cache job     = Σ over its splits of the split's samples (1000 when absent) × 1
-//                   (one forward pass per image ≈ a third of a training step).
+// Cost model (estimated seconds on one rank; the farm dispatches longest-first by it; --dry-run shows
+// it per job and in hours in total). F = the backbone's forward FLOPs per image,
+// depth × (24·N·D² + 4·N²·D) (N tokens, width D; 34.9 GFLOP at ViT-B/16, i.e. the 17.4 G
+// multiply-adds papers quote as "17.6 GFLOPs" with the patch embedding), at est_gflops_per_rank:
+//   training job  = n_train × epochs × F × f + evals × n_test × F × e, where
+//                   n_train, n_test = samples of the task's train800val200 and test lists, read through
+//                              datasets/ (1000 when the task or list is absent),
+//                   epochs, evals = the job's profile (JobProfileFn: the recipe, the protocol, a
+//                              `--set epochs`; the config's `epochs` wins), else 100 and 10,
+//                   f = 3 when it back-propagates through the backbone, 1.1 live without it,
+//                       0.06 from cached K/V, 0.001 from a cached cls token,
+//                   e = 1 when the test split is evaluated live every time, 1/evals from K/V caches
+//                       (one test pass for every snapshot), 0 from a cached cls token;
+//   cache job     = Σ over its splits of the split's samples × F (one forward pass per image).
+// The estimate is a model, not a measurement: the ratio f and the default rate come from `petl
+// bench` on ViT-B/16 (README "Benchmarks"); set est_gflops_per_rank for another machine.
 #pragma once
 #include <functional>
 #include <map>
@@ -93,6 +100,18 @@ using CacheNeedFn =
     std::function<std::optional<CacheNeed>(const std::string& method, const std::string& task,
                                            const std::string& recipe, const std::map<std::string, std::string>& sets)>;
 
+// What the plan's time estimate and its cache column need to know of one training job, resolved as
+// `petl run` resolves it (the app supplies it from the recipe and the method registry).
+struct JobProfile {
+  int epochs = 0;              // epochs trained (the recipe's, a `--set epochs`, cooldown included)
+  int evals = 0;               // test-split evaluations (the protocol and the recipe's eval_every)
+  bool backbone_grad = false;  // back-propagates through the backbone (a step costs ~3 forward passes)
+  std::string no_cache_why;    // why the method cannot train from a feature cache; "" when it can
+};
+using JobProfileFn =
+    std::function<JobProfile(const std::string& method, const std::string& task, const std::string& recipe,
+                             Protocol protocol, const std::map<std::string, std::string>& sets)>;
+
 struct SweepOverride {
   std::map<std::string, std::string> set;
   std::map<std::string, std::vector<std::string>> grid;  // method_overrides only
@@ -109,12 +128,17 @@ struct SweepConfig {
   std::map<std::string, SweepOverride> method_overrides, task_overrides, method_task_overrides;
   bool feature_cache = true;
   CacheDtype cache_dtype = CacheDtype::kFloat16;
+  bool cache_dtype_set = false;  // whether the config named cache_dtype (the dry run says which applies)
   Precision precision = Precision::kFp32;
   int threads_per_rank = 0;
   double job_timeout_s = 0;
   bool retry_failed = false;
   int64_t memory_budget = 0;  // bytes (the config's size, e.g. 4G); 0 = none
   int bundle_jobs = 16;       // most jobs per bundle (1 = no bundles)
+  // The dry run's time estimate: effective GFLOP/s of one rank (est_gflops_per_rank). The default
+  // is what ViT-B/16 training reaches with 2 threads on the machine petl is developed on (`petl
+  // bench`: full 0.68 img/s = 71 GFLOP/s, linear 2.49 img/s = 87 GFLOP/s).
+  double est_gflops_per_rank = 80;
 };
 
 // Reads and validates a sweep config; throws petl::Error naming file, line and key.
@@ -132,7 +156,12 @@ struct SweepJob {
   std::map<std::string, std::string> sets;  // the job's --set values (sorted by key)
   std::optional<JobSpec> run;               // training jobs: the `petl run` child
   std::optional<CacheBuildSpec> build;      // cache jobs: the `petl cache build` child
+  // Estimated seconds on one rank (also the farm's priority): the backbone's forward FLOPs per
+  // image times the images passed (job_seconds in sweep_config.cpp), at est_gflops_per_rank.
   double cost = 0;
+  // Training jobs: why it trains without a feature cache ("" when it has one); cache jobs: which
+  // jobs it serves (the dry run prints both).
+  std::string cache_note;
   std::string depends_on;   // key of the cache job it trains on, or ""
   std::string out_dir;      // <out>/jobs/<key> or <out>/cache/<key>
   std::string result_file;  // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
@@ -166,6 +195,7 @@ struct PlanOptions {
   CacheNeedFn cache_need;                 // null: no job uses a feature cache
   std::optional<double> state_every_min;  // set: every training job's JobSpec::state_every_min
   BackboneDimsFn backbone_dims;           // null: no byte estimates in the plan
+  JobProfileFn job_profile;               // null: 100 epochs, 10 evaluations, no reasons given
 };
 
 struct SweepPlan {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <iomanip>
 #include <set>
 #include <sstream>
 
@@ -315,12 +316,15 @@ TEST_F(SweepConfigTest, PlannerCountsJsonAndAliasedTasksThroughTheDatasetReaders
       if (!j.is_cache && j.method == m && j.task == t) return j;
     throw std::runtime_error("no job " + m + "/" + t);
   };
-  EXPECT_DOUBLE_EQ(job("heavy", "cifar").cost, 12 * 100 * 3.0);
-  EXPECT_DOUBLE_EQ(job("heavy", "t_json").cost, 7 * 100 * 3.0);
+  // Seconds at 80 GFLOP/s: F = depth (24 N D² + 4 N² D) FLOPs per image; heavy: 100 epochs of 3 F per
+  // train image, 10 evaluations of F per test image (cifar has no test list: 1000 assumed).
+  const double F = 2 * (24.0 * 17 * 32 * 32 + 4.0 * 17 * 17 * 32);
+  EXPECT_DOUBLE_EQ(job("heavy", "cifar").cost, (12 * 100 * 3.0 * F + 10 * 1000 * F) / 80e9);
+  EXPECT_DOUBLE_EQ(job("heavy", "t_json").cost, (7 * 100 * 3.0 * F + 10 * 5 * F) / 80e9);
   EXPECT_EQ(job("lin", "t_json").ram_bytes, 7 * feature_bytes_per_image(kCls, dims, 4));
   for (auto& j : p.jobs)
     if (j.is_cache && j.task == "t_json") {
-      EXPECT_DOUBLE_EQ(j.cost, 7 + 5);  // both splits counted from the json lists
+      EXPECT_DOUBLE_EQ(j.cost, (7 + 5) * F / 80e9);  // both splits counted from the json lists
       EXPECT_EQ(j.disk_bytes, 12 * feature_bytes_per_image(kCls, dims, 4));
     }
 }
@@ -406,20 +410,23 @@ TEST_F(SweepConfigTest, FeatureCacheSettingsChangeOnlyCachedJobs) {
     EXPECT_FALSE(lin_off.count(k));
   }
   EXPECT_NE(keys(on, true), keys(f32, true));
-  // Cost model: heavy (3×) > cacheable without cache (1×) > on cached features (0.2×); t1 has 10
-  // train lines, t2 falls back to 1000.
+  // Cost model, in seconds at 80 GFLOP/s with ViT-B/16's 34.9 GFLOP per image (no dimensions given):
+  // per train image and epoch heavy 3 F, cacheable without a cache 1.1 F, from a cached cls token
+  // 0.001 F; 10 evaluations of the test split (1000 assumed: no test lists), none from a cls cache;
+  // t1 has 10 train lines, t2 falls back to 1000.
   auto cost = [](const SweepPlan& p, const std::string& m, const std::string& t) {
     for (auto& j : p.jobs)
       if (j.method == m && j.task == t) return j.cost;
     return -1.0;
   };
-  EXPECT_DOUBLE_EQ(cost(on, "heavy", "t1"), 10 * 100 * 3.0);
-  EXPECT_DOUBLE_EQ(cost(on, "heavy", "t2"), 1000 * 100 * 3.0);
-  EXPECT_DOUBLE_EQ(cost(off, "lin", "t2"), 1000 * 100 * 1.0);
-  EXPECT_DOUBLE_EQ(cost(on, "lin", "t2"), 1000 * 100 * 0.2);
+  const double F = 34.9e9, rate = 80e9;
+  EXPECT_DOUBLE_EQ(cost(on, "heavy", "t1"), (10 * 100 * 3.0 * F + 10 * 1000 * F) / rate);
+  EXPECT_DOUBLE_EQ(cost(on, "heavy", "t2"), (1000 * 100 * 3.0 * F + 10 * 1000 * F) / rate);
+  EXPECT_DOUBLE_EQ(cost(off, "lin", "t2"), (1000 * 100 * 1.1 * F + 10 * 1000 * F) / rate);
+  EXPECT_DOUBLE_EQ(cost(on, "lin", "t2"), 1000 * 100 * 0.001 * F / rate);
   for (auto& j : on.jobs)
     if (j.is_cache && j.task == "t2") {
-      EXPECT_DOUBLE_EQ(j.cost, 2000);
+      EXPECT_DOUBLE_EQ(j.cost, 2000 * F / rate);
     }  // two splits × 1000 (fallback)
 }
 
@@ -564,6 +571,74 @@ TEST_F(SweepConfigTest, DryRunShowsDiskAndResidentBytesAndNoTestSplitKv) {
   EXPECT_NE(s.find("RAM 6.8 GiB"), std::string::npos) << s;  // t2's 1000 train images of K/V
   EXPECT_NE(s.find("feature caches: " + format_bytes(double(disk)) + " on disk"), std::string::npos) << s;
   EXPECT_NE(s.find("a test split's K/V is never stored"), std::string::npos) << s;
+}
+
+// The dry run states its cost in time (per job and rank-hours in total) from the job's profile
+// (epochs, evaluations, gradient through the backbone), says which dtype a cache gets and whether
+// it is the default, and why each method trains from a cache or live.
+TEST_F(SweepConfigTest, DryRunStatesTimeDtypeAndWhyEachMethodIsCachedOrLive) {
+  const BackboneDims b16{12, 197, 768};
+  PlanOptions o = opts();
+  o.backbone_dims = [&](const std::string&, const std::string&) { return b16; };
+  o.cache_need = [](const std::string& m, const std::string&, const std::string&,
+                    const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+    if (m == "kvm") return CacheNeed{kKv, {"train800val200"}, ""};
+    return std::nullopt;
+  };
+  o.job_profile = [](const std::string& m, const std::string&, const std::string&, Protocol p,
+                     const std::map<std::string, std::string>&) {
+    if (m == "kvm") return JobProfile{20, p == Protocol::kFinal ? 1 : 4, false, ""};
+    return JobProfile{30, p == Protocol::kFinal ? 1 : 3, true, "it back-propagates through the backbone"};
+  };
+  std::string yaml = base_yaml("est_gflops_per_rank: 100\n");
+  yaml.replace(yaml.find("[heavy, lin]"), 12, "[heavy, kvm]");
+  auto p = plan(yaml, o);
+  // 2 FLOPs a multiply-add: 34.9 GFLOP, the 17.4 G multiply-adds papers call ViT-B/16's "17.6 GFLOPs"
+  const double F = 12 * (24.0 * 197 * 768 * 768 + 4.0 * 197 * 197 * 768);
+  EXPECT_NEAR(F / 1e9, 34.9, 0.05);
+  double total = 0;
+  for (auto& j : p.jobs) {
+    const double n_train = j.task == "t1" ? 10 : 1000, n_test = 1000;  // t1: 10 train lines; else 1000 assumed
+    if (!j.is_cache && j.method == "heavy") {
+      EXPECT_DOUBLE_EQ(j.cost, (n_train * 30 * 3.0 * F + 3 * n_test * F) / 100e9) << j.task;
+      EXPECT_EQ(j.cache_note, "it back-propagates through the backbone");
+    }
+    if (!j.is_cache && j.method == "kvm")  // from cached K/V: 0.06 F a step; one live test pass
+      EXPECT_DOUBLE_EQ(j.cost, (n_train * 20 * 0.06 * F + 4 * n_test * F / 4) / 100e9) << j.task;
+    if (j.is_cache) {
+      EXPECT_DOUBLE_EQ(j.cost, n_train * F / 100e9) << j.task;
+      EXPECT_EQ(j.cache_note, "kvm");
+    }
+    total += j.cost;
+  }
+  std::ostringstream os;
+  print_plan(os, p, p.jobs, {});
+  const std::string s = os.str();
+  EXPECT_NE(s.find("est. time"), std::string::npos) << s;
+  std::ostringstream hours;
+  hours << std::fixed << std::setprecision(1) << total / 3600.0 << " rank-hours still to run of " << total / 3600.0;
+  EXPECT_NE(s.find(hours.str()), std::string::npos) << hours.str() << "\n" << s;
+  EXPECT_NE(s.find("at 100 GFLOP/s per rank"), std::string::npos) << s;
+  EXPECT_NE(s.find("cache_dtype float16 (the default"), std::string::npos) << s;
+  EXPECT_NE(s.find("live: it back-propagates through the backbone"), std::string::npos) << s;
+  EXPECT_NE(s.find("cache kv (float16)"), std::string::npos) << s;
+  // a dtype the config names is not called the default; no cache at all is said so
+  std::ostringstream named, off;
+  auto p32 = plan(base_yaml("cache_dtype: float32\n"), o);
+  print_plan(named, p32, p32.jobs, {});
+  EXPECT_NE(named.str().find("cache_dtype float32,"), std::string::npos) << named.str();
+  EXPECT_EQ(named.str().find("the default"), std::string::npos) << named.str();
+  yaml.replace(yaml.find("est_gflops_per_rank: 100"), 24, "feature_cache: false");
+  auto poff = plan(yaml, o);
+  print_plan(off, poff, poff.jobs, {});
+  EXPECT_NE(off.str().find("live: feature_cache: false in the config"), std::string::npos) << off.str();
+  EXPECT_NE(error_of(base_yaml("est_gflops_per_rank: 0\n")).find("key 'est_gflops_per_rank'"), std::string::npos);
+  // a duration reads as people write it
+  EXPECT_EQ(format_seconds(0.04), "0.0 s");
+  EXPECT_EQ(format_seconds(42), "42 s");
+  EXPECT_EQ(format_seconds(210), "3.5 min");
+  EXPECT_EQ(format_seconds(7200), "2.0 h");
+  EXPECT_EQ(format_seconds(3 * 86400), "3.0 d");
 }
 
 TEST_F(SweepConfigTest, MemoryBudgetReachesEveryTrainingJobAndItsKey) {

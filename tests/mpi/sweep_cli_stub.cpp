@@ -16,6 +16,11 @@ std::optional<CacheNeed> method_cache_need(const std::string& method, const std:
   if (method.rfind("lin", 0) == 0) return CacheNeed{CacheTaps::parse("cls"), {"train800val200", "test"}, ""};
   return std::nullopt;
 }
+JobProfile method_job_profile(const std::string& method, const std::string&, const std::string&, Protocol,
+                              const std::map<std::string, std::string>&) {
+  const bool lin = method.rfind("lin", 0) == 0;
+  return {10, 1, !lin, lin ? "" : "it back-propagates through the backbone (stand-in)"};
+}
 // Fixed dimensions (2 blocks, 17 tokens, width 32) for the plan's byte estimates.
 BackboneDims backbone_dims(const std::string&, const std::string&) { return {2, 17, 32}; }
 namespace cli {

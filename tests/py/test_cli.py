@@ -3,6 +3,7 @@ the reference code (names of taolinzhang/SynQT) against the python reference log
 records and checkpoints, and clear errors for bad input."""
 import json
 import os
+import re
 
 import h5py
 import numpy as np
@@ -87,7 +88,10 @@ c.check("synqt.q" in p.stderr and "[3, 3, 48]" in p.stderr, "checkpoint shape mi
 out = os.path.join(S, "runs")
 p = run(a.petl, "run", "--method", "synqt", "--task", "golden_task", "--data-root", root, "--backbone", backbone,
         "--epochs", "2", "--batch-size", "8", "--set", "eval_every=1", "--set", "token_nums=2", "--out", out,
-        "--threads", "1")
+        "--threads", "1", env={"PETL_NO_PROGRESS": "0"})
+# off a terminal (stderr is a pipe here) with progress on: no bar lines in a short job's log
+bars = [l for l in p.stderr.splitlines() if "[#" in l or "[." in l or re.search(r"\d+% \(?\d+/\d+", l)]
+c.check(not bars, f"progress off a terminal: no bar or percent lines in a short run ({len(bars)}: {bars[:2]})")
 recs = [json.loads(l) for l in open(os.path.join(out, "results.jsonl"))]
 r = recs[-1]
 c.check(r["status"] == "ok" and r["schema_version"] == 1, "record written with status ok and a schema version")

@@ -7,6 +7,7 @@ progress lines; then the embedded suite (`petl suite`, non-VTAB tasks) checks cl
 import io
 import json
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -183,10 +184,17 @@ c.check(f"{list_path('dtd', 'test')}:17 images/{missing_rel}" in p.stdout and "d
 p = check_root("--quick", "--sample", "3", "--tasks", "kitti", expect=0)
 c.check("1711 listed, 6 decoded, 1705 more found" in p.stdout, "--quick --sample 3: 3 images decoded per split")
 
-# Progress: off a terminal, a few lines (one every 10%), not one per image.
+# Progress off a terminal: no bar, a line every PETL_PROGRESS_EVERY_S seconds (default 30: none in a
+# check this short) and a closing "done" line for a bar that printed one.
 p = check_root("--tasks", "kitti", env={"PETL_NO_PROGRESS": "0"}, expect=0)
 lines = [l for l in p.stderr.splitlines() if "data check" in l]
-c.check(3 <= len(lines) <= 12 and "100%" in lines[-1], f"progress off a terminal: {len(lines)} lines")
+c.check(len(lines) == 0, f"progress off a terminal, default interval, a short check: no lines ({len(lines)})")
+p = check_root("--tasks", "kitti", env={"PETL_NO_PROGRESS": "0", "PETL_PROGRESS_EVERY_S": "0"}, expect=0)
+lines = [l for l in p.stderr.splitlines() if "data check" in l]  # interval 0: a line at every step
+c.check(len(lines) == 1711 + 1 and re.match(r"^data check: decoding: 0% \(1/1711\), [0-9.]+/s, eta ", lines[0])
+        and lines[-1].startswith("data check: decoding: done, 1711 in ")
+        and not any("[#" in l or "\r" in l for l in lines),
+        f"PETL_PROGRESS_EVERY_S=0: one percent line per image and a done line, no bar ({len(lines)} lines)")
 p = check_root("--tasks", "kitti", "--no-progress", env={"PETL_NO_PROGRESS": "0"}, expect=0)
 c.check("data check" not in p.stderr, "--no-progress: no progress lines")
 
