@@ -23,9 +23,12 @@ const char* kReportUsage =
     "report.md, report.csv (same shape as the reference, usable as --reference), report_cells.csv,\n"
     "report.tex (--format tex) and plots/ (gnuplot: PNG + SVG, scripts and data) into --out, and\n"
     "prints the table in --format.\n"
-    "RESULTS: results.jsonl files or directories (every *.jsonl below, e.g. a sweep's journal; lines\n"
-    "of another schema are counted and skipped). Only status \"ok\" records are tabulated; failed and\n"
-    "dry-run records are listed in the notes.\n"
+    "RESULTS: results.jsonl files or directories (every *.jsonl below; lines of another schema are\n"
+    "counted and skipped). A sweep's output folder (its journal results.jsonl, or\n"
+    "results.shard-I-of-N.jsonl, has lines with a sweep_key) is read through its journal only, never the\n"
+    "per-job copies under jobs/; a demo's (results.jsonl beside last_demo.jsonl) through results.jsonl;\n"
+    "one line says what was read.\n"
+    "Only status \"ok\" records are tabulated; failed and dry-run records are listed in the notes.\n"
     "Errors (nothing is written): a missing path or a directory without *.jsonl, invalid JSON, a line\n"
     "without \"schema\", an unknown schema_version, an ok record missing a required field, --protocol\n"
     "absent from a record, no ok record at all, and — unless --allow-mixed — records mixing\n"
@@ -90,6 +93,7 @@ int cmd_report(const Args& args) {
   auto res = report::write_report(inputs, o);
   std::cout << res.printed;
   std::fflush(stdout);
+  for (auto& n : res.read_notes) std::fprintf(stderr, "[petl] report: %s\n", n.c_str());
   std::fprintf(stderr,
                "[petl] report: %d ok record(s) tabulated, %d failed, %d dry run(s), %d does_not_fit (memory "
                "budget), %zu warning(s); written to %s:\n",

@@ -167,6 +167,7 @@ ReportResult write_report(const std::vector<std::string>& inputs, const ReportOp
   res.table_markdown = render_markdown_table(t) + render_budget_view(t);
   res.printed = opts.format == "md" ? res.table_markdown : opts.format == "csv" ? render_csv(t) : render_tex(t);
   res.warnings = t.warnings;
+  res.read_notes = t.records.read_notes;
   if (opts.warn_to_stderr)
     for (auto& w : t.warnings) std::cerr << "[petl] report: warning: " << w << "\n";
   return res;

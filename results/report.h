@@ -24,7 +24,8 @@
 //              VTAB-1k copy next to a non-VTAB table is only a note), the published best_of_10
 //              numbers next to another protocol, gnuplot missing or failing.
 //   notes    — failed and dry-run records (listed, not tabulated), lines of another schema (e.g. a
-//              sweep journal's own entries; counted and skipped), what varies between rows.
+//              sweep journal's own entries; counted and skipped), what varies between rows, what was
+//              read of a sweep's or demo's output folder (its journal, not the per-job copies).
 // Warnings go to stderr (ReportOptions::warn_to_stderr) and into the report's notes section.
 #pragma once
 #include <limits>
@@ -95,12 +96,19 @@ struct Records {
   std::vector<Skipped> skipped;              // status failed / dry_run
   std::map<std::string, int> other_schemas;  // lines of another schema, counted
   std::vector<std::string> files;            // files read, in order
+  std::vector<std::string> read_notes;       // what was read of a sweep's (or demo's) output folder, one line each
   std::vector<std::string> warnings;
 };
 
-// Reads result files / directories (every *.jsonl below a directory, sorted; a file named twice
-// is read once) and validates every line. protocol: "" → each record's headline accuracy, else
-// accuracy_by_protocol[protocol]. Throws petl::Error listing the offending records.
+// Reads result files / directories and validates every line. A file is read as named. A directory
+// is read for every *.jsonl below it (sorted), except inside a sweep's output folder — one whose
+// top level holds the sweep journal (harness/sweep/sweep_journal.h: results.jsonl, or
+// results.shard-I-of-N.jsonl, with lines that carry "sweep_key") — where only the journal(s) are
+// read, never the per-job copies under jobs/<key>/; and in a demo's output folder (results.jsonl
+// beside last_demo.jsonl) only results.jsonl, which holds every record of last_demo.jsonl. Each
+// such folder adds one line to Records::read_notes. A file named twice is read once. protocol: ""
+// → each record's headline accuracy, else accuracy_by_protocol[protocol]. Throws petl::Error
+// listing the offending records.
 Records load_records(const std::vector<std::string>& inputs, const std::string& protocol = "");
 
 // A published (or otherwise external) row: accuracy per task, plain mean and params as given.
@@ -224,9 +232,10 @@ std::string render_tex(const Table& t);        // booktabs table*
 std::vector<std::string> write_plots(Table& t, const std::string& out_dir);
 
 struct ReportResult {
-  std::string table_markdown;      // caption + the main table, ready to print
-  std::string printed;             // the table in opts.format
-  std::vector<std::string> files;  // files written
+  std::string table_markdown;           // caption + the main table, ready to print
+  std::string printed;                  // the table in opts.format
+  std::vector<std::string> files;       // files written
+  std::vector<std::string> read_notes;  // what was read of a sweep's / demo's output folder (Records::read_notes)
   std::vector<std::string> warnings;
   int n_ok = 0, n_failed = 0, n_dry_run = 0, n_does_not_fit = 0;
 };

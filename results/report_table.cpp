@@ -439,6 +439,7 @@ void add_notes(const std::vector<std::string>& methods, Table& t) {
   for (auto& [schema, n] : t.records.other_schemas)
     read += ", " + std::to_string(n) + " line(s) of schema " + schema + " skipped";
   t.notes.insert(t.notes.begin(), read + ".");
+  t.notes.insert(t.notes.begin() + 1, t.records.read_notes.begin(), t.records.read_notes.end());
   for (auto& m : methods) {
     auto& dims = t.varying[m];
     if (!dims.empty())

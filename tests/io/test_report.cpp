@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "harness/sweep/sweep_journal.h"
 #include "results/report.h"
 #include "tests/ci_skip.h"
 
@@ -646,4 +647,92 @@ TEST(ReportPlots, OnePointPerMethodAndTask) {
   EXPECT_TRUE(has(svg, "Peak training memory (MiB)"));
   EXPECT_TRUE(has(svg, "Top-1 test accuracy (%)"));
   EXPECT_TRUE(has(svg, "objects_count"));
+}
+
+// ------------------------------------------------------------------ a run's output folder
+
+namespace {
+// A sweep's output folder as `petl sweep` leaves it: the journal (journal_path, the sweep's own
+// name for it) with each record plus sweep_key and a cache build's line; every job's own copy of
+// its record under jobs/<key>/results.jsonl; logs.
+void write_sweep_folder(const std::string& out, const std::vector<nlohmann::json>& recs, int shard = 0,
+                        int shards = 1) {
+  std::string journal =
+      "{\"schema\": \"petl.sweep_cache\", \"schema_version\": 1, \"kind\": \"cache\", "
+      "\"status\": \"ok\", \"sweep_key\": \"c0\"}\n";
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const std::string key = "k" + std::to_string(shard) + "_" + std::to_string(i);
+    write_file(out + "/jobs/" + key + "/results.jsonl", recs[i].dump() + "\n");
+    auto line = recs[i];
+    line["sweep_key"] = key;
+    line["sweep"] = "e2e";
+    journal += line.dump() + "\n";
+  }
+  write_file(petl::journal_path(out, shard, shards), journal);
+  write_file(out + "/logs/k0.log", "log\n");
+}
+}  // namespace
+
+TEST(ReportLoad, ASweepFolderIsReadThroughItsJournalNotThePerJobCopies) {
+  TempDir d;
+  const std::string sweep = d / "sweep";
+  write_sweep_folder(sweep, {make_record("linear", "cifar", 42, 60), make_record("linear", "dtd", 42, 50),
+                             make_record("synqt", "cifar", 42, 70), make_record("synqt", "dtd", 42, 55)});
+  auto recs = load_records({sweep});
+  EXPECT_EQ(recs.files, std::vector<std::string>{petl::journal_path(sweep)});
+  EXPECT_EQ(recs.runs.size(), 4u);
+  EXPECT_EQ(recs.other_schemas.at("petl.sweep_cache"), 1);
+  ASSERT_EQ(recs.read_notes.size(), 1u);
+  EXPECT_TRUE(has(recs.read_notes[0], sweep + " is a sweep's output folder: read its journal " +
+                                          petl::journal_path(sweep) + " only (not the 4 per-job copies under " + sweep +
+                                          "/jobs/)"))
+      << recs.read_notes[0];
+  // No duplicate warning, and the report says in its notes what was read.
+  auto o = quiet();
+  o.out_dir = d / "report";
+  auto res = write_report({sweep}, o);
+  EXPECT_TRUE(res.warnings.empty()) << res.warnings[0];
+  EXPECT_EQ(res.n_ok, 4);
+  EXPECT_TRUE(has(read_file(d / "report/report.md"), "- " + recs.read_notes[0]));
+  // Named inside a folder above it: the same, and the folder's other result files are read as before.
+  write_file(d / "runs/a.jsonl", lines({make_record("full", "cifar", 42, 65)}));
+  auto above = load_records({d.path()});
+  EXPECT_EQ(above.files, (std::vector<std::string>{d / "runs/a.jsonl", petl::journal_path(sweep)}));
+  EXPECT_EQ(above.runs.size(), 5u);
+  EXPECT_EQ(above.read_notes, recs.read_notes);
+  // The per-job copy named as a file is read as named.
+  auto one = load_records({sweep + "/jobs/k0_1/results.jsonl"});
+  EXPECT_EQ(one.runs.size(), 1u);
+  EXPECT_TRUE(one.read_notes.empty());
+}
+
+TEST(ReportLoad, ShardedSweepJournalsAreAllReadAndAPlainFolderIsReadAsBefore) {
+  TempDir d;
+  write_sweep_folder(d / "s", {make_record("linear", "cifar", 42, 60)}, 0, 2);
+  write_sweep_folder(d / "s", {make_record("linear", "dtd", 42, 50)}, 1, 2);
+  auto recs = load_records({d / "s"});
+  EXPECT_EQ(recs.files,
+            (std::vector<std::string>{petl::journal_path(d / "s", 0, 2), petl::journal_path(d / "s", 1, 2)}));
+  EXPECT_EQ(recs.runs.size(), 2u);
+  EXPECT_EQ(recs.read_notes.size(), 1u);
+  // A folder with a results.jsonl that is not a sweep journal (no sweep_key) and per-run copies
+  // elsewhere: every *.jsonl, as before.
+  write_file(d / "plain/results.jsonl", lines({make_record("linear", "cifar", 42, 60)}));
+  write_file(d / "plain/jobs/x/results.jsonl", lines({make_record("linear", "dtd", 42, 50)}));
+  auto plain = load_records({d / "plain"});
+  EXPECT_EQ(plain.files.size(), 2u);
+  EXPECT_TRUE(plain.read_notes.empty());
+}
+
+TEST(ReportLoad, ADemoFolderIsReadThroughItsResultsFile) {
+  TempDir d;
+  // petl demo's --out: results.jsonl (every run) and last_demo.jsonl (a copy of the last run's records).
+  const auto a = make_record("linear", "cifar", 42, 60), b = make_record("linear", "dtd", 42, 50);
+  write_file(d / "demo/results.jsonl", lines({a, b}));
+  write_file(d / "demo/last_demo.jsonl", lines({b}));
+  auto recs = load_records({d / "demo"});
+  EXPECT_EQ(recs.files, std::vector<std::string>{d / "demo/results.jsonl"});
+  ASSERT_EQ(recs.read_notes.size(), 1u);
+  EXPECT_TRUE(has(recs.read_notes[0], "is a demo's output folder: read " + (d / "demo/results.jsonl") + " only"));
+  EXPECT_TRUE(build_table(std::move(recs), quiet()).warnings.empty());
 }
