@@ -75,8 +75,11 @@ struct Run {
   double accuracy = 0;   // percent
   double trainable_params = 0;
   double peak_train_mib = 0;
-  std::vector<std::pair<double, double>> evals;  // (epoch, test accuracy %)
-  std::string backbone;                          // "arch (sha256 0123456789ab)"
+  double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // memory.peak_eval_mib (NaN: absent)
+  double train_s = std::numeric_limits<double>::quiet_NaN();        // timing.train_s (NaN: no timing)
+  double wall_s = std::numeric_limits<double>::quiet_NaN();         // timing.wall_s
+  std::vector<std::pair<double, double>> evals;                     // (epoch, test accuracy %)
+  std::string backbone;                                             // "arch (sha256 0123456789ab)"
   std::string backbone_sha256;
   std::string preprocessing;                    // "imagenet, 224 px"
   std::map<std::string, std::string> identity;  // method settings (non-"_") + recipe minus seed (+ mixed props)
@@ -149,8 +152,11 @@ struct ReportOptions {
 struct Cell {
   Stats acc;
   std::vector<int> seeds;
-  double params = 0, peak_train_mib = 0;  // mean over the cell's runs
-  std::vector<size_t> runs;               // indices into Table::records.runs
+  double params = 0, peak_train_mib = 0;                            // mean over the cell's runs
+  double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // mean over the runs that have it
+  double train_s = std::numeric_limits<double>::quiet_NaN();        // mean over the runs that have it
+  double wall_s_total = 0;                                          // sum over the runs
+  std::vector<size_t> runs;                                         // indices into Table::records.runs
 };
 
 struct Row {
@@ -161,7 +167,17 @@ struct Row {
   std::vector<bool> group_complete;
   double mean = std::numeric_limits<double>::quiet_NaN();
   bool complete = false;
+  // The spread of the row's mean over seeds: the seeds that every task of the row (the tasks its
+  // mean covers) has; for each such seed the mean over those tasks of its accuracy; n = the
+  // number of such seeds, mean and std (n − 1) of those per-seed means. std is NaN (no ± shown)
+  // when fewer than two seeds are common to every task.
+  Stats seed_means;
   double params_m = 0, peak_train_mib = 0;  // mean over the row's cells
+  double params = 0;                        // trainable parameters (count), mean over the row's cells
+  double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // mean over the cells that have it
+  double train_s =
+      std::numeric_limits<double>::quiet_NaN();  // training seconds per job: mean over cells (each over seeds)
+  double wall_h = 0;                             // wall-clock hours of all the row's runs together
   std::string label() const { return setting.empty() ? method : method + " (" + setting + ")"; }
 };
 
@@ -221,8 +237,10 @@ Table build_table(Records records, const ReportOptions& opts, const Reference& r
 std::string render_markdown_table(const Table& t);  // caption + the main table (+ reference rows)
 std::string render_budget_view(const Table& t);     // the budget table and the Pareto front ("" without budgets)
 std::string render_markdown(const Table& t, const std::vector<std::string>& plot_files = {});  // the whole report.md
-std::string render_csv(
-    const Table& t);  // wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,complete
+// Wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,n_tasks,complete,source, then
+// (added later, at the end so positional readers keep working) params,peak_eval_mib,train_s,wall_h,mean_std,
+// mean_n_seeds.
+std::string render_csv(const Table& t);
 std::string render_cells_csv(const Table& t);  // long: one line per (row, task)
 std::string render_tex(const Table& t);        // booktabs table*
 

@@ -206,6 +206,12 @@ void fill_run(Record rec, bool headline, Run& r) {
   r.seed = rec.seed;
   r.trainable_params = double(*rec.trainable_params);
   r.peak_train_mib = rec.memory["peak_train_mib"].get<double>();
+  if (auto it = rec.memory.find("peak_eval_mib"); it != rec.memory.end() && it->is_number() && it->get<double>() > 0)
+    r.peak_eval_mib = it->get<double>();  // 0: the job evaluated nothing it measured (older records: absent)
+  if (rec.timing) {
+    r.train_s = rec.timing->train_s;
+    r.wall_s = rec.timing->wall_s;
+  }
   for (auto& e : rec.evals) r.evals.emplace_back(double(e.epoch), e.test_acc);
   const std::string arch = member_text(rec.backbone, "arch", "?");
   r.backbone_sha256 = rec.backbone["sha256"].get<std::string>();
@@ -305,8 +311,10 @@ Reference load_reference(const std::string& file, const std::string& label) {
   std::vector<std::string> header;
   int c_method = -1, c_setting = -1, c_kind = -1, c_mean = -1, c_params = -1;
   std::vector<std::pair<int, std::string>> task_cols;
-  static const std::set<std::string> reserved = {"kind",     "method",         "setting", "source",  "mean",
-                                                 "params_m", "peak_train_mib", "n_tasks", "complete"};
+  // Columns of a report.csv that are not tasks (those ending in _mean or _std neither).
+  static const std::set<std::string> reserved = {
+      "kind",     "method", "setting",       "source",  "mean",   "params_m", "peak_train_mib", "n_tasks",
+      "complete", "params", "peak_eval_mib", "train_s", "wall_h", "mean_std", "mean_n_seeds"};
   while (std::getline(is, line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;

@@ -252,23 +252,58 @@ void group_means(const std::vector<TaskGroup>& groups, const TaskValue& value_of
   }
 }
 
-// Cells (mean ± std over seeds, parameters, memory), group means and the row's mean.
+// The spread of a row's mean over seeds (Row::seed_means): per seed that every task the mean
+// covers has, the mean over those tasks; then mean and sample std of those per-seed means.
+Stats seed_means(const std::vector<Run>& runs, const Table& t, const Row& row) {
+  std::vector<const Cell*> cells;
+  for (auto& task : t.tasks)
+    if (auto it = row.cells.find(task); it != row.cells.end()) cells.push_back(&it->second);
+  if (cells.empty()) return {};
+  std::vector<double> per_seed;
+  for (int seed : cells[0]->seeds) {
+    std::vector<double> acc;
+    for (const Cell* c : cells)
+      for (size_t i : c->runs)
+        if (runs[i].seed == seed) acc.push_back(runs[i].accuracy);
+    if (acc.size() == cells.size()) per_seed.push_back(mean_of(acc));  // one run per seed and cell
+  }
+  return mean_std(per_seed);
+}
+
+// The mean of the finite values; NaN when there is none.
+double mean_finite(const std::vector<double>& xs) {
+  std::vector<double> v;
+  for (double x : xs)
+    if (std::isfinite(x)) v.push_back(x);
+  return mean_of(v);
+}
+
+// Cells (mean ± std over seeds, parameters, memory, time), group means, the row's mean and its
+// spread over seeds.
 void row_stats(const std::vector<Run>& runs, const Table& t, Row& row) {
-  std::vector<double> params, mems;
+  std::vector<double> params, mems, evals, times;
   for (auto& [task, cell] : row.cells) {
     std::sort(cell.runs.begin(), cell.runs.end(), [&](size_t a, size_t b) { return runs[a].seed < runs[b].seed; });
-    std::vector<double> acc, p, mb;
+    std::vector<double> acc, p, mb, eval_mb, train_s;
     for (size_t i : cell.runs) {
       acc.push_back(runs[i].accuracy);
       p.push_back(runs[i].trainable_params);
       mb.push_back(runs[i].peak_train_mib);
+      eval_mb.push_back(runs[i].peak_eval_mib);
+      train_s.push_back(runs[i].train_s);
+      if (std::isfinite(runs[i].wall_s)) cell.wall_s_total += runs[i].wall_s;
       cell.seeds.push_back(runs[i].seed);
     }
     cell.acc = mean_std(acc);
     cell.params = mean_of(p);
     cell.peak_train_mib = mean_of(mb);
-    params.push_back(cell.params / 1e6);
+    cell.peak_eval_mib = mean_finite(eval_mb);
+    cell.train_s = mean_finite(train_s);
+    params.push_back(cell.params);
     mems.push_back(cell.peak_train_mib);
+    evals.push_back(cell.peak_eval_mib);
+    times.push_back(cell.train_s);
+    row.wall_h += cell.wall_s_total / 3600.0;
   }
   auto cell_mean = [&](const std::string& task) -> std::optional<double> {
     auto it = row.cells.find(task);
@@ -280,8 +315,12 @@ void row_stats(const std::vector<Run>& runs, const Table& t, Row& row) {
     if (auto v = cell_mean(task)) all.push_back(*v);
   row.mean = mean_of(all);
   row.complete = all.size() == t.tasks.size();
-  row.params_m = mean_of(params);
+  row.params = mean_of(params);
+  row.params_m = row.params / 1e6;
   row.peak_train_mib = mean_of(mems);
+  row.peak_eval_mib = mean_finite(evals);
+  row.train_s = mean_finite(times);
+  row.seed_means = seed_means(runs, t, row);
 }
 
 // A property over the runs: its one value, or "v1 (methods) / v2 (methods)" where it differs.
@@ -330,11 +369,16 @@ void write_caption(const std::vector<Run>& runs, Table& t) {
       "Cells: mean ± sample std over seeds, n shown where n > 1; – no record; * mean over the tasks present only. ";
   if (t.vtab)
     caption += "Natural / Specialized / Structured: group means; Mean: plain mean over the " +
-               std::to_string(t.tasks.size()) + " task columns. ";
+               std::to_string(t.tasks.size()) + " task columns";
   else
-    caption += "Mean: plain mean over the task columns. ";
+    caption += "Mean: plain mean over the task columns";
   caption +=
-      "Params: trainable parameters (M); Peak train: peak training memory (MiB); both the mean over the row's tasks.";
+      ", ± the sample std over seeds of the per-seed mean over the same tasks, from the seeds every one of those "
+      "tasks has (n of them; no ± with fewer than two). ";
+  caption +=
+      "Params: trainable parameters (K = 10^3, M = 10^6); Peak train / Peak eval: peak training / evaluation memory "
+      "(MiB); Train: training time per job (timing.train_s, each task's mean over seeds); all four the mean over the "
+      "row's tasks.";
   t.caption = caption;
 }
 

@@ -209,6 +209,26 @@ TEST(ReportTable, CellsGroupMeansAndRowMeans) {
   EXPECT_NEAR(s1.peak_train_mib, (1520.75 + 1500.25) / 2, 1e-9);
   EXPECT_TRUE(std::isnan(s1.group_means[2]));
 
+  // The Mean's spread over seeds: linear's clevr_count has seed 42 only, so one seed is common to
+  // every task: no ±. synqt lr=0.005 has seeds 42 and 43 on both its tasks: per-seed means
+  // (71.0 + 94.4) / 2 = 82.7 and (71.6 + 94.0) / 2 = 82.8.
+  EXPECT_EQ(lin.seed_means.n, 1);
+  EXPECT_TRUE(std::isnan(lin.seed_means.std));
+  const Row& s5 = row_named(t, "synqt (lr=0.005)");
+  EXPECT_EQ(s5.seed_means.n, 2);
+  EXPECT_NEAR(s5.seed_means.mean, 82.75, 1e-9);
+  EXPECT_NEAR(s5.seed_means.std, 0.1 / std::sqrt(2.0), 1e-9);
+  EXPECT_NEAR(s5.mean, (71.3 + 94.2) / 2, 1e-9);
+  // Time and evaluation peak (make_records.py: train_s = peak/10 + 3.5·(seed mod 5) + 0.013,
+  // wall_s = train_s + 10, peak_eval = 0.75·peak + classes/2): linear trains 42.063 s with seed 42
+  // and 45.563 s with seed 43; six of its tasks have both seeds, clevr_count seed 42 only.
+  const double s42 = 42.063, s43 = 45.563;
+  EXPECT_NEAR(lin.cells.at("cifar").train_s, (s42 + s43) / 2, 1e-9);
+  EXPECT_NEAR(lin.train_s, (6 * (s42 + s43) / 2 + s42) / 7, 1e-9);
+  EXPECT_NEAR(lin.peak_eval_mib, 0.75 * 350.5 + 0.5 * (100 + 47 + 2 + 10 + 45 + 5 + 8) / 7.0, 1e-9);
+  EXPECT_NEAR(lin.wall_h, (6 * (s42 + s43) + s42 + 13 * 10.0) / 3600, 1e-9);
+  EXPECT_NEAR(lin.params, (76900 + 36143 + 1538 + 7690 + 34605 + 3845 + 6152) / 7.0, 1e-9);
+
   // Reference rows: group means from the published task values, the published plain mean.
   ASSERT_EQ(t.ref_lines.size(), 2u);
   EXPECT_EQ(t.ref_lines[1].ref.method, "linear");
@@ -240,7 +260,7 @@ TEST(ReportGolden, VtabMarkdownAndCsv) {
   o.reference = data("reference.csv");
   o.out_dir = dir.path();
   auto res = write_report({data("vtab")}, o);
-  EXPECT_EQ(res.n_ok, 17);
+  EXPECT_EQ(res.n_ok, 19);
   EXPECT_EQ(res.n_failed, 1);
   EXPECT_EQ(res.n_dry_run, 1);
   expect_golden(portable(read_file(dir / "report.md")), data("expected/vtab_report.md"));
@@ -287,7 +307,12 @@ TEST(ReportRender, TexAndCellsCsv) {
   EXPECT_FALSE(has(tex, "±"));
   auto cells = render_cells_csv(t);
   EXPECT_TRUE(has(cells, "linear,,cifar,Natural,2,42;43,63.7500,0.3536,best_of_10,76900,350.500,"));
-  EXPECT_TRUE(has(cells, "synqt,lr=0.005,eurosat,Specialized,1,42,94.4000,,best_of_10,2658294,1500.250,"));
+  EXPECT_TRUE(has(cells, "synqt,lr=0.005,eurosat,Specialized,2,42;43,94.2000,0.2828,best_of_10,2658294,1500.250,"));
+  // The Mean's ± over seeds, readable parameter counts, and the memory and time columns in TeX too.
+  EXPECT_TRUE(has(tex, "82.75{\\scriptsize$\\pm$0.07$^{n=2}$}$^*$")) << tex;
+  EXPECT_TRUE(has(tex, "& 23.8 K & 350.5 & 278.4 & 43.6 \\\\")) << tex;
+  EXPECT_TRUE(has(tex, "& 85.8 M & -- & -- & -- \\\\")) << tex;
+  EXPECT_TRUE(has(tex, "\\rotatebox{90}{Train (s/job)}")) << tex;
 }
 
 // ------------------------------------------------------------------ protocols
@@ -735,4 +760,39 @@ TEST(ReportLoad, ADemoFolderIsReadThroughItsResultsFile) {
   ASSERT_EQ(recs.read_notes.size(), 1u);
   EXPECT_TRUE(has(recs.read_notes[0], "is a demo's output folder: read " + (d / "demo/results.jsonl") + " only"));
   EXPECT_TRUE(build_table(std::move(recs), quiet()).warnings.empty());
+}
+
+// ------------------------------------------------------------------ time and parameter columns
+
+TEST(ReportRender, TimeColumnUnitAndReadableParameterCounts) {
+  TempDir d;
+  auto rec = [](const std::string& m, const std::string& task, int64_t params, double train_s) {
+    auto r = make_record(m, task, 42, 60);
+    r["trainable_params"] = params;
+    r["timing"]["train_s"] = train_s;
+    return r;
+  };
+  write_file(d / "r.jsonl", lines({rec("linear", "cifar", 776, 30), rec("bitfit", "cifar", 23839, 45),
+                                   rec("synqt", "cifar", 2692854, 80), rec("full", "cifar", 85798656, 100)}));
+  Table t = build_table(load_records({d.path()}), quiet());
+  std::string md = render_markdown_table(t);
+  EXPECT_TRUE(has(md, "| Params |")) << md;
+  EXPECT_TRUE(has(md, "| Train (s/job) |")) << md;
+  for (auto* cell : {"|    776 |", "| 23.8 K |", "| 2.69 M |", "| 85.8 M |", "|          30.0 |", "|         100.0 |"})
+    EXPECT_TRUE(has(md, cell)) << cell << "\n" << md;
+  EXPECT_TRUE(has(render_tex(t), "& 2.69 M &")) << render_tex(t);
+  // The CSV keeps exact numbers: params_m as before, params (the count) and train_s added at the end.
+  const std::string csv = render_csv(t);
+  const std::string header = csv.substr(0, csv.find('\n'));
+  EXPECT_TRUE(has(header,
+                  ",mean,params_m,peak_train_mib,n_tasks,complete,source,params,peak_eval_mib,train_s,wall_h,"
+                  "mean_std,mean_n_seeds"))
+      << header;
+  EXPECT_TRUE(has(csv, ",2.692854,350.500,1,0,petl,2692854,")) << csv;
+  // Hours of training per job: the column switches its unit (one unit for the whole column).
+  write_file(d / "r.jsonl", lines({rec("linear", "cifar", 776, 900), rec("full", "cifar", 85798656, 7200)}));
+  md = render_markdown_table(build_table(load_records({d.path()}), quiet()));
+  EXPECT_TRUE(has(md, "| Train (min/job) |")) << md;
+  EXPECT_TRUE(has(md, "|           120.0 |")) << md;
+  EXPECT_TRUE(has(md, "|            15.0 |")) << md;
 }
