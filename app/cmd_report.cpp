@@ -64,8 +64,9 @@ int cmd_report(const Args& args) {
       "tabulate records that mix backbones, protocols or preprocessing as separate rows (a warning, not an error)")(
       "budget-view", po::value(&budgets),
       "comma-separated memory budgets (e.g. 4G,8G,24G): a table of each method's best mean accuracy over the rows "
-      "(backbones, micro-batches, settings) whose peak training memory fits each budget, and the accuracy-vs-memory "
-      "Pareto front; implies --allow-mixed");
+      "(backbones, micro-batches, budgets, settings) whose peak training memory fits each budget (with its training "
+      "and evaluation peaks), 'does not fit' where a does_not_fit record proves it cannot, 'not run under this "
+      "budget' where no record says either way, and the accuracy-vs-memory Pareto front; implies --allow-mixed");
   d.add_options()("help,h", "show this help and exit");
   po::positional_options_description pos;
   pos.add("results", -1);

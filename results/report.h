@@ -92,6 +92,9 @@ struct Skipped {
   RecordStatus status = RecordStatus::kFailed;
   std::string method, task, message;
   int seed = -1;
+  // does_not_fit: the budget it was run under and the minimum peak it would need (MiB; NaN: absent).
+  double budget_mib = std::numeric_limits<double>::quiet_NaN();
+  double minimum_peak_mib = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct Records {
@@ -181,6 +184,22 @@ struct Row {
   std::string label() const { return setting.empty() ? method : method + " (" + setting + ")"; }
 };
 
+// A method under one budget of the budget view.
+struct BudgetPick {
+  enum class Kind {
+    kBest,        // row: its best complete row whose peak fits the budget on every task
+    kDoesNotFit,  // a record with status does_not_fit proves it cannot (minimum peak above the budget)
+    kIncomplete,  // rows fit, but none on every task (fit_tasks of the table's tasks)
+    kNotRun,      // no record under this budget: every row peaks above it, and no does_not_fit says so
+  };
+  Kind kind = Kind::kNotRun;
+  int row = -1;                                                        // kBest
+  std::string unfit_task;                                              // kDoesNotFit: the task of that record
+  double minimum_peak_mib = std::numeric_limits<double>::quiet_NaN();  // kDoesNotFit (NaN: not recorded)
+  int fit_tasks = 0;                                                   // kIncomplete
+  double lowest_peak_mib = std::numeric_limits<double>::quiet_NaN();   // kNotRun: the method's lowest row peak
+};
+
 struct TaskGroup {
   std::string name;  // Natural / Specialized / Structured / Tasks / Other
   std::vector<std::string> tasks;
@@ -222,14 +241,16 @@ struct Table {
   // Rows on the accuracy-vs-peak-memory Pareto front (complete rows: no row reaches a higher mean
   // at the same or a lower peak; peak = the table's Peak train column), by ascending peak.
   std::vector<size_t> pareto;
-  // The budget view: budgets (bytes) and, per method in row order, the best row under each budget
-  // (-1: no complete row of the method fits).
+  // The budget view: budgets (bytes) and, per method in row order (then methods that have
+  // does_not_fit records only), what it reached under each budget.
   std::vector<int64_t> budgets;
-  std::vector<std::pair<std::string, std::vector<int>>> budget_best;
+  std::vector<std::pair<std::string, std::vector<BudgetPick>>> budget_best;
 };
 
 // The largest peak training memory (MiB) over a row's cells: what must fit a budget.
 double row_max_peak_mib(const Row& row);
+// The largest evaluation peak (MiB) over a row's cells; NaN when no cell has one.
+double row_max_eval_mib(const Row& row);
 
 // Validates the mix, groups runs into rows and computes every number. reference may be empty.
 Table build_table(Records records, const ReportOptions& opts, const Reference& reference = {});

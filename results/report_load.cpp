@@ -174,6 +174,12 @@ Skipped skipped_of(const Record& rec, const Source& src) {
     const auto mb = rec.memory_budget.is_object() ? rec.memory_budget : nlohmann::json::object();
     s.message = str_cat("does not fit a memory budget of ", mb.value("budget_mib", 0.0), " MiB (minimum peak ",
                         mb.value("minimum_peak_mib", 0.0), " MiB)");
+    auto number = [&](const char* key) {
+      auto it = mb.find(key);
+      return it != mb.end() && it->is_number() ? it->get<double>() : kNaN;
+    };
+    s.budget_mib = number("budget_mib");
+    s.minimum_peak_mib = number("minimum_peak_mib");
   }
   return s;
 }

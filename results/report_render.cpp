@@ -256,31 +256,57 @@ std::string render_markdown_table(const Table& t) {
   return "**Table 1.** " + t.caption + "\n\n" + md_table(l.header, main_body(t, l), l.right);
 }
 
+namespace {
+// A budget-view cell (see BudgetPick).
+std::string budget_cell(const Table& t, const BudgetPick& p, double budget_mib, bool& dagger) {
+  using K = BudgetPick::Kind;
+  switch (p.kind) {
+    case K::kBest: {
+      const Row& r = t.rows[size_t(p.row)];
+      const double eval = row_max_eval_mib(r);
+      const bool over = std::isfinite(eval) && eval > budget_mib;
+      dagger = dagger || over;
+      return fixed(r.mean, 2) + " (" + (r.setting.empty() ? std::string() : r.setting + "; ") + "peak train " +
+             fixed(row_max_peak_mib(r), 1) + ", eval " + mib_text(eval) + (over ? "†" : "") + " MiB)";
+    }
+    case K::kDoesNotFit:
+      return "does not fit (" + p.unfit_task +
+             (std::isfinite(p.minimum_peak_mib) ? ": minimum peak " + fixed(p.minimum_peak_mib, 1) + " MiB)"
+                                                : ": does_not_fit record)");
+    case K::kIncomplete:
+      return "fits on " + std::to_string(p.fit_tasks) + " of " + std::to_string(t.tasks.size()) + " tasks only";
+    case K::kNotRun:
+      break;
+  }
+  return "not run under this budget" +
+         (std::isfinite(p.lowest_peak_mib) ? " (lowest peak " + fixed(p.lowest_peak_mib, 1) + " MiB)" : std::string());
+}
+}  // namespace
+
 std::string render_budget_view(const Table& t) {
   if (t.budgets.empty()) return "";
   std::vector<std::string> header{"Method"};
   for (int64_t b : t.budgets) header.push_back("≤ " + format_bytes(double(b)));
   std::vector<bool> right(header.size(), false);
   std::vector<std::vector<std::string>> body;
+  bool dagger = false;
   for (auto& [method, picks] : t.budget_best) {
     std::vector<std::string> line{method};
-    for (int p : picks) {
-      if (p < 0) {
-        line.push_back("does not fit");
-        continue;
-      }
-      const Row& r = t.rows[size_t(p)];
-      line.push_back(fixed(r.mean, 2) + " (" + (r.setting.empty() ? r.method : r.setting) + "; " +
-                     fixed(row_max_peak_mib(r), 1) + " MiB)");
-    }
+    for (size_t b = 0; b < picks.size(); ++b)
+      line.push_back(budget_cell(t, picks[b], double(t.budgets[b]) / 1048576.0, dagger));
     body.push_back(line);
   }
   std::string md =
       "\n## Accuracy under a memory budget\n\n**Table B.** For each budget, each method's best mean "
-      "accuracy over its complete rows (backbones, micro-batches, settings) whose peak training memory "
-      "fits the budget on every task, with that row's setting and peak; \"does not fit\": no row of the "
-      "method does. Records with status does_not_fit are listed below the table.\n\n" +
-      md_table(header, body, right);
+      "accuracy over its complete rows (backbones, micro-batches, budgets, settings) whose peak training memory "
+      "fits the budget on every task, with that row's setting (\"no budget\": run without --memory-budget) and "
+      "its largest training and evaluation peaks over the tasks (MiB). \"does not fit\": a record with status "
+      "does_not_fit shows the method cannot train under this budget (its minimum peak is above it); \"not run "
+      "under this budget\": no record says either way — every row of the method peaks above the budget (its "
+      "lowest peak shown) and none was run with a budget this small; \"fits on k of N tasks only\": rows fit, "
+      "none on every task. Records with status does_not_fit are listed below the table.";
+  if (dagger) md += " † the evaluation peak is above the budget (a budget bounds the training peak).";
+  md += "\n\n" + md_table(header, body, right);
   if (!t.pareto.empty()) {
     md += "\nPareto front (accuracy vs peak training memory; no other row is better at the same or a lower peak): ";
     for (size_t k = 0; k < t.pareto.size(); ++k) {

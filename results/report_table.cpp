@@ -197,6 +197,18 @@ std::vector<std::string> varying_keys(const std::vector<Run>& runs, const std::s
   return dims;
 }
 
+// One part of a row's setting text: "lr=0.005"; a budget as "budget 4.0 MiB" / "no budget"; an
+// absent value as what it means ("whole batch", "fp32") or "KEY unset".
+std::string setting_part(const std::string& key, const std::string& value) {
+  const bool unset = value == "(unset)";
+  double v = 0;
+  if (key == "memory_budget_mib")
+    return unset ? "no budget" : parse_number(value, v) ? "budget " + format_bytes(v * 1048576.0) : "budget " + value;
+  if (key == "micro_batch" && unset) return "whole batch";
+  if (key == "precision" && unset) return "fp32";
+  return unset ? key + " unset" : key + "=" + value;
+}
+
 // Row identities: per method, one row per combination of its varying keys; each run joins its
 // row's cell of its task. Order: methods as first seen, a method's settings by value.
 void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& methods, Table& t) {
@@ -218,7 +230,7 @@ void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& me
         row.method = m;
         row.identity = id;
         std::vector<std::string> parts;
-        for (auto& [k, v] : id) parts.push_back(k + "=" + v);
+        for (auto& [k, v] : id) parts.push_back(setting_part(k, v));
         row.setting = join(parts, ", ");
         t.rows.push_back(row);
       }
@@ -499,7 +511,55 @@ double row_max_peak_mib(const Row& row) {
   return m;
 }
 
+double row_max_eval_mib(const Row& row) {
+  double m = kNaN;
+  for (auto& [task, cell] : row.cells)
+    if (std::isfinite(cell.peak_eval_mib)) m = std::isfinite(m) ? std::max(m, cell.peak_eval_mib) : cell.peak_eval_mib;
+  return m;
+}
+
 namespace {
+
+// What method m reached under a budget of budget_mib: its best complete row that fits, else a
+// does_not_fit record that proves it cannot fit (its minimum peak, or failing that the budget it
+// was run under, is above this budget), else rows that fit on some tasks only, else not run.
+BudgetPick budget_pick(const Table& t, const std::string& m, double budget_mib) {
+  BudgetPick p;
+  int fit_tasks = 0;
+  for (size_t i = 0; i < t.rows.size(); ++i) {
+    const Row& r = t.rows[i];
+    if (r.method != m) continue;
+    const double peak = row_max_peak_mib(r);
+    if (!std::isfinite(p.lowest_peak_mib) || peak < p.lowest_peak_mib) p.lowest_peak_mib = peak;
+    if (peak > budget_mib) continue;
+    if (r.complete && std::isfinite(r.mean)) {
+      if (p.row < 0 || r.mean > t.rows[size_t(p.row)].mean) p.row = int(i);
+    } else {
+      fit_tasks = std::max(fit_tasks, int(r.cells.size()));
+    }
+  }
+  if (p.row >= 0) {
+    p.kind = BudgetPick::Kind::kBest;
+    return p;
+  }
+  for (auto& s : t.records.skipped) {
+    if (s.status != RecordStatus::kDoesNotFit || s.method != m) continue;
+    const bool proves = std::isfinite(s.minimum_peak_mib) ? s.minimum_peak_mib > budget_mib
+                                                          : std::isfinite(s.budget_mib) && s.budget_mib >= budget_mib;
+    if (!proves) continue;
+    if (p.kind != BudgetPick::Kind::kDoesNotFit || s.minimum_peak_mib > p.minimum_peak_mib) {
+      p.kind = BudgetPick::Kind::kDoesNotFit;
+      p.unfit_task = s.task;
+      p.minimum_peak_mib = s.minimum_peak_mib;
+    }
+  }
+  if (p.kind == BudgetPick::Kind::kDoesNotFit) return p;
+  if (fit_tasks > 0) {
+    p.kind = BudgetPick::Kind::kIncomplete;
+    p.fit_tasks = fit_tasks;
+  }
+  return p;
+}
 
 void add_pareto_and_budgets(const ReportOptions& opts, Table& t) {
   std::vector<size_t> order;
@@ -518,20 +578,16 @@ void add_pareto_and_budgets(const ReportOptions& opts, Table& t) {
   t.budgets = opts.budgets;
   std::sort(t.budgets.begin(), t.budgets.end());
   if (t.budgets.empty()) return;
-  for (size_t i = 0; i < t.rows.size(); ++i) {
-    const std::string& m = t.rows[i].method;
-    auto it = std::find_if(t.budget_best.begin(), t.budget_best.end(), [&](auto& e) { return e.first == m; });
-    if (it == t.budget_best.end()) {
-      t.budget_best.push_back({m, std::vector<int>(t.budgets.size(), -1)});
-      it = t.budget_best.end() - 1;
-    }
-    const Row& r = t.rows[i];
-    if (!r.complete || !std::isfinite(r.mean)) continue;
-    for (size_t b = 0; b < t.budgets.size(); ++b) {
-      int& pick = it->second[b];
-      if (row_max_peak_mib(r) * 1048576.0 <= double(t.budgets[b]) && (pick < 0 || r.mean > t.rows[size_t(pick)].mean))
-        pick = int(i);
-    }
+  std::vector<std::string> methods;
+  for (auto& r : t.rows)
+    if (std::find(methods.begin(), methods.end(), r.method) == methods.end()) methods.push_back(r.method);
+  for (auto& s : t.records.skipped)
+    if (s.status == RecordStatus::kDoesNotFit && std::find(methods.begin(), methods.end(), s.method) == methods.end())
+      methods.push_back(s.method);
+  for (auto& m : methods) {
+    std::vector<BudgetPick> picks;
+    for (int64_t budget : t.budgets) picks.push_back(budget_pick(t, m, double(budget) / 1048576.0));
+    t.budget_best.push_back({m, picks});
   }
 }
 

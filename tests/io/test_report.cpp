@@ -464,12 +464,12 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   };
   std::vector<std::string> lin, full;
   for (auto& [m, picks] : t.budget_best)
-    for (int p : picks) (m == "linear" ? lin : full).push_back(label(p));
+    for (auto& p : picks) (m == "linear" ? lin : full).push_back(label(p.row));
   EXPECT_EQ(lin[0], "-");
   EXPECT_TRUE(has(lin[1], "5b2f6e0c) 55.0")) << lin[1];
   EXPECT_TRUE(has(lin[2], "ffffffff) 60.0")) << lin[2];
   EXPECT_EQ(full[0], "-");
-  EXPECT_TRUE(has(full[1], "@5b2f6e0c, micro_batch=(unset)) 65.0"))
+  EXPECT_TRUE(has(full[1], "@5b2f6e0c, whole batch) 65.0"))
       << full[1];  // 300 MiB fits 350; the large backbone does not
   EXPECT_TRUE(has(full[2], "micro_batch=8") && has(full[2], "74.0")) << full[2];  // 500 MiB: the micro-batched run
   EXPECT_TRUE(has(full[3], "75.0")) << full[3];
@@ -479,7 +479,7 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   for (size_t i : t.pareto) front.push_back(f1(t.rows[i].mean, 1) + "@" + f1(t.rows[i].peak_train_mib, 0));
   EXPECT_EQ(front, (std::vector<std::string>{"55.0@100", "65.0@295", "74.0@500", "75.0@900"}));
   const std::string md = render_budget_view(t);
-  for (auto* h : {"≤ 50.0 MiB", "≤ 350.0 MiB", "≤ 600.0 MiB", "≤ 1.0 GiB", "does not fit", "74.00 ("})
+  for (auto* h : {"≤ 50.0 MiB", "≤ 350.0 MiB", "≤ 600.0 MiB", "≤ 1.0 GiB", "not run under this budget", "74.00 ("})
     EXPECT_TRUE(has(md, h)) << h << "\n" << md;
   EXPECT_TRUE(has(md, "Pareto front")) << md;
   EXPECT_EQ(render_budget_view(build_table(load_records({d.path()}),
@@ -760,6 +760,69 @@ TEST(ReportLoad, ADemoFolderIsReadThroughItsResultsFile) {
   ASSERT_EQ(recs.read_notes.size(), 1u);
   EXPECT_TRUE(has(recs.read_notes[0], "is a demo's output folder: read " + (d / "demo/results.jsonl") + " only"));
   EXPECT_TRUE(build_table(std::move(recs), quiet()).warnings.empty());
+}
+
+// ------------------------------------------------------------------ budget view wording, eval peak
+
+TEST(ReportBudget, NotRunIsNotDoesNotFitAndRowsWithoutABudgetReadWell) {
+  // Two tasks (a complete row needs both). lora without a budget (peak 36 MiB, eval 65.2 MiB) and
+  // under a 10 MiB budget (9.5 MiB, micro-batch 8); full does not fit 10 MiB (minimum peak 45 MiB);
+  // synqt peaks at 15 MiB and was never run under a budget; vqt fits 10 MiB on one task only.
+  TempDir d;
+  auto rec = [](const std::string& m, const std::string& task, double acc, double peak, double eval) {
+    auto r = make_record(m, task, 42, acc);
+    r["memory"]["peak_train_mib"] = peak;
+    r["memory"]["peak_eval_mib"] = eval;
+    return r;
+  };
+  auto budgeted = [&](const std::string& task, double acc) {
+    auto r = rec("lora", task, acc, 9.5, 65.2);
+    r["memory_budget"] = {{"budget_mib", 10.0}, {"minimum_peak_mib", 6.0}, {"micro_batch", 8}};
+    r["settings"]["micro_batch"] = 8;
+    return r;
+  };
+  nlohmann::json unfit = {
+      {"schema", "petl.result"},  {"schema_version", 1},
+      {"status", "does_not_fit"}, {"method", "full"},
+      {"task", "beta"},           {"seed", 42},
+      {"protocol", "best_of_10"}, {"memory_budget", {{"budget_mib", 10.0}, {"minimum_peak_mib", 45.0}}}};
+  write_file(d / "r.jsonl", lines({rec("lora", "alpha", 70, 36, 65.2), rec("lora", "beta", 60, 35, 64.0),
+                                   budgeted("alpha", 70), budgeted("beta", 61), rec("full", "alpha", 80, 300, 90),
+                                   rec("full", "beta", 70, 300, 90), rec("synqt", "alpha", 66, 15, 121.3),
+                                   rec("synqt", "beta", 56, 15, 120), rec("vqt", "alpha", 50, 8, 20)}) +
+                                unfit.dump() + "\n");
+  auto o = quiet();
+  o.allow_mixed = true;
+  o.budgets = {4LL << 20, 10LL << 20};
+  Table t = build_table(load_records({d.path()}), o);
+  EXPECT_EQ(t.rows[0].label(), "lora (no budget, whole batch)");
+  EXPECT_EQ(t.rows[1].label(), "lora (budget 10.0 MiB, micro_batch=8)");
+  const std::string md = render_budget_view(t);
+  auto line_of = [&](const std::string& m) {
+    auto p = md.find("| " + m + " ");
+    return p == std::string::npos ? std::string() : md.substr(p, md.find('\n', p) - p);
+  };
+  using K = BudgetPick::Kind;
+  ASSERT_EQ(t.budget_best.size(), 4u);
+  EXPECT_EQ(t.budget_best[0].second[0].kind, K::kNotRun);  // lora ≤ 4 MiB: never tried
+  EXPECT_EQ(t.budget_best[0].second[1].kind, K::kBest);
+  EXPECT_EQ(t.budget_best[1].first, "full");
+  EXPECT_EQ(t.budget_best[1].second[0].kind, K::kDoesNotFit);  // the record says 45 MiB > 4 MiB
+  EXPECT_EQ(t.budget_best[1].second[1].kind, K::kDoesNotFit);
+  EXPECT_EQ(t.budget_best[3].second[1].kind, K::kIncomplete);
+  EXPECT_TRUE(has(line_of("lora"), "| not run under this budget (lowest peak 9.5 MiB) ")) << md;
+  EXPECT_TRUE(has(line_of("lora"), "| 65.50 (budget 10.0 MiB, micro_batch=8; peak train 9.5, eval 65.2† MiB) ")) << md;
+  EXPECT_TRUE(has(line_of("full"), "| does not fit (beta: minimum peak 45.0 MiB) ")) << md;
+  EXPECT_FALSE(has(line_of("full"), "not run")) << md;
+  EXPECT_TRUE(has(line_of("synqt"), "| not run under this budget (lowest peak 15.0 MiB) ")) << md;
+  EXPECT_FALSE(has(line_of("synqt"), "does not fit")) << md;
+  EXPECT_TRUE(has(line_of("vqt"), "| fits on 1 of 2 tasks only ")) << md;
+  EXPECT_TRUE(has(md, "† the evaluation peak is above the budget")) << md;
+  // The main table shows the evaluation peak beside the training peak (mean over the row's tasks).
+  const std::string table = render_markdown_table(t);
+  EXPECT_TRUE(has(table, "| Peak train (MiB) | Peak eval (MiB) |")) << table;
+  EXPECT_TRUE(has(table, "|             35.5 |            64.6 |")) << table;  // lora without a budget
+  EXPECT_NEAR(row_max_eval_mib(t.rows[0]), 65.2, 1e-12);
 }
 
 // ------------------------------------------------------------------ time and parameter columns
