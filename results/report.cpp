@@ -72,6 +72,12 @@ std::string recipe_value(const Run& r, const std::string& key) {
   return s.is_object() && s.contains("recipe") ? member_text(s["recipe"], key, "?") : std::string("?");
 }
 
+std::string plot_subtitle(const Table& t) {
+  const auto& runs = t.records.runs;
+  return "protocol " + t.protocol + "; backbone " + (runs.empty() ? std::string("?") : runs[0].backbone) +
+         "; batch size " + (runs.empty() ? std::string("?") : recipe_value(runs[0], "batch_size"));
+}
+
 }  // namespace internal
 
 // ------------------------------------------------------------------ tasks, reference location, stats

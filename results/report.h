@@ -164,6 +164,9 @@ struct Cell {
 
 struct Row {
   std::string method, setting;  // setting: "lr=0.005, token_nums=2" — only what varies within the method
+  // The row's name in plots and their key table: the method where it has one row, else
+  // "method #k" (its k-th row in table order); the key table maps it to label().
+  std::string short_label;
   std::map<std::string, std::string> identity;
   std::map<std::string, Cell> cells;  // by task
   std::vector<double> group_means;    // per table group (NaN where the group has no mean)

@@ -353,7 +353,13 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
     md += "\nNo method of this table appears in the reference (" + t.reference.label + "), so there is no Δ view.\n";
   }
   if (!plot_files.empty()) {
-    md += "\n## Plots\n\n";
+    md += "\n## Plots\n\nAll plots: " + plot_subtitle(t) +
+          ". Points and lines are named by their short label (the method, or method #k where a method has several "
+          "rows); plots/key.csv lists every series with its colour, point type and full setting" +
+          (std::any_of(t.rows.begin(), t.rows.end(), [](const Row& r) { return r.short_label != r.method; })
+               ? std::string(", as the key below does")
+               : std::string()) +
+          ". A * marks a row whose mean covers the tasks present only.\n\n";
     for (auto& p : plot_files)
       if (p.size() > 4 && p.substr(p.size() - 4) == ".png") {
         std::string name = fs::path(p).stem().string();
@@ -365,6 +371,15 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
         md += "![" + title + "](" + p + ")\n\n";
       }
     md += "SVG versions, gnuplot scripts and data beside them in plots/ (re-render: `cd plots && gnuplot NAME.gp`).\n";
+    if (std::any_of(t.rows.begin(), t.rows.end(), [](const Row& r) { return r.short_label != r.method; })) {
+      std::vector<std::vector<std::string>> key;
+      for (auto& r : t.rows)
+        key.push_back({r.short_label + (r.complete ? "" : "*"), r.method, r.setting.empty() ? kMissing : r.setting,
+                       mean_text(r.mean, r.complete), fixed(r.peak_train_mib, 1)});
+      md += "\n**Plot key.** The plots' short labels and the rows they stand for.\n\n" +
+            md_table({"Plot label", "Method", "Setting", "Mean", "Peak train (MiB)"}, key,
+                     {false, false, false, true, true});
+    }
   }
   md += "\n## Notes\n\n";
   for (auto& n : t.notes) md += "- " + n + "\n";

@@ -247,6 +247,10 @@ void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& me
     }
     return false;
   });
+  std::map<std::string, int> rows_of, seen;
+  for (auto& r : t.rows) rows_of[r.method]++;
+  for (auto& r : t.rows)
+    r.short_label = rows_of[r.method] == 1 ? r.method : r.method + " #" + std::to_string(++seen[r.method]);
 }
 
 // Per table group: the mean of the values its tasks have (NaN for a group without a mean

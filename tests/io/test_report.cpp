@@ -2,17 +2,22 @@
 // (a swept lr splits rows, a per-task setting does not), golden report.md and report.csv from the
 // fixed records in tests/io/data/report/ (regenerate them with PETL_UPDATE_GOLDEN=1 and check the
 // numbers by hand), every validation error and warning (messages name file:line), reference
-// CSVs (the project's copy, a report.csv round trip, errors), other task sets, and the plots:
-// the files exist and hold one point per (method, task).
+// CSVs (the project's copy, a report.csv round trip, errors), other task sets, a sweep's (and a
+// demo's) output folder read through its journal, the budget view's wording, the Mean's ± over
+// seeds, the eval-peak and time columns, parameter counts, and the plots: the files exist and hold
+// one point per (method, task), short labels with a key table, the key in a strip below the
+// panels, every text inside the frame at 1, 3, 17 and 23 rows.
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -858,4 +863,185 @@ TEST(ReportRender, TimeColumnUnitAndReadableParameterCounts) {
   EXPECT_TRUE(has(md, "| Train (min/job) |")) << md;
   EXPECT_TRUE(has(md, "|           120.0 |")) << md;
   EXPECT_TRUE(has(md, "|            15.0 |")) << md;
+}
+
+namespace {
+// A text of a gnuplot SVG: <g transform="translate(X,Y)[ rotate(R)]" ... font-size="F" ...
+// text-anchor="A"> <text>CONTENT</text>.
+struct SvgText {
+  double x = 0, y = 0, font = 11;
+  bool rotated = false;
+  std::string anchor, text;
+};
+std::vector<SvgText> svg_texts(const std::string& svg) {
+  std::vector<SvgText> out;
+  const std::string head = "<g transform=\"translate(";
+  for (size_t p = svg.find(head); p != std::string::npos; p = svg.find(head, p + 1)) {
+    SvgText t;
+    const size_t tag_end = svg.find('>', p);
+    const std::string tag = svg.substr(p, tag_end - p);
+    if (std::sscanf(tag.c_str() + head.size(), "%lf,%lf", &t.x, &t.y) != 2) continue;
+    t.rotated = has(tag, "rotate(");
+    if (auto f = tag.find("font-size=\""); f != std::string::npos) t.font = std::atof(tag.c_str() + f + 11);
+    if (auto a = tag.find("text-anchor=\""); a != std::string::npos)
+      t.anchor = tag.substr(a + 13, tag.find('"', a + 13) - a - 13);
+    const size_t open = svg.find("<text>", tag_end), close = svg.find("</text>", tag_end);
+    if (open == std::string::npos || close == std::string::npos || open > svg.find("</g>", tag_end)) continue;
+    t.text = svg.substr(open + 6, close - open - 6);
+    out.push_back(t);
+  }
+  return out;
+}
+// Tic labels on one line that run into each other: numbers on the same baseline, centred (the x
+// tic labels of a panel), closer than half their widths together. Returns "a|b" per such pair.
+std::vector<std::string> overlapping_tic_labels(const std::vector<SvgText>& texts) {
+  std::map<long, std::vector<SvgText>> by_line;
+  for (auto t : texts) {
+    t.text.erase(0, t.text.find_first_not_of(' '));  // gnuplot writes " 1000"
+    if (!t.rotated && t.anchor == "middle" && !t.text.empty() &&
+        t.text.find_first_not_of("0123456789.-e+") == std::string::npos)
+      by_line[std::lround(t.y * 10)].push_back(t);
+  }
+  std::vector<std::string> bad;
+  for (auto& [y, line] : by_line) {
+    std::sort(line.begin(), line.end(), [](const SvgText& a, const SvgText& b) { return a.x < b.x; });
+    for (size_t i = 1; i < line.size(); ++i) {
+      // A digit of DejaVu Sans is 0.636 em; the PNG draws the 11 pt font at 96 dpi (14.7 px, 4/3 of
+      // the SVG's 11 units; measured: a 94-character subtitle is 719 px wide in the PNG). Half of
+      // each label's width, plus a gap of half a digit.
+      const double digit_px = 0.636 * line[i].font * 4.0 / 3.0;
+      const double need = digit_px * (double(line[i - 1].text.size() + line[i].text.size()) / 2 + 0.5);
+      if (line[i].x - line[i - 1].x < need) bad.push_back(line[i - 1].text + "|" + line[i].text);
+    }
+  }
+  return bad;
+}
+// The SVG's canvas (viewBox="0 0 W H").
+std::pair<double, double> svg_size(const std::string& svg) {
+  double w = 0, h = 0;
+  auto p = svg.find("viewBox=\"0 0 ");
+  if (p != std::string::npos) std::sscanf(svg.c_str() + p + 13, "%lf %lf", &w, &h);
+  return {w, h};
+}
+// Records of n methods (made-up names where the registry has fewer) on tasks, grid lrs per method.
+std::string many_methods(int n, const std::vector<std::string>& tasks, const std::vector<std::string>& lrs) {
+  static const std::vector<std::string> names = {
+      "linear", "full",     "synqt",   "bitfit",  "vpt_shallow", "vpt_deep", "adapter", "adaptformer", "lora",
+      "ssf",    "convpass", "fact_tt", "fact_tk", "dtl",         "dtl_plus", "vqt",     "lst"};
+  std::vector<nlohmann::json> recs;
+  for (int i = 0; i < n; ++i)
+    for (size_t k = 0; k < tasks.size(); ++k)
+      for (auto& lr : (i < 3 ? lrs : std::vector<std::string>{"0.001"})) {
+        auto r = make_record(i < int(names.size()) ? names[size_t(i)] : "method_" + std::to_string(i), tasks[k], 42,
+                             40 + i + double(k));
+        r["settings"]["recipe"]["lr"] = lr;
+        r["memory"]["peak_train_mib"] = 200.0 + 80.0 * i + double(k);  // 200 .. 1484 MiB: 4-digit tic labels
+        r["trainable_params"] = 1000 * (i + 1);
+        if (lrs.size() > 1) {  // 200 epochs, evaluated every 10: gnuplot alone puts 3-digit tics every 20
+          r["evals"] = nlohmann::json::array();
+          for (int e = 10; e <= 200; e += 10)
+            r["evals"].push_back({{"epoch", e}, {"test_acc", 40 + i + e / 10.0}, {"train_loss", 1.0}});
+        }
+        recs.push_back(r);
+      }
+  return lines(recs);
+}
+}  // namespace
+
+TEST(ReportPlots, ShortLabelsAKeyTableAndTheKeyInAStripBelowThePanels) {
+  TempDir d;
+  auto o = quiet();
+  o.out_dir = d.path();
+  o.plots = true;
+  o.reference = data("reference.csv");
+  Table t = build_table(load_records({data("vtab")}), o, load_reference(data("reference.csv")));
+  write_plots(t, d.path());  // scripts, data and key.csv are written with or without gnuplot
+  // The key table: one line per series (row), its short label, full setting and style.
+  const std::string key = read_file(d / "plots/key.csv");
+  EXPECT_EQ(data_lines(d / "plots/key.csv"), int(t.rows.size()) + 1) << key;
+  EXPECT_TRUE(has(key, "label,method,setting,row,complete,color,point_type,")) << key;
+  EXPECT_TRUE(has(key, "\nlinear,linear,,linear,0,#1f77b4,7,")) << key;
+  EXPECT_TRUE(has(key, "\nsynqt #1,synqt,lr=0.001,synqt (lr=0.001),0,#ff7f0e,5,")) << key;
+  EXPECT_TRUE(has(key, "\nsynqt #2,synqt,lr=0.005,synqt (lr=0.005),0,#2ca02c,9,")) << key;
+  for (auto name : {"acc_vs_memory", "acc_vs_memory_per_task", "acc_vs_params", "evals"}) {
+    const std::string gp = read_file(d / (std::string("plots/") + name + ".gp"));
+    // Short labels only; the full setting is in the key table and the report.
+    EXPECT_TRUE(has(gp, "title 'synqt #1*'")) << name;
+    EXPECT_FALSE(has(gp, "lr=0.00")) << name;
+    // Data plots carry no key of their own; the key is one plot in a strip at the bottom of the figure.
+    EXPECT_TRUE(has(gp, "unset key")) << name;
+    const size_t strip = gp.find("set origin 0,0\nset size 1,");
+    ASSERT_NE(strip, std::string::npos) << name;
+    EXPECT_LT(strip, gp.find("set key inside center center horizontal")) << name;
+    // Every panel lies above the strip and inside the figure.
+    double strip_h = 0;
+    std::sscanf(gp.c_str() + strip + 26, "%lf", &strip_h);
+    EXPECT_GT(strip_h, 0.0) << name;
+    for (size_t p = gp.find("set origin "); p < strip; p = gp.find("set origin ", p + 1)) {
+      double x, y, w, h;
+      ASSERT_EQ(std::sscanf(gp.c_str() + p, "set origin %lf,%lf\nset size %lf,%lf", &x, &y, &w, &h), 4) << name;
+      EXPECT_GE(y, strip_h - 1e-9) << name;
+      EXPECT_LE(x + w, 1 + 1e-9) << name;
+      EXPECT_LE(y + h, 1 + 1e-9) << name;
+    }
+  }
+  // The report's Plots section maps short labels to rows (a label was shortened) and names key.csv.
+  const std::string md = render_markdown(t, {"plots/evals.png"});
+  EXPECT_TRUE(has(md, "**Plot key.**")) << md;
+  EXPECT_TRUE(has(md, "| synqt #2*  | synqt  | lr=0.005 |")) << md;
+  EXPECT_TRUE(has(md, "plots/key.csv")) << md;
+}
+
+TEST(ReportPlots, EveryTextFitsTheFrameAt1_3_17And23Rows) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) PETL_SKIP_UNLESS_CI("gnuplot not installed");
+  // 23 rows: 17 methods, three of them at three learning rates (labels "linear #1" ...); long task names.
+  const std::vector<std::string> tasks = {"fashion_mnist", "objects_count", "objects_dist", "sprites_loc",
+                                          "sprites_orientation_long_task_name"};
+  for (auto [n, lrs] : std::vector<std::pair<int, std::vector<std::string>>>{
+           {1, {"0.001"}}, {3, {"0.001"}}, {17, {"0.001"}}, {17, {"0.001", "0.005", "0.01"}}}) {
+    TempDir d;
+    write_file(d / "r.jsonl", many_methods(n, tasks, lrs));
+    auto o = quiet();
+    o.out_dir = d.path();
+    o.plots = true;
+    auto res = write_report({d / "r.jsonl"}, o);
+    ASSERT_TRUE(res.warnings.empty()) << res.warnings[0];
+    const size_t rows = size_t(n) + (lrs.size() > 1 ? 3 * (lrs.size() - 1) : 0);
+    EXPECT_EQ(size_t(data_lines(d / "plots/key.csv")), rows + 1);
+    for (auto name : {"acc_vs_memory", "acc_vs_memory_per_task", "acc_vs_params", "evals"}) {
+      const std::string svg = read_file(d / (std::string("plots/") + name + ".svg"));
+      const auto [w, h] = svg_size(svg);
+      ASSERT_GT(w, 0) << name;
+      double lowest_axis_label = 0, highest_key_label = h;
+      int key_labels = 0;
+      const auto texts = svg_texts(svg);
+      const auto crowded = overlapping_tic_labels(texts);
+      EXPECT_TRUE(crowded.empty()) << name << " (" << rows << " rows): tic labels run together: " << crowded[0];
+      for (auto& t : texts) {
+        // DejaVu Sans averages about 0.62 em per character; 0.68 em errs on the wide side.
+        const double len = double(t.text.size()) * 0.68 * t.font;
+        const double lo = t.anchor == "middle" ? -len / 2 : t.anchor == "end" ? -len : 0;
+        const std::string where = std::string(name) + " (" + std::to_string(rows) + " rows): '" + t.text + "'";
+        if (t.rotated) {  // the y label, written upwards
+          EXPECT_GE(t.y + lo, -1) << where;
+          EXPECT_LE(t.y + lo + len, h + 1) << where;
+          continue;
+        }
+        EXPECT_GE(t.x + lo, -1) << where << " starts left of the frame";
+        EXPECT_LE(t.x + lo + len, w + 1) << where << " runs off the right edge";
+        EXPECT_GE(t.y, 0) << where;
+        EXPECT_LE(t.y, h + 1) << where;
+        if (has(t.text, "Peak training memory (MiB)") || t.text == "Epoch" || has(t.text, "Trainable parameters ("))
+          lowest_axis_label = std::max(lowest_axis_label, t.y);
+        if (t.text == "linear" || t.text == "linear #1" || t.text == "linear #3" || t.text == "vqt" ||
+            t.text == "lst" || t.text == "Pareto front") {
+          if (t.font < 11) continue;  // a point's own label (9 pt) beside it in the plot
+          ++key_labels;
+          highest_key_label = std::min(highest_key_label, t.y);
+        }
+      }
+      EXPECT_GT(key_labels, 0) << name;
+      EXPECT_GT(highest_key_label, lowest_axis_label) << name << ": the key is below every panel";
+    }
+  }
 }
