@@ -192,11 +192,11 @@ struct BudgetPick {
   enum class Kind {
     kBest,        // row: its best complete row whose peak fits the budget on every task
     kDoesNotFit,  // a record with status does_not_fit proves it cannot (minimum peak above the budget)
-    kIncomplete,  // rows fit, but none on every task (fit_tasks of the table's tasks)
+    kIncomplete,  // no complete row fits; row: the one run on the most tasks (fit_tasks) that fits on each
     kNotRun,      // no record under this budget: every row peaks above it, and no does_not_fit says so
   };
   Kind kind = Kind::kNotRun;
-  int row = -1;                                                        // kBest
+  int row = -1;                                                        // kBest, kIncomplete
   std::string unfit_task;                                              // kDoesNotFit: the task of that record
   double minimum_peak_mib = std::numeric_limits<double>::quiet_NaN();  // kDoesNotFit (NaN: not recorded)
   int fit_tasks = 0;                                                   // kIncomplete

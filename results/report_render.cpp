@@ -261,20 +261,22 @@ namespace {
 std::string budget_cell(const Table& t, const BudgetPick& p, double budget_mib, bool& dagger) {
   using K = BudgetPick::Kind;
   switch (p.kind) {
-    case K::kBest: {
+    case K::kBest:
+    case K::kIncomplete: {
       const Row& r = t.rows[size_t(p.row)];
       const double eval = row_max_eval_mib(r);
       const bool over = std::isfinite(eval) && eval > budget_mib;
       dagger = dagger || over;
-      return fixed(r.mean, 2) + " (" + (r.setting.empty() ? std::string() : r.setting + "; ") + "peak train " +
-             fixed(row_max_peak_mib(r), 1) + ", eval " + mib_text(eval) + (over ? "†" : "") + " MiB)";
+      const bool part = p.kind == K::kIncomplete;
+      return fixed(r.mean, 2) + (part ? "*" : "") + " (" + (r.setting.empty() ? std::string() : r.setting + "; ") +
+             "peak train " + fixed(row_max_peak_mib(r), 1) + ", eval " + mib_text(eval) + (over ? "†" : "") + " MiB" +
+             (part ? "; " + std::to_string(p.fit_tasks) + " of " + std::to_string(t.tasks.size()) + " tasks run" : "") +
+             ")";
     }
     case K::kDoesNotFit:
       return "does not fit (" + p.unfit_task +
              (std::isfinite(p.minimum_peak_mib) ? ": minimum peak " + fixed(p.minimum_peak_mib, 1) + " MiB)"
                                                 : ": does_not_fit record)");
-    case K::kIncomplete:
-      return "fits on " + std::to_string(p.fit_tasks) + " of " + std::to_string(t.tasks.size()) + " tasks only";
     case K::kNotRun:
       break;
   }
@@ -303,8 +305,9 @@ std::string render_budget_view(const Table& t) {
       "its largest training and evaluation peaks over the tasks (MiB). \"does not fit\": a record with status "
       "does_not_fit shows the method cannot train under this budget (its minimum peak is above it); \"not run "
       "under this budget\": no record says either way — every row of the method peaks above the budget (its "
-      "lowest peak shown) and none was run with a budget this small; \"fits on k of N tasks only\": rows fit, "
-      "none on every task. Records with status does_not_fit are listed below the table.";
+      "lowest peak shown) and none was run with a budget this small. Where no complete row fits, \"X* (…; k of N "
+      "tasks run)\": the mean of the row run on the most tasks that fits on each of them. Records with status "
+      "does_not_fit are listed below the table.";
   if (dagger) md += " † the evaluation peak is above the budget (a budget bounds the training peak).";
   md += "\n\n" + md_table(header, body, right);
   if (!t.pareto.empty()) {

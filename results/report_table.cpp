@@ -526,20 +526,22 @@ namespace {
 
 // What method m reached under a budget of budget_mib: its best complete row that fits, else a
 // does_not_fit record that proves it cannot fit (its minimum peak, or failing that the budget it
-// was run under, is above this budget), else rows that fit on some tasks only, else not run.
+// was run under, is above this budget), else its row run on the most tasks (then the best mean)
+// that fits on every task it has, else not run.
 BudgetPick budget_pick(const Table& t, const std::string& m, double budget_mib) {
   BudgetPick p;
-  int fit_tasks = 0;
+  int partial = -1;  // the incomplete row that fits with the most tasks (then the best mean)
   for (size_t i = 0; i < t.rows.size(); ++i) {
     const Row& r = t.rows[i];
     if (r.method != m) continue;
     const double peak = row_max_peak_mib(r);
     if (!std::isfinite(p.lowest_peak_mib) || peak < p.lowest_peak_mib) p.lowest_peak_mib = peak;
-    if (peak > budget_mib) continue;
-    if (r.complete && std::isfinite(r.mean)) {
+    if (peak > budget_mib || !std::isfinite(r.mean)) continue;
+    if (r.complete) {
       if (p.row < 0 || r.mean > t.rows[size_t(p.row)].mean) p.row = int(i);
-    } else {
-      fit_tasks = std::max(fit_tasks, int(r.cells.size()));
+    } else if (partial < 0 || r.cells.size() > t.rows[size_t(partial)].cells.size() ||
+               (r.cells.size() == t.rows[size_t(partial)].cells.size() && r.mean > t.rows[size_t(partial)].mean)) {
+      partial = int(i);
     }
   }
   if (p.row >= 0) {
@@ -558,9 +560,10 @@ BudgetPick budget_pick(const Table& t, const std::string& m, double budget_mib) 
     }
   }
   if (p.kind == BudgetPick::Kind::kDoesNotFit) return p;
-  if (fit_tasks > 0) {
+  if (partial >= 0) {
     p.kind = BudgetPick::Kind::kIncomplete;
-    p.fit_tasks = fit_tasks;
+    p.row = partial;
+    p.fit_tasks = int(t.rows[size_t(partial)].cells.size());
   }
   return p;
 }

@@ -821,7 +821,10 @@ TEST(ReportBudget, NotRunIsNotDoesNotFitAndRowsWithoutABudgetReadWell) {
   EXPECT_FALSE(has(line_of("full"), "not run")) << md;
   EXPECT_TRUE(has(line_of("synqt"), "| not run under this budget (lowest peak 15.0 MiB) ")) << md;
   EXPECT_FALSE(has(line_of("synqt"), "does not fit")) << md;
-  EXPECT_TRUE(has(line_of("vqt"), "| fits on 1 of 2 tasks only ")) << md;
+  // vqt ran on one task only: its row, marked incomplete, with the tasks it ran.
+  EXPECT_EQ(t.budget_best[3].second[1].row, 4);
+  EXPECT_TRUE(has(line_of("vqt"), "| 50.00* (peak train 8.0, eval 20.0† MiB; 1 of 2 tasks run) ")) << md;
+  EXPECT_EQ(t.budget_best[3].second[0].kind, K::kNotRun);  // 8 MiB > 4 MiB
   EXPECT_TRUE(has(md, "† the evaluation peak is above the budget")) << md;
   // The main table shows the evaluation peak beside the training peak (mean over the row's tasks).
   const std::string table = render_markdown_table(t);
