@@ -17,15 +17,20 @@ const char* kReportUsage =
     "Tabulates result records (schema petl.result v1) in the paper layout: one row per method (and per\n"
     "setting where records of a method differ within a task, e.g. an lr sweep), the 19 VTAB-1k task\n"
     "columns grouped Natural / Specialized / Structured with the three group means, the plain mean,\n"
-    "trainable params (M) and peak training memory (MiB); cells are mean ± sample std over seeds (n\n"
-    "shown where n > 1). Other task sets (e.g. the embedded suite) get one group and the plain mean.\n"
+    "trainable params (K / M), peak training and evaluation memory (MiB) and training time per job;\n"
+    "cells are mean ± sample std over seeds (n shown where n > 1), the Mean ± the std over seeds of the\n"
+    "per-seed mean over tasks (seeds every task has). Other task sets (e.g. the embedded suite) get one\n"
+    "group and the plain mean.\n"
     "Published numbers are shown as reference rows with a Δ view (ours − published). Writes\n"
     "report.md, report.csv (same shape as the reference, usable as --reference), report_cells.csv,\n"
     "report.tex (--format tex) and plots/ (gnuplot: PNG + SVG, scripts and data) into --out, and\n"
     "prints the table in --format.\n"
-    "RESULTS: results.jsonl files or directories (every *.jsonl below, e.g. a sweep's journal; lines\n"
-    "of another schema are counted and skipped). Only status \"ok\" records are tabulated; failed and\n"
-    "dry-run records are listed in the notes.\n"
+    "RESULTS: results.jsonl files or directories (every *.jsonl below; lines of another schema are\n"
+    "counted and skipped). A sweep's output folder (its journal results.jsonl, or\n"
+    "results.shard-I-of-N.jsonl, has lines with a sweep_key) is read through its journal only, never the\n"
+    "per-job copies under jobs/; a demo's (results.jsonl beside last_demo.jsonl) through results.jsonl;\n"
+    "one line says what was read.\n"
+    "Only status \"ok\" records are tabulated; failed and dry-run records are listed in the notes.\n"
     "Errors (nothing is written): a missing path or a directory without *.jsonl, invalid JSON, a line\n"
     "without \"schema\", an unknown schema_version, an ok record missing a required field, --protocol\n"
     "absent from a record, no ok record at all, and — unless --allow-mixed — records mixing\n"
@@ -59,8 +64,9 @@ int cmd_report(const Args& args) {
       "tabulate records that mix backbones, protocols or preprocessing as separate rows (a warning, not an error)")(
       "budget-view", po::value(&budgets),
       "comma-separated memory budgets (e.g. 4G,8G,24G): a table of each method's best mean accuracy over the rows "
-      "(backbones, micro-batches, settings) whose peak training memory fits each budget, and the accuracy-vs-memory "
-      "Pareto front; implies --allow-mixed");
+      "(backbones, micro-batches, budgets, settings) whose peak training memory fits each budget (with its training "
+      "and evaluation peaks), 'does not fit' where a does_not_fit record proves it cannot, 'not run under this "
+      "budget' where no record says either way, and the accuracy-vs-memory Pareto front; implies --allow-mixed");
   d.add_options()("help,h", "show this help and exit");
   po::positional_options_description pos;
   pos.add("results", -1);
@@ -90,6 +96,7 @@ int cmd_report(const Args& args) {
   auto res = report::write_report(inputs, o);
   std::cout << res.printed;
   std::fflush(stdout);
+  for (auto& n : res.read_notes) std::fprintf(stderr, "[petl] report: %s\n", n.c_str());
   std::fprintf(stderr,
                "[petl] report: %d ok record(s) tabulated, %d failed, %d dry run(s), %d does_not_fit (memory "
                "budget), %zu warning(s); written to %s:\n",

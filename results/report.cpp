@@ -72,6 +72,12 @@ std::string recipe_value(const Run& r, const std::string& key) {
   return s.is_object() && s.contains("recipe") ? member_text(s["recipe"], key, "?") : std::string("?");
 }
 
+std::string plot_subtitle(const Table& t) {
+  const auto& runs = t.records.runs;
+  return "protocol " + t.protocol + "; backbone " + (runs.empty() ? std::string("?") : runs[0].backbone) +
+         "; batch size " + (runs.empty() ? std::string("?") : recipe_value(runs[0], "batch_size"));
+}
+
 }  // namespace internal
 
 // ------------------------------------------------------------------ tasks, reference location, stats
@@ -167,6 +173,7 @@ ReportResult write_report(const std::vector<std::string>& inputs, const ReportOp
   res.table_markdown = render_markdown_table(t) + render_budget_view(t);
   res.printed = opts.format == "md" ? res.table_markdown : opts.format == "csv" ? render_csv(t) : render_tex(t);
   res.warnings = t.warnings;
+  res.read_notes = t.records.read_notes;
   if (opts.warn_to_stderr)
     for (auto& w : t.warnings) std::cerr << "[petl] report: warning: " << w << "\n";
   return res;

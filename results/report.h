@@ -24,7 +24,8 @@
 //              VTAB-1k copy next to a non-VTAB table is only a note), the published best_of_10
 //              numbers next to another protocol, gnuplot missing or failing.
 //   notes    — failed and dry-run records (listed, not tabulated), lines of another schema (e.g. a
-//              sweep journal's own entries; counted and skipped), what varies between rows.
+//              sweep journal's own entries; counted and skipped), what varies between rows, what was
+//              read of a sweep's or demo's output folder (its journal, not the per-job copies).
 // Warnings go to stderr (ReportOptions::warn_to_stderr) and into the report's notes section.
 #pragma once
 #include <limits>
@@ -74,8 +75,11 @@ struct Run {
   double accuracy = 0;   // percent
   double trainable_params = 0;
   double peak_train_mib = 0;
-  std::vector<std::pair<double, double>> evals;  // (epoch, test accuracy %)
-  std::string backbone;                          // "arch (sha256 0123456789ab)"
+  double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // memory.peak_eval_mib (NaN: absent)
+  double train_s = std::numeric_limits<double>::quiet_NaN();        // timing.train_s (NaN: no timing)
+  double wall_s = std::numeric_limits<double>::quiet_NaN();         // timing.wall_s
+  std::vector<std::pair<double, double>> evals;                     // (epoch, test accuracy %)
+  std::string backbone;                                             // "arch (sha256 0123456789ab)"
   std::string backbone_sha256;
   std::string preprocessing;                    // "imagenet, 224 px"
   std::map<std::string, std::string> identity;  // method settings (non-"_") + recipe minus seed (+ mixed props)
@@ -88,6 +92,9 @@ struct Skipped {
   RecordStatus status = RecordStatus::kFailed;
   std::string method, task, message;
   int seed = -1;
+  // does_not_fit: the budget it was run under and the minimum peak it would need (MiB; NaN: absent).
+  double budget_mib = std::numeric_limits<double>::quiet_NaN();
+  double minimum_peak_mib = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct Records {
@@ -95,12 +102,19 @@ struct Records {
   std::vector<Skipped> skipped;              // status failed / dry_run
   std::map<std::string, int> other_schemas;  // lines of another schema, counted
   std::vector<std::string> files;            // files read, in order
+  std::vector<std::string> read_notes;       // what was read of a sweep's (or demo's) output folder, one line each
   std::vector<std::string> warnings;
 };
 
-// Reads result files / directories (every *.jsonl below a directory, sorted; a file named twice
-// is read once) and validates every line. protocol: "" → each record's headline accuracy, else
-// accuracy_by_protocol[protocol]. Throws petl::Error listing the offending records.
+// Reads result files / directories and validates every line. A file is read as named. A directory
+// is read for every *.jsonl below it (sorted), except inside a sweep's output folder — one whose
+// top level holds the sweep journal (harness/sweep/sweep_journal.h: results.jsonl, or
+// results.shard-I-of-N.jsonl, with lines that carry "sweep_key") — where only the journal(s) are
+// read, never the per-job copies under jobs/<key>/; and in a demo's output folder (results.jsonl
+// beside last_demo.jsonl) only results.jsonl, which holds every record of last_demo.jsonl. Each
+// such folder adds one line to Records::read_notes. A file named twice is read once. protocol: ""
+// → each record's headline accuracy, else accuracy_by_protocol[protocol]. Throws petl::Error
+// listing the offending records.
 Records load_records(const std::vector<std::string>& inputs, const std::string& protocol = "");
 
 // A published (or otherwise external) row: accuracy per task, plain mean and params as given.
@@ -141,20 +155,52 @@ struct ReportOptions {
 struct Cell {
   Stats acc;
   std::vector<int> seeds;
-  double params = 0, peak_train_mib = 0;  // mean over the cell's runs
-  std::vector<size_t> runs;               // indices into Table::records.runs
+  double params = 0, peak_train_mib = 0;                            // mean over the cell's runs
+  double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // mean over the runs that have it
+  double train_s = std::numeric_limits<double>::quiet_NaN();        // mean over the runs that have it
+  double wall_s_total = 0;                                          // sum over the runs
+  std::vector<size_t> runs;                                         // indices into Table::records.runs
 };
 
 struct Row {
   std::string method, setting;  // setting: "lr=0.005, token_nums=2" — only what varies within the method
+  // The row's name in plots and their key table: the method where it has one row, else
+  // "method #k" (its k-th row in table order); the key table maps it to label().
+  std::string short_label;
   std::map<std::string, std::string> identity;
   std::map<std::string, Cell> cells;  // by task
   std::vector<double> group_means;    // per table group (NaN where the group has no mean)
   std::vector<bool> group_complete;
   double mean = std::numeric_limits<double>::quiet_NaN();
   bool complete = false;
+  // The spread of the row's mean over seeds: the seeds that every task of the row (the tasks its
+  // mean covers) has; for each such seed the mean over those tasks of its accuracy; n = the
+  // number of such seeds, mean and std (n − 1) of those per-seed means. std is NaN (no ± shown)
+  // when fewer than two seeds are common to every task.
+  Stats seed_means;
   double params_m = 0, peak_train_mib = 0;  // mean over the row's cells
+  double params = 0;                        // trainable parameters (count), mean over the row's cells
+  double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // mean over the cells that have it
+  double train_s =
+      std::numeric_limits<double>::quiet_NaN();  // training seconds per job: mean over cells (each over seeds)
+  double wall_h = 0;                             // wall-clock hours of all the row's runs together
   std::string label() const { return setting.empty() ? method : method + " (" + setting + ")"; }
+};
+
+// A method under one budget of the budget view.
+struct BudgetPick {
+  enum class Kind {
+    kBest,        // row: its best complete row whose peak fits the budget on every task
+    kDoesNotFit,  // a record with status does_not_fit proves it cannot (minimum peak above the budget)
+    kIncomplete,  // no complete row fits; row: the one run on the most tasks (fit_tasks) that fits on each
+    kNotRun,      // no record under this budget: every row peaks above it, and no does_not_fit says so
+  };
+  Kind kind = Kind::kNotRun;
+  int row = -1;                                                        // kBest, kIncomplete
+  std::string unfit_task;                                              // kDoesNotFit: the task of that record
+  double minimum_peak_mib = std::numeric_limits<double>::quiet_NaN();  // kDoesNotFit (NaN: not recorded)
+  int fit_tasks = 0;                                                   // kIncomplete
+  double lowest_peak_mib = std::numeric_limits<double>::quiet_NaN();   // kNotRun: the method's lowest row peak
 };
 
 struct TaskGroup {
@@ -198,14 +244,16 @@ struct Table {
   // Rows on the accuracy-vs-peak-memory Pareto front (complete rows: no row reaches a higher mean
   // at the same or a lower peak; peak = the table's Peak train column), by ascending peak.
   std::vector<size_t> pareto;
-  // The budget view: budgets (bytes) and, per method in row order, the best row under each budget
-  // (-1: no complete row of the method fits).
+  // The budget view: budgets (bytes) and, per method in row order (then methods that have
+  // does_not_fit records only), what it reached under each budget.
   std::vector<int64_t> budgets;
-  std::vector<std::pair<std::string, std::vector<int>>> budget_best;
+  std::vector<std::pair<std::string, std::vector<BudgetPick>>> budget_best;
 };
 
 // The largest peak training memory (MiB) over a row's cells: what must fit a budget.
 double row_max_peak_mib(const Row& row);
+// The largest evaluation peak (MiB) over a row's cells; NaN when no cell has one.
+double row_max_eval_mib(const Row& row);
 
 // Validates the mix, groups runs into rows and computes every number. reference may be empty.
 Table build_table(Records records, const ReportOptions& opts, const Reference& reference = {});
@@ -213,8 +261,10 @@ Table build_table(Records records, const ReportOptions& opts, const Reference& r
 std::string render_markdown_table(const Table& t);  // caption + the main table (+ reference rows)
 std::string render_budget_view(const Table& t);     // the budget table and the Pareto front ("" without budgets)
 std::string render_markdown(const Table& t, const std::vector<std::string>& plot_files = {});  // the whole report.md
-std::string render_csv(
-    const Table& t);  // wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,complete
+// Wide: kind,method,setting,<tasks>,<group means>,mean,params_m,peak_train_mib,n_tasks,complete,source, then
+// (added later, at the end so positional readers keep working) params,peak_eval_mib,train_s,wall_h,mean_std,
+// mean_n_seeds.
+std::string render_csv(const Table& t);
 std::string render_cells_csv(const Table& t);  // long: one line per (row, task)
 std::string render_tex(const Table& t);        // booktabs table*
 
@@ -224,9 +274,10 @@ std::string render_tex(const Table& t);        // booktabs table*
 std::vector<std::string> write_plots(Table& t, const std::string& out_dir);
 
 struct ReportResult {
-  std::string table_markdown;      // caption + the main table, ready to print
-  std::string printed;             // the table in opts.format
-  std::vector<std::string> files;  // files written
+  std::string table_markdown;           // caption + the main table, ready to print
+  std::string printed;                  // the table in opts.format
+  std::vector<std::string> files;       // files written
+  std::vector<std::string> read_notes;  // what was read of a sweep's / demo's output folder (Records::read_notes)
   std::vector<std::string> warnings;
   int n_ok = 0, n_failed = 0, n_dry_run = 0, n_does_not_fit = 0;
 };

@@ -33,5 +33,8 @@ std::string value_text(const json& v);
 std::string member_text(const json& section, const std::string& key, const std::string& def);
 // settings.recipe[key] of a run's record as text, "?" when absent.
 std::string recipe_value(const Run& r, const std::string& key);
+// What every plot shows, in words, for plot titles and the report's Plots section: "protocol
+// best_of_10; backbone ARCH (sha256 …); batch size 64".
+std::string plot_subtitle(const Table& t);
 
 }  // namespace petl::report::internal

@@ -2,6 +2,7 @@
 // goes through record_from_json, results/record.h, the one reader of the schema), and the
 // reference CSV. Problems are collected and thrown together, each naming file:line.
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -30,9 +31,84 @@ struct Problems {
   }
 };
 
-// The files of the inputs: a file as named, a directory's *.jsonl (recursively, sorted); a file
-// named twice is read once.
-std::vector<std::string> result_files(const std::vector<std::string>& inputs) {
+// A sweep journal's file name (harness/sweep/sweep_journal.h, journal_path): results.jsonl, or
+// results.shard-I-of-N.jsonl under --shard I/N. The results layer sits below the sweep's, so the
+// name is recognised here; tests/io/test_report.cpp builds its sweep folders with journal_path.
+bool journal_file_name(const std::string& name) {
+  if (name == "results.jsonl") return true;
+  const std::string head = "results.shard-", tail = ".jsonl";
+  if (name.size() <= head.size() + tail.size() || name.rfind(head, 0) != 0 ||
+      name.compare(name.size() - tail.size(), tail.size(), tail) != 0)
+    return false;
+  const std::string mid = name.substr(head.size(), name.size() - head.size() - tail.size());  // "I-of-N"
+  const size_t of = mid.find("-of-");
+  auto digits = [](const std::string& x) {
+    return !x.empty() && std::all_of(x.begin(), x.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+  };
+  return of != std::string::npos && digits(mid.substr(0, of)) && digits(mid.substr(of + 4));
+}
+
+// True when one of the file's first lines is a JSON object with a "sweep_key" string: a sweep's
+// journal (the farm writes it on every line, training and cache builds alike). Only the head is
+// read: every results.jsonl under a folder is looked at, and a journal can be large.
+bool has_sweep_lines(const fs::path& file) {
+  std::ifstream is(file);
+  std::string line;
+  for (int n = 0; n < 16 && std::getline(is, line);) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    ++n;
+    if (line.find("\"sweep_key\"") == std::string::npos) continue;
+    json j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("sweep_key") && j["sweep_key"].is_string()) return true;
+  }
+  return false;
+}
+
+// The files a folder is read through when it is a run's output folder, else empty (read every
+// *.jsonl below it). A sweep's folder: its journal(s) only, never the per-job copies under
+// jobs/<key>/ (the same records again). A demo's folder: results.jsonl, not last_demo.jsonl (a
+// copy of the last invocation's records). `note` says what was read and what was left.
+std::vector<std::string> output_folder_files(const fs::path& dir, std::string& note) {
+  std::error_code ec;
+  std::vector<std::string> journals;
+  bool sweep = false, demo_copy = false, plain_results = false;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const std::string name = it->path().filename().string();
+    if (name == "last_demo.jsonl") demo_copy = true;
+    if (!journal_file_name(name)) continue;
+    journals.push_back(it->path().string());
+    if (name == "results.jsonl") plain_results = true;
+    sweep = sweep || has_sweep_lines(it->path());
+  }
+  std::sort(journals.begin(), journals.end());
+  if (sweep) {
+    int copies = 0;
+    const fs::path jobs = dir / "jobs";
+    if (fs::is_directory(jobs, ec))
+      for (auto it = fs::recursive_directory_iterator(jobs, fs::directory_options::skip_permission_denied, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        copies += it->is_regular_file(ec) && it->path().extension() == ".jsonl";
+    note = dir.string() + " is a sweep's output folder: read its journal " + join(journals, ", ") + " only" +
+           (copies ? " (not the " + std::to_string(copies) + " per-job cop" + (copies == 1 ? "y" : "ies") + " under " +
+                         jobs.string() + "/)"
+                   : std::string()) +
+           "; name a file to read another.";
+    return journals;
+  }
+  if (demo_copy && plain_results) {
+    const std::string results = (dir / "results.jsonl").string();
+    note = dir.string() + " is a demo's output folder: read " + results + " only (every record; " +
+           (dir / "last_demo.jsonl").string() + " is a copy of the last run's); name a file to read another.";
+    return {results};
+  }
+  return {};
+}
+
+// The files of the inputs: a file as named; a directory's *.jsonl (recursively, sorted), read
+// through its journal where it (or a folder below it) is a sweep's or a demo's output folder; a
+// file named twice is read once.
+std::vector<std::string> result_files(const std::vector<std::string>& inputs, std::vector<std::string>& notes) {
   std::vector<std::string> out;
   std::set<std::string> seen;
   for (auto& in : inputs) {
@@ -41,9 +117,23 @@ std::vector<std::string> result_files(const std::vector<std::string>& inputs) {
     PETL_CHECK(fs::exists(p, ec), "result path '", in, "' does not exist");
     std::vector<std::string> files;
     if (fs::is_directory(p, ec)) {
+      std::string note;
+      files = output_folder_files(p, note);
+      if (!note.empty()) notes.push_back(note);
+      const bool walk = files.empty();
       for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
-           it != fs::recursive_directory_iterator(); it.increment(ec)) {
+           walk && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (ec) break;
+        if (it->is_directory(ec)) {
+          std::string sub_note;
+          auto sub = output_folder_files(it->path(), sub_note);
+          if (!sub.empty()) {
+            it.disable_recursion_pending();  // read through its journal, not the copies below it
+            notes.push_back(sub_note);
+            for (auto& f : sub) files.push_back(f);
+          }
+          continue;
+        }
         if (it->is_regular_file(ec) && it->path().extension() == ".jsonl") files.push_back(it->path().string());
       }
       std::sort(files.begin(), files.end());
@@ -84,6 +174,12 @@ Skipped skipped_of(const Record& rec, const Source& src) {
     const auto mb = rec.memory_budget.is_object() ? rec.memory_budget : nlohmann::json::object();
     s.message = str_cat("does not fit a memory budget of ", mb.value("budget_mib", 0.0), " MiB (minimum peak ",
                         mb.value("minimum_peak_mib", 0.0), " MiB)");
+    auto number = [&](const char* key) {
+      auto it = mb.find(key);
+      return it != mb.end() && it->is_number() ? it->get<double>() : kNaN;
+    };
+    s.budget_mib = number("budget_mib");
+    s.minimum_peak_mib = number("minimum_peak_mib");
   }
   return s;
 }
@@ -116,6 +212,12 @@ void fill_run(Record rec, bool headline, Run& r) {
   r.seed = rec.seed;
   r.trainable_params = double(*rec.trainable_params);
   r.peak_train_mib = rec.memory["peak_train_mib"].get<double>();
+  if (auto it = rec.memory.find("peak_eval_mib"); it != rec.memory.end() && it->is_number() && it->get<double>() > 0)
+    r.peak_eval_mib = it->get<double>();  // 0: the job evaluated nothing it measured (older records: absent)
+  if (rec.timing) {
+    r.train_s = rec.timing->train_s;
+    r.wall_s = rec.timing->wall_s;
+  }
   for (auto& e : rec.evals) r.evals.emplace_back(double(e.epoch), e.test_acc);
   const std::string arch = member_text(rec.backbone, "arch", "?");
   r.backbone_sha256 = rec.backbone["sha256"].get<std::string>();
@@ -193,7 +295,7 @@ void read_file(const std::string& f, const std::string& protocol, Records& out, 
 Records load_records(const std::vector<std::string>& inputs, const std::string& protocol) {
   PETL_CHECK(!inputs.empty(), "no result files or directories given");
   Records out;
-  out.files = result_files(inputs);
+  out.files = result_files(inputs, out.read_notes);
   Problems problems;
   for (auto& f : out.files) read_file(f, protocol, out, problems);
   problems.throw_if_any("invalid result records:");
@@ -215,8 +317,10 @@ Reference load_reference(const std::string& file, const std::string& label) {
   std::vector<std::string> header;
   int c_method = -1, c_setting = -1, c_kind = -1, c_mean = -1, c_params = -1;
   std::vector<std::pair<int, std::string>> task_cols;
-  static const std::set<std::string> reserved = {"kind",     "method",         "setting", "source",  "mean",
-                                                 "params_m", "peak_train_mib", "n_tasks", "complete"};
+  // Columns of a report.csv that are not tasks (those ending in _mean or _std neither).
+  static const std::set<std::string> reserved = {
+      "kind",     "method", "setting",       "source",  "mean",   "params_m", "peak_train_mib", "n_tasks",
+      "complete", "params", "peak_eval_mib", "train_s", "wall_h", "mean_std", "mean_n_seeds"};
   while (std::getline(is, line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;

@@ -1,6 +1,9 @@
 // `petl report`, plots: gnuplot scripts + data under <out>/plots (accuracy vs peak training
 // memory, per task, vs trainable parameters, test accuracy over evaluations), rendered to PNG and
-// SVG when gnuplot is installed. Each plot is one function; write_plots writes them and renders.
+// SVG when gnuplot is installed. Each plot is one function; write_plots writes them, the key table
+// (plots/key.csv: one line per series) and renders. Every figure is laid out by Frame: the title
+// wrapped to the figure's width on top, the panels, and the key in columns in a strip below them
+// (never over a plot or off the edge); series are named by their rows' short labels.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/text.h"
 #include "results/report.h"
 #include "results/report_internal.h"
 
@@ -32,15 +36,6 @@ std::string gp_dq(const std::string& s) {
   }
   return o + "\"";
 }
-// A multi-line gnuplot title: each line escaped, joined by gnuplot's "\n".
-std::string gp_lines(const std::vector<std::string>& lines) {
-  std::string o;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    std::string q = gp_dq(lines[i]);
-    o += (i ? "\\n" : "") + q.substr(1, q.size() - 2);
-  }
-  return "\"" + o + "\"";
-}
 // A shell single-quoted word.
 std::string sh_sq(const std::string& s) {
   std::string o = "'";
@@ -48,12 +43,46 @@ std::string sh_sq(const std::string& s) {
   return o + "'";
 }
 
-const char* const kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                               "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+// 20 colours (tab10, then ten darker ones) × 6 filled point types: every row up to 60 has its own pair.
+const char* const kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                               "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#e6550d", "#637939", "#843c39",
+                               "#7b4173", "#3182bd", "#8c6d31", "#31a354", "#756bb1", "#636363"};
 const int kPointTypes[] = {7, 5, 9, 13, 11, 15};
-std::string color_of(size_t i) { return kColors[i % 10]; }
+std::string color_of(size_t i) { return kColors[i % 20]; }
 int pt_of(size_t i) { return kPointTypes[i % 6]; }
 long rgb_int(const std::string& hex) { return std::strtol(hex.c_str() + 1, nullptr, 16); }
+
+// Sizes in pixels. A character of the 11 pt font is about 7.4 px wide on average (pngcairo, DejaVu
+// Sans): kCharPx over-estimates it so that wrapped titles and key columns always fit.
+constexpr double kCharPx = 8.0;
+// A digit is wider than the average character: 0.636 em of the 14.7 px (11 pt at 96 dpi) font.
+constexpr double kDigitPx = 9.6;
+constexpr int kTitleLinePx = 19, kKeyRowPx = 21;
+constexpr int kSeriesWithPointLabels = 20;  // above this many rows, points carry no text label
+
+// Words of `text` (split after "; " and at spaces) into lines of at most max_chars characters.
+std::vector<std::string> wrap(const std::string& text, size_t max_chars) {
+  std::vector<std::string> lines;
+  std::string line, word;
+  auto flush_word = [&] {
+    if (word.empty()) return;
+    if (!line.empty() && utf8_len(line) + 1 + utf8_len(word) > max_chars) {
+      lines.push_back(line);
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+    word.clear();
+  };
+  for (char ch : text) {
+    if (ch == ' ')
+      flush_word();
+    else
+      word += ch;
+  }
+  flush_word();
+  if (!line.empty()) lines.push_back(line);
+  return lines;
+}
 
 // The same plot body rendered twice: PNG (pngcairo) and SVG.
 std::string two_terminals(const std::string& name, int w, int h, const std::string& body) {
@@ -72,97 +101,218 @@ bool use_log(const std::vector<double>& xs) {
   return lo > 0 && hi / lo >= 20;
 }
 
+// A tick label as gnuplot prints it by default (%g of the tick value).
+std::string tick_label(double v) {
+  char b[48];
+  std::snprintf(b, sizeof b, "%g", std::fabs(v) < 1e-12 ? 0.0 : v);
+  return b;
+}
+
+// The step of linear x tics over [a, b] whose labels fit plot_px side by side: the smallest of
+// 1, 2, 5 × 10^k that gives at most 11 tics and lets every label, with a digit and a half of
+// space, fit its share of the width (gnuplot's own choice runs "1000120014001600" together in a
+// 420 px panel).
+double tick_step(double a, double b, double plot_px) {
+  constexpr int kMaxTics = 11;
+  const double span = b - a;
+  if (!(span > 0)) return 0;
+  double step = std::pow(10.0, std::floor(std::log10(span / 20)));
+  for (int k = 0; k < 60; ++k, step *= (k % 3 == 1 ? 2.0 : k % 3 == 2 ? 2.5 : 2.0)) {
+    size_t chars = 0;
+    int n = 0;
+    for (double v = std::ceil(a / step) * step; v <= b + step * 1e-9; v += step, ++n)
+      chars = std::max(chars, tick_label(std::round(v / step) * step).size());
+    if (n <= kMaxTics && double(n) * (double(chars) + 1.5) * kDigitPx <= plot_px) return step;
+  }
+  return span;
+}
+
 // The x axis of a plot (every panel of a multiplot shares it): log scale when the values span at
-// least 20×, and a range with margins so no point sits on the border.
-std::string x_axis(const std::vector<double>& xs, bool* log_out = nullptr) {
+// least 20×, and a range with margins so no point sits on the border; tics far enough apart that
+// their labels fit plot_px (the width of the plot area) side by side.
+std::string x_axis(const std::vector<double>& xs, double plot_px, bool* log_out = nullptr) {
   bool log = use_log(xs);
   if (log_out) *log_out = log;
   if (xs.empty()) return "";
   double lo = *std::min_element(xs.begin(), xs.end()), hi = *std::max_element(xs.begin(), xs.end());
-  char b[160];
+  char b[200];
   if (log) {
-    std::snprintf(b, sizeof b, "set logscale x\nset xrange [%.6g:%.6g]\n", lo / 1.6, hi * 1.6);
+    // One tic per decade, or per two or three decades where the labels would not fit.
+    const double a = lo / 1.6, z = hi * 1.6;
+    const double decades = std::log10(z) - std::log10(a);
+    const double chars = double(std::max(tick_label(a).size(), tick_label(z).size())) + 1.5;
+    int every = 1;
+    while (every < 4 && (decades / every + 1) * chars * kDigitPx > plot_px) ++every;
+    std::snprintf(b, sizeof b, "set logscale x\nset xrange [%.6g:%.6g]\n%s", a, z,
+                  every > 1 ? ("set xtics " + tick_label(std::pow(10.0, every)) + "\n").c_str() : "");
   } else {
-    double pad = hi > lo ? (hi - lo) * 0.12 : std::max(std::fabs(lo) * 0.1, 1.0);
+    // 12 % of the span, but at least 5 % of the value: a span of a few thousandths (one method's
+    // peaks over tasks) would otherwise get ticks every 0.001 MiB, their labels running together.
+    double pad = std::max((hi - lo) * 0.12, std::max(std::fabs(hi) * 0.05, 1e-9));
+    if (hi == lo && hi == 0) pad = 1.0;
     double a = lo - pad;
     if (lo >= 0 && a < 0) a = 0;
-    std::snprintf(b, sizeof b, "set xrange [%.6g:%.6g]\n", a, hi + pad);
+    std::snprintf(b, sizeof b, "set xrange [%.6g:%.6g]\nset xtics %.6g\n", a, hi + pad,
+                  tick_step(a, hi + pad, plot_px));
   }
   return b;
 }
 
-// Plain key panel of a multiplot: one invisible sample per row.
-std::string key_panel(const Table& t, const std::string& style) {
-  std::string s =
-      "unset border\nunset tics\nunset xlabel\nunset ylabel\nunset grid\nunset logscale\nunset title\nset offsets "
-      "0,0,0,0\n"
-      "set xrange [0:1]\nset yrange [0:1]\nset key center center vertical Left reverse box spacing 1.3 width 1 height "
-      "0.6\nplot ";
-  for (size_t i = 0; i < t.rows.size(); ++i)
-    s += std::string(i ? ", \\\n     " : "") + "-1 with " + style + " pt " + std::to_string(pt_of(i)) +
-         " ps 1.5 lw 2 lc rgb '" + color_of(i) + "' title " + gp_sq(t.rows[i].label());
-  return s + "\n";
+// The epoch axis of the evaluations plot: a margin of 5 % of the span (at least half an epoch) on
+// each side, and whole-epoch tics far enough apart that their labels fit plot_px.
+std::string epoch_axis(const std::vector<double>& epochs, double plot_px) {
+  if (epochs.empty()) return "";
+  const double lo = *std::min_element(epochs.begin(), epochs.end()),
+               hi = *std::max_element(epochs.begin(), epochs.end());
+  const double pad = std::max((hi - lo) * 0.05, 0.5);
+  char b[160];
+  std::snprintf(b, sizeof b, "set xrange [%.6g:%.6g]\nset xtics %.6g\n", lo - pad, hi + pad,
+                std::max(1.0, tick_step(lo - pad, hi + pad, plot_px)));
+  return b;
 }
 
-// One series per row (its own colour, point type and key entry) and its label beside the point,
-// alternately above and below so rows at the same spot stay readable.
-std::string row_series(const Table& t, const std::string& dat, const std::vector<std::string>& labels) {
-  std::string s = "plot ";
-  for (size_t i = 0; i < t.rows.size(); ++i)
-    s += std::string(i ? ", \\\n     " : "") + gp_sq(dat) + " index " + std::to_string(i) +
-         " using 2:3 with points pt " + std::to_string(pt_of(i)) + " ps 2 lc rgb '" + color_of(i) + "' title " +
-         gp_sq(labels[i]);
-  for (size_t i = 0; i < t.rows.size(); ++i)
-    s += ", \\\n     " + gp_sq(dat) + " index " + std::to_string(i) + " using 2:3:1 with labels offset char 1.2," +
-         (i % 2 ? "-0.9" : "0.9") + " left font ',9' tc rgb '" + color_of(i) + "' notitle";
-  return s;
-}
+// One entry of a plot's key: its label and how its sample is drawn.
+struct KeyEntry {
+  std::string label, style;  // style: "points pt 7 ps 1.5 lc rgb '#1f77b4'", "lines dt 2 lw 2 lc rgb '#404040'"
+};
 
-// What every plot shares: the output folder, the subtitle, row labels and the panel layout.
+// The figure's frame: the title on top (wrapped to the width), a grid of panels, and the key in a
+// strip below them, laid out in columns that fit the width. Every size is computed here, so a
+// figure fits its frame at any number of rows and any label length.
+struct Frame {
+  int width = 1000, panel_w = 1000, panel_h = 560, cols = 1, rows = 1;
+  int title_h = 0, key_h = 0, key_cols = 1, height = 0;
+  std::vector<std::string> title;
+
+  Frame(const std::vector<std::string>& title_parts, int panels, int pw, int ph, const std::vector<KeyEntry>& key)
+      : panel_w(pw), panel_h(ph) {
+    cols = panels <= 1 ? 1 : panels <= 4 ? 2 : panels <= 9 ? 3 : panels <= 16 ? 4 : 5;
+    rows = (std::max(panels, 1) + cols - 1) / cols;
+    width = std::max(cols * panel_w, 900);
+    panel_w = width / cols;  // a single narrow panel widens to the figure
+    const size_t max_chars = size_t((width - 40) / kCharPx);
+    for (auto& part : title_parts)
+      for (auto& l : wrap(part, max_chars)) title.push_back(l);
+    title_h = int(title.size()) * kTitleLinePx + 16;
+    size_t longest = 1;
+    for (auto& e : key) longest = std::max(longest, utf8_len(e.label));
+    const double entry_w = double(longest) * kCharPx + 80;  // sample, gap, text, gap
+    key_cols = std::max(1, std::min(int(key.size()), int((width - 40) / entry_w)));
+    const int key_rows = (int(key.size()) + key_cols - 1) / key_cols;
+    key_h = key.empty() ? 0 : key_rows * kKeyRowPx + 24;
+    height = title_h + rows * panel_h + key_h;
+  }
+  // The width of a panel's plot area (the panel less the y tic labels, the y label and the right margin).
+  double plot_px() const { return panel_w - 130.0; }
+  // "set origin/size" of panel k (row-major from the top left) in screen fractions.
+  std::string place(size_t k) const {
+    const int r = int(k) / cols, c = int(k) % cols;
+    char b[160];
+    std::snprintf(b, sizeof b, "set origin %.6f,%.6f\nset size %.6f,%.6f\n", double(c * panel_w) / width,
+                  double(key_h + (rows - 1 - r) * panel_h) / height, double(panel_w) / width, double(panel_h) / height);
+    return b;
+  }
+  // Opens the figure: its title, lines joined by gnuplot's "\n" in one double-quoted string.
+  std::string begin() const {
+    std::string o;
+    for (size_t i = 0; i < title.size(); ++i) {
+      const std::string q = gp_dq(title[i]);
+      o += (i ? "\\n" : "") + q.substr(1, q.size() - 2);
+    }
+    // A right margin of 5 characters: room for half of the last x tick label ("0.00105").
+    return "set multiplot title \"" + o + "\"\nset rmargin 5\n";
+  }
+  // The key strip: no axes, one sample per entry (points drawn off-range, so only the key shows them).
+  std::string key_strip(const std::vector<KeyEntry>& key) const {
+    if (key.empty()) return "unset multiplot\n";
+    char b[200];
+    std::snprintf(b, sizeof b, "set origin 0,0\nset size 1,%.6f\n", double(key_h) / height);
+    std::string s = std::string(b) +
+                    "unset border\nunset tics\nunset xlabel\nunset ylabel\nunset grid\nunset logscale\nunset title\n"
+                    "unset label\nset offsets 0,0,0,0\nset lmargin 0\nset rmargin 0\nset tmargin 0\nset bmargin 0\n"
+                    "set xrange [0:1]\nset yrange [0:1]\nset key inside center center horizontal Left reverse "
+                    "noautotitle nobox samplen 3 spacing 1.0 width 2 maxcols " +
+                    std::to_string(key_cols) + "\nplot ";
+    for (size_t i = 0; i < key.size(); ++i)
+      s += std::string(i ? ", \\\n     " : "") + "-1 with " + key[i].style + " title " + gp_sq(key[i].label);
+    return s + "\nunset multiplot\n";
+  }
+};
+
+// What every plot shares: the output folder, the subtitle, the rows' short labels, styles and keys.
 struct PlotContext {
   const Table& t;
   fs::path dir;
-  std::string sub;                             // protocol, backbone, batch size
-  bool any_incomplete = false;                 // a row's mean is over the tasks present only
-  std::vector<std::string> labels;             // row labels, "*" for incomplete rows
-  std::vector<std::string> panel_tasks;        // tasks with at least one cell
-  int prow = 1, cols = 1, mw = 900, mh = 420;  // multiplot layout and size
+  std::string sub;                       // protocol, backbone, batch size
+  bool any_incomplete = false;           // a row's mean is over the tasks present only
+  std::vector<std::string> labels;       // short labels, "*" for incomplete rows
+  std::vector<std::string> panel_tasks;  // tasks with at least one cell
 
-  PlotContext(const Table& table, const fs::path& d) : t(table), dir(d) {
-    const auto& runs = t.records.runs;
-    sub = "protocol " + t.protocol + "; backbone " + (runs.empty() ? std::string("?") : runs[0].backbone) +
-          "; batch size " + (runs.empty() ? std::string("?") : recipe_value(runs[0], "batch_size"));
+  PlotContext(const Table& table, const fs::path& d) : t(table), dir(d), sub(plot_subtitle(table)) {
     for (auto& r : t.rows) any_incomplete |= !r.complete;
-    for (auto& r : t.rows) labels.push_back(r.label() + (r.complete ? "" : "*"));
+    for (auto& r : t.rows) labels.push_back(r.short_label + (r.complete ? "" : "*"));
     for (auto& task : t.tasks)
       for (auto& r : t.rows)
         if (r.cells.count(task)) {
           panel_tasks.push_back(task);
           break;
         }
-    const int panels = int(panel_tasks.size()) + 1;  // + the key panel
-    cols = panels <= 4 ? panels : panels <= 9 ? 3 : panels <= 16 ? 4 : 5;
-    prow = (panels + cols - 1) / cols;
-    mw = std::max(900, cols * 420);
-    mh = prow * 340 + 80;
   }
   static constexpr const char* kStarNote = "* mean over the tasks present only";
-  std::string title(const std::string& head, bool star) const {
+  std::vector<std::string> title(const std::string& head, bool star) const {
     std::vector<std::string> l{head, sub};
     if (star && any_incomplete) l.push_back(kStarNote);
-    return gp_lines(l);
+    return l;
   }
-  // The multiplot header of a per-task figure.
-  std::string multiplot(const std::string& head) const {
-    return "set multiplot layout " + std::to_string(prow) + "," + std::to_string(cols) + " title " +
-           title(head, false) + "\n";
+  std::string point_style(size_t i, const std::string& with = "points", double ps = 1.5) const {
+    return with + " pt " + std::to_string(pt_of(i)) + " ps " + fixed(ps, 1) + " lw 2 lc rgb '" + color_of(i) + "'";
+  }
+  std::vector<KeyEntry> row_key(const std::string& with = "points") const {
+    std::vector<KeyEntry> k;
+    for (size_t i = 0; i < t.rows.size(); ++i) k.push_back({labels[i], point_style(i, with)});
+    return k;
+  }
+  // plots/key.csv: one line per series (row) with its short label, full setting and style.
+  void write_key_csv() const {
+    std::string csv = "label,method,setting,row,complete,color,point_type,mean,peak_train_mib,trainable_params\n";
+    for (size_t i = 0; i < t.rows.size(); ++i) {
+      const Row& r = t.rows[i];
+      std::vector<std::string> f{r.short_label,
+                                 r.method,
+                                 r.setting,
+                                 r.label(),
+                                 r.complete ? "1" : "0",
+                                 color_of(i),
+                                 std::to_string(pt_of(i)),
+                                 std::isfinite(r.mean) ? fixed(r.mean, 4) : "",
+                                 fixed(r.peak_train_mib, 3),
+                                 fixed(r.params, 0)};
+      for (auto& x : f) x = csv_field(x);
+      csv += join(f, ",") + "\n";
+    }
+    write_text(dir / "key.csv", csv);
   }
 };
+
+// One series per row (its own colour and point type), and its short label beside the point
+// (alternately above and below so rows at the same spot stay readable) unless there are many rows.
+std::string row_series(const PlotContext& c, const std::string& dat) {
+  const Table& t = c.t;
+  std::string s = "plot ";
+  for (size_t i = 0; i < t.rows.size(); ++i)
+    s += std::string(i ? ", \\\n     " : "") + gp_sq(dat) + " index " + std::to_string(i) +
+         " using 2:3 with points pt " + std::to_string(pt_of(i)) + " ps 2 lc rgb '" + color_of(i) + "' notitle";
+  if (t.rows.size() <= size_t(kSeriesWithPointLabels))
+    for (size_t i = 0; i < t.rows.size(); ++i)
+      s += ", \\\n     " + gp_sq(dat) + " index " + std::to_string(i) + " using 2:3:1 with labels offset char 1.2," +
+           (i % 2 ? "-0.9" : "0.9") + " left font ',9' tc rgb '" + color_of(i) + "' notitle";
+  return s;
+}
 
 // 1. Accuracy vs peak training memory, mean over each row's tasks.
 std::string plot_acc_vs_memory(const PlotContext& c) {
   const Table& t = c.t;
-  std::string dat = "# label peak_train_mib mean_accuracy n_tasks (one block per row)\n";
+  std::string dat = "# label peak_train_mib mean_accuracy n_tasks (one block per row; labels: plots/key.csv)\n";
   std::vector<double> xs;
   for (size_t i = 0; i < t.rows.size(); ++i) {
     char b[256];
@@ -175,24 +325,24 @@ std::string plot_acc_vs_memory(const PlotContext& c) {
   std::string front = "# peak_train_mib mean_accuracy label: the Pareto front (best mean at or below each peak)\n";
   for (size_t i : t.pareto) {
     char b[256];
-    std::snprintf(b, sizeof b, "%.6g %.6g %s\n", t.rows[i].peak_train_mib, t.rows[i].mean,
-                  gp_dq(t.rows[i].label()).c_str());
+    std::snprintf(b, sizeof b, "%.6g %.6g %s\n", t.rows[i].peak_train_mib, t.rows[i].mean, gp_dq(c.labels[i]).c_str());
     front += b;
   }
   write_text(c.dir / "acc_vs_memory_pareto.dat", front);
+  auto key = c.row_key();
+  if (!t.pareto.empty()) key.push_back({"Pareto front", "lines dt 2 lw 2 lc rgb '#404040'"});
+  const Frame f(c.title("Accuracy vs peak training memory (mean over tasks)", true), 1, 1000, 560, key);
   bool log = false;
-  std::string xa = x_axis(xs, &log);
-  std::string body =
-      "set title " + c.title("Accuracy vs peak training memory (mean over tasks)", true) +
-      "\nset xlabel 'Peak training memory (MiB)" + (log ? ", log scale" : "") +
-      "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
-      "set grid\nset key outside right top box spacing 1.2 height 0.6\nset offsets 0, 0, graph 0.1, graph 0.1\n" +
-      xa + row_series(t, "acc_vs_memory.dat", c.labels) +
-      (t.pareto.empty() ? std::string()
-                        : ", \\\n     'acc_vs_memory_pareto.dat' using 1:2 with steps dt 2 lw 2 lc rgb '#404040' "
-                          "title 'Pareto front (best accuracy at or below each peak)'") +
-      "\n";
-  write_text(c.dir / "acc_vs_memory.gp", two_terminals("acc_vs_memory", 1100, 650, body));
+  std::string xa = x_axis(xs, f.plot_px(), &log);
+  std::string body = f.begin() + f.place(0) + "set xlabel 'Peak training memory (MiB)" + (log ? ", log scale" : "") +
+                     "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
+                     "set grid\nunset key\nset offsets 0, 0, graph 0.1, graph 0.1\n" +
+                     xa + row_series(c, "acc_vs_memory.dat") +
+                     (t.pareto.empty() ? std::string()
+                                       : ", \\\n     'acc_vs_memory_pareto.dat' using 1:2 with steps dt 2 lw 2 lc rgb "
+                                         "'#404040' notitle") +
+                     "\n" + f.key_strip(key);
+  write_text(c.dir / "acc_vs_memory.gp", two_terminals("acc_vs_memory", f.width, f.height, body));
   return "acc_vs_memory";
 }
 
@@ -207,76 +357,92 @@ std::string plot_acc_vs_memory_per_task(const PlotContext& c) {
       auto it = t.rows[i].cells.find(task);
       if (it == t.rows[i].cells.end()) continue;
       char b[256];
-      std::snprintf(b, sizeof b, "%s %.6g %.6g %d %ld\n", gp_dq(t.rows[i].label()).c_str(), it->second.peak_train_mib,
-                    it->second.acc.mean, pt_of(i), rgb_int(color_of(i)));
+      std::snprintf(b, sizeof b, "%s %.6g %.6g %d %ld\n", gp_dq(t.rows[i].short_label).c_str(),
+                    it->second.peak_train_mib, it->second.acc.mean, pt_of(i), rgb_int(color_of(i)));
       dat += b;
       xs.push_back(it->second.peak_train_mib);
     }
     dat += "\n\n";
   }
   write_text(c.dir / "acc_vs_memory_per_task.dat", dat);
+  const auto key = c.row_key();
+  const Frame f(c.title("Accuracy vs peak training memory, per task", false), int(c.panel_tasks.size()), 420, 340, key);
   bool log = false;
-  std::string xa = x_axis(xs, &log);
-  std::string body = c.multiplot("Accuracy vs peak training memory, per task");
-  body += "set grid\nunset key\nset xlabel 'Peak training memory (MiB)" + std::string(log ? ", log scale" : "") +
-          "'\nset ylabel 'Top-1 test accuracy (%)'\nset offsets 0, 0, graph 0.12, graph 0.12\n" + xa;
+  std::string xa = x_axis(xs, f.plot_px(), &log);
+  std::string body = f.begin() + "set grid\nunset key\nset xlabel 'Peak training memory (MiB)" +
+                     std::string(log ? ", log scale" : "") +
+                     "'\nset ylabel 'Top-1 test accuracy (%)'\nset offsets 0, 0, graph 0.12, graph 0.12\n" + xa;
   for (size_t k = 0; k < c.panel_tasks.size(); ++k)
-    body += "set title " + gp_sq(c.panel_tasks[k]) + "\nplot 'acc_vs_memory_per_task.dat' index " + std::to_string(k) +
-            " using 2:3:4:5 with points pt variable ps 1.5 lc rgb variable notitle\n";
-  body += key_panel(t, "points") + "unset multiplot\n";
-  write_text(c.dir / "acc_vs_memory_per_task.gp", two_terminals("acc_vs_memory_per_task", c.mw, c.mh, body));
+    body += f.place(k) + "set title " + gp_sq(c.panel_tasks[k]) + "\nplot 'acc_vs_memory_per_task.dat' index " +
+            std::to_string(k) + " using 2:3:4:5 with points pt variable ps 1.5 lc rgb variable notitle\n";
+  body += f.key_strip(key);
+  write_text(c.dir / "acc_vs_memory_per_task.gp", two_terminals("acc_vs_memory_per_task", f.width, f.height, body));
   return "acc_vs_memory_per_task";
 }
 
 // 3. Accuracy vs trainable parameters (+ published points when the reference is shown).
 std::string plot_acc_vs_params(const PlotContext& c) {
   const Table& t = c.t;
-  std::string dat = "# label trainable_params_m mean_accuracy (one block per row)\n";
+  // The axis in thousands or millions, whichever keeps its numbers readable (0.776 K, not 0.000776 M).
+  double most = 0;
+  for (auto& r : t.rows) most = std::max(most, r.params);
+  for (auto& rl : t.ref_lines)
+    if (std::isfinite(rl.ref.params_m)) most = std::max(most, rl.ref.params_m * 1e6);
+  const bool millions = most >= 1e6;
+  const double scale = millions ? 1e6 : 1e3;
+  const std::string unit = millions ? "M" : "K";
+  std::string dat = "# label trainable_params_" + unit +
+                    " mean_accuracy (one block per row; labels: plots/key.csv; parameters in units of " +
+                    (millions ? "10^6" : "10^3") + ")\n";
   std::vector<double> xs;
   for (size_t i = 0; i < t.rows.size(); ++i) {
     char b[256];
-    std::snprintf(b, sizeof b, "%s %.6g %.6g\n\n\n", gp_dq(c.labels[i]).c_str(), t.rows[i].params_m, t.rows[i].mean);
+    std::snprintf(b, sizeof b, "%s %.6g %.6g\n\n\n", gp_dq(c.labels[i]).c_str(), t.rows[i].params / scale,
+                  t.rows[i].mean);
     dat += b;
-    xs.push_back(t.rows[i].params_m);
+    xs.push_back(t.rows[i].params / scale);
   }
   write_text(c.dir / "acc_vs_params.dat", dat);
   std::string ref_dat;
   for (auto& rl : t.ref_lines)
     if (std::isfinite(rl.ref.params_m) && std::isfinite(rl.mean) && rl.ref.params_m > 0) {
       char b[256];
-      std::snprintf(b, sizeof b, "%s %.6g %.6g\n", gp_dq(rl.ref.label()).c_str(), rl.ref.params_m, rl.mean);
+      std::snprintf(b, sizeof b, "%s %.6g %.6g\n", gp_dq(rl.ref.label()).c_str(), rl.ref.params_m * 1e6 / scale,
+                    rl.mean);
       ref_dat += b;
-      xs.push_back(rl.ref.params_m);
+      xs.push_back(rl.ref.params_m * 1e6 / scale);
     }
-  bool log = false;
-  std::string xa = x_axis(xs, &log);
-  std::string head = "Accuracy vs trainable parameters (mean over tasks)";
-  std::string ptitle = ref_dat.empty()
-                           ? c.title(head, true)
-                           : gp_lines({head, c.sub,
-                                       "grey: published, " + t.reference.label +
-                                           (c.any_incomplete ? "; " + std::string(PlotContext::kStarNote) : "")});
-  std::string body =
-      "set title " + ptitle + "\nset xlabel 'Trainable parameters (M)" + std::string(log ? ", log scale" : "") +
-      "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
-      "set grid\nset key outside right top box spacing 1.2 height 0.6\nset offsets 0, 0, graph 0.1, graph 0.1\n" +
-      xa + row_series(t, "acc_vs_params.dat", c.labels);
+  auto key = c.row_key();
+  std::vector<std::string> title = c.title("Accuracy vs trainable parameters (mean over tasks)", true);
   if (!ref_dat.empty()) {
-    write_text(c.dir / "acc_vs_params_ref.dat", "# label params_m mean_accuracy (published)\n" + ref_dat);
-    body += ", \\\n     'acc_vs_params_ref.dat' using 2:3 with points pt 6 ps 1.5 lc rgb '#999999' title " +
-            gp_sq("published") +
-            ", \\\n     'acc_vs_params_ref.dat' using 2:3:1 with labels offset char 1,-0.8 left font ',8' tc rgb "
-            "'#777777' notitle";
+    key.push_back({"published", "points pt 6 ps 1.5 lc rgb '#999999'"});
+    title.push_back("grey: published, " + t.reference.label);
   }
-  body += "\n";
-  write_text(c.dir / "acc_vs_params.gp", two_terminals("acc_vs_params", 1100, 650, body));
+  const Frame f(title, 1, 1000, 560, key);
+  bool log = false;
+  std::string xa = x_axis(xs, f.plot_px(), &log);
+  std::string body = f.begin() + f.place(0) + "set xlabel 'Trainable parameters (" + unit + ")" +
+                     std::string(log ? ", log scale" : "") +
+                     "'\nset ylabel 'Top-1 test accuracy (%), mean over tasks'\n"
+                     "set grid\nunset key\nset offsets 0, 0, graph 0.1, graph 0.1\n" +
+                     xa + row_series(c, "acc_vs_params.dat");
+  if (!ref_dat.empty()) {
+    write_text(c.dir / "acc_vs_params_ref.dat", "# label params_" + unit + " mean_accuracy (published)\n" + ref_dat);
+    body +=
+        ", \\\n     'acc_vs_params_ref.dat' using 2:3 with points pt 6 ps 1.5 lc rgb '#999999' notitle"
+        ", \\\n     'acc_vs_params_ref.dat' using 2:3:1 with labels offset char 1,-0.8 left font ',8' tc rgb "
+        "'#777777' notitle";
+  }
+  body += "\n" + f.key_strip(key);
+  write_text(c.dir / "acc_vs_params.gp", two_terminals("acc_vs_params", f.width, f.height, body));
   return "acc_vs_params";
 }
 
 // 4. Test accuracy over evaluations, one line per run, one panel per task.
 std::string plot_evals(const PlotContext& c) {
   const Table& t = c.t;
-  std::string dat = "# epoch test_accuracy rgb (one block per task, one line segment per run)\n";
+  std::string dat = "# epoch test_accuracy pointtype rgb (one block per task, one line segment per run)\n";
+  std::vector<double> epochs;
   for (auto& task : c.panel_tasks) {
     dat += "# " + task + "\n";
     for (size_t i = 0; i < t.rows.size(); ++i) {
@@ -286,8 +452,9 @@ std::string plot_evals(const PlotContext& c) {
         const Run& run = t.records.runs[ri];
         dat += "# " + t.rows[i].label() + " seed " + std::to_string(run.seed) + " (" + run.src.where() + ")\n";
         for (auto& [ep, acc] : run.evals) {
+          epochs.push_back(ep);
           char b[128];
-          std::snprintf(b, sizeof b, "%.6g %.6g %ld\n", ep, acc, rgb_int(color_of(i)));
+          std::snprintf(b, sizeof b, "%.6g %.6g %d %ld\n", ep, acc, pt_of(i), rgb_int(color_of(i)));
           dat += b;
         }
         dat += "\n";
@@ -296,15 +463,18 @@ std::string plot_evals(const PlotContext& c) {
     dat += "\n";
   }
   write_text(c.dir / "evals.dat", dat);
-  std::string body = c.multiplot("Test accuracy over evaluations, one line per run (seed)");
-  body +=
-      "set grid\nunset key\nset xlabel 'Epoch'\nset ylabel 'Top-1 test accuracy (%)'\n"
-      "set offsets graph 0.03, graph 0.03, graph 0.08, graph 0.08\n";
+  const auto key = c.row_key("linespoints");
+  const Frame f(c.title("Test accuracy over evaluations, one line per run (seed)", false), int(c.panel_tasks.size()),
+                420, 340, key);
+  std::string body = f.begin() +
+                     "set grid\nunset key\nset xlabel 'Epoch'\nset ylabel 'Top-1 test accuracy (%)'\n"
+                     "set offsets 0, 0, graph 0.08, graph 0.08\n" +
+                     epoch_axis(epochs, f.plot_px());
   for (size_t k = 0; k < c.panel_tasks.size(); ++k)
-    body += "set title " + gp_sq(c.panel_tasks[k]) + "\nplot 'evals.dat' index " + std::to_string(k) +
-            " using 1:2:3 with linespoints pt 7 ps 0.6 lw 1.5 lc rgb variable notitle\n";
-  body += key_panel(t, "linespoints") + "unset multiplot\n";
-  write_text(c.dir / "evals.gp", two_terminals("evals", c.mw, c.mh, body));
+    body += f.place(k) + "set title " + gp_sq(c.panel_tasks[k]) + "\nplot 'evals.dat' index " + std::to_string(k) +
+            " using 1:2:3:4 with linespoints pt variable ps 0.8 lw 1.5 lc rgb variable notitle\n";
+  body += f.key_strip(key);
+  write_text(c.dir / "evals.gp", two_terminals("evals", f.width, f.height, body));
   return "evals";
 }
 
@@ -347,6 +517,7 @@ std::vector<std::string> write_plots(Table& t, const std::string& out_dir) {
   fs::path dir = fs::path(out_dir) / "plots";
   fs::create_directories(dir);
   const PlotContext c(t, dir);
+  c.write_key_csv();
   std::vector<std::string> scripts = {plot_acc_vs_memory(c), plot_acc_vs_memory_per_task(c), plot_acc_vs_params(c),
                                       plot_evals(c)};
   return render_plots(dir, scripts, t.warnings);

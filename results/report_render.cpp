@@ -25,15 +25,52 @@ std::string short_fixed(double v) {
   if (s.size() > 1 && s.back() == '0') s.pop_back();
   return s;
 }
-// Trainable parameters in millions: 2 decimals from 0.1M up, else 3 significant digits.
-std::string params_text(double m) {
-  if (!std::isfinite(m)) return kMissing;
-  if (m >= 0.1 || m == 0) return fixed(m, 2);
-  char b[32];
-  std::snprintf(b, sizeof b, "%.3g", m);
-  return b;
+// A parameter count for people: three significant digits with K (10^3), M (10^6) or G (10^9),
+// trailing zeros dropped: 776, 1.54 K, 23.8 K, 160 K, 2.69 M, 85.8 M, 0.
+std::string count_text(double n) {
+  if (!std::isfinite(n)) return kMissing;
+  if (n == 0) return "0";
+  static const char* const suffix[] = {"", " K", " M", " G"};
+  int k = 0;
+  double v = n;
+  while (std::fabs(v) >= 999.5 && k < 3) {
+    v /= 1000;
+    ++k;
+  }
+  std::string s = fixed(v, std::fabs(v) >= 99.95 ? 0 : std::fabs(v) >= 9.995 ? 1 : 2);
+  if (s.find('.') != std::string::npos) {
+    while (s.back() == '0') s.pop_back();
+    if (s.back() == '.') s.pop_back();
+  }
+  return s + suffix[k];
 }
 std::string num_or_blank(double v, int prec) { return std::isfinite(v) ? fixed(v, prec) : ""; }
+// A number for a machine-readable column: up to 10 significant digits, "" when not finite.
+std::string exact_or_blank(double v) {
+  if (!std::isfinite(v)) return "";
+  char b[48];
+  std::snprintf(b, sizeof b, "%.10g", v);
+  return b;
+}
+
+// The unit of a table's Train column, chosen by its largest value so the column reads in one unit.
+struct TimeUnit {
+  std::string name;
+  double seconds = 1;
+  int prec = 1;
+};
+TimeUnit time_unit(const Table& t) {
+  double most = 0;
+  for (auto& r : t.rows)
+    if (std::isfinite(r.train_s)) most = std::max(most, r.train_s);
+  if (most < 600) return {"s", 1, 1};
+  if (most < 600 * 60) return {"min", 60, 1};
+  return {"h", 3600, 2};
+}
+std::string time_text(double seconds, const TimeUnit& u) {
+  return std::isfinite(seconds) ? fixed(seconds / u.seconds, u.prec) : std::string(kMissing);
+}
+std::string mib_text(double v) { return std::isfinite(v) ? fixed(v, 1) : std::string(kMissing); }
 
 // The first line of a message, cut to max_len characters.
 std::string first_line_cut(const std::string& s, size_t max_len = 200) {
@@ -126,11 +163,21 @@ std::string mean_text(double v, bool complete) {
   if (!std::isfinite(v)) return kMissing;
   return fixed(v, 2) + (complete ? "" : "*");
 }
+// A row's Mean: "67.14 ± 0.35 (n=2)" (± over seeds, Row::seed_means), "*" when incomplete.
+std::string row_mean_text(const Row& row) {
+  if (!std::isfinite(row.mean)) return kMissing;
+  std::string s = fixed(row.mean, 2);
+  if (row.seed_means.n > 1 && std::isfinite(row.seed_means.std))
+    s += " ± " + fixed(row.seed_means.std, 2) + " (n=" + std::to_string(row.seed_means.n) + ")";
+  return s + (row.complete ? "" : "*");
+}
 
 struct Layout {
   std::vector<std::string> header;
   std::vector<bool> right;
   std::vector<int> mean_groups;  // indices of groups with a mean column
+  size_t n_tail = 0;             // columns after Mean: params, memory, time
+  TimeUnit time;
 };
 Layout layout(const Table& t) {
   Layout l;
@@ -142,8 +189,11 @@ Layout layout(const Table& t) {
       l.mean_groups.push_back(g);
     }
   l.header.push_back("Mean");
-  l.header.push_back("Params (M)");
-  l.header.push_back("Peak train (MiB)");
+  l.time = time_unit(t);
+  for (auto h : {std::string("Params"), std::string("Peak train (MiB)"), std::string("Peak eval (MiB)"),
+                 "Train (" + l.time.name + "/job)"})
+    l.header.push_back(h);
+  l.n_tail = 4;
   l.right.assign(l.header.size(), true);
   l.right[0] = false;
   return l;
@@ -169,9 +219,11 @@ std::vector<std::vector<std::string>> main_body(const Table& t, const Layout& l)
       r.push_back(it == row.cells.end() ? std::string(kMissing) : cell_text(it->second));
     }
     for (int g : l.mean_groups) r.push_back(mean_text(row.group_means[g], row.group_complete[g]));
-    r.push_back(mean_text(row.mean, row.complete));
-    r.push_back(params_text(row.params_m));
+    r.push_back(row_mean_text(row));
+    r.push_back(count_text(row.params));
     r.push_back(fixed(row.peak_train_mib, 1));
+    r.push_back(mib_text(row.peak_eval_mib));
+    r.push_back(time_text(row.train_s, l.time));
     body.push_back(r);
   }
   if (!t.ref_lines.empty()) {
@@ -189,8 +241,8 @@ std::vector<std::vector<std::string>> main_body(const Table& t, const Layout& l)
       r.push_back(!std::isfinite(rl.mean) ? std::string(kMissing)
                   : rl.mean_published     ? short_fixed(rl.mean)
                                           : fixed(rl.mean, 2));
-      r.push_back(params_text(rl.ref.params_m));
-      r.push_back(kMissing);
+      r.push_back(count_text(rl.ref.params_m * 1e6));
+      for (size_t k = 1; k < l.n_tail; ++k) r.push_back(kMissing);
       body.push_back(r);
     }
   }
@@ -204,31 +256,60 @@ std::string render_markdown_table(const Table& t) {
   return "**Table 1.** " + t.caption + "\n\n" + md_table(l.header, main_body(t, l), l.right);
 }
 
+namespace {
+// A budget-view cell (see BudgetPick).
+std::string budget_cell(const Table& t, const BudgetPick& p, double budget_mib, bool& dagger) {
+  using K = BudgetPick::Kind;
+  switch (p.kind) {
+    case K::kBest:
+    case K::kIncomplete: {
+      const Row& r = t.rows[size_t(p.row)];
+      const double eval = row_max_eval_mib(r);
+      const bool over = std::isfinite(eval) && eval > budget_mib;
+      dagger = dagger || over;
+      const bool part = p.kind == K::kIncomplete;
+      return fixed(r.mean, 2) + (part ? "*" : "") + " (" + (r.setting.empty() ? std::string() : r.setting + "; ") +
+             "peak train " + fixed(row_max_peak_mib(r), 1) + ", eval " + mib_text(eval) + (over ? "†" : "") + " MiB" +
+             (part ? "; " + std::to_string(p.fit_tasks) + " of " + std::to_string(t.tasks.size()) + " tasks run" : "") +
+             ")";
+    }
+    case K::kDoesNotFit:
+      return "does not fit (" + p.unfit_task +
+             (std::isfinite(p.minimum_peak_mib) ? ": minimum peak " + fixed(p.minimum_peak_mib, 1) + " MiB)"
+                                                : ": does_not_fit record)");
+    case K::kNotRun:
+      break;
+  }
+  return "not run under this budget" +
+         (std::isfinite(p.lowest_peak_mib) ? " (lowest peak " + fixed(p.lowest_peak_mib, 1) + " MiB)" : std::string());
+}
+}  // namespace
+
 std::string render_budget_view(const Table& t) {
   if (t.budgets.empty()) return "";
   std::vector<std::string> header{"Method"};
   for (int64_t b : t.budgets) header.push_back("≤ " + format_bytes(double(b)));
   std::vector<bool> right(header.size(), false);
   std::vector<std::vector<std::string>> body;
+  bool dagger = false;
   for (auto& [method, picks] : t.budget_best) {
     std::vector<std::string> line{method};
-    for (int p : picks) {
-      if (p < 0) {
-        line.push_back("does not fit");
-        continue;
-      }
-      const Row& r = t.rows[size_t(p)];
-      line.push_back(fixed(r.mean, 2) + " (" + (r.setting.empty() ? r.method : r.setting) + "; " +
-                     fixed(row_max_peak_mib(r), 1) + " MiB)");
-    }
+    for (size_t b = 0; b < picks.size(); ++b)
+      line.push_back(budget_cell(t, picks[b], double(t.budgets[b]) / 1048576.0, dagger));
     body.push_back(line);
   }
   std::string md =
       "\n## Accuracy under a memory budget\n\n**Table B.** For each budget, each method's best mean "
-      "accuracy over its complete rows (backbones, micro-batches, settings) whose peak training memory "
-      "fits the budget on every task, with that row's setting and peak; \"does not fit\": no row of the "
-      "method does. Records with status does_not_fit are listed below the table.\n\n" +
-      md_table(header, body, right);
+      "accuracy over its complete rows (backbones, micro-batches, budgets, settings) whose peak training memory "
+      "fits the budget on every task, with that row's setting (\"no budget\": run without --memory-budget) and "
+      "its largest training and evaluation peaks over the tasks (MiB). \"does not fit\": a record with status "
+      "does_not_fit shows the method cannot train under this budget (its minimum peak is above it); \"not run "
+      "under this budget\": no record says either way — every row of the method peaks above the budget (its "
+      "lowest peak shown) and none was run with a budget this small. Where no complete row fits, \"X* (…; k of N "
+      "tasks run)\": the mean of the row run on the most tasks that fits on each of them. Records with status "
+      "does_not_fit are listed below the table.";
+  if (dagger) md += " † the evaluation peak is above the budget (a budget bounds the training peak).";
+  md += "\n\n" + md_table(header, body, right);
   if (!t.pareto.empty()) {
     md += "\nPareto front (accuracy vs peak training memory; no other row is better at the same or a lower peak): ";
     for (size_t k = 0; k < t.pareto.size(); ++k) {
@@ -244,7 +325,7 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
   std::string md = "# petl report\n\n" + render_markdown_table(t) + render_budget_view(t);
   if (!t.deltas.empty()) {
     auto l = layout(t);
-    std::vector<std::string> header(l.header.begin(), l.header.end() - 2);  // no params / memory
+    std::vector<std::string> header(l.header.begin(), l.header.end() - long(l.n_tail));  // no params / memory / time
     header[0] = "Ours − published";
     std::vector<bool> right(header.size(), true);
     right[0] = false;
@@ -275,7 +356,13 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
     md += "\nNo method of this table appears in the reference (" + t.reference.label + "), so there is no Δ view.\n";
   }
   if (!plot_files.empty()) {
-    md += "\n## Plots\n\n";
+    md += "\n## Plots\n\nAll plots: " + plot_subtitle(t) +
+          ". Points and lines are named by their short label (the method, or method #k where a method has several "
+          "rows); plots/key.csv lists every series with its colour, point type and full setting" +
+          (std::any_of(t.rows.begin(), t.rows.end(), [](const Row& r) { return r.short_label != r.method; })
+               ? std::string(", as the key below does")
+               : std::string()) +
+          ". A * marks a row whose mean covers the tasks present only.\n\n";
     for (auto& p : plot_files)
       if (p.size() > 4 && p.substr(p.size() - 4) == ".png") {
         std::string name = fs::path(p).stem().string();
@@ -287,6 +374,15 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
         md += "![" + title + "](" + p + ")\n\n";
       }
     md += "SVG versions, gnuplot scripts and data beside them in plots/ (re-render: `cd plots && gnuplot NAME.gp`).\n";
+    if (std::any_of(t.rows.begin(), t.rows.end(), [](const Row& r) { return r.short_label != r.method; })) {
+      std::vector<std::vector<std::string>> key;
+      for (auto& r : t.rows)
+        key.push_back({r.short_label + (r.complete ? "" : "*"), r.method, r.setting.empty() ? kMissing : r.setting,
+                       mean_text(r.mean, r.complete), fixed(r.peak_train_mib, 1)});
+      md += "\n**Plot key.** The plots' short labels and the rows they stand for.\n\n" +
+            md_table({"Plot label", "Method", "Setting", "Mean", "Peak train (MiB)"}, key,
+                     {false, false, false, true, true});
+    }
   }
   md += "\n## Notes\n\n";
   for (auto& n : t.notes) md += "- " + n + "\n";
@@ -329,7 +425,9 @@ std::string render_csv(const Table& t) {
     std::transform(n.begin(), n.end(), n.begin(), ::tolower);
     h.push_back(n + "_mean");
   }
-  for (auto s : {"mean", "params_m", "peak_train_mib", "n_tasks", "complete", "source"}) h.push_back(s);
+  for (auto s : {"mean", "params_m", "peak_train_mib", "n_tasks", "complete", "source", "params", "peak_eval_mib",
+                 "train_s", "wall_h", "mean_std", "mean_n_seeds"})
+    h.push_back(s);
   std::string out;
   auto emit = [&](const std::vector<std::string>& r) {
     std::vector<std::string> q;
@@ -350,6 +448,12 @@ std::string render_csv(const Table& t) {
     r.push_back(std::to_string(row.cells.size()));
     r.push_back(row.complete ? "1" : "0");
     r.push_back("petl");
+    r.push_back(exact_or_blank(row.params));
+    r.push_back(num_or_blank(row.peak_eval_mib, 3));
+    r.push_back(num_or_blank(row.train_s, 3));
+    r.push_back(num_or_blank(row.wall_h, 6));
+    r.push_back(row.seed_means.n > 1 ? num_or_blank(row.seed_means.std, 4) : "");
+    r.push_back(std::to_string(row.seed_means.n));
     emit(r);
   }
   for (auto& rl : t.ref_lines) {
@@ -367,6 +471,8 @@ std::string render_csv(const Table& t) {
     r.push_back(std::to_string(n));
     r.push_back(n == int(t.tasks.size()) ? "1" : "0");
     r.push_back(t.reference.label);
+    r.push_back(exact_or_blank(rl.ref.params_m * 1e6));
+    for (int k = 0; k < 5; ++k) r.push_back("");
     emit(r);
   }
   for (auto& d : t.deltas) {
@@ -385,6 +491,7 @@ std::string render_csv(const Table& t) {
     r.push_back(std::to_string(d.delta.size()));
     r.push_back(d.complete ? "1" : "0");
     r.push_back("ours − " + t.reference.label + " (" + d.published + ")");
+    for (int k = 0; k < 6; ++k) r.push_back("");
     emit(r);
   }
   return out;
@@ -392,7 +499,8 @@ std::string render_csv(const Table& t) {
 
 std::string render_cells_csv(const Table& t) {
   std::string out =
-      "method,setting,task,group,n,seeds,accuracy_mean,accuracy_std,protocol,trainable_params,peak_train_mib,records\n";
+      "method,setting,task,group,n,seeds,accuracy_mean,accuracy_std,protocol,trainable_params,peak_train_mib,records,"
+      "peak_eval_mib,train_s\n";
   for (auto& row : t.rows)
     for (auto& g : t.groups)
       for (auto& task : g.tasks) {
@@ -413,7 +521,9 @@ std::string render_cells_csv(const Table& t) {
                                    t.records.runs[c.runs[0]].protocol,
                                    fixed(c.params, 0),
                                    fixed(c.peak_train_mib, 3),
-                                   join(srcs, ";")};
+                                   join(srcs, ";"),
+                                   num_or_blank(c.peak_eval_mib, 3),
+                                   num_or_blank(c.train_s, 3)};
         std::vector<std::string> q;
         for (auto& f : r) q.push_back(csv_field(f));
         out += join(q, ",") + "\n";
@@ -435,9 +545,16 @@ std::string render_tex(const Table& t) {
     if (!std::isfinite(v)) return std::string("--");
     return fixed(v, 2) + (complete ? "" : "$^*$");
   };
+  auto tex_row_mean = [&](const Row& row) {
+    if (!std::isfinite(row.mean) || row.seed_means.n < 2 || !std::isfinite(row.seed_means.std))
+      return tex_mean(row.mean, row.complete);
+    return fixed(row.mean, 2) + "{\\scriptsize$\\pm$" + fixed(row.seed_means.std, 2) +
+           "$^{n=" + std::to_string(row.seed_means.n) + "}$}" + (row.complete ? "" : "$^*$");
+  };
+  auto tex_or_dash = [](const std::string& s) { return s == kMissing ? std::string("--") : tex_escape(s); };
   std::string spec = "l";
   for (auto& g : t.groups) spec += std::string(g.tasks.size(), 'r');
-  spec += std::string(l.mean_groups.size() + 1, 'r') + "rr";
+  spec += std::string(l.mean_groups.size() + 1, 'r') + std::string(l.n_tail, 'r');
   std::string o;
   o += "% petl report: needs \\usepackage{booktabs,graphicx}\n";
   o += "\\begin{table*}[t]\n\\centering\n\\caption{" + tex_escape(t.caption) + "}\n";
@@ -451,7 +568,9 @@ std::string render_tex(const Table& t) {
       rules += "\\cmidrule(lr){" + std::to_string(col) + "-" + std::to_string(col + g.tasks.size() - 1) + "}";
       col += g.tasks.size();
     }
-    g1 += " & \\multicolumn{" + std::to_string(l.mean_groups.size() + 1) + "}{c}{Means} & & \\\\\n";
+    g1 += " & \\multicolumn{" + std::to_string(l.mean_groups.size() + 1) + "}{c}{Means}";
+    for (size_t k = 0; k < l.n_tail; ++k) g1 += " &";
+    g1 += " \\\\\n";
     rules += "\\cmidrule(lr){" + std::to_string(col) + "-" + std::to_string(col + l.mean_groups.size()) + "}\n";
     o += g1 + rules;
   }
@@ -465,9 +584,11 @@ std::string render_tex(const Table& t) {
       r.push_back(it == row.cells.end() ? std::string("--") : tex_cell(it->second));
     }
     for (int g : l.mean_groups) r.push_back(tex_mean(row.group_means[g], row.group_complete[g]));
-    r.push_back(tex_mean(row.mean, row.complete));
-    r.push_back(tex_escape(params_text(row.params_m)));
+    r.push_back(tex_row_mean(row));
+    r.push_back(tex_escape(count_text(row.params)));
     r.push_back(fixed(row.peak_train_mib, 1));
+    r.push_back(tex_or_dash(mib_text(row.peak_eval_mib)));
+    r.push_back(tex_or_dash(time_text(row.train_s, l.time)));
     o += join(r, " & ") + " \\\\\n";
   }
   if (!t.ref_lines.empty()) {
@@ -483,8 +604,8 @@ std::string render_tex(const Table& t) {
       r.push_back(!std::isfinite(rl.mean) ? std::string("--")
                   : rl.mean_published     ? short_fixed(rl.mean)
                                           : fixed(rl.mean, 2));
-      r.push_back(tex_escape(params_text(rl.ref.params_m)));
-      r.push_back("--");
+      r.push_back(tex_escape(count_text(rl.ref.params_m * 1e6)));
+      for (size_t k = 1; k < l.n_tail; ++k) r.push_back("--");
       o += join(r, " & ") + " \\\\\n";
     }
   }

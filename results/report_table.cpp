@@ -197,6 +197,18 @@ std::vector<std::string> varying_keys(const std::vector<Run>& runs, const std::s
   return dims;
 }
 
+// One part of a row's setting text: "lr=0.005"; a budget as "budget 4.0 MiB" / "no budget"; an
+// absent value as what it means ("whole batch", "fp32") or "KEY unset".
+std::string setting_part(const std::string& key, const std::string& value) {
+  const bool unset = value == "(unset)";
+  double v = 0;
+  if (key == "memory_budget_mib")
+    return unset ? "no budget" : parse_number(value, v) ? "budget " + format_bytes(v * 1048576.0) : "budget " + value;
+  if (key == "micro_batch" && unset) return "whole batch";
+  if (key == "precision" && unset) return "fp32";
+  return unset ? key + " unset" : key + "=" + value;
+}
+
 // Row identities: per method, one row per combination of its varying keys; each run joins its
 // row's cell of its task. Order: methods as first seen, a method's settings by value.
 void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& methods, Table& t) {
@@ -218,7 +230,7 @@ void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& me
         row.method = m;
         row.identity = id;
         std::vector<std::string> parts;
-        for (auto& [k, v] : id) parts.push_back(k + "=" + v);
+        for (auto& [k, v] : id) parts.push_back(setting_part(k, v));
         row.setting = join(parts, ", ");
         t.rows.push_back(row);
       }
@@ -235,6 +247,10 @@ void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& me
     }
     return false;
   });
+  std::map<std::string, int> rows_of, seen;
+  for (auto& r : t.rows) rows_of[r.method]++;
+  for (auto& r : t.rows)
+    r.short_label = rows_of[r.method] == 1 ? r.method : r.method + " #" + std::to_string(++seen[r.method]);
 }
 
 // Per table group: the mean of the values its tasks have (NaN for a group without a mean
@@ -252,23 +268,58 @@ void group_means(const std::vector<TaskGroup>& groups, const TaskValue& value_of
   }
 }
 
-// Cells (mean ± std over seeds, parameters, memory), group means and the row's mean.
+// The spread of a row's mean over seeds (Row::seed_means): per seed that every task the mean
+// covers has, the mean over those tasks; then mean and sample std of those per-seed means.
+Stats seed_means(const std::vector<Run>& runs, const Table& t, const Row& row) {
+  std::vector<const Cell*> cells;
+  for (auto& task : t.tasks)
+    if (auto it = row.cells.find(task); it != row.cells.end()) cells.push_back(&it->second);
+  if (cells.empty()) return {};
+  std::vector<double> per_seed;
+  for (int seed : cells[0]->seeds) {
+    std::vector<double> acc;
+    for (const Cell* c : cells)
+      for (size_t i : c->runs)
+        if (runs[i].seed == seed) acc.push_back(runs[i].accuracy);
+    if (acc.size() == cells.size()) per_seed.push_back(mean_of(acc));  // one run per seed and cell
+  }
+  return mean_std(per_seed);
+}
+
+// The mean of the finite values; NaN when there is none.
+double mean_finite(const std::vector<double>& xs) {
+  std::vector<double> v;
+  for (double x : xs)
+    if (std::isfinite(x)) v.push_back(x);
+  return mean_of(v);
+}
+
+// Cells (mean ± std over seeds, parameters, memory, time), group means, the row's mean and its
+// spread over seeds.
 void row_stats(const std::vector<Run>& runs, const Table& t, Row& row) {
-  std::vector<double> params, mems;
+  std::vector<double> params, mems, evals, times;
   for (auto& [task, cell] : row.cells) {
     std::sort(cell.runs.begin(), cell.runs.end(), [&](size_t a, size_t b) { return runs[a].seed < runs[b].seed; });
-    std::vector<double> acc, p, mb;
+    std::vector<double> acc, p, mb, eval_mb, train_s;
     for (size_t i : cell.runs) {
       acc.push_back(runs[i].accuracy);
       p.push_back(runs[i].trainable_params);
       mb.push_back(runs[i].peak_train_mib);
+      eval_mb.push_back(runs[i].peak_eval_mib);
+      train_s.push_back(runs[i].train_s);
+      if (std::isfinite(runs[i].wall_s)) cell.wall_s_total += runs[i].wall_s;
       cell.seeds.push_back(runs[i].seed);
     }
     cell.acc = mean_std(acc);
     cell.params = mean_of(p);
     cell.peak_train_mib = mean_of(mb);
-    params.push_back(cell.params / 1e6);
+    cell.peak_eval_mib = mean_finite(eval_mb);
+    cell.train_s = mean_finite(train_s);
+    params.push_back(cell.params);
     mems.push_back(cell.peak_train_mib);
+    evals.push_back(cell.peak_eval_mib);
+    times.push_back(cell.train_s);
+    row.wall_h += cell.wall_s_total / 3600.0;
   }
   auto cell_mean = [&](const std::string& task) -> std::optional<double> {
     auto it = row.cells.find(task);
@@ -280,8 +331,12 @@ void row_stats(const std::vector<Run>& runs, const Table& t, Row& row) {
     if (auto v = cell_mean(task)) all.push_back(*v);
   row.mean = mean_of(all);
   row.complete = all.size() == t.tasks.size();
-  row.params_m = mean_of(params);
+  row.params = mean_of(params);
+  row.params_m = row.params / 1e6;
   row.peak_train_mib = mean_of(mems);
+  row.peak_eval_mib = mean_finite(evals);
+  row.train_s = mean_finite(times);
+  row.seed_means = seed_means(runs, t, row);
 }
 
 // A property over the runs: its one value, or "v1 (methods) / v2 (methods)" where it differs.
@@ -330,11 +385,16 @@ void write_caption(const std::vector<Run>& runs, Table& t) {
       "Cells: mean ± sample std over seeds, n shown where n > 1; – no record; * mean over the tasks present only. ";
   if (t.vtab)
     caption += "Natural / Specialized / Structured: group means; Mean: plain mean over the " +
-               std::to_string(t.tasks.size()) + " task columns. ";
+               std::to_string(t.tasks.size()) + " task columns";
   else
-    caption += "Mean: plain mean over the task columns. ";
+    caption += "Mean: plain mean over the task columns";
   caption +=
-      "Params: trainable parameters (M); Peak train: peak training memory (MiB); both the mean over the row's tasks.";
+      ", ± the sample std over seeds of the per-seed mean over the same tasks, from the seeds every one of those "
+      "tasks has (n of them; no ± with fewer than two). ";
+  caption +=
+      "Params: trainable parameters (K = 10^3, M = 10^6); Peak train / Peak eval: peak training / evaluation memory "
+      "(MiB); Train: training time per job (timing.train_s, each task's mean over seeds); all four the mean over the "
+      "row's tasks.";
   t.caption = caption;
 }
 
@@ -439,6 +499,7 @@ void add_notes(const std::vector<std::string>& methods, Table& t) {
   for (auto& [schema, n] : t.records.other_schemas)
     read += ", " + std::to_string(n) + " line(s) of schema " + schema + " skipped";
   t.notes.insert(t.notes.begin(), read + ".");
+  t.notes.insert(t.notes.begin() + 1, t.records.read_notes.begin(), t.records.read_notes.end());
   for (auto& m : methods) {
     auto& dims = t.varying[m];
     if (!dims.empty())
@@ -454,7 +515,58 @@ double row_max_peak_mib(const Row& row) {
   return m;
 }
 
+double row_max_eval_mib(const Row& row) {
+  double m = kNaN;
+  for (auto& [task, cell] : row.cells)
+    if (std::isfinite(cell.peak_eval_mib)) m = std::isfinite(m) ? std::max(m, cell.peak_eval_mib) : cell.peak_eval_mib;
+  return m;
+}
+
 namespace {
+
+// What method m reached under a budget of budget_mib: its best complete row that fits, else a
+// does_not_fit record that proves it cannot fit (its minimum peak, or failing that the budget it
+// was run under, is above this budget), else its row run on the most tasks (then the best mean)
+// that fits on every task it has, else not run.
+BudgetPick budget_pick(const Table& t, const std::string& m, double budget_mib) {
+  BudgetPick p;
+  int partial = -1;  // the incomplete row that fits with the most tasks (then the best mean)
+  for (size_t i = 0; i < t.rows.size(); ++i) {
+    const Row& r = t.rows[i];
+    if (r.method != m) continue;
+    const double peak = row_max_peak_mib(r);
+    if (!std::isfinite(p.lowest_peak_mib) || peak < p.lowest_peak_mib) p.lowest_peak_mib = peak;
+    if (peak > budget_mib || !std::isfinite(r.mean)) continue;
+    if (r.complete) {
+      if (p.row < 0 || r.mean > t.rows[size_t(p.row)].mean) p.row = int(i);
+    } else if (partial < 0 || r.cells.size() > t.rows[size_t(partial)].cells.size() ||
+               (r.cells.size() == t.rows[size_t(partial)].cells.size() && r.mean > t.rows[size_t(partial)].mean)) {
+      partial = int(i);
+    }
+  }
+  if (p.row >= 0) {
+    p.kind = BudgetPick::Kind::kBest;
+    return p;
+  }
+  for (auto& s : t.records.skipped) {
+    if (s.status != RecordStatus::kDoesNotFit || s.method != m) continue;
+    const bool proves = std::isfinite(s.minimum_peak_mib) ? s.minimum_peak_mib > budget_mib
+                                                          : std::isfinite(s.budget_mib) && s.budget_mib >= budget_mib;
+    if (!proves) continue;
+    if (p.kind != BudgetPick::Kind::kDoesNotFit || s.minimum_peak_mib > p.minimum_peak_mib) {
+      p.kind = BudgetPick::Kind::kDoesNotFit;
+      p.unfit_task = s.task;
+      p.minimum_peak_mib = s.minimum_peak_mib;
+    }
+  }
+  if (p.kind == BudgetPick::Kind::kDoesNotFit) return p;
+  if (partial >= 0) {
+    p.kind = BudgetPick::Kind::kIncomplete;
+    p.row = partial;
+    p.fit_tasks = int(t.rows[size_t(partial)].cells.size());
+  }
+  return p;
+}
 
 void add_pareto_and_budgets(const ReportOptions& opts, Table& t) {
   std::vector<size_t> order;
@@ -473,20 +585,16 @@ void add_pareto_and_budgets(const ReportOptions& opts, Table& t) {
   t.budgets = opts.budgets;
   std::sort(t.budgets.begin(), t.budgets.end());
   if (t.budgets.empty()) return;
-  for (size_t i = 0; i < t.rows.size(); ++i) {
-    const std::string& m = t.rows[i].method;
-    auto it = std::find_if(t.budget_best.begin(), t.budget_best.end(), [&](auto& e) { return e.first == m; });
-    if (it == t.budget_best.end()) {
-      t.budget_best.push_back({m, std::vector<int>(t.budgets.size(), -1)});
-      it = t.budget_best.end() - 1;
-    }
-    const Row& r = t.rows[i];
-    if (!r.complete || !std::isfinite(r.mean)) continue;
-    for (size_t b = 0; b < t.budgets.size(); ++b) {
-      int& pick = it->second[b];
-      if (row_max_peak_mib(r) * 1048576.0 <= double(t.budgets[b]) && (pick < 0 || r.mean > t.rows[size_t(pick)].mean))
-        pick = int(i);
-    }
+  std::vector<std::string> methods;
+  for (auto& r : t.rows)
+    if (std::find(methods.begin(), methods.end(), r.method) == methods.end()) methods.push_back(r.method);
+  for (auto& s : t.records.skipped)
+    if (s.status == RecordStatus::kDoesNotFit && std::find(methods.begin(), methods.end(), s.method) == methods.end())
+      methods.push_back(s.method);
+  for (auto& m : methods) {
+    std::vector<BudgetPick> picks;
+    for (int64_t budget : t.budgets) picks.push_back(budget_pick(t, m, double(budget) / 1048576.0));
+    t.budget_best.push_back({m, picks});
   }
 }
 

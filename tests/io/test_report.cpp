@@ -2,20 +2,26 @@
 // (a swept lr splits rows, a per-task setting does not), golden report.md and report.csv from the
 // fixed records in tests/io/data/report/ (regenerate them with PETL_UPDATE_GOLDEN=1 and check the
 // numbers by hand), every validation error and warning (messages name file:line), reference
-// CSVs (the project's copy, a report.csv round trip, errors), other task sets, and the plots:
-// the files exist and hold one point per (method, task).
+// CSVs (the project's copy, a report.csv round trip, errors), other task sets, a sweep's (and a
+// demo's) output folder read through its journal, the budget view's wording, the Mean's ± over
+// seeds, the eval-peak and time columns, parameter counts, and the plots: the files exist and hold
+// one point per (method, task), short labels with a key table, the key in a strip below the
+// panels, every text inside the frame at 1, 3, 17 and 23 rows.
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
+#include "harness/sweep/sweep_journal.h"
 #include "results/report.h"
 #include "tests/ci_skip.h"
 
@@ -208,6 +214,26 @@ TEST(ReportTable, CellsGroupMeansAndRowMeans) {
   EXPECT_NEAR(s1.peak_train_mib, (1520.75 + 1500.25) / 2, 1e-9);
   EXPECT_TRUE(std::isnan(s1.group_means[2]));
 
+  // The Mean's spread over seeds: linear's clevr_count has seed 42 only, so one seed is common to
+  // every task: no ±. synqt lr=0.005 has seeds 42 and 43 on both its tasks: per-seed means
+  // (71.0 + 94.4) / 2 = 82.7 and (71.6 + 94.0) / 2 = 82.8.
+  EXPECT_EQ(lin.seed_means.n, 1);
+  EXPECT_TRUE(std::isnan(lin.seed_means.std));
+  const Row& s5 = row_named(t, "synqt (lr=0.005)");
+  EXPECT_EQ(s5.seed_means.n, 2);
+  EXPECT_NEAR(s5.seed_means.mean, 82.75, 1e-9);
+  EXPECT_NEAR(s5.seed_means.std, 0.1 / std::sqrt(2.0), 1e-9);
+  EXPECT_NEAR(s5.mean, (71.3 + 94.2) / 2, 1e-9);
+  // Time and evaluation peak (make_records.py: train_s = peak/10 + 3.5·(seed mod 5) + 0.013,
+  // wall_s = train_s + 10, peak_eval = 0.75·peak + classes/2): linear trains 42.063 s with seed 42
+  // and 45.563 s with seed 43; six of its tasks have both seeds, clevr_count seed 42 only.
+  const double s42 = 42.063, s43 = 45.563;
+  EXPECT_NEAR(lin.cells.at("cifar").train_s, (s42 + s43) / 2, 1e-9);
+  EXPECT_NEAR(lin.train_s, (6 * (s42 + s43) / 2 + s42) / 7, 1e-9);
+  EXPECT_NEAR(lin.peak_eval_mib, 0.75 * 350.5 + 0.5 * (100 + 47 + 2 + 10 + 45 + 5 + 8) / 7.0, 1e-9);
+  EXPECT_NEAR(lin.wall_h, (6 * (s42 + s43) + s42 + 13 * 10.0) / 3600, 1e-9);
+  EXPECT_NEAR(lin.params, (76900 + 36143 + 1538 + 7690 + 34605 + 3845 + 6152) / 7.0, 1e-9);
+
   // Reference rows: group means from the published task values, the published plain mean.
   ASSERT_EQ(t.ref_lines.size(), 2u);
   EXPECT_EQ(t.ref_lines[1].ref.method, "linear");
@@ -239,7 +265,7 @@ TEST(ReportGolden, VtabMarkdownAndCsv) {
   o.reference = data("reference.csv");
   o.out_dir = dir.path();
   auto res = write_report({data("vtab")}, o);
-  EXPECT_EQ(res.n_ok, 17);
+  EXPECT_EQ(res.n_ok, 19);
   EXPECT_EQ(res.n_failed, 1);
   EXPECT_EQ(res.n_dry_run, 1);
   expect_golden(portable(read_file(dir / "report.md")), data("expected/vtab_report.md"));
@@ -286,7 +312,12 @@ TEST(ReportRender, TexAndCellsCsv) {
   EXPECT_FALSE(has(tex, "±"));
   auto cells = render_cells_csv(t);
   EXPECT_TRUE(has(cells, "linear,,cifar,Natural,2,42;43,63.7500,0.3536,best_of_10,76900,350.500,"));
-  EXPECT_TRUE(has(cells, "synqt,lr=0.005,eurosat,Specialized,1,42,94.4000,,best_of_10,2658294,1500.250,"));
+  EXPECT_TRUE(has(cells, "synqt,lr=0.005,eurosat,Specialized,2,42;43,94.2000,0.2828,best_of_10,2658294,1500.250,"));
+  // The Mean's ± over seeds, readable parameter counts, and the memory and time columns in TeX too.
+  EXPECT_TRUE(has(tex, "82.75{\\scriptsize$\\pm$0.07$^{n=2}$}$^*$")) << tex;
+  EXPECT_TRUE(has(tex, "& 23.8 K & 350.5 & 278.4 & 43.6 \\\\")) << tex;
+  EXPECT_TRUE(has(tex, "& 85.8 M & -- & -- & -- \\\\")) << tex;
+  EXPECT_TRUE(has(tex, "\\rotatebox{90}{Train (s/job)}")) << tex;
 }
 
 // ------------------------------------------------------------------ protocols
@@ -438,12 +469,12 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   };
   std::vector<std::string> lin, full;
   for (auto& [m, picks] : t.budget_best)
-    for (int p : picks) (m == "linear" ? lin : full).push_back(label(p));
+    for (auto& p : picks) (m == "linear" ? lin : full).push_back(label(p.row));
   EXPECT_EQ(lin[0], "-");
   EXPECT_TRUE(has(lin[1], "5b2f6e0c) 55.0")) << lin[1];
   EXPECT_TRUE(has(lin[2], "ffffffff) 60.0")) << lin[2];
   EXPECT_EQ(full[0], "-");
-  EXPECT_TRUE(has(full[1], "@5b2f6e0c, micro_batch=(unset)) 65.0"))
+  EXPECT_TRUE(has(full[1], "@5b2f6e0c, whole batch) 65.0"))
       << full[1];  // 300 MiB fits 350; the large backbone does not
   EXPECT_TRUE(has(full[2], "micro_batch=8") && has(full[2], "74.0")) << full[2];  // 500 MiB: the micro-batched run
   EXPECT_TRUE(has(full[3], "75.0")) << full[3];
@@ -453,7 +484,7 @@ TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   for (size_t i : t.pareto) front.push_back(f1(t.rows[i].mean, 1) + "@" + f1(t.rows[i].peak_train_mib, 0));
   EXPECT_EQ(front, (std::vector<std::string>{"55.0@100", "65.0@295", "74.0@500", "75.0@900"}));
   const std::string md = render_budget_view(t);
-  for (auto* h : {"≤ 50.0 MiB", "≤ 350.0 MiB", "≤ 600.0 MiB", "≤ 1.0 GiB", "does not fit", "74.00 ("})
+  for (auto* h : {"≤ 50.0 MiB", "≤ 350.0 MiB", "≤ 600.0 MiB", "≤ 1.0 GiB", "not run under this budget", "74.00 ("})
     EXPECT_TRUE(has(md, h)) << h << "\n" << md;
   EXPECT_TRUE(has(md, "Pareto front")) << md;
   EXPECT_EQ(render_budget_view(build_table(load_records({d.path()}),
@@ -646,4 +677,374 @@ TEST(ReportPlots, OnePointPerMethodAndTask) {
   EXPECT_TRUE(has(svg, "Peak training memory (MiB)"));
   EXPECT_TRUE(has(svg, "Top-1 test accuracy (%)"));
   EXPECT_TRUE(has(svg, "objects_count"));
+}
+
+// ------------------------------------------------------------------ a run's output folder
+
+namespace {
+// A sweep's output folder as `petl sweep` leaves it: the journal (journal_path, the sweep's own
+// name for it) with each record plus sweep_key and a cache build's line; every job's own copy of
+// its record under jobs/<key>/results.jsonl; logs.
+void write_sweep_folder(const std::string& out, const std::vector<nlohmann::json>& recs, int shard = 0,
+                        int shards = 1) {
+  std::string journal =
+      "{\"schema\": \"petl.sweep_cache\", \"schema_version\": 1, \"kind\": \"cache\", "
+      "\"status\": \"ok\", \"sweep_key\": \"c0\"}\n";
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const std::string key = "k" + std::to_string(shard) + "_" + std::to_string(i);
+    write_file(out + "/jobs/" + key + "/results.jsonl", recs[i].dump() + "\n");
+    auto line = recs[i];
+    line["sweep_key"] = key;
+    line["sweep"] = "e2e";
+    journal += line.dump() + "\n";
+  }
+  write_file(petl::journal_path(out, shard, shards), journal);
+  write_file(out + "/logs/k0.log", "log\n");
+}
+}  // namespace
+
+TEST(ReportLoad, ASweepFolderIsReadThroughItsJournalNotThePerJobCopies) {
+  TempDir d;
+  const std::string sweep = d / "sweep";
+  write_sweep_folder(sweep, {make_record("linear", "cifar", 42, 60), make_record("linear", "dtd", 42, 50),
+                             make_record("synqt", "cifar", 42, 70), make_record("synqt", "dtd", 42, 55)});
+  auto recs = load_records({sweep});
+  EXPECT_EQ(recs.files, std::vector<std::string>{petl::journal_path(sweep)});
+  EXPECT_EQ(recs.runs.size(), 4u);
+  EXPECT_EQ(recs.other_schemas.at("petl.sweep_cache"), 1);
+  ASSERT_EQ(recs.read_notes.size(), 1u);
+  EXPECT_TRUE(has(recs.read_notes[0], sweep + " is a sweep's output folder: read its journal " +
+                                          petl::journal_path(sweep) + " only (not the 4 per-job copies under " + sweep +
+                                          "/jobs/)"))
+      << recs.read_notes[0];
+  // No duplicate warning, and the report says in its notes what was read.
+  auto o = quiet();
+  o.out_dir = d / "report";
+  auto res = write_report({sweep}, o);
+  EXPECT_TRUE(res.warnings.empty()) << res.warnings[0];
+  EXPECT_EQ(res.n_ok, 4);
+  EXPECT_TRUE(has(read_file(d / "report/report.md"), "- " + recs.read_notes[0]));
+  // Named inside a folder above it: the same, and the folder's other result files are read as before.
+  write_file(d / "runs/a.jsonl", lines({make_record("full", "cifar", 42, 65)}));
+  auto above = load_records({d.path()});
+  EXPECT_EQ(above.files, (std::vector<std::string>{d / "runs/a.jsonl", petl::journal_path(sweep)}));
+  EXPECT_EQ(above.runs.size(), 5u);
+  EXPECT_EQ(above.read_notes, recs.read_notes);
+  // The per-job copy named as a file is read as named.
+  auto one = load_records({sweep + "/jobs/k0_1/results.jsonl"});
+  EXPECT_EQ(one.runs.size(), 1u);
+  EXPECT_TRUE(one.read_notes.empty());
+}
+
+TEST(ReportLoad, ShardedSweepJournalsAreAllReadAndAPlainFolderIsReadAsBefore) {
+  TempDir d;
+  write_sweep_folder(d / "s", {make_record("linear", "cifar", 42, 60)}, 0, 2);
+  write_sweep_folder(d / "s", {make_record("linear", "dtd", 42, 50)}, 1, 2);
+  auto recs = load_records({d / "s"});
+  EXPECT_EQ(recs.files,
+            (std::vector<std::string>{petl::journal_path(d / "s", 0, 2), petl::journal_path(d / "s", 1, 2)}));
+  EXPECT_EQ(recs.runs.size(), 2u);
+  EXPECT_EQ(recs.read_notes.size(), 1u);
+  // A folder with a results.jsonl that is not a sweep journal (no sweep_key) and per-run copies
+  // elsewhere: every *.jsonl, as before.
+  write_file(d / "plain/results.jsonl", lines({make_record("linear", "cifar", 42, 60)}));
+  write_file(d / "plain/jobs/x/results.jsonl", lines({make_record("linear", "dtd", 42, 50)}));
+  auto plain = load_records({d / "plain"});
+  EXPECT_EQ(plain.files.size(), 2u);
+  EXPECT_TRUE(plain.read_notes.empty());
+}
+
+TEST(ReportLoad, ADemoFolderIsReadThroughItsResultsFile) {
+  TempDir d;
+  // petl demo's --out: results.jsonl (every run) and last_demo.jsonl (a copy of the last run's records).
+  const auto a = make_record("linear", "cifar", 42, 60), b = make_record("linear", "dtd", 42, 50);
+  write_file(d / "demo/results.jsonl", lines({a, b}));
+  write_file(d / "demo/last_demo.jsonl", lines({b}));
+  auto recs = load_records({d / "demo"});
+  EXPECT_EQ(recs.files, std::vector<std::string>{d / "demo/results.jsonl"});
+  ASSERT_EQ(recs.read_notes.size(), 1u);
+  EXPECT_TRUE(has(recs.read_notes[0], "is a demo's output folder: read " + (d / "demo/results.jsonl") + " only"));
+  EXPECT_TRUE(build_table(std::move(recs), quiet()).warnings.empty());
+}
+
+// ------------------------------------------------------------------ budget view wording, eval peak
+
+TEST(ReportBudget, NotRunIsNotDoesNotFitAndRowsWithoutABudgetReadWell) {
+  // Two tasks (a complete row needs both). lora without a budget (peak 36 MiB, eval 65.2 MiB) and
+  // under a 10 MiB budget (9.5 MiB, micro-batch 8); full does not fit 10 MiB (minimum peak 45 MiB);
+  // synqt peaks at 15 MiB and was never run under a budget; vqt fits 10 MiB on one task only.
+  TempDir d;
+  auto rec = [](const std::string& m, const std::string& task, double acc, double peak, double eval) {
+    auto r = make_record(m, task, 42, acc);
+    r["memory"]["peak_train_mib"] = peak;
+    r["memory"]["peak_eval_mib"] = eval;
+    return r;
+  };
+  auto budgeted = [&](const std::string& task, double acc) {
+    auto r = rec("lora", task, acc, 9.5, 65.2);
+    r["memory_budget"] = {{"budget_mib", 10.0}, {"minimum_peak_mib", 6.0}, {"micro_batch", 8}};
+    r["settings"]["micro_batch"] = 8;
+    return r;
+  };
+  nlohmann::json unfit = {
+      {"schema", "petl.result"},  {"schema_version", 1},
+      {"status", "does_not_fit"}, {"method", "full"},
+      {"task", "beta"},           {"seed", 42},
+      {"protocol", "best_of_10"}, {"memory_budget", {{"budget_mib", 10.0}, {"minimum_peak_mib", 45.0}}}};
+  write_file(d / "r.jsonl", lines({rec("lora", "alpha", 70, 36, 65.2), rec("lora", "beta", 60, 35, 64.0),
+                                   budgeted("alpha", 70), budgeted("beta", 61), rec("full", "alpha", 80, 300, 90),
+                                   rec("full", "beta", 70, 300, 90), rec("synqt", "alpha", 66, 15, 121.3),
+                                   rec("synqt", "beta", 56, 15, 120), rec("vqt", "alpha", 50, 8, 20)}) +
+                                unfit.dump() + "\n");
+  auto o = quiet();
+  o.allow_mixed = true;
+  o.budgets = {4LL << 20, 10LL << 20};
+  Table t = build_table(load_records({d.path()}), o);
+  EXPECT_EQ(t.rows[0].label(), "lora (no budget, whole batch)");
+  EXPECT_EQ(t.rows[1].label(), "lora (budget 10.0 MiB, micro_batch=8)");
+  const std::string md = render_budget_view(t);
+  auto line_of = [&](const std::string& m) {
+    auto p = md.find("| " + m + " ");
+    return p == std::string::npos ? std::string() : md.substr(p, md.find('\n', p) - p);
+  };
+  using K = BudgetPick::Kind;
+  ASSERT_EQ(t.budget_best.size(), 4u);
+  EXPECT_EQ(t.budget_best[0].second[0].kind, K::kNotRun);  // lora ≤ 4 MiB: never tried
+  EXPECT_EQ(t.budget_best[0].second[1].kind, K::kBest);
+  EXPECT_EQ(t.budget_best[1].first, "full");
+  EXPECT_EQ(t.budget_best[1].second[0].kind, K::kDoesNotFit);  // the record says 45 MiB > 4 MiB
+  EXPECT_EQ(t.budget_best[1].second[1].kind, K::kDoesNotFit);
+  EXPECT_EQ(t.budget_best[3].second[1].kind, K::kIncomplete);
+  EXPECT_TRUE(has(line_of("lora"), "| not run under this budget (lowest peak 9.5 MiB) ")) << md;
+  EXPECT_TRUE(has(line_of("lora"), "| 65.50 (budget 10.0 MiB, micro_batch=8; peak train 9.5, eval 65.2† MiB) ")) << md;
+  EXPECT_TRUE(has(line_of("full"), "| does not fit (beta: minimum peak 45.0 MiB) ")) << md;
+  EXPECT_FALSE(has(line_of("full"), "not run")) << md;
+  EXPECT_TRUE(has(line_of("synqt"), "| not run under this budget (lowest peak 15.0 MiB) ")) << md;
+  EXPECT_FALSE(has(line_of("synqt"), "does not fit")) << md;
+  // vqt ran on one task only: its row, marked incomplete, with the tasks it ran.
+  EXPECT_EQ(t.budget_best[3].second[1].row, 4);
+  EXPECT_TRUE(has(line_of("vqt"), "| 50.00* (peak train 8.0, eval 20.0† MiB; 1 of 2 tasks run) ")) << md;
+  EXPECT_EQ(t.budget_best[3].second[0].kind, K::kNotRun);  // 8 MiB > 4 MiB
+  EXPECT_TRUE(has(md, "† the evaluation peak is above the budget")) << md;
+  // The main table shows the evaluation peak beside the training peak (mean over the row's tasks).
+  const std::string table = render_markdown_table(t);
+  EXPECT_TRUE(has(table, "| Peak train (MiB) | Peak eval (MiB) |")) << table;
+  EXPECT_TRUE(has(table, "|             35.5 |            64.6 |")) << table;  // lora without a budget
+  EXPECT_NEAR(row_max_eval_mib(t.rows[0]), 65.2, 1e-12);
+}
+
+// ------------------------------------------------------------------ time and parameter columns
+
+TEST(ReportRender, TimeColumnUnitAndReadableParameterCounts) {
+  TempDir d;
+  auto rec = [](const std::string& m, const std::string& task, int64_t params, double train_s) {
+    auto r = make_record(m, task, 42, 60);
+    r["trainable_params"] = params;
+    r["timing"]["train_s"] = train_s;
+    return r;
+  };
+  write_file(d / "r.jsonl", lines({rec("linear", "cifar", 776, 30), rec("bitfit", "cifar", 23839, 45),
+                                   rec("synqt", "cifar", 2692854, 80), rec("full", "cifar", 85798656, 100)}));
+  Table t = build_table(load_records({d.path()}), quiet());
+  std::string md = render_markdown_table(t);
+  EXPECT_TRUE(has(md, "| Params |")) << md;
+  EXPECT_TRUE(has(md, "| Train (s/job) |")) << md;
+  for (auto* cell : {"|    776 |", "| 23.8 K |", "| 2.69 M |", "| 85.8 M |", "|          30.0 |", "|         100.0 |"})
+    EXPECT_TRUE(has(md, cell)) << cell << "\n" << md;
+  EXPECT_TRUE(has(render_tex(t), "& 2.69 M &")) << render_tex(t);
+  // The CSV keeps exact numbers: params_m as before, params (the count) and train_s added at the end.
+  const std::string csv = render_csv(t);
+  const std::string header = csv.substr(0, csv.find('\n'));
+  EXPECT_TRUE(has(header,
+                  ",mean,params_m,peak_train_mib,n_tasks,complete,source,params,peak_eval_mib,train_s,wall_h,"
+                  "mean_std,mean_n_seeds"))
+      << header;
+  EXPECT_TRUE(has(csv, ",2.692854,350.500,1,0,petl,2692854,")) << csv;
+  // Hours of training per job: the column switches its unit (one unit for the whole column).
+  write_file(d / "r.jsonl", lines({rec("linear", "cifar", 776, 900), rec("full", "cifar", 85798656, 7200)}));
+  md = render_markdown_table(build_table(load_records({d.path()}), quiet()));
+  EXPECT_TRUE(has(md, "| Train (min/job) |")) << md;
+  EXPECT_TRUE(has(md, "|           120.0 |")) << md;
+  EXPECT_TRUE(has(md, "|            15.0 |")) << md;
+}
+
+namespace {
+// A text of a gnuplot SVG: <g transform="translate(X,Y)[ rotate(R)]" ... font-size="F" ...
+// text-anchor="A"> <text>CONTENT</text>.
+struct SvgText {
+  double x = 0, y = 0, font = 11;
+  bool rotated = false;
+  std::string anchor, text;
+};
+std::vector<SvgText> svg_texts(const std::string& svg) {
+  std::vector<SvgText> out;
+  const std::string head = "<g transform=\"translate(";
+  for (size_t p = svg.find(head); p != std::string::npos; p = svg.find(head, p + 1)) {
+    SvgText t;
+    const size_t tag_end = svg.find('>', p);
+    const std::string tag = svg.substr(p, tag_end - p);
+    if (std::sscanf(tag.c_str() + head.size(), "%lf,%lf", &t.x, &t.y) != 2) continue;
+    t.rotated = has(tag, "rotate(");
+    if (auto f = tag.find("font-size=\""); f != std::string::npos) t.font = std::atof(tag.c_str() + f + 11);
+    if (auto a = tag.find("text-anchor=\""); a != std::string::npos)
+      t.anchor = tag.substr(a + 13, tag.find('"', a + 13) - a - 13);
+    const size_t open = svg.find("<text>", tag_end), close = svg.find("</text>", tag_end);
+    if (open == std::string::npos || close == std::string::npos || open > svg.find("</g>", tag_end)) continue;
+    t.text = svg.substr(open + 6, close - open - 6);
+    out.push_back(t);
+  }
+  return out;
+}
+// Tic labels on one line that run into each other: numbers on the same baseline, centred (the x
+// tic labels of a panel), closer than half their widths together. Returns "a|b" per such pair.
+std::vector<std::string> overlapping_tic_labels(const std::vector<SvgText>& texts) {
+  std::map<long, std::vector<SvgText>> by_line;
+  for (auto t : texts) {
+    t.text.erase(0, t.text.find_first_not_of(' '));  // gnuplot writes " 1000"
+    if (!t.rotated && t.anchor == "middle" && !t.text.empty() &&
+        t.text.find_first_not_of("0123456789.-e+") == std::string::npos)
+      by_line[std::lround(t.y * 10)].push_back(t);
+  }
+  std::vector<std::string> bad;
+  for (auto& [y, line] : by_line) {
+    std::sort(line.begin(), line.end(), [](const SvgText& a, const SvgText& b) { return a.x < b.x; });
+    for (size_t i = 1; i < line.size(); ++i) {
+      // A digit of DejaVu Sans is 0.636 em; the PNG draws the 11 pt font at 96 dpi (14.7 px, 4/3 of
+      // the SVG's 11 units; measured: a 94-character subtitle is 719 px wide in the PNG). Half of
+      // each label's width, plus a gap of half a digit.
+      const double digit_px = 0.636 * line[i].font * 4.0 / 3.0;
+      const double need = digit_px * (double(line[i - 1].text.size() + line[i].text.size()) / 2 + 0.5);
+      if (line[i].x - line[i - 1].x < need) bad.push_back(line[i - 1].text + "|" + line[i].text);
+    }
+  }
+  return bad;
+}
+// The SVG's canvas (viewBox="0 0 W H").
+std::pair<double, double> svg_size(const std::string& svg) {
+  double w = 0, h = 0;
+  auto p = svg.find("viewBox=\"0 0 ");
+  if (p != std::string::npos) std::sscanf(svg.c_str() + p + 13, "%lf %lf", &w, &h);
+  return {w, h};
+}
+// Records of n methods (made-up names where the registry has fewer) on tasks, grid lrs per method.
+std::string many_methods(int n, const std::vector<std::string>& tasks, const std::vector<std::string>& lrs) {
+  static const std::vector<std::string> names = {
+      "linear", "full",     "synqt",   "bitfit",  "vpt_shallow", "vpt_deep", "adapter", "adaptformer", "lora",
+      "ssf",    "convpass", "fact_tt", "fact_tk", "dtl",         "dtl_plus", "vqt",     "lst"};
+  std::vector<nlohmann::json> recs;
+  for (int i = 0; i < n; ++i)
+    for (size_t k = 0; k < tasks.size(); ++k)
+      for (auto& lr : (i < 3 ? lrs : std::vector<std::string>{"0.001"})) {
+        auto r = make_record(i < int(names.size()) ? names[size_t(i)] : "method_" + std::to_string(i), tasks[k], 42,
+                             40 + i + double(k));
+        r["settings"]["recipe"]["lr"] = lr;
+        r["memory"]["peak_train_mib"] = 200.0 + 80.0 * i + double(k);  // 200 .. 1484 MiB: 4-digit tic labels
+        r["trainable_params"] = 1000 * (i + 1);
+        if (lrs.size() > 1) {  // 200 epochs, evaluated every 10: gnuplot alone puts 3-digit tics every 20
+          r["evals"] = nlohmann::json::array();
+          for (int e = 10; e <= 200; e += 10)
+            r["evals"].push_back({{"epoch", e}, {"test_acc", 40 + i + e / 10.0}, {"train_loss", 1.0}});
+        }
+        recs.push_back(r);
+      }
+  return lines(recs);
+}
+}  // namespace
+
+TEST(ReportPlots, ShortLabelsAKeyTableAndTheKeyInAStripBelowThePanels) {
+  TempDir d;
+  auto o = quiet();
+  o.out_dir = d.path();
+  o.plots = true;
+  o.reference = data("reference.csv");
+  Table t = build_table(load_records({data("vtab")}), o, load_reference(data("reference.csv")));
+  write_plots(t, d.path());  // scripts, data and key.csv are written with or without gnuplot
+  // The key table: one line per series (row), its short label, full setting and style.
+  const std::string key = read_file(d / "plots/key.csv");
+  EXPECT_EQ(data_lines(d / "plots/key.csv"), int(t.rows.size()) + 1) << key;
+  EXPECT_TRUE(has(key, "label,method,setting,row,complete,color,point_type,")) << key;
+  EXPECT_TRUE(has(key, "\nlinear,linear,,linear,0,#1f77b4,7,")) << key;
+  EXPECT_TRUE(has(key, "\nsynqt #1,synqt,lr=0.001,synqt (lr=0.001),0,#ff7f0e,5,")) << key;
+  EXPECT_TRUE(has(key, "\nsynqt #2,synqt,lr=0.005,synqt (lr=0.005),0,#2ca02c,9,")) << key;
+  for (auto name : {"acc_vs_memory", "acc_vs_memory_per_task", "acc_vs_params", "evals"}) {
+    const std::string gp = read_file(d / (std::string("plots/") + name + ".gp"));
+    // Short labels only; the full setting is in the key table and the report.
+    EXPECT_TRUE(has(gp, "title 'synqt #1*'")) << name;
+    EXPECT_FALSE(has(gp, "lr=0.00")) << name;
+    // Data plots carry no key of their own; the key is one plot in a strip at the bottom of the figure.
+    EXPECT_TRUE(has(gp, "unset key")) << name;
+    const size_t strip = gp.find("set origin 0,0\nset size 1,");
+    ASSERT_NE(strip, std::string::npos) << name;
+    EXPECT_LT(strip, gp.find("set key inside center center horizontal")) << name;
+    // Every panel lies above the strip and inside the figure.
+    double strip_h = 0;
+    std::sscanf(gp.c_str() + strip + 26, "%lf", &strip_h);
+    EXPECT_GT(strip_h, 0.0) << name;
+    for (size_t p = gp.find("set origin "); p < strip; p = gp.find("set origin ", p + 1)) {
+      double x, y, w, h;
+      ASSERT_EQ(std::sscanf(gp.c_str() + p, "set origin %lf,%lf\nset size %lf,%lf", &x, &y, &w, &h), 4) << name;
+      EXPECT_GE(y, strip_h - 1e-9) << name;
+      EXPECT_LE(x + w, 1 + 1e-9) << name;
+      EXPECT_LE(y + h, 1 + 1e-9) << name;
+    }
+  }
+  // The report's Plots section maps short labels to rows (a label was shortened) and names key.csv.
+  const std::string md = render_markdown(t, {"plots/evals.png"});
+  EXPECT_TRUE(has(md, "**Plot key.**")) << md;
+  EXPECT_TRUE(has(md, "| synqt #2*  | synqt  | lr=0.005 |")) << md;
+  EXPECT_TRUE(has(md, "plots/key.csv")) << md;
+}
+
+TEST(ReportPlots, EveryTextFitsTheFrameAt1_3_17And23Rows) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) PETL_SKIP_UNLESS_CI("gnuplot not installed");
+  // 23 rows: 17 methods, three of them at three learning rates (labels "linear #1" ...); long task names.
+  const std::vector<std::string> tasks = {"fashion_mnist", "objects_count", "objects_dist", "sprites_loc",
+                                          "sprites_orientation_long_task_name"};
+  for (auto [n, lrs] : std::vector<std::pair<int, std::vector<std::string>>>{
+           {1, {"0.001"}}, {3, {"0.001"}}, {17, {"0.001"}}, {17, {"0.001", "0.005", "0.01"}}}) {
+    TempDir d;
+    write_file(d / "r.jsonl", many_methods(n, tasks, lrs));
+    auto o = quiet();
+    o.out_dir = d.path();
+    o.plots = true;
+    auto res = write_report({d / "r.jsonl"}, o);
+    ASSERT_TRUE(res.warnings.empty()) << res.warnings[0];
+    const size_t rows = size_t(n) + (lrs.size() > 1 ? 3 * (lrs.size() - 1) : 0);
+    EXPECT_EQ(size_t(data_lines(d / "plots/key.csv")), rows + 1);
+    for (auto name : {"acc_vs_memory", "acc_vs_memory_per_task", "acc_vs_params", "evals"}) {
+      const std::string svg = read_file(d / (std::string("plots/") + name + ".svg"));
+      const auto [w, h] = svg_size(svg);
+      ASSERT_GT(w, 0) << name;
+      double lowest_axis_label = 0, highest_key_label = h;
+      int key_labels = 0;
+      const auto texts = svg_texts(svg);
+      const auto crowded = overlapping_tic_labels(texts);
+      EXPECT_TRUE(crowded.empty()) << name << " (" << rows << " rows): tic labels run together: " << crowded[0];
+      for (auto& t : texts) {
+        // DejaVu Sans averages about 0.62 em per character; 0.68 em errs on the wide side.
+        const double len = double(t.text.size()) * 0.68 * t.font;
+        const double lo = t.anchor == "middle" ? -len / 2 : t.anchor == "end" ? -len : 0;
+        const std::string where = std::string(name) + " (" + std::to_string(rows) + " rows): '" + t.text + "'";
+        if (t.rotated) {  // the y label, written upwards
+          EXPECT_GE(t.y + lo, -1) << where;
+          EXPECT_LE(t.y + lo + len, h + 1) << where;
+          continue;
+        }
+        EXPECT_GE(t.x + lo, -1) << where << " starts left of the frame";
+        EXPECT_LE(t.x + lo + len, w + 1) << where << " runs off the right edge";
+        EXPECT_GE(t.y, 0) << where;
+        EXPECT_LE(t.y, h + 1) << where;
+        if (has(t.text, "Peak training memory (MiB)") || t.text == "Epoch" || has(t.text, "Trainable parameters ("))
+          lowest_axis_label = std::max(lowest_axis_label, t.y);
+        if (t.text == "linear" || t.text == "linear #1" || t.text == "linear #3" || t.text == "vqt" ||
+            t.text == "lst" || t.text == "Pareto front") {
+          if (t.font < 11) continue;  // a point's own label (9 pt) beside it in the plot
+          ++key_labels;
+          highest_key_label = std::min(highest_key_label, t.y);
+        }
+      }
+      EXPECT_GT(key_labels, 0) << name;
+      EXPECT_GT(highest_key_label, lowest_axis_label) << name << ": the key is below every panel";
+    }
+  }
 }

@@ -4,6 +4,7 @@ methods trained from feature caches built once by their own jobs, SIGKILL of the
 mid-sweep then a re-run giving the same set of records, a damaged cache rebuilt by the next job,
 and `petl run --dp 2` under mpirun matching one rank with the same global batch."""
 import collections
+import glob
 import json
 import os
 import shutil
@@ -75,9 +76,16 @@ print(f"sweep of {len(keys)} jobs on 4 ranks: {time.time() - t0:.1f} s")
 p = run(a.petl, "sweep", cfg1, expect=None)
 recs2, _ = journal(out1)
 c.check(len(recs2) == len(recs), "re-running a finished sweep adds no record")
-p = run(a.petl, "report", os.path.join(out1, "results.jsonl"), "--out", os.path.join(a.scratch, "rep1"), "--no-plots",
-        "--reference", "none", expect=None)
-c.check(p.returncode == 0 and "| linear" in p.stdout, "petl report reads the sweep journal")
+p1 = run(a.petl, "report", os.path.join(out1, "results.jsonl"), "--out", os.path.join(a.scratch, "rep1"), "--no-plots",
+         "--reference", "none", expect=None)
+c.check(p1.returncode == 0 and "| linear" in p1.stdout, "petl report reads the sweep journal")
+# The sweep's folder (journal + every job's own copy under jobs/<key>/): read through the journal only.
+c.check(len(glob.glob(os.path.join(out1, "jobs", "*", "results.jsonl"))) >= len(ok), "every training job keeps its own copy")
+p = run(a.petl, "report", out1, "--out", os.path.join(a.scratch, "rep1dir"), "--no-plots", "--reference", "none",
+        expect=None)
+c.check(p.returncode == 0 and "duplicate" not in p.stderr and "is a sweep's output folder: read its journal" in p.stderr
+        and "6 ok record(s) tabulated" in p.stderr, "petl report on the sweep folder reads its journal only\n" + p.stderr[-600:])
+c.check(p.stdout == p1.stdout, "the sweep folder's report is the journal's report\n" + p.stdout + "\n" + p1.stdout)
 
 # ---------------------------------------------------------------- 2. SIGKILL mid-sweep, resume
 out2 = os.path.join(a.scratch, "sweep2")

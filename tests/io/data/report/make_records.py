@@ -3,9 +3,11 @@
 
 vtab/results.jsonl         linear on 7 VTAB tasks (2 seeds on 6), synqt lr=0.001 on 2, a failed and a dry-run record
 vtab/sweep/journal.jsonl   a sweep journal: its own entries (schema petl.sweep.journal), a duplicate of
-                           linear/cifar seed 42 (supersedes the first) and synqt lr=0.005 on 2 tasks
+                           linear/cifar seed 42 (supersedes the first) and synqt lr=0.005 on 2 tasks × 2 seeds
+                           (every task of the row has both seeds: its Mean gets a ± over seeds)
 mini/results.jsonl         a non-VTAB task set (embedded-suite names): 2 methods x 3 tasks, one cell with 2 seeds
-Numbers are made up but shaped like real records (written by results/record.h); accuracy = best_of_10 = max of evals.
+Numbers are made up but shaped like real records (written by results/record.h); accuracy = best_of_10 = max of evals;
+the evaluation peak and the training time differ per record (functions of the peak, classes and seed).
 """
 import json, os
 
@@ -43,9 +45,11 @@ def record(method, task, seed, acc, classes, params, mib, *, bb=VITB, lr="0.001"
             "evals": evals, "epoch_train_loss": [e["train_loss"] for e in evals],
             "trainable_params": params, "backbone_params": 85798656,
             "memory": {"device": "cpu", "unit": "MiB", "precision": "fp32", "batch_size": batch, "image_size": img,
-                       "peak_train_mib": mib, "backbone_weights_mib": 327.3, "trainable_state_mib": round(params * 16 / 2**20, 3),
+                       "peak_train_mib": mib, "peak_eval_mib": round(mib * 0.75 + classes * 0.5, 3),
+                       "backbone_weights_mib": 327.3, "trainable_state_mib": round(params * 16 / 2**20, 3),
                        "activations_other_mib": round(mib - 327.3 - params * 16 / 2**20, 3)},
-            "timing": {"wall_s": 100.0, "train_s": 90.0, "eval_s": 10.0, "train_images_per_s": 500.0},
+            "timing": {"wall_s": round(train_s(mib, seed) + 10.0, 3), "train_s": train_s(mib, seed), "eval_s": 10.0,
+                       "train_images_per_s": round(50000.0 / train_s(mib, seed), 3)},
             "settings": {"recipe": recipe(rname, lr, epochs, batch, seed, eval_every), "recipe_source": "config/recipes.yaml",
                          "method": msettings or {}, "requested": {}},
             "backbone": bb,
@@ -55,6 +59,10 @@ def record(method, task, seed, acc, classes, params, mib, *, bb=VITB, lr="0.001"
                      "skipped": [], "n_skipped": 0},
             "job_key": ("%s_%s_%d_%s" % (method, task, seed, lr))[:16],
             "provenance": {"git_commit": "fixture", "host": "fixture"}}
+
+
+def train_s(mib, seed):
+    return round(mib / 10.0 + 3.5 * (seed % 5) + 0.013, 3)
 
 
 def synqt_settings(tokens):
@@ -91,6 +99,8 @@ journal = [{"schema": "petl.sweep.journal", "event": "start", "jobs": 3},
            lin("cifar", 42, 63.50),
            record("synqt", "cifar", 42, 71.00, 100, 2727414, 1520.75, lr="0.005", msettings=synqt_settings(4)),
            record("synqt", "eurosat", 42, 94.40, 10, 2658294, 1500.25, lr="0.005", msettings=synqt_settings(1)),
+           record("synqt", "cifar", 43, 71.60, 100, 2727414, 1520.75, lr="0.005", msettings=synqt_settings(4)),
+           record("synqt", "eurosat", 43, 94.00, 10, 2658294, 1500.25, lr="0.005", msettings=synqt_settings(1)),
            {"schema": "petl.sweep.journal", "event": "done"}]
 write("vtab/sweep/journal.jsonl", journal)
 
