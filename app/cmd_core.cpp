@@ -20,6 +20,7 @@
 #include "io/journal.h"
 #include "io/tensor_file.h"
 #include "methods/method.h"
+#include "models/arch_registry.h"
 #include "models/checkpoint.h"
 
 namespace petl::cli {
@@ -45,11 +46,14 @@ int cmd_list(const Args& args) {
                   o.meaning.c_str());
     }
   }
-  std::printf("architectures:\n");
-  for (auto& a : known_archs()) {
-    auto c = vit_config_by_name(a);
-    std::printf("  %-30s img %d patch %d dim %d depth %d heads %d\n", a.c_str(), c.img_size, c.patch_size, c.embed_dim,
-                c.depth, c.num_heads);
+  std::printf("architectures (family, pooling, checkpoint layouts; README: Backbone families):\n");
+  for (const auto& e : arch_registry()) {
+    const VitConfig& c = e.config;
+    std::vector<std::string> layouts;
+    for (const auto& l : e.layouts) layouts.push_back(l.name);
+    std::printf("  %-30s img %d patch %d dim %d depth %d heads %d  %s, %s, %s%s\n", e.name.c_str(), c.img_size,
+                c.patch_size, c.embed_dim, c.depth, c.num_heads, to_string(e.family).c_str(), to_string(c.pool).c_str(),
+                join(layouts, "|").c_str(), e.aliases.empty() ? "" : (" (also " + join(e.aliases, ", ") + ")").c_str());
   }
   std::printf(
       "evaluation protocols:\n  best_of_10  max test accuracy over the evaluations every eval_every epochs\n"

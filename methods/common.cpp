@@ -183,7 +183,7 @@ FrozenPass frozen_pass(VisionTransformer& backbone, const torch::Tensor& images,
   for (tap.row0 = 0; tap.row0 < B; tap.row0 += m) {
     auto x = backbone->forward_blocks(backbone->embed(images.narrow(0, tap.row0, std::min(m, B - tap.row0))),
                                       kv ? &tap : nullptr);
-    if (cls) cls_parts.push_back(backbone->final_norm(x.select(1, 0)));
+    if (cls) cls_parts.push_back(backbone->pool(x));
   }
   FrozenPass out;
   if (kv) {

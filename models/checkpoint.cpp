@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/hashing.h"
+#include "models/arch_registry.h"
 
 namespace petl {
 namespace fs = std::filesystem;
@@ -149,22 +150,41 @@ io::RawTensor from_torch(const torch::Tensor& t_in) {
   return r;
 }
 
+namespace {
+// A safetensors file's tensors as float32, the leading "module." of a DataParallel wrapper removed.
+std::map<std::string, torch::Tensor> read_file_tensors(const std::string& path,
+                                                       std::map<std::string, std::string>* metadata) {
+  std::map<std::string, std::string> meta;
+  auto raw = io::read_safetensors(path, &meta);
+  if (metadata) *metadata = meta;
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [k, v] : raw) out[k.rfind("module.", 0) == 0 ? k.substr(7) : k] = to_torch(v).to(torch::kFloat32);
+  return out;
+}
+
+// The layout a file's tensors are read with: the entry's (by marker) when the architecture is
+// registered, else any entry's marker layout, else timm's.
+const CheckpointLayout& layout_for(const std::string& arch, const std::map<std::string, torch::Tensor>& tensors,
+                                   const std::string& path) {
+  if (const ArchEntry* e = arch.empty() ? nullptr : find_arch(arch)) return detect_layout(*e, tensors, path);
+  if (const CheckpointLayout* l = detect_marked_layout(tensors)) return *l;
+  return timm_layout();
+}
+}  // namespace
+
 std::map<std::string, torch::Tensor> read_backbone_tensors(const std::string& path,
-                                                           std::map<std::string, std::string>* metadata) {
+                                                           std::map<std::string, std::string>* metadata,
+                                                           const std::string& arch, std::string* layout) {
   PETL_CHECK(fs::exists(path), "backbone file not found: ", path);
-  if (ends_with(path, ".npz")) return map_npz(path);
+  if (ends_with(path, ".npz")) {
+    if (layout) *layout = "google_npz";
+    return map_npz(path);
+  }
   if (ends_with(path, ".safetensors")) {
-    std::map<std::string, std::string> meta;
-    auto raw = io::read_safetensors(path, &meta);
-    if (metadata) *metadata = meta;
-    std::map<std::string, torch::Tensor> out;
-    for (auto& [k, v] : raw) {
-      std::string key = k;
-      if (key.rfind("module.", 0) == 0) key = key.substr(7);
-      if (key.rfind("head.", 0) == 0 || key.rfind("pre_logits.", 0) == 0) continue;
-      out[key] = to_torch(v).to(torch::kFloat32);
-    }
-    return out;
+    auto tensors = read_file_tensors(path, metadata);
+    const CheckpointLayout& l = layout_for(arch, tensors, path);
+    if (layout) *layout = l.name;
+    return apply_layout(l, std::move(tensors), path);
   }
   PETL_FAIL("backbone file ", path,
             ": unsupported format (expected a Google ViT .npz or a timm state dict in "
@@ -175,6 +195,7 @@ std::string vit_config_to_json(const VitConfig& c) {
   nlohmann::json j = {{"arch", c.arch},           {"img_size", c.img_size},   {"patch_size", c.patch_size},
                       {"in_chans", c.in_chans},   {"embed_dim", c.embed_dim}, {"depth", c.depth},
                       {"num_heads", c.num_heads}, {"mlp_ratio", c.mlp_ratio}, {"ln_eps", c.ln_eps}};
+  if (c.pool != Pooling::kClsAfterNorm) j["pool"] = to_string(c.pool);  // absent: cls (older files)
   return j.dump();
 }
 
@@ -191,16 +212,16 @@ VitConfig vit_config_from_json(const std::string& text, const std::string& where
     c.num_heads = j.at("num_heads");
     c.mlp_ratio = j.value("mlp_ratio", 4.0);
     c.ln_eps = j.value("ln_eps", 1e-6);
+    if (j.contains("pool")) c.pool = parse_pooling(j.at("pool").get<std::string>());
     return c;
   } catch (const nlohmann::json::exception& e) {
     PETL_FAIL(where, ": bad ViT config metadata: ", e.what());
   }
 }
 
-VitConfig infer_vit_config(const std::string& path) {
-  std::map<std::string, std::string> meta;
-  auto t = read_backbone_tensors(path, &meta);
-  if (meta.count("petl_vit_config")) return vit_config_from_json(meta["petl_vit_config"], path);
+namespace {
+// Width, patch, image size, depth and MLP ratio from tensor shapes (timm names).
+VitConfig shapes_config(const std::map<std::string, torch::Tensor>& t, const std::string& path) {
   auto need = [&](const std::string& k) -> torch::Tensor {
     auto it = t.find(k);
     if (it == t.end()) PETL_FAIL(path, ": missing tensor '", k, "' (cannot infer the architecture)");
@@ -218,16 +239,36 @@ VitConfig infer_vit_config(const std::string& path) {
   c.depth = 0;
   while (t.count("blocks." + std::to_string(c.depth) + ".norm1.weight")) ++c.depth;
   c.mlp_ratio = double(need("blocks.0.mlp.fc1.weight").size(0)) / c.embed_dim;
-  static const std::map<int, int> heads = {{96, 3}, {192, 3}, {384, 6}, {768, 12}, {1024, 16}, {1280, 16}};
-  auto it = heads.find(c.embed_dim);
-  PETL_CHECK(it != heads.end(), path, ": cannot infer num_heads for width ", c.embed_dim, "; pass --arch");
-  c.num_heads = it->second;
+  return c;
+}
+bool same_shape(const VitConfig& a, const VitConfig& b) {
+  return a.embed_dim == b.embed_dim && a.depth == b.depth && a.patch_size == b.patch_size && a.img_size == b.img_size;
+}
+}  // namespace
+
+VitConfig infer_vit_config(const std::string& path) {
+  std::map<std::string, std::string> meta;
+  std::string layout;
+  auto t = read_backbone_tensors(path, &meta, "", &layout);
+  if (meta.count("petl_vit_config")) return vit_config_from_json(meta["petl_vit_config"], path);
+  VitConfig c = shapes_config(t, path);
+  // Heads: the registry's count for this width (the first entry of that width).
+  int heads = 0;
+  for (const auto& e : arch_registry())
+    if (!heads && e.config.embed_dim == c.embed_dim) heads = e.config.num_heads;
+  PETL_CHECK(heads > 0, path, ": cannot infer num_heads for width ", c.embed_dim, "; pass --arch");
+  c.num_heads = heads;
   c.arch = "inferred_d" + std::to_string(c.embed_dim) + "_l" + std::to_string(c.depth) + "_p" +
            std::to_string(c.patch_size) + "_" + std::to_string(c.img_size);
-  for (auto& a : known_archs()) {
-    auto k = vit_config_by_name(a);
-    if (k.embed_dim == c.embed_dim && k.depth == c.depth && k.patch_size == c.patch_size && k.img_size == c.img_size) {
-      c.arch = a;
+  // A layout with a marker names its entry; timm names: the first inferable entry of these shapes.
+  for (const auto& e : arch_registry()) {
+    bool has_layout = false;
+    for (const auto& l : e.layouts) has_layout |= l.name == layout && !l.marker.empty();
+    if ((has_layout || (e.inferable && layout == "timm") || (e.inferable && layout == "google_npz")) &&
+        same_shape(e.config, c)) {
+      c.arch = e.name;
+      c.pool = e.config.pool;
+      c.num_heads = e.config.num_heads;
       break;
     }
   }
@@ -235,7 +276,8 @@ VitConfig infer_vit_config(const std::string& path) {
 }
 
 LoadedBackbone load_backbone(VisionTransformer& model, const std::string& path) {
-  auto tensors = read_backbone_tensors(path);
+  std::string layout;
+  auto tensors = read_backbone_tensors(path, nullptr, model->cfg_.arch, &layout);
   auto params = model->named_parameters(/*recurse=*/true);
   torch::NoGradGuard ng;
   std::set<std::string> seen;
@@ -256,6 +298,7 @@ LoadedBackbone load_backbone(VisionTransformer& model, const std::string& path) 
   LoadedBackbone lb;
   lb.path = fs::absolute(path).string();
   lb.format = ends_with(path, ".npz") ? "npz" : "safetensors";
+  lb.layout = layout;
   lb.sha256 = sha256_file(path);
   return lb;
 }

@@ -18,17 +18,24 @@ torch::Tensor to_torch(const io::RawTensor& t);    // copies; keeps dtype
 io::RawTensor from_torch(const torch::Tensor& t);  // contiguous CPU copy
 
 // The backbone tensors of a checkpoint file under timm names ("blocks.0.attn.qkv.weight", ...),
-// float32. Google .npz keys are mapped as timm's loader does; head/pre_logits tensors are dropped
-// (heads belong to methods). `metadata` receives the safetensors metadata when present.
+// float32. Google .npz keys are mapped as timm's loader does; safetensors names through a checkpoint
+// layout of the architecture registry (models/arch_registry.h): `arch`'s layout detected by its
+// marker tensor, or for an unregistered/empty arch any entry's marker layout, else timm's (head and
+// pre_logits dropped: heads belong to methods). `metadata` receives the safetensors metadata when
+// present, `layout` the layout's name ("google_npz" for .npz).
 std::map<std::string, torch::Tensor> read_backbone_tensors(const std::string& path,
-                                                           std::map<std::string, std::string>* metadata = nullptr);
+                                                           std::map<std::string, std::string>* metadata = nullptr,
+                                                           const std::string& arch = "", std::string* layout = nullptr);
 
 // The architecture of a checkpoint: from its petl metadata when present, else from tensor shapes
-// (patch size, width, depth, image size; heads from the usual width → heads table).
+// (patch size, width, depth, image size; heads from the registry's entry of that width); the arch
+// name of the registry entry it matches (a marker layout names its entry, e.g. MoCo v3's; timm names
+// match inferable entries only, the first of equal shapes).
 VitConfig infer_vit_config(const std::string& path);
 
 struct LoadedBackbone {
   std::string path, format, sha256;
+  std::string layout;  // the checkpoint layout it was read with (models/arch_registry.h)
 };
 // Strict load into `model`; returns provenance (file SHA-256).
 LoadedBackbone load_backbone(VisionTransformer& model, const std::string& path);

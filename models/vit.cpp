@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "models/arch_registry.h"
 #include "models/kv_attention.h"
 
 namespace petl {
@@ -33,42 +34,23 @@ torch::Tensor drop_path(const torch::Tensor& x, double prob, bool training) {
 }
 
 VitConfig vit_config_by_name(const std::string& arch) {
-  VitConfig c;
-  c.arch = arch;
-  auto set = [&](int img, int patch, int dim, int depth, int heads) {
-    c.img_size = img;
-    c.patch_size = patch;
-    c.embed_dim = dim;
-    c.depth = depth;
-    c.num_heads = heads;
-  };
-  if (arch == "vit_base_patch16_224_in21k" || arch == "vit_base_patch16_224")
-    set(224, 16, 768, 12, 12);
-  else if (arch == "vit_base_patch32_224_in21k" || arch == "vit_base_patch32_224")
-    set(224, 32, 768, 12, 12);
-  else if (arch == "vit_large_patch16_224_in21k" || arch == "vit_large_patch16_224")
-    set(224, 16, 1024, 24, 16);
-  else if (arch == "vit_huge_patch14_224_in21k" || arch == "vit_huge_patch14_224")
-    set(224, 14, 1280, 32, 16);
-  else if (arch == "vit_small_patch16_224_in21k" || arch == "vit_small_patch16_224")
-    set(224, 16, 384, 12, 6);
-  else if (arch == "vit_tiny_patch16_224_in21k" || arch == "vit_tiny_patch16_224")
-    set(224, 16, 192, 12, 3);
-  else if (arch == "petl_vit_mini_p4_32")
-    set(32, 4, 96, 6, 3);
-  else if (arch == "petl_vit_mini_p8_32")
-    set(32, 8, 96, 6, 3);
-  else {
-    throw ArgumentError(str_cat("unknown architecture '", arch, "'", did_you_mean(arch, known_archs()),
-                                "; known: ", join(known_archs(), ", ")));
-  }
+  VitConfig c = arch_by_name(arch).config;
+  c.arch = arch;  // an alias keeps its own name (records and job keys carry it)
   return c;
 }
 
 std::vector<std::string> known_archs() {
-  return {"vit_base_patch16_224_in21k",  "vit_base_patch16_224",       "vit_base_patch32_224_in21k",
-          "vit_large_patch16_224_in21k", "vit_huge_patch14_224_in21k", "vit_small_patch16_224_in21k",
-          "vit_tiny_patch16_224_in21k",  "petl_vit_mini_p4_32",        "petl_vit_mini_p8_32"};
+  std::vector<std::string> names;
+  for (const auto& e : arch_registry()) names.push_back(e.name);
+  return names;
+}
+
+std::string to_string(Pooling p) { return p == Pooling::kClsAfterNorm ? "cls_after_norm" : "mean_patches_fc_norm"; }
+
+Pooling parse_pooling(const std::string& s) {
+  if (s == "cls_after_norm") return Pooling::kClsAfterNorm;
+  if (s == "mean_patches_fc_norm") return Pooling::kMeanPatchesFcNorm;
+  throw ArgumentError(str_cat("pooling '", s, "': expected cls_after_norm or mean_patches_fc_norm"));
 }
 
 MlpImpl::MlpImpl(int dim, int hidden) {
@@ -210,9 +192,16 @@ torch::Tensor VisionTransformerImpl::final_norm(const torch::Tensor& x, BlockHoo
   return y;
 }
 
+torch::Tensor VisionTransformerImpl::pool(const torch::Tensor& tokens, BlockHooks* hooks) {
+  if (cfg_.pool == Pooling::kClsAfterNorm) return final_norm(tokens.select(1, 0), hooks);
+  PETL_CHECK(tokens.size(1) == cfg_.num_tokens(), "backbone ", cfg_.arch,
+             ": mean-of-patch-tokens pooling needs the backbone's own ", cfg_.num_tokens(), " tokens, got ",
+             tokens.size(1), " (a method that adds tokens needs cls_after_norm pooling)");
+  return final_norm(tokens.narrow(1, 1, cfg_.num_patches()).mean(1), hooks);
+}
+
 torch::Tensor VisionTransformerImpl::forward_cls(const torch::Tensor& images, BlockHooks* hooks) {
-  auto x = forward_blocks(embed(images, hooks), hooks);
-  return final_norm(x.select(1, 0), hooks);
+  return pool(forward_blocks(embed(images, hooks), hooks), hooks);
 }
 
 void VisionTransformerImpl::set_trainable(bool on) {

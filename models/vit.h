@@ -17,6 +17,14 @@
 
 namespace petl {
 
+// What the backbone's feature for a head is (timm's global_pool / MAE's global_pool):
+//   kClsAfterNorm       the cls token after the final norm (timm 'token'; the PETL papers' VTAB runs)
+//   kMeanPatchesFcNorm  the mean of the patch tokens through the final norm (MAE fine-tuning's
+//                       fc_norm; petl keeps it under the name `norm`)
+enum class Pooling { kClsAfterNorm, kMeanPatchesFcNorm };
+std::string to_string(Pooling p);  // "cls_after_norm" | "mean_patches_fc_norm"
+Pooling parse_pooling(const std::string& s);
+
 struct VitConfig {
   std::string arch = "custom";
   int img_size = 224;
@@ -28,13 +36,15 @@ struct VitConfig {
   double mlp_ratio = 4.0;
   double drop_path_rate = 0.0;  // stochastic depth of the last block; linear ramp from 0
   double ln_eps = 1e-6;
+  Pooling pool = Pooling::kClsAfterNorm;
   int num_patches() const { return (img_size / patch_size) * (img_size / patch_size); }
   int num_tokens() const { return num_patches() + 1; }
   int mlp_hidden() const { return int(embed_dim * mlp_ratio); }
 };
 
-// Known architectures (timm names plus the embedded petl_vit_mini_p8_32 and its p4 sibling).
-VitConfig vit_config_by_name(const std::string& arch);  // throws petl::Error listing known names
+// The architecture registry's entries (models/arch_registry.h): the config of a name or alias (its
+// arch field is the name as given), and every entry's name in registry order.
+VitConfig vit_config_by_name(const std::string& arch);  // throws petl::ArgumentError listing known names
 std::vector<std::string> known_archs();
 
 // Where SSF-style scale/shift points sit.
@@ -121,7 +131,10 @@ struct VisionTransformerImpl : torch::nn::Module {
   // All blocks; returns the tokens before the final norm.
   torch::Tensor forward_blocks(torch::Tensor x, BlockHooks* hooks = nullptr);
   torch::Tensor final_norm(const torch::Tensor& x, BlockHooks* hooks = nullptr);
-  // Final-norm cls token (what timm's pre-logits feed the head): (B, D).
+  // The pooled feature of the tokens after the blocks (cfg_.pool): the final-norm cls token, or the
+  // final norm of the mean of the patch tokens (tokens 1..P; an error when tokens were added): (B, D).
+  torch::Tensor pool(const torch::Tensor& tokens, BlockHooks* hooks = nullptr);
+  // The pooled feature of images (what timm's pre-logits feed the head): (B, D).
   torch::Tensor forward_cls(const torch::Tensor& images, BlockHooks* hooks = nullptr);
   // Sets requires_grad on every backbone tensor.
   void set_trainable(bool on);

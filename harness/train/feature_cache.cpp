@@ -54,6 +54,8 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
   // Features computed under bf16 autocast are other features; fp32 caches carry no such attribute
   // (so caches built before petl had --precision stay valid).
   if (current_precision() != Precision::kFp32) id["precision"] = to_string(current_precision());
+  // The cls tap is the pooled feature: a backbone pooling otherwise says so (older caches: cls).
+  if (cfg.pool != Pooling::kClsAfterNorm) id["pooling"] = to_string(cfg.pool);
   return id;
 }
 
@@ -80,7 +82,7 @@ CachedFeatures backbone_features(VisionTransformer backbone, const torch::Tensor
   tap.v.resize(backbone->cfg_.depth);
   auto x = backbone->forward_blocks(backbone->embed(images), taps.kv ? &tap : nullptr);
   CachedFeatures f;
-  if (taps.cls) f.cls = backbone->final_norm(x.select(1, 0)).contiguous();
+  if (taps.cls) f.cls = backbone->pool(x).contiguous();
   if (taps.kv) {  // contiguous, as a cache serves them, so live and cached features give the same logits
     for (auto& t : tap.k) f.k.push_back(t.contiguous());
     for (auto& t : tap.v) f.v.push_back(t.contiguous());

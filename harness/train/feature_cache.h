@@ -3,7 +3,7 @@
 // it once with the backbone in eval mode, and serving it back — the train split in memory (in its
 // stored dtype, indexed per batch exactly as images would be), the test split streamed by chunks.
 // The HDF5 layout is io/feature_store.h's; rows are the split's samples in list order.
-//   cls: /features/cls (N, D)                 final-norm cls token
+//   cls: /features/cls (N, D)                 the pooled feature (VitConfig::pool; final-norm cls token)
 //   kv:  /features/kv  (N, L, 2, H, T, D/H)   every block's K and V as its attention uses them
 #pragma once
 #include <functional>
