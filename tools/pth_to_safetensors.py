@@ -5,6 +5,13 @@ checkpoint of trainable tensors) to safetensors, which petl reads without Python
     /usr/bin/python3 tools/pth_to_safetensors.py model.pth model.safetensors [--key state_dict]
 
 Uses Debian's python3-torch. Tensor names are kept as they are (a leading "module." is removed).
+Checkpoints that wrap the state dict in a training checkpoint are unwrapped: without --key, a
+pickle whose top level holds no tensors but a dict under `model` (facebookresearch/mae) or
+`state_dict` (facebookresearch/moco-v3, with epoch, optimizer, ...) is read from that key (said on
+stdout). Nested dicts of tensors are flattened with "." (as nn.Module state dicts name them).
+Examples (README: Backbone families):
+    tools/pth_to_safetensors.py mae_pretrain_vit_base.pth mae_b16.safetensors        # ['model']
+    tools/pth_to_safetensors.py vit-b-300ep.pth.tar mocov3_b16.safetensors           # ['state_dict']
 """
 import argparse
 import json
@@ -17,22 +24,45 @@ DT = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.
       torch.bool: "BOOL"}
 
 
+def unwrap(obj, key):
+    """The state dict inside a loaded pickle: obj[key], or the `model` / `state_dict` entry of a
+    training checkpoint whose top level holds no tensors."""
+    if key:
+        if key not in obj:
+            raise SystemExit(f"no key '{key}' in the checkpoint (top-level keys: {sorted(obj)})")
+        return obj[key], key
+    if isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
+        for k in ("model", "state_dict"):
+            if isinstance(obj.get(k), dict):
+                return obj[k], k
+    return obj, None
+
+
+def flatten(d, prefix=""):
+    """{name: tensor} with nested dicts of tensors joined by '.'; other values are skipped."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        elif torch.is_tensor(v):
+            out[prefix + str(k)] = v
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src")
     ap.add_argument("dst")
     ap.add_argument("--key", help="take the state dict from this key of the pickle (e.g. state_dict, model)")
     a = ap.parse_args()
-    sd = torch.load(a.src, map_location="cpu")
-    if a.key:
-        sd = sd[a.key]
+    sd, used = unwrap(torch.load(a.src, map_location="cpu"), a.key)
+    if used and not a.key:
+        print(f"state dict taken from the checkpoint's '{used}' entry")
+    sd = flatten(sd)
     header, blobs, off = {}, [], 0
     for name in sorted(sd):
-        t = sd[name]
-        if not torch.is_tensor(t):
-            continue
-        t = t.detach().contiguous()
-        b = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        t = sd[name].detach().contiguous()
+        b = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""  # 0-d too (BN counters)
         key = name[7:] if name.startswith("module.") else name
         header[key] = {"dtype": DT[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
