@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/paths.h"
+#include "models/arch_registry.h"
 #include "models/checkpoint.h"
 
 namespace petl {
@@ -41,7 +42,19 @@ JobBackbone make_job_backbone(const std::string& backbone_file, const std::strin
                  "' holds NaN or infinite values (a corrupt or diverged checkpoint)");
     b.info["path"] = lb.path;
     b.info["format"] = lb.format;
+    if (lb.layout != "timm" && lb.layout != "google_npz") b.info["layout"] = lb.layout;
     b.info["sha256"] = lb.sha256;
+  }
+  // Families beyond the supervised ViTs say where they come from (older records stay as they were).
+  const ArchEntry* entry = find_arch(cfg.arch);
+  if (entry && entry->family != BackboneFamily::kSupervised && entry->family != BackboneFamily::kPetlMini) {
+    const Preprocessing& pp = entry->preprocessing;
+    b.info["family"] = to_string(entry->family);
+    b.info["pooling"] = to_string(cfg.pool);
+    b.info["preprocessing"] = {{"mean", pp.mean},       {"std", pp.std},
+                               {"profile", pp.profile}, {"resize", pp.resize},
+                               {"crop", pp.crop},       {"interpolation", pp.interpolation},
+                               {"source", pp.source},   {"normalisation_rule", "the family's unless set"}};
   }
   b.model->set_trainable(false);
   return b;
