@@ -147,3 +147,63 @@ def synqt_logits(p, s, x, heads, depth):
     zz = (w.unsqueeze(-1) * g).mean(1)
     zz = _ln(s, "synqt.head_norm", zz)
     return F.linear(zz, s["head.weight"], s["head.bias"])
+
+
+# ---------------------------------------------------------------- backbone families (issue 30)
+# Written from the authors' sources, not from petl: facebookresearch/mae (models_vit.py, models_mae.py,
+# util/pos_embed.py, main_linprobe.py) and facebookresearch/moco-v3 (vits.py, moco/builder.py,
+# main_lincls.py). Both build timm's VisionTransformer blocks (qkv_bias, LayerNorm eps 1e-6), whose
+# math vit_tokens above follows.
+
+def _sincos_1d_mae(dim, pos):
+    """util/pos_embed.py get_1d_sincos_pos_embed_from_grid: [sin | cos] of pos * omega, float64."""
+    omega = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)
+    omega = 1.0 / 10000 ** omega
+    out = np.einsum("m,d->md", pos.reshape(-1), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def mae_pos_embed(dim, grid, cls_token=True):
+    """util/pos_embed.py get_2d_sincos_pos_embed: meshgrid(w, h), h half first, a zero cls row."""
+    gh = np.arange(grid, dtype=np.float32)
+    gw = np.arange(grid, dtype=np.float32)
+    g = np.stack(np.meshgrid(gw, gh), axis=0).reshape(2, 1, grid, grid)
+    emb = np.concatenate([_sincos_1d_mae(dim // 2, g[0]), _sincos_1d_mae(dim // 2, g[1])], axis=1)
+    if cls_token:
+        emb = np.concatenate([np.zeros([1, dim]), emb], axis=0)
+    return torch.from_numpy(emb).float().unsqueeze(0)
+
+
+def mocov3_pos_embed(dim, h, w, temperature=10000.0):
+    """vits.py build_2d_sincos_position_embedding: meshgrid(grid_w, grid_h) ('ij'), [sin w | cos w |
+    sin h | cos h] with dim // 4 frequencies each, a zero cls row."""
+    gw, gh = torch.meshgrid(torch.arange(w, dtype=torch.float32), torch.arange(h, dtype=torch.float32), indexing="ij")
+    pd = dim // 4
+    omega = 1.0 / (temperature ** (torch.arange(pd, dtype=torch.float32) / pd))
+    ow = torch.einsum("m,d->md", gw.flatten(), omega)
+    oh = torch.einsum("m,d->md", gh.flatten(), omega)
+    pe = torch.cat([torch.sin(ow), torch.cos(ow), torch.sin(oh), torch.cos(oh)], dim=1)[None]
+    return torch.cat([torch.zeros(1, 1, dim), pe], dim=1)
+
+
+def mocov3_lincls_state(sd):
+    """main_lincls.py: keep module.base_encoder.* except its head (the projector), drop the prefix;
+    everything else (momentum encoder, predictor) is deleted."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("module.base_encoder") and not k.startswith("module.base_encoder.head"):
+            out[k[len("module.base_encoder."):]] = v
+    return out
+
+
+def family_features(p, x, heads, depth, global_pool=False):
+    """models_vit.py forward_features: global_pool → fc_norm(mean of x[:, 1:]); else norm(x)[:, 0].
+    Returns (feature (B, D), [(k, v)] per block as the attention uses them, (B, H, N, D/H))."""
+    kv = []
+    t = vit_tokens(p, x, heads, depth, hook=lambda i, k, v: kv.append((k, v)))
+    D = t.shape[-1]
+    if global_pool:
+        f = F.layer_norm(t[:, 1:, :].mean(dim=1), (D,), p["fc_norm.weight"], p["fc_norm.bias"], 1e-6)
+    else:
+        f = F.layer_norm(t, (D,), p["norm.weight"], p["norm.bias"], 1e-6)[:, 0]
+    return f, kv
