@@ -78,11 +78,8 @@ ResolvedJob resolve_job(const JobSpec& spec) {
   // A backbone family with its authors' mean/std (MAE, MoCo v3): that normalisation unless the user set
   // one; supervised ViTs keep their recipes' (the record's recipe settings say which was used).
   if (const ArchEntry* a = spec.arch.empty() ? nullptr : find_arch(spec.arch))
-    if (a->preprocessing.family_sets_normalisation && !j.eff.requested.has("normalisation")) {
-      j.eff.settings.set("normalisation", a->preprocessing.profile);
-      apply_overrides(j.eff.recipe,
-                      Settings(std::map<std::string, std::string>{{"normalisation", a->preprocessing.profile}}));
-    }
+    if (a->preprocessing.family_sets_normalisation && !j.eff.requested.has("normalisation"))
+      j.eff.recipe.normalisation = a->preprocessing.profile;
   j.threading = threads::choose_threads(spec.threads);
   j.threads = j.threading.threads;
   at::set_num_threads(j.threads);

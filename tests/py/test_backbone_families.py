@@ -4,8 +4,10 @@ save them: MAE's checkpoint['model'], MoCo v3's checkpoint['state_dict'] with mo
 module.momentum_encoder. and module.predictor.), converted with tools/pth_to_safetensors.py, read by
 `petl cache build` (float32 cls + K/V taps), and compared with independent python references of the
 authors' models (ref_models.family_features, mae_pos_embed, mocov3_pos_embed, mocov3_lincls_state):
-the pooled feature and every block's K and V, max relative difference <= 1e-5."""
+the pooled feature and every block's K and V, max relative difference <= 1e-5. Then the layout's
+strictness from the command line, and the family's normalisation rule in a dry run's record."""
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -133,6 +135,19 @@ p = run(a.petl, "cache", "build", "--data-root", root, "--task", "fam", "--backb
         expect=None)
 c.check(p.returncode != 0 and "momentum_encoder2.cls_token" in p.stderr and "base_encoder." in p.stderr,
         "a MoCo v3 file with a tensor outside its layout: the error names it (no suffix matching)")
+# ---------------------------------------------------------------- normalisation: the family's unless set
+for arch, extra, want in [("vit_base_patch16_224_mae", [], "imagenet"),
+                          ("vit_base_patch16_224_mae", ["--set", "normalisation=inception"], "inception"),
+                          ("vit_base_patch16_224_in21k", [], "inception")]:
+    rf = os.path.join(S, "record.json")
+    if os.path.exists(rf):
+        os.remove(rf)
+    run(a.petl, "run", "--method", "linear", "--task", "fam", "--data-root", root, "--arch", arch, "--recipe", "ssf",
+        "--dry-run", "--record-file", rf, "--threads", "1", *extra)
+    r = json.loads(open(rf).read().splitlines()[-1])
+    got = r["settings"]["recipe"]["normalisation"]
+    c.check(got == want and ("family" in r["backbone"]) == ("mae" in arch),
+            f"{arch} {' '.join(extra)} under the ssf recipe (inception): normalisation {got}, expected {want}")
 p = run(a.petl, "list")
 c.check(all(n in p.stdout for n in ["vit_base_patch16_224_mae ", "vit_base_patch16_224_mae_gap", "mocov3_pretrain"]),
         "petl list shows the new families with their layouts")
