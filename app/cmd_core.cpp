@@ -46,7 +46,7 @@ int cmd_list(const Args& args) {
                   o.meaning.c_str());
     }
   }
-  std::printf("architectures (family, pooling, checkpoint layouts; README: Backbone families):\n");
+  std::printf("architectures:  (family, pooling, checkpoint layouts; README: Backbone families)\n");
   for (const auto& e : arch_registry()) {
     const VitConfig& c = e.config;
     std::vector<std::string> layouts;
