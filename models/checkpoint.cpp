@@ -181,8 +181,11 @@ std::map<std::string, torch::Tensor> read_backbone_tensors(const std::string& pa
     return map_npz(path);
   }
   if (ends_with(path, ".safetensors")) {
-    auto tensors = read_file_tensors(path, metadata);
-    const CheckpointLayout& l = layout_for(arch, tensors, path);
+    std::map<std::string, std::string> meta;
+    auto tensors = read_file_tensors(path, &meta);
+    if (metadata) *metadata = meta;
+    // petl's own backbone files (save_backbone) hold petl's names whatever the architecture.
+    const CheckpointLayout& l = meta.count("petl_vit_config") ? timm_layout() : layout_for(arch, tensors, path);
     if (layout) *layout = l.name;
     return apply_layout(l, std::move(tensors), path);
   }

@@ -111,6 +111,16 @@ TEST_P(EveryArchitecture, CountsLoadsAndRunsAsTimm) {
     EXPECT_EQ(f.sizes(), (std::vector<int64_t>{2, cfg.embed_dim}));
     EXPECT_TRUE(torch::equal(f, vit->forward_cls(x)));
   }
+  {  // petl's own file of this architecture (petl pretrain): petl's names and its config, any family
+    VisionTransformer vit(small(e));
+    vit->init_weights(4);
+    save_backbone(vit, dir + "/petl.safetensors");
+    const VitConfig back_cfg = infer_vit_config(dir + "/petl.safetensors");
+    EXPECT_EQ(back_cfg.arch, e.name);
+    EXPECT_EQ(back_cfg.pool, cfg.pool);
+    VisionTransformer back(back_cfg);
+    EXPECT_EQ(load_backbone(back, dir + "/petl.safetensors").layout, "timm");
+  }
   std::filesystem::remove_all(dir);
 }
 
