@@ -1,5 +1,6 @@
 // Small helpers shared by the subcommands: option parsing with --help, table printing.
 #pragma once
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <iostream>
 #include <string>
@@ -12,6 +13,25 @@ namespace petl::cli {
 namespace po = boost::program_options;
 
 // Every long option of desc as typed ("--epochs"), for "did you mean".
+// Prints rows as aligned columns to stdout, two spaces apart; right_align[i]: column i is padded on
+// the left (numbers). The last column gets no trailing padding.
+inline void print_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right_align) {
+  if (rows.empty()) return;
+  std::vector<size_t> w(rows.front().size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      const std::string pad(i < w.size() ? w[i] - r[i].size() : 0, ' ');
+      const bool right = i < right_align.size() && right_align[i];
+      line += (i ? "  " : "") + (right ? pad + r[i] : r[i] + (i + 1 < r.size() ? pad : ""));
+    }
+    std::cout << line << "\n";
+  }
+  std::cout.flush();
+}
+
 inline std::vector<std::string> long_option_names(const po::options_description& desc) {
   std::vector<std::string> names;
   for (const auto& o : desc.options())

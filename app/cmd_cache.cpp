@@ -116,20 +116,6 @@ bool parse_with_positional(const Args& args, po::options_description& d, const s
   return true;
 }
 
-void print_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right_align) {
-  std::vector<size_t> w(rows.front().size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      std::string pad(w[i] - r[i].size(), ' ');
-      line += (i ? "  " : "") + (right_align[i] ? pad + r[i] : r[i] + (i + 1 < r.size() ? pad : ""));
-    }
-    std::printf("%s\n", line.c_str());
-  }
-}
-
 // Every tmp file in root, with its writer's state.
 struct TmpFile {
   std::string path;
