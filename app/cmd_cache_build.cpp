@@ -126,7 +126,7 @@ int cmd_cache_build(const std::vector<std::string>& args) {
   at::set_num_threads(th);
   set_precision(spec.precision);
   auto task = data::find_task(spec.data_root, spec.task);
-  auto bb = make_job_backbone(spec.backbone_file, spec.arch, 0.0, false);
+  auto bb = make_job_backbone(spec.backbone_file, spec.arch, 0.0, false, spec.pos_resample);
   CacheBuildOptions o;
   o.root = spec.out_dir;
   o.dtype = spec.dtype;

@@ -187,6 +187,13 @@ const std::vector<Flag<JobSpec>>& run_flags() {
       text<JobSpec>("arch",
                     "architecture (timm name, e.g. vit_base_patch16_224_in21k); without --backbone only for --dry-run",
                     &JobSpec::arch),
+      choice<JobSpec>(
+          "pos-resample",
+          "how a checkpoint's position embeddings on another patch grid are resampled to the run's (DINOv2's "
+          "518-px 37x37 grid at 224 px): timm (bicubic to the new size, antialias; timm's default) or "
+          "dinov2 (DINOv2's interpolate_pos_encoding: scale factor (new + 0.1) / old, no antialias); "
+          "recorded, and part of the job key when dinov2",
+          &JobSpec::pos_resample, PosResample::kTimm),
       text<JobSpec>("recipe", "training recipe from config/recipes.yaml (default: the method's)", &JobSpec::recipe),
       integer<JobSpec>("epochs", "override the recipe's epochs", &JobSpec::epochs, JobSpec::kRecipeValue),
       integer<JobSpec>("batch-size", "override the recipe's batch size", &JobSpec::batch_size, JobSpec::kRecipeValue),
@@ -313,6 +320,7 @@ const std::vector<Flag<CacheBuildSpec>>& cache_build_flags() {
       text<S>("backbone", "pretrained backbone file (.npz or .safetensors; default: the embedded one)",
               &S::backbone_file),
       text<S>("arch", "architecture, when the backbone file does not say", &S::arch),
+      choice<S>("pos-resample", "as petl run --pos-resample (timm or dinov2)", &S::pos_resample, PosResample::kTimm),
       F{"taps", F::kValue, "", true, "what to store: cls (final-norm cls token), kv (every block's K and V) or cls+kv",
         [](S& s, const std::string& v) { s.taps = CacheTaps::parse(v); },
         [](const S& s) { return std::vector<std::string>{s.taps.str()}; }},
@@ -323,7 +331,7 @@ const std::vector<Flag<CacheBuildSpec>>& cache_build_flags() {
                 CacheDtype::kFloat32),
       value<S>(
           "normalisation", "imagenet",
-          "image normalisation: imagenet, inception or none (must match the training recipe's)",
+          "image normalisation: imagenet, inception, clip or none (must match the training recipe's)",
           [](S& s, const std::string& v) { s.normalisation = v; }, [](const S& s) { return s.normalisation; }),
       required<S>("out", "cache directory: one <key>.h5 per split (key = hash of the identity)", &S::out_dir),
       value<S>(

@@ -65,4 +65,17 @@ struct EnumText<MemoryClass> {
   static constexpr std::array<EnumName<MemoryClass>, 0> kAliases{};
 };
 
+// How a checkpoint's position embeddings are resampled when its patch grid differs from the run's
+// (DINOv2's 518-pixel 37×37 grid at 224 px: 16×16): timm 0.9.16's resample_abs_pos_embed (bicubic to
+// the new size, antialias on; timm's default) or DINOv2's interpolate_pos_encoding (bicubic with scale
+// factor (new + 0.1) / old, antialias off).
+enum class PosResample { kTimm, kDinov2 };
+template <>
+struct EnumText<PosResample> {
+  static constexpr const char* kWhat = "position-embedding resampling";
+  static constexpr std::array<EnumName<PosResample>, 2> kNames{
+      {{PosResample::kTimm, "timm"}, {PosResample::kDinov2, "dinov2"}}};
+  static constexpr std::array<EnumName<PosResample>, 0> kAliases{};
+};
+
 }  // namespace petl

@@ -301,7 +301,8 @@ Normalisation parse_normalisation(const std::string& name) {
   if (name == "imagenet") return Normalisation::imagenet;
   if (name == "inception") return Normalisation::inception;
   if (name == "none") return Normalisation::none;
-  PETL_FAIL("unknown normalisation '", name, "': expected imagenet, inception or none");
+  if (name == "clip") return Normalisation::clip;
+  PETL_FAIL("unknown normalisation '", name, "': expected imagenet, inception, clip or none");
 }
 
 std::string to_string(Normalisation n) {
@@ -312,6 +313,8 @@ std::string to_string(Normalisation n) {
       return "inception";
     case Normalisation::none:
       return "none";
+    case Normalisation::clip:
+      return "clip";
   }
   return "?";
 }
@@ -329,6 +332,10 @@ void to_normalised_chw(const Image8& rgb, Normalisation norm, float* out) {
   } else if (norm == Normalisation::inception) {
     std::fill(mean, mean + 3, 0.5f);
     std::fill(stdev, stdev + 3, 0.5f);
+  } else if (norm == Normalisation::clip) {  // openai/CLIP clip.py _transform
+    const float m[3] = {0.48145466f, 0.4578275f, 0.40821073f}, s[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    std::copy(m, m + 3, mean);
+    std::copy(s, s + 3, stdev);
   }
   const size_t plane = size_t(rgb.width) * rgb.height;
   for (int c = 0; c < 3; ++c) {

@@ -24,8 +24,10 @@ Image8 decode_image_memory(const uint8_t* data, size_t size, const std::string& 
 // horizontal pass then vertical, each rounded and clipped to uint8).
 Image8 resize_bicubic_pil(const Image8& src, int out_w, int out_h);
 
-enum class Normalisation { imagenet, inception, none };
-Normalisation parse_normalisation(const std::string& name);  // "imagenet" | "inception" | "none"
+// imagenet: torchvision's ImageNet mean/std; inception: mean = std = 0.5; clip: OpenAI CLIP's
+// mean/std (the CLIP family's); none: x / 255.
+enum class Normalisation { imagenet, inception, none, clip };
+Normalisation parse_normalisation(const std::string& name);  // "imagenet" | "inception" | "clip" | "none"
 std::string to_string(Normalisation n);
 
 // Writes 3×H×W floats (CHW): x/255 then (x - mean)/std of the profile. src must be RGB.

@@ -11,6 +11,17 @@
 //               projector replaces base_encoder.head; momentum_encoder and predictor beside it),
 //               main_lincls.py (keeps module.base_encoder.* but its head, drops the rest; eval:
 //               Resize(256) (bilinear), CenterCrop(224), ImageNet mean/std).
+//   clip        openai/CLIP model.py VisionTransformer (conv1 without bias, class_embedding,
+//               positional_embedding, ln_pre, resblocks of nn.MultiheadAttention in_proj/out_proj,
+//               QuickGELU c_fc/c_proj MLP, ln_post, proj; nn.LayerNorm eps 1e-5), clip.py
+//               _transform (Resize(224, bicubic), CenterCrop(224), OpenAI CLIP mean/std); timm 0.9.16
+//               _convert_openai_clip (the same renames; proj becomes timm's head, which PETL replaces).
+//   dinov2      facebookresearch/dinov2 vision_transformer.py (vit_base: patch 14, LayerScale init 1e-5,
+//               qkv bias, exact GELU MLP, LayerNorm eps 1e-6, 518-px 37×37 pos_embed with a cls row,
+//               register_tokens inserted after cls after the position embedding, mask_token unused at
+//               inference; interpolate_pos_encoding offset 0.1, antialias off), hubconf/eval transforms
+//               (Resize(256, bicubic), CenterCrop(224), ImageNet mean/std); timm 0.9.16
+//               vit_base_patch14_dinov2 / _reg4_dinov2 (resample_abs_pos_embed: bicubic, antialias).
 #include "models/arch_registry.h"
 
 #include "core/error.h"
@@ -148,6 +159,85 @@ ArchEntry mocov3() {
   return e;
 }
 
+ArchEntry clip() {
+  ArchEntry e;
+  e.name = "vit_base_patch16_clip_224";
+  e.aliases = {"vit_base_patch16_clip_224.openai"};
+  e.family = BackboneFamily::kClip;
+  e.config = vit(e.name, 224, 16, 768, 12, 12);
+  e.config.ln_eps = 1e-5;  // torch.nn.LayerNorm's default
+  e.config.act = Activation::kQuickGelu;
+  e.config.pre_norm = true;
+  e.config.patch_bias = false;
+  e.inferable = false;
+  e.preprocessing.mean = {0.48145466, 0.4578275, 0.40821073};
+  e.preprocessing.std = {0.26862954, 0.26130258, 0.27577711};
+  e.preprocessing.profile = "clip";
+  e.preprocessing.family_sets_normalisation = true;
+  e.preprocessing.resize = 224;
+  e.preprocessing.source = "openai/CLIP clip.py _transform; timm 0.9.16 OPENAI_CLIP_MEAN/STD";
+  CheckpointLayout l;
+  l.name = "clip_openai";
+  l.description =
+      "ViT-B-16.pt state dict (TorchScript; convert with tools/pth_to_safetensors.py): visual.* in OpenAI "
+      "names; the text tower and visual.proj (the 768→512 image projection, timm's head) ignored";
+  l.marker = "visual.class_embedding";
+  l.ignored_prefixes = {"visual.proj",     "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
+                        "text_projection", "logit_scale",  "input_resolution", "context_length",       "vocab_size"};
+  l.strip_prefix = "visual.";
+  l.renames = {{"conv1.", "patch_embed.proj."},
+               {"class_embedding", "cls_token"},
+               {"positional_embedding", "pos_embed"},
+               {"ln_pre.", "norm_pre."},
+               {"ln_post.", "norm."},
+               {"transformer.resblocks.", "blocks."}};
+  l.part_renames = {{".ln_1.", ".norm1."},
+                    {".ln_2.", ".norm2."},
+                    {".attn.in_proj_weight", ".attn.qkv.weight"},
+                    {".attn.in_proj_bias", ".attn.qkv.bias"},
+                    {".attn.out_proj.", ".attn.proj."},
+                    {".mlp.c_fc.", ".mlp.fc1."},
+                    {".mlp.c_proj.", ".mlp.fc2."}};
+  l.petl_rank = {{"cls_token", 3}, {"pos_embed", 3}};
+  CheckpointLayout t = timm_layout_def();
+  t.description = "timm vit_base_patch16_clip_224.openai state dict (norm_pre, no patch bias; head = proj, ignored)";
+  e.layouts = {l, t};
+  e.weights = "openai/CLIP: ViT-B-16.pt (WIT-400M image-text pre-training), image tower only";
+  return e;
+}
+
+ArchEntry dinov2(bool registers) {
+  ArchEntry e;
+  e.name = registers ? "vit_base_patch14_reg4_dinov2" : "vit_base_patch14_dinov2";
+  e.aliases = {e.name + ".lvd142m"};
+  e.family = BackboneFamily::kDinov2;
+  e.config = vit(e.name, 224, 14, 768, 12, 12);  // run at 224 px: pos_embed resampled from 37×37 to 16×16
+  e.config.init_values = 1e-5;
+  e.config.reg_tokens = registers ? 4 : 0;
+  e.inferable = false;
+  e.preprocessing = imagenet_family("bicubic",
+                                    "facebookresearch/dinov2 eval transforms (Resize(256, bicubic), "
+                                    "CenterCrop(224), ImageNet mean/std); timm 0.9.16 (IMAGENET_DEFAULT)");
+  CheckpointLayout l;
+  l.name = registers ? "dinov2_reg_original" : "dinov2_original";
+  l.description = registers
+                      ? "dinov2_vitb14_reg4_pretrain.pth: DINOv2's names, register_tokens, 518-px pos_embed "
+                        "with a cls row, mask_token ignored"
+                      : "dinov2_vitb14_pretrain.pth: DINOv2's names (timm's), 518-px pos_embed, mask_token ignored";
+  l.marker = registers ? "register_tokens" : "mask_token";
+  l.renames = {{"register_tokens", "reg_token"}};
+  l.ignored_prefixes = {"mask_token", "head."};
+  e.layouts = {l};
+  if (!registers) {  // timm's vit_base_patch14_dinov2 file has the same names without mask_token
+    CheckpointLayout t = timm_layout_def();
+    t.description = "timm vit_base_patch14_dinov2.lvd142m state dict (518-px pos_embed; head ignored)";
+    e.layouts.push_back(t);
+  }
+  e.weights = registers ? "facebookresearch/dinov2: dinov2_vitb14_reg4_pretrain.pth (LVD-142M, with 4 registers)"
+                        : "facebookresearch/dinov2: dinov2_vitb14_pretrain.pth (LVD-142M)";
+  return e;
+}
+
 std::vector<ArchEntry> build_registry() {
   std::vector<ArchEntry> r;
   // Inference picks the first inferable entry of matching shapes: vit_base_patch16_224_in21k first.
@@ -163,6 +253,9 @@ std::vector<ArchEntry> build_registry() {
   r.push_back(mae(false));
   r.push_back(mae(true));
   r.push_back(mocov3());
+  r.push_back(clip());
+  r.push_back(dinov2(true));  // before the plain entry: a registers file also has mask_token
+  r.push_back(dinov2(false));
   return r;
 }
 
@@ -178,18 +271,39 @@ std::string to_string(BackboneFamily f) {
       return "mae";
     case BackboneFamily::kMocoV3:
       return "mocov3";
+    case BackboneFamily::kClip:
+      return "clip";
+    case BackboneFamily::kDinov2:
+      return "dinov2";
   }
   return "?";
 }
 
+namespace {
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
+  return s;
+}
+}  // namespace
+
 std::string CheckpointLayout::file_name(const std::string& petl_name) const {
   std::string n = petl_name;
+  for (auto it = part_renames.rbegin(); it != part_renames.rend(); ++it) n = replace_all(n, it->second, it->first);
   for (const auto& [from, to] : renames)
     if (starts_with(n, to)) {
       n = from + n.substr(to.size());
       break;
     }
   return strip_prefix + n;
+}
+
+torch::Tensor CheckpointLayout::file_tensor(const std::string& petl_name, const torch::Tensor& t) const {
+  auto it = petl_rank.find(petl_name);
+  if (it == petl_rank.end()) return t;
+  auto out = t;
+  while (out.dim() > 1 && out.size(0) == 1) out = out.squeeze(0);
+  return out;
 }
 
 const std::vector<ArchEntry>& arch_registry() {
@@ -263,6 +377,9 @@ std::map<std::string, torch::Tensor> apply_layout(const CheckpointLayout& layout
         name = to + name.substr(from.size());
         break;
       }
+    for (const auto& [from, to] : layout.part_renames) name = replace_all(name, from, to);
+    if (auto r = layout.petl_rank.find(name); r != layout.petl_rank.end())
+      while (t.dim() < r->second) t = t.unsqueeze(0);
     PETL_CHECK(!origin.count(name), path, ": tensors '", origin[name], "' and '", key, "' both map to '", name,
                "' under the ", layout.name, " layout");
     origin[name] = key;

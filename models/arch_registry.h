@@ -5,8 +5,8 @@
 // are ignored) and its pooling. vit_config_by_name, known_archs, checkpoint inference and loading,
 // `petl list` and the sweep planner all read it; tests/test_archs.cpp walks every entry.
 //
-// Later families (CLIP, DINOv2) fit as new entries: their block variants (layer scale, QuickGELU,
-// ln_pre) will be VitConfig flags, their checkpoint names new layouts.
+// A family's block variants (CLIP's QuickGELU and ln_pre, DINOv2's layer scale and registers) are
+// VitConfig flags; its checkpoint names a layout here.
 #pragma once
 #include <array>
 #include <map>
@@ -24,6 +24,8 @@ enum class BackboneFamily {
   kPetlMini,    // petl's embedded small ViTs (`petl pretrain`)
   kMae,         // facebookresearch/mae, masked autoencoder pre-training
   kMocoV3,      // facebookresearch/moco-v3, contrastive pre-training
+  kClip,        // openai/CLIP image tower, contrastive image-text pre-training
+  kDinov2,      // facebookresearch/dinov2, self-distillation pre-training (LVD-142M)
 };
 std::string to_string(BackboneFamily f);
 
@@ -44,18 +46,24 @@ struct Preprocessing {
 // (Distributed)DataParallel wrapper is removed (every layout; tools/pth_to_safetensors.py removes
 // it too). Every rule is an EXACT PREFIX: a tensor is ignored when its name starts with one of
 // ignored_prefixes; else it must start with strip_prefix (when set), which is removed; then the
-// first rename whose prefix it starts with is applied. Anything else is kept and must be a
-// parameter of the model (strict loading names it otherwise).
+// first rename whose prefix it starts with is applied, then every part rename (a dotted part of the
+// name: CLIP's ".ln_1." → ".norm1."), in order. Anything else is kept and must be a parameter of the
+// model (strict loading names it otherwise). Tensors a file stores without their leading unit
+// dimensions (CLIP's class_embedding (D) is cls_token (1, 1, D)) get them back (petl_rank).
 struct CheckpointLayout {
   std::string name;         // "timm", "mae_pretrain", "mae_finetune", "mocov3_pretrain", ...
   std::string description;  // what file this is, as people download it
   std::string marker;       // a tensor name (after "module." removal) that only this layout has; "" = any
   std::string strip_prefix;
-  std::vector<std::pair<std::string, std::string>> renames;  // file prefix → petl prefix
+  std::vector<std::pair<std::string, std::string>> renames;       // file prefix → petl prefix
+  std::vector<std::pair<std::string, std::string>> part_renames;  // file part → petl part (".x." inside a name)
+  std::map<std::string, int> petl_rank;  // petl name → its rank, for tensors stored with fewer dimensions
   std::vector<std::string> ignored_prefixes;
   std::string pth_key;  // the key of the .pth pickle holding the state dict ("" = top level)
-  // The tensor name this layout's file uses for a petl parameter name (the inverse mapping).
+  // The tensor name this layout's file uses for a petl parameter name (the inverse mapping), and the
+  // tensor as the file stores it.
   std::string file_name(const std::string& petl_name) const;
+  torch::Tensor file_tensor(const std::string& petl_name, const torch::Tensor& t) const;
 };
 
 struct ArchEntry {

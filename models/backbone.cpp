@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 JobBackbone make_job_backbone(const std::string& backbone_file, const std::string& arch, double drop_path_rate,
-                              bool allow_random) {
+                              bool allow_random, PosResample pos_resample) {
   std::string file = backbone_file;
   if (file.empty() && arch.empty()) file = embedded_backbone_path();
   VitConfig cfg;
@@ -25,6 +25,7 @@ JobBackbone make_job_backbone(const std::string& backbone_file, const std::strin
     cfg = infer_vit_config(file);
   }
   cfg.drop_path_rate = drop_path_rate;
+  cfg.pos_resample = pos_resample;
   JobBackbone b;
   b.model = VisionTransformer(cfg);
   b.info = {{"arch", cfg.arch}, {"config", json::parse(vit_config_to_json(cfg))}};
@@ -43,6 +44,9 @@ JobBackbone make_job_backbone(const std::string& backbone_file, const std::strin
     b.info["path"] = lb.path;
     b.info["format"] = lb.format;
     if (lb.layout != "timm" && lb.layout != "google_npz") b.info["layout"] = lb.layout;
+    if (lb.pos_embed_resampled_from > 0)
+      b.info["pos_embed_resampled"] = {
+          {"from_grid", lb.pos_embed_resampled_from}, {"to_grid", cfg.grid()}, {"method", to_string(cfg.pos_resample)}};
     b.info["sha256"] = lb.sha256;
   }
   // Families beyond the supervised ViTs say where they come from (older records stay as they were).

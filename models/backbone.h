@@ -15,7 +15,8 @@ struct JobBackbone {
 
 // backbone_file empty and arch empty: the embedded backbone. arch without a file: random weights,
 // only when allow_random (dry runs); petl::Error otherwise.
+// pos_resample: how a checkpoint's pos_embed on another grid is brought to the run's (VitConfig).
 JobBackbone make_job_backbone(const std::string& backbone_file, const std::string& arch, double drop_path_rate,
-                              bool allow_random);
+                              bool allow_random, PosResample pos_resample = PosResample::kTimm);
 
 }  // namespace petl

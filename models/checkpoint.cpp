@@ -199,6 +199,13 @@ std::string vit_config_to_json(const VitConfig& c) {
                       {"in_chans", c.in_chans},   {"embed_dim", c.embed_dim}, {"depth", c.depth},
                       {"num_heads", c.num_heads}, {"mlp_ratio", c.mlp_ratio}, {"ln_eps", c.ln_eps}};
   if (c.pool != Pooling::kClsAfterNorm) j["pool"] = to_string(c.pool);  // absent: cls (older files)
+  // The families' variants, only when set (older files and the supervised ViTs' keys unchanged).
+  if (c.act != Activation::kGelu) j["act"] = to_string(c.act);
+  if (c.pre_norm) j["pre_norm"] = true;
+  if (!c.patch_bias) j["patch_bias"] = false;
+  if (c.init_values > 0) j["init_values"] = c.init_values;
+  if (c.reg_tokens > 0) j["reg_tokens"] = c.reg_tokens;
+  if (c.pos_resample != PosResample::kTimm) j["pos_resample"] = to_string(c.pos_resample);
   return j.dump();
 }
 
@@ -216,6 +223,13 @@ VitConfig vit_config_from_json(const std::string& text, const std::string& where
     c.mlp_ratio = j.value("mlp_ratio", 4.0);
     c.ln_eps = j.value("ln_eps", 1e-6);
     if (j.contains("pool")) c.pool = parse_pooling(j.at("pool").get<std::string>());
+    if (j.contains("act")) c.act = parse_activation(j.at("act").get<std::string>());
+    c.pre_norm = j.value("pre_norm", false);
+    c.patch_bias = j.value("patch_bias", true);
+    c.init_values = j.value("init_values", 0.0);
+    c.reg_tokens = j.value("reg_tokens", 0);
+    if (j.contains("pos_resample"))
+      c.pos_resample = parse_enum<PosResample>(j.at("pos_resample").get<std::string>(), where);
     return c;
   } catch (const nlohmann::json::exception& e) {
     PETL_FAIL(where, ": bad ViT config metadata: ", e.what());
@@ -263,12 +277,15 @@ VitConfig infer_vit_config(const std::string& path) {
   c.num_heads = heads;
   c.arch = "inferred_d" + std::to_string(c.embed_dim) + "_l" + std::to_string(c.depth) + "_p" +
            std::to_string(c.patch_size) + "_" + std::to_string(c.img_size);
-  // A layout with a marker names its entry; timm names: the first inferable entry of these shapes.
+  // A layout with a marker names its entry (whose config is the run's: DINOv2's 518-px file runs at
+  // the entry's 224 px, its pos_embed resampled); timm names: the first inferable entry of these shapes.
   for (const auto& e : arch_registry()) {
     bool has_layout = false;
     for (const auto& l : e.layouts) has_layout |= l.name == layout && !l.marker.empty();
-    if ((has_layout || (e.inferable && layout == "timm") || (e.inferable && layout == "google_npz")) &&
-        same_shape(e.config, c)) {
+    if (has_layout && e.config.embed_dim == c.embed_dim && e.config.depth == c.depth &&
+        e.config.patch_size == c.patch_size)
+      return e.config;
+    if (((e.inferable && layout == "timm") || (e.inferable && layout == "google_npz")) && same_shape(e.config, c)) {
       c.arch = e.name;
       c.pool = e.config.pool;
       c.num_heads = e.config.num_heads;
@@ -278,9 +295,41 @@ VitConfig infer_vit_config(const std::string& path) {
   return c;
 }
 
+torch::Tensor resample_pos_embed(const torch::Tensor& pos, int new_grid, PosResample mode) {
+  PETL_CHECK(pos.dim() == 3 && pos.size(0) == 1, "pos_embed: expected (1, 1 + G*G, D), got ", pos.sizes());
+  const int64_t old_grid = std::llround(std::sqrt(double(pos.size(1) - 1))), D = pos.size(2);
+  PETL_CHECK(old_grid * old_grid == pos.size(1) - 1, "pos_embed: ", pos.size(1) - 1,
+             " patch positions are not a square grid");
+  if (old_grid == new_grid) return pos;
+  namespace F = torch::nn::functional;
+  auto grid = pos.narrow(1, 1, old_grid * old_grid).reshape({1, old_grid, old_grid, D}).permute({0, 3, 1, 2});
+  auto opts = F::InterpolateFuncOptions().mode(torch::kBicubic).align_corners(false);
+  if (mode == PosResample::kTimm) {
+    opts.size(std::vector<int64_t>{new_grid, new_grid}).antialias(true);
+  } else {  // DINOv2: scale factor (new + 0.1) / old, computed in double as Python does; no antialias
+    const double s = (new_grid + 0.1) / double(old_grid);
+    opts.scale_factor(std::vector<double>{s, s}).antialias(false);
+  }
+  auto out = F::interpolate(grid.to(torch::kFloat32), opts);
+  PETL_CHECK(out.size(2) == new_grid && out.size(3) == new_grid, "pos_embed resampling gave a ", out.size(2), "x",
+             out.size(3), " grid, expected ", new_grid, "x", new_grid);
+  return torch::cat({pos.narrow(1, 0, 1), out.permute({0, 2, 3, 1}).reshape({1, new_grid * new_grid, D})}, 1);
+}
+
 LoadedBackbone load_backbone(VisionTransformer& model, const std::string& path) {
   std::string layout;
   auto tensors = read_backbone_tensors(path, nullptr, model->cfg_.arch, &layout);
+  LoadedBackbone lb;
+  // A checkpoint trained on another grid (DINOv2: 518 px, 37×37) is resampled to the run's grid.
+  if (auto it = tensors.find("pos_embed"); it != tensors.end() && it->second.dim() == 3 &&
+                                           it->second.size(1) != model->pos_embed.size(1) &&
+                                           it->second.size(2) == model->pos_embed.size(2)) {
+    const int64_t old_grid = std::llround(std::sqrt(double(it->second.size(1) - 1)));
+    if (old_grid * old_grid == it->second.size(1) - 1) {
+      it->second = resample_pos_embed(it->second, model->cfg_.grid(), model->cfg_.pos_resample);
+      lb.pos_embed_resampled_from = int(old_grid);
+    }
+  }
   auto params = model->named_parameters(/*recurse=*/true);
   torch::NoGradGuard ng;
   std::set<std::string> seen;
@@ -298,7 +347,6 @@ LoadedBackbone load_backbone(VisionTransformer& model, const std::string& path) 
     if (!seen.count(k))
       PETL_FAIL(path, ": unexpected tensor '", k, "' ", shape_str(v.sizes().vec()), " (not a parameter of ",
                 model->cfg_.arch, ")");
-  LoadedBackbone lb;
   lb.path = fs::absolute(path).string();
   lb.format = ends_with(path, ".npz") ? "npz" : "safetensors";
   lb.layout = layout;

@@ -35,9 +35,14 @@ VitConfig infer_vit_config(const std::string& path);
 
 struct LoadedBackbone {
   std::string path, format, sha256;
-  std::string layout;  // the checkpoint layout it was read with (models/arch_registry.h)
+  std::string layout;                // the checkpoint layout it was read with (models/arch_registry.h)
+  int pos_embed_resampled_from = 0;  // the file's patch grid when its pos_embed was resampled (0: not)
 };
-// Strict load into `model`; returns provenance (file SHA-256).
+// A (1, 1 + G*G, D) position embedding (cls row first) resampled to new_grid × new_grid patches
+// (VitConfig's PosResample says how); the cls row is kept.
+torch::Tensor resample_pos_embed(const torch::Tensor& pos, int new_grid, PosResample mode);
+// Strict load into `model`; returns provenance (file SHA-256). A pos_embed of another square grid is
+// resampled to the model's with model->cfg_.pos_resample.
 LoadedBackbone load_backbone(VisionTransformer& model, const std::string& path);
 
 // Saves the backbone under timm names with its config as metadata ("petl_vit_config").

@@ -53,6 +53,24 @@ Pooling parse_pooling(const std::string& s) {
   throw ArgumentError(str_cat("pooling '", s, "': expected cls_after_norm or mean_patches_fc_norm"));
 }
 
+std::string to_string(Activation a) { return a == Activation::kGelu ? "gelu" : "quick_gelu"; }
+
+Activation parse_activation(const std::string& s) {
+  if (s == "gelu") return Activation::kGelu;
+  if (s == "quick_gelu") return Activation::kQuickGelu;
+  throw ArgumentError(str_cat("activation '", s, "': expected gelu or quick_gelu"));
+}
+
+namespace {
+torch::Tensor activate(const torch::Tensor& x, Activation a) {
+  return a == Activation::kGelu ? torch::gelu(x) : x * torch::sigmoid(1.702 * x);
+}
+}  // namespace
+
+LayerScaleImpl::LayerScaleImpl(int dim, double init_values) {
+  gamma = register_parameter("gamma", torch::full({dim}, init_values));
+}
+
 MlpImpl::MlpImpl(int dim, int hidden) {
   fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
   fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
@@ -66,11 +84,15 @@ AttentionImpl::AttentionImpl(int dim, int heads) : heads_(heads), dim_(dim) {
 }
 
 BlockImpl::BlockImpl(const VitConfig& cfg, int layer, double drop_path)
-    : layer_(layer), drop_path_(drop_path), ln_eps_(cfg.ln_eps) {
+    : layer_(layer), drop_path_(drop_path), ln_eps_(cfg.ln_eps), act_(cfg.act) {
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({cfg.embed_dim}).eps(cfg.ln_eps)));
   attn = register_module("attn", Attention(cfg.embed_dim, cfg.num_heads));
   norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({cfg.embed_dim}).eps(cfg.ln_eps)));
   mlp = register_module("mlp", Mlp(cfg.embed_dim, cfg.mlp_hidden()));
+  if (cfg.init_values > 0) {  // timm's order of registration: norm1, attn, ls1, norm2, mlp, ls2
+    ls1 = register_module("ls1", LayerScale(cfg.embed_dim, cfg.init_values));
+    ls2 = register_module("ls2", LayerScale(cfg.embed_dim, cfg.init_values));
+  }
 }
 
 torch::Tensor BlockImpl::apply_drop_path(const torch::Tensor& t) { return drop_path(t, drop_path_, is_training()); }
@@ -90,12 +112,14 @@ torch::Tensor BlockImpl::forward(torch::Tensor x, BlockHooks* hooks_in) {
   a = a.softmax(-1);
   auto o = torch::matmul(a, v).transpose(1, 2).reshape({B, N, D});
   auto proj = hk.scale_shift(L, HookPoint::proj, add_if(attn->proj(o), hk.proj_delta(L, o)));
+  if (!ls1.is_empty()) proj = ls1(proj);
   auto x1 = add_if(x + apply_drop_path(proj), hk.attn_bypass(L, x, h));
 
   auto h2 = hk.scale_shift(L, HookPoint::norm2, norm2(x1));
   auto f1 = hk.scale_shift(L, HookPoint::fc1, add_if(mlp->fc1(h2), hk.fc1_delta(L, h2)));
-  auto g = torch::gelu(f1);
+  auto g = activate(f1, act_);
   auto f2 = hk.scale_shift(L, HookPoint::fc2, add_if(mlp->fc2(g), hk.fc2_delta(L, g)));
+  if (!ls2.is_empty()) f2 = ls2(f2);
   auto branch = hk.after_mlp(L, apply_drop_path(f2));
   auto out = add_if(x1 + branch, hk.mlp_bypass(L, x1, h2));
   return hk.after_block(L, out);
@@ -115,13 +139,18 @@ torch::Tensor BlockImpl::attend_with(const torch::Tensor& p_normed, const torch:
   auto b = attn->qkv->bias.narrow(0, 0, D);
   auto q = torch::nn::functional::linear(p_normed, w, b).reshape({B, T, H, D / H}).permute({0, 2, 1, 3});
   auto o = frozen_kv_attention(q, k, v, attn->scale_, 0, rows).transpose(1, 2).reshape({B, T, D});
-  return attn->proj(o);
+  auto out = attn->proj(o);
+  return ls1.is_empty() ? out : ls1(out);
 }
 
-torch::Tensor BlockImpl::mlp_branch(const torch::Tensor& p) { return mlp->fc2(torch::gelu(mlp->fc1(norm2(p)))); }
+torch::Tensor BlockImpl::mlp_branch(const torch::Tensor& p) {
+  auto out = mlp->fc2(activate(mlp->fc1(norm2(p)), act_));
+  return ls2.is_empty() ? out : ls2(out);
+}
 
-PatchEmbedImpl::PatchEmbedImpl(int patch, int in_chans, int dim) {
-  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch).stride(patch)));
+PatchEmbedImpl::PatchEmbedImpl(int patch, int in_chans, int dim, bool bias) {
+  proj = register_module("proj",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch).stride(patch).bias(bias)));
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) { return proj(images).flatten(2).transpose(1, 2); }
@@ -129,9 +158,14 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) { return proj
 VisionTransformerImpl::VisionTransformerImpl(const VitConfig& cfg) : cfg_(cfg) {
   PETL_CHECK(cfg.img_size % cfg.patch_size == 0, "img_size ", cfg.img_size, " is not a multiple of patch_size ",
              cfg.patch_size);
-  patch_embed = register_module("patch_embed", PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim));
+  PETL_CHECK(cfg.reg_tokens >= 0, "reg_tokens ", cfg.reg_tokens, " is negative");
+  patch_embed = register_module("patch_embed", PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim, cfg.patch_bias));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, cfg.embed_dim}));
-  pos_embed = register_parameter("pos_embed", torch::zeros({1, cfg.num_tokens(), cfg.embed_dim}));
+  if (cfg.reg_tokens > 0) reg_token = register_parameter("reg_token", torch::zeros({1, cfg.reg_tokens, cfg.embed_dim}));
+  pos_embed = register_parameter("pos_embed", torch::zeros({1, cfg.pos_embed_rows(), cfg.embed_dim}));
+  if (cfg.pre_norm)
+    norm_pre =
+        register_module("norm_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({cfg.embed_dim}).eps(cfg.ln_eps)));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < cfg.depth; ++i) {
     double dpr = cfg.depth > 1 ? cfg.drop_path_rate * i / (cfg.depth - 1) : 0.0;  // torch.linspace
@@ -147,13 +181,14 @@ void VisionTransformerImpl::init_weights(uint64_t seed) {
   torch::manual_seed(seed);
   // patch embedding: PyTorch's default conv init, drawn from the seeded generator
   torch::nn::init::kaiming_uniform_(patch_embed->proj->weight, std::sqrt(5.0));
-  {
+  if (patch_embed->proj->bias.defined()) {
     const double fan_in = patch_embed->proj->weight[0].numel();
     patch_embed->proj->bias.uniform_(-1.0 / std::sqrt(fan_in), 1.0 / std::sqrt(fan_in));
   }
-  for (auto* ln : {norm.get()}) {
-    ln->weight.fill_(1.0);
-    ln->bias.zero_();
+  for (auto* ln : {&norm, &norm_pre}) {
+    if (ln->is_empty()) continue;
+    (*ln)->weight.fill_(1.0);
+    (*ln)->bias.zero_();
   }
   for (auto& b : block_list_)
     for (auto* ln : {b->norm1.get(), b->norm2.get()}) {
@@ -167,7 +202,10 @@ void VisionTransformerImpl::init_weights(uint64_t seed) {
       trunc_normal_(lin->weight, 0.02);
       lin->bias.zero_();
     }
+    for (auto* ls : {&b->ls1, &b->ls2})
+      if (!ls->is_empty()) (*ls)->gamma.fill_(cfg_.init_values);
   }
+  if (reg_token.defined()) reg_token.normal_(0.0, 1e-6);  // timm 0.9.16
 }
 
 torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images, BlockHooks* hooks) {
@@ -178,7 +216,11 @@ torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images, BlockHoo
   auto x = patch_embed(images);
   if (hooks) x = hooks->scale_shift(-1, HookPoint::patch_embed, x);
   auto cls = cls_token.expand({x.size(0), -1, -1});
-  return torch::cat({cls, x}, 1) + pos_embed;
+  x = torch::cat({cls, x}, 1) + pos_embed;
+  // DINOv2: the registers go after cls, after the position embedding (they have none).
+  if (reg_token.defined())
+    x = torch::cat({x.narrow(1, 0, 1), reg_token.expand({x.size(0), -1, -1}), x.narrow(1, 1, x.size(1) - 1)}, 1);
+  return norm_pre.is_empty() ? x : norm_pre(x);
 }
 
 torch::Tensor VisionTransformerImpl::forward_blocks(torch::Tensor x, BlockHooks* hooks) {
@@ -197,7 +239,7 @@ torch::Tensor VisionTransformerImpl::pool(const torch::Tensor& tokens, BlockHook
   PETL_CHECK(tokens.size(1) == cfg_.num_tokens(), "backbone ", cfg_.arch,
              ": mean-of-patch-tokens pooling needs the backbone's own ", cfg_.num_tokens(), " tokens, got ",
              tokens.size(1), " (a method that adds tokens needs cls_after_norm pooling)");
-  return final_norm(tokens.narrow(1, 1, cfg_.num_patches()).mean(1), hooks);
+  return final_norm(tokens.narrow(1, cfg_.num_prefix_tokens(), cfg_.num_patches()).mean(1), hooks);
 }
 
 torch::Tensor VisionTransformerImpl::forward_cls(const torch::Tensor& images, BlockHooks* hooks) {

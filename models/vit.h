@@ -1,7 +1,10 @@
 // Vision Transformer backbone with timm 0.4.12 math and parameter names
 // (patch_embed.proj, cls_token, pos_embed, blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2},
 // norm): LayerNorm eps 1e-6, exact GELU, qkv laid out [q|k|v], attention scale (D/H)^-1/2,
-// stochastic depth ramped linearly over the blocks.
+// stochastic depth ramped linearly over the blocks. The families' variants are VitConfig flags with
+// timm 0.9.16's names: CLIP's norm_pre, bias-free patch embedding and QuickGELU; DINOv2's layer scale
+// (blocks.i.ls1/ls2.gamma, applied to each branch before drop path, also in attend_with/mlp_branch)
+// and registers (reg_token).
 //
 // Extension points for PETL methods (docs/spec/conventions.md §4) — a method never rewrites a block:
 //   BlockHooks      called inside every block: qkv/proj/fc1/fc2 deltas (LoRA, FacT), scale/shift
@@ -15,6 +18,8 @@
 #include <torch/torch.h>
 #include <vector>
 
+#include "core/enums.h"  // PosResample
+
 namespace petl {
 
 // What the backbone's feature for a head is (timm's global_pool / MAE's global_pool):
@@ -24,6 +29,11 @@ namespace petl {
 enum class Pooling { kClsAfterNorm, kMeanPatchesFcNorm };
 std::string to_string(Pooling p);  // "cls_after_norm" | "mean_patches_fc_norm"
 Pooling parse_pooling(const std::string& s);
+
+// The MLP's activation: exact GELU (timm, MAE, MoCo v3, DINOv2) or CLIP's QuickGELU x·σ(1.702x).
+enum class Activation { kGelu, kQuickGelu };
+std::string to_string(Activation a);  // "gelu" | "quick_gelu"
+Activation parse_activation(const std::string& s);
 
 struct VitConfig {
   std::string arch = "custom";
@@ -37,8 +47,19 @@ struct VitConfig {
   double drop_path_rate = 0.0;  // stochastic depth of the last block; linear ramp from 0
   double ln_eps = 1e-6;
   Pooling pool = Pooling::kClsAfterNorm;
-  int num_patches() const { return (img_size / patch_size) * (img_size / patch_size); }
-  int num_tokens() const { return num_patches() + 1; }
+  // Family variants (models/arch_registry.cpp names the sources):
+  Activation act = Activation::kGelu;
+  bool pre_norm = false;     // CLIP: LayerNorm `norm_pre` (OpenAI ln_pre) after the position embedding
+  bool patch_bias = true;    // CLIP: the patch embedding has no bias
+  double init_values = 0.0;  // layer scale (DINOv2: blocks.i.ls1.gamma / ls2.gamma); 0 = none
+  int reg_tokens = 0;        // DINOv2 registers `reg_token`, after cls, without position embedding
+  PosResample pos_resample = PosResample::kTimm;  // of a checkpoint's pos_embed on another grid
+  int grid() const { return img_size / patch_size; }
+  int num_patches() const { return grid() * grid(); }
+  // The tokens before the patch tokens: cls, then the registers.
+  int num_prefix_tokens() const { return 1 + reg_tokens; }
+  int num_tokens() const { return num_patches() + num_prefix_tokens(); }
+  int pos_embed_rows() const { return num_patches() + 1; }  // cls + patches (registers have none)
   int mlp_hidden() const { return int(embed_dim * mlp_ratio); }
 };
 
@@ -86,6 +107,14 @@ struct AttentionImpl : torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
+// timm's LayerScale: x · gamma (parameter `gamma`, (D)).
+struct LayerScaleImpl : torch::nn::Module {
+  LayerScaleImpl(int dim, double init_values);
+  torch::Tensor forward(const torch::Tensor& x) { return x * gamma; }
+  torch::Tensor gamma;
+};
+TORCH_MODULE(LayerScale);
+
 struct BlockImpl : torch::nn::Module {
   BlockImpl(const VitConfig& cfg, int layer, double drop_path);
   // x ← x + DP(Attn(LN1 x)); x ← x + DP(MLP(LN2 x)), with the hooks' extension points.
@@ -109,14 +138,16 @@ struct BlockImpl : torch::nn::Module {
   int layer_;
   double drop_path_;
   double ln_eps_;
+  Activation act_;
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  LayerScale ls1{nullptr}, ls2{nullptr};  // with layer scale only (cfg.init_values > 0)
   Attention attn{nullptr};
   Mlp mlp{nullptr};
 };
 TORCH_MODULE(Block);
 
 struct PatchEmbedImpl : torch::nn::Module {
-  PatchEmbedImpl(int patch, int in_chans, int dim);
+  PatchEmbedImpl(int patch, int in_chans, int dim, bool bias = true);
   torch::Tensor forward(const torch::Tensor& images);  // (B, num_patches, D)
   torch::nn::Conv2d proj{nullptr};
 };
@@ -126,13 +157,14 @@ struct VisionTransformerImpl : torch::nn::Module {
   explicit VisionTransformerImpl(const VitConfig& cfg);
   // timm-style init: trunc_normal(0.02) for pos/cls/linear weights, zero biases, LN (1, 0).
   void init_weights(uint64_t seed);
-  // cls + patch tokens + pos_embed: (B, 1 + P, D).
+  // cls + patch tokens + pos_embed, then the registers after cls, then norm_pre: (B, num_tokens, D).
   torch::Tensor embed(const torch::Tensor& images, BlockHooks* hooks = nullptr);
   // All blocks; returns the tokens before the final norm.
   torch::Tensor forward_blocks(torch::Tensor x, BlockHooks* hooks = nullptr);
   torch::Tensor final_norm(const torch::Tensor& x, BlockHooks* hooks = nullptr);
   // The pooled feature of the tokens after the blocks (cfg_.pool): the final-norm cls token, or the
-  // final norm of the mean of the patch tokens (tokens 1..P; an error when tokens were added): (B, D).
+  // final norm of the mean of the patch tokens (the P tokens after the prefix tokens; an error when tokens were added):
+  // (B, D).
   torch::Tensor pool(const torch::Tensor& tokens, BlockHooks* hooks = nullptr);
   // The pooled feature of images (what timm's pre-logits feed the head): (B, D).
   torch::Tensor forward_cls(const torch::Tensor& images, BlockHooks* hooks = nullptr);
@@ -145,6 +177,8 @@ struct VisionTransformerImpl : torch::nn::Module {
   VitConfig cfg_;
   PatchEmbed patch_embed{nullptr};
   torch::Tensor cls_token, pos_embed;
+  torch::Tensor reg_token;                 // (1, R, D) when cfg_.reg_tokens > 0
+  torch::nn::LayerNorm norm_pre{nullptr};  // when cfg_.pre_norm
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm norm{nullptr};
   std::vector<Block> block_list_;

@@ -21,13 +21,15 @@ using namespace petl;
 
 namespace {
 
-// timm VisionTransformer(num_classes=0): patch embedding, cls token, position embedding, `depth`
-// blocks (two LayerNorms, qkv, proj, fc1, fc2) and the final LayerNorm (MAE's fc_norm in its place).
+// timm VisionTransformer(num_classes=0): patch embedding (CLIP's without bias), cls token, registers
+// (DINOv2), position embedding (cls + patches), norm_pre (CLIP), `depth` blocks (two LayerNorms, qkv,
+// proj, fc1, fc2, DINOv2's two layer-scale gammas) and the final LayerNorm (MAE's fc_norm in its place).
 int64_t timm_vit_parameters(const VitConfig& c) {
-  const int64_t D = c.embed_dim, P = c.patch_size, N = c.num_tokens(), H = c.mlp_hidden();
-  const int64_t patch = int64_t(c.in_chans) * P * P * D + D;
-  const int64_t block = 2 * 2 * D + (D * 3 * D + 3 * D) + (D * D + D) + (D * H + H) + (H * D + D);
-  return patch + D + N * D + c.depth * block + 2 * D;
+  const int64_t D = c.embed_dim, P = c.patch_size, N = c.pos_embed_rows(), H = c.mlp_hidden();
+  const int64_t patch = int64_t(c.in_chans) * P * P * D + (c.patch_bias ? D : 0);
+  const int64_t block =
+      2 * 2 * D + (D * 3 * D + 3 * D) + (D * D + D) + (D * H + H) + (H * D + D) + (c.init_values > 0 ? 2 * D : 0);
+  return patch + D + c.reg_tokens * D + N * D + (c.pre_norm ? 2 * D : 0) + c.depth * block + 2 * D;
 }
 
 std::vector<std::string> entry_names() { return known_archs(); }
@@ -40,13 +42,24 @@ VitConfig small(const ArchEntry& e) {
   return c;
 }
 
+// The layout's marker tensor, when the file does not hold it yet (DINOv2's mask_token is ignored).
+void with_marker(std::vector<std::pair<std::string, torch::Tensor>>& named, const CheckpointLayout& l,
+                 const std::string& wrap) {
+  if (l.marker.empty()) return;
+  for (const auto& [k, v] : named)
+    if (k == wrap + l.marker) return;
+  named.emplace_back(wrap + l.marker, torch::ones({1, 3}));
+}
+
 // The model's tensors under `layout`'s file names, as the download holds them (MoCo v3's under the
 // DataParallel "module." too), plus one tensor under every ignored prefix.
 std::vector<std::pair<std::string, torch::Tensor>> in_layout(const VisionTransformer& vit, const CheckpointLayout& l) {
   std::vector<std::pair<std::string, torch::Tensor>> named;
   const std::string wrap = l.strip_prefix.empty() ? "" : "module.";
-  for (auto& item : vit->named_parameters()) named.emplace_back(wrap + l.file_name(item.key()), item.value());
+  for (auto& item : vit->named_parameters())
+    named.emplace_back(wrap + l.file_name(item.key()), l.file_tensor(item.key(), item.value()));
   for (const auto& p : l.ignored_prefixes) named.emplace_back(wrap + p + "ignored.weight", torch::ones({3}));
+  with_marker(named, l, wrap);
   return named;
 }
 
@@ -75,13 +88,17 @@ TEST_P(EveryArchitecture, CountsLoadsAndRunsAsTimm) {
     const int64_t D = cfg.embed_dim;
     std::vector<std::pair<std::string, torch::Tensor>> shapes = {
         {"patch_embed.proj.weight", torch::zeros({D, cfg.in_chans, cfg.patch_size, cfg.patch_size})},
-        {"pos_embed", torch::zeros({1, cfg.num_tokens(), D})},
+        {"pos_embed", torch::zeros({1, cfg.pos_embed_rows(), D})},
         {"cls_token", torch::zeros({1, 1, D})},
         {"blocks.0.mlp.fc1.weight", torch::zeros({cfg.mlp_hidden(), D})},
         {"norm.weight", torch::zeros({D})}};
     for (int i = 0; i < cfg.depth; ++i)
       shapes.emplace_back("blocks." + std::to_string(i) + ".norm1.weight", torch::zeros({D}));
-    for (auto& [k, v] : shapes) k = layout.file_name(k);
+    for (auto& [k, v] : shapes) {
+      v = layout.file_tensor(k, v);
+      k = layout.file_name(k);
+    }
+    with_marker(shapes, layout, "");
     save_named_tensors(dir + "/shapes.safetensors", shapes);
     const VitConfig inferred = infer_vit_config(dir + "/shapes.safetensors");
     EXPECT_EQ(inferred.embed_dim, cfg.embed_dim);
@@ -132,6 +149,14 @@ TEST(EveryArchitecture, TheFormulaIsTimmsForTheTwoPublishedCounts) {
   EXPECT_EQ(timm_vit_parameters(vit_config_by_name("vit_huge_patch14_224_in21k")), 630764800);
   for (auto n : {"vit_base_patch16_224_mae", "vit_base_patch16_224_mae_gap", "vit_base_patch16_224_mocov3"})
     EXPECT_EQ(timm_vit_parameters(vit_config_by_name(n)), 85798656) << n;
+  // The python references' own counts (tests/py/ref_models.py): CLIP's image tower without proj;
+  // DINOv2 at its 518-px grid without mask_token, with and without 4 registers.
+  EXPECT_EQ(timm_vit_parameters(vit_config_by_name("vit_base_patch16_clip_224")), 85799424);
+  for (auto [n, count] : {std::pair{"vit_base_patch14_dinov2", 86579712}, {"vit_base_patch14_reg4_dinov2", 86582784}}) {
+    VitConfig c = vit_config_by_name(n);
+    c.img_size = 518;
+    EXPECT_EQ(timm_vit_parameters(c), count) << n;
+  }
 }
 
 TEST(EveryArchitecture, UnknownNamesSuggestAndListTheRegistry) {

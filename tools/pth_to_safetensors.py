@@ -9,9 +9,13 @@ Checkpoints that wrap the state dict in a training checkpoint are unwrapped: wit
 pickle whose top level holds no tensors but a dict under `model` (facebookresearch/mae) or
 `state_dict` (facebookresearch/moco-v3, with epoch, optimizer, ...) is read from that key (said on
 stdout). Nested dicts of tensors are flattened with "." (as nn.Module state dicts name them).
+OpenAI CLIP's ViT-B-16.pt is a TorchScript archive: its module's state_dict() is taken (said on
+stdout); the text tower comes along and petl ignores it.
 Examples (README: Backbone families):
     tools/pth_to_safetensors.py mae_pretrain_vit_base.pth mae_b16.safetensors        # ['model']
     tools/pth_to_safetensors.py vit-b-300ep.pth.tar mocov3_b16.safetensors           # ['state_dict']
+    tools/pth_to_safetensors.py ViT-B-16.pt clip_b16.safetensors                       # TorchScript
+    tools/pth_to_safetensors.py dinov2_vitb14_pretrain.pth dinov2_b14.safetensors      # top level
 """
 import argparse
 import json
@@ -38,6 +42,20 @@ def unwrap(obj, key):
     return obj, None
 
 
+def load(src):
+    """The pickle at src, or the state_dict() of a TorchScript archive (OpenAI CLIP's .pt)."""
+    try:
+        obj = torch.load(src, map_location="cpu")  # torch 1.13 hands TorchScript archives to torch.jit.load
+    except RuntimeError as e:
+        if "jit" not in str(e) and "TorchScript" not in str(e):
+            raise
+        obj = torch.jit.load(src, map_location="cpu")
+    if isinstance(obj, torch.nn.Module):
+        print("TorchScript archive: its module's state_dict() taken")
+        return dict(obj.state_dict())
+    return obj
+
+
 def flatten(d, prefix=""):
     """{name: tensor} with nested dicts of tensors joined by '.'; other values are skipped."""
     out = {}
@@ -55,7 +73,7 @@ def main():
     ap.add_argument("dst")
     ap.add_argument("--key", help="take the state dict from this key of the pickle (e.g. state_dict, model)")
     a = ap.parse_args()
-    sd, used = unwrap(torch.load(a.src, map_location="cpu"), a.key)
+    sd, used = unwrap(load(a.src), a.key)
     if used and not a.key:
         print(f"state dict taken from the checkpoint's '{used}' entry")
     sd = flatten(sd)

@@ -20,7 +20,10 @@ struct JobSpec {
   std::string data_root;      // empty: no data (bench, sweep planning); the task is then a name only
   std::string backbone_file;  // empty: the embedded backbone (unless arch is given)
   std::string arch;           // timm name; with no backbone file → random weights (dry-run only)
-  std::string recipe;         // empty: the method's default recipe
+  // How a checkpoint's pos_embed on another grid is resampled (DINOv2's 518 px); part of the job key
+  // and of a cache's identity when not timm's.
+  PosResample pos_resample = PosResample::kTimm;
+  std::string recipe;  // empty: the method's default recipe
   Protocol protocol = Protocol::kBestOf10;
   std::string out_dir;      // records (results.jsonl), checkpoints/, state/
   std::string record_file;  // also write the job's record to this file as one JSON line ("": no)
@@ -73,7 +76,8 @@ struct JobSpec {
 struct CacheBuildSpec {
   std::string data_root, task;
   std::string backbone_file, arch;  // as JobSpec's
-  CacheTaps taps;                   // what to store (required)
+  PosResample pos_resample = PosResample::kTimm;
+  CacheTaps taps;  // what to store (required)
   std::vector<std::string> splits = {"train800val200", "test"};
   CacheDtype dtype = CacheDtype::kFloat32;
   std::string normalisation = "imagenet";  // must match the training recipe's

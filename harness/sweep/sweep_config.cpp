@@ -31,6 +31,7 @@ const std::vector<std::string> kConfigKeys = {"name",
                                               "data_root",
                                               "backbone",
                                               "arch",
+                                              "pos_resample",
                                               "protocol",
                                               "recipe",
                                               "methods",
@@ -258,6 +259,8 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
         cfg.backbone = scalar(c, v, k, true);
       else if (k == "arch")
         cfg.arch = scalar(c, v, k, true);
+      else if (k == "pos_resample")
+        cfg.pos_resample = choice<PosResample>(c, v, k);
       else if (k == "protocol")
         cfg.protocol = choice<Protocol>(c, v, k);
       else if (k == "recipe")
@@ -425,6 +428,7 @@ json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed
                  {"dtype", to_string(cfg.cache_dtype)},
                  {"normalisation", cn.normalisation}};
   if (cfg.precision != Precision::kFp32) ccanon["precision"] = to_string(cfg.precision);  // fp32 keys as before
+  if (cfg.pos_resample != PosResample::kTimm) ccanon["pos_resample"] = to_string(cfg.pos_resample);
   return ccanon;
 }
 
@@ -445,6 +449,7 @@ SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& 
   b.task = t;
   b.backbone_file = c.backbone;
   b.arch = cfg.arch;
+  b.pos_resample = cfg.pos_resample;
   b.taps = cn.taps;
   b.splits = cn.splits;
   b.dtype = cfg.cache_dtype;
@@ -484,6 +489,7 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
                 {"feature_cache", cache_key}};
   if (cfg.memory_budget > 0) canon["memory_budget"] = cfg.memory_budget;
   if (cfg.precision != Precision::kFp32) canon["precision"] = to_string(cfg.precision);
+  if (cfg.pos_resample != PosResample::kTimm) canon["pos_resample"] = to_string(cfg.pos_resample);
   SweepJob j;
   j.key = key_of_text(canon.dump());
   j.method = m;
@@ -501,6 +507,7 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   r.data_root = c.data_root;
   r.backbone_file = c.backbone;
   r.arch = cfg.arch;
+  r.pos_resample = cfg.pos_resample;
   r.recipe = cfg.recipe;
   if (cfg.epochs > 0) r.epochs = cfg.epochs;
   if (cfg.batch_size > 0) r.batch_size = cfg.batch_size;

@@ -9,6 +9,8 @@
 //   data_root         root holding <task>/ folders (required)
 //   backbone          backbone file; empty or absent = the embedded backbone
 //   arch              architecture name (optional, passed as --arch)
+//   pos_resample      timm | dinov2 (as petl run --pos-resample; default timm): how a checkpoint's
+//                     position embeddings on another grid (DINOv2's 518 px) are resampled
 //   protocol          best_of_10 | final (default best_of_10)
 //   recipe            recipe name (optional; default: each method's own)
 //   methods, tasks    non-empty lists of names; seeds: non-empty list of integers
@@ -130,6 +132,7 @@ struct SweepConfig {
   CacheDtype cache_dtype = CacheDtype::kFloat16;
   bool cache_dtype_set = false;  // whether the config named cache_dtype (the dry run says which applies)
   Precision precision = Precision::kFp32;
+  PosResample pos_resample = PosResample::kTimm;
   int threads_per_rank = 0;
   double job_timeout_s = 0;
   bool retry_failed = false;

@@ -56,6 +56,8 @@ io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitCon
   if (current_precision() != Precision::kFp32) id["precision"] = to_string(current_precision());
   // The cls tap is the pooled feature: a backbone pooling otherwise says so (older caches: cls).
   if (cfg.pool != Pooling::kClsAfterNorm) id["pooling"] = to_string(cfg.pool);
+  // A resampled pos_embed (DINOv2 at 224 px) resampled otherwise than timm's way gives other features.
+  if (cfg.pos_resample != PosResample::kTimm) id["pos_resample"] = to_string(cfg.pos_resample);
   return id;
 }
 

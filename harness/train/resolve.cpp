@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/hashing.h"
@@ -12,6 +14,7 @@
 #include "harness/train/memory_meter.h"
 #include "harness/train/precision.h"
 #include "models/arch_registry.h"
+#include "models/checkpoint.h"
 
 namespace petl {
 namespace fs = std::filesystem;
@@ -56,6 +59,21 @@ EffectiveRecipe resolve_recipe(const std::string& method, const std::string& rec
   return e;
 }
 
+namespace {
+// The registry name of a backbone file's architecture (inferred as petl loads it: metadata, a layout's
+// marker, shapes); "" for a file that is not there (loading reports it). Read once per path.
+std::string file_arch(const std::string& path) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> known;  // path → arch, read once per process
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = known.find(path);
+  if (it != known.end()) return it->second;
+  std::string arch;
+  if (fs::exists(path)) arch = infer_vit_config(path).arch;  // a missing file is reported when it is loaded
+  return known[path] = arch;
+}
+}  // namespace
+
 ResolvedJob resolve_job(const JobSpec& spec) {
   PETL_CHECK(spec.threads >= 0, "--threads ", spec.threads, ": expected an integer >= 0 (0 = the cores available)");
   PETL_CHECK(spec.dp >= 1, "--dp ", spec.dp, ": expected an integer >= 1");
@@ -77,7 +95,9 @@ ResolvedJob resolve_job(const JobSpec& spec) {
   j.eff = resolve_recipe(spec.method, recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
   // A backbone family with its authors' mean/std (MAE, MoCo v3): that normalisation unless the user set
   // one; supervised ViTs keep their recipes' (the record's recipe settings say which was used).
-  if (const ArchEntry* a = spec.arch.empty() ? nullptr : find_arch(spec.arch))
+  // The architecture: --arch, else the backbone file's (a layout's marker or petl's metadata names it).
+  const std::string arch = !spec.arch.empty() || spec.backbone_file.empty() ? spec.arch : file_arch(spec.backbone_file);
+  if (const ArchEntry* a = arch.empty() ? nullptr : find_arch(arch))
     if (a->preprocessing.family_sets_normalisation && !j.eff.requested.has("normalisation"))
       j.eff.recipe.normalisation = a->preprocessing.profile;
   j.threading = threads::choose_threads(spec.threads);
@@ -95,7 +115,8 @@ ResolvedJob resolve_job(const JobSpec& spec) {
 }
 
 JobBackbone load_job_backbone(const ResolvedJob& job) {
-  return make_job_backbone(job.spec.backbone_file, job.spec.arch, job.recipe().drop_path_rate, job.spec.dry_run);
+  return make_job_backbone(job.spec.backbone_file, job.spec.arch, job.recipe().drop_path_rate, job.spec.dry_run,
+                           job.spec.pos_resample);
 }
 
 std::shared_ptr<Method> build_job_method(const ResolvedJob& job, VisionTransformer backbone, int num_classes,
@@ -167,6 +188,7 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   if (spec.micro_batch > 0) src["micro_batch"] = spec.micro_batch;        // likewise (and per-chunk BatchNorm)
   if (spec.memory_budget > 0) src["memory_budget"] = spec.memory_budget;  // may not fit: another result
   if (spec.precision != Precision::kFp32) src["precision"] = to_string(spec.precision);
+  if (spec.pos_resample != PosResample::kTimm) src["pos_resample"] = to_string(spec.pos_resample);
   return key_of_text(src.dump());
 }
 

@@ -34,6 +34,7 @@ const std::vector<std::pair<std::string, std::function<void(JobSpec&)>>>& run_mu
       {"threads", [](JobSpec& s) { s.threads = 3; }},
       {"device", [](JobSpec& s) { s.device = "cuda:1"; }},
       {"precision", [](JobSpec& s) { s.precision = Precision::kBf16; }},
+      {"pos-resample", [](JobSpec& s) { s.pos_resample = PosResample::kDinov2; }},
       {"set",
        [](JobSpec& s) {
          s.set = {"lr=0.1", "token_nums=4", "lr=0.2"};
@@ -148,6 +149,7 @@ TEST(JobArgs, CacheBuildFlagsRoundTrip) {
   const std::vector<std::function<void(CacheBuildSpec&)>> mutations = {
       [](CacheBuildSpec& s) { s.backbone_file = "b.npz"; },
       [](CacheBuildSpec& s) { s.arch = "vit_small_patch16_224_in21k"; },
+      [](CacheBuildSpec& s) { s.pos_resample = PosResample::kDinov2; },
       [](CacheBuildSpec& s) { s.taps = CacheTaps::parse("cls+kv"); },
       [](CacheBuildSpec& s) { s.splits = {"train800val200"}; },
       [](CacheBuildSpec& s) { s.dtype = CacheDtype::kFloat16; },
