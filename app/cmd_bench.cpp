@@ -13,6 +13,7 @@
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
 #include "harness/train/train_util.h"
+#include "models/arch_registry.h"
 
 namespace petl::cli {
 using json = nlohmann::json;
@@ -72,8 +73,10 @@ int cmd_bench(const Args& args) {
     json_file.open(json_out);
     PETL_CHECK(json_file.good(), "--json ", json_out, ": cannot write");
   }
-  std::printf("petl bench: %s, %s, %s, %d threads (%s), %d timed steps (+1 untimed) per case\n", arch.c_str(),
-              precision.c_str(), device.c_str(), nthreads, tc.chosen_by.c_str(), steps);
+  const VitConfig bench_cfg = vit_config_by_name(arch);  // the family and its token count (registers count)
+  std::printf("petl bench: %s (%s family, %d tokens), %s, %s, %d threads (%s), %d timed steps (+1 untimed) per case\n",
+              arch.c_str(), to_string(arch_by_name(arch).family).c_str(), bench_cfg.num_tokens(), precision.c_str(),
+              device.c_str(), nthreads, tc.chosen_by.c_str(), steps);
   for (auto& bs_s : split_list(batches_csv)) {
     const int bs = std::stoi(bs_s);
     for (auto& m : methods) {

@@ -221,7 +221,18 @@ void fill_run(Record rec, bool headline, Run& r) {
   for (auto& e : rec.evals) r.evals.emplace_back(double(e.epoch), e.test_acc);
   const std::string arch = member_text(rec.backbone, "arch", "?");
   r.backbone_sha256 = rec.backbone["sha256"].get<std::string>();
-  r.backbone = arch + " (sha256 " + r.backbone_sha256.substr(0, 12) + ")";
+  // The pre-training family (records of MAE, MoCo v3, CLIP, DINOv2 backbones say it; supervised
+  // ViTs' records have no such field) and a resampled position embedding are part of what the
+  // numbers are of: the caption names them, and another resampling is another row identity.
+  const std::string family = member_text(rec.backbone, "family", "");
+  std::string resampled;
+  if (auto it = rec.backbone.find("pos_embed_resampled"); it != rec.backbone.end() && it->is_object())
+    resampled = member_text(*it, "method", "?");
+  std::string about = family.empty() ? "" : family + " pre-training, ";
+  if (!resampled.empty())
+    about += "pos_embed resampled " + member_text(rec.backbone["pos_embed_resampled"], "from_grid", "?") + "→" +
+             member_text(rec.backbone["pos_embed_resampled"], "to_grid", "?") + " (" + resampled + "), ";
+  r.backbone = arch + " (" + about + "sha256 " + r.backbone_sha256.substr(0, 12) + ")";
   const json& recipe = rec.settings["recipe"];
   std::string norm = member_text(rec.data, "normalisation", member_text(recipe, "normalisation", "?"));
   std::string img = member_text(rec.data, "image_size", member_text(rec.memory, "image_size", ""));
@@ -240,7 +251,7 @@ void fill_run(Record rec, bool headline, Run& r) {
   if (rec.memory_budget.is_object())
     r.identity["memory_budget_mib"] = value_text(rec.memory_budget.value("budget_mib", nlohmann::json()));
   // Properties that must agree across a table; with allow_mixed they split rows instead.
-  r.identity["backbone"] = arch + "@" + r.backbone_sha256.substr(0, 8);
+  r.identity["backbone"] = arch + "@" + r.backbone_sha256.substr(0, 8) + (resampled.empty() ? "" : "+" + resampled);
   if (!img.empty()) r.identity["image_size"] = img;
   if (headline) r.identity["protocol"] = r.protocol;
   r.record = std::move(rec);

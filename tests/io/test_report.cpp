@@ -434,6 +434,41 @@ TEST(ReportValidation, MixedBackbonesFailOrSplitRows) {
   EXPECT_TRUE(has(t.warnings[0], "records mix backbones"));
 }
 
+// Backbone families (issue 30): the caption names the family and a resampled position embedding;
+// records of one file resampled two ways are two backbones (an error, or two rows with allow_mixed).
+TEST(ReportValidation, TheCaptionNamesTheFamilyAndAnotherResamplingIsAnotherBackbone) {
+  TempDir d;
+  auto dino = [](const std::string& task, const std::string& how) {
+    auto r = make_record("linear", task, 42, 70);
+    r["backbone"]["arch"] = "vit_base_patch14_dinov2";
+    r["backbone"]["family"] = "dinov2";
+    r["backbone"]["pos_embed_resampled"] = {{"from_grid", 37}, {"to_grid", 16}, {"method", how}};
+    return r;
+  };
+  write_file(d / "a.jsonl", lines({dino("cifar", "timm"), dino("dtd", "timm")}));
+  Table t = build_table(load_records({d.path()}), quiet());
+  EXPECT_TRUE(has(t.caption,
+                  "Backbone vit_base_patch14_dinov2 (dinov2 pre-training, pos_embed resampled 37→16 (timm), "
+                  "sha256 5b2f6e0c9d8e)"))
+      << t.caption;
+  ASSERT_EQ(t.rows.size(), 1u);
+  {  // a supervised record's caption is as before
+    TempDir s;
+    write_file(s / "a.jsonl", lines({make_record("linear", "cifar", 42, 60)}));
+    const Table plain = build_table(load_records({s.path()}), quiet());
+    EXPECT_TRUE(has(plain.caption, "Backbone vit_base_patch16_224_in21k (sha256 5b2f6e0c9d8e)")) << plain.caption;
+  }
+  write_file(d / "b.jsonl", lines({dino("cifar", "dinov2")}));
+  auto m = error_of([&] { build_table(load_records({d.path()}), quiet()); });
+  EXPECT_TRUE(has(m, "records mix backbones")) << m;
+  auto o = quiet();
+  o.allow_mixed = true;
+  t = build_table(load_records({d.path()}), o);
+  ASSERT_EQ(t.rows.size(), 2u);
+  EXPECT_EQ(t.rows[0].label(), "linear (backbone=vit_base_patch14_dinov2@5b2f6e0c+dinov2)");
+  EXPECT_EQ(t.rows[1].label(), "linear (backbone=vit_base_patch14_dinov2@5b2f6e0c+timm)");
+}
+
 TEST(ReportBudget, BestRowPerMethodUnderEachBudgetAndTheParetoFront) {
   // Two methods on two backbones (two tasks of a non-VTAB set, so that two tasks make a complete row), peaks 100/300
   // MiB (small backbone) and 400/900 MiB (large); full on the large backbone also as a micro-batched run at 500 MiB.
