@@ -248,22 +248,8 @@ class Cluster:
             _run(["ip", "-n", N, "addr", "add", f"{self.addr[h]}/24", "dev", "eth0"])
             _run(["ip", "-n", N, "link", "set", "eth0", "up"])
             _run(["ip", "-n", N, "link", "set", "lo", "up"])
-        # Holders: own hostname, own mounts (/etc/hosts; a node-local tmpfs on nodes).
-        local = os.path.join(self.tmp, "local")
         for h in self.names:
-            script = f"hostname {h} && mount --bind {hosts} /etc/hosts"
-            if h != "head":
-                script += f" && mount -t tmpfs -o size=256m,mode=1777 petlmn-{h} {local}"
-            script += " && echo ready && exec sleep 1000000"
-            p = subprocess.Popen(["nsenter", f"--net={NETNS_DIR}/{self.netns(h)}", "--", "unshare", "--uts",
-                                  "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                 text=True, start_new_session=True)
-            line = p.stdout.readline()
-            if line.strip() != "ready":
-                raise RuntimeError(f"holder of {h} failed: {p.stderr.read()}")
-            # The holder is `sleep` in the namespaces now: nsenter -t <pid> enters them.
-            self.holders[h] = p
+            self._holder(h)
         self._write_agent()
         self.env = self._env()
         # Reachability over the bridge (from the head to every node).
@@ -273,6 +259,35 @@ class Cluster:
         if self.slurm:
             self._start_slurm()
         return self
+
+    def _holder(self, h):
+        """The process that owns `h`'s hostname and mounts (and keeps them): `sleep` in its namespaces."""
+        hosts = os.path.join(self.tmp, "hosts")
+        script = f"hostname {h} && mount --bind {hosts} /etc/hosts"
+        if h != "head":     # a node-local scratch directory: a tmpfs only this node sees
+            script += f" && mount -t tmpfs -o size=256m,mode=1777 petlmn-{h} {os.path.join(self.tmp, 'local')}"
+        script += " && echo ready && exec sleep 1000000"
+        p = subprocess.Popen(["nsenter", f"--net={NETNS_DIR}/{self.netns(h)}", "--", "unshare", "--uts",
+                              "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             text=True, start_new_session=True)
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"holder of {h} failed: {p.stderr.read()}")
+        self.holders[h] = p
+
+    def reboot_node(self, host):
+        """After kill_node: the node comes back (same address and hostname, an empty node-local
+        tmpfs, no daemons: with Slurm its slurmd is started again)."""
+        old = self.holders[host]
+        try:
+            old.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._holder(host)
+        self._write_agent()
+        if self.slurm:
+            self._spawn(f"slurmd-{host}", self.on(host, ["slurmd", "-D", "-f", self.env["SLURM_CONF"], "-N", host]))
 
     def _write_agent(self):
         self.agent = os.path.join(self.tmp, "bin", "petlmn-rsh")
@@ -315,9 +330,10 @@ exec nsenter -t "$pid" -n -u -m -- /bin/sh -c "$*"
             env["SLURM_CONF"] = os.path.join(self.tmp, "slurm.conf")
         return env
 
-    def mpirun(self, np, argv, per_node=1, extra=()):
-        """argv (to run in the head) of plain mpirun over the agent, `per_node` ranks per node."""
-        hosts = ",".join(f"{h}:{per_node}" for h in self.nodes)
+    def mpirun(self, np, argv, per_node=1, extra=(), hosts=None):
+        """argv (to run in the head) of plain mpirun over the agent, `per_node` ranks per node, on
+        `hosts` in that order (default: every node; rank 0 on the first)."""
+        hosts = ",".join(f"{h}:{per_node}" for h in (hosts or self.nodes))
         net = f"{SUBNET}.0/24"
         return self.head(["mpirun", "--allow-run-as-root", "--mca", "plm_rsh_agent", self.agent,
                           "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", net,
