@@ -15,6 +15,7 @@ PKGS=(
   dataset-fashion-mnist                     # real data for the embedded suite
   gnuplot-nox                               # report plots (SVG + PNG)
   slurm-wlm munge                           # ctest -L slurm: a single-node test cluster runs slurm/*.sbatch
+  iproute2 util-linux                       # ctest -L multinode: nodes as network namespaces (ip, nsenter, unshare)
   python3-torch python3-pil python3-h5py python3-numpy   # reference computations in tests
 )
 missing=()
