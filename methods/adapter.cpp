@@ -34,7 +34,7 @@ const methods::OptionTable<AdapterOptions> kOptions =
 class Adapter : public methods::HookedMethod {
  public:
   explicit Adapter(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     o_ = kOptions.parse(ctx.settings);
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {

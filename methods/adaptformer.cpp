@@ -36,7 +36,7 @@ const methods::OptionTable<AdaptFormerOptions> kOptions =
 class AdaptFormer : public methods::HookedMethod {
  public:
   explicit AdaptFormer(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::torch_default) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     o_ = kOptions.parse(ctx.settings);
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {

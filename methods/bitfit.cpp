@@ -17,7 +17,7 @@ namespace {
 class BitFit : public methods::HookedMethod {
  public:
   explicit BitFit(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::vpt) {
-    for (auto& item : backbone_->named_parameters(true)) {
+    for (auto& item : backbone_->module().named_parameters(true)) {
       const auto& k = item.key();
       const bool is_bias = k.size() >= 5 && k.compare(k.size() - 5, 5, ".bias") == 0;
       item.value().set_requires_grad(is_bias);

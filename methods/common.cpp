@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "models/arch_registry.h"
 
 namespace petl::methods {
 
@@ -68,7 +69,7 @@ void init_head(torch::nn::Linear& head, HeadInit how) {
 }
 
 HookedMethod::HookedMethod(const MethodContext& ctx, HeadInit head_init) : Method(ctx) {
-  head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
+  head = register_module("head", torch::nn::Linear(backbone_->config().embed_dim, ctx.num_classes));
   init_head(head, head_init);
 }
 
@@ -172,18 +173,18 @@ struct ChunkKvTap : BlockHooks {
 };
 }  // namespace
 
-FrozenPass frozen_pass(VisionTransformer& backbone, const torch::Tensor& images, int64_t chunk, bool kv, bool cls) {
+FrozenPass frozen_pass(Backbone& backbone, const torch::Tensor& images, int64_t chunk, bool kv, bool cls) {
   torch::NoGradGuard ng;
   const int64_t B = images.size(0), m = chunk > 0 && chunk < B ? chunk : B;
   ChunkKvTap tap;
   tap.batch = B;
-  tap.k.resize(backbone->cfg_.depth);
-  tap.v.resize(backbone->cfg_.depth);
+  tap.k.resize(backbone.depth());
+  tap.v.resize(backbone.depth());
   std::vector<torch::Tensor> cls_parts;
   for (tap.row0 = 0; tap.row0 < B; tap.row0 += m) {
-    auto x = backbone->forward_blocks(backbone->embed(images.narrow(0, tap.row0, std::min(m, B - tap.row0))),
-                                      kv ? &tap : nullptr);
-    if (cls) cls_parts.push_back(backbone->pool(x));
+    auto x = backbone.forward_blocks(backbone.embed(images.narrow(0, tap.row0, std::min(m, B - tap.row0))),
+                                     kv ? &tap : nullptr);
+    if (cls) cls_parts.push_back(backbone.pool(x));
   }
   FrozenPass out;
   if (kv) {
@@ -192,6 +193,37 @@ FrozenPass frozen_pass(VisionTransformer& backbone, const torch::Tensor& images,
   }
   if (cls) out.cls = cls_parts.size() == 1 ? cls_parts[0] : torch::cat(cls_parts);
   return out;
+}
+
+namespace {
+// The first registry architecture of the family of `cfg` for which `fits` holds; "" when there is
+// none (a custom or test configuration has no family).
+template <typename Fits>
+std::string same_family_arch(const VitConfig& cfg, Fits fits) {
+  if (const ArchEntry* entry = find_arch(cfg.arch))
+    for (const auto& e : arch_registry())
+      if (e.family == entry->family && fits(e.config)) return e.name;
+  return "";
+}
+}  // namespace
+
+void refuse_register_tokens(const Backbone& backbone, const std::string& method, const std::string& why) {
+  const VitConfig& cfg = backbone.config();
+  if (cfg.reg_tokens == 0) return;
+  const std::string alt = same_family_arch(cfg, [](const VitConfig& c) { return c.reg_tokens == 0; });
+  throw ArgumentError(str_cat(method, ": ", why, "; backbone ", cfg.arch, " has ", cfg.reg_tokens,
+                              " register tokens between the cls token and the patch tokens — use ",
+                              alt.empty() ? "a backbone without register tokens" : alt));
+}
+
+void refuse_mean_pooling(const Backbone& backbone, const std::string& method, const std::string& why) {
+  const VitConfig& cfg = backbone.config();
+  if (cfg.pool != Pooling::kMeanPatchesFcNorm) return;
+  const std::string alt = same_family_arch(cfg, [](const VitConfig& c) { return c.pool == Pooling::kClsAfterNorm; });
+  throw ArgumentError(str_cat(
+      method, ": ", why, "; backbone ", cfg.arch, " pools the mean of its patch tokens (", to_string(cfg.pool),
+      ") — use ",
+      alt.empty() ? "a backbone that pools the cls token (cls_after_norm)" : alt + ", which pools the cls token"));
 }
 
 }  // namespace petl::methods

@@ -1,6 +1,7 @@
 // Small helpers shared by the method files (not a method): nested parameter names in the
-// reference code's layout, QuickGELU, and a base class for methods that plug
-// BlockHooks into the frozen backbone and put a head on the final-norm cls token.
+// reference code's layout, QuickGELU, a base class for methods that plug BlockHooks into the
+// frozen backbone and put a head on its pooled feature, the chunked no-grad backbone pass, and the
+// refusals of backbone layouts a method's reference code has no place for.
 #pragma once
 #include <map>
 #include <string>
@@ -81,7 +82,16 @@ struct FrozenPass {
   std::vector<torch::Tensor> k, v;
   torch::Tensor cls;
 };
-FrozenPass frozen_pass(VisionTransformer& backbone, const torch::Tensor& images, int64_t chunk, bool kv, bool cls);
+FrozenPass frozen_pass(Backbone& backbone, const torch::Tensor& images, int64_t chunk, bool kv, bool cls);
+
+// Construction-time refusals of a backbone whose token layout the method's reference code has no
+// place for: petl::ArgumentError naming the method, the architecture, `why` (what the reference
+// code does) and a backbone of the same family that fits, where the architecture registry has one.
+//   refuse_register_tokens  the backbone has register tokens between the cls and the patch tokens
+//   refuse_mean_pooling     the backbone's feature is the mean of the patch tokens (MAE's fine-tuned
+//                           layout) and the method adds tokens to the backbone's token sequence
+void refuse_register_tokens(const Backbone& backbone, const std::string& method, const std::string& why);
+void refuse_mean_pooling(const Backbone& backbone, const std::string& method, const std::string& why);
 
 // The `backbone_micro_batch` option's default and meaning, shared by the light methods. Measured
 // with `petl bench --cached` at ViT-B/16, batch 64: chunks of 4 put SynQT's live peak at 1.045x

@@ -13,6 +13,10 @@
 // convpass/vtab/configs/convpass, all 19 tasks; oxford_iiit_pet and smallnorb_azi were missing
 // there until 2026-12-06); tasks outside VTAB use set_Convpass's defaults s = 1, xavier_init False
 // unless --set scale= / xavier_init=. Head: timm 0.4.12 reset_classifier (nn.Linear default init).
+// Backbones: the bypass's layout is the reference's [cls, g×g patches]; a backbone with register
+// tokens between them (DINOv2 reg4) is refused at construction — the reference has no place for
+// them (a grid pixel? a 1×1 image like cls?), and petl does not invent one. Mean-pooling backbones
+// are fine: the token sequence keeps its length and the head reads the backbone's pool().
 // Settings: see kOptions below (per-task values apply below --set values).
 #include <cmath>
 
@@ -49,7 +53,11 @@ struct ConvBypass {
 class Convpass : public methods::HookedMethod {
  public:
   explicit Convpass(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::torch_default) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
+    methods::refuse_register_tokens(
+        *backbone_, "convpass",
+        str_cat("its reference code (JieShibo/PETL-ViT Convpass) reshapes tokens 1..", cfg.num_patches(), " into the ",
+                cfg.grid(), "x", cfg.grid(), " patch grid and convolves only the cls token on its own"));
     auto row = methods::task_row("baselines/convpass_task_configs.csv", ctx.task, &source_);
     if (source_.empty()) source_ = "default (task not in convpass_task_configs.csv)";
     ConvpassOptions base = kOptions.defaults();
@@ -58,7 +66,7 @@ class Convpass : public methods::HookedMethod {
     const auto& st = ctx.settings;
     if (st.has("scale") || st.has("xavier_init") || st.has("convpass_dim")) source_ += " + --set overrides";
     o_ = kOptions.parse(st, base);
-    grid_ = cfg.img_size / cfg.patch_size;
+    grid_ = cfg.grid();
     const int dim = o_.convpass_dim;
     torch::NoGradGuard ng;
     for (int i = 0; i < cfg.depth; ++i) {
@@ -101,10 +109,10 @@ class Convpass : public methods::HookedMethod {
     return c.up(h);
   }
   torch::Tensor attn_bypass(int layer, const torch::Tensor&, const torch::Tensor& ln1_x) override {
-    return backbone_->block_list_[layer]->apply_drop_path(bypass(attn_[layer], ln1_x)) * o_.scale;
+    return backbone_->block(layer).apply_drop_path(bypass(attn_[layer], ln1_x)) * o_.scale;
   }
   torch::Tensor mlp_bypass(int layer, const torch::Tensor&, const torch::Tensor& ln2_x) override {
-    return backbone_->block_list_[layer]->apply_drop_path(bypass(mlp_[layer], ln2_x)) * o_.scale;
+    return backbone_->block(layer).apply_drop_path(bypass(mlp_[layer], ln2_x)) * o_.scale;
   }
 
   ConvpassOptions o_;

@@ -6,13 +6,18 @@
 // F is the identity (DTL) or, for DTL+, one depthwise k×k conv over the patch grid (D groups, no bias,
 // PyTorch default init, padding 'same'; shared by all side outputs) with the cls row passed through.
 // Classifier input: mean of the patch tokens (cls excluded) → the frozen final norm → head
-// (timm init: trunc_normal .02, zero bias). Gradients reach only the blocks after the first side
-// output (memory class "partial"). No dropout or scale on the side path.
+// (timm init: trunc_normal .02, zero bias). The reference's patch tokens are x[:, 1:]; with register
+// tokens (DINOv2 reg4) they are the tokens after cls and the registers (Backbone::patch_tokens, as
+// timm's avg pool skips num_prefix_tokens). On a mean-pooling backbone (MAE's fine-tuned layout)
+// this is the backbone's own pooled feature, as in the reference. Gradients reach only the blocks
+// after the first side output (memory class "partial"). No dropout or scale on the side path.
 // ViT-B/16: 12·4·768 = 36,864 trainable without the head (+ 768·k² for DTL+).
 // Names: lora_dict.{b}.lora_A, lora_dict.{b}.lora_B, lora_fusion.weight, head.
 // Recipe "dtl": AdamW wd 0.05 (not on biases), batch 32, timm cosine stepped by train.py for 100
 // epochs + 10 at min_lr, evaluated once at the end (use --protocol final for the paper's number);
 // per-task lr / drop_path_rate and the DTL+ kernel: config/baselines/dtl_task_configs.csv.
+// DTL+ refuses a backbone with register tokens at construction: its fusion conv folds tokens 1..P
+// into the patch grid and passes only the cls row through; the reference has no place for registers.
 // Settings: see kDtlOptions / kDtlPlusOptions below.
 #include <cmath>
 
@@ -47,8 +52,14 @@ const methods::OptionTable<DtlOptions> kDtlPlusOptions =
 class Dtl : public Method, public BlockHooks {
  public:
   Dtl(const MethodContext& ctx, bool plus) : Method(ctx), plus_(plus) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     const int D = cfg.embed_dim;
+    if (plus_)
+      methods::refuse_register_tokens(
+          *backbone_, "dtl_plus",
+          str_cat("its reference code (heekhero/DTL) folds side-path tokens 1..", cfg.num_patches(), " into the ",
+                  cfg.grid(), "x", cfg.grid(),
+                  " patch grid for its depthwise conv and passes only the cls row through"));
     DtlOptions base = options().defaults();
     base.dtl_first_side_block = cfg.depth / 2;
     if (plus_) {
@@ -106,7 +117,7 @@ class Dtl : public Method, public BlockHooks {
   }
   Tensor fuse(const Tensor& g) {
     const int64_t B = g.size(0), N = g.size(1), D = g.size(2);
-    const int grid = backbone_->cfg_.img_size / backbone_->cfg_.patch_size;
+    const int grid = backbone_->config().grid();
     PETL_CHECK(N == 1 + int64_t(grid) * grid, "dtl_plus expects cls + ", grid, "x", grid, " tokens, got ", N);
     auto img = g.narrow(1, 1, N - 1).transpose(1, 2).reshape({B, D, grid, grid});
     const int left = (kernel_ - 1) / 2, right = kernel_ - 1 - left;  // PyTorch's padding='same'
@@ -117,8 +128,9 @@ class Dtl : public Method, public BlockHooks {
   Tensor forward(const Tensor& images) override {
     auto x = backbone_->forward_blocks(backbone_->embed(images), this);
     r_ = Tensor();
-    auto pooled = x.narrow(1, 1, x.size(1) - 1).mean(1);
-    return head(backbone_->norm(pooled));
+    // The reference's x[:, 1:].mean(1): the patch tokens (after cls and any registers), then the
+    // backbone's final norm without hooks.
+    return head(backbone_->final_norm(backbone_->patch_tokens(x).mean(1)));
   }
   bool plus_;
   DtlOptions o_;

@@ -53,7 +53,7 @@ class FacTBase : public methods::HookedMethod {
  public:
   FacTBase(const MethodContext& ctx, const std::string& table, const methods::OptionTable<FacTOptions>& options)
       : HookedMethod(ctx, methods::HeadInit::torch_default), options_(options) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     auto row = methods::task_row(table, ctx.task, &source_);
     if (source_.empty()) source_ = "default (task not in " + table + ")";
     FacTOptions base = options.defaults();
@@ -91,7 +91,7 @@ class FacTBase : public methods::HookedMethod {
 class FacTTT : public FacTBase {
  public:
   explicit FacTTT(const MethodContext& ctx) : FacTBase(ctx, "baselines/fact_tt_task_configs.csv", kFacTTTOptions) {
-    for (int i = 0; i < backbone_->cfg_.depth; ++i) {
+    for (int i = 0; i < backbone_->depth(); ++i) {
       const std::string b = "blocks." + std::to_string(i);
       Per p;
       p.q = methods::register_under(*this, b + ".attn", "q_FacTs", no_bias(r_, r_));
@@ -128,7 +128,7 @@ class FacTTT : public FacTBase {
 class FacTTK : public FacTBase {
  public:
   explicit FacTTK(const MethodContext& ctx) : FacTBase(ctx, "baselines/fact_tk_task_configs.csv", kFacTTKOptions) {
-    const int L = backbone_->cfg_.depth;
+    const int L = backbone_->depth();
     P = register_parameter("FacTp", torch::empty({r_, 12 * L}));
     C = register_parameter("FacTc", torch::empty({r_, r_, r_}));
     methods::xavier_uniform(P);

@@ -8,7 +8,7 @@ namespace {
 class FullFinetune : public Method {
  public:
   explicit FullFinetune(const MethodContext& ctx) : Method(ctx) {
-    head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
+    head = register_module("head", torch::nn::Linear(backbone_->config().embed_dim, ctx.num_classes));
     backbone_->set_trainable(true);
   }
   BackboneNeeds needs() const override {

@@ -18,7 +18,7 @@ const methods::OptionTable<LinearOptions> kOptions = methods::OptionTable<Linear
 class LinearProbe : public Method {
  public:
   explicit LinearProbe(const MethodContext& ctx) : Method(ctx) {
-    head = register_module("head", torch::nn::Linear(ctx.backbone->cfg_.embed_dim, ctx.num_classes));
+    head = register_module("head", torch::nn::Linear(backbone_->config().embed_dim, ctx.num_classes));
     backbone_always_eval_ = true;  // features of a linear probe are fixed
     o_ = kOptions.parse(ctx.settings, kOptions.defaults());
   }
@@ -31,7 +31,7 @@ class LinearProbe : public Method {
     return n;
   }
   torch::Tensor forward(const torch::Tensor& images) override {
-    return head(methods::frozen_pass(backbone_, images, o_.backbone_micro_batch, false, true).cls);
+    return head(methods::frozen_pass(*backbone_, images, o_.backbone_micro_batch, false, true).cls);
   }
   torch::Tensor forward_cached(const CachedFeatures& f) override { return head(f.cls); }
   LinearOptions o_;

@@ -38,7 +38,7 @@ const methods::OptionTable<LoraOptions> kOptions =
 class LoRA : public methods::HookedMethod {
  public:
   explicit LoRA(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     o_ = kOptions.parse(ctx.settings);
     const int r = o_.lora_dim;
     torch::NoGradGuard ng;

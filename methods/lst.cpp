@@ -4,10 +4,15 @@
 //   backbone through per-layer down-projections and learned gates:
 //     h_0 = W_0 x_0                          (x_0: the backbone's embedded tokens, W_i: D→d with bias)
 //     h_{i+1} = g_i·SideBlock_i(h_i) + (1 − g_i)·W_{i+1} x_{i+1},   g_i = σ(α_i / 0.1), α_i = 0
-//   (x_{i+1}: output of backbone block i); then the side LayerNorm, its cls token → head (d → C).
+//   (x_{i+1}: output of backbone block i); then the side LayerNorm, its cls token (or as below) →
+//   head (d → C).
 // Side blocks are timm pre-norm blocks (heads = the backbone's when they divide d, else 1; MLP ratio
-// 4, exact GELU), timm-initialised (trunc_normal .02 weights, zero biases) — the LST paper's
-// pruned-backbone initialisation does not carry over from T5 and is not used.
+// 4, exact GELU, no layer scale, whatever the backbone family), timm-initialised (trunc_normal .02
+// weights, zero biases) — the LST paper's pruned-backbone initialisation does not carry over from T5
+// and is not used.
+// Backbones (no reference to follow here): the side network carries every backbone token (registers
+// included) and pools its tokens the way the backbone pools its own (Backbone::pool_tokens): the cls
+// token, or on a mean-pooling backbone (MAE's fine-tuned layout) the mean of the patch tokens.
 // No gradient reaches the backbone (light, like LST): the backbone runs under no-grad and only the
 // L+1 hidden states it hands to the side network are kept for the down-projections' backward.
 // ViT-B/16 (d 96, 12 heads of 8): 13·(768·96 + 96) + 12·(12·96² + 13·96) + 12 + 2·96 = 2,301,996
@@ -47,7 +52,7 @@ struct HiddenTap : BlockHooks {
 class Lst : public Method {
  public:
   explicit Lst(const MethodContext& ctx) : Method(ctx) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     o_ = kOptions.parse(ctx.settings);
     PETL_CHECK(cfg.embed_dim % o_.lst_reduction == 0, "setting 'lst_reduction': expected a divisor of the width ",
                cfg.embed_dim, ", got ", o_.lst_reduction);
@@ -57,6 +62,8 @@ class Lst : public Method {
     sc.embed_dim = d_;
     sc.num_heads = d_ % cfg.num_heads == 0 ? cfg.num_heads : 1;
     sc.drop_path_rate = 0.0;
+    sc.act = Activation::kGelu;  // the side blocks are plain timm blocks in every backbone family
+    sc.init_values = 0.0;
     torch::NoGradGuard ng;
     for (int i = 0; i <= cfg.depth; ++i) {
       auto w =
@@ -101,7 +108,7 @@ class Lst : public Method {
     auto g = torch::sigmoid(gates / o_.gate_temperature);
     for (size_t i = 0; i < blocks_.size(); ++i)
       h = g[i] * blocks_[i]->forward(h) + (1 - g[i]) * down_[i + 1](tap.outs[i]);
-    return head(side_norm(h.select(1, 0)));
+    return head(side_norm(backbone_->pool_tokens(h)));
   }
 
   LstOptions o_;

@@ -18,7 +18,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Method::trainable_parameters(
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& item : named_parameters(true))
     if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
-  for (auto& item : backbone_->named_parameters(true))
+  for (auto& item : backbone_->module().named_parameters(true))
     if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
   return out;
 }
@@ -41,7 +41,7 @@ torch::Tensor Method::forward_cached(const CachedFeatures&) {
 
 void Method::train(bool on) {
   torch::nn::Module::train(on);
-  backbone_->train(on && !backbone_always_eval_);
+  backbone_->module().train(on && !backbone_always_eval_);
 }
 
 MethodRegistry& MethodRegistry::instance() {
@@ -87,7 +87,7 @@ BackboneNeeds probe_needs(const std::string& method, const Settings& s, double b
   VitConfig cfg = vit_config_by_name("petl_vit_mini_p8_32");
   cfg.drop_path_rate = backbone_drop_path;
   MethodContext ctx;
-  ctx.backbone = VisionTransformer(cfg);
+  ctx.backbone = VisionTransformer(cfg);  // MethodContext holds the concrete backbone (see method.h)
   ctx.num_classes = 2;
   ctx.task = "_probe_needs";
   ctx.settings = Settings(s.items());  // a fresh record of used keys

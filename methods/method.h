@@ -51,6 +51,8 @@ struct CachedFeatures {
 };
 
 struct MethodContext {
+  // The concrete backbone (the harness builds and loads it); methods use it through Method's
+  // backbone_ (the Backbone interface).
   VisionTransformer backbone{nullptr};
   int num_classes = 0;
   std::string task;
@@ -60,7 +62,10 @@ struct MethodContext {
 
 class Method : public torch::nn::Module {
  public:
-  explicit Method(MethodContext ctx) : ctx_(std::move(ctx)), backbone_(ctx_.backbone) {}
+  // The one conversion from the concrete backbone to the interface methods use (the harness and the
+  // tests keep handing over a VisionTransformer; no method names the concrete class).
+  explicit Method(MethodContext ctx)
+      : ctx_(std::move(ctx)), backbone_(ctx_.backbone.is_empty() ? nullptr : ctx_.backbone.ptr()) {}
   ~Method() override = default;
   // The registered name (set by build_method).
   const std::string& name() const { return name_; }
@@ -88,12 +93,14 @@ class Method : public torch::nn::Module {
   // The settings the method was built with, and those of its keys nobody read (unknown keys).
   const Settings& settings() const { return ctx_.settings; }
   std::vector<std::string> unused_settings() const { return ctx_.settings.unused(); }
-  // The frozen backbone the method runs on (not a registered child).
-  VisionTransformer backbone() const { return backbone_; }
+  // The frozen backbone the method runs on (not a registered child), as the harness built it: the
+  // harness reads its parameters and computes cached features from it. Methods use backbone_.
+  VisionTransformer backbone() const { return ctx_.backbone; }
 
  protected:
   MethodContext ctx_;
-  VisionTransformer backbone_;
+  // The frozen backbone behind the interface methods use (models/backbone_api.h).
+  std::shared_ptr<Backbone> backbone_;
   // The backbone stays in eval mode even when the method trains (linear probe, VPT's and VQT's
   // frozen encoder, side networks): no stochastic depth on the frozen path.
   bool backbone_always_eval_ = false;

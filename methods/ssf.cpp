@@ -23,7 +23,7 @@ struct ScaleShift {
 class Ssf : public methods::HookedMethod {
  public:
   explicit Ssf(const MethodContext& ctx) : HookedMethod(ctx, methods::HeadInit::trunc_normal) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     const int D = cfg.embed_dim, H = cfg.mlp_hidden();
     patch_ = make("patch_embed", "ssf_scale_1", "ssf_shift_1", D);
     for (int i = 0; i < cfg.depth; ++i) {

@@ -20,6 +20,10 @@
 //  * `backbone_drop_path=off` (setting) makes the backbone token path deterministic (cacheable
 //    features), a documented variant; the reference keeps it on. The query branches' own
 //    stochastic depth (`kem_drop_path`, reference on) is separate.
+//  * Backbones: the query tokens read every block's keys (registers included) and never join the
+//    backbone's token sequence, and the head reads the query path, not the backbone's cls token, so
+//    every layout and pooling works; head_norm starts as the backbone's final norm (fc_norm on a
+//    mean-pooling backbone, which petl keeps as `norm`).
 //  * Per-task token_nums / attn_scale / ffn_scale / feat_scale come from
 //    config/synqt_task_configs.csv; tasks not in it (e.g. the embedded suite) use T=4 and
 //    0.1/0.1/0.1 unless overridden with --set.
@@ -325,7 +329,7 @@ struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
 class SynQT : public Method, QueryLayers {
  public:
   explicit SynQT(const MethodContext& ctx) : Method(ctx) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     const SynQTOptions base = task_config(ctx.task, &source_);
     const auto& s = ctx.settings;
     if (s.has("token_nums") || s.has("attn_scale") || s.has("ffn_scale") || s.has("feat_scale"))
@@ -335,8 +339,9 @@ class SynQT : public Method, QueryLayers {
     head = register_module("head", torch::nn::Linear(cfg.embed_dim, ctx.num_classes));
     {  // head_norm starts as the backbone's final norm (set_synqt in the reference)
       torch::NoGradGuard ng;
-      synqt->head_norm->weight.copy_(backbone_->norm->weight);
-      synqt->head_norm->bias.copy_(backbone_->norm->bias);
+      const auto [weight, bias] = backbone_->final_norm_affine();
+      synqt->head_norm->weight.copy_(weight);
+      synqt->head_norm->bias.copy_(bias);
     }
     for (int i = 0; i < cfg.depth; ++i)
       kem_rate_.push_back(cfg.depth > 1 ? ctx.backbone_drop_path * i / (cfg.depth - 1) : 0.0);
@@ -358,7 +363,7 @@ class SynQT : public Method, QueryLayers {
 
   // Backbone pass (no grad): K_i, V_i of every block, backbone_micro_batch images at a time.
   void backbone_kv(const Tensor& images, std::vector<Tensor>& k, std::vector<Tensor>& v) {
-    auto f = methods::frozen_pass(backbone_, images, o_.backbone_micro_batch, true, false);
+    auto f = methods::frozen_pass(*backbone_, images, o_.backbone_micro_batch, true, false);
     k = std::move(f.k);
     v = std::move(f.v);
   }
@@ -369,15 +374,15 @@ class SynQT : public Method, QueryLayers {
                               const Tensor& rows) override {
     const int64_t B = rows.defined() ? rows.size(0) : k.size(0);
     const bool training = is_training();
-    auto& blk = backbone_->block_list_[i];
+    auto& blk = backbone_->block(i);
     auto p = synqt->q[i].unsqueeze(0).expand({B, -1, -1});
     p = i == 0 ? synqt->ffn_[i](p) : synqt->ffn_[i](p + prev * synqt->feat_scale);
     p = synqt->qsm_[i](p);
     p = torch::dropout(p, o_.dropout, training);
     const double rate = o_.kem_drop_path ? kem_rate_[i] : 0.0;
-    auto h = drop_path(blk->attend_with(blk->norm1(p), k, v, rows), rate, training);
+    auto h = drop_path(blk.attend_with(blk.apply_norm1(p), k, v, rows), rate, training);
     p = p + h;
-    auto hh = drop_path(blk->mlp_branch(p), rate, training);
+    auto hh = drop_path(blk.mlp_branch(p), rate, training);
     p = p + hh;
     if (p.size(1) > 1) return {p.mean(1, true), h.mean(1, true), hh.mean(1, true)};
     return {p, h, hh};
@@ -389,7 +394,7 @@ class SynQT : public Method, QueryLayers {
   // rows: CachedFeatures::rows (undefined for a live pass).
   Tensor forward_from_kv(const std::vector<Tensor>& k, const std::vector<Tensor>& v, bool recompute,
                          const Tensor& rows = {}) {
-    const int L = backbone_->cfg_.depth;
+    const int L = backbone_->depth();
     recompute = recompute && torch::GradMode::is_enabled() &&
                 !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::AutocastCPU) &&
                 !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::AutocastCUDA);
@@ -425,7 +430,7 @@ class SynQT : public Method, QueryLayers {
   // above the live run; smaller T keep their activations (recomputing would cost throughput).
   bool resident_recompute() const {
     if (o_.query_recompute != QueryRecompute::kLive) return o_.query_recompute == QueryRecompute::kOn;
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     const int64_t T = o_.token_nums, D = cfg.embed_dim, H = cfg.num_heads, N = cfg.num_tokens();
     return T * (27 * D + H * N) > 2 * N * D;
   }

@@ -12,6 +12,12 @@
 // MLP head with MLP_NUM 0: kaiming_normal(fan_out) weight, bias −log(0.99/0.01).
 // Recipe: NOAH's (AdamW; VPT's own SGD lr/wd search is not reproduced). NOAH's variant (prompts
 // appended after the patches, replaced in every block, xavier init, dropout 0.1) is not built.
+// Backbones: with register tokens (DINOv2 reg4) the prompts go right after cls, before the
+// registers ([cls, P, registers, patches]) — the reference's "after the CLS token, before the rest".
+// A mean-pooling backbone (MAE's fine-tuned layout) is refused at construction: the head reads the
+// backbone's pool(), which averages the backbone's own patch tokens, and the prompts have joined
+// that sequence (VPT's MAE code, vit_prompt/vit_mae.py, chooses among pool types — the mean over
+// prompts and patches, of the patches only, of the prompts only; none of them is built here).
 #include <cmath>
 
 #include "core/error.h"
@@ -36,7 +42,10 @@ const methods::OptionTable<VptOptions> kOptions =
 class Vpt : public methods::HookedMethod {
  public:
   Vpt(const MethodContext& ctx, bool deep) : HookedMethod(ctx, methods::HeadInit::vpt), deep_(deep) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
+    methods::refuse_mean_pooling(*backbone_, deep_ ? "vpt_deep" : "vpt_shallow",
+                                 "its reference code (KMnP/vpt) inserts prompt tokens into the backbone's token "
+                                 "sequence and classifies the final-norm cls token");
     o_ = kOptions.parse(ctx.settings);
     backbone_always_eval_ = true;  // VPT keeps the encoder in eval mode
     const double v = std::sqrt(6.0 / double(3 * cfg.patch_size * cfg.patch_size + cfg.embed_dim));

@@ -8,6 +8,10 @@
 // fan_out, bias −log 99). Q init U(±v), v = sqrt(6/(3·patch² + D)). The encoder stays in eval mode.
 // Nothing flows back through the N-token path: the method declares the final cls token and every
 // block's K/V, which the feature cache can serve (forward_from_kv).
+// Backbones: the query tokens read every key (registers included) and never join the backbone's
+// token sequence, so any layout works; the first feature is the backbone's pool() — the final-norm
+// cls token, or on a mean-pooling backbone the final-norm mean of the patch tokens, as VQT's MAE
+// model (Head2ToeVisionTransformerMAE: x[:, 1:].mean(1) → fc_norm) does.
 // ViT-B/16: L·T·D = 9,216·T trainable without the head. Names: query_prompt_embeddings (L, T, D), head;
 // the authors' checkpoints: enc.transformer.encoder.query_prompt_embeddings, head.last_layer.*.
 // Per-task T: config/baselines/vqt_task_configs.csv (run_demo_exp.sh; T=1 elsewhere).
@@ -44,7 +48,7 @@ const methods::OptionTable<VqtOptions> kOptions =
 class Vqt : public Method {
  public:
   explicit Vqt(const MethodContext& ctx) : Method(ctx) {
-    const auto& cfg = backbone_->cfg_;
+    const auto& cfg = backbone_->config();
     auto row = methods::task_row("baselines/vqt_task_configs.csv", ctx.task, &source_);
     VqtOptions base = kOptions.defaults();
     if (row.count("token_nums")) base.token_nums = std::stoi(row["token_nums"]);
@@ -78,11 +82,11 @@ class Vqt : public Method {
     const int64_t B = cls.size(0);
     std::vector<Tensor> feats{
         torch::nn::functional::normalize(cls, torch::nn::functional::NormalizeFuncOptions().dim(-1))};
-    for (int l = 0; l < backbone_->cfg_.depth; ++l) {
-      auto& blk = backbone_->block_list_[l];
+    for (int l = 0; l < backbone_->depth(); ++l) {
+      auto& blk = backbone_->block(l);
       auto p = torch::dropout(q[l].unsqueeze(0).expand({B, -1, -1}), o_.query_dropout, is_training());
-      p = p + blk->attend_with(blk->norm1(p), k[l], v[l], rows);
-      p = p + blk->mlp_branch(p);
+      p = p + blk.attend_with(blk.apply_norm1(p), k[l], v[l], rows);
+      p = p + blk.mlp_branch(p);
       feats.push_back(
           torch::nn::functional::normalize(p.reshape({B, -1}), torch::nn::functional::NormalizeFuncOptions().dim(-1)));
     }
@@ -90,7 +94,7 @@ class Vqt : public Method {
   }
   Tensor forward_cached(const CachedFeatures& f) override { return forward_from_kv(f.k, f.v, f.cls, f.rows); }
   Tensor forward(const Tensor& images) override {
-    auto f = methods::frozen_pass(backbone_, images, o_.backbone_micro_batch, true, true);
+    auto f = methods::frozen_pass(*backbone_, images, o_.backbone_micro_batch, true, true);
     return forward_from_kv(f.k, f.v, f.cls);
   }
 

@@ -234,12 +234,21 @@ torch::Tensor VisionTransformerImpl::final_norm(const torch::Tensor& x, BlockHoo
   return y;
 }
 
+torch::Tensor VisionTransformerImpl::patch_tokens(const torch::Tensor& tokens) const {
+  PETL_CHECK(tokens.dim() == 3 && tokens.size(1) == cfg_.num_tokens(), "backbone ", cfg_.arch,
+             ": the patch tokens are those of the backbone's own ", cfg_.num_tokens(), " tokens (",
+             cfg_.num_prefix_tokens(), " prefix + ", cfg_.num_patches(), " patches), got a sequence of shape ",
+             tokens.sizes(), " (a method that adds tokens needs cls_after_norm pooling)");
+  return tokens.narrow(1, cfg_.num_prefix_tokens(), cfg_.num_patches());
+}
+
+torch::Tensor VisionTransformerImpl::pool_tokens(const torch::Tensor& tokens) const {
+  if (cfg_.pool == Pooling::kClsAfterNorm) return tokens.select(1, 0);
+  return patch_tokens(tokens).mean(1);
+}
+
 torch::Tensor VisionTransformerImpl::pool(const torch::Tensor& tokens, BlockHooks* hooks) {
-  if (cfg_.pool == Pooling::kClsAfterNorm) return final_norm(tokens.select(1, 0), hooks);
-  PETL_CHECK(tokens.size(1) == cfg_.num_tokens(), "backbone ", cfg_.arch,
-             ": mean-of-patch-tokens pooling needs the backbone's own ", cfg_.num_tokens(), " tokens, got ",
-             tokens.size(1), " (a method that adds tokens needs cls_after_norm pooling)");
-  return final_norm(tokens.narrow(1, cfg_.num_prefix_tokens(), cfg_.num_patches()).mean(1), hooks);
+  return final_norm(pool_tokens(tokens), hooks);
 }
 
 torch::Tensor VisionTransformerImpl::forward_cls(const torch::Tensor& images, BlockHooks* hooks) {

@@ -223,7 +223,7 @@ TEST(FrozenPass, ChunksMatchTheWholeBatchAndLowerThePeak) {
   auto pass = [&](int64_t chunk, int64_t* peak) {
     MemoryMeter::reset_peak();
     const int64_t base = MemoryMeter::live_bytes();
-    auto f = methods::frozen_pass(vit, x, chunk, true, true);
+    auto f = methods::frozen_pass(*vit, x, chunk, true, true);
     *peak = MemoryMeter::peak_bytes() - base;
     return f;
   };
