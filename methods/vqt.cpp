@@ -11,7 +11,7 @@
 // Backbones: the query tokens read every key (registers included) and never join the backbone's
 // token sequence, so any layout works; the first feature is the backbone's pool() — the final-norm
 // cls token, or on a mean-pooling backbone the final-norm mean of the patch tokens, as VQT's MAE
-// model (Head2ToeVisionTransformerMAE: x[:, 1:].mean(1) → fc_norm) does.
+// model (its Head2Toe ViT for MAE: x[:, 1:].mean(1) → fc_norm) does.
 // ViT-B/16: L·T·D = 9,216·T trainable without the head. Names: query_prompt_embeddings (L, T, D), head;
 // the authors' checkpoints: enc.transformer.encoder.query_prompt_embeddings, head.last_layer.*.
 // Per-task T: config/baselines/vqt_task_configs.csv (run_demo_exp.sh; T=1 elsewhere).
