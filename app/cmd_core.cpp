@@ -36,8 +36,11 @@ int cmd_list(const Args& args) {
   std::printf("methods (grad through backbone = heavy memory; --set options: key = default  range  meaning):\n");
   for (auto& n : MethodRegistry::instance().names()) {
     auto& m = MethodRegistry::instance().get(n);
-    std::printf("  %-14s grad-through-backbone=%-3s recipe=%-9s %s\n", n.c_str(),
-                probe_needs(n).grad_through_backbone ? "yes" : "no", m.default_recipe.c_str(), m.description.c_str());
+    std::printf(
+        "  %-14s grad-through-backbone=%-3s recipe=%-9s %s\n", n.c_str(),
+        probe_needs(n).grad_through_backbone ? "yes" : "no", m.default_recipe.c_str(),
+        (m.description + (m.family.empty() ? "" : " [made for the " + m.family + " family; not in `petl demo`]"))
+            .c_str());
     for (auto& o : m.options) {
       const std::string range = o.type == OptionType::kInt || o.type == OptionType::kDouble ? o.range.str()
                                 : o.type == OptionType::kChoice                             ? join(o.choices, "|")

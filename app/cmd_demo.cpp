@@ -214,7 +214,8 @@ int cmd_demo(const Args& args) {
   d.add_options()("out", po::value(&o.out)->default_value(o.out), "output directory (results.jsonl, checkpoints/)")(
       "data", po::value(&o.data)->default_value(o.data),
       "embedded suite directory (built with `petl suite` when missing)")(
-      "methods", po::value(&methods_csv)->default_value(methods_csv), "comma-separated methods, or 'all' registered")(
+      "methods", po::value(&methods_csv)->default_value(methods_csv),
+      "comma-separated methods, or 'all' registered (but a backbone family's own method such as mae_linprobe)")(
       "tasks", po::value(&tasks_csv), "comma-separated tasks (default: every task of the suite)")(
       "recipe", po::value(&o.recipe)->default_value(o.recipe), "recipe for every job (config/recipes.yaml)")(
       "epochs", po::value(&o.epochs), "override the recipe's epochs")("backbone", po::value(&o.backbone),
@@ -251,7 +252,15 @@ int cmd_demo(const Args& args) {
     so.progress = o.progress;
     data::build_mini_suite(data, so);
   }
-  auto methods = methods_csv == "all" ? MethodRegistry::instance().names() : split_list(methods_csv);
+  // "all": every registered method made for any backbone (a family's own method, such as MAE's
+  // linear probe, is not run on the embedded supervised backbone unless named).
+  std::vector<std::string> methods;
+  if (methods_csv == "all") {
+    for (const auto& m : MethodRegistry::instance().names())
+      if (MethodRegistry::instance().get(m).family.empty()) methods.push_back(m);
+  } else {
+    methods = split_list(methods_csv);
+  }
   std::vector<std::string> tasks;
   if (tasks_csv.empty())
     for (auto& t : data::list_tasks(data)) tasks.push_back(t.name);

@@ -232,7 +232,7 @@ const std::vector<Flag<JobSpec>>& run_flags() {
                       &JobSpec::dry_run, true),
       text<JobSpec>("feature-cache",
                     "train from frozen-backbone features cached in this directory (built when missing; only methods "
-                    "whose backbone path is frozen and deterministic: linear, vqt, synqt with --set "
+                    "whose backbone path is frozen and deterministic: linear, mae_linprobe, vqt, synqt with --set "
                     "backbone_drop_path=off)",
                     &JobSpec::feature_cache),
       integer<JobSpec>("dp",

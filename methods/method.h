@@ -171,6 +171,9 @@ struct MethodInfo {
   MethodFactory factory;
   TaskRecipe task_recipe;
   AuthorsImport import_authors;  // empty: the authors' names are petl's (load directly)
+  // The backbone family a method was made for ("" = any): `petl demo`'s "all" (the main job, on the
+  // embedded supervised backbone) leaves such methods out; `petl list` says it.
+  std::string family;
 };
 
 // Labelled registration:
@@ -179,6 +182,10 @@ struct MethodInfo {
 class MethodSpec {
  public:
   explicit MethodSpec(std::string name) { info_.name = std::move(name); }
+  MethodSpec& for_family(std::string f) {
+    info_.family = std::move(f);
+    return *this;
+  }
   MethodSpec& describe(std::string d) {
     info_.description = std::move(d);
     return *this;

@@ -217,6 +217,7 @@ TEST(BaselinesGolden, LogitsMatchIndependentPythonReference) {
       {"vpt_deep", {"num_tokens=2"}},
       {"adapter", {}},
       {"adaptformer", {"ffn_num=6"}},
+      {"mae_linprobe", {}},
       {"lora", {"lora_dim=3"}},
       {"ssf", {}},
       {"convpass", {"scale=0.7"}},

@@ -140,10 +140,13 @@ def m_adaptformer(vit, me, x, s):
     def pb(i):
         a = f"blocks.{i}.adaptmlp."
         return {"mlp_bypass": lambda xx, h2: lin(F.relu(lin(xx, me, a + "down_proj")), me, a + "up_proj") * sc}
-    # main_image.py's head: BatchNorm1d(D, affine=False, eps=1e-6), Linear. Eval: running statistics;
-    # training (s["_train"]): the batch's (biased variance), running ones updated (momentum 0.1,
-    # unbiased variance) as torch.nn.BatchNorm1d does.
-    z = plain(vit, x, pb)
+    return bn_head(me, plain(vit, x, pb), s)
+
+
+def bn_head(me, z, s):
+    """MAE main_linprobe.py's head (AdaptFormer's main_image.py keeps it): BatchNorm1d(D, affine=False,
+    eps=1e-6), Linear. Eval: running statistics; training (s["_train"]): the batch's (biased
+    variance), running ones updated (momentum 0.1, unbiased variance) as torch.nn.BatchNorm1d does."""
     if s.get("_train"):
         mean, var = z.mean(0), z.var(0, unbiased=False)
         with torch.no_grad():
@@ -153,6 +156,11 @@ def m_adaptformer(vit, me, x, s):
     else:
         z = (z - me["head.0.running_mean"]) / torch.sqrt(me["head.0.running_var"] + 1e-6)
     return F.linear(z, me["head.1.weight"], me["head.1.bias"])
+
+
+def m_mae_linprobe(vit, me, x, s):
+    """MAE's linear probe: the frozen cls token after the final norm into bn_head."""
+    return bn_head(me, plain(vit, x), s)
 
 
 def m_lora(vit, me, x, s):
@@ -320,6 +328,7 @@ METHODS = {
     "vpt_deep": lambda v, m, x, s: m_vpt(v, m, x, s, True),
     "adapter": m_adapter,
     "adaptformer": m_adaptformer,
+    "mae_linprobe": m_mae_linprobe,
     "lora": m_lora,
     "ssf": m_ssf,
     "convpass": m_convpass,
