@@ -22,9 +22,9 @@
 using namespace petl;
 
 TEST(TrainParity, ThreeStepsOfEveryMethodMatchAReferenceLoop) {
-  const std::vector<std::string> methods = {"linear",  "full",        "synqt",    "bitfit", "vpt_shallow", "vpt_deep",
-                                            "adapter", "adaptformer", "lora",     "ssf",    "convpass",    "fact_tt",
-                                            "fact_tk", "dtl",         "dtl_plus", "vqt",    "lst"};
+  const std::vector<std::string> methods = {
+      "linear", "full",     "synqt",   "bitfit",  "vpt_shallow", "vpt_deep", "adapter", "adaptformer", "lora",
+      "ssf",    "convpass", "fact_tt", "fact_tk", "dtl",         "dtl_plus", "vqt",     "lst",         "mae_linprobe"};
   auto dir = test::scratch_dir("train_parity");
   auto cfg = test::tiny_config(32, 8, 48, 4, 4);
   cfg.drop_path_rate = 0.0;
