@@ -137,6 +137,9 @@ const std::set<std::string>& known_fields() {
                                           "task",
                                           "seed",
                                           "protocol",
+                                          "benchmark",
+                                          "shots",
+                                          "split_seed",
                                           "accuracy",
                                           "accuracy_by_protocol",
                                           "evals",
@@ -331,6 +334,9 @@ json to_json(const Record& r) {
   o["task"] = r.task;
   o["seed"] = r.seed;
   o["protocol"] = to_string(r.protocol);
+  if (!r.benchmark.empty()) o["benchmark"] = r.benchmark;
+  if (r.shots) o["shots"] = *r.shots;
+  if (r.split_seed) o["split_seed"] = *r.split_seed;
   if (r.accuracy) o["accuracy"] = *r.accuracy;
   if (r.ok() || r.best_of_10 || r.final_accuracy || !r.best_of_10_epochs.empty() || !r.other_protocols.empty()) {
     json abp = r.other_protocols.is_object() ? r.other_protocols : json::object();
@@ -415,6 +421,9 @@ Record record_from_json(const json& j, const std::string& where) {
   r.accuracy = f.number_at("accuracy", ok);
   // Optional fields.
   r.error = f.string_at("error");
+  r.benchmark = f.string_at("benchmark");
+  if (const json* k = f.at("shots", Kind::kInteger, false)) r.shots = k->get<int>();
+  if (const json* k = f.at("split_seed", Kind::kInteger, false)) r.split_seed = k->get<int>();
   if (const json* l = f.at("epoch_train_loss", Kind::kArray, false)) {
     for (size_t i = 0; i < l->size(); ++i) {
       if ((*l)[i].is_number())

@@ -7,7 +7,8 @@
 //   schema "petl.result", schema_version 1, status "ok" | "failed" | "dry_run" | "does_not_fit" (the
 //   job cannot train under its --memory-budget even one image at a time: a result, with the
 //   memory_budget section naming the minimum peak), error (failed),
-//   method, task, seed, protocol, accuracy, accuracy_by_protocol {best_of_10, final,
+//   method, task, seed, protocol, benchmark ("fewshot"; absent: VTAB-1k), shots and split_seed
+//   (few-shot only), accuracy, accuracy_by_protocol {best_of_10, final,
 //   best_of_10_epochs}, evals [{epoch, test_acc, train_loss}], epoch_train_loss [...],
 //   trainable_params, backbone_params, memory {...}, timing {wall_s, train_s, eval_s,
 //   train_images_per_s}, settings {recipe, recipe_source, recipe_task_overrides, method, requested,
@@ -65,6 +66,10 @@ struct Record {
   std::string method, task;
   int seed = -1;
   Protocol protocol = Protocol::kBestOf10;
+  // The benchmark of the task: "" is VTAB-1k (older records have no field); "fewshot" is NOAH's
+  // few-shot FGVC, whose records also carry the shots per class and the split seed of the train list.
+  std::string benchmark;
+  std::optional<int> shots, split_seed;
   // Results (ok records).
   std::optional<double> accuracy;                    // under `protocol`
   std::optional<double> best_of_10, final_accuracy;  // accuracy_by_protocol.best_of_10 / .final
