@@ -27,9 +27,10 @@ namespace petl {
 BackboneDims backbone_dims(const std::string& backbone, const std::string& arch);
 
 std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task,
-                                           const std::string& recipe, const std::map<std::string, std::string>& sets);
+                                           const std::string& recipe, const std::map<std::string, std::string>& sets,
+                                           Benchmark benchmark);
 // The planner's JobProfileFn: epochs and evaluations of the resolved recipe, whether the method
 // back-propagates through the backbone, and why it cannot train from a feature cache.
 JobProfile method_job_profile(const std::string& method, const std::string& task, const std::string& recipe,
-                              Protocol protocol, const std::map<std::string, std::string>& sets);
+                              Protocol protocol, const std::map<std::string, std::string>& sets, Benchmark benchmark);
 }  // namespace petl

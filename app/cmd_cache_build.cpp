@@ -12,6 +12,7 @@
 #include "core/system.h"
 #include "core/text.h"
 #include "core/threads.h"
+#include "datasets/fewshot.h"
 #include "datasets/image.h"
 #include "datasets/vtab.h"
 #include "harness/train/feature_cache.h"
@@ -44,11 +45,16 @@ struct PlannedMethod {
 };
 std::optional<PlannedMethod> plan_method_uncached(const std::string& method, const std::string& task,
                                                   const std::string& recipe,
-                                                  const std::map<std::string, std::string>& sets) {
+                                                  const std::map<std::string, std::string>& sets, Benchmark benchmark) {
   JobSpec spec;
   spec.method = method;
   spec.task = task;
   spec.recipe = recipe;
+  spec.benchmark = benchmark;
+  if (benchmark == Benchmark::kFewshot) {  // any list: the recipe and the needs do not depend on it
+    spec.shots = 1;
+    spec.split_seed = 0;
+  }
   for (auto& [k, v] : sets) spec.set.push_back(k + "=" + v);
   spec.arch = "petl_vit_mini_p8_32";
   spec.dry_run = true;
@@ -65,35 +71,37 @@ std::optional<PlannedMethod> plan_method_uncached(const std::string& method, con
 // The planner asks twice per job (its cache need, its profile): the answer is kept per question.
 const std::optional<PlannedMethod>& plan_method(const std::string& method, const std::string& task,
                                                 const std::string& recipe,
-                                                const std::map<std::string, std::string>& sets) {
+                                                const std::map<std::string, std::string>& sets, Benchmark benchmark) {
   static std::map<std::string, std::optional<PlannedMethod>> memo;
-  std::string key = method + '\n' + task + '\n' + recipe;
+  std::string key = method + '\n' + task + '\n' + recipe + '\n' + to_string(benchmark);
   for (const auto& [k, v] : sets) key += '\n' + k + '=' + v;
   auto it = memo.find(key);
-  if (it == memo.end()) it = memo.emplace(key, plan_method_uncached(method, task, recipe, sets)).first;
+  if (it == memo.end()) it = memo.emplace(key, plan_method_uncached(method, task, recipe, sets, benchmark)).first;
   return it->second;
 }
 }  // namespace
 
 std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string& task,
-                                           const std::string& recipe, const std::map<std::string, std::string>& sets) {
-  const auto& p = plan_method(method, task, recipe, sets);
+                                           const std::string& recipe, const std::map<std::string, std::string>& sets,
+                                           Benchmark benchmark) {
+  const auto& p = plan_method(method, task, recipe, sets, benchmark);
   if (!p) return std::nullopt;
   auto taps = cache_taps_for(p->needs);
   if (!taps.any()) return std::nullopt;
   CacheNeed need;
   need.taps = taps;
   // A test split's K/V are never stored (evaluated live, one pass for every snapshot).
-  need.splits = {p->job.recipe().train_split};
+  // A few-shot dataset's train lists share one cache of their merged images (datasets/fewshot.h).
+  need.splits = {benchmark == Benchmark::kFewshot ? data::kFewshotPoolSplit : p->job.recipe().train_split};
   if (!taps.kv) need.splits.push_back(p->job.recipe().test_split);
   need.normalisation = p->job.recipe().normalisation;
   return need;
 }
 
 JobProfile method_job_profile(const std::string& method, const std::string& task, const std::string& recipe,
-                              Protocol protocol, const std::map<std::string, std::string>& sets) {
+                              Protocol protocol, const std::map<std::string, std::string>& sets, Benchmark benchmark) {
   JobProfile prof{100, 10, true, "its settings are rejected (the job will fail and be recorded as failed)"};
-  const auto& p = plan_method(method, task, recipe, sets);
+  const auto& p = plan_method(method, task, recipe, sets, benchmark);
   if (!p) return prof;
   const Recipe& r = p->job.recipe();
   const int total = r.total_epochs(), every = std::max(1, r.eval_every);
@@ -125,7 +133,8 @@ int cmd_cache_build(const std::vector<std::string>& args) {
   const int th = threads::choose_threads(spec.threads).threads;
   at::set_num_threads(th);
   set_precision(spec.precision);
-  auto task = data::find_task(spec.data_root, spec.task);
+  auto task = spec.benchmark == Benchmark::kFewshot ? data::find_fewshot_dataset(spec.data_root, spec.task)
+                                                    : data::find_task(spec.data_root, spec.task);
   auto bb = make_job_backbone(spec.backbone_file, spec.arch, 0.0, false, spec.pos_resample);
   CacheBuildOptions o;
   o.root = spec.out_dir;

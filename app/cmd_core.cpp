@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include "app/cli_util.h"
 #include "app/commands.h"
@@ -12,6 +13,7 @@
 #include "core/paths.h"
 #include "core/system.h"
 #include "core/text.h"
+#include "datasets/fewshot.h"
 #include "datasets/vtab.h"
 #include "harness/train/evaluate.h"
 #include "harness/train/job.h"
@@ -27,12 +29,39 @@ namespace petl::cli {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+namespace {
+// `petl list --benchmark fewshot`: each dataset's train lists (shots × split seeds), list sizes, classes.
+void print_fewshot_datasets(const std::string& root) {
+  const auto found = data::list_fewshot_datasets(root);
+  std::printf("few-shot datasets under %s (NOAH's layout; %zu found):\n", root.c_str(), found.size());
+  for (const auto& d : found) {
+    std::map<int, std::vector<std::string>> seeds;  // shots → split seeds
+    for (const auto& [k, s] : d.train_lists) seeds[k].push_back(std::to_string(s));
+    std::vector<std::string> lists;
+    for (const auto& [k, s] : seeds) lists.push_back(std::to_string(k) + "-shot seeds " + join(s, ","));
+    std::printf("  %-18s classes %-4d (test list: %d)  val %s  test %s  %s\n      train lists: %s\n",
+                d.task.name.c_str(), d.task.num_classes, d.test_classes,
+                d.val_lines < 0 ? "-" : std::to_string(d.val_lines).c_str(),
+                d.test_lines < 0 ? "-" : std::to_string(d.test_lines).c_str(), d.task.dir.c_str(),
+                lists.empty() ? "none" : join(lists, "; ").c_str());
+  }
+  if (found.empty())
+    std::printf(
+        "  (none: a dataset folder holds annotations/test_meta.list and "
+        "annotations/train_meta.list.num_shot_<K>.seed_<S>)\n");
+}
+}  // namespace
+
 int cmd_list(const Args& args) {
   po::options_description d("petl list options");
-  std::string root;
-  d.add_options()("data-root", po::value(&root), "also list the tasks found under this directory");
+  std::string root, benchmark = "vtab";
+  d.add_options()("data-root", po::value(&root), "also list the tasks found under this directory")(
+      "benchmark", po::value(&benchmark)->default_value(benchmark),
+      "how to read --data-root: vtab (VTAB-1k task folders) or fewshot (NOAH's few-shot datasets: their shots, "
+      "split seeds, list sizes and classes)");
   po::variables_map vm;
-  if (!parse_args(args, d, vm, "usage: petl list [--data-root DIR]")) return 0;
+  if (!parse_args(args, d, vm, "usage: petl list [--data-root DIR [--benchmark vtab|fewshot]]")) return 0;
+  const Benchmark bench = parse_enum<Benchmark>(benchmark, "--benchmark");
   std::printf("methods (grad through backbone = heavy memory; --set options: key = default  range  meaning):\n");
   for (auto& n : MethodRegistry::instance().names()) {
     auto& m = MethodRegistry::instance().get(n);
@@ -61,7 +90,9 @@ int cmd_list(const Args& args) {
   std::printf(
       "evaluation protocols:\n  best_of_10  max test accuracy over the evaluations every eval_every epochs\n"
       "  final       test accuracy after the last epoch\n");
-  if (!root.empty()) {
+  if (!root.empty() && bench == Benchmark::kFewshot) {
+    print_fewshot_datasets(root);
+  } else if (!root.empty()) {
     std::printf("tasks under %s:\n", root.c_str());
     for (auto& t : data::list_tasks(root))
       std::printf("  %-22s classes %-4d format %-4s %s\n", t.name.c_str(), t.num_classes, t.format.c_str(),

@@ -179,7 +179,8 @@ SweepPlan make_plan(const SweepArgs& a, SweepConfig& cfg) {
   po.state_every_min = a.state_every_min;
   po.embedded_backbone = embedded_backbone_path();
   po.cache_need = [](const std::string& m, const std::string& t, const std::string& r,
-                     const std::map<std::string, std::string>& s) { return method_cache_need(m, t, r, s); };
+                     const std::map<std::string, std::string>& s,
+                     Benchmark b) { return method_cache_need(m, t, r, s, b); };
   po.backbone_dims = backbone_dims;
   po.job_profile = method_job_profile;
   SweepPlan plan = plan_sweep(cfg, po);

@@ -177,8 +177,27 @@ const std::vector<Flag<JobSpec>>& run_flags() {
   using F = Flag<JobSpec>;
   static const std::vector<F> flags = {
       required<JobSpec>("method", "method name (see `petl list`)", &JobSpec::method),
-      required<JobSpec>("task", "task folder name under --data-root (aliases like cifar100 accepted)", &JobSpec::task),
-      required<JobSpec>("data-root", "root holding <task>/ folders in the VTAB-1k txt or json format",
+      required<JobSpec>("task",
+                        "task folder name under --data-root (aliases like cifar100 accepted); with --benchmark "
+                        "fewshot a few-shot dataset (fgvc_aircraft, food101, oxford_flowers102, oxford_iiit_pet, "
+                        "stanford_cars, NOAH's folder names and aliases accepted)",
+                        &JobSpec::task),
+      choice<JobSpec>("benchmark",
+                      "vtab (VTAB-1k: <task>/train800val200 + test lists) or fewshot (NOAH's few-shot FGVC: "
+                      "<dataset>/annotations/train_meta.list.num_shot_K.seed_S, tested on test_meta.list; needs "
+                      "--shots and --split-seed, default recipe <recipe>_fewshot)",
+                      &JobSpec::benchmark, Benchmark::kVtab),
+      integer<JobSpec>("shots",
+                       "--benchmark fewshot: images per class of the train list (1, 2, 4, 8, 16); part of "
+                       "the job key and the record",
+                       &JobSpec::shots, 0),
+      integer<JobSpec>("split-seed",
+                       "--benchmark fewshot: which K-shot list (NOAH's seed_S: 0, 1, 2); part of the "
+                       "job key and the record (--seed is the training seed)",
+                       &JobSpec::split_seed, -1),
+      required<JobSpec>("data-root",
+                        "root holding <task>/ folders in the VTAB-1k txt or json format (--benchmark fewshot: "
+                        "NOAH's dataset folders)",
                         &JobSpec::data_root),
       text<JobSpec>(
           "backbone",
@@ -305,6 +324,7 @@ const std::vector<Flag<JobSpec>>& run_flags() {
 
 const char* kRunUsage =
     "usage: petl run --method M --task T --data-root DIR [--backbone FILE | --arch NAME] [--epochs N]\n"
+    "                [--benchmark fewshot --shots K --split-seed S]\n"
     "                [--batch-size B] [--seed S] [--protocol best_of_10|final] [--threads N] [--out DIR]\n"
     "                [--set key=value ...] [--dry-run]\n"
     "Trains one method on one task (train split → test split of the recipe) and appends one result record.";
@@ -317,6 +337,10 @@ const std::vector<Flag<CacheBuildSpec>>& cache_build_flags() {
   static const std::vector<F> flags = {
       required<S>("data-root", "root holding <task>/ folders (VTAB-1k txt or json layout)", &S::data_root),
       required<S>("task", "task folder name under --data-root", &S::task),
+      choice<S>("benchmark",
+                "vtab or fewshot (a few-shot dataset in NOAH's layout: splits train_pool, val, test and "
+                "train_<K>shot_seed<S>)",
+                &S::benchmark, Benchmark::kVtab),
       text<S>("backbone", "pretrained backbone file (.npz or .safetensors; default: the embedded one)",
               &S::backbone_file),
       text<S>("arch", "architecture, when the backbone file does not say", &S::arch),

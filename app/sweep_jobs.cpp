@@ -31,6 +31,10 @@ std::vector<FarmJob> farm_jobs_from_plan(const std::vector<SweepJob>& jobs, int 
                     {"seed", s.seed},
                     {"protocol", to_string(run.protocol)},
                     {"sets", s.sets}};
+      if (s.shots > 0) {
+        f.identity["shots"] = s.shots;
+        f.identity["split_seed"] = s.split_seed;
+      }
     }
     out.push_back(std::move(f));
   }

@@ -78,4 +78,16 @@ struct EnumText<PosResample> {
   static constexpr std::array<EnumName<PosResample>, 0> kAliases{};
 };
 
+// The benchmark a task belongs to: VTAB-1k (train800val200 / test lists per task folder) or NOAH's
+// few-shot fine-grained classification (annotations/train_meta.list.num_shot_K.seed_S per dataset).
+enum class Benchmark { kVtab, kFewshot };
+template <>
+struct EnumText<Benchmark> {
+  static constexpr const char* kWhat = "benchmark";
+  static constexpr std::array<EnumName<Benchmark>, 2> kNames{
+      {{Benchmark::kVtab, "vtab"}, {Benchmark::kFewshot, "fewshot"}}};
+  static constexpr std::array<EnumName<Benchmark>, 3> kAliases{
+      {{Benchmark::kVtab, "vtab1k"}, {Benchmark::kVtab, "vtab-1k"}, {Benchmark::kFewshot, "few-shot"}}};
+};
+
 }  // namespace petl

@@ -21,6 +21,7 @@
 #include "core/hashing.h"
 #include "core/progress.h"
 #include "core/text.h"
+#include "datasets/fewshot.h"
 
 namespace fs = std::filesystem;
 
@@ -124,37 +125,9 @@ std::string read_text_file(const std::string& path) {
 
 // Builds the TaskInfo of an existing folder; reads <dir>/petl_task.json when present.
 TaskInfo make_task_info(const fs::path& dir, const std::string& name, const std::string& format) {
-  TaskInfo info;
-  info.name = name;
+  TaskInfo info = read_task_metadata(dir.string(), name);
   info.dir = dir.string();
   info.format = format;
-  info.num_classes = known_num_classes(name);
-  const fs::path meta = dir / "petl_task.json";
-  std::error_code ec;
-  if (!fs::exists(meta, ec)) return info;
-
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(meta.string()));
-  } catch (const nlohmann::json::exception& e) {
-    PETL_FAIL(meta.string(), ": invalid JSON: ", e.what());
-  }
-  PETL_CHECK(j.is_object(), meta.string(), ": expected an object {\"num_classes\": C, \"description\": ...}, got ",
-             j.type_name());
-  if (j.contains("num_classes")) {
-    const auto& c = j["num_classes"];
-    PETL_CHECK(c.is_number_integer() && c.get<int64_t>() > 0 && c.get<int64_t>() <= std::numeric_limits<int>::max(),
-               meta.string(), ": num_classes must be a positive integer, got ", c.dump());
-    const int declared = c.get<int>();
-    PETL_CHECK(info.num_classes < 0 || info.num_classes == declared, "class-count mismatch: ", meta.string(),
-               " says num_classes = ", declared, " but VTAB-1k task '", name, "' has ", info.num_classes, " classes");
-    info.num_classes = declared;
-  }
-  if (j.contains("description")) {
-    PETL_CHECK(j["description"].is_string(), meta.string(), ": description must be a string, got ",
-               j["description"].dump());
-    info.description = j["description"].get<std::string>();
-  }
   return info;
 }
 
@@ -190,34 +163,7 @@ void check_label(int64_t label, int num_classes, const std::string& loc, const s
 }
 
 std::vector<Sample> parse_txt(const TaskInfo& task, const std::string& file, const std::string& text) {
-  std::vector<Sample> out;
-  size_t pos = 0;
-  int line_no = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string::npos) eol = text.size();
-    std::string line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    ++line_no;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-    if (line.empty()) continue;
-
-    const std::string loc = str_cat(file, ":", line_no);
-    const auto fields = split_whitespace(line);
-    PETL_CHECK(fields.size() == 2, loc, ": malformed line '", line, "': expected `<path> <label>` (two fields, got ",
-               fields.size(), ")");
-    const std::string& rel = fields[0];
-    const std::string& token = fields[1];
-    Sample s;
-    PETL_CHECK(parse_int64(token, &s.label), loc, ": label '", token, "' is not an integer in '", line, "'");
-    check_label(s.label, task.num_classes, loc, line);
-    s.rel_path = rel;
-    s.abs_path = (fs::path(task.dir) / rel).string();
-    s.list_file = file;
-    s.line = line_no;
-    out.push_back(std::move(s));
-  }
-  return out;
+  return parse_list_lines(file, text, task.num_classes, task.dir);
 }
 
 std::vector<Sample> parse_json(const TaskInfo& task, const std::string& file, const std::string& text) {
@@ -261,6 +207,72 @@ std::vector<Sample> parse_json(const TaskInfo& task, const std::string& file, co
 }  // namespace
 
 // ------------------------------------------------------------------ names and class counts
+
+TaskInfo read_task_metadata(const std::string& dir_text, const std::string& name) {
+  const fs::path dir(dir_text);
+  TaskInfo info;
+  info.name = name;
+  info.num_classes = known_num_classes(name);
+  const fs::path meta = dir / "petl_task.json";
+  std::error_code ec;
+  if (!fs::exists(meta, ec)) return info;
+
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(meta.string()));
+  } catch (const nlohmann::json::exception& e) {
+    PETL_FAIL(meta.string(), ": invalid JSON: ", e.what());
+  }
+  PETL_CHECK(j.is_object(), meta.string(), ": expected an object {\"num_classes\": C, \"description\": ...}, got ",
+             j.type_name());
+  if (j.contains("num_classes")) {
+    const auto& c = j["num_classes"];
+    PETL_CHECK(c.is_number_integer() && c.get<int64_t>() > 0 && c.get<int64_t>() <= std::numeric_limits<int>::max(),
+               meta.string(), ": num_classes must be a positive integer, got ", c.dump());
+    const int declared = c.get<int>();
+    PETL_CHECK(info.num_classes < 0 || info.num_classes == declared, "class-count mismatch: ", meta.string(),
+               " says num_classes = ", declared, " but VTAB-1k task '", name, "' has ", info.num_classes, " classes");
+    info.num_classes = declared;
+  }
+  if (j.contains("description")) {
+    PETL_CHECK(j["description"].is_string(), meta.string(), ": description must be a string, got ",
+               j["description"].dump());
+    info.description = j["description"].get<std::string>();
+  }
+  return info;
+}
+
+std::vector<Sample> parse_list_lines(const std::string& file, const std::string& text, int num_classes,
+                                     const std::string& image_dir) {
+  std::vector<Sample> out;
+  size_t pos = 0;
+  int line_no = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) eol = text.size();
+    std::string line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    if (line.empty()) continue;
+
+    const std::string loc = str_cat(file, ":", line_no);
+    const auto fields = split_whitespace(line);
+    PETL_CHECK(fields.size() == 2, loc, ": malformed line '", line, "': expected `<path> <label>` (two fields, got ",
+               fields.size(), ")");
+    const std::string& rel = fields[0];
+    const std::string& token = fields[1];
+    Sample s;
+    PETL_CHECK(parse_int64(token, &s.label), loc, ": label '", token, "' is not an integer in '", line, "'");
+    check_label(s.label, num_classes, loc, line);
+    s.rel_path = rel;
+    s.abs_path = (fs::path(image_dir) / rel).string();
+    s.list_file = file;
+    s.line = line_no;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
 
 int known_num_classes(const std::string& canonical_task) {
   for (const auto& t : kTasks)
@@ -411,6 +423,7 @@ std::vector<TaskInfo> list_tasks(const std::string& root) {
 // ------------------------------------------------------------------ lists
 
 std::vector<Sample> read_split(const TaskInfo& task, const std::string& split) {
+  if (task.format == kFewshotFormat) return read_fewshot_split(task, split);
   PETL_CHECK(std::find(std::begin(kSplits), std::end(kSplits), split) != std::end(kSplits), "unknown split '", split,
              "': expected train800, val200, train800val200 or test");
   PETL_CHECK(task.format == "txt" || task.format == "json", "task '", task.name, "': unknown list format '",
@@ -428,6 +441,10 @@ std::vector<Sample> read_split(const TaskInfo& task, const std::string& split) {
 
 // ------------------------------------------------------------------ loading
 
+std::string split_list_sha256(const TaskInfo& task, const std::string& split) {
+  return task.format == kFewshotFormat ? fewshot_split_sha256(task, split) : sha256_file(list_path(task, split));
+}
+
 int64_t count_samples(const TaskInfo& task, const std::string& split) {
   return int64_t(read_split(task, split).size());
 }
@@ -441,7 +458,7 @@ LoadedSplit load_split(const TaskInfo& task, const std::string& split, const Loa
 
   LoadedSplit out;
   out.image_size = opts.image_size;
-  out.list_sha256 = sha256_file(list_path(task, split));
+  out.list_sha256 = split_list_sha256(task, split);
   const int64_t n = int64_t(samples.size());
   const int s = opts.image_size;
   const size_t per_image = size_t(3) * s * s;

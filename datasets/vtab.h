@@ -27,7 +27,7 @@ bool vtab_train_split_lacks_classes(const std::string& canonical_task);
 struct TaskInfo {
   std::string name;         // canonical name
   std::string dir;          // <root>/<folder actually found>
-  std::string format;       // "txt" or "json"
+  std::string format;       // "txt" or "json" (VTAB-1k), "fewshot" (NOAH's layout: datasets/fewshot.h)
   int num_classes = -1;     // from the VTAB table, or <dir>/petl_task.json {"num_classes": C}
   std::string description;  // from petl_task.json when present
 };
@@ -53,7 +53,17 @@ struct Sample {
   int line = 0;           // 1-based line (txt) or element index + 1 (json)
 };
 
-// Reads split ∈ {train800, val200, train800val200, test} (json format: train800val200, test).
+// A task folder's petl_task.json ({"num_classes": C, "description": ...}) over the VTAB table's count of
+// `name`; a TaskInfo with only name, num_classes and description set (dir and format empty).
+TaskInfo read_task_metadata(const std::string& dir, const std::string& name);
+// The `<path> <label>` lines of a list (VTAB's txt lists, NOAH's few-shot lists): blank lines and
+// trailing whitespace ignored; errors name file:line (two fields, an integer label in
+// [0, num_classes) when num_classes > 0). abs_path = image_dir/<path>.
+std::vector<Sample> parse_list_lines(const std::string& file, const std::string& text, int num_classes,
+                                     const std::string& image_dir);
+
+// Reads split ∈ {train800, val200, train800val200, test} (json format: train800val200, test; a
+// few-shot dataset's splits: datasets/fewshot.h).
 // Errors name list file + line: missing list, malformed line, label not an integer, label out of
 // range [0, num_classes) when num_classes > 0.
 std::vector<Sample> read_split(const TaskInfo& task, const std::string& split);
@@ -81,6 +91,8 @@ struct LoadedSplit {
 // Decodes, resizes and normalises every sample of a split on `threads` threads. Without
 // skip_bad the first bad sample throws petl::Error naming list file, line and image path.
 LoadedSplit load_split(const TaskInfo& task, const std::string& split, const LoadOptions& opts);
+// SHA-256 of the list a split is read from (a few-shot train_pool: of the lists it merges).
+std::string split_list_sha256(const TaskInfo& task, const std::string& split);
 // Number of samples listed for a split (no decoding).
 int64_t count_samples(const TaskInfo& task, const std::string& split);
 

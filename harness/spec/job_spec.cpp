@@ -7,14 +7,14 @@ namespace petl {
 
 namespace {
 auto fields(const JobSpec& s) {
-  return std::tie(s.method, s.task, s.data_root, s.backbone_file, s.arch, s.pos_resample, s.recipe, s.protocol,
-                  s.out_dir, s.record_file, s.epochs, s.batch_size, s.seed, s.threads, s.device, s.precision, s.set,
-                  s.dry_run, s.skip_bad, s.allow_missing_classes, s.progress, s.save_checkpoint, s.reuse_done,
-                  s.limit_train, s.limit_test, s.feature_cache, s.cache_dtype, s.feature_memory_budget,
-                  s.state_every_min, s.micro_batch, s.memory_budget, s.dp);
+  return std::tie(s.method, s.task, s.benchmark, s.shots, s.split_seed, s.data_root, s.backbone_file, s.arch,
+                  s.pos_resample, s.recipe, s.protocol, s.out_dir, s.record_file, s.epochs, s.batch_size, s.seed,
+                  s.threads, s.device, s.precision, s.set, s.dry_run, s.skip_bad, s.allow_missing_classes, s.progress,
+                  s.save_checkpoint, s.reuse_done, s.limit_train, s.limit_test, s.feature_cache, s.cache_dtype,
+                  s.feature_memory_budget, s.state_every_min, s.micro_batch, s.memory_budget, s.dp);
 }
 auto fields(const CacheBuildSpec& s) {
-  return std::tie(s.data_root, s.task, s.backbone_file, s.arch, s.pos_resample, s.taps, s.splits, s.dtype,
+  return std::tie(s.data_root, s.task, s.benchmark, s.backbone_file, s.arch, s.pos_resample, s.taps, s.splits, s.dtype,
                   s.normalisation, s.out_dir, s.chunk_images, s.precision, s.threads, s.progress);
 }
 }  // namespace

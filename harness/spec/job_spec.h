@@ -17,9 +17,14 @@ namespace petl {
 struct JobSpec {
   std::string method;
   std::string task;
-  std::string data_root;      // empty: no data (bench, sweep planning); the task is then a name only
-  std::string backbone_file;  // empty: the embedded backbone (unless arch is given)
-  std::string arch;           // timm name; with no backbone file → random weights (dry-run only)
+  // kFewshot: the task is a few-shot dataset in NOAH's layout (datasets/fewshot.h), trained on the
+  // list of `shots` images per class drawn with `split_seed` and tested on its test list. The three
+  // are part of the job key and of the record.
+  Benchmark benchmark = Benchmark::kVtab;
+  int shots = 0, split_seed = -1;  // few-shot only (0 / -1: not given)
+  std::string data_root;           // empty: no data (bench, sweep planning); the task is then a name only
+  std::string backbone_file;       // empty: the embedded backbone (unless arch is given)
+  std::string arch;                // timm name; with no backbone file → random weights (dry-run only)
   // How a checkpoint's pos_embed on another grid is resampled (DINOv2's 518 px); part of the job key
   // and of a cache's identity when not timm's.
   PosResample pos_resample = PosResample::kTimm;
@@ -75,7 +80,8 @@ struct JobSpec {
 // `petl cache build`: one task's splits through the frozen backbone into a feature cache.
 struct CacheBuildSpec {
   std::string data_root, task;
-  std::string backbone_file, arch;  // as JobSpec's
+  Benchmark benchmark = Benchmark::kVtab;  // kFewshot: splits are few-shot splits (train_pool, val, test)
+  std::string backbone_file, arch;         // as JobSpec's
   PosResample pos_resample = PosResample::kTimm;
   CacheTaps taps;  // what to store (required)
   std::vector<std::string> splits = {"train800val200", "test"};

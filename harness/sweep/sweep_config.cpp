@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/hashing.h"
 #include "core/text.h"
+#include "datasets/fewshot.h"
 #include "datasets/vtab.h"
 #include "harness/sweep/sweep_journal.h"
 #include "io/tensor_file.h"
@@ -37,6 +38,9 @@ const std::vector<std::string> kConfigKeys = {"name",
                                               "methods",
                                               "tasks",
                                               "seeds",
+                                              "benchmark",
+                                              "shots",
+                                              "split_seeds",
                                               "epochs",
                                               "batch_size",
                                               "grid",
@@ -137,6 +141,18 @@ std::vector<std::string> string_list(const Ctx& c, const YAML::Node& n, const st
   }
   PETL_CHECK(!out.empty(), c.at(n), ": key '", key, "': the list is empty");
   return out;
+}
+
+// A non-empty list of distinct integers ≥ lo.
+void cfg_int_list(const Ctx& c, const YAML::Node& v, const std::string& k, int lo, std::vector<int>& out) {
+  PETL_CHECK(v.IsSequence() && v.size() > 0, c.at(v), ": key '", k, "': expected a non-empty list of integers");
+  std::set<int> seen;
+  for (const auto& e : v) {
+    const int x = as_int(c, e, k);
+    PETL_CHECK(x >= lo, c.at(e), ": key '", k, "': ", x, " is below ", lo);
+    PETL_CHECK(seen.insert(x).second, c.at(e), ": key '", k, "': ", x, " is listed twice");
+    out.push_back(x);
+  }
 }
 
 void check_set_key(const Ctx& c, const YAML::Node& n, const std::string& where, const std::string& k) {
@@ -278,6 +294,10 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
           PETL_CHECK(s.insert(seed).second, c.at(e), ": key 'seeds': seed ", seed, " is listed twice");
           cfg.seeds.push_back(seed);
         }
+      } else if (k == "benchmark")
+        cfg.benchmark = choice<Benchmark>(c, v, k);
+      else if (k == "shots" || k == "split_seeds") {
+        cfg_int_list(c, v, k, k == "shots" ? 1 : 0, k == "shots" ? cfg.shots : cfg.split_seeds);
       } else if (k == "epochs" || k == "batch_size") {
         int n = as_int(c, v, k);
         PETL_CHECK(n > 0, c.at(v), ": key '", k, "': expected a positive integer, got ", n);
@@ -331,6 +351,13 @@ SweepConfig parse_sweep_config(const std::string& yaml_text, const std::string& 
   PETL_CHECK(!cfg.methods.empty(), label, ": missing key 'methods' (a list of method names)");
   PETL_CHECK(!cfg.tasks.empty(), label, ": missing key 'tasks' (a list of task names)");
   PETL_CHECK(!cfg.seeds.empty(), label, ": missing key 'seeds' (a list of integers)");
+  if (cfg.benchmark == Benchmark::kFewshot) {
+    PETL_CHECK(!cfg.shots.empty(), label, ": benchmark fewshot needs key 'shots' (e.g. [1, 2, 4, 8, 16])");
+    PETL_CHECK(!cfg.split_seeds.empty(), label, ": benchmark fewshot needs key 'split_seeds' (e.g. [0, 1, 2])");
+  } else {
+    PETL_CHECK(cfg.shots.empty() && cfg.split_seeds.empty(), label,
+               ": keys 'shots' and 'split_seeds' belong to 'benchmark: fewshot' (this sweep is VTAB-1k's)");
+  }
   const std::set<std::string> methods(cfg.methods.begin(), cfg.methods.end());
   const std::set<std::string> tasks(cfg.tasks.begin(), cfg.tasks.end());
   for (auto& [m, o] : cfg.method_overrides)
@@ -387,7 +414,8 @@ struct PlanContext {
     if (it == tasks_.end()) {
       std::optional<data::TaskInfo> info;
       try {
-        info = data::find_task(data_root, task);
+        info = cfg.benchmark == Benchmark::kFewshot ? data::find_fewshot_dataset(data_root, task)
+                                                    : data::find_task(data_root, task);
       } catch (const Error&) {
       }
       it = tasks_.emplace(task, info).first;
@@ -413,6 +441,19 @@ struct PlanContext {
   mutable std::map<std::string, std::optional<data::TaskInfo>> tasks_ = {};  // found once per task
 };
 
+// A few-shot training job's train list (shots 0: a VTAB-1k job).
+struct FewshotList {
+  int shots = 0, split_seed = -1;
+};
+// The train lists every (method, task, seed) runs on: one VTAB-1k job, or shots × split_seeds.
+std::vector<FewshotList> train_lists(const SweepConfig& cfg) {
+  if (cfg.benchmark != Benchmark::kFewshot) return {FewshotList{}};
+  std::vector<FewshotList> out;
+  for (int k : cfg.shots)
+    for (int s : cfg.split_seeds) out.push_back({k, s});
+  return out;
+}
+
 // The identity of one task's feature cache (cn: splits sorted and unique); its key names the cache.
 json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed& cn) {
   const SweepConfig& cfg = c.cfg;
@@ -429,6 +470,7 @@ json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed
                  {"normalisation", cn.normalisation}};
   if (cfg.precision != Precision::kFp32) ccanon["precision"] = to_string(cfg.precision);  // fp32 keys as before
   if (cfg.pos_resample != PosResample::kTimm) ccanon["pos_resample"] = to_string(cfg.pos_resample);
+  if (cfg.benchmark != Benchmark::kVtab) ccanon["benchmark"] = to_string(cfg.benchmark);
   return ccanon;
 }
 
@@ -447,6 +489,7 @@ SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& 
   CacheBuildSpec b;
   b.data_root = c.data_root;
   b.task = t;
+  b.benchmark = cfg.benchmark;
   b.backbone_file = c.backbone;
   b.arch = cfg.arch;
   b.pos_resample = cfg.pos_resample;
@@ -467,7 +510,7 @@ SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& 
 
 // The training job of one (method, task, seed, settings); `cache` is its feature cache's job
 // (nullptr: none), `need` the method's cache need (none: a heavy method).
-SweepJob train_job(const PlanContext& c, const std::string& m, const std::string& t, int seed,
+SweepJob train_job(const PlanContext& c, const std::string& m, const std::string& t, int seed, const FewshotList& fs,
                    const std::map<std::string, std::string>& sets, const std::optional<CacheNeed>& need,
                    const SweepJob* cache, const JobProfile& profile) {
   const SweepConfig& cfg = c.cfg;
@@ -490,11 +533,14 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   if (cfg.memory_budget > 0) canon["memory_budget"] = cfg.memory_budget;
   if (cfg.precision != Precision::kFp32) canon["precision"] = to_string(cfg.precision);
   if (cfg.pos_resample != PosResample::kTimm) canon["pos_resample"] = to_string(cfg.pos_resample);
+  if (fs.shots > 0) canon["fewshot"] = {{"shots", fs.shots}, {"split_seed", fs.split_seed}};
   SweepJob j;
   j.key = key_of_text(canon.dump());
   j.method = m;
   j.task = t;
   j.seed = seed;
+  j.shots = fs.shots;
+  j.split_seed = fs.split_seed;
   j.sets = sets;
   j.depends_on = cache_key;
   j.canonical = canon.dump();
@@ -504,6 +550,11 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   JobSpec r;
   r.method = m;
   r.task = t;
+  if (fs.shots > 0) {
+    r.benchmark = Benchmark::kFewshot;
+    r.shots = fs.shots;
+    r.split_seed = fs.split_seed;
+  }
   r.data_root = c.data_root;
   r.backbone_file = c.backbone;
   r.arch = cfg.arch;
@@ -532,11 +583,11 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   const double f = profile.backbone_grad ? 3.0 : !cache ? 1.1 : cls_only ? 0.001 : 0.06;
   const double e = !cache ? 1.0 : cls_only ? 0.0 : 1.0 / evals;
   const double F = c.flops_per_image();
-  j.cost =
-      c.seconds(double(c.samples(t, "train800val200")) * epochs * F * f + evals * double(c.samples(t, "test")) * F * e);
+  const std::string train_split = fs.shots > 0 ? data::fewshot_train_split(fs.shots, fs.split_seed) : "train800val200";
+  j.cost = c.seconds(double(c.samples(t, train_split)) * epochs * F * f + evals * double(c.samples(t, "test")) * F * e);
   if (!cache) j.cache_note = need && !cfg.feature_cache ? "feature_cache: false in the config" : profile.no_cache_why;
   if (cache)  // the train split's features, resident in their stored dtype
-    j.ram_bytes = c.samples(t, need->splits.front()) *
+    j.ram_bytes = c.samples(t, fs.shots > 0 ? train_split : need->splits.front()) *
                   feature_bytes_per_image(need->taps, c.dims, bytes_per_value(cfg.cache_dtype));
   return j;
 }
@@ -593,31 +644,32 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
     const auto points = grid_points(grid);
     for (const auto& t : cfg.tasks)
       for (int seed : cfg.seeds)
-        for (const auto& pt : points) {
-          const auto sets = point_settings(cfg, mo, m, t, pt);
-          std::optional<CacheNeed> need;
-          // The recipe decides splits, normalisation and stochastic depth.
-          if (opts.cache_need) need = opts.cache_need(m, t, cfg.recipe, sets);
-          const SweepJob* cache = nullptr;
-          if (need && cfg.feature_cache) {
-            CacheNeed cn = *need;
-            PETL_CHECK(cn.taps.any() && !cn.splits.empty(), "method ", m,
-                       ": its feature-cache need has no taps or no splits (internal: the method's declaration)");
-            std::sort(cn.splits.begin(), cn.splits.end());
-            cn.splits.erase(std::unique(cn.splits.begin(), cn.splits.end()), cn.splits.end());
-            const json ccanon = cache_canonical(ctx, t, cn);
-            const std::string key = key_of_text(ccanon.dump());
-            if (!cache_index.count(key)) {
-              cache_index[key] = caches.size();
-              caches.push_back(cache_job(ctx, t, cn, ccanon));
+        for (const auto& pt : points)
+          for (const auto& fs : train_lists(cfg)) {
+            const auto sets = point_settings(cfg, mo, m, t, pt);
+            std::optional<CacheNeed> need;
+            // The recipe decides splits, normalisation and stochastic depth.
+            if (opts.cache_need) need = opts.cache_need(m, t, cfg.recipe, sets, cfg.benchmark);
+            const SweepJob* cache = nullptr;
+            if (need && cfg.feature_cache) {
+              CacheNeed cn = *need;
+              PETL_CHECK(cn.taps.any() && !cn.splits.empty(), "method ", m,
+                         ": its feature-cache need has no taps or no splits (internal: the method's declaration)");
+              std::sort(cn.splits.begin(), cn.splits.end());
+              cn.splits.erase(std::unique(cn.splits.begin(), cn.splits.end()), cn.splits.end());
+              const json ccanon = cache_canonical(ctx, t, cn);
+              const std::string key = key_of_text(ccanon.dump());
+              if (!cache_index.count(key)) {
+                cache_index[key] = caches.size();
+                caches.push_back(cache_job(ctx, t, cn, ccanon));
+              }
+              cache = &caches[cache_index.at(key)];
             }
-            cache = &caches[cache_index.at(key)];
+            JobProfile profile{100, 10, !need, ""};
+            if (opts.job_profile) profile = opts.job_profile(m, t, cfg.recipe, cfg.protocol, sets, cfg.benchmark);
+            SweepJob j = train_job(ctx, m, t, seed, fs, sets, need, cache, profile);
+            if (train_keys.insert(j.key).second) trains.push_back(std::move(j));  // identical after overrides: once
           }
-          JobProfile profile{100, 10, !need, ""};
-          if (opts.job_profile) profile = opts.job_profile(m, t, cfg.recipe, cfg.protocol, sets);
-          SweepJob j = train_job(ctx, m, t, seed, sets, need, cache, profile);
-          if (train_keys.insert(j.key).second) trains.push_back(std::move(j));  // identical after overrides: once
-        }
   }
   assign_bundles(trains, cfg.bundle_jobs);
   std::map<std::string, std::set<std::string>> served;  // cache key → the methods training on it
@@ -719,6 +771,23 @@ void print_cache_reasons(std::ostream& os, const std::vector<SweepJob>& jobs, co
        << "\n";
 }
 
+// A few-shot sweep: its lists, and how many jobs each dataset's one train-pool cache serves (its
+// backbone pass is shared by every shot, split seed and cacheable method).
+void print_fewshot_sharing(std::ostream& os, const std::vector<SweepJob>& jobs, const SweepConfig& c) {
+  std::vector<std::string> shots, seeds;
+  for (int k : c.shots) shots.push_back(std::to_string(k));
+  for (int s : c.split_seeds) seeds.push_back(std::to_string(s));
+  os << "few-shot: " << c.tasks.size() << " dataset(s) x shots [" << join(shots, ", ") << "] x split seeds ["
+     << join(seeds, ", ") << "] per method and training seed\n";
+  std::map<std::string, int> served;
+  for (const auto& j : jobs)
+    if (!j.is_cache && !j.depends_on.empty()) ++served[j.depends_on];
+  for (const auto& j : jobs)
+    if (j.is_cache)
+      os << "  cache " << j.key << " (" << j.task << ": " << join(j.cache.splits, ",") << ", " << j.cache.taps.str()
+         << "): one backbone pass over the merged train lists serves " << served[j.key] << " training job(s)\n";
+}
+
 void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs,
                    const std::map<std::string, PlannedJobStatus>& status) {
   struct B {
@@ -809,7 +878,9 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
       } else {
         std::vector<std::string> s;
         for (auto& [k, v] : j.sets) s.push_back(k + "=" + v);
-        row(j.key, j.method, j.task, std::to_string(j.seed), s.empty() ? "-" : join(s, " "),
+        const std::string task =
+            j.shots > 0 ? j.task + " " + std::to_string(j.shots) + "sh/s" + std::to_string(j.split_seed) : j.task;
+        row(j.key, j.method, task, std::to_string(j.seed), s.empty() ? "-" : join(s, " "),
             j.depends_on.empty() ? "-" : j.depends_on, fmt_cost(j.cost), fmt_bytes("RAM", j.ram_bytes), st);
       }
     }
@@ -825,6 +896,7 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << "; divide by the ranks for the wall time) at " << std::setprecision(0) << c.est_gflops_per_rank
      << " GFLOP/s per rank (est_gflops_per_rank), a model of FLOPs per image, not a measurement\n";
   os.unsetf(std::ios::floatfield);
+  if (c.benchmark == Benchmark::kFewshot) print_fewshot_sharing(os, jobs, c);
   print_cache_reasons(os, jobs, c);
   print_bundles(os, jobs, status);
   if (disk_all > 0 || ram_max > 0)

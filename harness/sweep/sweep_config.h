@@ -14,6 +14,13 @@
 //   protocol          best_of_10 | final (default best_of_10)
 //   recipe            recipe name (optional; default: each method's own)
 //   methods, tasks    non-empty lists of names; seeds: non-empty list of integers
+//   benchmark         vtab | fewshot (default vtab). fewshot: tasks are few-shot datasets in NOAH's
+//                     layout (datasets/fewshot.h) and every (method, task, seed) runs once per
+//   shots             list of images per class (e.g. [1, 2, 4, 8, 16]) and per
+//   split_seeds       list of NOAH split seeds (e.g. [0, 1, 2]); both required with fewshot and
+//                     refused without it. Shots and split seed are part of the training jobs' keys;
+//                     a dataset's cacheable methods share one cache of its merged train lists
+//                     (split train_pool) and, for cls, one of its test list
 //   epochs, batch_size  optional positive integers
 //   grid              map key → list of values; the cartesian product is applied to every method
 //                     as `--set key=value`
@@ -98,9 +105,9 @@ struct CacheNeed {
 // with the job's `--set` values, or nullopt when the method cannot train on cached features (it changes the
 // backbone's forward or needs its gradients). The app supplies it from the method registry, so this
 // torch-free layer never sees a method.
-using CacheNeedFn =
-    std::function<std::optional<CacheNeed>(const std::string& method, const std::string& task,
-                                           const std::string& recipe, const std::map<std::string, std::string>& sets)>;
+using CacheNeedFn = std::function<std::optional<CacheNeed>(
+    const std::string& method, const std::string& task, const std::string& recipe,
+    const std::map<std::string, std::string>& sets, Benchmark benchmark)>;
 
 // What the plan's time estimate and its cache column need to know of one training job, resolved as
 // `petl run` resolves it (the app supplies it from the recipe and the method registry).
@@ -112,7 +119,7 @@ struct JobProfile {
 };
 using JobProfileFn =
     std::function<JobProfile(const std::string& method, const std::string& task, const std::string& recipe,
-                             Protocol protocol, const std::map<std::string, std::string>& sets)>;
+                             Protocol protocol, const std::map<std::string, std::string>& sets, Benchmark benchmark)>;
 
 struct SweepOverride {
   std::map<std::string, std::string> set;
@@ -125,6 +132,8 @@ struct SweepConfig {
   Protocol protocol = Protocol::kBestOf10;
   std::vector<std::string> methods, tasks;
   std::vector<int> seeds;
+  Benchmark benchmark = Benchmark::kVtab;
+  std::vector<int> shots, split_seeds;  // fewshot only
   int epochs = -1, batch_size = -1;
   std::map<std::string, std::vector<std::string>> grid;
   std::map<std::string, SweepOverride> method_overrides, task_overrides, method_task_overrides;
@@ -156,6 +165,7 @@ struct SweepJob {
   std::string method;  // empty for cache jobs
   std::string task;
   int seed = -1;                            // -1 for cache jobs
+  int shots = 0, split_seed = -1;           // few-shot training jobs
   std::map<std::string, std::string> sets;  // the job's --set values (sorted by key)
   std::optional<JobSpec> run;               // training jobs: the `petl run` child
   std::optional<CacheBuildSpec> build;      // cache jobs: the `petl cache build` child

@@ -92,10 +92,16 @@ std::map<std::string, RecordStatus> merged_status(const std::vector<std::string>
 }
 
 Record failed_job_record(const json& identity, const std::string& message, const Provenance& provenance) {
-  return failed_record(
+  Record r = failed_record(
       identity.value("method", std::string()), identity.value("task", std::string()), identity.value("seed", -1),
       try_parse_enum<Protocol>(identity.value("protocol", std::string())).value_or(Protocol::kBestOf10), message,
       provenance);
+  if (identity.contains("shots")) {  // a few-shot job
+    r.benchmark = "fewshot";
+    r.shots = identity.value("shots", 0);
+    r.split_seed = identity.value("split_seed", -1);
+  }
+  return r;
 }
 
 json sweep_cache_record(const json& identity, bool ok, const std::string& message, const json& provenance) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <map>
 
 #include "core/build_info.h"
 #include "core/clock.h"
@@ -38,15 +39,13 @@ CacheTaps eval_taps_for(const BackboneNeeds& needs) {
 io::AttributeMap cache_identity(const std::string& backbone_sha256, const VitConfig& cfg, const data::TaskInfo& task,
                                 const std::string& split, const std::string& normalisation, const CacheTaps& taps,
                                 CacheDtype dtype) {
-  const auto list = fs::path(task.dir) / (split + "." + task.format);
-  PETL_CHECK(fs::exists(list), "task ", task.name, ": no list file ", list.string(), " for split ", split);
   io::AttributeMap id = {{"backbone_sha256", backbone_sha256},
                          {"arch_img_patch_dim_depth_heads", str_cat(cfg.img_size, "/", cfg.patch_size, "/",
                                                                     cfg.embed_dim, "/", cfg.depth, "/", cfg.num_heads)},
                          {"task", task.name},
                          {"data_dir", fs::absolute(task.dir).string()},
                          {"split", split},
-                         {"list_sha256", sha256_file(list.string())},
+                         {"list_sha256", data::split_list_sha256(task, split)},
                          {"normalisation", normalisation},
                          {"image_size", std::to_string(cfg.img_size)},
                          {"taps", taps.str()},
@@ -186,6 +185,27 @@ torch::Tensor read_all(io::FeatureStoreReader& r, const std::string& name, bool 
   return out;
 }
 
+// Rows `rows` of a dataset (any order, repeats allowed), read one distinct row at a time.
+torch::Tensor read_selected(io::FeatureStoreReader& r, const std::string& name, bool half,
+                            const std::vector<int64_t>& rows) {
+  const auto& spec = r.spec(name);
+  std::vector<int64_t> shape{int64_t(rows.size())};
+  shape.insert(shape.end(), spec.row_shape.begin(), spec.row_shape.end());
+  auto out = torch::empty(shape, half ? torch::kHalf : torch::kFloat32);
+  auto buf = torch::empty({spec.row_elements()}, torch::kFloat32);
+  std::map<int64_t, std::vector<int64_t>> where;  // row → positions in `out`, rows ascending
+  for (size_t i = 0; i < rows.size(); ++i) {
+    PETL_CHECK(rows[i] >= 0 && rows[i] < r.n_rows(), r.path(), ": row ", rows[i], " out of range [0, ", r.n_rows(),
+               ")");
+    where[rows[i]].push_back(int64_t(i));
+  }
+  for (const auto& [row, positions] : where) {
+    r.read_rows(name, row, 1, buf.data_ptr<float>());
+    for (int64_t p : positions) out[p].copy_(buf.view(out[p].sizes()));
+  }
+  return out;
+}
+
 CachedFeatures features_from(const torch::Tensor& cls, const torch::Tensor& kv, torch::Device device) {
   CachedFeatures f;
   if (cls.defined()) f.cls = cls.to(device, torch::kFloat32);
@@ -208,6 +228,18 @@ CachedSplit::CachedSplit(const std::string& path, const io::AttributeMap& expect
   if (taps.kv) kv_ = read_all(r, "kv", half);
   labels_ = torch::empty({r.n_rows()}, torch::kInt64);
   r.read_labels(0, r.n_rows(), labels_.data_ptr<int64_t>());
+}
+
+CachedSplit::CachedSplit(const std::string& path, const io::AttributeMap& expected, const CacheTaps& taps,
+                         const std::vector<int64_t>& rows) {
+  io::FeatureStoreReader r(path, expected);
+  attrs_ = r.attributes();
+  const bool half = attrs_.count("dtype") && attrs_.at("dtype") == "float16";
+  if (taps.cls) cls_ = read_selected(r, "cls", half, rows);
+  if (taps.kv) kv_ = read_selected(r, "kv", half, rows);
+  auto all = torch::empty({r.n_rows()}, torch::kInt64);
+  r.read_labels(0, r.n_rows(), all.data_ptr<int64_t>());
+  labels_ = all.index_select(0, torch::tensor(rows, torch::kInt64));
 }
 
 CachedSplit::CachedSplit(torch::Tensor cls, torch::Tensor kv, torch::Tensor labels)

@@ -57,6 +57,10 @@ std::string ensure_feature_cache(const CacheBuildOptions& o, VisionTransformer b
 class CachedSplit {
  public:
   CachedSplit(const std::string& path, const io::AttributeMap& expected, const CacheTaps& taps);
+  // Only the cache's rows `rows`, in that order (a row may repeat): a few-shot list out of its
+  // dataset's train pool. Reads those rows alone.
+  CachedSplit(const std::string& path, const io::AttributeMap& expected, const CacheTaps& taps,
+              const std::vector<int64_t>& rows);
   // Features already in memory: cls (N, D) and/or kv (N, L, 2, H, T, D/H), any float dtype.
   CachedSplit(torch::Tensor cls, torch::Tensor kv, torch::Tensor labels);
   int64_t size() const { return labels_.size(0); }

@@ -9,6 +9,7 @@
 #include "core/stop.h"
 #include "core/system.h"
 #include "core/text.h"
+#include "datasets/fewshot.h"
 #include "harness/train/precision.h"
 #include "io/feature_store.h"
 
@@ -129,6 +130,14 @@ CachedFeatureSource::CachedFeatureSource(const std::string& path, const io::Attr
     r.read_labels(0, r.n_rows(), labels_.data_ptr<int64_t>());
     list_sha256_ = r.attributes().at("list_sha256");
   }
+}
+
+CachedFeatureSource::CachedFeatureSource(const std::string& path, const io::AttributeMap& identity,
+                                         const CacheTaps& taps, const std::vector<int64_t>& rows,
+                                         std::string list_sha256)
+    : path_(path), list_sha256_(std::move(list_sha256)), identity_(identity), taps_(taps) {
+  resident_ = std::make_unique<CachedSplit>(path, identity, taps, rows);
+  labels_ = resident_->labels();
 }
 
 torch::Tensor CachedFeatureSource::logits(Method& method, const torch::Tensor& index, torch::Device device) const {
@@ -272,10 +281,18 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
   const auto& cfg = bb.model->cfg_;
   const auto norm = data::to_string(co.load.norm);
   const auto& r = job.recipe();
-  auto train_path = ensure_feature_cache(co, bb.model, sha, job.task, r.train_split);
+  // A few-shot list trains on its rows of the dataset's train-pool cache: one cache for every list.
+  const bool pooled = job.task.format == data::kFewshotFormat;
+  const std::string cached_split = pooled ? data::kFewshotPoolSplit : r.train_split;
+  auto train_path = ensure_feature_cache(co, bb.model, sha, job.task, cached_split);
+  const auto train_id = cache_identity(sha, cfg, job.task, cached_split, norm, taps, co.dtype);
   FeatureSources s;
-  s.train = std::make_unique<CachedFeatureSource>(
-      train_path, cache_identity(sha, cfg, job.task, r.train_split, norm, taps, co.dtype), taps, /*resident=*/true);
+  if (pooled)
+    s.train = std::make_unique<CachedFeatureSource>(train_path, train_id, taps,
+                                                    data::fewshot_pool_rows(job.task, r.train_split),
+                                                    data::split_list_sha256(job.task, r.train_split));
+  else
+    s.train = std::make_unique<CachedFeatureSource>(train_path, train_id, taps, /*resident=*/true);
   json test_info;
   if (taps.kv) {
     // Never store a test split's K/V: it is evaluated live (one pass serves every snapshot).
@@ -287,17 +304,19 @@ FeatureSources cached_sources(const ResolvedJob& job, const JobBackbone& bb, con
         test_path, cache_identity(sha, cfg, job.task, r.test_split, norm, taps, co.dtype), taps, /*resident=*/false);
     test_info = test_path;
   }
-  s.cache_info = {{"train", train_path},
-                  {"test", test_info},
-                  {"taps", taps.str()},
-                  {"dtype", to_string(co.dtype)},
-                  {"root", fs::absolute(spec.feature_cache).string()}};
+  s.cache_info = {
+      {"train", train_path}, {"train_split_cached", cached_split}, {"test", test_info},
+      {"taps", taps.str()},  {"dtype", to_string(co.dtype)},       {"root", fs::absolute(spec.feature_cache).string()}};
   return s;
 }
 
 }  // namespace
 
 FeatureSources make_feature_sources(const ResolvedJob& job, const JobBackbone& backbone, const BackboneNeeds& needs) {
+  // A few-shot test list is read after training: an image missing on disk is reported now.
+  if (job.task.format == data::kFewshotFormat && !job.spec.skip_bad)
+    for (const auto& split : {job.recipe().train_split, job.recipe().test_split})
+      data::check_split_images_exist(job.task, split);
   return job.spec.feature_cache.empty() ? live_sources(job, backbone, eval_taps_for(needs).any())
                                         : cached_sources(job, backbone, needs);
 }

@@ -94,6 +94,10 @@ class CachedFeatureSource : public FeatureSource {
  public:
   // resident: every row in memory (training); otherwise only the labels, rows streamed by evaluate().
   CachedFeatureSource(const std::string& path, const io::AttributeMap& identity, const CacheTaps& taps, bool resident);
+  // Resident rows `rows` of the cache (a few-shot list out of its dataset's train pool), whose own
+  // list hashes to list_sha256.
+  CachedFeatureSource(const std::string& path, const io::AttributeMap& identity, const CacheTaps& taps,
+                      const std::vector<int64_t>& rows, std::string list_sha256);
   int64_t size() const override { return labels_.size(0); }
   const torch::Tensor& labels() const override { return labels_; }
   torch::Tensor logits(Method& method, const torch::Tensor& index, torch::Device device) const override;

@@ -33,9 +33,20 @@ Provenance job_provenance(const JobSpec& spec, const threads::ThreadChoice* thre
   return p;
 }
 
+namespace {
+void set_benchmark(Record& r, const JobSpec& spec) {
+  if (spec.benchmark != Benchmark::kFewshot) return;
+  r.benchmark = to_string(spec.benchmark);
+  r.shots = spec.shots;
+  r.split_seed = spec.split_seed;
+}
+}  // namespace
+
 Record failed_record(const JobSpec& spec, const std::string& message) {
-  return petl::failed_record(spec.method, spec.task, spec.seed == JobSpec::kRecipeValue ? -1 : spec.seed, spec.protocol,
-                             message, job_provenance(spec));
+  Record r = petl::failed_record(spec.method, spec.task, spec.seed == JobSpec::kRecipeValue ? -1 : spec.seed,
+                                 spec.protocol, message, job_provenance(spec));
+  set_benchmark(r, spec);
+  return r;
 }
 
 void append_record(const std::string& out_dir, const Record& record) {
@@ -75,6 +86,7 @@ Record record_header(const ResolvedJob& job, Method& method, const JobBackbone& 
   r.task = job.task.name;
   r.seed = recipe.seed;
   r.protocol = spec.protocol;
+  set_benchmark(r, spec);
   r.trainable_params = method.num_trainable();
   r.backbone_params = bb.model->num_parameters();
   r.settings = {{"recipe", recipe.to_map()},

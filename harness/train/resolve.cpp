@@ -10,6 +10,7 @@
 #include "core/hashing.h"
 #include "core/system.h"
 #include "core/text.h"
+#include "datasets/fewshot.h"
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
 #include "harness/train/precision.h"
@@ -60,6 +61,23 @@ EffectiveRecipe resolve_recipe(const std::string& method, const std::string& rec
 }
 
 namespace {
+// --benchmark fewshot needs --shots and --split-seed; VTAB-1k takes neither.
+void check_benchmark_args(const JobSpec& spec) {
+  if (spec.benchmark == Benchmark::kFewshot) {
+    PETL_CHECK(spec.shots >= 1,
+               "--benchmark fewshot needs --shots K (images per class of the train list: 1, 2, 4, 8 "
+               "or 16 in NOAH's lists), got ",
+               spec.shots);
+    PETL_CHECK(spec.split_seed >= 0,
+               "--benchmark fewshot needs --split-seed S (which of the dataset's K-shot lists: "
+               "0, 1 or 2 in NOAH's), got ",
+               spec.split_seed);
+  } else {
+    PETL_CHECK(spec.shots == 0 && spec.split_seed < 0,
+               "--shots and --split-seed belong to --benchmark fewshot (this job is VTAB-1k's)");
+  }
+}
+
 // The registry name of a backbone file's architecture (inferred as petl loads it: metadata, a layout's
 // marker, shapes); "" for a file that is not there (loading reports it). Read once per path.
 std::string file_arch(const std::string& path) {
@@ -81,18 +99,30 @@ ResolvedJob resolve_job(const JobSpec& spec) {
   ResolvedJob j;
   j.spec = spec;
   j.info = &MethodRegistry::instance().get(spec.method);
+  const bool fewshot = spec.benchmark == Benchmark::kFewshot;
+  check_benchmark_args(spec);
   if (!spec.data_root.empty()) {
-    j.task = data::find_task(spec.data_root, spec.task);
+    j.task =
+        fewshot ? data::find_fewshot_dataset(spec.data_root, spec.task) : data::find_task(spec.data_root, spec.task);
   } else {
-    j.task.name = spec.task;
+    j.task.name = fewshot ? data::canonical_fewshot_name(spec.task) : spec.task;
   }
   // No --recipe: the method's reference recipe, or on the embedded backbone (no --backbone, no
   // --arch) the recipe made for it, `mini` (10 epochs, lr per method): a reference recipe's 50-100
   // epochs and its per-task values are the papers' ViT-B/16 settings, not a 6-block 32-px model's.
-  const std::string recipe = !spec.recipe.empty()                              ? spec.recipe
-                             : spec.backbone_file.empty() && spec.arch.empty() ? "mini"
-                                                                               : "";
-  j.eff = resolve_recipe(spec.method, recipe, j.task.name, spec.set, spec.epochs, spec.batch_size, spec.seed);
+  // A few-shot job's default is the few-shot recipe of that recipe, "<recipe>_fewshot"
+  // (config/recipes.yaml), and VTAB-1k's per-task values do not apply to it.
+  std::string recipe = !spec.recipe.empty()                              ? spec.recipe
+                       : spec.backbone_file.empty() && spec.arch.empty() ? "mini"
+                                                                         : "";
+  if (fewshot && spec.recipe.empty()) recipe = (recipe.empty() ? j.info->default_recipe : recipe) + "_fewshot";
+  j.eff = resolve_recipe(spec.method, recipe, fewshot ? "" : j.task.name, spec.set, spec.epochs, spec.batch_size,
+                         spec.seed);
+  if (fewshot) {  // the K-shot list of the split seed, tested on the dataset's test list
+    if (!j.eff.requested.has("train_split"))
+      j.eff.recipe.train_split = data::fewshot_train_split(spec.shots, spec.split_seed);
+    if (!j.eff.requested.has("test_split")) j.eff.recipe.test_split = "test";
+  }
   // A backbone family with its authors' mean/std (MAE, MoCo v3): that normalisation unless the user set
   // one; supervised ViTs keep their recipes' (the record's recipe settings say which was used).
   // The architecture: --arch, else the backbone file's (a layout's marker or petl's metadata names it).
@@ -124,7 +154,8 @@ std::shared_ptr<Method> build_job_method(const ResolvedJob& job, VisionTransform
   MethodContext ctx;
   ctx.backbone = backbone;
   ctx.num_classes = num_classes;
-  ctx.task = job.task.name;
+  // A few-shot dataset shares no per-task row with VTAB-1k's task of the same name (oxford_iiit_pet).
+  ctx.task = job.spec.benchmark == Benchmark::kFewshot ? "fewshot/" + job.task.name : job.task.name;
   ctx.settings = job.eff.settings;
   ctx.backbone_drop_path = job.recipe().drop_path_rate;
   torch::manual_seed(job.recipe().seed);
@@ -167,8 +198,11 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   const auto& spec = job.spec;
   auto list_hash = [&](const std::string& split) {
     if (job.task.dir.empty()) return std::string();
-    auto p = fs::path(job.task.dir) / (split + "." + job.task.format);
-    return fs::exists(p) ? sha256_file(p.string()) : std::string();
+    try {
+      return data::split_list_sha256(job.task, split);
+    } catch (const Error&) {  // a missing list is reported where the job reads it
+      return std::string();
+    }
   };
   json src = {{"method", spec.method},
               {"task", job.task.name},
@@ -189,6 +223,7 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   if (spec.memory_budget > 0) src["memory_budget"] = spec.memory_budget;  // may not fit: another result
   if (spec.precision != Precision::kFp32) src["precision"] = to_string(spec.precision);
   if (spec.pos_resample != PosResample::kTimm) src["pos_resample"] = to_string(spec.pos_resample);
+  if (spec.benchmark == Benchmark::kFewshot) src["fewshot"] = {{"shots", spec.shots}, {"split_seed", spec.split_seed}};
   return key_of_text(src.dump());
 }
 

@@ -51,7 +51,7 @@ class SweepConfigTest : public ::testing::Test {
   static PlanOptions opts() {
     PlanOptions o;
     o.cache_need = [](const std::string& m, const std::string&, const std::string&,
-                      const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+                      const std::map<std::string, std::string>&, Benchmark) -> std::optional<CacheNeed> {
       if (m.rfind("lin", 0) == 0) return CacheNeed{kCls, {"train800val200", "test"}, ""};
       return std::nullopt;
     };
@@ -545,7 +545,7 @@ TEST_F(SweepConfigTest, DryRunShowsDiskAndResidentBytesAndNoTestSplitKv) {
   PlanOptions o = opts();
   o.backbone_dims = [&](const std::string&, const std::string&) { return b16; };
   o.cache_need = [](const std::string& m, const std::string&, const std::string&,
-                    const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+                    const std::map<std::string, std::string>&, Benchmark) -> std::optional<CacheNeed> {
     if (m == "lin") return CacheNeed{kCls, {"train800val200", "test"}, ""};
     if (m == "kvm") return CacheNeed{kKv, {"train800val200"}, ""};  // K/V of the train split only
     return std::nullopt;
@@ -581,12 +581,12 @@ TEST_F(SweepConfigTest, DryRunStatesTimeDtypeAndWhyEachMethodIsCachedOrLive) {
   PlanOptions o = opts();
   o.backbone_dims = [&](const std::string&, const std::string&) { return b16; };
   o.cache_need = [](const std::string& m, const std::string&, const std::string&,
-                    const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+                    const std::map<std::string, std::string>&, Benchmark) -> std::optional<CacheNeed> {
     if (m == "kvm") return CacheNeed{kKv, {"train800val200"}, ""};
     return std::nullopt;
   };
   o.job_profile = [](const std::string& m, const std::string&, const std::string&, Protocol p,
-                     const std::map<std::string, std::string>&) {
+                     const std::map<std::string, std::string>&, Benchmark) {
     if (m == "kvm") return JobProfile{20, p == Protocol::kFinal ? 1 : 4, false, ""};
     return JobProfile{30, p == Protocol::kFinal ? 1 : 3, true, "it back-propagates through the backbone"};
   };

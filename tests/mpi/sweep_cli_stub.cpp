@@ -12,12 +12,12 @@
 
 namespace petl {
 std::optional<CacheNeed> method_cache_need(const std::string& method, const std::string&, const std::string&,
-                                           const std::map<std::string, std::string>&) {
+                                           const std::map<std::string, std::string>&, Benchmark) {
   if (method.rfind("lin", 0) == 0) return CacheNeed{CacheTaps::parse("cls"), {"train800val200", "test"}, ""};
   return std::nullopt;
 }
 JobProfile method_job_profile(const std::string& method, const std::string&, const std::string&, Protocol,
-                              const std::map<std::string, std::string>&) {
+                              const std::map<std::string, std::string>&, Benchmark) {
   const bool lin = method.rfind("lin", 0) == 0;
   return {10, 1, !lin, lin ? "" : "it back-propagates through the backbone (stand-in)"};
 }

@@ -99,7 +99,7 @@ class Sweep {
     std::string yaml = "name: farmtest\nout: " + dir_ + "/out\ndata_root: " + dir_ + "/data\n" + body;
     PlanOptions o;
     o.cache_need = [anywhere](const std::string& m, const std::string&, const std::string&,
-                              const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+                              const std::map<std::string, std::string>&, Benchmark) -> std::optional<CacheNeed> {
       if (anywhere ? m.find("lin") != std::string::npos : m.rfind("lin", 0) == 0)
         return CacheNeed{CacheTaps::parse("cls"), {"train800val200", "test"}, ""};
       return std::nullopt;
