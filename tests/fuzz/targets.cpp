@@ -121,7 +121,7 @@ void read_sweep_config(const std::string& dir, const std::string& bytes) {
   PlanOptions o;
   o.out = dir + "/out";
   o.cache_need = [](const std::string& method, const std::string&, const std::string&,
-                    const std::map<std::string, std::string>&) -> std::optional<CacheNeed> {
+                    const std::map<std::string, std::string>&, Benchmark) -> std::optional<CacheNeed> {
     if (method == "linear") return CacheNeed{CacheTaps::parse("cls"), {"train800val200", "test"}, ""};
     return std::nullopt;
   };

@@ -35,6 +35,9 @@ const std::vector<std::pair<std::string, std::function<void(JobSpec&)>>>& run_mu
       {"device", [](JobSpec& s) { s.device = "cuda:1"; }},
       {"precision", [](JobSpec& s) { s.precision = Precision::kBf16; }},
       {"pos-resample", [](JobSpec& s) { s.pos_resample = PosResample::kDinov2; }},
+      {"benchmark", [](JobSpec& s) { s.benchmark = Benchmark::kFewshot; }},
+      {"shots", [](JobSpec& s) { s.shots = 16; }},
+      {"split-seed", [](JobSpec& s) { s.split_seed = 2; }},
       {"set",
        [](JobSpec& s) {
          s.set = {"lr=0.1", "token_nums=4", "lr=0.2"};
@@ -150,6 +153,7 @@ TEST(JobArgs, CacheBuildFlagsRoundTrip) {
       [](CacheBuildSpec& s) { s.backbone_file = "b.npz"; },
       [](CacheBuildSpec& s) { s.arch = "vit_small_patch16_224_in21k"; },
       [](CacheBuildSpec& s) { s.pos_resample = PosResample::kDinov2; },
+      [](CacheBuildSpec& s) { s.benchmark = Benchmark::kFewshot; },
       [](CacheBuildSpec& s) { s.taps = CacheTaps::parse("cls+kv"); },
       [](CacheBuildSpec& s) { s.splits = {"train800val200"}; },
       [](CacheBuildSpec& s) { s.dtype = CacheDtype::kFloat16; },
