@@ -1,7 +1,7 @@
-// `petl report` library, the shared part: VTAB task list and groups, the reference file's
-// location, mean ± sample std, the private helpers of report_internal.h, and write_report (load →
-// table → files). The steps live in report_load.cpp, report_table.cpp, report_render.cpp and
-// report_plots.cpp; see report.h for the error/warning policy.
+// `petl report` library, the shared part: VTAB task list and groups, the few-shot datasets and
+// which benchmark the records are, the reference file's location, mean ± sample std, the private
+// helpers of report_internal.h, and write_report (load → the VTAB or the few-shot table → files). The steps live in
+// report_load.cpp, report_table.cpp, report_render.cpp and report_plots.cpp; see report.h for the error/warning policy.
 #include "results/report.h"
 
 #include <algorithm>
@@ -10,9 +10,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "core/error.h"
 #include "core/paths.h"
+#include "core/text.h"
 #include "results/report_internal.h"
 
 namespace petl::report {
@@ -72,9 +74,10 @@ std::string recipe_value(const Run& r, const std::string& key) {
   return s.is_object() && s.contains("recipe") ? member_text(s["recipe"], key, "?") : std::string("?");
 }
 
-std::string plot_subtitle(const Table& t) {
-  const auto& runs = t.records.runs;
-  return "protocol " + t.protocol + "; backbone " + (runs.empty() ? std::string("?") : runs[0].backbone) +
+std::string plot_subtitle(const Table& t) { return plot_subtitle(t.protocol, t.records.runs); }
+
+std::string plot_subtitle(const std::string& protocol, const std::vector<Run>& runs) {
+  return "protocol " + protocol + "; backbone " + (runs.empty() ? std::string("?") : runs[0].backbone) +
          "; batch size " + (runs.empty() ? std::string("?") : recipe_value(runs[0], "batch_size"));
 }
 
@@ -100,6 +103,41 @@ std::string vtab_group(const std::string& task) {
 }
 
 std::string default_reference_csv() { return find_results_file(kReferenceFileName); }
+
+// ------------------------------------------------------------------ few-shot: datasets, benchmark, cells
+
+const std::vector<std::string>& fewshot_datasets() {
+  static const std::vector<std::string> d = {"fgvc_aircraft", "food101", "oxford_flowers102", "oxford_iiit_pet",
+                                             "stanford_cars"};
+  return d;
+}
+
+bool is_fewshot(const Records& records) {
+  std::vector<std::string> order;                                        // benchmarks in first-seen order
+  std::map<std::string, std::pair<int, std::vector<std::string>>> seen;  // benchmark → records, files
+  for (auto& r : records.runs) {
+    auto& [n, files] = seen[r.benchmark];
+    if (n++ == 0) order.push_back(r.benchmark);
+    if (std::find(files.begin(), files.end(), r.src.file) == files.end()) files.push_back(r.src.file);
+  }
+  if (order.size() > 1) {
+    std::vector<std::string> parts;
+    for (auto& b : order)
+      parts.push_back((b.empty() ? std::string("VTAB-1k (no \"benchmark\")") : "'" + b + "'") + " in " +
+                      std::to_string(seen[b].first) + " ok record(s) of " + join(seen[b].second, ", "));
+    PETL_FAIL("records mix benchmarks: ", join(parts, "; "),
+              ". Report each benchmark on its own: pass its result files to a separate `petl report` (--allow-mixed "
+              "does not combine them)");
+  }
+  return order.size() == 1 && order[0] == kFewShotBenchmark;
+}
+
+std::string fewshot_cell_key(const std::string& dataset, int shots) { return dataset + '\x1f' + std::to_string(shots); }
+
+const Cell* fewshot_cell(const Row& row, const std::string& dataset, int shots) {
+  auto it = row.cells.find(fewshot_cell_key(dataset, shots));
+  return it == row.cells.end() ? nullptr : &it->second;
+}
 
 Stats mean_std(const std::vector<double>& xs) {
   Stats s;
@@ -132,6 +170,56 @@ Reference options_reference(const ReportOptions& opts, std::vector<std::string>&
   return ref_path.empty() ? Reference{} : load_reference(ref_path, opts.reference_label);
 }
 
+// The counts of what was read but not tabulated.
+void count_skipped(const Records& records, ReportResult& res) {
+  for (auto& s : records.skipped)
+    (s.status == RecordStatus::kFailed       ? res.n_failed
+     : s.status == RecordStatus::kDoesNotFit ? res.n_does_not_fit
+                                             : res.n_dry_run)++;
+  res.n_ok = int(records.runs.size());
+}
+
+// Writes the files of a report (name → text) into opts.out_dir, after its plots.
+void write_named(const ReportOptions& opts, const std::vector<std::pair<std::string, std::string>>& files,
+                 const std::vector<std::string>& images, ReportResult& res) {
+  const fs::path out(opts.out_dir);
+  for (auto& [name, text] : files) {
+    write_text(out / name, text);
+    res.files.push_back((out / name).string());
+  }
+  for (auto& i : images) res.files.push_back((out / i).string());
+}
+
+// The few-shot report: no reference rows (the published numbers are VTAB-1k's), no budget view.
+ReportResult fewshot_report(Records recs, const ReportOptions& opts) {
+  FewShotTable t = build_fewshot_table(std::move(recs), opts);
+  if (opts.reference != "none" && !opts.reference.empty())
+    t.notes.push_back("No reference rows: the published numbers (" +
+                      (opts.reference == "default" ? std::string(kDefaultReferenceLabel) : opts.reference) +
+                      ") are VTAB-1k's, this is a few-shot report.");
+  if (!opts.budgets.empty())
+    t.warnings.push_back("the budget view (--budget-view) is not made for a few-shot report; left out");
+  ReportResult res;
+  count_skipped(t.records, res);
+  if (!opts.out_dir.empty()) {
+    fs::create_directories(opts.out_dir);
+    std::vector<std::string> images;
+    if (opts.plots) images = write_fewshot_plots(t, opts.out_dir);
+    std::vector<std::pair<std::string, std::string>> files = {{"report.md", render_fewshot_markdown(t, images)},
+                                                              {"report.csv", render_fewshot_csv(t)},
+                                                              {"report_mean.csv", render_fewshot_mean_csv(t)}};
+    if (opts.format == "tex") files.emplace_back("report.tex", render_fewshot_tex(t));
+    write_named(opts, files, images, res);
+  }
+  res.table_markdown = render_fewshot_tables(t);
+  res.printed = opts.format == "md"    ? res.table_markdown
+                : opts.format == "csv" ? render_fewshot_csv(t)
+                                       : render_fewshot_tex(t);
+  res.warnings = t.warnings;
+  res.read_notes = t.records.read_notes;
+  return res;
+}
+
 // report.md, report.csv, report_cells.csv (+ report.tex) and the plots into opts.out_dir.
 void write_files(Table& t, const ReportOptions& opts, ReportResult& res) {
   fs::path out(opts.out_dir);
@@ -158,17 +246,19 @@ ReportResult write_report(const std::vector<std::string>& inputs, const ReportOp
   PETL_CHECK(opts.format == "md" || opts.format == "csv" || opts.format == "tex", "--format '", opts.format,
              "': expected md, csv or tex");
   Records recs = load_records(inputs, opts.protocol);
+  if (is_fewshot(recs)) {
+    ReportResult res = fewshot_report(std::move(recs), opts);
+    if (opts.warn_to_stderr)
+      for (auto& w : res.warnings) std::cerr << "[petl] report: warning: " << w << "\n";
+    return res;
+  }
   std::vector<std::string> pre_notes;
   Reference ref = options_reference(opts, pre_notes);
   Table t = build_table(std::move(recs), opts, ref);
   for (auto& n : pre_notes) t.notes.push_back(n);
 
   ReportResult res;
-  for (auto& s : t.records.skipped)
-    (s.status == RecordStatus::kFailed       ? res.n_failed
-     : s.status == RecordStatus::kDoesNotFit ? res.n_does_not_fit
-                                             : res.n_dry_run)++;
-  res.n_ok = int(t.records.runs.size());
+  count_skipped(t.records, res);
   if (!opts.out_dir.empty()) write_files(t, opts, res);
   res.table_markdown = render_markdown_table(t) + render_budget_view(t);
   res.printed = opts.format == "md" ? res.table_markdown : opts.format == "csv" ? render_csv(t) : render_tex(t);

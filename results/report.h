@@ -6,8 +6,10 @@
 // validated by record_from_json, results/record.h; then the protocol) → build_table (duplicates,
 // mixed backbones / protocols / preprocessing, row identities, mean ± sample std over seeds,
 // group means) → render_markdown / render_csv / render_tex, write_plots. write_report runs all of it and writes the
-// files. Sources: report_load.cpp (records, reference CSV), report_table.cpp (build_table), report_render.cpp (markdown
-// / csv / tex), report_plots.cpp (gnuplot), report.cpp (the rest).
+// files. Few-shot FGVC records (benchmark "fewshot") take build_fewshot_table → render_fewshot_* and
+// write_fewshot_plots instead (see "few-shot FGVC" below). Sources: report_load.cpp (records, reference CSV),
+// report_table.cpp (build_table), report_render.cpp (markdown / csv / tex), report_fewshot.cpp (the few-shot table and
+// its renderings), report_plots.cpp (gnuplot), report.cpp (the rest).
 //
 // What is an error and what is a warning (user mistakes throw petl::Error naming file:line):
 //   errors   — unreadable path, a directory without *.jsonl, invalid JSON, a line that is not an
@@ -17,7 +19,9 @@
 //              accuracy_by_protocol, no ok record at all, mixed backbones (sha256), mixed
 //              headline protocols (without --protocol), mixed preprocessing (normalisation or
 //              image size) — the last three become warnings with allow_mixed, and the mixed
-//              property then splits rows like a swept setting; a bad reference CSV.
+//              property then splits rows like a swept setting; a bad reference CSV; records of
+//              two benchmarks (VTAB-1k and few-shot; with allow_mixed too); a few-shot record
+//              without shots or split_seed.
 //   warnings — duplicate (method, task, seed, settings) records (the later one is used: result
 //              files are append-only, a re-run supersedes), the same task evaluated on different
 //              test lists, a reference CSV that shares no task with the table (the project's
@@ -71,8 +75,11 @@ struct Run {
   Source src;
   std::string method, task;
   int seed = 0;
-  std::string protocol;  // the protocol `accuracy` is under (--protocol or the record's own)
-  double accuracy = 0;   // percent
+  std::string benchmark;  // Record::benchmark: "" VTAB-1k, "fewshot" (kFewShotBenchmark), ...
+  int shots = 0;          // few-shot: images per class (0: not few-shot)
+  int split_seed = -1;    // few-shot: which of NOAH's train lists (-1: not few-shot)
+  std::string protocol;   // the protocol `accuracy` is under (--protocol or the record's own)
+  double accuracy = 0;    // percent
   double trainable_params = 0;
   double peak_train_mib = 0;
   double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // memory.peak_eval_mib (NaN: absent)
@@ -154,7 +161,8 @@ struct ReportOptions {
 // One table cell: a (row, task) over seeds.
 struct Cell {
   Stats acc;
-  std::vector<int> seeds;
+  std::vector<int> seeds;                                           // per run, in run order
+  std::vector<int> split_seeds;                                     // few-shot: per run, in run order (empty otherwise)
   double params = 0, peak_train_mib = 0;                            // mean over the cell's runs
   double peak_eval_mib = std::numeric_limits<double>::quiet_NaN();  // mean over the runs that have it
   double train_s = std::numeric_limits<double>::quiet_NaN();        // mean over the runs that have it
@@ -273,6 +281,72 @@ std::string render_tex(const Table& t);        // booktabs table*
 // or fails.
 std::vector<std::string> write_plots(Table& t, const std::string& out_dir);
 
+// ------------------------------------------------------------------ few-shot FGVC
+//
+// Records with benchmark "fewshot" (NOAH's few-shot FGVC: `task` is the dataset, `shots` the
+// training images per class, `split_seed` which of NOAH's train lists) get their own report: one
+// table per dataset (rows as in the VTAB table: a method, split by the settings that vary within a
+// (dataset, shots) cell; columns: the shot counts present, ascending; cell: mean ± sample std over
+// the cell's runs, i.e. split seeds × training seeds), a table of the mean over the datasets, one
+// accuracy-vs-shots plot per dataset and one for the mean (log-2 x axis), a long CSV. Records of
+// another benchmark (VTAB-1k) in the same report are an error, --allow-mixed or not: report each
+// benchmark on its own. No reference rows (the published numbers are VTAB-1k's).
+
+constexpr const char* kFewShotBenchmark = "fewshot";
+// NOAH's five few-shot FGVC datasets, in the report's order (other datasets follow, first seen).
+const std::vector<std::string>& fewshot_datasets();
+// True when the ok records are few-shot, false for VTAB-1k (no "benchmark") or any other single
+// benchmark. Throws petl::Error naming each benchmark's record count and files when they mix.
+bool is_fewshot(const Records& records);
+// The key of a few-shot cell in Row::cells.
+std::string fewshot_cell_key(const std::string& dataset, int shots);
+// The row's cell of (dataset, shots); nullptr when it has none.
+const Cell* fewshot_cell(const Row& row, const std::string& dataset, int shots);
+
+// One row's mean over the datasets at one shot count.
+struct FewShotMean {
+  int n_datasets = 0;                                      // datasets the row has a cell of
+  double mean = std::numeric_limits<double>::quiet_NaN();  // mean of the per-dataset means; NaN unless every dataset
+  // Per (split seed, seed) pair that every dataset's cell has, the mean over the datasets; mean and
+  // sample std of those (n pairs). Only with every dataset.
+  Stats spread;
+};
+
+struct FewShotRow {
+  // method, setting, short_label, identity; cells keyed by fewshot_cell_key; params, params_m and
+  // peak_train_mib: the mean over its cells. The VTAB-only members stay unset.
+  Row row;
+  std::map<int, FewShotMean> means;  // by shots
+};
+
+struct FewShotTable {
+  std::vector<std::string> datasets;  // fewshot_datasets() present, then others first seen
+  std::vector<int> shots;             // ascending
+  std::vector<FewShotRow> rows;
+  int full_n = 0;                       // the most runs in any cell; a cell with fewer is marked (n=k)
+  std::vector<int> split_seeds, seeds;  // every split seed / training seed of the table, ascending
+  std::string caption;                  // benchmark, protocol and what used the test set, backbone, recipe, cells
+  std::string protocol;
+  std::map<std::string, std::vector<std::string>> varying;  // per method: identity keys that vary within a cell
+  std::vector<std::string> notes, warnings;
+  Records records;
+};
+
+// Duplicates, mixed backbones / protocols / preprocessing and test lists as build_table; rows, cells
+// and the means over the datasets. Throws petl::Error when the records are not few-shot.
+FewShotTable build_fewshot_table(Records records, const ReportOptions& opts);
+std::string render_fewshot_tables(const FewShotTable& t);  // caption, one table per dataset, the mean table
+std::string render_fewshot_markdown(const FewShotTable& t, const std::vector<std::string>& plot_files = {});
+// Long, one line per (row, dataset, shots) with a cell: method,setting,dataset,shots,mean,std,n,
+// n_split_seeds,n_seeds,trainable_params,peak_train_mib,protocol.
+std::string render_fewshot_csv(const FewShotTable& t);
+// One line per (row, shots): method,setting,shots,mean,std,n,n_datasets,complete,trainable_params,peak_train_mib.
+std::string render_fewshot_mean_csv(const FewShotTable& t);
+std::string render_fewshot_tex(const FewShotTable& t);
+// plots/fewshot_<dataset>.gp + .dat per dataset and plots/fewshot_mean.gp (accuracy vs shots, log-2
+// x axis, ± std error bars), rendered as write_plots does; returns the images written.
+std::vector<std::string> write_fewshot_plots(FewShotTable& t, const std::string& out_dir);
+
 struct ReportResult {
   std::string table_markdown;           // caption + the main table, ready to print
   std::string printed;                  // the table in opts.format
@@ -284,6 +358,8 @@ struct ReportResult {
 
 // The whole report: load + validate, tabulate, write report.md, report.csv, report_cells.csv
 // (+ report.tex for format tex) and the plots into opts.out_dir. Throws petl::Error on errors.
+// Few-shot records (is_fewshot) give the few-shot report: report.md, report.csv (long),
+// report_mean.csv (+ report.tex) and plots/fewshot_*.
 ReportResult write_report(const std::vector<std::string>& inputs, const ReportOptions& opts);
 
 }  // namespace petl::report

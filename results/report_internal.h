@@ -1,9 +1,12 @@
 // Private helpers shared by the report's source files (report*.cpp): number formatting, the
-// reference file name, file writing, and the record values the report reads beyond Run's own.
+// reference file name, file writing, the record values the report reads beyond Run's own, and the
+// table steps and renderers that the VTAB and the few-shot report share.
 // Not part of the public API (results/report.h).
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,5 +39,58 @@ std::string recipe_value(const Run& r, const std::string& key);
 // What every plot shows, in words, for plot titles and the report's Plots section: "protocol
 // best_of_10; backbone ARCH (sha256 …); batch size 64".
 std::string plot_subtitle(const Table& t);
+std::string plot_subtitle(const std::string& protocol, const std::vector<Run>& runs);
+
+// ---- steps of build_table that the few-shot table shares (report_table.cpp)
+
+using RunText = std::function<std::string(const Run&)>;
+// No ok record: throws petl::Error naming the failures, dry runs and other schemas read.
+[[noreturn]] void fail_without_runs(const Records& records);
+// The later of two records with the same method, task (shots, split seed), seed and settings wins; warnings.
+void drop_duplicates(std::vector<Run>& runs, std::vector<std::string>& warnings);
+// Mixed backbones, headline protocols (without --protocol), preprocessing: error, or a warning with allow_mixed.
+void check_mixed_properties(const std::vector<Run>& runs, const ReportOptions& opts,
+                            std::vector<std::string>& warnings);
+// A warning per task evaluated on different test lists.
+void warn_test_lists(const std::vector<Run>& runs, std::vector<std::string>& warnings);
+// Row identities: per method (in the order given), one row per combination of the identity keys
+// that vary within a cell (cell_of: the cell a run belongs to, e.g. its task); each run joins
+// cells[cell_of(run)] of its row. Rows ordered by method, then settings by value; short labels.
+void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& methods, const RunText& cell_of,
+                std::vector<Row>& rows, std::map<std::string, std::vector<std::string>>& varying);
+// A cell's statistics over its runs (sorted by split seed, then seed): accuracy mean ± std,
+// seeds, parameters, memory, time.
+void cell_stats(const std::vector<Run>& runs, Cell& cell);
+// "protocol best_of_10 (maximum test accuracy over the evaluations every 10 epochs)"; sets protocol.
+std::string caption_protocol(const std::vector<Run>& runs, std::string& protocol);
+// "Backbone …. Preprocessing …. Recipe …: E epochs, batch size B, fp32 on cpu. "
+std::string caption_setup(const std::vector<Run>& runs);
+// Notes at the front: what was read; at the end: what varies between a method's rows ("within WITHIN").
+void add_notes(const Records& records, const std::vector<std::string>& methods,
+               const std::map<std::string, std::vector<std::string>>& varying, const std::string& within,
+               std::vector<std::string>& notes);
+
+// The file stem of a few-shot plot: fewshot_<dataset> (characters other than letters, digits, '-'
+// and '_' as '_'), fewshot_mean for "" (the mean over the datasets) (report_plots.cpp).
+std::string fewshot_plot_stem(const std::string& dataset);
+
+// ---- rendering helpers (report_render.cpp)
+
+// A padded markdown table; right-aligned columns get ---:.
+std::string md_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& body,
+                     const std::vector<bool>& right);
+// A parameter count for people: 776, 1.54 K, 23.8 K, 2.69 M, 85.8 M.
+std::string count_text(double n);
+// Fixed-point, "" when not finite.
+std::string num_or_blank(double v, int prec);
+// Up to 10 significant digits, "" when not finite.
+std::string exact_or_blank(double v);
+// LaTeX-escaped text (±, –, … as LaTeX).
+std::string tex_escape(const std::string& s);
+// One CSV line of the fields (quoted where needed).
+std::string csv_line(const std::vector<std::string>& fields);
+// The end of report.md: notes, warnings, jobs that do not fit, failed jobs.
+std::string notes_section(const std::vector<std::string>& notes, const std::vector<std::string>& warnings,
+                          const Records& records);
 
 }  // namespace petl::report::internal

@@ -210,6 +210,12 @@ void fill_run(Record rec, bool headline, Run& r) {
   r.method = rec.method;
   r.task = rec.task;
   r.seed = rec.seed;
+  r.benchmark = rec.benchmark;
+  const bool fewshot = rec.benchmark == kFewShotBenchmark;
+  if (fewshot) {  // take_fewshot checked both
+    r.shots = *rec.shots;
+    r.split_seed = *rec.split_seed;
+  }
   r.trainable_params = double(*rec.trainable_params);
   r.peak_train_mib = rec.memory["peak_train_mib"].get<double>();
   if (auto it = rec.memory.find("peak_eval_mib"); it != rec.memory.end() && it->is_number() && it->get<double>() > 0)
@@ -240,7 +246,7 @@ void fill_run(Record rec, bool headline, Run& r) {
   for (auto& [k, v] : rec.settings["method"].items())
     if (!k.empty() && k[0] != '_') r.identity[k] = value_text(v);
   for (auto& [k, v] : recipe.items()) {
-    if (k == "seed") continue;
+    if (k == "seed" || (fewshot && (k == "shots" || k == "split_seed"))) continue;  // columns, not settings
     r.identity[r.identity.count(k) ? "recipe." + k : k] = value_text(v);
   }
   // How the batch was split (petl run --micro-batch) or bounded (--memory-budget): other rows.
@@ -255,6 +261,20 @@ void fill_run(Record rec, bool headline, Run& r) {
   if (!img.empty()) r.identity["image_size"] = img;
   if (headline) r.identity["protocol"] = r.protocol;
   r.record = std::move(rec);
+}
+
+// A few-shot record must say its shots (> 0) and split seed (>= 0); false (and a problem) when not.
+bool check_fewshot(const Record& rec, const std::string& where, Problems& problems) {
+  if (rec.benchmark != kFewShotBenchmark) return true;
+  std::vector<std::string> bad;
+  if (!rec.shots || *rec.shots <= 0)
+    bad.push_back(rec.shots ? "shots " + std::to_string(*rec.shots) + " (expected > 0)" : "no shots");
+  if (!rec.split_seed || *rec.split_seed < 0)
+    bad.push_back(rec.split_seed ? "split_seed " + std::to_string(*rec.split_seed) + " (expected >= 0)"
+                                 : "no split_seed");
+  if (bad.empty()) return true;
+  problems.add(where + ": few-shot record (benchmark \"" + kFewShotBenchmark + "\") with " + join(bad, " and "));
+  return false;
 }
 
 // Reads one file's lines into out; problems name file:line.
@@ -295,7 +315,7 @@ void read_file(const std::string& f, const std::string& protocol, Records& out, 
     }
     Run r;
     r.src = src;
-    if (!take_accuracy(rec, protocol, r, where, problems)) continue;
+    if (!check_fewshot(rec, where, problems) || !take_accuracy(rec, protocol, r, where, problems)) continue;
     fill_run(std::move(rec), protocol.empty(), r);
     out.runs.push_back(std::move(r));
   }

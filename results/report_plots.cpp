@@ -5,6 +5,7 @@
 // wrapped to the figure's width on top, the panels, and the key in columns in a strip below them
 // (never over a plot or off the edge); series are named by their rows' short labels.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -511,7 +512,107 @@ std::vector<std::string> render_plots(const fs::path& dir, const std::vector<std
   return images;
 }
 
+// ------------------------------------------------------------------ few-shot: accuracy vs shots
+
+struct ShotPoint {
+  int shots = 0;
+  double mean = 0, std = 0;  // std NaN where n < 2 (drawn without an error bar)
+  int n = 0;
+};
+// One line of an accuracy-vs-shots plot: a row of the table (its colour and point type) and its points.
+struct ShotSeries {
+  size_t row = 0;
+  std::vector<ShotPoint> points;
+};
+
+// A log-2 shots axis with a tic at each shot count of the table and half a doubling of margin.
+std::string shots_axis(const std::vector<int>& shots) {
+  std::vector<std::string> tics;
+  for (int k : shots) tics.push_back("'" + std::to_string(k) + "' " + std::to_string(k));
+  char b[96];
+  std::snprintf(b, sizeof b, "set xrange [%.6g:%.6g]\n", shots.front() / 1.5, shots.back() * 1.5);
+  return "set logscale x 2\n" + std::string(b) + "set xtics (" + join(tics, ", ") + ")\nunset mxtics\n";
+}
+
+// One figure: a line per series with ± std error bars, the key in the strip below. Returns the stem.
+std::string plot_accuracy_vs_shots(const fs::path& dir, const std::string& stem, const std::vector<std::string>& title,
+                                   const FewShotTable& t, const std::vector<ShotSeries>& series) {
+  std::string dat = "# shots mean_accuracy std n (one block per series; std 0 where n < 2)\n";
+  std::string plot = "plot ";
+  std::vector<KeyEntry> key;
+  for (size_t s = 0; s < series.size(); ++s) {
+    const size_t i = series[s].row;
+    dat += "# " + t.rows[i].row.label() + "\n";
+    for (auto& p : series[s].points) {
+      char b[128];
+      std::snprintf(b, sizeof b, "%d %.6g %.6g %d\n", p.shots, p.mean, std::isfinite(p.std) ? p.std : 0.0, p.n);
+      dat += b;
+    }
+    dat += "\n\n";
+    const std::string style = "pt " + std::to_string(pt_of(i)) + " ps 1.5 lw 2 lc rgb '" + color_of(i) + "'";
+    key.push_back({t.rows[i].row.short_label, "linespoints " + style});
+    plot += std::string(s ? ", \\\n     " : "") + gp_sq(stem + ".dat") + " index " + std::to_string(s) +
+            " using 1:2:3 with yerrorlines " + style + " notitle";
+  }
+  write_text(dir / (stem + ".dat"), dat);
+  const Frame f(title, 1, 1000, 560, key);
+  const std::string body = f.begin() + f.place(0) +
+                           "set xlabel 'Training images per class (shots), log-2 scale'\n"
+                           "set ylabel 'Top-1 test accuracy (%)'\nset grid\nunset key\n"
+                           "set offsets 0, 0, graph 0.1, graph 0.1\n" +
+                           shots_axis(t.shots) + plot + "\n" + f.key_strip(key);
+  write_text(dir / (stem + ".gp"), two_terminals(stem, f.width, f.height, body));
+  return stem;
+}
+
+// A dataset's series ("": the mean over the datasets, where a row has every dataset).
+std::vector<ShotSeries> shot_series(const FewShotTable& t, const std::string& dataset) {
+  std::vector<ShotSeries> out;
+  for (size_t i = 0; i < t.rows.size(); ++i) {
+    ShotSeries s{i, {}};
+    for (int k : t.shots) {
+      if (dataset.empty()) {
+        const FewShotMean& m = t.rows[i].means.at(k);
+        if (std::isfinite(m.mean)) s.points.push_back({k, m.mean, m.spread.std, m.spread.n});
+      } else if (const Cell* c = fewshot_cell(t.rows[i].row, dataset, k)) {
+        s.points.push_back({k, c->acc.mean, c->acc.std, c->acc.n});
+      }
+    }
+    if (!s.points.empty()) out.push_back(s);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string internal::fewshot_plot_stem(const std::string& dataset) {
+  if (dataset.empty()) return "fewshot_mean";
+  std::string s = "fewshot_";
+  for (unsigned char c : dataset) s += std::isalnum(c) || c == '-' || c == '_' ? char(c) : '_';
+  return s;
+}
+
+std::vector<std::string> write_fewshot_plots(FewShotTable& t, const std::string& out_dir) {
+  const fs::path dir = fs::path(out_dir) / "plots";
+  fs::create_directories(dir);
+  const std::string sub = plot_subtitle(t.protocol, t.records.runs);
+  std::vector<std::string> scripts;
+  for (auto& d : t.datasets) {
+    const auto series = shot_series(t, d);
+    if (!series.empty())
+      scripts.push_back(plot_accuracy_vs_shots(dir, fewshot_plot_stem(d),
+                                               {d + ": accuracy vs shots per class, mean ± std over split seeds", sub},
+                                               t, series));
+  }
+  const auto means = shot_series(t, "");
+  if (!means.empty())
+    scripts.push_back(
+        plot_accuracy_vs_shots(dir, fewshot_plot_stem(""),
+                               {"Mean over the datasets (" + join(t.datasets, ", ") + "): accuracy vs shots per class",
+                                sub, "no point where a row lacks a dataset at that shot count"},
+                               t, means));
+  return render_plots(dir, scripts, t.warnings);
+}
 
 std::vector<std::string> write_plots(Table& t, const std::string& out_dir) {
   fs::path dir = fs::path(out_dir) / "plots";

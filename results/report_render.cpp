@@ -25,6 +25,10 @@ std::string short_fixed(double v) {
   if (s.size() > 1 && s.back() == '0') s.pop_back();
   return s;
 }
+}  // namespace
+
+namespace internal {
+
 // A parameter count for people: three significant digits with K (10^3), M (10^6) or G (10^9),
 // trailing zeros dropped: 776, 1.54 K, 23.8 K, 160 K, 2.69 M, 85.8 M, 0.
 std::string count_text(double n) {
@@ -53,6 +57,16 @@ std::string exact_or_blank(double v) {
   return b;
 }
 
+std::string csv_line(const std::vector<std::string>& fields) {
+  std::vector<std::string> q;
+  for (auto& f : fields) q.push_back(csv_field(f));
+  return join(q, ",") + "\n";
+}
+
+}  // namespace internal
+
+namespace {
+
 // The unit of a table's Train column, chosen by its largest value so the column reads in one unit.
 struct TimeUnit {
   std::string name;
@@ -78,6 +92,10 @@ std::string first_line_cut(const std::string& s, size_t max_len = 200) {
   if (utf8_len(l) > max_len) l = l.substr(0, max_len) + "…";
   return l;
 }
+
+}  // namespace
+
+namespace internal {
 
 std::string tex_escape(const std::string& s) {
   std::string o;
@@ -153,6 +171,10 @@ std::string md_table(const std::vector<std::string>& header, const std::vector<s
   for (auto& r : body) out += line(r);
   return out;
 }
+
+}  // namespace internal
+
+namespace {
 
 std::string cell_text(const Cell& c) {
   if (c.acc.n == 0) return kMissing;
@@ -384,17 +406,22 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
                      {false, false, false, true, true});
     }
   }
-  md += "\n## Notes\n\n";
-  for (auto& n : t.notes) md += "- " + n + "\n";
-  if (!t.warnings.empty()) {
+  return md + notes_section(t.notes, t.warnings, t.records);
+}
+
+std::string internal::notes_section(const std::vector<std::string>& notes, const std::vector<std::string>& warnings,
+                                    const Records& records) {
+  std::string md = "\n## Notes\n\n";
+  for (auto& n : notes) md += "- " + n + "\n";
+  if (!warnings.empty()) {
     md += "\n### Warnings\n\n";
-    for (auto& w : t.warnings) md += "- " + w + "\n";
+    for (auto& w : warnings) md += "- " + w + "\n";
   }
   std::vector<const Skipped*> failed;
-  for (auto& s : t.records.skipped)
+  for (auto& s : records.skipped)
     if (s.status == RecordStatus::kFailed) failed.push_back(&s);
   std::string unfit;
-  for (auto& s : t.records.skipped)
+  for (auto& s : records.skipped)
     if (s.status == RecordStatus::kDoesNotFit)
       unfit += "- " + s.method + "/" + s.task + (s.seed >= 0 ? " seed " + std::to_string(s.seed) : std::string()) +
                " (" + s.src.where() + "): " + s.message + "\n";
@@ -404,7 +431,7 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
     for (auto* s : failed) {
       md += "- " + s->method + "/" + s->task + (s->seed >= 0 ? " seed " + std::to_string(s->seed) : std::string()) +
             " (" + s->src.where() + "): " + first_line_cut(s->message);
-      for (auto& r : t.records.runs)  // a later successful re-run of the same job
+      for (auto& r : records.runs)  // a later successful re-run of the same job
         if (r.method == s->method && r.task == s->task && (s->seed < 0 || r.seed == s->seed)) {
           md += " — an ok record of this method/task" + std::string(s->seed >= 0 ? "/seed" : "") + " is tabulated (" +
                 r.src.where() + ")";

@@ -20,8 +20,6 @@ using namespace internal;
 
 namespace {
 
-using RunText = std::function<std::string(const Run&)>;
-
 const std::vector<std::string>& group_names() {
   static const std::vector<std::string> g = {"Natural", "Specialized", "Structured"};
   return g;
@@ -41,6 +39,17 @@ bool value_less(const std::string& a, const std::string& b) {
   if (parse_number(a, x) && parse_number(b, y) && x != y) return x < y;
   return a < b;
 }
+
+// The run in words for messages: "linear/cifar seed 42", "linear/food101 4-shot split 1 seed 42".
+std::string run_name(const Run& r) {
+  std::string s = r.method + "/" + r.task;
+  if (r.shots > 0) s += " " + std::to_string(r.shots) + "-shot split " + std::to_string(r.split_seed);
+  return s + " seed " + std::to_string(r.seed);
+}
+
+}  // namespace
+
+namespace internal {
 
 // No ok record: an error naming the failures, dry runs and other schemas that were read.
 void fail_without_runs(const Records& records) {
@@ -70,11 +79,13 @@ void drop_duplicates(std::vector<Run>& runs, std::vector<std::string>& warnings)
   std::vector<std::string> dups;
   for (size_t i = 0; i < runs.size(); ++i) {
     const Run& r = runs[i];
-    std::string key = r.method + '\x1f' + r.task + '\x1f' + std::to_string(r.seed) + '\x1f' + json(r.identity).dump();
+    std::string key = r.method + '\x1f' + r.task + '\x1f' + std::to_string(r.seed) + '\x1f' + r.benchmark + '\x1f' +
+                      std::to_string(r.shots) + '\x1f' + std::to_string(r.split_seed) + '\x1f' +
+                      json(r.identity).dump();
     auto [it, inserted] = by_key.emplace(key, i);
     if (inserted) continue;
-    dups.push_back(r.method + "/" + r.task + " seed " + std::to_string(r.seed) + " (same settings): " +
-                   runs[it->second].src.where() + " and " + r.src.where() + "; the later one is used");
+    dups.push_back(run_name(r) + " (same settings): " + runs[it->second].src.where() + " and " + r.src.where() +
+                   "; the later one is used");
     keep[it->second] = false;
     it->second = i;
   }
@@ -91,6 +102,10 @@ void drop_duplicates(std::vector<Run>& runs, std::vector<std::string>& warnings)
     if (keep[i]) kept.push_back(std::move(runs[i]));
   runs = std::move(kept);
 }
+
+}  // namespace internal
+
+namespace {
 
 // One property that must agree across the table: an error, or with allow_mixed a warning (the
 // property is part of every run's identity, so it then splits rows).
@@ -112,6 +127,10 @@ void check_mixed(const std::vector<Run>& runs, const ReportOptions& opts, const 
   if (!opts.allow_mixed) PETL_FAIL(msg, ". ", hint, ", or pass --allow-mixed to tabulate them as separate rows");
   warnings.push_back(msg + "; tabulated as separate rows (--allow-mixed)");
 }
+
+}  // namespace
+
+namespace internal {
 
 void check_mixed_properties(const std::vector<Run>& runs, const ReportOptions& opts,
                             std::vector<std::string>& warnings) {
@@ -145,6 +164,10 @@ void warn_test_lists(const std::vector<Run>& runs, std::vector<std::string>& war
   }
 }
 
+}  // namespace internal
+
+namespace {
+
 // Columns: the VTAB layout (3 groups + Other) when any task is a VTAB task, else one group in
 // first-seen order. Returns the methods in first-seen order.
 std::vector<std::string> layout_columns(const std::vector<Run>& runs, Table& t) {
@@ -173,9 +196,9 @@ std::vector<std::string> layout_columns(const std::vector<Run>& runs, Table& t) 
   return methods;
 }
 
-// The identity keys of a method whose values differ within one task (they define its rows).
-std::vector<std::string> varying_keys(const std::vector<Run>& runs, const std::string& m) {
-  std::map<std::string, std::map<std::string, std::set<std::string>>> vals;  // key → task → values
+// The identity keys of a method whose values differ within one cell (they define its rows).
+std::vector<std::string> varying_keys(const std::vector<Run>& runs, const std::string& m, const RunText& cell_of) {
+  std::map<std::string, std::map<std::string, std::set<std::string>>> vals;  // key → cell → values
   std::set<std::string> keys;
   for (auto& r : runs)
     if (r.method == m)
@@ -184,7 +207,7 @@ std::vector<std::string> varying_keys(const std::vector<Run>& runs, const std::s
     if (r.method != m) continue;
     for (auto& k : keys) {
       auto it = r.identity.find(k);
-      vals[k][r.task].insert(it == r.identity.end() ? std::string("(unset)") : it->second);
+      vals[k][cell_of(r)].insert(it == r.identity.end() ? std::string("(unset)") : it->second);
     }
   }
   std::vector<std::string> dims;
@@ -209,13 +232,18 @@ std::string setting_part(const std::string& key, const std::string& value) {
   return unset ? key + " unset" : key + "=" + value;
 }
 
+}  // namespace
+
+namespace internal {
+
 // Row identities: per method, one row per combination of its varying keys; each run joins its
-// row's cell of its task. Order: methods as first seen, a method's settings by value.
-void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& methods, Table& t) {
+// row's cell. Order: methods as given, a method's settings by value.
+void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& methods, const RunText& cell_of,
+                std::vector<Row>& rows, std::map<std::string, std::vector<std::string>>& varying) {
   std::map<std::string, size_t> row_index;
   for (auto& m : methods) {
-    const std::vector<std::string> dims = varying_keys(runs, m);
-    t.varying[m] = dims;
+    const std::vector<std::string> dims = varying_keys(runs, m, cell_of);
+    varying[m] = dims;
     for (size_t i = 0; i < runs.size(); ++i) {
       const Run& r = runs[i];
       if (r.method != m) continue;
@@ -224,7 +252,7 @@ void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& me
         auto it = r.identity.find(k);
         id[k] = it == r.identity.end() ? "(unset)" : it->second;
       }
-      auto [it, inserted] = row_index.emplace(m + '\x1f' + json(id).dump(), t.rows.size());
+      auto [it, inserted] = row_index.emplace(m + '\x1f' + json(id).dump(), rows.size());
       if (inserted) {
         Row row;
         row.method = m;
@@ -232,14 +260,14 @@ void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& me
         std::vector<std::string> parts;
         for (auto& [k, v] : id) parts.push_back(setting_part(k, v));
         row.setting = join(parts, ", ");
-        t.rows.push_back(row);
+        rows.push_back(row);
       }
-      t.rows[it->second].cells[r.task].runs.push_back(i);
+      rows[it->second].cells[cell_of(r)].runs.push_back(i);
     }
   }
   std::map<std::string, size_t> method_rank;
   for (size_t i = 0; i < methods.size(); ++i) method_rank[methods[i]] = i;
-  std::stable_sort(t.rows.begin(), t.rows.end(), [&](const Row& a, const Row& b) {
+  std::stable_sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) {
     if (a.method != b.method) return method_rank[a.method] < method_rank[b.method];
     for (auto& [k, v] : a.identity) {
       const std::string& w = b.identity.at(k);
@@ -248,10 +276,14 @@ void build_rows(const std::vector<Run>& runs, const std::vector<std::string>& me
     return false;
   });
   std::map<std::string, int> rows_of, seen;
-  for (auto& r : t.rows) rows_of[r.method]++;
-  for (auto& r : t.rows)
+  for (auto& r : rows) rows_of[r.method]++;
+  for (auto& r : rows)
     r.short_label = rows_of[r.method] == 1 ? r.method : r.method + " #" + std::to_string(++seen[r.method]);
 }
+
+}  // namespace internal
+
+namespace {
 
 // Per table group: the mean of the values its tasks have (NaN for a group without a mean
 // column) and whether every task of the group has one.
@@ -294,27 +326,42 @@ double mean_finite(const std::vector<double>& xs) {
   return mean_of(v);
 }
 
+}  // namespace
+
+namespace internal {
+
+void cell_stats(const std::vector<Run>& runs, Cell& cell) {
+  std::sort(cell.runs.begin(), cell.runs.end(), [&](size_t a, size_t b) {
+    return std::make_pair(runs[a].split_seed, runs[a].seed) < std::make_pair(runs[b].split_seed, runs[b].seed);
+  });
+  std::vector<double> acc, p, mb, eval_mb, train_s;
+  for (size_t i : cell.runs) {
+    acc.push_back(runs[i].accuracy);
+    p.push_back(runs[i].trainable_params);
+    mb.push_back(runs[i].peak_train_mib);
+    eval_mb.push_back(runs[i].peak_eval_mib);
+    train_s.push_back(runs[i].train_s);
+    if (std::isfinite(runs[i].wall_s)) cell.wall_s_total += runs[i].wall_s;
+    cell.seeds.push_back(runs[i].seed);
+    if (runs[i].split_seed >= 0) cell.split_seeds.push_back(runs[i].split_seed);
+  }
+  cell.acc = mean_std(acc);
+  cell.params = mean_of(p);
+  cell.peak_train_mib = mean_of(mb);
+  cell.peak_eval_mib = mean_finite(eval_mb);
+  cell.train_s = mean_finite(train_s);
+}
+
+}  // namespace internal
+
+namespace {
+
 // Cells (mean ± std over seeds, parameters, memory, time), group means, the row's mean and its
 // spread over seeds.
 void row_stats(const std::vector<Run>& runs, const Table& t, Row& row) {
   std::vector<double> params, mems, evals, times;
   for (auto& [task, cell] : row.cells) {
-    std::sort(cell.runs.begin(), cell.runs.end(), [&](size_t a, size_t b) { return runs[a].seed < runs[b].seed; });
-    std::vector<double> acc, p, mb, eval_mb, train_s;
-    for (size_t i : cell.runs) {
-      acc.push_back(runs[i].accuracy);
-      p.push_back(runs[i].trainable_params);
-      mb.push_back(runs[i].peak_train_mib);
-      eval_mb.push_back(runs[i].peak_eval_mib);
-      train_s.push_back(runs[i].train_s);
-      if (std::isfinite(runs[i].wall_s)) cell.wall_s_total += runs[i].wall_s;
-      cell.seeds.push_back(runs[i].seed);
-    }
-    cell.acc = mean_std(acc);
-    cell.params = mean_of(p);
-    cell.peak_train_mib = mean_of(mb);
-    cell.peak_eval_mib = mean_finite(eval_mb);
-    cell.train_s = mean_finite(train_s);
+    cell_stats(runs, cell);
     params.push_back(cell.params);
     mems.push_back(cell.peak_train_mib);
     evals.push_back(cell.peak_eval_mib);
@@ -355,23 +402,29 @@ std::string describe(const std::vector<Run>& runs, const RunText& value_of) {
   return join(parts, " / ");
 }
 
-// Caption: every value that defines the numbers; per-method values where they differ.
-void write_caption(const std::vector<Run>& runs, Table& t) {
-  auto recipe = [&](const std::string& key) {
-    return describe(runs, [key](const Run& r) { return recipe_value(r, key); });
-  };
-  t.protocol = describe(runs, [](const Run& r) { return r.protocol; });
-  std::string protocol_text = "protocol " + t.protocol;
-  if (t.protocol == "best_of_10")
-    protocol_text += " (maximum test accuracy over the evaluations every " + recipe("eval_every") + " epochs)";
-  else if (t.protocol == "final")
+// A recipe value over the runs (per method where it differs).
+std::string recipe_text(const std::vector<Run>& runs, const std::string& key) {
+  return describe(runs, [key](const Run& r) { return recipe_value(r, key); });
+}
+
+}  // namespace
+
+namespace internal {
+
+std::string caption_protocol(const std::vector<Run>& runs, std::string& protocol) {
+  protocol = describe(runs, [](const Run& r) { return r.protocol; });
+  std::string protocol_text = "protocol " + protocol;
+  if (protocol == "best_of_10")
+    protocol_text +=
+        " (maximum test accuracy over the evaluations every " + recipe_text(runs, "eval_every") + " epochs)";
+  else if (protocol == "final")
     protocol_text += " (test accuracy after the last epoch)";
-  std::string caption = "Top-1 test accuracy (%) on ";
-  caption += t.vtab && t.groups.size() == 3
-                 ? std::string("VTAB-1k")
-                 : std::to_string(t.tasks.size()) + " task" + (t.tasks.size() == 1 ? "" : "s");
-  caption += ", " + protocol_text + ". ";
-  caption += "Backbone " + describe(runs, [](const Run& r) { return r.backbone; }) + ". ";
+  return protocol_text;
+}
+
+std::string caption_setup(const std::vector<Run>& runs) {
+  auto recipe = [&](const std::string& key) { return recipe_text(runs, key); };
+  std::string caption = "Backbone " + describe(runs, [](const Run& r) { return r.backbone; }) + ". ";
   caption += "Preprocessing " + describe(runs, [](const Run& r) { return r.preprocessing; }) + ". ";
   caption += "Recipe " + recipe("recipe") + ": " + recipe("epochs") + " epochs, batch size " + recipe("batch_size") +
              ", " +
@@ -381,6 +434,22 @@ void write_caption(const std::vector<Run>& runs, Table& t) {
                                member_text(r.record.memory, "device", "?");
                       }) +
              ". ";
+  return caption;
+}
+
+}  // namespace internal
+
+namespace {
+
+// Caption: every value that defines the numbers; per-method values where they differ.
+void write_caption(const std::vector<Run>& runs, Table& t) {
+  const std::string protocol_text = caption_protocol(runs, t.protocol);
+  std::string caption = "Top-1 test accuracy (%) on ";
+  caption += t.vtab && t.groups.size() == 3
+                 ? std::string("VTAB-1k")
+                 : std::to_string(t.tasks.size()) + " task" + (t.tasks.size() == 1 ? "" : "s");
+  caption += ", " + protocol_text + ". ";
+  caption += caption_setup(runs);
   caption +=
       "Cells: mean ± sample std over seeds, n shown where n > 1; – no record; * mean over the tasks present only. ";
   if (t.vtab)
@@ -489,25 +558,31 @@ void add_reference(const Reference& reference, Table& t) {
                          ": the Δ view compares different protocols");
 }
 
-// Notes: what was read and what defines the rows.
-void add_notes(const std::vector<std::string>& methods, Table& t) {
-  int n_failed = 0, n_dry = 0, n_lines = int(t.records.runs.size());
-  for (auto& s : t.records.skipped) (s.status == RecordStatus::kFailed ? n_failed : n_dry)++;
-  std::string read = "Read " + std::to_string(t.records.files.size()) + " file(s): " + std::to_string(n_lines) +
+}  // namespace
+
+namespace internal {
+
+void add_notes(const Records& records, const std::vector<std::string>& methods,
+               const std::map<std::string, std::vector<std::string>>& varying, const std::string& within,
+               std::vector<std::string>& notes) {
+  int n_failed = 0, n_dry = 0, n_lines = int(records.runs.size());
+  for (auto& s : records.skipped) (s.status == RecordStatus::kFailed ? n_failed : n_dry)++;
+  std::string read = "Read " + std::to_string(records.files.size()) + " file(s): " + std::to_string(n_lines) +
                      " ok record(s) tabulated, " + std::to_string(n_failed) + " failed, " + std::to_string(n_dry) +
                      " dry run(s)";
-  for (auto& [schema, n] : t.records.other_schemas)
+  for (auto& [schema, n] : records.other_schemas)
     read += ", " + std::to_string(n) + " line(s) of schema " + schema + " skipped";
-  t.notes.insert(t.notes.begin(), read + ".");
-  t.notes.insert(t.notes.begin() + 1, t.records.read_notes.begin(), t.records.read_notes.end());
+  notes.insert(notes.begin(), read + ".");
+  notes.insert(notes.begin() + 1, records.read_notes.begin(), records.read_notes.end());
   for (auto& m : methods) {
-    auto& dims = t.varying[m];
-    if (!dims.empty())
-      t.notes.push_back("Rows of " + m + " differ in " + join(dims, ", ") + " (values that vary within a task).");
+    auto it = varying.find(m);
+    if (it != varying.end() && !it->second.empty())
+      notes.push_back("Rows of " + m + " differ in " + join(it->second, ", ") + " (values that vary within " + within +
+                      ").");
   }
 }
 
-}  // namespace
+}  // namespace internal
 
 double row_max_peak_mib(const Row& row) {
   double m = 0;
@@ -606,15 +681,18 @@ Table build_table(Records records, const ReportOptions& opts, const Reference& r
   t.warnings = t.records.warnings;
   auto& runs = t.records.runs;
   if (runs.empty()) fail_without_runs(t.records);
+  PETL_CHECK(!is_fewshot(t.records), "few-shot records (benchmark \"", kFewShotBenchmark,
+             "\") are tabulated by build_fewshot_table");
   drop_duplicates(runs, t.warnings);
   check_mixed_properties(runs, opts, t.warnings);
   warn_test_lists(runs, t.warnings);
   const std::vector<std::string> methods = layout_columns(runs, t);
-  build_rows(runs, methods, t);
+  build_rows(
+      runs, methods, [](const Run& r) { return r.task; }, t.rows, t.varying);
   for (auto& row : t.rows) row_stats(runs, t, row);
   write_caption(runs, t);
   add_reference(reference, t);
-  add_notes(methods, t);
+  add_notes(t.records, methods, t.varying, "a task", t.notes);
   add_pareto_and_budgets(opts, t);
   return t;
 }

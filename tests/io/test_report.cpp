@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <gtest/gtest.h>
 #include <map>
 #include <sstream>
@@ -1082,4 +1083,281 @@ TEST(ReportPlots, EveryTextFitsTheFrameAt1_3_17And23Rows) {
       EXPECT_GT(highest_key_label, lowest_axis_label) << name << ": the key is below every panel";
     }
   }
+}
+
+// ------------------------------------------------------------------ few-shot FGVC
+
+namespace {
+// Few-shot records (benchmark "fewshot"): linear and lora on fgvc_aircraft and food101 at 1, 2 and
+// 4 shots, split seeds 0, 1, 2, training seed 42. accuracy = base + 10·log2(shots) + offset[split]:
+// linear: base 20 (fgvc_aircraft) / 50 (food101), offsets {0, 1, 3} / {3, 0, 1} (each mean 4/3,
+// sample std sqrt(7/3) = 1.5275; per split seed the mean over the datasets is 36.5, 35.5, 37 at 1
+// shot: std 0.7638); lora: base 30 / 60, offsets {0, 2, 4} on both (mean 2, std 2; per split
+// 45, 47, 49: std 2). Parameters: linear 76900 / 77669, lora 1.2 M / 1.3 M; peak training memory:
+// linear 350 / 360 MiB, lora 900 / 910 MiB. `keep` leaves records out.
+using FewShotKeep = std::function<bool(const std::string& method, const std::string& dataset, int shots, int split)>;
+std::vector<nlohmann::json> fewshot_records(const FewShotKeep& keep = nullptr) {
+  std::vector<nlohmann::json> out;
+  for (std::string m : {"linear", "lora"})
+    for (std::string d : {"fgvc_aircraft", "food101"})
+      for (int shots : {1, 2, 4})
+        for (int split : {0, 1, 2}) {
+          if (keep && !keep(m, d, shots, split)) continue;
+          const bool lin = m == "linear", food = d == "food101";
+          const int offsets_lin_air[] = {0, 1, 3}, offsets_lin_food[] = {3, 0, 1}, offsets_lora[] = {0, 2, 4};
+          const double offset = lin ? (food ? offsets_lin_food : offsets_lin_air)[split] : offsets_lora[split];
+          const double acc = (lin ? 20 : 30) + (food ? 30 : 0) + 10 * std::log2(double(shots)) + offset;
+          auto r = make_record(m, d, 42, acc);
+          r["benchmark"] = "fewshot";
+          r["shots"] = shots;
+          r["split_seed"] = split;
+          r["trainable_params"] = lin ? (food ? 77669 : 76900) : (food ? 1300000 : 1200000);
+          r["memory"]["peak_train_mib"] = (lin ? 350.0 : 900.0) + (food ? 10 : 0);
+          out.push_back(r);
+        }
+  return out;
+}
+
+// The markdown table after the line `marker`: its lines' cells, trimmed (the separator row left out).
+std::vector<std::vector<std::string>> md_table_after(const std::string& md, const std::string& marker) {
+  std::vector<std::vector<std::string>> rows;
+  size_t p = md.find("\n" + marker + "\n");
+  if (p == std::string::npos) return rows;
+  std::istringstream is(md.substr(p + marker.size() + 2));
+  std::string line;
+  while (std::getline(is, line) && (line.empty() || line[0] == '|' || rows.empty())) {
+    if (line.empty() || line[0] != '|') {
+      if (!rows.empty()) break;
+      continue;
+    }
+    if (line.find(":--") != std::string::npos || line.find("-:") != std::string::npos) continue;
+    std::vector<std::string> cells;
+    std::string cell;
+    std::istringstream ls(line.substr(1));
+    while (std::getline(ls, cell, '|')) {
+      cell.erase(0, cell.find_first_not_of(' '));
+      cell.erase(cell.find_last_not_of(' ') + 1);
+      cells.push_back(cell);
+    }
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+using Cells = std::vector<std::string>;
+}  // namespace
+
+TEST(ReportFewShot, OneTablePerDatasetAndTheMeanOverTheDatasets) {
+  TempDir d;
+  auto recs = fewshot_records();
+  nlohmann::json failed = {{"schema", "petl.result"}, {"schema_version", 1}, {"status", "failed"},
+                           {"method", "lora"},        {"task", "food101"},   {"seed", 43},
+                           {"error", "out of memory"}};
+  write_file(d / "fs.jsonl", lines(recs) + failed.dump() + "\n");
+  auto o = quiet();
+  o.reference = "default";  // the VTAB-1k numbers are not shown: a note
+  o.out_dir = d / "out";
+  auto res = write_report({d / "fs.jsonl"}, o);
+  EXPECT_EQ(res.n_ok, 36);
+  EXPECT_EQ(res.n_failed, 1);
+  const std::string md = read_file(d / "out/report.md");
+  const Cells header{"Method", "1-shot", "2-shot", "4-shot", "Params", "Peak train (MiB)"};
+  auto air = md_table_after(md, "*fgvc_aircraft*");
+  ASSERT_EQ(air.size(), 3u) << md;
+  EXPECT_EQ(air[0], header);
+  EXPECT_EQ(air[1], (Cells{"linear", "21.33 ± 1.53", "31.33 ± 1.53", "41.33 ± 1.53", "76.9 K", "350.0"}));
+  EXPECT_EQ(air[2], (Cells{"lora", "32.00 ± 2.00", "42.00 ± 2.00", "52.00 ± 2.00", "1.2 M", "900.0"}));
+  auto food = md_table_after(md, "*food101*");
+  ASSERT_EQ(food.size(), 3u) << md;
+  EXPECT_EQ(food[1], (Cells{"linear", "51.33 ± 1.53", "61.33 ± 1.53", "71.33 ± 1.53", "77.7 K", "360.0"}));
+  EXPECT_EQ(food[2], (Cells{"lora", "62.00 ± 2.00", "72.00 ± 2.00", "82.00 ± 2.00", "1.3 M", "910.0"}));
+  const size_t mean_at = md.find("**Table 2.** Mean over the datasets (fgvc_aircraft, food101)");
+  ASSERT_NE(mean_at, std::string::npos) << md;
+  auto mean = md_table_after(md.substr(mean_at - 1), md.substr(mean_at, md.find('\n', mean_at) - mean_at));
+  ASSERT_EQ(mean.size(), 3u) << md;
+  EXPECT_EQ(mean[0], header);
+  EXPECT_EQ(mean[1], (Cells{"linear", "36.33 ± 0.76", "46.33 ± 0.76", "56.33 ± 0.76", "77.3 K", "355.0"}));
+  EXPECT_EQ(mean[2], (Cells{"lora", "47.00 ± 2.00", "57.00 ± 2.00", "67.00 ± 2.00", "1.25 M", "905.0"}));
+  // The caption: the benchmark, the seeds, the protocol and that best_of_10 selected on the test list.
+  EXPECT_TRUE(has(md,
+                  "on few-shot FGVC (2 datasets; k-shot: k training images per class from NOAH's train lists; "
+                  "split seeds 0, 1, 2, training seeds 42), protocol best_of_10"))
+      << md;
+  EXPECT_TRUE(has(md, "The test set selected these numbers: best_of_10")) << md;
+  EXPECT_TRUE(has(md, "n = 3 runs unless marked (n=k)")) << md;
+  EXPECT_TRUE(has(md, "No reference rows: the published numbers (V-PETL Bench")) << md;
+  EXPECT_FALSE(has(md, "*published*")) << md;
+  EXPECT_TRUE(has(md, "### Failed jobs (not tabulated)\n\n- lora/food101 seed 43")) << md;
+  EXPECT_FALSE(has(md, "Mean over the datasets: – for")) << md;  // every row has every dataset
+  EXPECT_EQ(res.printed, res.table_markdown);
+  EXPECT_TRUE(has(md, res.table_markdown));
+
+  // The same numbers in the table itself.
+  FewShotTable t = build_fewshot_table(load_records({d / "fs.jsonl"}), quiet());
+  EXPECT_EQ(t.datasets, (std::vector<std::string>{"fgvc_aircraft", "food101"}));
+  EXPECT_EQ(t.shots, (std::vector<int>{1, 2, 4}));
+  EXPECT_EQ(t.full_n, 3);
+  ASSERT_EQ(t.rows.size(), 2u);
+  const Cell* c = fewshot_cell(t.rows[0].row, "food101", 4);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->acc.n, 3);
+  EXPECT_NEAR(c->acc.mean, 70 + 4.0 / 3, 1e-9);
+  EXPECT_NEAR(c->acc.std, std::sqrt(7.0 / 3), 1e-9);
+  EXPECT_EQ(c->split_seeds, (std::vector<int>{0, 1, 2}));
+  const FewShotMean& m1 = t.rows[0].means.at(1);
+  EXPECT_EQ(m1.n_datasets, 2);
+  EXPECT_NEAR(m1.mean, 35 + 4.0 / 3, 1e-9);
+  EXPECT_EQ(m1.spread.n, 3);
+  EXPECT_NEAR(m1.spread.std, std::sqrt((1.0 / 36 + 25.0 / 36 + 16.0 / 36) / 2), 1e-9);  // of 36.5, 35.5, 37
+  auto tex = render_fewshot_tex(t);
+  EXPECT_TRUE(has(tex, "linear & 21.33 $\\pm$ 1.53 & 31.33 $\\pm$ 1.53 & 41.33 $\\pm$ 1.53 & 76.9 K & 350.0 \\\\"))
+      << tex;
+  EXPECT_TRUE(has(tex, "\\emph{Mean over the datasets}")) << tex;
+}
+
+TEST(ReportFewShot, LongCsvAndMeanCsvRows) {
+  TempDir d;
+  write_file(d / "fs.jsonl", lines(fewshot_records()));
+  auto o = quiet();
+  o.out_dir = d / "out";
+  o.format = "csv";
+  auto res = write_report({d / "fs.jsonl"}, o);
+  const std::string csv = read_file(d / "out/report.csv");
+  EXPECT_EQ(res.printed, csv);
+  std::istringstream is(csv);
+  std::vector<std::string> rows;
+  for (std::string l; std::getline(is, l);) rows.push_back(l);
+  ASSERT_EQ(rows.size(), 1u + 2 * 2 * 3) << csv;  // header + method × dataset × shots
+  EXPECT_EQ(rows[0],
+            "method,setting,dataset,shots,mean,std,n,n_split_seeds,n_seeds,trainable_params,peak_train_mib,protocol");
+  EXPECT_EQ(rows[1], "linear,,fgvc_aircraft,1,21.3333,1.5275,3,3,1,76900,350.000,best_of_10");
+  EXPECT_EQ(rows[6], "linear,,food101,4,71.3333,1.5275,3,3,1,77669,360.000,best_of_10");
+  EXPECT_EQ(rows[8], "lora,,fgvc_aircraft,2,42.0000,2.0000,3,3,1,1200000,900.000,best_of_10");
+  const std::string means = read_file(d / "out/report_mean.csv");
+  EXPECT_TRUE(has(means, "method,setting,shots,mean,std,n,n_datasets,complete,trainable_params,peak_train_mib\n"))
+      << means;
+  EXPECT_TRUE(has(means, "\nlinear,,1,36.3333,0.7638,3,2,1,77284.5,355.000\n")) << means;
+  EXPECT_TRUE(has(means, "\nlora,,4,67.0000,2.0000,3,2,1,1250000,905.000\n")) << means;
+}
+
+TEST(ReportFewShot, AMissingDatasetIsADashAndFewerSeedsAreMarked) {
+  TempDir d;
+  // lora has no food101 at 4 shots; linear's food101 at 2 shots lacks split seed 2.
+  write_file(d / "fs.jsonl", lines(fewshot_records([](const std::string& m, const std::string& ds, int k, int s) {
+               return !(m == "lora" && ds == "food101" && k == 4) &&
+                      !(m == "linear" && ds == "food101" && k == 2 && s == 2);
+             })));
+  auto o = quiet();
+  o.out_dir = d / "out";
+  write_report({d / "fs.jsonl"}, o);
+  const std::string md = read_file(d / "out/report.md");
+  auto food = md_table_after(md, "*food101*");
+  ASSERT_EQ(food.size(), 3u) << md;
+  // 63 and 60: mean 61.5, std 3/sqrt(2).
+  EXPECT_EQ(food[1], (Cells{"linear", "51.33 ± 1.53", "61.50 ± 2.12 (n=2)", "71.33 ± 1.53", "77.7 K", "360.0"}));
+  EXPECT_EQ(food[2], (Cells{"lora", "62.00 ± 2.00", "72.00 ± 2.00", "–", "1.3 M", "910.0"}));
+  const size_t mean_at = md.find("**Table 2.**");
+  ASSERT_NE(mean_at, std::string::npos);
+  auto mean = md_table_after(md.substr(mean_at - 1), md.substr(mean_at, md.find('\n', mean_at) - mean_at));
+  ASSERT_EQ(mean.size(), 3u) << md;
+  // linear at 2 shots: (31.33 + 61.5) / 2; split seeds 0 and 1 are common: (30 + 63) / 2, (31 + 60) / 2.
+  EXPECT_EQ(mean[1][2], "46.42 ± 0.71 (n=2)");
+  EXPECT_EQ(mean[2][3], "–");
+  EXPECT_EQ(mean[2][2], "57.00 ± 2.00");
+  EXPECT_TRUE(has(md, "- Mean over the datasets: – for lora at 4 shots, which has no record of food101.")) << md;
+  const std::string means = read_file(d / "out/report_mean.csv");
+  EXPECT_TRUE(has(means, "\nlora,,4,,,,1,0,")) << means;
+  EXPECT_FALSE(has(read_file(d / "out/report.csv"), "lora,,food101,4,")) << read_file(d / "out/report.csv");
+}
+
+TEST(ReportFewShot, MixingVtabAndFewShotRecordsIsAnError) {
+  TempDir d;
+  write_file(d / "vtab.jsonl", lines({make_record("linear", "cifar", 42, 60)}));
+  write_file(d / "fs.jsonl", lines(fewshot_records()));
+  for (bool allow : {false, true}) {
+    auto o = quiet();
+    o.allow_mixed = allow;
+    auto m = error_of([&] { write_report({d / "vtab.jsonl", d / "fs.jsonl"}, o); });
+    EXPECT_TRUE(has(m, "records mix benchmarks")) << m;
+    EXPECT_TRUE(has(m, "VTAB-1k (no \"benchmark\") in 1 ok record(s) of " + (d / "vtab.jsonl"))) << m;
+    EXPECT_TRUE(has(m, "'fewshot' in 36 ok record(s) of " + (d / "fs.jsonl"))) << m;
+  }
+  // Each table builder refuses the other benchmark's records.
+  auto m = error_of([&] { build_table(load_records({d / "fs.jsonl"}), quiet()); });
+  EXPECT_TRUE(has(m, "build_fewshot_table")) << m;
+  m = error_of([&] { build_fewshot_table(load_records({d / "vtab.jsonl"}), quiet()); });
+  EXPECT_TRUE(has(m, "not few-shot")) << m;
+}
+
+TEST(ReportFewShot, RecordsWithoutShotsFailAndDuplicatesNameTheShots) {
+  TempDir d;
+  auto recs = fewshot_records();
+  auto bad = recs[0];
+  bad.erase("shots");
+  write_file(d / "bad.jsonl", lines({recs[1], bad}));
+  auto m = error_of([&] { load_records({d / "bad.jsonl"}); });
+  EXPECT_TRUE(has(m, d / "bad.jsonl:2: few-shot record (benchmark \"fewshot\") with no shots")) << m;
+  // A re-run of one job: the later record is used, the warning names its shots and split seed.
+  auto rerun = recs[0];
+  rerun["accuracy"] = 99.0;
+  recs.push_back(rerun);
+  write_file(d / "dup.jsonl", lines(recs));
+  FewShotTable t = build_fewshot_table(load_records({d / "dup.jsonl"}), quiet());
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_TRUE(has(t.warnings[0], "duplicate record linear/fgvc_aircraft 1-shot split 0 seed 42")) << t.warnings[0];
+  const Cell* c = fewshot_cell(t.rows[0].row, "fgvc_aircraft", 1);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->acc.n, 3);
+  EXPECT_NEAR(c->acc.mean, (99.0 + 21 + 23) / 3, 1e-9);
+  // A swept setting splits rows as in the VTAB table; the split seed in a recipe does not.
+  auto swept = fewshot_records();
+  for (auto& r : swept) {
+    r["settings"]["recipe"]["split_seed"] = std::to_string(r["split_seed"].get<int>());
+    if (r["method"] == "lora") r["settings"]["recipe"]["lr"] = r["task"] == "food101" ? "0.01" : "0.001";
+  }
+  auto more = fewshot_records([](const std::string& m, const std::string&, int, int) { return m == "lora"; });
+  for (auto& r : more) {
+    r["settings"]["recipe"]["lr"] = "0.005";
+    swept.push_back(r);
+  }
+  write_file(d / "swept.jsonl", lines(swept));
+  t = build_fewshot_table(load_records({d / "swept.jsonl"}), quiet());
+  std::vector<std::string> labels;
+  for (auto& fr : t.rows) labels.push_back(fr.row.label());
+  EXPECT_EQ(labels, (std::vector<std::string>{"linear", "lora (lr=0.001)", "lora (lr=0.005)", "lora (lr=0.01)"}));
+}
+
+TEST(ReportFewShot, PlotsHaveALog2ShotsAxisAndOneLinePerRow) {
+  TempDir d;
+  write_file(d / "fs.jsonl", lines(fewshot_records([](const std::string& m, const std::string& ds, int k, int) {
+               return !(m == "lora" && ds == "food101" && k == 4);
+             })));
+  auto o = quiet();
+  o.out_dir = d / "out";
+  o.plots = true;
+  auto res = write_report({d / "fs.jsonl"}, o);
+  for (auto stem : {"fewshot_fgvc_aircraft", "fewshot_food101", "fewshot_mean"}) {
+    const std::string gp = read_file(d / (std::string("out/plots/") + stem + ".gp"));
+    ASSERT_FALSE(gp.empty()) << stem;
+    EXPECT_TRUE(has(gp, "set logscale x 2\n")) << gp;
+    EXPECT_TRUE(has(gp, "set xtics ('1' 1, '2' 2, '4' 4)\n")) << gp;
+    EXPECT_TRUE(has(gp, "index 1 using 1:2:3 with yerrorlines")) << gp;  // two lines (linear, lora)
+    EXPECT_FALSE(has(gp, "index 2 ")) << gp;
+    EXPECT_TRUE(has(gp, "set output '" + std::string(stem) + ".png'")) << gp;
+  }
+  // One data line per point: lora has no food101 at 4 shots, so neither a point there nor in the mean.
+  EXPECT_EQ(data_lines(d / "out/plots/fewshot_fgvc_aircraft.dat"), 6);
+  EXPECT_EQ(data_lines(d / "out/plots/fewshot_food101.dat"), 5);
+  EXPECT_EQ(data_lines(d / "out/plots/fewshot_mean.dat"), 5);
+  EXPECT_TRUE(has(read_file(d / "out/plots/fewshot_fgvc_aircraft.dat"), "\n1 21.3333 1.52753 3\n"));
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    ASSERT_EQ(res.warnings.size(), 1u);
+    EXPECT_TRUE(has(res.warnings[0], "gnuplot not found"));
+    return;
+  }
+  EXPECT_TRUE(res.warnings.empty()) << res.warnings[0];
+  EXPECT_EQ(read_file(d / "out/plots/fewshot_mean.png").substr(1, 3), "PNG");
+  const std::string md = read_file(d / "out/report.md");
+  EXPECT_TRUE(has(md, "![food101: accuracy vs shots per class](plots/fewshot_food101.png)")) << md;
+  EXPECT_TRUE(has(md, "](plots/fewshot_mean.png)")) << md;
 }
