@@ -39,7 +39,7 @@ void print_fewshot_datasets(const std::string& root) {
     for (const auto& [k, s] : d.train_lists) seeds[k].push_back(std::to_string(s));
     std::vector<std::string> lists;
     for (const auto& [k, s] : seeds) lists.push_back(std::to_string(k) + "-shot seeds " + join(s, ","));
-    std::printf("  %-18s classes %-4d (test list: %d)  val %s  test %s  %s\n      train lists: %s\n",
+    std::printf("  %-18s classes %-4d (%d in the test list)  val %s  test %s  %s\n      train lists: %s\n",
                 d.task.name.c_str(), d.task.num_classes, d.test_classes,
                 d.val_lines < 0 ? "-" : std::to_string(d.val_lines).c_str(),
                 d.test_lines < 0 ? "-" : std::to_string(d.test_lines).c_str(), d.task.dir.c_str(),

@@ -23,7 +23,8 @@ struct KnownDataset {
 };
 // NOAH's lib/datasets.py hard-codes these counts (nb_classes by --data-set).
 constexpr KnownDataset kDatasets[] = {
-    {"fgvc_aircraft", 100}, {"food101", 101}, {"oxford_flowers102", 102}, {"oxford_iiit_pet", 37}, {"stanford_cars", 196},
+    {"fgvc_aircraft", 100},  {"food101", 101},       {"oxford_flowers102", 102},
+    {"oxford_iiit_pet", 37}, {"stanford_cars", 196},
 };
 
 // Lower case, '-' and '_' removed: "Food-101" and "food_101" → "food101".
@@ -38,13 +39,20 @@ std::string squeezed(const std::string& s) {
 // usual short names → canonical name.
 const std::map<std::string, std::string>& alias_map() {
   static const std::map<std::string, std::string> m = {
-      {"fgvcaircraft", "fgvc_aircraft"},  {"aircraft", "fgvc_aircraft"},
-      {"food101", "food101"},             {"food", "food101"},
-      {"oxfordflowers102", "oxford_flowers102"}, {"oxfordflowers", "oxford_flowers102"},
-      {"flowers102", "oxford_flowers102"}, {"flowers", "oxford_flowers102"},
-      {"oxfordpets", "oxford_iiit_pet"},  {"oxfordpet", "oxford_iiit_pet"},
-      {"oxfordiiitpet", "oxford_iiit_pet"}, {"oxfordiiitpets", "oxford_iiit_pet"},
-      {"pets", "oxford_iiit_pet"},        {"stanfordcars", "stanford_cars"},
+      {"fgvcaircraft", "fgvc_aircraft"},
+      {"aircraft", "fgvc_aircraft"},
+      {"food101", "food101"},
+      {"food", "food101"},
+      {"oxfordflowers102", "oxford_flowers102"},
+      {"oxfordflowers", "oxford_flowers102"},
+      {"flowers102", "oxford_flowers102"},
+      {"flowers", "oxford_flowers102"},
+      {"oxfordpets", "oxford_iiit_pet"},
+      {"oxfordpet", "oxford_iiit_pet"},
+      {"oxfordiiitpet", "oxford_iiit_pet"},
+      {"oxfordiiitpets", "oxford_iiit_pet"},
+      {"pets", "oxford_iiit_pet"},
+      {"stanfordcars", "stanford_cars"},
       {"standfordcars", "stanford_cars"},  // the folder's spelling in NOAH's repository
       {"cars", "stanford_cars"},
   };
@@ -53,9 +61,7 @@ const std::map<std::string, std::string>& alias_map() {
 
 fs::path annotations(const TaskInfo& t) { return fs::path(t.dir) / "annotations"; }
 
-std::string train_list_name(int shots, int seed) {
-  return str_cat("train_meta.list.num_shot_", shots, ".seed_", seed);
-}
+std::string train_list_name(int shots, int seed) { return str_cat("train_meta.list.num_shot_", shots, ".seed_", seed); }
 
 // "train_meta.list.num_shot_<K>.seed_<S>" → (K, S).
 bool parse_train_list_name(const std::string& name, int* shots, int* seed) {
@@ -119,7 +125,8 @@ void check_shots(const TaskInfo& t, const std::vector<Sample>& samples, int shot
   if (short_classes.empty()) return;
   const size_t shown = std::min<size_t>(short_classes.size(), 8);
   PETL_FAIL(file, ": ", short_classes.size(), " of the ", classes, " classes have fewer distinct images than the ",
-            shots, " shots of the list: ", join(std::vector<std::string>(short_classes.begin(), short_classes.begin() + long(shown)), "; "),
+            shots, " shots of the list: ",
+            join(std::vector<std::string>(short_classes.begin(), short_classes.begin() + long(shown)), "; "),
             short_classes.size() > shown ? "; ..." : "", " (a ", shots, "-shot list holds ", shots,
             " images of every class)");
 }

@@ -73,15 +73,14 @@ std::string list_text(const std::vector<const Sample*>& samples) {
 }
 
 // K images of every class of the train list, drawn for (task, K, S); grouped by class.
-std::string shot_list(const std::string& task, const std::vector<Sample>& train, int num_classes, int shots,
-                      int seed) {
+std::string shot_list(const std::string& task, const std::vector<Sample>& train, int num_classes, int shots, int seed) {
   std::map<int64_t, std::vector<size_t>> by_class;
   for (size_t i = 0; i < train.size(); ++i) by_class[train[i].label].push_back(i);
   std::vector<const Sample*> out;
   for (int c = 0; c < num_classes; ++c) {
     auto idx = by_class[c];
-    PETL_CHECK(int(idx.size()) >= shots, "build_fewshot_suite: class ", c, " of mini task ", task, " has ",
-               idx.size(), " train800 images, fewer than ", shots);
+    PETL_CHECK(int(idx.size()) >= shots, "build_fewshot_suite: class ", c, " of mini task ", task, " has ", idx.size(),
+               " train800 images, fewer than ", shots);
     shuffle(idx, name_hash(task) ^ (uint64_t(shots) << 40) ^ (uint64_t(seed) << 20) ^ uint64_t(c));
     for (int k = 0; k < shots; ++k) out.push_back(&train[idx[size_t(k)]]);
   }

@@ -233,7 +233,8 @@ std::vector<std::vector<std::string>> mean_body(const FewShotTable& t) {
 std::string mean_caption(const FewShotTable& t) {
   return "**Table 2.** Mean over the datasets (" + join(t.datasets, ", ") +
          "): per shot count, the mean of a row's per-dataset means, ± the sample std over the (split seed, seed) "
-         "pairs that every dataset has of the per-pair mean over the datasets (n pairs; marked (n=k) where fewer than " +
+         "pairs that every dataset has of the per-pair mean over the datasets (n pairs; marked (n=k) where fewer "
+         "than " +
          std::to_string(t.full_n) +
          "); – where the row lacks a dataset at that shot count (see the notes). Params and Peak train: the mean over "
          "all the row's cells.";
@@ -254,9 +255,10 @@ std::string render_fewshot_tables(const FewShotTable& t) {
 std::string render_fewshot_markdown(const FewShotTable& t, const std::vector<std::string>& plot_files) {
   std::string md = "# petl report\n\n" + render_fewshot_tables(t);
   if (!plot_files.empty()) {
-    md += "\n## Plots\n\nAccuracy against shots per class (log-2 axis), one line per row, error bars ± the sample "
-          "std of the table's cell; " +
-          plot_subtitle(t.protocol, t.records.runs) + ".\n\n";
+    md +=
+        "\n## Plots\n\nAccuracy against shots per class (log-2 axis), one line per row, error bars ± the sample "
+        "std of the table's cell; " +
+        plot_subtitle(t.protocol, t.records.runs) + ".\n\n";
     auto image = [&](const std::string& dataset, const std::string& title) {
       const std::string png = "plots/" + fewshot_plot_stem(dataset) + ".png";
       if (std::find(plot_files.begin(), plot_files.end(), png) != plot_files.end())
@@ -265,7 +267,8 @@ std::string render_fewshot_markdown(const FewShotTable& t, const std::vector<std
     for (auto& d : t.datasets) image(d, d + ": accuracy vs shots per class");
     image("", "Mean over the datasets: accuracy vs shots per class");
     md += "SVG versions, gnuplot scripts and data beside them in plots/ (re-render: `cd plots && gnuplot NAME.gp`).\n";
-    if (std::any_of(t.rows.begin(), t.rows.end(), [](const FewShotRow& r) { return r.row.short_label != r.row.method; })) {
+    if (std::any_of(t.rows.begin(), t.rows.end(),
+                    [](const FewShotRow& r) { return r.row.short_label != r.row.method; })) {
       std::vector<std::vector<std::string>> key;
       for (auto& fr : t.rows)
         key.push_back({fr.row.short_label, fr.row.method, fr.row.setting.empty() ? kMissing : fr.row.setting});

@@ -246,7 +246,9 @@ void fill_run(Record rec, bool headline, Run& r) {
   for (auto& [k, v] : rec.settings["method"].items())
     if (!k.empty() && k[0] != '_') r.identity[k] = value_text(v);
   for (auto& [k, v] : recipe.items()) {
-    if (k == "seed" || (fewshot && (k == "shots" || k == "split_seed"))) continue;  // columns, not settings
+    // Columns, not settings: a few-shot job's lists follow from its shots and split seed.
+    if (k == "seed" || (fewshot && (k == "shots" || k == "split_seed" || k == "train_split" || k == "test_split")))
+      continue;
     r.identity[r.identity.count(k) ? "recipe." + k : k] = value_text(v);
   }
   // How the batch was split (petl run --micro-batch) or bounded (--memory-budget): other rows.

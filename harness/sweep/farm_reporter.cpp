@@ -103,8 +103,12 @@ void SweepReporter::print_line(const FarmJob& job, const FarmOutcome& o, const j
   if (job.is_cache) {
     what = "cache " + job.identity.value("task", std::string()) + " taps=" + job.identity.value("taps", std::string());
   } else {
-    what = job.identity.value("method", std::string()) + " " + job.identity.value("task", std::string()) + " seed " +
-           std::to_string(job.identity.value("seed", -1));
+    what = job.identity.value("method", std::string()) + " " + job.identity.value("task", std::string()) +
+           (job.identity.contains("shots")  // a few-shot job: its list
+                ? " " + std::to_string(job.identity.value("shots", 0)) + "-shot split " +
+                      std::to_string(job.identity.value("split_seed", -1))
+                : std::string()) +
+           " seed " + std::to_string(job.identity.value("seed", -1));
     if (job.identity.contains("sets"))
       for (auto& [k, v] : job.identity["sets"].items()) what += " " + k + "=" + v.get<std::string>();
   }

@@ -839,12 +839,13 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
                                    " (the default; float32 stores exact features at twice the bytes)")
      << ", precision " << to_string(c.precision) << ", job_timeout_s " << c.job_timeout_s << ", retry_failed "
      << (c.retry_failed ? "yes" : "no") << "\n\n";
+  const int task_width = c.benchmark == Benchmark::kFewshot ? 26 : 20;  // "objects_count 16sh/s2"
   auto row = [&](const std::string& key, const std::string& what, const std::string& task, const std::string& seed,
                  const std::string& sets, const std::string& dep, const std::string& cost, const std::string& bytes,
                  const std::string& st) {
-    os << std::left << std::setw(17) << key << std::setw(16) << what << std::setw(20) << task << std::setw(6) << seed
-       << std::setw(34) << sets << std::setw(17) << dep << std::right << std::setw(10) << cost << std::setw(15) << bytes
-       << "  " << st << "\n";
+    os << std::left << std::setw(17) << key << std::setw(16) << what << std::setw(task_width) << task << std::setw(6)
+       << seed << std::setw(34) << sets << std::setw(17) << dep << std::right << std::setw(10) << cost << std::setw(15)
+       << bytes << "  " << st << "\n";
   };
   auto fmt_bytes = [](const char* where, int64_t b) {
     return b > 0 ? std::string(where) + " " + format_bytes(double(b)) : std::string("-");

@@ -36,8 +36,8 @@ class FewshotTest : public ::testing::Test {
   static std::string shot_lines(int classes, int shots, const std::string& prefix = "") {
     std::string s;
     for (int c = 0; c < classes; ++c)
-      for (int i = 0; i < shots; ++i) s += prefix + "c" + std::to_string(c) + "_" + std::to_string(i) + ".jpg " +
-                                           std::to_string(c) + "\n";
+      for (int i = 0; i < shots; ++i)
+        s += prefix + "c" + std::to_string(c) + "_" + std::to_string(i) + ".jpg " + std::to_string(c) + "\n";
     return s;
   }
   // A dataset folder with test/val lists and the given train lists.

@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import shutil
+import statistics
 import subprocess
 
 from common import Checks, parse_args, run
@@ -89,8 +90,8 @@ c.check(r4["job_key"] != r8["job_key"], "shots are part of the job key")
 fs_run(seed="2")
 c.check(records("runs")[-1]["job_key"] != r4["job_key"], "the split seed is part of the job key")
 p = fs_run("--resume")
-c.check("reused" in (p.stdout + p.stderr).lower() or records("runs")[-1].get("reused") is True
-        or len(records("runs")) == 3, "--resume finds the same job by its key")
+c.check("reused the finished record " + r4["job_key"] in p.stdout and len(records("runs")) == 3,
+        "--resume finds the same few-shot job by its key (nothing trained, nothing appended)")
 
 p = fs_run(shots=None, expect=2)
 c.check("--benchmark fewshot needs --shots" in p.stderr, "--benchmark fewshot without --shots is refused")
@@ -183,6 +184,61 @@ ids = {(r["method"], r["task"], r["shots"], r["split_seed"]) for r in train if r
 c.check(len(train) == 16 and len(ids) == 16, f"every (method, dataset, shots, split seed) once ({len(ids)} of 16)")
 p = run(a.petl, "report", out, "--out", os.path.join(a.scratch, "report"), expect=None)
 md = open(os.path.join(a.scratch, "report", "report.md")).read() if p.returncode == 0 else p.stderr
-c.check(p.returncode == 0 and "fashion_mnist" in md and "sprites_ori" in md and "1-shot" in md.replace(" shot", "-shot"),
-        "petl report gives the few-shot tables per dataset")
+print(md[:3000])
+acc = collections.defaultdict(list)
+for r in train:
+    acc[(r["method"], r["task"], r["shots"])].append(r["accuracy"])
+rows_ok = True
+for ds in ("fashion_mnist", "sprites_ori"):
+    table = md.split(f"*{ds}*")[1].split("\n\n")[1] if f"*{ds}*" in md else ""
+    for m in ("linear", "synqt"):
+        line = next((l for l in table.splitlines() if l.startswith(f"| {m} ")), "")
+        cells = [x.strip() for x in line.split("|")[2:4]]
+        want = [f"{statistics.mean(acc[(m, ds, k)]):.2f} ± {statistics.stdev(acc[(m, ds, k)]):.2f}" for k in (1, 4)]
+        rows_ok &= cells == want
+        if cells != want:
+            print("report row", ds, m, cells, "expected", want)
+c.check(p.returncode == 0 and rows_ok,
+        "petl report: one table per dataset, one row per method, mean ± std over the split seeds per shot count")
+c.check(os.path.isfile(os.path.join(a.scratch, "report", "plots", "fewshot_mean.gp"))
+        and "set logscale x 2" in open(os.path.join(a.scratch, "report", "plots", "fewshot_mean.gp")).read(),
+        "the accuracy-vs-shots plot has a log-2 shots axis")
+
+# ---------------------------------------------------------------- 6. the ready config, on NOAH's tree
+import re  # noqa: E402
+
+import yaml  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ready = os.path.join(ROOT, "config", "sweeps", "fewshot_fgvc.yaml")
+rc = yaml.safe_load(open(ready))
+listed = re.findall(r"^  ([a-z_0-9]+) +grad-through-backbone=(.*)$", run(a.petl, "list").stdout, re.M)
+registered = sorted(m for m, rest in listed if "[made for the " not in rest)
+c.check(sorted(rc["methods"]) == registered and rc["shots"] == [1, 2, 4, 8, 16] and rc["split_seeds"] == [0, 1, 2]
+        and "recipe" not in rc, "fewshot_fgvc.yaml: every registered method, NOAH's shots and seeds, own recipes")
+# NOAH's repository folders with its list lengths (no images: a dry run reads lists only)
+noah = os.path.join(a.scratch, "noah")
+sizes = {"fgvc-aircraft": (100, 3333), "food101": (101, 30300), "oxford-flowers102": (102, 2463),
+         "oxford-pets": (37, 3669), "standford-cars": (196, 8041)}
+for folder, (classes, n_test) in sizes.items():
+    d = os.path.join(noah, folder, "annotations")
+    os.makedirs(d)
+    for k in (1, 2, 4, 8, 16):
+        for s in (0, 1, 2):
+            with open(os.path.join(d, f"train_meta.list.num_shot_{k}.seed_{s}"), "w") as f:
+                f.writelines(f"s{s}k{k}c{cl}_{i}.jpg {cl}\n" for cl in range(classes) for i in range(k))
+    with open(os.path.join(d, "test_meta.list"), "w") as f:
+        f.writelines(f"t{i}.jpg {i % classes}\n" for i in range(n_test))
+p = run(a.petl, "list", "--data-root", noah, "--benchmark", "fewshot")
+c.check(all(n in p.stdout for n in ("fgvc_aircraft", "food101", "oxford_flowers102", "oxford_iiit_pet",
+                                    "stanford_cars")) and "classes 196" in p.stdout,
+        "NOAH's repository folder names (standford-cars included) are found under their canonical names")
+backbone = os.path.join(a.scratch, "ViT-B_16.npz")
+open(backbone, "wb").write(b"stand-in")
+p = run(a.petl, "sweep", ready, "--data-root", noah, "--backbone", backbone, "--dry-run",
+        "--out", os.path.join(a.scratch, "ready"))
+n_train = int(re.search(r"(\d+) training job\(s\)", p.stdout).group(1))
+c.check(n_train == len(registered) * 5 * 5 * 3, f"the ready sweep plans methods x 5 x 5 x 3 jobs ({n_train})")
+c.check(p.stdout.count("one backbone pass over the merged train lists serves") == 5 * 2,
+        "one train-pool cache per dataset and per taps (cls for linear, K/V for vqt)")
 c.done()
