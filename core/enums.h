@@ -8,13 +8,15 @@
 namespace petl {
 
 // The headline accuracy of a job (both are recorded): the best test accuracy over the evaluations
-// every eval_every epochs, or the one after the last epoch.
-enum class Protocol { kBestOf10, kFinal };
+// every eval_every epochs, or the one after the last epoch. val_select chooses settings and epoch
+// count on val200 without the test set (a search stage, then a final run; harness/train/selection.h)
+// and reports the final run's test accuracy after its last epoch.
+enum class Protocol { kBestOf10, kFinal, kValSelect };
 template <>
 struct EnumText<Protocol> {
   static constexpr const char* kWhat = "protocol";
-  static constexpr std::array<EnumName<Protocol>, 2> kNames{
-      {{Protocol::kBestOf10, "best_of_10"}, {Protocol::kFinal, "final"}}};
+  static constexpr std::array<EnumName<Protocol>, 3> kNames{
+      {{Protocol::kBestOf10, "best_of_10"}, {Protocol::kFinal, "final"}, {Protocol::kValSelect, "val_select"}}};
   static constexpr std::array<EnumName<Protocol>, 0> kAliases{};
 };
 

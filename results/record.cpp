@@ -140,6 +140,8 @@ const std::set<std::string>& known_fields() {
                                           "benchmark",
                                           "shots",
                                           "split_seed",
+                                          "stage",
+                                          "selection",
                                           "accuracy",
                                           "accuracy_by_protocol",
                                           "evals",
@@ -337,6 +339,8 @@ json to_json(const Record& r) {
   if (!r.benchmark.empty()) o["benchmark"] = r.benchmark;
   if (r.shots) o["shots"] = *r.shots;
   if (r.split_seed) o["split_seed"] = *r.split_seed;
+  if (!r.stage.empty()) o["stage"] = r.stage;
+  if (!r.selection.is_null()) o["selection"] = r.selection;
   if (r.accuracy) o["accuracy"] = *r.accuracy;
   if (r.ok() || r.best_of_10 || r.final_accuracy || !r.best_of_10_epochs.empty() || !r.other_protocols.empty()) {
     json abp = r.other_protocols.is_object() ? r.other_protocols : json::object();
@@ -424,6 +428,10 @@ Record record_from_json(const json& j, const std::string& where) {
   r.benchmark = f.string_at("benchmark");
   if (const json* k = f.at("shots", Kind::kInteger, false)) r.shots = k->get<int>();
   if (const json* k = f.at("split_seed", Kind::kInteger, false)) r.split_seed = k->get<int>();
+  r.stage = f.string_at("stage");
+  if (!r.stage.empty() && r.stage != "search" && r.stage != "final")
+    f.mistyped("stage", "\"search\" or \"final\"", j["stage"]);
+  r.selection = f.object_at("selection");
   if (const json* l = f.at("epoch_train_loss", Kind::kArray, false)) {
     for (size_t i = 0; i < l->size(); ++i) {
       if ((*l)[i].is_number())

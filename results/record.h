@@ -8,7 +8,8 @@
 //   job cannot train under its --memory-budget even one image at a time: a result, with the
 //   memory_budget section naming the minimum peak), error (failed),
 //   method, task, seed, protocol, benchmark ("fewshot"; absent: VTAB-1k), shots and split_seed
-//   (few-shot only), accuracy, accuracy_by_protocol {best_of_10, final,
+//   (few-shot only), stage ("search" | "final", protocol val_select only), selection {...} (final
+//   only), accuracy, accuracy_by_protocol {best_of_10, final,
 //   best_of_10_epochs}, evals [{epoch, test_acc, train_loss}], epoch_train_loss [...],
 //   trainable_params, backbone_params, memory {...}, timing {wall_s, train_s, eval_s,
 //   train_images_per_s}, settings {recipe, recipe_source, recipe_task_overrides, method, requested,
@@ -70,6 +71,13 @@ struct Record {
   // few-shot FGVC, whose records also carry the shots per class and the split seed of the train list.
   std::string benchmark;
   std::optional<int> shots, split_seed;
+  // Protocol val_select (results/README.md "Selection without the test set"): "search" for a grid
+  // point trained on train800 and evaluated on val200 (its evals are val200 accuracies), "final" for
+  // the run on train800val200 with the chosen point and epoch count; "" for every other record.
+  std::string stage;
+  // A final record's selection: the search jobs' keys and records it chose from, every candidate's
+  // val200 evaluations, the rule, the chosen settings, epoch count and val200 accuracy.
+  nlohmann::json selection;
   // Results (ok records).
   std::optional<double> accuracy;                    // under `protocol`
   std::optional<double> best_of_10, final_accuracy;  // accuracy_by_protocol.best_of_10 / .final
