@@ -33,4 +33,6 @@ std::optional<CacheNeed> method_cache_need(const std::string& method, const std:
 // back-propagates through the backbone, and why it cannot train from a feature cache.
 JobProfile method_job_profile(const std::string& method, const std::string& task, const std::string& recipe,
                               Protocol protocol, const std::map<std::string, std::string>& sets, Benchmark benchmark);
+// Protocol val_select: a method's default search grid (config/val_grids.yaml; harness/train/selection.h).
+std::map<std::string, std::vector<std::string>> method_default_grid(const std::string& method);
 }  // namespace petl

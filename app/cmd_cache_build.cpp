@@ -18,6 +18,7 @@
 #include "harness/train/feature_cache.h"
 #include "harness/train/job.h"
 #include "harness/train/precision.h"
+#include "harness/train/selection.h"
 #include "models/backbone.h"
 #include "models/checkpoint.h"
 
@@ -122,6 +123,10 @@ JobProfile method_job_profile(const std::string& method, const std::string& task
   else if (!cache_taps_for(n).any())
     prof.no_cache_why = "it reads nothing a feature cache holds";
   return prof;
+}
+
+std::map<std::string, std::vector<std::string>> method_default_grid(const std::string& method) {
+  return default_val_grid(method);
 }
 
 namespace cli {

@@ -10,6 +10,7 @@
 #include "app/cli_util.h"
 #include "app/commands.h"
 #include "app/job_args.h"
+#include "core/hashing.h"
 #include "core/paths.h"
 #include "core/system.h"
 #include "core/text.h"
@@ -18,6 +19,7 @@
 #include "harness/train/evaluate.h"
 #include "harness/train/job.h"
 #include "harness/train/recipe.h"
+#include "harness/train/selection.h"
 #include "harness/train/task_data.h"
 #include "io/journal.h"
 #include "io/tensor_file.h"
@@ -114,12 +116,9 @@ std::string method_keys_help() {
   return out;
 }
 
-int cmd_run(const Args& args) {
-  const std::optional<JobSpec> parsed = parse_run_args(args, method_keys_help());
-  if (!parsed) return 0;
-  const JobSpec& spec = *parsed;
-  // --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
-  struct MpiSession {
+namespace {
+// --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
+struct MpiSession {
     bool mine = false;
     int rank = 0;
     explicit MpiSession(bool on) {
@@ -134,7 +133,10 @@ int cmd_run(const Args& args) {
     ~MpiSession() {
       if (mine) MPI_Finalize();
     }
-  } mpi(spec.dp > 1);
+};
+
+// One job: its record appended (a failed one too), a summary line printed.
+int run_one(const JobSpec& spec, const MpiSession& mpi) {
   auto write_record_file = [&](const Record& r) {
     if (!spec.record_file.empty() && mpi.rank == 0) io::append_json_line(spec.record_file, to_json(r), "record file");
   };
@@ -179,6 +181,39 @@ int cmd_run(const Args& args) {
   else
     std::printf("record appended to %s/results.jsonl\n", spec.out_dir.c_str());
   return 0;
+}
+
+// `petl run --protocol val_select` alone: every point of the method's default grid (a --set of a grid
+// key pins it) as a search job in <out>/search/<point key>, then the final run chosen from them.
+int run_val_select(const JobSpec& spec, const MpiSession& mpi) {
+  std::string source;
+  auto grid = default_val_grid(spec.method, &source);
+  for (const auto& kv : spec.set) grid.erase(kv.substr(0, kv.find('=')));
+  JobSpec final_spec = spec;
+  for (const auto& point : grid_points(grid)) {
+    JobSpec s = search_spec(spec, point);
+    s.out_dir = (std::filesystem::path(spec.out_dir) / "search" / key_of_text(nlohmann::json(point).dump())).string();
+    s.record_file.clear();
+    std::printf("val_select search %s:", s.out_dir.c_str());
+    for (const auto& [k, v] : point) std::printf(" %s=%s", k.c_str(), v.c_str());
+    std::printf("\n");
+    run_one(s, mpi);
+    final_spec.select_from.push_back((std::filesystem::path(s.out_dir) / "results.jsonl").string());
+  }
+  std::printf("val_select: %zu search job(s) on train800 -> val200 (grid: %s); the final run on train800val200\n",
+              final_spec.select_from.size(), source.empty() ? "config/val_grids.yaml" : source.c_str());
+  return run_one(final_spec, mpi);
+}
+}  // namespace
+
+int cmd_run(const Args& args) {
+  const std::optional<JobSpec> parsed = parse_run_args(args, method_keys_help());
+  if (!parsed) return 0;
+  const JobSpec& spec = *parsed;
+  const MpiSession mpi(spec.dp > 1);
+  if (spec.protocol == Protocol::kValSelect && spec.stage.empty() && spec.select_from.empty() && !spec.dry_run)
+    return run_val_select(spec, mpi);
+  return run_one(spec, mpi);
 }
 
 namespace {

@@ -183,6 +183,7 @@ SweepPlan make_plan(const SweepArgs& a, SweepConfig& cfg) {
                      Benchmark b) { return method_cache_need(m, t, r, s, b); };
   po.backbone_dims = backbone_dims;
   po.job_profile = method_job_profile;
+  po.default_grid = method_default_grid;
   SweepPlan plan = plan_sweep(cfg, po);
   if (a.shard.count > 1) plan.jobs = shard_jobs(plan.jobs, a.shard);
   plan.journal = journal_path(plan.out, a.shard.index, a.shard.count);

@@ -217,8 +217,21 @@ const std::vector<Flag<JobSpec>>& run_flags() {
       integer<JobSpec>("epochs", "override the recipe's epochs", &JobSpec::epochs, JobSpec::kRecipeValue),
       integer<JobSpec>("batch-size", "override the recipe's batch size", &JobSpec::batch_size, JobSpec::kRecipeValue),
       integer<JobSpec>("seed", "override the recipe's seed", &JobSpec::seed, JobSpec::kRecipeValue),
-      choice<JobSpec>("protocol", "headline accuracy: best_of_10 | final (both are recorded)", &JobSpec::protocol,
-                      Protocol::kBestOf10),
+      choice<JobSpec>("protocol",
+                      "headline accuracy: best_of_10 | final (both are recorded) | val_select (selection without "
+                      "the test set: each grid point trains on train800 and is evaluated on val200, the best (point, "
+                      "epoch count) on val200 trains once on train800val200, and its test accuracy after the last "
+                      "epoch is the result; alone it runs the method's default grid (config/val_grids.yaml; a --set "
+                      "of a grid key pins it), searches first, their records in <out>/search)",
+                      &JobSpec::protocol, Protocol::kBestOf10),
+      text<JobSpec>("stage",
+                    "--protocol val_select: 'search' runs one grid point (train800 -> val200); the sweep plans these",
+                    &JobSpec::stage),
+      F{"select-from", F::kList, "", false,
+        "--protocol val_select: a search job's results.jsonl (repeat, in grid order); the run trains on "
+        "train800val200 with the point and epoch count the searches' val200 evaluations choose",
+        [](JobSpec& s, const std::string& v) { s.select_from.push_back(v); },
+        [](const JobSpec& s) { return s.select_from; }},
       integer<JobSpec>("threads",
                        "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now, measured over 0.1 s)",
                        &JobSpec::threads, 0, "0"),

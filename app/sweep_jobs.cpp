@@ -12,6 +12,7 @@ std::vector<FarmJob> farm_jobs_from_plan(const std::vector<SweepJob>& jobs, int 
     f.key = s.key;
     f.cost = s.cost;
     f.depends_on = s.depends_on;
+    f.after = s.after;
     f.is_cache = s.is_cache;
     f.result_file = s.result_file;
     f.log_file = s.log_file;
@@ -31,6 +32,7 @@ std::vector<FarmJob> farm_jobs_from_plan(const std::vector<SweepJob>& jobs, int 
                     {"seed", s.seed},
                     {"protocol", to_string(run.protocol)},
                     {"sets", s.sets}};
+      if (!s.stage.empty()) f.identity["stage"] = s.stage;
       if (s.shots > 0) {
         f.identity["shots"] = s.shots;
         f.identity["split_seed"] = s.split_seed;

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,12 @@ struct JobSpec {
   PosResample pos_resample = PosResample::kTimm;
   std::string recipe;  // empty: the method's default recipe
   Protocol protocol = Protocol::kBestOf10;
+  // Protocol val_select (harness/train/selection.h): stage "search" trains on train800 and evaluates
+  // on val200 (one grid point); select_from (the search jobs' result files, in grid order) makes the
+  // final run, on train800val200 with the point and epoch count chosen on val200. Neither: `petl run`
+  // runs the whole protocol (every point of the grid, then the final run).
+  std::string stage;
+  std::vector<std::string> select_from;
   std::string out_dir;      // records (results.jsonl), checkpoints/, state/
   std::string record_file;  // also write the job's record to this file as one JSON line ("": no)
   // kRecipeValue: the recipe's value; anything else given is validated (epochs, batch ≥ 1, seed ≥ 0).
@@ -96,5 +103,9 @@ struct CacheBuildSpec {
   bool operator==(const CacheBuildSpec& o) const;
   bool operator!=(const CacheBuildSpec& o) const { return !(*this == o); }
 };
+
+// The points of a grid (key → values) in grid order: the cartesian product over the keys in sorted
+// order, the last key varying fastest. One point (no settings) for an empty grid.
+std::vector<std::map<std::string, std::string>> grid_points(const std::map<std::string, std::vector<std::string>>& grid);
 
 }  // namespace petl

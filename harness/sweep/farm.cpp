@@ -50,6 +50,7 @@ json farm_job_to_json(const FarmJob& j) {
             {"argv", j.argv},
             {"cost", j.cost},
             {"depends_on", j.depends_on},
+            {"after", j.after},
             {"is_cache", j.is_cache},
             {"identity", j.identity},
             {"result_file", j.result_file},
@@ -66,6 +67,7 @@ FarmJob farm_job_from_json(const json& j) {
   f.argv = j.at("argv").get<std::vector<std::string>>();
   f.cost = j.at("cost");
   f.depends_on = j.at("depends_on");
+  if (j.contains("after")) f.after = j.at("after").get<std::vector<std::string>>();
   f.is_cache = j.at("is_cache");
   f.identity = j.at("identity");
   f.result_file = j.at("result_file");

@@ -79,6 +79,7 @@ struct FarmJob {
   std::vector<std::string> argv;  // arguments after the program (opaque to the farm)
   double cost = 0;                // larger runs first
   std::string depends_on;         // key of a job that must be ok first, or ""
+  std::vector<std::string> after;  // more jobs that must be ok first (a val_select final run's searches)
   bool is_cache = false;          // a job others depend on (its outcome carries no record)
   nlohmann::json identity;        // what the reporter needs to name the job (opaque to the farm)
   std::string result_file;        // where the child appends its record; "" → ok on exit 0

@@ -11,6 +11,19 @@ namespace petl {
 
 namespace {
 bool finished(RecordStatus s) { return s == RecordStatus::kOk || s == RecordStatus::kDoesNotFit; }
+
+// Every job `j` waits for: its feature cache, then the jobs it runs after.
+std::vector<std::string> dependencies(const FarmJob& j) {
+  std::vector<std::string> d;
+  if (!j.depends_on.empty()) d.push_back(j.depends_on);
+  d.insert(d.end(), j.after.begin(), j.after.end());
+  return d;
+}
+
+// How a dependency is named in messages.
+std::string what_job(const FarmJob& j, const std::string& dep) {
+  return (dep == j.depends_on ? "feature cache " : "search job ") + dep;
+}
 }  // namespace
 
 JobGraph::JobGraph(std::vector<FarmJob> jobs, const std::map<std::string, EarlierOutcome>& earlier, bool retry_failed)
@@ -45,38 +58,39 @@ JobGraph::JobGraph(std::vector<FarmJob> jobs, const std::map<std::string, Earlie
   // the critical path of many jobs goes first); a bundle's jobs at the bundle's total cost.
   for (size_t i = 0; i < jobs_.size(); ++i) prio_[i] = jobs_[i].cost;
   for (size_t i = 0; i < jobs_.size(); ++i)
-    if (state_[i] == State::kWait && !jobs_[i].depends_on.empty() && index_.count(jobs_[i].depends_on))
-      prio_[index_[jobs_[i].depends_on]] += jobs_[i].cost;
+    if (state_[i] == State::kWait)
+      for (const auto& dep : dependencies(jobs_[i]))
+        if (index_.count(dep)) prio_[index_[dep]] += jobs_[i].cost;
   std::map<std::string, double> bundle_cost;
   for (size_t i = 0; i < jobs_.size(); ++i)
     if (state_[i] == State::kWait && !jobs_[i].bundle.empty()) bundle_cost[jobs_[i].bundle] += jobs_[i].cost;
   for (size_t i = 0; i < jobs_.size(); ++i)
     if (state_[i] == State::kWait && !jobs_[i].bundle.empty()) prio_[i] = bundle_cost[jobs_[i].bundle];
-  // Ready now, waiting for a dependency, or unable to run.
+  // Ready now, waiting for dependencies, or unable to run.
+  waiting_.assign(jobs_.size(), 0);
   for (size_t i = 0; i < jobs_.size(); ++i) {
     if (state_[i] != State::kWait) continue;
-    const std::string& dep = jobs_[i].depends_on;
-    if (dep.empty()) {
+    std::string why;
+    for (const auto& dep : dependencies(jobs_[i])) {
+      auto d = index_.find(dep);
+      if (d == index_.end()) {
+        auto e = earlier.find(dep);
+        if (!(e != earlier.end() && finished(e->second.status)) && why.empty())
+          why = what_job(jobs_[i], dep) + " is not part of this plan and has no ok record";
+        continue;
+      }
+      dependents_[dep].push_back(i);
+      if (state_[d->second] == State::kOk) continue;
+      if (state_[d->second] == State::kFailed && why.empty()) {
+        auto e = earlier.find(dep);
+        why = what_job(jobs_[i], dep) + " failed: " + (e != earlier.end() ? first_line(e->second.error) : std::string());
+      }
+      ++waiting_[i];
+    }
+    if (!why.empty())
+      unrunnable_.push_back({i, why});
+    else if (waiting_[i] == 0)
       make_ready(i);
-      continue;
-    }
-    auto d = index_.find(dep);
-    if (d == index_.end()) {
-      auto e = earlier.find(dep);
-      if (e != earlier.end() && finished(e->second.status))
-        make_ready(i);
-      else
-        unrunnable_.push_back({i, "feature cache " + dep + " is not part of this plan and has no ok record"});
-      continue;
-    }
-    dependents_[dep].push_back(i);
-    if (state_[d->second] == State::kOk) {
-      make_ready(i);
-    } else if (state_[d->second] == State::kFailed) {
-      auto e = earlier.find(dep);
-      const std::string why = e != earlier.end() ? first_line(e->second.error) : std::string();
-      unrunnable_.push_back({i, "feature cache " + dep + " failed: " + why});
-    }
   }
 }
 
@@ -118,10 +132,10 @@ std::vector<JobGraph::Unrunnable> JobGraph::finish(size_t i, bool ok, const std:
   if (deps == dependents_.end()) return out;
   for (size_t d : deps->second) {
     if (state_[d] != State::kWait) continue;
-    if (ok)
+    if (!ok)
+      out.push_back({d, what_job(jobs_[d], jobs_[i].key) + " failed: " + first_line(error)});
+    else if (--waiting_[d] == 0)
       make_ready(d);
-    else
-      out.push_back({d, "feature cache " + jobs_[i].key + " failed: " + first_line(error)});
   }
   return out;
 }

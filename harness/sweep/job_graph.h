@@ -1,7 +1,7 @@
 // The farm's job graph (harness/sweep/farm.h): which of a list of jobs may run next. Pure
 // bookkeeping — no MPI, no processes — so it is unit-tested on its own (tests/io/test_job_graph.cpp).
 //
-// States: a job waits for its dependency, is ready, runs, and ends ok or failed; a job others depend
+// States: a job waits for its dependencies (depends_on and after), is ready, runs, and ends ok or failed; a job others depend
 // on is skipped when none of them still has to run. Jobs that earlier runs finished start ok, those
 // that failed start failed (unless retry_failed). Ready jobs go longest first: a job's cost, plus
 // for a job others depend on the cost of every job waiting for it; the jobs of a bundle go at the
@@ -76,6 +76,7 @@ class JobGraph {
   std::vector<double> prio_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::vector<size_t>> dependents_;
+  std::vector<int> waiting_;  // per job: dependencies not yet ok
   std::deque<size_t> ready_;
   std::vector<Unrunnable> unrunnable_;
   int earlier_ok_ = 0, earlier_failed_ = 0, unneeded_ = 0, to_run_ = 0;

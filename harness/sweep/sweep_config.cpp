@@ -221,20 +221,6 @@ std::string abs_path(const std::string& p) {
 }
 
 // Cartesian product of a grid (keys sorted, values in listed order, last key fastest).
-std::vector<std::map<std::string, std::string>> grid_points(const std::map<std::string, std::vector<std::string>>& g) {
-  std::vector<std::map<std::string, std::string>> pts(1);
-  for (const auto& [k, vals] : g) {
-    std::vector<std::map<std::string, std::string>> next;
-    for (const auto& p : pts)
-      for (const auto& v : vals) {
-        auto q = p;
-        q[k] = v;
-        next.push_back(std::move(q));
-      }
-    pts = std::move(next);
-  }
-  return pts;
-}
 
 }  // namespace
 
@@ -454,6 +440,15 @@ std::vector<FewshotList> train_lists(const SweepConfig& cfg) {
   return out;
 }
 
+// What kind of training job: its few-shot list, its protocol and val_select stage, and for a final
+// job the search jobs it chooses from (in grid order).
+struct JobShape {
+  FewshotList fs;
+  Protocol protocol = Protocol::kBestOf10;
+  std::string stage;
+  std::vector<std::pair<std::string, std::string>> searches;  // (key, result file)
+};
+
 // The identity of one task's feature cache (cn: splits sorted and unique); its key names the cache.
 json cache_canonical(const PlanContext& c, const std::string& t, const CacheNeed& cn) {
   const SweepConfig& cfg = c.cfg;
@@ -510,10 +505,11 @@ SweepJob cache_job(const PlanContext& c, const std::string& t, const CacheNeed& 
 
 // The training job of one (method, task, seed, settings); `cache` is its feature cache's job
 // (nullptr: none), `need` the method's cache need (none: a heavy method).
-SweepJob train_job(const PlanContext& c, const std::string& m, const std::string& t, int seed, const FewshotList& fs,
+SweepJob train_job(const PlanContext& c, const std::string& m, const std::string& t, int seed, const JobShape& shape,
                    const std::map<std::string, std::string>& sets, const std::optional<CacheNeed>& need,
                    const SweepJob* cache, const JobProfile& profile) {
   const SweepConfig& cfg = c.cfg;
+  const FewshotList& fs = shape.fs;
   const std::string cache_key = cache ? cache->key : std::string();
   json canon = {{"v", 1},
                 {"kind", "train"},
@@ -524,12 +520,19 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
                 {"recipe", cfg.recipe},
                 {"epochs", cfg.epochs},
                 {"batch_size", cfg.batch_size},
-                {"protocol", to_string(cfg.protocol)},
+                {"protocol", to_string(shape.protocol)},
                 {"data_root", c.data_root},
                 {"backbone", c.backbone},
                 {"backbone_sha256", c.backbone_sha},
                 {"arch", cfg.arch},
                 {"feature_cache", cache_key}};
+  std::vector<std::string> search_keys, search_files;
+  for (const auto& [key, file] : shape.searches) {
+    search_keys.push_back(key);
+    search_files.push_back(file);
+  }
+  if (!shape.stage.empty()) canon["stage"] = shape.stage;
+  if (!search_keys.empty()) canon["searches"] = search_keys;  // new searches: a new final job
   if (cfg.memory_budget > 0) canon["memory_budget"] = cfg.memory_budget;
   if (cfg.precision != Precision::kFp32) canon["precision"] = to_string(cfg.precision);
   if (cfg.pos_resample != PosResample::kTimm) canon["pos_resample"] = to_string(cfg.pos_resample);
@@ -543,6 +546,8 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   j.split_seed = fs.split_seed;
   j.sets = sets;
   j.depends_on = cache_key;
+  j.stage = shape.stage;
+  j.after = search_keys;
   j.canonical = canon.dump();
   j.out_dir = (fs::path(c.out) / "jobs" / j.key).string();
   j.result_file = (fs::path(j.out_dir) / "results.jsonl").string();
@@ -563,7 +568,9 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   if (cfg.epochs > 0) r.epochs = cfg.epochs;
   if (cfg.batch_size > 0) r.batch_size = cfg.batch_size;
   r.seed = seed;
-  r.protocol = cfg.protocol;
+  r.protocol = shape.protocol;
+  if (shape.stage == "search") r.stage = "search";
+  r.select_from = search_files;
   for (auto& [k, v] : sets) r.set.push_back(k + "=" + v);
   r.out_dir = j.out_dir;
   r.reuse_done = true;
@@ -583,8 +590,12 @@ SweepJob train_job(const PlanContext& c, const std::string& m, const std::string
   const double f = profile.backbone_grad ? 3.0 : !cache ? 1.1 : cls_only ? 0.001 : 0.06;
   const double e = !cache ? 1.0 : cls_only ? 0.0 : 1.0 / evals;
   const double F = c.flops_per_image();
-  const std::string train_split = fs.shots > 0 ? data::fewshot_train_split(fs.shots, fs.split_seed) : "train800val200";
-  j.cost = c.seconds(double(c.samples(t, train_split)) * epochs * F * f + evals * double(c.samples(t, "test")) * F * e);
+  const bool search = shape.stage == "search";
+  const std::string train_split = fs.shots > 0 ? data::fewshot_train_split(fs.shots, fs.split_seed)
+                                  : search     ? "train800"
+                                               : "train800val200";
+  j.cost = c.seconds(double(c.samples(t, train_split)) * epochs * F * f +
+                     evals * double(c.samples(t, search ? "val200" : "test")) * F * e);
   if (!cache) j.cache_note = need && !cfg.feature_cache ? "feature_cache: false in the config" : profile.no_cache_why;
   if (cache)  // the train split's features, resident in their stored dtype
     j.ram_bytes = c.samples(t, fs.shots > 0 ? train_split : need->splits.front()) *
@@ -634,42 +645,61 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
   std::vector<SweepJob> caches, trains;
   std::map<std::string, size_t> cache_index;
   std::set<std::string> train_keys;
+  // One training job (and the cache it trains on); identical jobs after overrides are planned once.
+  auto add = [&](const std::string& m, const std::string& t, int seed, const JobShape& shape,
+                 const std::map<std::string, std::string>& sets) -> const SweepJob& {
+    std::optional<CacheNeed> need;
+    // The recipe decides splits, normalisation and stochastic depth.
+    if (opts.cache_need) need = opts.cache_need(m, t, cfg.recipe, sets, cfg.benchmark);
+    if (need && shape.stage == "search")  // a search reads train800 and val200 (one cache for every point)
+      for (auto& split : need->splits) split = split == "train800val200" ? "train800" : split == "test" ? "val200" : split;
+    const SweepJob* cache = nullptr;
+    if (need && cfg.feature_cache) {
+      CacheNeed cn = *need;
+      PETL_CHECK(cn.taps.any() && !cn.splits.empty(), "method ", m,
+                 ": its feature-cache need has no taps or no splits (internal: the method's declaration)");
+      std::sort(cn.splits.begin(), cn.splits.end());
+      cn.splits.erase(std::unique(cn.splits.begin(), cn.splits.end()), cn.splits.end());
+      const json ccanon = cache_canonical(ctx, t, cn);
+      const std::string key = key_of_text(ccanon.dump());
+      if (!cache_index.count(key)) {
+        cache_index[key] = caches.size();
+        caches.push_back(cache_job(ctx, t, cn, ccanon));
+      }
+      cache = &caches[cache_index.at(key)];
+    }
+    JobProfile profile{100, 10, !need, ""};
+    if (opts.job_profile) profile = opts.job_profile(m, t, cfg.recipe, shape.protocol, sets, cfg.benchmark);
+    SweepJob j = train_job(ctx, m, t, seed, shape, sets, need, cache, profile);
+    if (train_keys.insert(j.key).second) trains.push_back(std::move(j));
+    return *std::find_if(trains.begin(), trains.end(), [&](const SweepJob& x) { return x.key == j.key; });
+  };
   for (const auto& m : cfg.methods) {
     auto grid = cfg.grid;
     const SweepOverride* mo = cfg.method_overrides.count(m) ? &cfg.method_overrides.at(m) : nullptr;
-    if (mo) {
+    if (mo)
       for (auto& [k, v] : mo->grid) grid[k] = v;
+    const bool val_select = cfg.protocol == Protocol::kValSelect;
+    if (val_select && grid.empty() && opts.default_grid) grid = opts.default_grid(m);  // the method's own
+    if (mo)
       for (auto& [k, v] : mo->set) grid.erase(k);
-    }
     const auto points = grid_points(grid);
     for (const auto& t : cfg.tasks)
-      for (int seed : cfg.seeds)
-        for (const auto& pt : points)
-          for (const auto& fs : train_lists(cfg)) {
-            const auto sets = point_settings(cfg, mo, m, t, pt);
-            std::optional<CacheNeed> need;
-            // The recipe decides splits, normalisation and stochastic depth.
-            if (opts.cache_need) need = opts.cache_need(m, t, cfg.recipe, sets, cfg.benchmark);
-            const SweepJob* cache = nullptr;
-            if (need && cfg.feature_cache) {
-              CacheNeed cn = *need;
-              PETL_CHECK(cn.taps.any() && !cn.splits.empty(), "method ", m,
-                         ": its feature-cache need has no taps or no splits (internal: the method's declaration)");
-              std::sort(cn.splits.begin(), cn.splits.end());
-              cn.splits.erase(std::unique(cn.splits.begin(), cn.splits.end()), cn.splits.end());
-              const json ccanon = cache_canonical(ctx, t, cn);
-              const std::string key = key_of_text(ccanon.dump());
-              if (!cache_index.count(key)) {
-                cache_index[key] = caches.size();
-                caches.push_back(cache_job(ctx, t, cn, ccanon));
-              }
-              cache = &caches[cache_index.at(key)];
-            }
-            JobProfile profile{100, 10, !need, ""};
-            if (opts.job_profile) profile = opts.job_profile(m, t, cfg.recipe, cfg.protocol, sets, cfg.benchmark);
-            SweepJob j = train_job(ctx, m, t, seed, fs, sets, need, cache, profile);
-            if (train_keys.insert(j.key).second) trains.push_back(std::move(j));  // identical after overrides: once
-          }
+      for (int seed : cfg.seeds) {
+        if (!val_select) {
+          for (const auto& pt : points)
+            for (const auto& fs : train_lists(cfg)) add(m, t, seed, {fs, cfg.protocol, "", {}}, point_settings(cfg, mo, m, t, pt));
+          continue;
+        }
+        // val_select: the searches, the final run after them, and the ordinary run beside them.
+        JobShape final_shape{{}, Protocol::kValSelect, "final", {}};
+        for (const auto& pt : points) {
+          const SweepJob& sj = add(m, t, seed, {{}, Protocol::kValSelect, "search", {}}, point_settings(cfg, mo, m, t, pt));
+          final_shape.searches.emplace_back(sj.key, sj.result_file);
+        }
+        add(m, t, seed, final_shape, point_settings(cfg, mo, m, t, {}));
+        add(m, t, seed, {{}, Protocol::kBestOf10, "", {}}, point_settings(cfg, mo, m, t, {}));
+      }
   }
   assign_bundles(trains, cfg.bundle_jobs);
   std::map<std::string, std::set<std::string>> served;  // cache key → the methods training on it
@@ -788,6 +818,35 @@ void print_fewshot_sharing(std::ostream& os, const std::vector<SweepJob>& jobs, 
          << "): one backbone pass over the merged train lists serves " << served[j.key] << " training job(s)\n";
 }
 
+// A val_select sweep's two stages: searches, final runs after them, the ordinary runs beside them.
+void print_val_select_stages(std::ostream& os, const std::vector<SweepJob>& jobs,
+                             const std::map<std::string, PlannedJobStatus>& status) {
+  struct Stage {
+    int n = 0, done = 0;
+    double cost = 0;
+  };
+  std::map<std::string, Stage> st;
+  for (const auto& j : jobs) {
+    if (j.is_cache) continue;
+    Stage& s = st[j.stage.empty() ? "ordinary" : j.stage];
+    ++s.n;
+    s.done += is_done(status, j.key);
+    s.cost += j.cost;
+  }
+  os << "val_select, two stages (selection without the test set):\n";
+  const std::pair<const char*, const char*> order[] = {
+      {"search", "grid points trained on train800, evaluated on val200 at every evaluation epoch"},
+      {"final", "each after its searches: the best (point, epoch count) on val200, trained on train800val200, "
+                "tested once after its last epoch"},
+      {"ordinary", "best_of_10 at the default settings (test-selected epoch), for the report's comparison"}};
+  for (const auto& [name, what] : order) {
+    const Stage& s = st[name];
+    os << "  " << std::left << std::setw(9) << name << std::right << std::setw(5) << s.n << " job(s), " << s.done
+       << " done, est. " << format_seconds(s.cost) << (std::string(name) == "final" ? " (at the recipe's epochs)" : "")
+       << ": " << what << "\n";
+  }
+}
+
 void print_bundles(std::ostream& os, const std::vector<SweepJob>& jobs,
                    const std::map<std::string, PlannedJobStatus>& status) {
   struct B {
@@ -881,8 +940,12 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
         for (auto& [k, v] : j.sets) s.push_back(k + "=" + v);
         const std::string task =
             j.shots > 0 ? j.task + " " + std::to_string(j.shots) + "sh/s" + std::to_string(j.split_seed) : j.task;
-        row(j.key, j.method, task, std::to_string(j.seed), s.empty() ? "-" : join(s, " "),
-            j.depends_on.empty() ? "-" : j.depends_on, fmt_cost(j.cost), fmt_bytes("RAM", j.ram_bytes), st);
+        const std::string what = j.stage.empty() ? j.method : j.method + " [" + j.stage + "]";
+        const std::string dep = !j.after.empty()       ? "after " + std::to_string(j.after.size()) + " searches"
+                                : j.depends_on.empty() ? "-"
+                                                       : j.depends_on;
+        row(j.key, what, task, std::to_string(j.seed), s.empty() ? "-" : join(s, " "), dep, fmt_cost(j.cost),
+            fmt_bytes("RAM", j.ram_bytes), st);
       }
     }
   }
@@ -898,6 +961,7 @@ void print_plan(std::ostream& os, const SweepPlan& plan, const std::vector<Sweep
      << " GFLOP/s per rank (est_gflops_per_rank), a model of FLOPs per image, not a measurement\n";
   os.unsetf(std::ios::floatfield);
   if (c.benchmark == Benchmark::kFewshot) print_fewshot_sharing(os, jobs, c);
+  if (c.protocol == Protocol::kValSelect) print_val_select_stages(os, jobs, status);
   print_cache_reasons(os, jobs, c);
   print_bundles(os, jobs, status);
   if (disk_all > 0 || ram_max > 0)

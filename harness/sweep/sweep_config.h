@@ -11,7 +11,13 @@
 //   arch              architecture name (optional, passed as --arch)
 //   pos_resample      timm | dinov2 (as petl run --pos-resample; default timm): how a checkpoint's
 //                     position embeddings on another grid (DINOv2's 518 px) are resampled
-//   protocol          best_of_10 | final (default best_of_10)
+//   protocol          best_of_10 | final | val_select (default best_of_10). val_select plans two
+//                     stages per (method, task, seed): a search job per grid point (the config's
+//                     grid for the method, else its default grid, config/val_grids.yaml) trained on
+//                     train800 and evaluated on val200, then a final job that runs after all of
+//                     them (chosen on val200, trained on train800val200; its key covers the search
+//                     keys), plus the ordinary best_of_10 job at the method's default settings so
+//                     the report can put test-selected and val-selected numbers side by side
 //   recipe            recipe name (optional; default: each method's own)
 //   methods, tasks    non-empty lists of names; seeds: non-empty list of integers
 //   benchmark         vtab | fewshot (default vtab). fewshot: tasks are few-shot datasets in NOAH's
@@ -176,6 +182,10 @@ struct SweepJob {
   // jobs it serves (the dry run prints both).
   std::string cache_note;
   std::string depends_on;   // key of the cache job it trains on, or ""
+  // Protocol val_select: "search" (a grid point, train800 -> val200), "final" (the run chosen from
+  // its searches, which it runs after), "" otherwise.
+  std::string stage;
+  std::vector<std::string> after;  // a final job's search jobs
   std::string out_dir;      // <out>/jobs/<key> or <out>/cache/<key>
   std::string result_file;  // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
   std::string log_file;     // <out>/logs/<key>.log
@@ -208,6 +218,9 @@ struct PlanOptions {
   CacheNeedFn cache_need;                 // null: no job uses a feature cache
   std::optional<double> state_every_min;  // set: every training job's JobSpec::state_every_min
   BackboneDimsFn backbone_dims;           // null: no byte estimates in the plan
+  // Protocol val_select: a method's default search grid (config/val_grids.yaml), used where the
+  // config gives the method no grid; null: none (a single point).
+  std::function<std::map<std::string, std::vector<std::string>>(const std::string& method)> default_grid;
   JobProfileFn job_profile;               // null: 100 epochs, 10 evaluations, no reasons given
 };
 

@@ -60,6 +60,9 @@ struct ResolvedJob {
   int threads = 1;
   threads::ThreadChoice threading;  // how `threads` was chosen (core/threads.h), for provenance
   torch::Device device{torch::kCPU};
+  // Protocol val_select's final run (harness/train/selection.h): what it chose from and what it
+  // chose (the record's "selection"); spec then holds the chosen settings and epoch count.
+  nlohmann::json selection;
 };
 // Validates the spec (threads, dp, device, method, recipe keys) and resolves it; sets the intra-op
 // thread count and the process's precision. Throws petl::Error naming the flag or key.

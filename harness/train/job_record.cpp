@@ -46,6 +46,7 @@ Record failed_record(const JobSpec& spec, const std::string& message) {
   Record r = petl::failed_record(spec.method, spec.task, spec.seed == JobSpec::kRecipeValue ? -1 : spec.seed,
                                  spec.protocol, message, job_provenance(spec));
   set_benchmark(r, spec);
+  if (spec.protocol == Protocol::kValSelect) r.stage = spec.stage == "search" ? "search" : "final";
   return r;
 }
 
@@ -87,6 +88,10 @@ Record record_header(const ResolvedJob& job, Method& method, const JobBackbone& 
   r.seed = recipe.seed;
   r.protocol = spec.protocol;
   set_benchmark(r, spec);
+  if (spec.protocol == Protocol::kValSelect) {
+    r.stage = spec.stage == "search" ? "search" : "final";
+    r.selection = job.selection;
+  }
   r.trainable_params = method.num_trainable();
   r.backbone_params = bb.model->num_parameters();
   r.settings = {{"recipe", recipe.to_map()},
@@ -120,7 +125,11 @@ void set_accuracies(Record& r, int eval_every) {
     }
   r.final_accuracy = r.evals.back().test_acc;
   r.best_of_10 = best < 0 ? *r.final_accuracy : best;
-  r.accuracy = r.protocol == Protocol::kFinal ? *r.final_accuracy : *r.best_of_10;
+  // val_select: a search's headline is its best val200 evaluation (what selection compares); a final
+  // run's is its test accuracy after the last epoch, also kept as accuracy_by_protocol.val_select.
+  const bool last = r.protocol == Protocol::kFinal || (r.protocol == Protocol::kValSelect && r.stage == "final");
+  r.accuracy = last ? *r.final_accuracy : *r.best_of_10;
+  if (r.protocol == Protocol::kValSelect && r.stage == "final") r.other_protocols["val_select"] = *r.final_accuracy;
 }
 
 json data_section(const ResolvedJob& job, int num_classes, int image_size, const FeatureSources& src,

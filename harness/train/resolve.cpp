@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "core/error.h"
 #include "core/hashing.h"
@@ -14,6 +15,7 @@
 #include "harness/train/job.h"
 #include "harness/train/memory_meter.h"
 #include "harness/train/precision.h"
+#include "harness/train/selection.h"
 #include "models/arch_registry.h"
 #include "models/checkpoint.h"
 
@@ -61,6 +63,21 @@ EffectiveRecipe resolve_recipe(const std::string& method, const std::string& rec
 }
 
 namespace {
+// --stage and --select-from belong to protocol val_select, which is VTAB-1k's (train800, val200).
+void check_protocol_args(const JobSpec& spec) {
+  if (spec.protocol != Protocol::kValSelect) {
+    PETL_CHECK(spec.stage.empty() && spec.select_from.empty(),
+               "--stage and --select-from belong to --protocol val_select (this job's protocol is ",
+               to_string(spec.protocol), ")");
+    return;
+  }
+  PETL_CHECK(spec.stage.empty() || spec.stage == "search", "--stage '", spec.stage,
+             "': expected search (a final run is the one given --select-from)");
+  PETL_CHECK(spec.stage.empty() || spec.select_from.empty(), "--stage search and --select-from exclude each other");
+  PETL_CHECK(spec.benchmark == Benchmark::kVtab,
+             "--protocol val_select searches on VTAB-1k's train800 -> val200 lists; --benchmark fewshot has none");
+}
+
 // --benchmark fewshot needs --shots and --split-seed; VTAB-1k takes neither.
 void check_benchmark_args(const JobSpec& spec) {
   if (spec.benchmark == Benchmark::kFewshot) {
@@ -92,7 +109,13 @@ std::string file_arch(const std::string& path) {
 }
 }  // namespace
 
-ResolvedJob resolve_job(const JobSpec& spec) {
+ResolvedJob resolve_job(const JobSpec& spec_in) {
+  check_protocol_args(spec_in);
+  // val_select's final run: the point and epoch count the searches' val200 evaluations choose.
+  std::optional<Selection> selection;
+  if (spec_in.protocol == Protocol::kValSelect && !spec_in.select_from.empty())
+    selection = select_on_val(spec_in);
+  const JobSpec spec = selection ? final_run_spec(spec_in, *selection) : spec_in;
   PETL_CHECK(spec.threads >= 0, "--threads ", spec.threads, ": expected an integer >= 0 (0 = the cores available)");
   PETL_CHECK(spec.dp >= 1, "--dp ", spec.dp, ": expected an integer >= 1");
   set_precision(spec.precision);  // this process's forward passes
@@ -118,6 +141,11 @@ ResolvedJob resolve_job(const JobSpec& spec) {
   if (fewshot && spec.recipe.empty()) recipe = (recipe.empty() ? j.info->default_recipe : recipe) + "_fewshot";
   j.eff = resolve_recipe(spec.method, recipe, fewshot ? "" : j.task.name, spec.set, spec.epochs, spec.batch_size,
                          spec.seed);
+  if (selection) j.selection = selection->to_json();
+  if (spec.stage == "search") {  // a val_select grid point: train800, evaluated on val200
+    if (!j.eff.requested.has("train_split")) j.eff.recipe.train_split = "train800";
+    if (!j.eff.requested.has("test_split")) j.eff.recipe.test_split = "val200";
+  }
   if (fewshot) {  // the K-shot list of the split seed, tested on the dataset's test list
     if (!j.eff.requested.has("train_split"))
       j.eff.recipe.train_split = data::fewshot_train_split(spec.shots, spec.split_seed);
@@ -224,6 +252,13 @@ std::string job_key(const ResolvedJob& job, const std::map<std::string, std::str
   if (spec.precision != Precision::kFp32) src["precision"] = to_string(spec.precision);
   if (spec.pos_resample != PosResample::kTimm) src["pos_resample"] = to_string(spec.pos_resample);
   if (spec.benchmark == Benchmark::kFewshot) src["fewshot"] = {{"shots", spec.shots}, {"split_seed", spec.split_seed}};
+  // val_select: a search is its own job; a final run is keyed by the searches it chose from.
+  if (spec.protocol == Protocol::kValSelect) {
+    src["protocol"] = to_string(spec.protocol);
+    src["stage"] = spec.stage.empty() ? "final" : spec.stage;
+    if (job.selection.is_object())
+      src["selection"] = {{"search_job_keys", job.selection["search_job_keys"]}, {"chosen", job.selection["chosen"]}};
+  }
   return key_of_text(src.dump());
 }
 

@@ -36,6 +36,8 @@ const std::vector<std::pair<std::string, std::function<void(JobSpec&)>>>& run_mu
       {"precision", [](JobSpec& s) { s.precision = Precision::kBf16; }},
       {"pos-resample", [](JobSpec& s) { s.pos_resample = PosResample::kDinov2; }},
       {"benchmark", [](JobSpec& s) { s.benchmark = Benchmark::kFewshot; }},
+      {"stage", [](JobSpec& s) { s.stage = "search"; }},
+      {"select-from", [](JobSpec& s) { s.select_from = {"a/results.jsonl", "b/results.jsonl"}; }},
       {"shots", [](JobSpec& s) { s.shots = 16; }},
       {"split-seed", [](JobSpec& s) { s.split_seed = 2; }},
       {"set",

@@ -102,5 +102,45 @@ TEST(JobGraph, ABundlesReadyJobsGoTogetherInPlanOrderAtTheBundlesCost) {
 
 TEST(JobGraph, AKeyTwiceIsAnError) { EXPECT_THROW(JobGraph({job("a", 1), job("a", 2)}, {}, false), Error); }
 
+
+// A val_select final job runs after every one of its searches (FarmJob::after) and its cache; a
+// failed search fails it without running; searches finished earlier count as done.
+TEST(JobGraph, AJobRunsAfterAllOfItsSearchesAndNotWhenOneFailed) {
+  FarmJob fin = job("final", 5, "c");
+  fin.after = {"s1", "s2"};
+  JobGraph g({cache("c", 1), job("s1", 10), job("s2", 20), fin}, {}, false);
+  EXPECT_DOUBLE_EQ(g.priority(1), 15) << "a search carries its final's cost";
+  std::vector<std::string> order;
+  while (g.has_ready()) {
+    auto unit = g.take_next();
+    for (auto k : keys(g, unit)) order.push_back(k);
+    for (size_t i : unit)
+      if (g.job(i).key != "s2") g.finish(i, true, "");
+    if (g.state(3) == JobGraph::State::kReady) ADD_FAILURE() << "final ready before s2 finished";
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"s2", "s1", "c"}));
+  EXPECT_TRUE(g.finish(2, true, "").empty());
+  ASSERT_TRUE(g.has_ready());
+  EXPECT_EQ(keys(g, g.take_next()), std::vector<std::string>{"final"});
+
+  FarmJob fin2 = job("final", 5);
+  fin2.after = {"s1", "s2"};
+  JobGraph h({job("s1", 10), job("s2", 20), fin2}, {}, false);
+  h.take_next();
+  const auto failed = h.finish(1, false, "exit status 1: diverged");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].why, "search job s2 failed: exit status 1: diverged");
+
+  // Searches finished by an earlier run: the final is ready at once; one failed earlier: unrunnable.
+  JobGraph k({job("s1", 10), job("s2", 20), fin2}, {{"s1", {RecordStatus::kOk, ""}}, {"s2", {RecordStatus::kOk, ""}}},
+             false);
+  EXPECT_EQ(keys(k, k.take_next()), std::vector<std::string>{"final"});
+  JobGraph f({job("s1", 10), job("s2", 20), fin2},
+             {{"s1", {RecordStatus::kOk, ""}}, {"s2", {RecordStatus::kFailed, "boom"}}}, false);
+  const auto u = f.take_unrunnable();
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_EQ(u[0].why, "search job s2 failed: boom");
+}
+
 }  // namespace
 }  // namespace petl

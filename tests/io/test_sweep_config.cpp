@@ -739,5 +739,65 @@ TEST_F(SweepConfigTest, FailedAndCacheRecordsHaveTheSchemaFields) {
   EXPECT_FALSE(c.contains("method"));
 }
 
+// protocol val_select plans two stages per (method, task, seed): a search per grid point (the
+// config's grid, else the method's default), a final run after all of them that chooses from their
+// result files, and the ordinary best_of_10 run; a changed grid keeps the old searches' keys and
+// gives the final a new one.
+TEST_F(SweepConfigTest, ValSelectPlansSearchesThenAFinalAfterThem) {
+  PlanOptions o = opts();
+  o.default_grid = [](const std::string& m) -> std::map<std::string, std::vector<std::string>> {
+    if (m == "lin") return {{"lr", {"1e-3", "1e-2"}}};
+    return {};
+  };
+  auto p = plan(base_yaml("protocol: val_select\n"), o);
+  std::vector<const SweepJob*> search, fin, ordinary;
+  for (auto& j : p.jobs) {
+    if (j.is_cache) continue;
+    (j.stage == "search" ? search : j.stage == "final" ? fin : ordinary).push_back(&j);
+  }
+  EXPECT_EQ(search.size(), (2u + 1u) * 2 * 2);  // lin: 2 points, heavy: 1, × 2 tasks × 2 seeds
+  EXPECT_EQ(fin.size(), 8u);
+  EXPECT_EQ(ordinary.size(), 8u);
+  for (const SweepJob* f : fin) {
+    std::vector<std::string> mine, files;
+    for (const SweepJob* s : search)
+      if (s->method == f->method && s->task == f->task && s->seed == f->seed) {
+        mine.push_back(s->key);
+        files.push_back(s->result_file);
+        EXPECT_EQ(s->run->stage, "search");
+        EXPECT_EQ(s->run->protocol, Protocol::kValSelect);
+      }
+    EXPECT_EQ(f->after, mine) << "a final runs after exactly its own searches, in grid order";
+    EXPECT_EQ(f->run->select_from, files);
+    EXPECT_EQ(f->run->protocol, Protocol::kValSelect);
+    EXPECT_TRUE(f->run->stage.empty());
+    EXPECT_EQ(f->run->set.size(), 0u) << "the final's settings come from the choice, at run time";
+  }
+  for (const SweepJob* s : search)
+    if (s->method == "lin") {
+      auto cache =
+          std::find_if(p.jobs.begin(), p.jobs.end(), [&](const SweepJob& c) { return c.key == s->depends_on; });
+      ASSERT_NE(cache, p.jobs.end());
+      EXPECT_EQ(cache->cache.splits, (std::vector<std::string>{"train800", "val200"}));
+    }
+  // The ordinary runs are the best_of_10 sweep's own jobs (same keys).
+  auto plain = plan(base_yaml(), o);
+  const std::set<std::string> plain_keys = keys(plain);
+  for (const SweepJob* j : ordinary) EXPECT_TRUE(plain_keys.count(j->key)) << j->method << " " << j->task;
+  // A changed grid: the old searches keep their keys, every lin final gets a new key.
+  o.default_grid = [](const std::string& m) -> std::map<std::string, std::vector<std::string>> {
+    if (m == "lin") return {{"lr", {"1e-3", "1e-2", "3e-2"}}};
+    return {};
+  };
+  auto p2 = plan(base_yaml("protocol: val_select\n"), o);
+  const std::set<std::string> k2 = keys(p2);
+  for (const SweepJob* s : search) EXPECT_TRUE(k2.count(s->key));
+  for (const SweepJob* f : fin) EXPECT_EQ(k2.count(f->key), f->method == "lin" ? 0u : 1u) << f->method;
+  std::ostringstream os;
+  print_plan(os, p, p.jobs, {});
+  EXPECT_NE(os.str().find("val_select, two stages"), std::string::npos) << os.str();
+  EXPECT_NE(os.str().find("after 2 searches"), std::string::npos) << os.str();
+}
+
 }  // namespace
 }  // namespace petl

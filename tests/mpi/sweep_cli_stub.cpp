@@ -21,6 +21,8 @@ JobProfile method_job_profile(const std::string& method, const std::string&, con
   const bool lin = method.rfind("lin", 0) == 0;
   return {10, 1, !lin, lin ? "" : "it back-propagates through the backbone (stand-in)"};
 }
+// No default search grids (protocol val_select plans one point per method).
+std::map<std::string, std::vector<std::string>> method_default_grid(const std::string&) { return {}; }
 // Fixed dimensions (2 blocks, 17 tokens, width 32) for the plan's byte estimates.
 BackboneDims backbone_dims(const std::string&, const std::string&) { return {2, 17, 32}; }
 namespace cli {
