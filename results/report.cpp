@@ -234,6 +234,10 @@ void write_files(Table& t, const ReportOptions& opts, ReportResult& res) {
   write_text(out / "report_cells.csv", render_cells_csv(t));
   res.files.insert(res.files.begin(),
                    {(out / "report.md").string(), (out / "report.csv").string(), (out / "report_cells.csv").string()});
+  if (!t.selection.rows.empty()) {
+    write_text(out / "report_selection.csv", render_selection_csv(t));
+    res.files.push_back((out / "report_selection.csv").string());
+  }
   if (opts.format == "tex") {
     write_text(out / "report.tex", render_tex(t));
     res.files.push_back((out / "report.tex").string());
@@ -259,8 +263,9 @@ ReportResult write_report(const std::vector<std::string>& inputs, const ReportOp
 
   ReportResult res;
   count_skipped(t.records, res);
+  if (!t.selection.finals_in_main) res.n_ok += int(t.selection.finals.size());  // tabulated in their own section
   if (!opts.out_dir.empty()) write_files(t, opts, res);
-  res.table_markdown = render_markdown_table(t) + render_budget_view(t);
+  res.table_markdown = render_markdown_table(t) + render_budget_view(t) + render_selection(t);
   res.printed = opts.format == "md" ? res.table_markdown : opts.format == "csv" ? render_csv(t) : render_tex(t);
   res.warnings = t.warnings;
   res.read_notes = t.records.read_notes;

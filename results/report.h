@@ -7,9 +7,11 @@
 // mixed backbones / protocols / preprocessing, row identities, mean ± sample std over seeds,
 // group means) → render_markdown / render_csv / render_tex, write_plots. write_report runs all of it and writes the
 // files. Few-shot FGVC records (benchmark "fewshot") take build_fewshot_table → render_fewshot_* and
-// write_fewshot_plots instead (see "few-shot FGVC" below). Sources: report_load.cpp (records, reference CSV),
+// write_fewshot_plots instead (see "few-shot FGVC" below). Protocol val_select (selection without the
+// test set): search records are counted, never tabulated; final records feed their own section
+// (see "selection without the test set" below). Sources: report_load.cpp (records, reference CSV),
 // report_table.cpp (build_table), report_render.cpp (markdown / csv / tex), report_fewshot.cpp (the few-shot table and
-// its renderings), report_plots.cpp (gnuplot), report.cpp (the rest).
+// its renderings), report_selection.cpp (the val_select section), report_plots.cpp (gnuplot), report.cpp (the rest).
 //
 // What is an error and what is a warning (user mistakes throw petl::Error naming file:line):
 //   errors   — unreadable path, a directory without *.jsonl, invalid JSON, a line that is not an
@@ -28,7 +30,8 @@
 //              VTAB-1k copy next to a non-VTAB table is only a note), the published best_of_10
 //              numbers next to another protocol, gnuplot missing or failing.
 //   notes    — failed and dry-run records (listed, not tabulated), lines of another schema (e.g. a
-//              sweep journal's own entries; counted and skipped), what varies between rows, what was
+//              sweep journal's own entries; counted and skipped), val_select search records (their
+//              accuracies are val200's; counted and skipped), what varies between rows, what was
 //              read of a sweep's or demo's output folder (its journal, not the per-job copies).
 // Warnings go to stderr (ReportOptions::warn_to_stderr) and into the report's notes section.
 #pragma once
@@ -90,6 +93,7 @@ struct Run {
   std::string backbone_sha256;
   std::string preprocessing;                    // "imagenet, 224 px"
   std::map<std::string, std::string> identity;  // method settings (non-"_") + recipe minus seed (+ mixed props)
+  std::string stage;  // Record::stage: "" ordinary, "final" a val_select final run (search records are no Run)
   Record record;
 };
 
@@ -108,6 +112,7 @@ struct Records {
   std::vector<Run> runs;                     // status ok, in input order
   std::vector<Skipped> skipped;              // status failed / dry_run
   std::map<std::string, int> other_schemas;  // lines of another schema, counted
+  int val_select_search = 0;                 // ok records of stage "search" (val200 accuracies), counted and skipped
   std::vector<std::string> files;            // files read, in order
   std::vector<std::string> read_notes;       // what was read of a sweep's (or demo's) output folder, one line each
   std::vector<std::string> warnings;
@@ -235,6 +240,55 @@ struct DeltaLine {
   bool complete = false;
 };
 
+// ------------------------------------------------------------------ selection without the test set
+//
+// Protocol val_select (core/enums.h): per method × task × seed a grid is searched on train800 →
+// val200 (records of stage "search": their evals and accuracies are val200's, so they are never
+// tabulated, only counted in a note); the best (grid point, epoch count) is trained once on
+// train800val200 (a record of stage "final": `accuracy` is its test accuracy after its last epoch,
+// `selection` says what was chosen). build_table keeps the final records out of the main table
+// (which is built from the ordinary records, whose headline protocol is best_of_10 or final) unless
+// they are the only records, and sets them side by side with the ordinary records of the same method
+// and task: best_of_10 (the epoch selected on the test list), final (the test list read once, after
+// the last epoch) and val_select, and inflation = best_of_10 − val_select.
+
+constexpr const char* kStageSearch = "search";
+constexpr const char* kStageFinal = "final";
+
+// One (method, task) of the selection table; every number a mean over training seeds (NaN: no record).
+struct SelectionCell {
+  Stats best_of_10, final_acc;  // the ordinary records' accuracy_by_protocol.best_of_10 / .final
+  Stats val_select;             // the final records' accuracy
+  double inflation = std::numeric_limits<double>::quiet_NaN();  // best_of_10.mean − val_select.mean
+  std::vector<int> seeds_ordinary, seeds_val_select;            // distinct seeds, ascending
+  std::vector<std::string> chosen;                              // per final record (seed order): "lr=0.001 epochs=30"
+};
+
+struct SelectionRow {
+  std::string method;
+  std::map<std::string, SelectionCell> cells;  // by task
+  // Plain means over the tasks that have all three values (n_common of them); complete when that is
+  // every task column.
+  double mean_best_of_10 = std::numeric_limits<double>::quiet_NaN();
+  double mean_final = std::numeric_limits<double>::quiet_NaN();
+  double mean_val_select = std::numeric_limits<double>::quiet_NaN();
+  double mean_inflation = std::numeric_limits<double>::quiet_NaN();
+  int n_common = 0;
+  bool complete = false;
+  // The smallest and largest per-task inflation (over the tasks that have one) and their tasks.
+  double min_inflation = std::numeric_limits<double>::quiet_NaN();
+  double max_inflation = std::numeric_limits<double>::quiet_NaN();
+  std::string min_task, max_task;
+};
+
+struct Selection {
+  std::vector<std::string> tasks;  // columns: VTAB tasks in the paper order, then others as the main table has them
+  std::vector<SelectionRow> rows;  // methods with a final record, in the main table's order
+  std::vector<Run> finals;         // the final records (after duplicates); also the main table's when alone
+  bool finals_in_main = false;     // no ordinary record: the main table is built from the final records
+  std::string caption;             // what each row is and which numbers used the test set
+};
+
 struct Table {
   bool vtab = false;  // the 19-column paper layout
   std::vector<TaskGroup> groups;
@@ -256,6 +310,7 @@ struct Table {
   // does_not_fit records only), what it reached under each budget.
   std::vector<int64_t> budgets;
   std::vector<std::pair<std::string, std::vector<BudgetPick>>> budget_best;
+  Selection selection;  // the val_select section (empty rows: no final record)
 };
 
 // The largest peak training memory (MiB) over a row's cells: what must fit a budget.
@@ -275,10 +330,18 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
 std::string render_csv(const Table& t);
 std::string render_cells_csv(const Table& t);  // long: one line per (row, task)
 std::string render_tex(const Table& t);        // booktabs table*
+// The val_select section "Selection without the test set" (heading, caption, table, the inflation
+// summary, plots/selection_inflation.png when plot_files has it); "" without final records.
+std::string render_selection(const Table& t, const std::vector<std::string>& plot_files = {});
+// report_selection.csv, one line per method × task: method,task,best_of_10,final,val_select,inflation,
+// n_seeds_ordinary,n_seeds_val_select,chosen (chosen: the final records' chosen sets and epoch count,
+// "lr=0.001 epochs=30", ';' between seeds). Header only without final records.
+std::string render_selection_csv(const Table& t);
 
 // Writes plots/*.gp + *.dat under out_dir and runs gnuplot on them (PNG + SVG). Returns the
 // image files written, relative to out_dir; appends a note to t.notes when gnuplot is missing
-// or fails.
+// or fails. With a selection section: also plots/selection_inflation (per method the mean inflation
+// best_of_10 − val_select as a bar, each task's as a point).
 std::vector<std::string> write_plots(Table& t, const std::string& out_dir);
 
 // ------------------------------------------------------------------ few-shot FGVC
@@ -357,7 +420,8 @@ struct ReportResult {
 };
 
 // The whole report: load + validate, tabulate, write report.md, report.csv, report_cells.csv
-// (+ report.tex for format tex) and the plots into opts.out_dir. Throws petl::Error on errors.
+// (+ report.tex for format tex; report_selection.csv with val_select final records) and the plots into
+// opts.out_dir. Throws petl::Error on errors.
 // Few-shot records (is_fewshot) give the few-shot report: report.md, report.csv (long),
 // report_mean.csv (+ report.tex) and plots/fewshot_*.
 ReportResult write_report(const std::vector<std::string>& inputs, const ReportOptions& opts);

@@ -74,6 +74,16 @@ void add_notes(const Records& records, const std::vector<std::string>& methods,
 // and '_' as '_'), fewshot_mean for "" (the mean over the datasets) (report_plots.cpp).
 std::string fewshot_plot_stem(const std::string& dataset);
 
+// ---- the val_select section (report_selection.cpp)
+
+// Moves the final records (stage "final") out of t.records.runs into t.selection.finals, dropping
+// their duplicates, unless they are the only records: then they stay (the main table is built from
+// them, Selection::finals_in_main) and finals is filled by take_main_finals after the duplicates.
+void split_selection_runs(Table& t);
+void take_main_finals(Table& t);
+// The selection rows, cells, means, caption and notes; after the main table's columns and rows.
+void build_selection(Table& t);
+
 // ---- rendering helpers (report_render.cpp)
 
 // A padded markdown table; right-aligned columns get ---:.
@@ -81,6 +91,8 @@ std::string md_table(const std::vector<std::string>& header, const std::vector<s
                      const std::vector<bool>& right);
 // A parameter count for people: 776, 1.54 K, 23.8 K, 2.69 M, 85.8 M.
 std::string count_text(double n);
+// Fixed-point with a sign: "+1.50", "-0.25".
+std::string signed_fixed(double v, int prec);
 // Fixed-point, "" when not finite.
 std::string num_or_blank(double v, int prec);
 // Up to 10 significant digits, "" when not finite.

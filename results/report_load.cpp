@@ -211,6 +211,7 @@ void fill_run(Record rec, bool headline, Run& r) {
   r.task = rec.task;
   r.seed = rec.seed;
   r.benchmark = rec.benchmark;
+  r.stage = rec.stage;
   const bool fewshot = rec.benchmark == kFewShotBenchmark;
   if (fewshot) {  // take_fewshot checked both
     r.shots = *rec.shots;
@@ -313,6 +314,10 @@ void read_file(const std::string& f, const std::string& protocol, Records& out, 
     }
     if (!rec.ok()) {
       out.skipped.push_back(skipped_of(rec, src));
+      continue;
+    }
+    if (rec.stage == kStageSearch) {  // val_select search point: val200 accuracies, never a result
+      ++out.val_select_search;
       continue;
     }
     Run r;

@@ -1,5 +1,6 @@
 // `petl report`, plots: gnuplot scripts + data under <out>/plots (accuracy vs peak training
-// memory, per task, vs trainable parameters, test accuracy over evaluations), rendered to PNG and
+// memory, per task, vs trainable parameters, test accuracy over evaluations, and the val_select
+// section's selection inflation), rendered to PNG and
 // SVG when gnuplot is installed. Each plot is one function; write_plots writes them, the key table
 // (plots/key.csv: one line per series) and renders. Every figure is laid out by Frame: the title
 // wrapped to the figure's width on top, the panels, and the key in columns in a strip below them
@@ -479,6 +480,63 @@ std::string plot_evals(const PlotContext& c) {
   return "evals";
 }
 
+// 5. Selection inflation (the val_select section): per method a bar of its mean inflation
+// best_of_10 − val_select over the tasks that have all three protocols, and a point per task that has
+// best_of_10 and val_select (spread across the bar). "" (no plot) when no task has an inflation.
+std::string plot_selection_inflation(const Table& t, const fs::path& dir) {
+  const Selection& s = t.selection;
+  std::string bars = "# x method mean_inflation label (one line per method; ? no mean)\n";
+  std::string points = "# x task inflation (one line per method and task)\n";
+  bool any = false;
+  for (size_t i = 0; i < s.rows.size(); ++i) {
+    const SelectionRow& r = s.rows[i];
+    const std::string label = r.method + (r.complete ? "" : "*");
+    char b[256];
+    if (std::isfinite(r.mean_inflation))
+      std::snprintf(b, sizeof b, "%zu %s %.6g %s\n", i, gp_dq(label).c_str(), r.mean_inflation,
+                    gp_dq(signed_fixed(r.mean_inflation, 2)).c_str());
+    else
+      std::snprintf(b, sizeof b, "%zu %s ? \"\"\n", i, gp_dq(label).c_str());
+    bars += b;
+    std::vector<std::pair<std::string, double>> per_task;
+    for (auto& task : s.tasks)
+      if (auto it = r.cells.find(task); it != r.cells.end() && std::isfinite(it->second.inflation))
+        per_task.emplace_back(task, it->second.inflation);
+    for (size_t k = 0; k < per_task.size(); ++k) {
+      const double x = double(i) + (per_task.size() > 1 ? -0.25 + 0.5 * double(k) / double(per_task.size() - 1) : 0);
+      std::snprintf(b, sizeof b, "%.6g %s %.6g\n", x, gp_dq(per_task[k].first).c_str(), per_task[k].second);
+      points += b;
+      any = true;
+    }
+  }
+  if (!any) return "";
+  write_text(dir / "selection_inflation.dat", bars + "\n\n" + points);
+  const std::vector<KeyEntry> key = {{"mean over the tasks with all three protocols",
+                                      "boxes fs solid 0.4 lc rgb '"
+                                      "#1f77b4'"},
+                                     {"one task", "points pt 7 ps 1.2 lc rgb '#d62728'"}};
+  std::vector<std::string> title = {
+      "Selection inflation: best_of_10 (epoch selected on the test list) − val_select "
+      "(settings and epoch selected on val200)",
+      plot_subtitle("best_of_10 vs val_select", t.records.runs)};
+  if (std::any_of(s.rows.begin(), s.rows.end(), [](const SelectionRow& r) { return !r.complete; }))
+    title.push_back("* mean over the tasks that have all three protocols only");
+  const Frame f(title, 1, std::max(1000, int(s.rows.size()) * 120), 560, key);
+  char range[96];
+  std::snprintf(range, sizeof range, "set xrange [-0.6:%.6g]\n", double(s.rows.size()) - 0.4);
+  const std::string body = f.begin() + f.place(0) +
+                           "set ylabel 'best_of_10 − val_select (accuracy points)'\nset xlabel 'Method'\n"
+                           "set grid ytics\nunset key\nset datafile missing '?'\nset style fill solid 0.4 border -1\n"
+                           "set boxwidth 0.7\nset xzeroaxis lt -1 lw 1\nset offsets 0, 0, graph 0.12, graph 0.12\n" +
+                           std::string(range) +
+                           "plot 'selection_inflation.dat' index 0 using 1:3:xtic(2) with boxes lc rgb '#1f77b4' "
+                           "notitle, \\\n     '' index 0 using 1:3:4 with labels offset char 0,1 notitle, \\\n"
+                           "     '' index 1 using 1:3 with points pt 7 ps 1.2 lc rgb '#d62728' notitle\n" +
+                           f.key_strip(key);
+  write_text(dir / "selection_inflation.gp", two_terminals("selection_inflation", f.width, f.height, body));
+  return "selection_inflation";
+}
+
 // Runs gnuplot on each script in dir; returns the images written (plots/NAME.png, .svg) and
 // adds a warning per failure (or one when gnuplot is missing).
 std::vector<std::string> render_plots(const fs::path& dir, const std::vector<std::string>& scripts,
@@ -621,6 +679,8 @@ std::vector<std::string> write_plots(Table& t, const std::string& out_dir) {
   c.write_key_csv();
   std::vector<std::string> scripts = {plot_acc_vs_memory(c), plot_acc_vs_memory_per_task(c), plot_acc_vs_params(c),
                                       plot_evals(c)};
+  if (!t.selection.rows.empty())
+    if (std::string stem = plot_selection_inflation(t, dir); !stem.empty()) scripts.push_back(stem);
   return render_plots(dir, scripts, t.warnings);
 }
 

@@ -13,12 +13,13 @@ namespace petl::report {
 namespace fs = std::filesystem;
 using namespace internal;
 
-namespace {
-
-std::string signed_fixed(double v, int prec) {
+std::string internal::signed_fixed(double v, int prec) {
   std::string s = fixed(v, prec);
   return s[0] == '-' ? s : "+" + s;
 }
+
+namespace {
+
 // "68.90" → "68.9", "70.00" → "70.0", "65.57" stays: published numbers as they were written.
 std::string short_fixed(double v) {
   std::string s = fixed(v, 2);
@@ -377,7 +378,9 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
   } else if (!t.ref_lines.empty()) {
     md += "\nNo method of this table appears in the reference (" + t.reference.label + "), so there is no Δ view.\n";
   }
-  if (!plot_files.empty()) {
+  md += render_selection(t, plot_files);
+  if (std::any_of(plot_files.begin(), plot_files.end(),
+                  [](const std::string& p) { return fs::path(p).stem() != "selection_inflation"; })) {
     md += "\n## Plots\n\nAll plots: " + plot_subtitle(t) +
           ". Points and lines are named by their short label (the method, or method #k where a method has several "
           "rows); plots/key.csv lists every series with its colour, point type and full setting" +
@@ -386,7 +389,7 @@ std::string render_markdown(const Table& t, const std::vector<std::string>& plot
                : std::string()) +
           ". A * marks a row whose mean covers the tasks present only.\n\n";
     for (auto& p : plot_files)
-      if (p.size() > 4 && p.substr(p.size() - 4) == ".png") {
+      if (p.size() > 4 && p.substr(p.size() - 4) == ".png" && fs::path(p).stem() != "selection_inflation") {
         std::string name = fs::path(p).stem().string();
         std::string title = name == "acc_vs_memory"            ? "Accuracy vs peak training memory (mean over tasks)"
                             : name == "acc_vs_memory_per_task" ? "Accuracy vs peak training memory, per task"

@@ -69,6 +69,9 @@ void fail_without_runs(const Records& records) {
            first_failed->method + "/" + first_failed->task + ": " + first_failed->message + ")";
   if (dry) msg += "; " + std::to_string(dry) + " dry run(s)";
   for (auto& [schema, n] : records.other_schemas) msg += "; " + std::to_string(n) + " line(s) of schema " + schema;
+  if (records.val_select_search)
+    msg += "; " + std::to_string(records.val_select_search) +
+           " val_select search record(s) (accuracies on val200, never tabulated)";
   throw Error(msg);
 }
 
@@ -419,6 +422,10 @@ std::string caption_protocol(const std::vector<Run>& runs, std::string& protocol
         " (maximum test accuracy over the evaluations every " + recipe_text(runs, "eval_every") + " epochs)";
   else if (protocol == "final")
     protocol_text += " (test accuracy after the last epoch)";
+  else if (protocol == "val_select")
+    protocol_text +=
+        " (settings and epoch count selected on val200; test accuracy after the last epoch of the final run on "
+        "train800val200)";
   return protocol_text;
 }
 
@@ -574,6 +581,10 @@ void add_notes(const Records& records, const std::vector<std::string>& methods,
     read += ", " + std::to_string(n) + " line(s) of schema " + schema + " skipped";
   notes.insert(notes.begin(), read + ".");
   notes.insert(notes.begin() + 1, records.read_notes.begin(), records.read_notes.end());
+  if (records.val_select_search)
+    notes.insert(notes.begin() + 1 + long(records.read_notes.size()),
+                 std::to_string(records.val_select_search) +
+                     " val_select search record(s) (accuracies on val200) not tabulated.");
   for (auto& m : methods) {
     auto it = varying.find(m);
     if (it != varying.end() && !it->second.empty())
@@ -683,7 +694,9 @@ Table build_table(Records records, const ReportOptions& opts, const Reference& r
   if (runs.empty()) fail_without_runs(t.records);
   PETL_CHECK(!is_fewshot(t.records), "few-shot records (benchmark \"", kFewShotBenchmark,
              "\") are tabulated by build_fewshot_table");
+  split_selection_runs(t);
   drop_duplicates(runs, t.warnings);
+  take_main_finals(t);
   check_mixed_properties(runs, opts, t.warnings);
   warn_test_lists(runs, t.warnings);
   const std::vector<std::string> methods = layout_columns(runs, t);
@@ -693,6 +706,7 @@ Table build_table(Records records, const ReportOptions& opts, const Reference& r
   write_caption(runs, t);
   add_reference(reference, t);
   add_notes(t.records, methods, t.varying, "a task", t.notes);
+  build_selection(t);
   add_pareto_and_budgets(opts, t);
   return t;
 }

@@ -6,7 +6,9 @@
 // demo's) output folder read through its journal, the budget view's wording, the Mean's ± over
 // seeds, the eval-peak and time columns, parameter counts, and the plots: the files exist and hold
 // one point per (method, task), short labels with a key table, the key in a strip below the
-// panels, every text inside the frame at 1, 3, 17 and 23 rows.
+// panels, every text inside the frame at 1, 3, 17 and 23 rows; protocol val_select: search records
+// counted and never tabulated, final records in their own section (exact cells, inflation, means,
+// the caption's test-set sentences, report_selection.csv, the plot) or the main table when alone.
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -1360,4 +1362,247 @@ TEST(ReportFewShot, PlotsHaveALog2ShotsAxisAndOneLinePerRow) {
   const std::string md = read_file(d / "out/report.md");
   EXPECT_TRUE(has(md, "![food101: accuracy vs shots per class](plots/fewshot_food101.png)")) << md;
   EXPECT_TRUE(has(md, "](plots/fewshot_mean.png)")) << md;
+}
+
+// ------------------------------------------------------------------ selection without the test set (val_select)
+
+namespace {
+
+// A val_select final record: trained on train800val200 with the chosen lr and epoch count; its
+// accuracy (and accuracy_by_protocol.val_select) is the test accuracy after its last epoch.
+nlohmann::json final_record(const std::string& method, const std::string& task, int seed, double val_select,
+                            const std::string& lr, int epoch) {
+  auto r = make_record(method, task, seed, val_select + 0.3);  // the run's own best_of_10 (not used by the section)
+  r["protocol"] = "val_select";
+  r["stage"] = "final";
+  r["accuracy"] = val_select;
+  r["accuracy_by_protocol"]["final"] = val_select;
+  r["accuracy_by_protocol"]["val_select"] = val_select;
+  r["selection"] = {{"search_job_keys", {"s1", "s2"}},
+                    {"chosen", {{"sets", {{"lr", lr}}}, {"epoch", epoch}, {"val_acc", 71.0}, {"job_key", "s1"}}},
+                    {"rule", "best val200 accuracy, then the fewer epochs"},
+                    {"candidates", nlohmann::json::array()}};
+  r["job_key"] = method + "_" + task + "_" + std::to_string(seed) + "_final";
+  return r;
+}
+// A val_select search point: its accuracies are val200's (99.99 here, so a tabulated one would show).
+nlohmann::json search_record(const std::string& method, const std::string& task, int seed) {
+  auto r = make_record(method, task, seed, 99.99);
+  r["protocol"] = "val_select";
+  r["stage"] = "search";
+  r["accuracy_by_protocol"]["val_select"] = 99.99;
+  return r;
+}
+// An ordinary best_of_10 record with the given best_of_10 and final accuracies.
+nlohmann::json ordinary_record(const std::string& method, const std::string& task, int seed, double b10, double fin) {
+  auto r = make_record(method, task, seed, b10);
+  r["accuracy_by_protocol"]["final"] = fin;
+  return r;
+}
+
+// 2 methods × 3 tasks × 2 seeds: ordinary records, final records (synqt/eurosat has none) and 5
+// search records. Per cell (mean over the seeds): best_of_10 / final / val_select / inflation
+//   linear cifar 61 / 59.5 / 58.5 / +2.5, dtd 50.5 / 49 / 50 / +0.5, eurosat 91 / 89.5 / 88 / +3
+//     → Mean 67.5 / 66 / 65.5 / +2 over all 3 tasks
+//   synqt  cifar 70 / 69 / 69.5 / +0.5, dtd 56 / 54.5 / 57 / −1, eurosat 95 / 94 / – / –
+//     → Mean 63 / 61.75 / 63.25 / −0.25 over cifar and dtd only (*)
+std::vector<nlohmann::json> selection_records() {
+  return {ordinary_record("linear", "eurosat", 42, 90, 89),  // eurosat first: the columns follow VTAB's order
+          ordinary_record("linear", "eurosat", 43, 92, 90),
+          ordinary_record("linear", "cifar", 42, 60, 59),
+          ordinary_record("linear", "cifar", 43, 62, 60),
+          ordinary_record("linear", "dtd", 42, 50, 49),
+          ordinary_record("linear", "dtd", 43, 51, 49),
+          ordinary_record("synqt", "cifar", 42, 70, 69),
+          ordinary_record("synqt", "cifar", 43, 70, 69),
+          ordinary_record("synqt", "dtd", 42, 55, 54),
+          ordinary_record("synqt", "dtd", 43, 57, 55),
+          ordinary_record("synqt", "eurosat", 42, 95, 94),
+          ordinary_record("synqt", "eurosat", 43, 95, 94),
+          search_record("linear", "cifar", 42),
+          search_record("linear", "cifar", 43),
+          search_record("synqt", "dtd", 42),
+          search_record("synqt", "eurosat", 42),
+          search_record("synqt", "eurosat", 43),
+          final_record("linear", "cifar", 43, 59, "0.01", 20),  // seed 43 before 42: chosen is listed by seed
+          final_record("linear", "cifar", 42, 58, "0.001", 30),
+          final_record("linear", "dtd", 42, 49.5, "0.001", 30),
+          final_record("linear", "dtd", 43, 50.5, "0.001", 40),
+          final_record("linear", "eurosat", 42, 88, "0.005", 30),
+          final_record("linear", "eurosat", 43, 88, "0.005", 30),
+          final_record("synqt", "cifar", 42, 69, "0.001", 10),
+          final_record("synqt", "cifar", 43, 70, "0.001", 10),
+          final_record("synqt", "dtd", 42, 56.5, "0.002", 30),
+          final_record("synqt", "dtd", 43, 57.5, "0.002", 30)};
+}
+
+// The trimmed cells of the markdown table line whose first two cells are (a, b); empty when none.
+std::vector<std::string> md_row(const std::string& md, const std::string& a, const std::string& b) {
+  std::istringstream is(md);
+  std::string line;
+  while (std::getline(is, line)) {
+    if (line.empty() || line[0] != '|') continue;
+    std::vector<std::string> cells;
+    std::string cell;
+    for (size_t i = 1; i < line.size(); ++i) {
+      if (line[i] != '|') {
+        cell += line[i];
+        continue;
+      }
+      cell.erase(0, cell.find_first_not_of(' '));
+      cell.erase(cell.find_last_not_of(' ') + 1);
+      cells.push_back(cell);
+      cell.clear();
+    }
+    if (cells.size() >= 2 && cells[0] == a && cells[1] == b) return {cells.begin() + 2, cells.end()};
+  }
+  return {};
+}
+
+std::string section_of(const std::string& md) {
+  auto p = md.find("## Selection without the test set");
+  if (p == std::string::npos) return "";
+  auto q = md.find("\n## ", p + 1);
+  return md.substr(p, q == std::string::npos ? std::string::npos : q - p);
+}
+
+}  // namespace
+
+TEST(ReportSelection, TableOfBestOf10FinalValSelectAndInflation) {
+  TempDir d;
+  write_file(d / "results.jsonl", lines(selection_records()));
+  Table t = build_table(load_records({d.path()}), quiet());
+  // The main table is the ordinary records' (best_of_10): no mixed-protocol error, no final record in it.
+  EXPECT_EQ(t.protocol, "best_of_10");
+  ASSERT_EQ(t.rows.size(), 2u);
+  EXPECT_EQ(t.records.runs.size(), 12u);
+  EXPECT_DOUBLE_EQ(row_named(t, "linear").mean, 67.5);
+  EXPECT_FALSE(t.selection.finals_in_main);
+  EXPECT_EQ(t.selection.finals.size(), 10u);
+  EXPECT_EQ(t.selection.tasks, (std::vector<std::string>{"cifar", "dtd", "eurosat"}));
+  ASSERT_EQ(t.selection.rows.size(), 2u);
+  const SelectionRow& syn = t.selection.rows[1];
+  EXPECT_EQ(syn.method, "synqt");
+  EXPECT_EQ(syn.n_common, 2);
+  EXPECT_FALSE(syn.complete);
+  EXPECT_DOUBLE_EQ(syn.min_inflation, -1.0);
+  EXPECT_EQ(syn.min_task, "dtd");
+  EXPECT_DOUBLE_EQ(syn.max_inflation, 0.5);
+  EXPECT_EQ(syn.max_task, "cifar");
+
+  const std::string md = section_of(render_markdown(t));
+  ASSERT_FALSE(md.empty());
+  EXPECT_EQ(md_row(md, "Method", "Protocol"), (std::vector<std::string>{"cifar", "dtd", "eurosat", "Mean"}));
+  using V = std::vector<std::string>;
+  EXPECT_EQ(md_row(md, "linear", "best_of_10"), (V{"61.00", "50.50", "91.00", "67.50"}));
+  EXPECT_EQ(md_row(md, "linear", "final"), (V{"59.50", "49.00", "89.50", "66.00"}));
+  EXPECT_EQ(md_row(md, "linear", "val_select"), (V{"58.50", "50.00", "88.00", "65.50"}));
+  EXPECT_EQ(md_row(md, "linear", "inflation"), (V{"+2.50", "+0.50", "+3.00", "+2.00"}));
+  // synqt has no val_select record on eurosat: –, and its Mean covers cifar and dtd only (*).
+  EXPECT_EQ(md_row(md, "synqt", "best_of_10"), (V{"70.00", "56.00", "95.00", "63.00*"}));
+  EXPECT_EQ(md_row(md, "synqt", "final"), (V{"69.00", "54.50", "94.00", "61.75*"}));
+  EXPECT_EQ(md_row(md, "synqt", "val_select"), (V{"69.50", "57.00", "–", "63.25*"}));
+  EXPECT_EQ(md_row(md, "synqt", "inflation"), (V{"+0.50", "-1.00", "–", "-0.25*"}));
+  // The caption says which numbers used the test set.
+  EXPECT_TRUE(has(md, "best_of_10 selects the epoch on the test list")) << md;
+  EXPECT_TRUE(has(md, "final uses the test list once (after the last epoch, default settings, no selection)")) << md;
+  EXPECT_TRUE(has(md, "val_select selects settings and epoch on val200 and uses the test list once")) << md;
+  // The inflation summary: mean, min and max per method.
+  EXPECT_TRUE(has(md, "- linear: mean +2.00 over 3 task(s); per task min +0.50 (dtd), max +3.00 (eurosat)")) << md;
+  EXPECT_TRUE(has(md, "- synqt: mean -0.25* over 2 of 3 task(s); per task min -1.00 (dtd), max +0.50 (cifar)")) << md;
+}
+
+TEST(ReportSelection, SearchRecordsAreCountedNotTabulated) {
+  TempDir d;
+  write_file(d / "results.jsonl", lines(selection_records()));
+  Records recs = load_records({d.path()});
+  EXPECT_EQ(recs.val_select_search, 5);
+  EXPECT_EQ(recs.runs.size(), 22u);  // 12 ordinary + 10 final
+  for (auto& r : recs.runs) EXPECT_NE(r.record.stage, "search") << r.src.where();
+  Table t = build_table(std::move(recs), quiet());
+  const std::string md = render_markdown(t);
+  EXPECT_TRUE(has(md, "- 5 val_select search record(s) (accuracies on val200) not tabulated.")) << md;
+  EXPECT_TRUE(has(md, "12 ok record(s) tabulated")) << md;
+  EXPECT_TRUE(has(md, "10 val_select final record(s) in \"Selection without the test set\", not in Table 1.")) << md;
+  EXPECT_FALSE(has(md, "99.99")) << md;  // the search points' val200 accuracy appears nowhere
+
+  // Search records alone: nothing to tabulate, and the error says what was read.
+  TempDir only;
+  write_file(only / "results.jsonl", lines({search_record("linear", "cifar", 42), search_record("linear", "dtd", 42)}));
+  auto m = error_of([&] { build_table(load_records({only.path()}), quiet()); });
+  EXPECT_TRUE(has(m, "2 val_select search record(s) (accuracies on val200, never tabulated)")) << m;
+}
+
+TEST(ReportSelection, CsvOneLinePerMethodAndTask) {
+  TempDir d;
+  write_file(d / "results.jsonl", lines(selection_records()));
+  Table t = build_table(load_records({d.path()}), quiet());
+  EXPECT_EQ(render_selection_csv(t),
+            "method,task,best_of_10,final,val_select,inflation,n_seeds_ordinary,n_seeds_val_select,chosen\n"
+            "linear,cifar,61,59.5,58.5,2.5,2,2,lr=0.001 epochs=30;lr=0.01 epochs=20\n"
+            "linear,dtd,50.5,49,50,0.5,2,2,lr=0.001 epochs=30;lr=0.001 epochs=40\n"
+            "linear,eurosat,91,89.5,88,3,2,2,lr=0.005 epochs=30;lr=0.005 epochs=30\n"
+            "synqt,cifar,70,69,69.5,0.5,2,2,lr=0.001 epochs=10;lr=0.001 epochs=10\n"
+            "synqt,dtd,56,54.5,57,-1,2,2,lr=0.002 epochs=30;lr=0.002 epochs=30\n"
+            "synqt,eurosat,95,94,,,2,0,\n");
+}
+
+TEST(ReportSelection, WriteReportWritesTheSectionTheCsvAndThePlot) {
+  TempDir d;
+  write_file(d / "in/results.jsonl", lines(selection_records()));
+  auto o = quiet();
+  o.out_dir = d / "out";
+  o.plots = true;
+  auto res = write_report({d / "in"}, o);
+  EXPECT_EQ(res.n_ok, 22);
+  EXPECT_TRUE(has(res.table_markdown, "## Selection without the test set")) << res.table_markdown;
+  const std::string csv = d / "out/report_selection.csv";
+  ASSERT_TRUE(fs::exists(csv));
+  EXPECT_NE(std::find(res.files.begin(), res.files.end(), csv), res.files.end());
+  EXPECT_EQ(read_file(csv).substr(0, 16), "method,task,best");
+  // The plot: 2 bars (one per method) and a point per task with an inflation (5).
+  const std::string dat = d / "out/plots/selection_inflation.dat";
+  ASSERT_TRUE(fs::exists(d / "out/plots/selection_inflation.gp"));
+  ASSERT_TRUE(fs::exists(dat));
+  EXPECT_EQ(data_lines(dat), 2 + 5);
+  const std::string md = read_file(d / "out/report.md");
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) PETL_SKIP_UNLESS_CI("gnuplot not installed");
+  EXPECT_TRUE(res.warnings.empty()) << res.warnings[0];
+  ASSERT_TRUE(fs::exists(d / "out/plots/selection_inflation.png"));
+  const std::string svg = read_file(d / "out/plots/selection_inflation.svg");
+  EXPECT_EQ(count_points(svg), 5 + 1);  // the task points and the key's sample
+  EXPECT_TRUE(has(svg, "best_of_10 − val_select (accuracy points)"));
+  // Shown in the selection section, not again under Plots.
+  EXPECT_TRUE(has(section_of(md), "](plots/selection_inflation.png)")) << md;
+  EXPECT_EQ(md.find("](plots/selection_inflation.png)"), md.rfind("](plots/selection_inflation.png)"));
+}
+
+TEST(ReportSelection, OnlyFinalRecordsMakeTheMainTable) {
+  TempDir d;
+  write_file(d / "results.jsonl",
+             lines({final_record("linear", "cifar", 42, 58, "0.001", 30),
+                    final_record("linear", "dtd", 42, 49.5, "0.001", 30), search_record("linear", "cifar", 42)}));
+  Table t = build_table(load_records({d.path()}), quiet());
+  EXPECT_TRUE(t.selection.finals_in_main);
+  EXPECT_EQ(t.protocol, "val_select");
+  ASSERT_EQ(t.rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(t.rows[0].cells.at("cifar").acc.mean, 58);
+  EXPECT_DOUBLE_EQ(t.rows[0].cells.at("dtd").acc.mean, 49.5);
+  EXPECT_TRUE(has(t.caption, "protocol val_select (settings and epoch count selected on val200")) << t.caption;
+  // The section still lists them, with nothing to set them against.
+  const std::string md = section_of(render_markdown(t));
+  using V = std::vector<std::string>;
+  EXPECT_EQ(md_row(md, "linear", "val_select"), (V{"58.00", "49.50", "–"}));
+  EXPECT_EQ(md_row(md, "linear", "best_of_10"), (V{"–", "–", "–"}));
+  EXPECT_EQ(md_row(md, "linear", "inflation"), (V{"–", "–", "–"}));
+}
+
+TEST(ReportSelection, NoFinalRecordsNoSection) {
+  TempDir d;
+  write_file(d / "in/results.jsonl", lines({make_record("linear", "cifar", 42, 60)}));
+  auto o = quiet();
+  o.out_dir = d / "out";
+  auto res = write_report({d / "in"}, o);
+  EXPECT_FALSE(has(read_file(d / "out/report.md"), "Selection without the test set"));
+  EXPECT_FALSE(fs::exists(d / "out/report_selection.csv"));
 }
