@@ -119,20 +119,20 @@ std::string method_keys_help() {
 namespace {
 // --dp N: one job over the N ranks of this MPI job (initialised here, finalised on return).
 struct MpiSession {
-    bool mine = false;
-    int rank = 0;
-    explicit MpiSession(bool on) {
-      int init = 0;
-      MPI_Initialized(&init);
-      if (on && !init) {
-        MPI_Init(nullptr, nullptr);
-        mine = true;
-      }
-      if (on) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  bool mine = false;
+  int rank = 0;
+  explicit MpiSession(bool on) {
+    int init = 0;
+    MPI_Initialized(&init);
+    if (on && !init) {
+      MPI_Init(nullptr, nullptr);
+      mine = true;
     }
-    ~MpiSession() {
-      if (mine) MPI_Finalize();
-    }
+    if (on) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  }
+  ~MpiSession() {
+    if (mine) MPI_Finalize();
+  }
 };
 
 // One job: its record appended (a failed one too), a summary line printed.

@@ -196,7 +196,8 @@ void build_selection(Table& t) {
   const std::vector<Run>& ordinary = s.finals_in_main ? none : t.records.runs;
   for (auto& r : s.finals)
     if (r.record.protocol != Protocol::kValSelect)
-      t.warnings.push_back(r.src.where() + ": a record of stage \"final\" with protocol " + to_string(r.record.protocol) +
+      t.warnings.push_back(r.src.where() + ": a record of stage \"final\" with protocol " +
+                           to_string(r.record.protocol) +
                            " (expected val_select); its accuracy is taken as val_select's");
   std::set<std::string> with_final;
   for (auto& r : s.finals) with_final.insert(r.method);
@@ -211,8 +212,9 @@ void build_selection(Table& t) {
   s.caption = selection_caption(t, ordinary);
 
   if (s.finals_in_main) {
-    t.notes.push_back("Only val_select final records: Table 1 is theirs; the selection section has no ordinary "
-                      "records to set them against (best_of_10 and final –).");
+    t.notes.push_back(
+        "Only val_select final records: Table 1 is theirs; the selection section has no ordinary "
+        "records to set them against (best_of_10 and final –).");
   } else {
     t.notes.push_back(std::to_string(s.finals.size()) +
                       " val_select final record(s) in \"Selection without the test set\", not in Table 1.");
@@ -233,11 +235,11 @@ void build_selection(Table& t) {
         differ.push_back(row.method + "/" + task + " (ordinary seeds " + seeds_text(c.seeds_ordinary) +
                          "; val_select " + seeds_text(c.seeds_val_select) + ")");
   if (!differ.empty())
-    t.notes.push_back("Selection cells whose ordinary and val_select records have different seeds: " +
-                      join(std::vector<std::string>(differ.begin(), differ.begin() + long(std::min<size_t>(5, differ.size()))),
-                           ", ") +
-                      (differ.size() > 5 ? ", … " + std::to_string(differ.size() - 5) + " more" : std::string()) +
-                      ".");
+    t.notes.push_back(
+        "Selection cells whose ordinary and val_select records have different seeds: " +
+        join(std::vector<std::string>(differ.begin(), differ.begin() + long(std::min<size_t>(5, differ.size()))),
+             ", ") +
+        (differ.size() > 5 ? ", … " + std::to_string(differ.size() - 5) + " more" : std::string()) + ".");
 }
 
 }  // namespace internal
@@ -272,9 +274,12 @@ std::string render_selection(const Table& t, const std::vector<std::string>& plo
       r.push_back(mean_cell(mean, row.complete, sign));
       body.push_back(r);
     };
-    line("best_of_10", [](const SelectionCell& c) { return value_cell(c.best_of_10); }, row.mean_best_of_10, false);
-    line("final", [](const SelectionCell& c) { return value_cell(c.final_acc); }, row.mean_final, false);
-    line("val_select", [](const SelectionCell& c) { return value_cell(c.val_select); }, row.mean_val_select, false);
+    line(
+        "best_of_10", [](const SelectionCell& c) { return value_cell(c.best_of_10); }, row.mean_best_of_10, false);
+    line(
+        "final", [](const SelectionCell& c) { return value_cell(c.final_acc); }, row.mean_final, false);
+    line(
+        "val_select", [](const SelectionCell& c) { return value_cell(c.val_select); }, row.mean_val_select, false);
     line(
         "inflation",
         [](const SelectionCell& c) {

@@ -106,6 +106,7 @@ struct CacheBuildSpec {
 
 // The points of a grid (key → values) in grid order: the cartesian product over the keys in sorted
 // order, the last key varying fastest. One point (no settings) for an empty grid.
-std::vector<std::map<std::string, std::string>> grid_points(const std::map<std::string, std::vector<std::string>>& grid);
+std::vector<std::map<std::string, std::string>> grid_points(
+    const std::map<std::string, std::vector<std::string>>& grid);
 
 }  // namespace petl

@@ -46,17 +46,10 @@ void farm_clear_stop_request() { g_stop_signal = 0; }
 // ------------------------------------------------------------------ jobs and outcomes as messages
 
 json farm_job_to_json(const FarmJob& j) {
-  json o = {{"key", j.key},
-            {"argv", j.argv},
-            {"cost", j.cost},
-            {"depends_on", j.depends_on},
-            {"after", j.after},
-            {"is_cache", j.is_cache},
-            {"identity", j.identity},
-            {"result_file", j.result_file},
-            {"log_file", j.log_file},
-            {"bundle", j.bundle},
-            {"members", json::array()}};
+  json o = {
+      {"key", j.key},           {"argv", j.argv},         {"cost", j.cost},          {"depends_on", j.depends_on},
+      {"after", j.after},       {"is_cache", j.is_cache}, {"identity", j.identity},  {"result_file", j.result_file},
+      {"log_file", j.log_file}, {"bundle", j.bundle},     {"members", json::array()}};
   for (const auto& m : j.members) o["members"].push_back(farm_job_to_json(m));
   return o;
 }

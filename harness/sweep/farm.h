@@ -76,14 +76,14 @@ constexpr const char* kFarmDeviceToken = "{device}";
 
 struct FarmJob {
   std::string key;
-  std::vector<std::string> argv;  // arguments after the program (opaque to the farm)
-  double cost = 0;                // larger runs first
-  std::string depends_on;         // key of a job that must be ok first, or ""
+  std::vector<std::string> argv;   // arguments after the program (opaque to the farm)
+  double cost = 0;                 // larger runs first
+  std::string depends_on;          // key of a job that must be ok first, or ""
   std::vector<std::string> after;  // more jobs that must be ok first (a val_select final run's searches)
-  bool is_cache = false;          // a job others depend on (its outcome carries no record)
-  nlohmann::json identity;        // what the reporter needs to name the job (opaque to the farm)
-  std::string result_file;        // where the child appends its record; "" → ok on exit 0
-  std::string log_file;           // stdout + stderr of the child (appended)
+  bool is_cache = false;           // a job others depend on (its outcome carries no record)
+  nlohmann::json identity;         // what the reporter needs to name the job (opaque to the farm)
+  std::string result_file;         // where the child appends its record; "" → ok on exit 0
+  std::string log_file;            // stdout + stderr of the child (appended)
   // Bundles: jobs with the same non-empty `bundle` id that are ready together run as ONE child
   // (FarmOptions::bundle_command); each is still reported, resumed and failed by its own key.
   // The dispatched unit is a FarmJob whose `members` are those jobs (its key "bundle:<id>", its log

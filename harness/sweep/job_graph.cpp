@@ -83,7 +83,8 @@ JobGraph::JobGraph(std::vector<FarmJob> jobs, const std::map<std::string, Earlie
       if (state_[d->second] == State::kOk) continue;
       if (state_[d->second] == State::kFailed && why.empty()) {
         auto e = earlier.find(dep);
-        why = what_job(jobs_[i], dep) + " failed: " + (e != earlier.end() ? first_line(e->second.error) : std::string());
+        why =
+            what_job(jobs_[i], dep) + " failed: " + (e != earlier.end() ? first_line(e->second.error) : std::string());
       }
       ++waiting_[i];
     }

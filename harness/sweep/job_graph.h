@@ -1,11 +1,10 @@
 // The farm's job graph (harness/sweep/farm.h): which of a list of jobs may run next. Pure
 // bookkeeping — no MPI, no processes — so it is unit-tested on its own (tests/io/test_job_graph.cpp).
 //
-// States: a job waits for its dependencies (depends_on and after), is ready, runs, and ends ok or failed; a job others depend
-// on is skipped when none of them still has to run. Jobs that earlier runs finished start ok, those
-// that failed start failed (unless retry_failed). Ready jobs go longest first: a job's cost, plus
-// for a job others depend on the cost of every job waiting for it; the jobs of a bundle go at the
-// bundle's total cost, and are taken together.
+// States: a job waits for its dependencies (depends_on and after), is ready, runs, and ends ok or failed; a job others
+// depend on is skipped when none of them still has to run. Jobs that earlier runs finished start ok, those that failed
+// start failed (unless retry_failed). Ready jobs go longest first: a job's cost, plus for a job others depend on the
+// cost of every job waiting for it; the jobs of a bundle go at the bundle's total cost, and are taken together.
 #pragma once
 #include <cstddef>
 #include <deque>

@@ -652,7 +652,8 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
     // The recipe decides splits, normalisation and stochastic depth.
     if (opts.cache_need) need = opts.cache_need(m, t, cfg.recipe, sets, cfg.benchmark);
     if (need && shape.stage == "search")  // a search reads train800 and val200 (one cache for every point)
-      for (auto& split : need->splits) split = split == "train800val200" ? "train800" : split == "test" ? "val200" : split;
+      for (auto& split : need->splits)
+        split = split == "train800val200" ? "train800" : split == "test" ? "val200" : split;
     const SweepJob* cache = nullptr;
     if (need && cfg.feature_cache) {
       CacheNeed cn = *need;
@@ -671,8 +672,9 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
     JobProfile profile{100, 10, !need, ""};
     if (opts.job_profile) profile = opts.job_profile(m, t, cfg.recipe, shape.protocol, sets, cfg.benchmark);
     SweepJob j = train_job(ctx, m, t, seed, shape, sets, need, cache, profile);
-    if (train_keys.insert(j.key).second) trains.push_back(std::move(j));
-    return *std::find_if(trains.begin(), trains.end(), [&](const SweepJob& x) { return x.key == j.key; });
+    const std::string key = j.key;
+    if (train_keys.insert(key).second) trains.push_back(std::move(j));
+    return *std::find_if(trains.begin(), trains.end(), [&](const SweepJob& x) { return x.key == key; });
   };
   for (const auto& m : cfg.methods) {
     auto grid = cfg.grid;
@@ -688,13 +690,15 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
       for (int seed : cfg.seeds) {
         if (!val_select) {
           for (const auto& pt : points)
-            for (const auto& fs : train_lists(cfg)) add(m, t, seed, {fs, cfg.protocol, "", {}}, point_settings(cfg, mo, m, t, pt));
+            for (const auto& fs : train_lists(cfg))
+              add(m, t, seed, {fs, cfg.protocol, "", {}}, point_settings(cfg, mo, m, t, pt));
           continue;
         }
         // val_select: the searches, the final run after them, and the ordinary run beside them.
         JobShape final_shape{{}, Protocol::kValSelect, "final", {}};
         for (const auto& pt : points) {
-          const SweepJob& sj = add(m, t, seed, {{}, Protocol::kValSelect, "search", {}}, point_settings(cfg, mo, m, t, pt));
+          const SweepJob& sj =
+              add(m, t, seed, {{}, Protocol::kValSelect, "search", {}}, point_settings(cfg, mo, m, t, pt));
           final_shape.searches.emplace_back(sj.key, sj.result_file);
         }
         add(m, t, seed, final_shape, point_settings(cfg, mo, m, t, {}));
@@ -836,8 +840,9 @@ void print_val_select_stages(std::ostream& os, const std::vector<SweepJob>& jobs
   os << "val_select, two stages (selection without the test set):\n";
   const std::pair<const char*, const char*> order[] = {
       {"search", "grid points trained on train800, evaluated on val200 at every evaluation epoch"},
-      {"final", "each after its searches: the best (point, epoch count) on val200, trained on train800val200, "
-                "tested once after its last epoch"},
+      {"final",
+       "each after its searches: the best (point, epoch count) on val200, trained on train800val200, "
+       "tested once after its last epoch"},
       {"ordinary", "best_of_10 at the default settings (test-selected epoch), for the report's comparison"}};
   for (const auto& [name, what] : order) {
     const Stage& s = st[name];

@@ -181,15 +181,15 @@ struct SweepJob {
   // Training jobs: why it trains without a feature cache ("" when it has one); cache jobs: which
   // jobs it serves (the dry run prints both).
   std::string cache_note;
-  std::string depends_on;   // key of the cache job it trains on, or ""
+  std::string depends_on;  // key of the cache job it trains on, or ""
   // Protocol val_select: "search" (a grid point, train800 -> val200), "final" (the run chosen from
   // its searches, which it runs after), "" otherwise.
   std::string stage;
   std::vector<std::string> after;  // a final job's search jobs
-  std::string out_dir;      // <out>/jobs/<key> or <out>/cache/<key>
-  std::string result_file;  // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
-  std::string log_file;     // <out>/logs/<key>.log
-  CacheNeed cache;          // cache jobs: what is built
+  std::string out_dir;             // <out>/jobs/<key> or <out>/cache/<key>
+  std::string result_file;         // <out>/jobs/<key>/results.jsonl ("" for cache jobs)
+  std::string log_file;            // <out>/logs/<key>.log
+  CacheNeed cache;                 // cache jobs: what is built
   // Estimates (0 = unknown): a cache job's bytes on disk (every split it stores); a training job's
   // bytes of resident train-split features in memory (from its cache).
   int64_t disk_bytes = 0, ram_bytes = 0;
@@ -221,7 +221,7 @@ struct PlanOptions {
   // Protocol val_select: a method's default search grid (config/val_grids.yaml), used where the
   // config gives the method no grid; null: none (a single point).
   std::function<std::map<std::string, std::vector<std::string>>(const std::string& method)> default_grid;
-  JobProfileFn job_profile;               // null: 100 epochs, 10 evaluations, no reasons given
+  JobProfileFn job_profile;  // null: 100 epochs, 10 evaluations, no reasons given
 };
 
 struct SweepPlan {

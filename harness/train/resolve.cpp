@@ -113,8 +113,7 @@ ResolvedJob resolve_job(const JobSpec& spec_in) {
   check_protocol_args(spec_in);
   // val_select's final run: the point and epoch count the searches' val200 evaluations choose.
   std::optional<Selection> selection;
-  if (spec_in.protocol == Protocol::kValSelect && !spec_in.select_from.empty())
-    selection = select_on_val(spec_in);
+  if (spec_in.protocol == Protocol::kValSelect && !spec_in.select_from.empty()) selection = select_on_val(spec_in);
   const JobSpec spec = selection ? final_run_spec(spec_in, *selection) : spec_in;
   PETL_CHECK(spec.threads >= 0, "--threads ", spec.threads, ": expected an integer >= 0 (0 = the cores available)");
   PETL_CHECK(spec.dp >= 1, "--dp ", spec.dp, ": expected an integer >= 1");

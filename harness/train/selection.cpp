@@ -64,12 +64,13 @@ json Selection::to_json() const {
     keys.push_back(c.job_key);
   }
   const auto& ch = candidates.at(chosen);
-  return {{"split_searched", "train800 -> val200"},
-          {"search_job_keys", keys},
-          {"rule", kSelectionRule},
-          {"chosen",
-           {{"grid_index", chosen}, {"job_key", ch.job_key}, {"sets", ch.sets}, {"epochs", epochs}, {"val_acc", val_acc}}},
-          {"candidates", cands}};
+  return {
+      {"split_searched", "train800 -> val200"},
+      {"search_job_keys", keys},
+      {"rule", kSelectionRule},
+      {"chosen",
+       {{"grid_index", chosen}, {"job_key", ch.job_key}, {"sets", ch.sets}, {"epochs", epochs}, {"val_acc", val_acc}}},
+      {"candidates", cands}};
 }
 
 Selection select_on_val(const JobSpec& spec) {
@@ -131,7 +132,8 @@ std::map<std::string, std::vector<std::string>> default_val_grid(const std::stri
   std::map<std::string, std::vector<std::string>> grid;
   const YAML::Node m = root[method];
   if (!m) return grid;
-  PETL_CHECK(m.IsMap(), file, ":", m.Mark().line + 1, ": method '", method, "': expected {grid: {key: [values]}, source: ...}");
+  PETL_CHECK(m.IsMap(), file, ":", m.Mark().line + 1, ": method '", method,
+             "': expected {grid: {key: [values]}, source: ...}");
   if (source && m["source"]) *source = m["source"].as<std::string>();
   const YAML::Node g = m["grid"];
   if (!g) return grid;

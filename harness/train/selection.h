@@ -18,8 +18,8 @@
 namespace petl {
 
 struct SelectionCandidate {
-  std::string file, job_key;                // the search job's result file and record
-  std::map<std::string, std::string> sets;  // its grid point (the search record's --set values)
+  std::string file, job_key;                  // the search job's result file and record
+  std::map<std::string, std::string> sets;    // its grid point (the search record's --set values)
   std::vector<std::pair<int, double>> evals;  // (epoch count, val200 accuracy)
 };
 

@@ -49,7 +49,7 @@ TEST(Enums, TheOneParserAcceptsTheSameSpellingsEverywhere) {
   EXPECT_EQ(parse_enum<Precision>("float32", "precision"), Precision::kFp32);
   EXPECT_STREQ(to_string(Precision::kBf16), "bf16");  // the canonical name records and keys hold
   EXPECT_EQ(enum_choices<MemoryClass>(""), "light, partial or heavy");
-  EXPECT_EQ(enum_choices<Protocol>(), "best_of_10 | final");
+  EXPECT_EQ(enum_choices<Protocol>(), "best_of_10 | final | val_select");
   EXPECT_EQ(bytes_per_value(CacheDtype::kFloat16), 2);
   EXPECT_EQ(bytes_per_value(CacheDtype::kFloat32), 4);
   EXPECT_FALSE(try_parse_enum<RecordStatus>("running"));
@@ -93,7 +93,8 @@ TEST(Enums, RecordSectionsPetlWritesAreTypedNotUnknown) {
     record_from_json(j, "x:2");
     ADD_FAILURE() << "an unknown protocol was read";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("protocol (expected best_of_10 or final"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("protocol (expected best_of_10, final or val_select"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -37,7 +37,10 @@ const std::vector<std::pair<std::string, std::function<void(JobSpec&)>>>& run_mu
       {"pos-resample", [](JobSpec& s) { s.pos_resample = PosResample::kDinov2; }},
       {"benchmark", [](JobSpec& s) { s.benchmark = Benchmark::kFewshot; }},
       {"stage", [](JobSpec& s) { s.stage = "search"; }},
-      {"select-from", [](JobSpec& s) { s.select_from = {"a/results.jsonl", "b/results.jsonl"}; }},
+      {"select-from",
+       [](JobSpec& s) {
+         s.select_from = {"a/results.jsonl", "b/results.jsonl"};
+       }},
       {"shots", [](JobSpec& s) { s.shots = 16; }},
       {"split-seed", [](JobSpec& s) { s.split_seed = 2; }},
       {"set",
@@ -126,7 +129,7 @@ TEST(JobArgs, BadValuesNameTheFlagAndWhatWasExpected) {
     return std::string("(no error)");
   };
   EXPECT_NE(error_of({"--precision", "fp16"}).find("--precision 'fp16': expected fp32 or bf16"), std::string::npos);
-  EXPECT_NE(error_of({"--protocol", "best"}).find("--protocol 'best': expected best_of_10 or final"),
+  EXPECT_NE(error_of({"--protocol", "best"}).find("--protocol 'best': expected best_of_10, final or val_select"),
             std::string::npos);
   EXPECT_NE(error_of({"--epochs", "ten"}).find("--epochs 'ten': expected an integer"), std::string::npos);
   EXPECT_NE(error_of({"--micro-batch", "-1"}).find("expected an integer >= 0"), std::string::npos);

@@ -102,7 +102,6 @@ TEST(JobGraph, ABundlesReadyJobsGoTogetherInPlanOrderAtTheBundlesCost) {
 
 TEST(JobGraph, AKeyTwiceIsAnError) { EXPECT_THROW(JobGraph({job("a", 1), job("a", 2)}, {}, false), Error); }
 
-
 // A val_select final job runs after every one of its searches (FarmJob::after) and its cache; a
 // failed search fails it without running; searches finished earlier count as done.
 TEST(JobGraph, AJobRunsAfterAllOfItsSearchesAndNotWhenOneFailed) {

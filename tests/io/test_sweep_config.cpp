@@ -129,7 +129,7 @@ TEST_F(SweepConfigTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("bad.yaml:7"), std::string::npos) << e;
 
   e = error_of(base_yaml("protocol: best_of_5\n"));
-  EXPECT_NE(e.find("key 'protocol': 'best_of_5': expected best_of_10 or final"), std::string::npos) << e;
+  EXPECT_NE(e.find("key 'protocol': 'best_of_5': expected best_of_10, final or val_select"), std::string::npos) << e;
   e = error_of(base_yaml("cache_dtype: int8\n"));
   EXPECT_NE(e.find("cache_dtype"), std::string::npos) << e;
   e = error_of(base_yaml("grid: {lr: 0.1}\n"));

@@ -169,7 +169,7 @@ bad("unknown task", [], ["VTAB task 'god' not found", "(did you mean 'good'?)", 
 bad("unknown architecture", ["--arch", "vit_base_patch16"],
     ["unknown architecture 'vit_base_patch16' (did you mean 'vit_base_patch16_224'?)", "known: "], argument=True)
 bad("misspelt flag", ["--epohcs", "3"], ["unrecognised option '--epohcs' (did you mean '--epochs'?)"], argument=True)
-bad("misspelt protocol", ["--protocol", "best_of10"], ["expected best_of_10 or final", "(did you mean 'best_of_10'?)"],
+bad("misspelt protocol", ["--protocol", "best_of10"], ["expected best_of_10, final or val_select", "(did you mean 'best_of_10'?)"],
     argument=True)
 bad("missing backbone file", [], ["--backbone", "nope.npz: no such file"], argument=True,
     weights=os.path.join(S, "nope.npz"))
