@@ -91,7 +91,10 @@ int cmd_list(const Args& args) {
   }
   std::printf(
       "evaluation protocols:\n  best_of_10  max test accuracy over the evaluations every eval_every epochs\n"
-      "  final       test accuracy after the last epoch\n");
+      "  final       test accuracy after the last epoch\n"
+      "  val_select  settings and epoch count chosen on val200 (train800 searches over a grid, "
+      "config/val_grids.yaml),\n"
+      "              one final run on train800val200, its test accuracy after the last epoch\n");
   if (!root.empty() && bench == Benchmark::kFewshot) {
     print_fewshot_datasets(root);
   } else if (!root.empty()) {

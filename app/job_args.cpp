@@ -173,9 +173,9 @@ Args write_with(const std::vector<Flag<S>>& flags, const S& spec) {
 
 // ------------------------------------------------------------------ petl run
 
-const std::vector<Flag<JobSpec>>& run_flags() {
-  using F = Flag<JobSpec>;
-  static const std::vector<F> flags = {
+// What a job trains on: the method, the task and its benchmark, the data, the backbone.
+std::vector<Flag<JobSpec>> job_input_flags() {
+  return {
       required<JobSpec>("method", "method name (see `petl list`)", &JobSpec::method),
       required<JobSpec>("task",
                         "task folder name under --data-root (aliases like cifar100 accepted); with --benchmark "
@@ -213,125 +213,140 @@ const std::vector<Flag<JobSpec>>& run_flags() {
           "dinov2 (DINOv2's interpolate_pos_encoding: scale factor (new + 0.1) / old, no antialias); "
           "recorded, and part of the job key when dinov2",
           &JobSpec::pos_resample, PosResample::kTimm),
-      text<JobSpec>("recipe", "training recipe from config/recipes.yaml (default: the method's)", &JobSpec::recipe),
-      integer<JobSpec>("epochs", "override the recipe's epochs", &JobSpec::epochs, JobSpec::kRecipeValue),
-      integer<JobSpec>("batch-size", "override the recipe's batch size", &JobSpec::batch_size, JobSpec::kRecipeValue),
-      integer<JobSpec>("seed", "override the recipe's seed", &JobSpec::seed, JobSpec::kRecipeValue),
-      choice<JobSpec>("protocol",
-                      "headline accuracy: best_of_10 | final (both are recorded) | val_select (selection without "
-                      "the test set: each grid point trains on train800 and is evaluated on val200, the best (point, "
-                      "epoch count) on val200 trains once on train800val200, and its test accuracy after the last "
-                      "epoch is the result; alone it runs the method's default grid (config/val_grids.yaml; a --set "
-                      "of a grid key pins it), searches first, their records in <out>/search)",
-                      &JobSpec::protocol, Protocol::kBestOf10),
-      text<JobSpec>("stage",
-                    "--protocol val_select: 'search' runs one grid point (train800 -> val200); the sweep plans these",
-                    &JobSpec::stage),
-      F{"select-from", F::kList, "", false,
-        "--protocol val_select: a search job's results.jsonl (repeat, in grid order); the run trains on "
-        "train800val200 with the point and epoch count the searches' val200 evaluations choose",
-        [](JobSpec& s, const std::string& v) { s.select_from.push_back(v); },
-        [](const JobSpec& s) { return s.select_from; }},
-      integer<JobSpec>("threads",
-                       "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now, measured over 0.1 s)",
-                       &JobSpec::threads, 0, "0"),
-      value<JobSpec>(
-          "device", "cpu",
-          "cpu, cuda or cuda:N (cuda needs a CUDA LibTorch build; memory is then the caching allocator's peak "
-          "allocated/reserved)",
-          [](JobSpec& s, const std::string& v) { s.device = v; }, [](const JobSpec& s) { return s.device; }),
-      choice<JobSpec>("precision",
-                      "fp32 (exact; the reference code's) or bf16: every forward pass (the frozen backbone's, the "
-                      "trainable path's, evaluation, cache builds) under bfloat16 autocast, parameters and optimizer "
-                      "state in float32; part of the job key and recorded in memory.precision",
-                      &JobSpec::precision, Precision::kFp32),
-      F{"set", F::kList, "", false,
-        "key=value override of a recipe key (lr, weight_decay, warmup_epochs, eval_every, drop_path_rate, ...) or a "
-        "method setting (`petl list` shows every method's keys, defaults and ranges); repeatable",
-        [](JobSpec& s, const std::string& v) { s.set.push_back(v); }, [](const JobSpec& s) { return s.set; }},
-      on_off<JobSpec>("skip-bad", "skip missing/undecodable images (counted in the record) instead of failing",
-                      &JobSpec::skip_bad, true),
-      on_off<JobSpec>("allow-missing-classes",
-                      "train even when some class has no image in the train split (VTAB-1k's own sun397 split "
-                      "always may): a warning names the classes and the record's data.missing_train_classes holds "
-                      "them. Without it such a job stops with an error naming the list and the classes",
-                      &JobSpec::allow_missing_classes, true),
-      on_off<JobSpec>("no-progress", "no progress bars", &JobSpec::progress, false),
-      value<JobSpec>(
-          "out", "runs", "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/",
-          [](JobSpec& s, const std::string& v) { s.out_dir = v; }, [](const JobSpec& s) { return s.out_dir; }),
-      on_off<JobSpec>("dry-run", "build the model, print trainable parameters and effective settings, do not train",
-                      &JobSpec::dry_run, true),
-      text<JobSpec>("feature-cache",
-                    "train from frozen-backbone features cached in this directory (built when missing; only methods "
-                    "whose backbone path is frozen and deterministic: linear, mae_linprobe, vqt, synqt with --set "
-                    "backbone_drop_path=off)",
-                    &JobSpec::feature_cache),
-      integer<JobSpec>("dp",
-                       "data parallelism over N MPI ranks: run `mpirun -np N petl run --dp N ...`; each rank trains on "
-                       "its slice of every global batch, gradients are summed (MPI_Allreduce on CPU, NCCL on GPU); "
-                       "rank 0 writes the record",
-                       &JobSpec::dp, 1, "1"),
-      value<JobSpec>(
-          "feature-memory-budget", "auto",
-          "with --feature-cache: the most memory the train split's features may hold (e.g. 8G); above it the job "
-          "trains live and its record says why. auto = half the memory available at start",
-          [](JobSpec& s, const std::string& v) {
-            s.feature_memory_budget = v == "auto" ? 0 : parse_size(v, "--feature-memory-budget");
-          },
-          [](const JobSpec& s) {
-            return s.feature_memory_budget == 0 ? std::string("auto") : std::to_string(s.feature_memory_budget);
-          }),
-      choice<JobSpec>("cache-dtype",
-                      "precision of a cache built here: float32 (same losses and logits as live training) or float16",
-                      &JobSpec::cache_dtype, CacheDtype::kFloat32),
-      value<JobSpec>(
-          "micro-batch", "0",
-          "run each batch's forward and backward in chunks of at most M images, gradients accumulated before the one "
-          "optimizer step (same step up to float summation order; BatchNorm statistics and dropout masks are per "
-          "chunk). 0 = the whole batch",
-          [](JobSpec& s, const std::string& v) {
-            s.micro_batch = to_int(v, "--micro-batch");
-            PETL_CHECK(s.micro_batch >= 0, "--micro-batch ", s.micro_batch,
-                       ": expected an integer >= 0 (0 = the whole batch)");
-          },
-          [](const JobSpec& s) { return std::to_string(s.micro_batch); }),
-      F{"memory-budget", F::kValue, "", false,
-        "keep the training peak under SIZE (e.g. 4G, 512M): the largest micro-batch predicted to fit (a memory model "
-        "of "
-        "this job fitted on probe steps of doubling size, checked by the meter on the first two steps, the "
-        "micro-batch halved if one peaks above SIZE) is used; the record's memory_budget section holds the budget, "
-        "the model, the prediction and the measured peak. A job that cannot fit even one image per chunk is recorded "
-        "as does_not_fit with its minimum peak, before training",
-        [](JobSpec& s, const std::string& v) {
-          s.memory_budget = parse_size(v, "--memory-budget");
-          PETL_CHECK(s.memory_budget > 0, "--memory-budget '", v, "': expected a size > 0 (e.g. 4G)");
-        },
-        [](const JobSpec& s) {
-          return s.memory_budget > 0 ? std::vector<std::string>{std::to_string(s.memory_budget)}
-                                     : std::vector<std::string>{};
-        }},
-      on_off<JobSpec>("no-checkpoint", "do not save the trained tensors", &JobSpec::save_checkpoint, false),
-      on_off<JobSpec>("resume",
-                      "if --out already holds a finished record of this exact job (same job key: effective settings, "
-                      "backbone and data-list hashes), print it instead of training again; else continue from the "
-                      "job's saved training state (<out>/state/<job_key>.safetensors) when there is one",
-                      &JobSpec::reuse_done, true),
-      value<JobSpec>(
-          "state-every", "10",
-          "save the job's full training state (trained tensors, optimizer, random generators, evaluations so far) to "
-          "<out>/state/ at the first epoch boundary at least this many minutes after the last save; 0 = every epoch, "
-          "off = never. A SIGTERM, SIGUSR2 or SIGINT during training also saves it (at the next iteration) before the "
-          "job ends by that signal; --resume continues from it, bit for bit on CPU. Removed once the record is written",
-          [](JobSpec& s, const std::string& v) { s.state_every_min = parse_state_every(v, "--state-every"); },
-          [](const JobSpec& s) {
-            return s.state_every_min < 0 ? std::string("off") : format_double(s.state_every_min);
-          }),
-      text<JobSpec>("record-file",
-                    "also write this job's record (the reused one with --resume, or the failed one) to FILE as one "
-                    "JSON line, for a parent process (the job farm's result file)",
-                    &JobSpec::record_file),
   };
+}
+
+const std::vector<Flag<JobSpec>>& run_flags() {
+  using F = Flag<JobSpec>;
+  static const std::vector<F> flags = [] {
+    std::vector<F> all = job_input_flags();
+    const std::vector<F> rest = {
+        text<JobSpec>("recipe", "training recipe from config/recipes.yaml (default: the method's)", &JobSpec::recipe),
+        integer<JobSpec>("epochs", "override the recipe's epochs", &JobSpec::epochs, JobSpec::kRecipeValue),
+        integer<JobSpec>("batch-size", "override the recipe's batch size", &JobSpec::batch_size, JobSpec::kRecipeValue),
+        integer<JobSpec>("seed", "override the recipe's seed", &JobSpec::seed, JobSpec::kRecipeValue),
+        choice<JobSpec>("protocol",
+                        "headline accuracy: best_of_10 | final (both are recorded) | val_select (selection without "
+                        "the test set: each grid point trains on train800 and is evaluated on val200, the best (point, "
+                        "epoch count) on val200 trains once on train800val200, and its test accuracy after the last "
+                        "epoch is the result; alone it runs the method's default grid (config/val_grids.yaml; a --set "
+                        "of a grid key pins it), searches first, their records in <out>/search)",
+                        &JobSpec::protocol, Protocol::kBestOf10),
+        text<JobSpec>("stage",
+                      "--protocol val_select: 'search' runs one grid point (train800 -> val200); the sweep plans these",
+                      &JobSpec::stage),
+        F{"select-from", F::kList, "", false,
+          "--protocol val_select: a search job's results.jsonl (repeat, in grid order); the run trains on "
+          "train800val200 with the point and epoch count the searches' val200 evaluations choose",
+          [](JobSpec& s, const std::string& v) { s.select_from.push_back(v); },
+          [](const JobSpec& s) { return s.select_from; }},
+        integer<JobSpec>(
+            "threads", "intra-op threads (0 = OMP_NUM_THREADS when set, else the cores free now, measured over 0.1 s)",
+            &JobSpec::threads, 0, "0"),
+        value<JobSpec>(
+            "device", "cpu",
+            "cpu, cuda or cuda:N (cuda needs a CUDA LibTorch build; memory is then the caching allocator's peak "
+            "allocated/reserved)",
+            [](JobSpec& s, const std::string& v) { s.device = v; }, [](const JobSpec& s) { return s.device; }),
+        choice<JobSpec>("precision",
+                        "fp32 (exact; the reference code's) or bf16: every forward pass (the frozen backbone's, the "
+                        "trainable path's, evaluation, cache builds) under bfloat16 autocast, parameters and optimizer "
+                        "state in float32; part of the job key and recorded in memory.precision",
+                        &JobSpec::precision, Precision::kFp32),
+        F{"set", F::kList, "", false,
+          "key=value override of a recipe key (lr, weight_decay, warmup_epochs, eval_every, drop_path_rate, ...) or a "
+          "method setting (`petl list` shows every method's keys, defaults and ranges); repeatable",
+          [](JobSpec& s, const std::string& v) { s.set.push_back(v); }, [](const JobSpec& s) { return s.set; }},
+        on_off<JobSpec>("skip-bad", "skip missing/undecodable images (counted in the record) instead of failing",
+                        &JobSpec::skip_bad, true),
+        on_off<JobSpec>("allow-missing-classes",
+                        "train even when some class has no image in the train split (VTAB-1k's own sun397 split "
+                        "always may): a warning names the classes and the record's data.missing_train_classes holds "
+                        "them. Without it such a job stops with an error naming the list and the classes",
+                        &JobSpec::allow_missing_classes, true),
+        on_off<JobSpec>("no-progress", "no progress bars", &JobSpec::progress, false),
+        value<JobSpec>(
+            "out", "runs",
+            "output directory: results.jsonl (one record per job, appended and fsync'd) and checkpoints/",
+            [](JobSpec& s, const std::string& v) { s.out_dir = v; }, [](const JobSpec& s) { return s.out_dir; }),
+        on_off<JobSpec>("dry-run", "build the model, print trainable parameters and effective settings, do not train",
+                        &JobSpec::dry_run, true),
+        text<JobSpec>("feature-cache",
+                      "train from frozen-backbone features cached in this directory (built when missing; only methods "
+                      "whose backbone path is frozen and deterministic: linear, mae_linprobe, vqt, synqt with --set "
+                      "backbone_drop_path=off)",
+                      &JobSpec::feature_cache),
+        integer<JobSpec>(
+            "dp",
+            "data parallelism over N MPI ranks: run `mpirun -np N petl run --dp N ...`; each rank trains on "
+            "its slice of every global batch, gradients are summed (MPI_Allreduce on CPU, NCCL on GPU); "
+            "rank 0 writes the record",
+            &JobSpec::dp, 1, "1"),
+        value<JobSpec>(
+            "feature-memory-budget", "auto",
+            "with --feature-cache: the most memory the train split's features may hold (e.g. 8G); above it the job "
+            "trains live and its record says why. auto = half the memory available at start",
+            [](JobSpec& s, const std::string& v) {
+              s.feature_memory_budget = v == "auto" ? 0 : parse_size(v, "--feature-memory-budget");
+            },
+            [](const JobSpec& s) {
+              return s.feature_memory_budget == 0 ? std::string("auto") : std::to_string(s.feature_memory_budget);
+            }),
+        choice<JobSpec>("cache-dtype",
+                        "precision of a cache built here: float32 (same losses and logits as live training) or float16",
+                        &JobSpec::cache_dtype, CacheDtype::kFloat32),
+        value<JobSpec>(
+            "micro-batch", "0",
+            "run each batch's forward and backward in chunks of at most M images, gradients accumulated before the one "
+            "optimizer step (same step up to float summation order; BatchNorm statistics and dropout masks are per "
+            "chunk). 0 = the whole batch",
+            [](JobSpec& s, const std::string& v) {
+              s.micro_batch = to_int(v, "--micro-batch");
+              PETL_CHECK(s.micro_batch >= 0, "--micro-batch ", s.micro_batch,
+                         ": expected an integer >= 0 (0 = the whole batch)");
+            },
+            [](const JobSpec& s) { return std::to_string(s.micro_batch); }),
+        F{"memory-budget", F::kValue, "", false,
+          "keep the training peak under SIZE (e.g. 4G, 512M): the largest micro-batch predicted to fit (a memory model "
+          "of "
+          "this job fitted on probe steps of doubling size, checked by the meter on the first two steps, the "
+          "micro-batch halved if one peaks above SIZE) is used; the record's memory_budget section holds the budget, "
+          "the model, the prediction and the measured peak. A job that cannot fit even one image per chunk is recorded "
+          "as does_not_fit with its minimum peak, before training",
+          [](JobSpec& s, const std::string& v) {
+            s.memory_budget = parse_size(v, "--memory-budget");
+            PETL_CHECK(s.memory_budget > 0, "--memory-budget '", v, "': expected a size > 0 (e.g. 4G)");
+          },
+          [](const JobSpec& s) {
+            return s.memory_budget > 0 ? std::vector<std::string>{std::to_string(s.memory_budget)}
+                                       : std::vector<std::string>{};
+          }},
+        on_off<JobSpec>("no-checkpoint", "do not save the trained tensors", &JobSpec::save_checkpoint, false),
+        on_off<JobSpec>("resume",
+                        "if --out already holds a finished record of this exact job (same job key: effective settings, "
+                        "backbone and data-list hashes), print it instead of training again; else continue from the "
+                        "job's saved training state (<out>/state/<job_key>.safetensors) when there is one",
+                        &JobSpec::reuse_done, true),
+        value<JobSpec>(
+            "state-every", "10",
+            "save the job's full training state (trained tensors, optimizer, random generators, evaluations so far) to "
+            "<out>/state/ at the first epoch boundary at least this many minutes after the last save; 0 = every epoch, "
+            "off = never. A SIGTERM, SIGUSR2 or SIGINT during training also saves it (at the next iteration) before "
+            "the "
+            "job ends by that signal; --resume continues from it, bit for bit on CPU. Removed once the record is "
+            "written",
+            [](JobSpec& s, const std::string& v) { s.state_every_min = parse_state_every(v, "--state-every"); },
+            [](const JobSpec& s) {
+              return s.state_every_min < 0 ? std::string("off") : format_double(s.state_every_min);
+            }),
+        text<JobSpec>("record-file",
+                      "also write this job's record (the reused one with --resume, or the failed one) to FILE as one "
+                      "JSON line, for a parent process (the job farm's result file)",
+                      &JobSpec::record_file),
+    };
+    all.insert(all.end(), rest.begin(), rest.end());
+    return all;
+  }();
   return flags;
 }
 

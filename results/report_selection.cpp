@@ -30,7 +30,7 @@ std::string chosen_text(const Record& rec) {
   std::vector<std::string> parts;
   if (auto sets = c->find("sets"); sets != c->end() && sets->is_object())
     for (auto& [k, v] : sets->items()) parts.push_back(k + "=" + value_text(v));
-  if (auto e = c->find("epoch"); e != c->end() && !e->is_null()) parts.push_back("epochs=" + value_text(*e));
+  if (auto e = c->find("epochs"); e != c->end() && !e->is_null()) parts.push_back("epochs=" + value_text(*e));
   return parts.empty() ? "?" : join(parts, " ");
 }
 

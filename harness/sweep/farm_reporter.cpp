@@ -108,7 +108,8 @@ void SweepReporter::print_line(const FarmJob& job, const FarmOutcome& o, const j
                 ? " " + std::to_string(job.identity.value("shots", 0)) + "-shot split " +
                       std::to_string(job.identity.value("split_seed", -1))
                 : std::string()) +
-           " seed " + std::to_string(job.identity.value("seed", -1));
+           " seed " + std::to_string(job.identity.value("seed", -1)) +
+           (job.identity.contains("stage") ? " [" + job.identity.value("stage", std::string()) + "]" : std::string());
     if (job.identity.contains("sets"))
       for (auto& [k, v] : job.identity["sets"].items()) what += " " + k + "=" + v.get<std::string>();
   }

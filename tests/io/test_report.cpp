@@ -1379,7 +1379,7 @@ nlohmann::json final_record(const std::string& method, const std::string& task, 
   r["accuracy_by_protocol"]["final"] = val_select;
   r["accuracy_by_protocol"]["val_select"] = val_select;
   r["selection"] = {{"search_job_keys", {"s1", "s2"}},
-                    {"chosen", {{"sets", {{"lr", lr}}}, {"epoch", epoch}, {"val_acc", 71.0}, {"job_key", "s1"}}},
+                    {"chosen", {{"sets", {{"lr", lr}}}, {"epochs", epoch}, {"val_acc", 71.0}, {"job_key", "s1"}}},
                     {"rule", "best val200 accuracy, then the fewer epochs"},
                     {"candidates", nlohmann::json::array()}};
   r["job_key"] = method + "_" + task + "_" + std::to_string(seed) + "_final";
