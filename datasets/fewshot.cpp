@@ -59,6 +59,11 @@ const std::map<std::string, std::string>& alias_map() {
   return m;
 }
 
+// A short decimal (list names carry K and S).
+bool digits(const std::string& x) {
+  return !x.empty() && x.size() < 9 && std::all_of(x.begin(), x.end(), [](char c) { return std::isdigit(c); });
+}
+
 fs::path annotations(const TaskInfo& t) { return fs::path(t.dir) / "annotations"; }
 
 std::string train_list_name(int shots, int seed) { return str_cat("train_meta.list.num_shot_", shots, ".seed_", seed); }
@@ -70,9 +75,6 @@ bool parse_train_list_name(const std::string& name, int* shots, int* seed) {
   const size_t dot = name.find(".seed_", head.size());
   if (dot == std::string::npos) return false;
   const std::string k = name.substr(head.size(), dot - head.size()), s = name.substr(dot + 6);
-  auto digits = [](const std::string& x) {
-    return !x.empty() && x.size() < 9 && std::all_of(x.begin(), x.end(), [](char c) { return std::isdigit(c); });
-  };
   if (!digits(k) || !digits(s)) return false;
   *shots = std::stoi(k);
   *seed = std::stoi(s);
@@ -180,9 +182,6 @@ bool parse_fewshot_train_split(const std::string& split, int* shots, int* split_
   const size_t shot = split.find("shot_seed");
   if (split.rfind("train_", 0) != 0 || shot == std::string::npos) return false;
   const std::string k = split.substr(6, shot - 6), s = split.substr(shot + 9);
-  auto digits = [](const std::string& x) {
-    return !x.empty() && x.size() < 9 && std::all_of(x.begin(), x.end(), [](char c) { return std::isdigit(c); });
-  };
   if (!digits(k) || !digits(s)) return false;
   *shots = std::stoi(k);
   *split_seed = std::stoi(s);

@@ -644,7 +644,7 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
 
   std::vector<SweepJob> caches, trains;
   std::map<std::string, size_t> cache_index;
-  std::set<std::string> train_keys;
+  std::map<std::string, size_t> train_index;  // key → index in trains
   // One training job (and the cache it trains on); identical jobs after overrides are planned once.
   auto add = [&](const std::string& m, const std::string& t, int seed, const JobShape& shape,
                  const std::map<std::string, std::string>& sets) -> const SweepJob& {
@@ -672,9 +672,9 @@ SweepPlan plan_sweep(const SweepConfig& cfg, const PlanOptions& opts) {
     JobProfile profile{100, 10, !need, ""};
     if (opts.job_profile) profile = opts.job_profile(m, t, cfg.recipe, shape.protocol, sets, cfg.benchmark);
     SweepJob j = train_job(ctx, m, t, seed, shape, sets, need, cache, profile);
-    const std::string key = j.key;
-    if (train_keys.insert(key).second) trains.push_back(std::move(j));
-    return *std::find_if(trains.begin(), trains.end(), [&](const SweepJob& x) { return x.key == key; });
+    auto [it, fresh] = train_index.emplace(j.key, trains.size());
+    if (fresh) trains.push_back(std::move(j));
+    return trains[it->second];
   };
   for (const auto& m : cfg.methods) {
     auto grid = cfg.grid;

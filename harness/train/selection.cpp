@@ -53,6 +53,20 @@ SelectionCandidate read_candidate(const std::string& file, const JobSpec& spec) 
   return c;
 }
 
+// --set values `sets` ("key=value", in order) with `over` replacing or adding keys, sorted by key.
+std::vector<std::string> with_sets(const std::vector<std::string>& sets,
+                                   const std::map<std::string, std::string>& over) {
+  std::map<std::string, std::string> m;
+  for (const auto& kv : sets) {
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) m[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : over) m[k] = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m) out.push_back(k + "=" + v);
+  return out;
+}
+
 }  // namespace
 
 json Selection::to_json() const {
@@ -93,14 +107,7 @@ Selection select_on_val(const JobSpec& spec) {
 
 JobSpec final_run_spec(const JobSpec& final_spec, const Selection& s) {
   JobSpec r = final_spec;
-  std::map<std::string, std::string> sets;
-  for (const auto& kv : final_spec.set) {
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) sets[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : s.candidates.at(s.chosen).sets) sets[k] = v;
-  r.set.clear();
-  for (const auto& [k, v] : sets) r.set.push_back(k + "=" + v);
+  r.set = with_sets(final_spec.set, s.candidates.at(s.chosen).sets);
   r.epochs = s.epochs;
   r.stage.clear();
   return r;
@@ -110,14 +117,7 @@ JobSpec search_spec(const JobSpec& base, const std::map<std::string, std::string
   JobSpec s = base;
   s.stage = "search";
   s.select_from.clear();
-  std::map<std::string, std::string> sets;
-  for (const auto& kv : base.set) {
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) sets[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : point) sets[k] = v;
-  s.set.clear();
-  for (const auto& [k, v] : sets) s.set.push_back(k + "=" + v);
+  s.set = with_sets(base.set, point);
   return s;
 }
 
